@@ -1,0 +1,135 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"time"
+)
+
+// Identity configures sign-in: sessions, SSO providers and the built-in
+// password directory.
+type Identity struct {
+	Session              Session                 `yaml:"session"`
+	SSO                  map[string]*SSOProvider `yaml:"sso"`
+	Passwords            Passwords               `yaml:"passwords"`
+	AdminGroup           string                  `yaml:"admin_group"`
+	AdminReauth          Duration                `yaml:"admin_reauth"`
+	IAPCompatibleHeaders bool                    `yaml:"iap_compatible_headers"`
+}
+
+// Session bounds how long a sign-in lasts.
+type Session struct {
+	MaxAge      Duration `yaml:"max_age"`
+	IdleTimeout Duration `yaml:"idle_timeout"`
+}
+
+// Passwords configures the built-in user directory's password policy.
+type Passwords struct {
+	MinLength int    `yaml:"min_length"`
+	MFA       string `yaml:"mfa"`
+}
+
+// SSOProvider is one OpenID Connect provider.
+type SSOProvider struct {
+	Issuer           string   `yaml:"issuer"`
+	ClientID         string   `yaml:"client_id"`
+	ClientSecret     string   `yaml:"client_secret"`
+	ClientSecretFile string   `yaml:"client_secret_file"`
+	Scopes           []string `yaml:"scopes"`
+	GroupsClaim      string   `yaml:"groups_claim"`
+	HostedDomain     string   `yaml:"hosted_domain"`
+	RefreshInterval  Duration `yaml:"refresh_interval"`
+}
+
+// Identity defaults.
+const (
+	DefaultSessionMaxAge      = 12 * time.Hour
+	DefaultSessionIdleTimeout = time.Hour
+	DefaultPasswordMinLength  = 12
+	DefaultAdminGroup         = "moat-admins"
+	DefaultAdminReauth        = 15 * time.Minute
+)
+
+func applyIdentityDefaults(id *Identity) {
+	defDur(&id.Session.MaxAge, DefaultSessionMaxAge)
+	defDur(&id.Session.IdleTimeout, DefaultSessionIdleTimeout)
+	if id.Passwords.MinLength == 0 {
+		id.Passwords.MinLength = DefaultPasswordMinLength
+	}
+	def(&id.AdminGroup, DefaultAdminGroup)
+	defDur(&id.AdminReauth, DefaultAdminReauth)
+}
+
+func (v *validator) validateIdentity() {
+	id := &v.cfg.Identity
+	if id.Session.IdleTimeout > id.Session.MaxAge {
+		v.errorAt("identity.session.idle_timeout", "is longer than max_age (%s): lower it or raise max_age", id.Session.MaxAge.D())
+	}
+	if id.Passwords.MinLength < 8 || id.Passwords.MinLength > 128 {
+		v.errorAt("identity.passwords.min_length", "must be between 8 and 128")
+	}
+	switch id.Passwords.MFA {
+	case "", "optional", "required":
+	default:
+		v.errorAt("identity.passwords.mfa", "must be optional or required, not %q", id.Passwords.MFA)
+	}
+	for _, name := range sortedKeys(id.SSO) {
+		path := "identity.sso." + name
+		p := id.SSO[name]
+		if name == "password" || !backendName.MatchString(name) {
+			v.errorAt(path, "invalid provider name %q: use lower-case letters, digits, - and _ (and not \"password\")", name)
+		}
+		if p == nil {
+			v.errorAt(path, "provider has no settings: set issuer and client_id")
+			continue
+		}
+		if p.Issuer == "" {
+			v.errorAt(path, "issuer is required, such as https://accounts.google.com")
+		} else if u, err := url.Parse(p.Issuer); err != nil || u.Host == "" || u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+			v.errorAt(path+".issuer", "invalid issuer %q: it must be https:// (http:// only on a loopback address)", p.Issuer)
+		}
+		if p.ClientID == "" {
+			v.errorAt(path, "client_id is required")
+		}
+		if p.ClientSecretFile != "" {
+			if p.ClientSecret != "" {
+				v.errorAt(path, "set client_secret or client_secret_file, not both")
+			}
+			p.ClientSecret = v.readSecretFile(path+".client_secret_file", p.ClientSecretFile)
+		}
+	}
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.IsLoopback()
+}
+
+var memberPattern = regexp.MustCompile(`^(user|domain|group):(.+)$`)
+
+// validateLogin checks a signed-in route's login methods and allow list.
+func (v *validator) validateLogin(path string, r *Route) {
+	for i, m := range r.Login {
+		if m != "password" && v.cfg.Identity.SSO[m] == nil {
+			v.errorAt(fmt.Sprintf("%s.login[%d]", path, i), "unknown login method %q: use password or a provider under identity.sso%s", m, known(v.cfg.Identity.SSO))
+		}
+	}
+	if len(r.Allow) == 0 {
+		v.errorAt(path, "a route with login needs an allow list, such as allow: [\"domain:example.com\", \"group:staff\"]")
+	}
+	for i, m := range r.Allow {
+		if !memberPattern.MatchString(m) {
+			v.errorAt(fmt.Sprintf("%s.allow[%d]", path, i), "invalid member %q: write user:EMAIL, domain:DOMAIN or group:NAME", m)
+		}
+	}
+	switch r.MFA {
+	case "", "optional", "required":
+	default:
+		v.errorAt(path+".mfa", "must be optional or required, not %q", r.MFA)
+	}
+}

@@ -1,0 +1,332 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Defaults written out, so that `moat check` and the README agree.
+const (
+	DefaultHTTPSAddr         = ":443"
+	DefaultHTTPAddr          = ":80"
+	DefaultInternalAddr      = "127.0.0.1:9090"
+	DefaultDataDir           = "/var/lib/moat"
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultShutdownGrace     = 15 * time.Second
+	DefaultHealthInterval    = 10 * time.Second
+	DefaultDialTimeout       = 5 * time.Second
+	DefaultResponseTimeout   = 60 * time.Second
+	DefaultMaxConnsPerIP     = 256
+	DefaultMaxBodyBytes      = 32 << 20
+)
+
+func applyDefaults(c *Config) {
+	s := &c.Server
+	def(&s.HTTPSAddr, DefaultHTTPSAddr)
+	def(&s.HTTPAddr, DefaultHTTPAddr)
+	def(&s.InternalAddr, DefaultInternalAddr)
+	def(&s.LogLevel, "info")
+	defDur(&s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	defDur(&s.IdleTimeout, DefaultIdleTimeout)
+	defDur(&s.ShutdownGrace, DefaultShutdownGrace)
+	if s.MaxHeaderBytes == 0 {
+		s.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if s.MaxConnsPerIP == 0 {
+		s.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if s.HSTS == nil {
+		t := true
+		s.HSTS = &t
+	}
+	def(&c.DataDir, DefaultDataDir)
+	if !c.TLS.SelfSigned && c.TLS.CertFile == "" && c.TLS.KeyFile == "" && c.TLS.ACME == nil {
+		c.TLS.SelfSigned = true
+		c.Warnings = append(c.Warnings, "tls: no certificate source set, so moat uses a self-signed certificate; browsers will warn (set tls.acme or tls.cert_file + tls.key_file)")
+	}
+	def(&c.CountersFail, "open")
+	for _, b := range c.Backends {
+		if b == nil {
+			continue
+		}
+		defDur(&b.HealthInterval, DefaultHealthInterval)
+		defDur(&b.DialTimeout, DefaultDialTimeout)
+		defDur(&b.ResponseHeaderTimeout, DefaultResponseTimeout)
+		if b.PreserveHost == nil {
+			t := true
+			b.PreserveHost = &t
+		}
+	}
+	for _, r := range c.Routes {
+		if r == nil {
+			continue
+		}
+		r.Host = strings.ToLower(strings.TrimSuffix(r.Host, "."))
+		if r.MaxBodyBytes == 0 {
+			r.MaxBodyBytes = DefaultMaxBodyBytes
+		}
+	}
+	applyIdentityDefaults(&c.Identity)
+}
+
+func def(s *string, v string) {
+	if *s == "" {
+		*s = v
+	}
+}
+
+func defDur(d *Duration, v time.Duration) {
+	if *d == 0 {
+		*d = Duration(v)
+	}
+}
+
+// validator checks a decoded, defaulted Config and records every problem.
+type validator struct {
+	*loader
+	cfg      *Config
+	warnings []string
+}
+
+func (v *validator) warn(path, format string, args ...any) {
+	v.warnings = append(v.warnings, Problem{File: v.file, Line: v.line(path), Path: path, Msg: fmt.Sprintf(format, args...)}.String())
+}
+
+func (v *validator) validate() {
+	v.validateServer()
+	v.validateTLS()
+	v.validateBackends()
+	v.validateIdentity()
+	v.validatePolicies()
+	v.validateRoutes()
+}
+
+func (v *validator) validateServer() {
+	s := &v.cfg.Server
+	for _, a := range []struct{ path, addr string }{
+		{"server.https_addr", s.HTTPSAddr}, {"server.http_addr", s.HTTPAddr}, {"server.internal_addr", s.InternalAddr},
+	} {
+		if a.addr == "off" && a.path == "server.http_addr" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			v.errorAt(a.path, "invalid listen address %q: write host:port or :port", a.addr)
+		}
+	}
+	if host, _, err := net.SplitHostPort(s.InternalAddr); err == nil {
+		if ip, err := netip.ParseAddr(host); host == "" || err == nil && !ip.IsLoopback() {
+			v.warn("server.internal_addr", "%s is reachable from other machines; metrics and health should stay on loopback or a private network", s.InternalAddr)
+		}
+	}
+	for i, p := range s.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			v.errorAt(fmt.Sprintf("server.trusted_proxies[%d]", i), "%v", err)
+		}
+	}
+	if s.PublicURL != "" {
+		u, err := url.Parse(s.PublicURL)
+		if err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+			v.errorAt("server.public_url", "invalid URL %q: write https://host", s.PublicURL)
+		}
+	}
+	switch s.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		v.errorAt("server.log_level", "unknown log level %q: use debug, info, warn or error", s.LogLevel)
+	}
+	if s.DefaultSecurityPolicy != "" && v.cfg.SecurityPolicies[s.DefaultSecurityPolicy] == nil {
+		v.errorAt("server.default_security_policy", "unknown security policy %q%s", s.DefaultSecurityPolicy, known(v.cfg.SecurityPolicies))
+	}
+	switch v.cfg.CountersFail {
+	case "open", "closed":
+	default:
+		v.errorAt("counters_fail", "must be open or closed, not %q", v.cfg.CountersFail)
+	}
+}
+
+// ParsePrefix parses a CIDR or a single address (taken as /32 or /128).
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("invalid IP range %q: write a CIDR such as 203.0.113.0/24 or 2001:db8::/32", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("invalid IP address %q: write an address or a CIDR such as 203.0.113.0/24", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func (v *validator) validateTLS() {
+	t := &v.cfg.TLS
+	modes := 0
+	if t.SelfSigned {
+		modes++
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		modes++
+		if t.CertFile == "" || t.KeyFile == "" {
+			v.errorAt("tls", "cert_file and key_file go together: set both")
+		}
+	}
+	if t.ACME != nil {
+		modes++
+		if t.ACME.DirectoryURL != "" {
+			if u, err := url.Parse(t.ACME.DirectoryURL); err != nil || u.Scheme != "https" {
+				v.errorAt("tls.acme.directory_url", "invalid ACME directory %q: it must be an https:// URL", t.ACME.DirectoryURL)
+			}
+		}
+		if t.ACME.Email != "" && !strings.Contains(t.ACME.Email, "@") {
+			v.errorAt("tls.acme.email", "invalid email %q", t.ACME.Email)
+		}
+		for i, r := range v.cfg.Routes {
+			if r != nil && strings.HasPrefix(r.Host, "*.") {
+				v.errorAt(fmt.Sprintf("routes[%d].host", i), "ACME HTTP-01 cannot issue a certificate for the wildcard %q: use tls.cert_file and tls.key_file", r.Host)
+			}
+		}
+	}
+	if modes > 1 {
+		v.errorAt("tls", "choose one certificate source: self_signed, cert_file + key_file, or acme")
+	}
+}
+
+var backendName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+func (v *validator) validateBackends() {
+	for _, name := range sortedKeys(v.cfg.Backends) {
+		b := v.cfg.Backends[name]
+		path := "backends." + name
+		if !backendName.MatchString(name) {
+			v.errorAt(path, "invalid backend name %q: use lower-case letters, digits, - and _", name)
+		}
+		if b == nil {
+			v.errorAt(path, "backend has no settings: set url")
+			continue
+		}
+		u, err := url.Parse(b.URL)
+		switch {
+		case b.URL == "":
+			v.errorAt(path, "url is required, such as http://127.0.0.1:8501")
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			v.errorAt(path+".url", "invalid backend URL %q: write http://host:port or https://host:port", b.URL)
+		case u.User != nil:
+			v.errorAt(path+".url", "credentials in a backend URL are not supported")
+		case u.RawQuery != "" || u.Fragment != "":
+			v.errorAt(path+".url", "a backend URL takes no query or fragment")
+		}
+		if b.HealthPath != "" && !strings.HasPrefix(b.HealthPath, "/") {
+			v.errorAt(path+".health_path", "must start with /, such as /_stcore/health")
+		}
+	}
+}
+
+var hostLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// validHost accepts a DNS name, "localhost", an IP address, or "*.name".
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	h = strings.TrimPrefix(h, "*.")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if !hostLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) validateRoutes() {
+	c := v.cfg
+	if len(c.Routes) == 0 {
+		v.errorAt("routes", "no routes: add at least one route with a host and a backend")
+	}
+	seen := map[string]int{}
+	for i, r := range c.Routes {
+		path := fmt.Sprintf("routes[%d]", i)
+		if r == nil {
+			v.errorAt(path, "empty route: set host and backend")
+			continue
+		}
+		switch {
+		case r.Host == "":
+			v.errorAt(path, "host is required, such as dash.example.com or *.example.com")
+		case strings.Contains(r.Host, ":") && !strings.Contains(r.Host, "::"):
+			v.errorAt(path+".host", "invalid host %q: leave the port out; routes match any listener", r.Host)
+		case !validHost(r.Host):
+			v.errorAt(path+".host", "invalid host %q: write a DNS name such as dash.example.com, or *.example.com", r.Host)
+		}
+		if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
+			v.errorAt(path+".path_prefix", "must start with /, such as /health/")
+		}
+		if strings.HasPrefix(r.PathPrefix, "/_moat") {
+			v.errorAt(path+".path_prefix", "/_moat/ is moat's own; choose another prefix")
+		}
+		key := r.Host + " " + r.PathPrefix
+		if j, dup := seen[key]; dup {
+			v.errorAt(path, "same host and path_prefix as routes[%d]", j)
+		}
+		seen[key] = i
+		switch {
+		case r.Backend == "":
+			v.errorAt(path, "backend is required%s", known(c.Backends))
+		case c.Backends[r.Backend] == nil:
+			v.errorAt(path+".backend", "unknown backend %q%s", r.Backend, known(c.Backends))
+		}
+		if r.SecurityPolicy != "" && c.SecurityPolicies[r.SecurityPolicy] == nil {
+			v.errorAt(path+".security_policy", "unknown security policy %q%s", r.SecurityPolicy, known(c.SecurityPolicies))
+		}
+		if r.MaxBodyBytes < 0 {
+			v.errorAt(path+".max_body_bytes", "must not be negative")
+		}
+		v.validateRouteAccess(path, r)
+	}
+}
+
+// validateRouteAccess makes the route fail closed: it is public only when it
+// says so, and otherwise it must name how people sign in and who may enter.
+func (v *validator) validateRouteAccess(path string, r *Route) {
+	if r.Public {
+		if len(r.Login) > 0 || len(r.Allow) > 0 || r.MFA != "" || r.Bearer {
+			v.errorAt(path+".public", "a public route takes no login, allow, mfa or bearer: remove public: true or those keys")
+		}
+		return
+	}
+	if len(r.Login) == 0 {
+		v.errorAt(path, "route is not public and has no sign-in: add login: [password] (or an SSO provider) with an allow list, or set public: true")
+		return
+	}
+	v.validateLogin(path, r)
+}
+
+// known lists the names of a map for an error message.
+func known[T any](m map[string]T) string {
+	if len(m) == 0 {
+		return " (none are defined)"
+	}
+	return " (known: " + strings.Join(sortedKeys(m), ", ") + ")"
+}
+
+func sortedKeys[T any](m map[string]T) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

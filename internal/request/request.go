@@ -1,0 +1,83 @@
+// Package request carries what moat learns about a request as it passes the
+// front door (its id, the client's address, the route, the signed-in user)
+// from one stage to the next through the request's context.
+//
+// Stages (policy, auth, proxy) know nothing of each other; they meet here.
+package request
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/moat-dev/moat/internal/config"
+)
+
+// Info is what moat knows about one request. Stages fill it in order: the
+// server sets ID, Start, ClientIP, Scheme and Route; sign-in sets User.
+type Info struct {
+	// ID identifies the request in logs, error pages and the
+	// X-Request-Id header sent to the backend.
+	ID    string
+	Start time.Time
+	// ClientIP is the client's address, resolved through trusted proxies.
+	ClientIP netip.Addr
+	// Scheme is "https" or "http" as the client used it.
+	Scheme string
+	// Route is the matched route; nil for requests that matched none.
+	Route *config.Route
+	// User is the signed-in user, when the request carries a valid session
+	// or token; empty otherwise.
+	User User
+	// Decision notes what the security policy did, for the access log.
+	Decision string
+}
+
+// User is a signed-in identity as the rest of moat sees it.
+type User struct {
+	ID       string
+	Email    string
+	Name     string
+	Groups   []string
+	Provider string // "password" or an SSO provider's name
+	// SessionID is the server-side session's hash, used to find and close
+	// the WebSockets it opened when it is revoked; never the cookie value.
+	SessionID string
+}
+
+// SignedIn reports whether u names a user.
+func (u User) SignedIn() bool { return u.Email != "" }
+
+type ctxKey struct{}
+
+// With returns r carrying info.
+func With(r *http.Request, info *Info) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), ctxKey{}, info))
+}
+
+// From returns the Info of r. A request that did not pass the server's
+// front stage (as in a unit test) gets a fresh Info with a new ID.
+func From(r *http.Request) *Info {
+	if info, ok := r.Context().Value(ctxKey{}).(*Info); ok {
+		return info
+	}
+	return &Info{ID: NewID(), Start: time.Now()}
+}
+
+// FromContext is From for code that has only the context.
+func FromContext(ctx context.Context) (*Info, bool) {
+	info, ok := ctx.Value(ctxKey{}).(*Info)
+	return info, ok
+}
+
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// NewID returns a random request id: 16 characters, 80 bits.
+func NewID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])
+}
