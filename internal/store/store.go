@@ -1,0 +1,174 @@
+// Package store keeps everything moat must not lose: users, groups, sessions,
+// second factors, access tokens, signing keys and the audit log. One
+// interface, two engines: embedded SQLite (the default, in data_dir) and
+// PostgreSQL (for many instances). The store knows nothing of HTTP.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors callers tell apart.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrDuplicate = errors.New("already exists")
+)
+
+// User is one account of the built-in directory, or an SSO user moat has
+// seen (then PasswordHash is empty).
+type User struct {
+	ID                 string
+	Email              string // normalized: trimmed, lower-case
+	Name               string
+	Groups             []string
+	PasswordHash       string // PHC string, argon2id with its parameters
+	Disabled           bool
+	MustChangePassword bool
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+	LastLoginAt        time.Time // zero if never
+}
+
+// Session is a server-side sign-in. The cookie holds a random id; the store
+// keeps only its hash (IDHash), so a stolen database opens no session.
+type Session struct {
+	IDHash    string
+	UserID    string
+	Email     string
+	Provider  string // "password" or an SSO provider name
+	Groups    []string // groups from the provider at sign-in (SSO)
+	MFA       bool     // second factor passed in this session
+	ClientIP  string
+	UserAgent string
+	CreatedAt time.Time
+	LastSeen  time.Time
+	ExpiresAt time.Time
+	RevokedAt time.Time // zero while valid
+	// RefreshToken is the provider's refresh token, encrypted by the caller.
+	RefreshToken []byte
+	// AuthTime is when the user last proved who they are (password or
+	// provider), for re-authentication checks.
+	AuthTime time.Time
+}
+
+// TOTP is a user's enrolled second factor.
+type TOTP struct {
+	UserID        string
+	Secret        []byte // encrypted by the caller with the instance key
+	Confirmed     bool
+	LastStep      int64    // highest time step accepted, to refuse replays
+	RecoveryCodes []string // hashes; a used code is removed
+	CreatedAt     time.Time
+}
+
+// Token is a personal access token; the store keeps only its hash.
+type Token struct {
+	ID        string
+	Hash      string
+	UserID    string
+	Name      string
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero: no expiry
+	RevokedAt time.Time
+	LastUsed  time.Time
+}
+
+// SigningKey is a key moat signs assertions with.
+type SigningKey struct {
+	ID         string // the JWT kid
+	Algorithm  string // "ES256"
+	PublicKey  []byte // PKIX DER
+	PrivateKey []byte // encrypted by the caller with the instance key
+	CreatedAt  time.Time
+	// RetireAt is when the key stopped signing (zero while current); it
+	// stays published until every token it signed has expired.
+	RetireAt time.Time
+}
+
+// AuditEvent is one entry of the audit log. Never holds a password, session
+// id or token.
+type AuditEvent struct {
+	ID       int64
+	Time     time.Time
+	Actor    string // who did it: an email, "cli", or "system"
+	Action   string // such as login.success, login.failure, user.create
+	Subject  string // whom it concerns, usually an email
+	ClientIP string
+	Detail   string
+}
+
+// AuditFilter selects audit events; zero fields match all.
+type AuditFilter struct {
+	Since   time.Time
+	Until   time.Time
+	Actor   string
+	Subject string
+	Action  string
+	Limit   int
+	Offset  int
+}
+
+// UserFilter selects users for listing; zero fields match all.
+type UserFilter struct {
+	Query  string // substring of email or name
+	Group  string
+	Limit  int
+	Offset int
+}
+
+// Store is the one interface both engines implement. Every method is safe
+// for concurrent use, and by several moat processes on the same database.
+type Store interface {
+	CreateUser(ctx context.Context, u *User) error // sets ID, timestamps; ErrDuplicate on email
+	GetUser(ctx context.Context, id string) (*User, error)
+	GetUserByEmail(ctx context.Context, email string) (*User, error)
+	ListUsers(ctx context.Context, f UserFilter) ([]*User, int, error) // page and total
+	UpdateUser(ctx context.Context, u *User) error // all fields but ID and CreatedAt
+	DeleteUser(ctx context.Context, id string) error // also its sessions, totp, tokens
+	ListGroups(ctx context.Context) (map[string][]string, error) // group -> emails
+
+	CreateSession(ctx context.Context, s *Session) error
+	GetSession(ctx context.Context, idHash string) (*Session, error)
+	TouchSession(ctx context.Context, idHash string, lastSeen time.Time) error
+	UpdateSession(ctx context.Context, s *Session) error
+	RevokeSession(ctx context.Context, idHash string, at time.Time) error
+	RevokeUserSessions(ctx context.Context, userID string, at time.Time) ([]string, error) // hashes revoked
+	ListSessions(ctx context.Context, userID string) ([]*Session, error) // userID "" = all live
+	// RevokedSince lists sessions revoked after t, so every instance can
+	// close their WebSockets within seconds.
+	RevokedSince(ctx context.Context, t time.Time) ([]string, error)
+	DeleteExpiredSessions(ctx context.Context, before time.Time) (int, error)
+
+	GetTOTP(ctx context.Context, userID string) (*TOTP, error)
+	PutTOTP(ctx context.Context, t *TOTP) error
+	DeleteTOTP(ctx context.Context, userID string) error
+	// AdvanceTOTPStep records step as used if it is above the last one, and
+	// reports whether it was; two instances cannot both accept one code.
+	AdvanceTOTPStep(ctx context.Context, userID string, step int64) (bool, error)
+	// UseRecoveryCode removes hash from the user's codes and reports whether
+	// it was there.
+	UseRecoveryCode(ctx context.Context, userID, hash string) (bool, error)
+
+	CreateToken(ctx context.Context, t *Token) error
+	GetTokenByHash(ctx context.Context, hash string) (*Token, error)
+	ListTokens(ctx context.Context, userID string) ([]*Token, error)
+	RevokeToken(ctx context.Context, id string, at time.Time) error
+	TouchToken(ctx context.Context, id string, at time.Time) error
+
+	AddSigningKey(ctx context.Context, k *SigningKey) error
+	ListSigningKeys(ctx context.Context) ([]*SigningKey, error)
+	RetireSigningKey(ctx context.Context, id string, at time.Time) error
+
+	Audit(ctx context.Context, e *AuditEvent) error
+	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
+
+	Close() error
+}
+
+// Open returns the store named by dsn: "postgres://…" or "postgresql://…"
+// for PostgreSQL, anything else is a SQLite file path (the default is
+// data_dir/moat.db). Migrations are applied before it returns.
+//
+// Implemented in open.go.
