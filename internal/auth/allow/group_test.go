@@ -1,0 +1,42 @@
+package allow
+
+import (
+	"testing"
+
+	"github.com/moat-dev/moat/internal/request"
+)
+
+func TestGroupMember(t *testing.T) {
+	m, err := Parse("group:customer-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		groups []string
+		want   bool
+	}{
+		{"a member is allowed", []string{"staff", "customer-a"}, true},
+		{"a user in other groups is refused", []string{"customer-b"}, false},
+		{"a user in no group is refused", nil, false},
+		{"group names compare exactly", []string{"Customer-A"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := request.User{Email: "x@example.com", Groups: tc.groups}
+			if got := m.Allows(u); got != tc.want {
+				t.Errorf("Allows(%v) = %v, want %v", tc.groups, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseRefusesUnknownKindsAndEmptyValues(t *testing.T) {
+	for _, s := range []string{"role:admin", "user:", "domain", "", "group: "} {
+		if _, err := Parse(s); err == nil {
+			t.Errorf("Parse(%q) succeeded", s)
+		}
+	}
+	if (List{}).Allows(request.User{Email: "a@b.c"}) {
+		t.Error("an empty list allowed someone")
+	}
+}
