@@ -18,15 +18,19 @@ var version = "dev"
 
 func main() {
 	if err := newRootCommand().Execute(); err != nil {
-		var ce config.Errors
-		if errors.As(err, &ce) {
-			fmt.Fprintln(os.Stderr, ce.Error())
-			fmt.Fprintf(os.Stderr, "%d error(s) in the configuration\n", len(ce))
-		} else {
-			fmt.Fprintln(os.Stderr, "moat:", err)
-		}
+		fmt.Fprint(os.Stderr, errorText(err))
 		os.Exit(1)
 	}
+}
+
+// errorText is what a person sees for err: every configuration problem on
+// its own line with a count, or one line for anything else.
+func errorText(err error) string {
+	var ce config.Errors
+	if errors.As(err, &ce) {
+		return fmt.Sprintf("%s\n%d error(s) in the configuration; fix them and run moat check again\n", ce.Error(), len(ce))
+	}
+	return "moat: " + err.Error() + "\n"
 }
 
 // subcommands is filled by each command's file, so adding a command touches

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moat-dev/moat/internal/config"
+)
+
+func init() { subcommands = append(subcommands, newCheckCommand) }
+
+func newCheckCommand() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Validate a configuration file and print the effective routing table",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			printCheck(cmd.OutOrStdout(), cfg)
+			return nil
+		},
+	}
+	configFlag(cmd, &path)
+	return cmd
+}
+
+// printCheck writes the warnings and the routing table of a valid config.
+func printCheck(w io.Writer, cfg *config.Config) {
+	for _, warning := range cfg.Warnings {
+		fmt.Fprintln(w, "warning:", warning)
+	}
+	fmt.Fprintf(w, "%s: configuration is valid (%d routes, %d backends)\n\n", cfg.Path, len(cfg.Routes), len(cfg.Backends))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tPATH\tBACKEND\tURL\tACCESS\tPOLICY")
+	for _, r := range cfg.Routes {
+		prefix := r.PathPrefix
+		if prefix == "" {
+			prefix = "/"
+		}
+		policy := r.SecurityPolicy
+		if policy == "" {
+			policy = cfg.Server.DefaultSecurityPolicy
+		}
+		if policy == "" {
+			policy = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, prefix, r.Backend, cfg.Backends[r.Backend].URL, access(r), policy)
+	}
+	tw.Flush()
+}
+
+func access(r *config.Route) string {
+	if r.Public {
+		return "public"
+	}
+	s := "login " + strings.Join(r.Login, "+") + "; allow " + strings.Join(r.Allow, ", ")
+	if r.MFA == "required" {
+		s += "; mfa required"
+	}
+	return s
+}

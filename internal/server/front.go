@@ -1,0 +1,174 @@
+package server
+
+import (
+	"bufio"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moat-dev/moat/internal/metrics"
+	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/route"
+	"github.com/moat-dev/moat/internal/web"
+)
+
+// moatPrefix is where moat's own pages live on every routed host.
+const moatPrefix = "/_moat/"
+
+// ServeHTTP is the front stage of every public request: it resolves the
+// client, finds the route in the current world, hands the request to that
+// route's chain, and writes the access log line and metrics.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	wd := s.world.Load()
+	info := &request.Info{ID: request.NewID(), Start: time.Now(), Scheme: "https"}
+	if r.TLS == nil {
+		info.Scheme = "http"
+	}
+	info.ClientIP = wd.clientIP.Resolve(r)
+	r = request.With(r, info)
+	rec := &recorder{ResponseWriter: w}
+	if *wd.cfg.Server.HSTS && r.TLS != nil {
+		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+	}
+	wd.serve(rec, r, info)
+	s.accessLog(rec, r, info)
+}
+
+// serve routes r within one world.
+func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Info) {
+	host := route.Host(r.Host)
+	// Route on the cleaned path so /public/../private cannot reach a route
+	// the raw path does not name; a browser is sent to the clean path.
+	clean := cleanPath(r.URL.Path)
+	if clean != r.URL.Path {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			u := *r.URL
+			u.Path, u.RawPath = clean, ""
+			http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
+			return
+		}
+		web.Error(w, r, http.StatusBadRequest, "bad_request")
+		return
+	}
+	if strings.HasPrefix(clean, moatPrefix) {
+		rt := wd.routes.HostRoute(host)
+		if rt == nil {
+			web.Error(w, r, http.StatusNotFound, "not_found")
+			return
+		}
+		info.Route = rt
+		wd.own[rt].ServeHTTP(w, r)
+		return
+	}
+	rt := wd.routes.Lookup(host, clean)
+	if rt == nil {
+		web.Error(w, r, http.StatusNotFound, "not_found")
+		return
+	}
+	info.Route = rt
+	if r.ContentLength > rt.MaxBodyBytes {
+		web.Error(w, r, http.StatusRequestEntityTooLarge, "body_too_large")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBodyBytes)
+	wd.chains[rt].ServeHTTP(w, r)
+}
+
+// cleanPath is path.Clean that keeps a trailing slash and a leading one.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	c := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
+
+func (s *Server) accessLog(rec *recorder, r *http.Request, info *request.Info) {
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	routeName := ""
+	if info.Route != nil {
+		routeName = info.Route.Name()
+	}
+	elapsed := time.Since(info.Start)
+	metrics.Requests.WithLabelValues(routeName, strconv.Itoa(status)).Inc()
+	metrics.Duration.WithLabelValues(routeName).Observe(elapsed.Seconds())
+	attrs := []slog.Attr{
+		slog.String("request_id", info.ID),
+		slog.String("route", routeName),
+		slog.String("method", r.Method),
+		slog.String("host", r.Host),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+		slog.Int64("bytes", rec.bytes),
+		slog.String("client_ip", info.ClientIP.String()),
+		slog.String("proto", r.Proto),
+	}
+	if rec.hijacked {
+		attrs = append(attrs, slog.Bool("websocket", true))
+	}
+	if info.User.SignedIn() {
+		attrs = append(attrs, slog.String("user", info.User.Email))
+	}
+	if info.Decision != "" {
+		attrs = append(attrs, slog.String("decision", info.Decision))
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+}
+
+// recorder notes the status and size of a response for the access log. It
+// passes Flush and Hijack through so streaming and WebSockets work, and
+// Unwrap so http.ResponseController reaches the connection.
+type recorder struct {
+	http.ResponseWriter
+	status   int
+	bytes    int64
+	hijacked bool
+}
+
+func (rec *recorder) WriteHeader(code int) {
+	if rec.status == 0 && code >= 200 || code == http.StatusSwitchingProtocols {
+		rec.status = code
+	}
+	rec.ResponseWriter.WriteHeader(code)
+}
+
+func (rec *recorder) Write(b []byte) (int, error) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	n, err := rec.ResponseWriter.Write(b)
+	rec.bytes += int64(n)
+	return n, err
+}
+
+func (rec *recorder) Flush() {
+	if f, ok := rec.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (rec *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := rec.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("connection cannot be hijacked")
+	}
+	rec.hijacked = true
+	if rec.status == 0 {
+		rec.status = http.StatusSwitchingProtocols
+	}
+	return h.Hijack()
+}
+
+func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }

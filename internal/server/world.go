@@ -1,0 +1,104 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/proxy"
+	"github.com/moat-dev/moat/internal/route"
+	"github.com/moat-dev/moat/internal/web"
+)
+
+// world is everything built from one configuration: routes, backends and
+// each route's handler chain. A reload builds a new world beside the old one
+// and swaps it in only when it is whole; requests in flight finish in the
+// world they started in.
+type world struct {
+	cfg      *config.Config
+	routes   *route.Table
+	clientIP clientResolver
+	backends map[string]*proxy.Backend
+	// chains holds each route's handler: policy, sign-in, then the proxy.
+	chains map[*config.Route]http.Handler
+	// own holds moat's own pages for the host each route speaks for,
+	// behind that route's security policy.
+	own    map[*config.Route]http.Handler
+	cancel context.CancelFunc
+}
+
+// build assembles a world from a validated configuration.
+func (s *Server) build(cfg *config.Config) (*world, error) {
+	wd := &world{
+		cfg:      cfg,
+		routes:   route.New(cfg.Routes),
+		backends: map[string]*proxy.Backend{},
+		chains:   map[*config.Route]http.Handler{},
+		own:      map[*config.Route]http.Handler{},
+	}
+	resolver, err := newClientResolver(cfg.Server.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	wd.clientIP = resolver
+	for name, bc := range cfg.Backends {
+		b, err := proxy.New(name, bc, s.sockets)
+		if err != nil {
+			wd.close()
+			return nil, fmt.Errorf("backend %s: %w", name, err)
+		}
+		b.Log = s.log
+		wd.backends[name] = b
+	}
+	ownPages := http.NewServeMux()
+	ownPages.Handle(web.StaticPrefix, web.Static())
+	ownPages.HandleFunc("/_moat/", func(w http.ResponseWriter, r *http.Request) {
+		web.Error(w, r, http.StatusNotFound, "not_found")
+	})
+	for _, rt := range cfg.Routes {
+		var h http.Handler = wd.backends[rt.Backend]
+		if !rt.Public {
+			// Sign-in is not wired into this build: a route that is not
+			// public must not open, so it fails closed.
+			h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
+			})
+		}
+		wd.chains[rt] = h
+		wd.own[rt] = ownPages
+	}
+	return wd, nil
+}
+
+// start begins the world's background work (backend health checks).
+func (wd *world) start(parent context.Context) {
+	ctx, cancel := context.WithCancel(parent)
+	wd.cancel = cancel
+	for _, b := range wd.backends {
+		go b.Run(ctx)
+	}
+}
+
+// close stops the world's background work and releases idle connections.
+// Open WebSockets live on: they belong to the server's socket registry.
+func (wd *world) close() {
+	if wd.cancel != nil {
+		wd.cancel()
+	}
+	for _, b := range wd.backends {
+		b.Close()
+	}
+}
+
+// ready reports each backend's health for /readyz.
+func (wd *world) ready() (map[string]bool, bool) {
+	states := map[string]bool{}
+	all := true
+	for name, b := range wd.backends {
+		ok := b.Healthy()
+		states[name] = ok
+		all = all && ok
+	}
+	return states, all
+}
