@@ -1,0 +1,167 @@
+package certs
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moat-dev/moat/internal/config"
+)
+
+func init() {
+	// Notice changed certificate files within a test's patience.
+	pollInterval = 50 * time.Millisecond
+}
+
+// logBuffer collects log lines for assertions; safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newLogger() (*slog.Logger, *logBuffer) {
+	b := &logBuffer{}
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+}
+
+// newSource builds a Source and closes it when the test ends.
+func newSource(t *testing.T, cfg config.TLS, dataDir string, hosts []string) (*Source, *logBuffer) {
+	t.Helper()
+	logger, logs := newLogger()
+	s, err := New(context.Background(), cfg, dataDir, hosts, logger)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, logs
+}
+
+// serveTLS serves the source's TLS config on 127.0.0.1 and returns the
+// address. Connections complete the handshake and are closed.
+func serveTLS(t *testing.T, s *Source) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", s.TLSConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(90 * time.Second))
+				_ = c.(*tls.Conn).Handshake()
+				var b [1]byte
+				_, _ = c.Read(b[:])
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// handshake dials addr with the given client config and returns the
+// server's leaf certificate and the connection state.
+func handshake(t *testing.T, addr string, cfg *tls.Config) (*x509.Certificate, tls.ConnectionState, error) {
+	t.Helper()
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: cfg}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, tls.ConnectionState{}, err
+	}
+	defer c.Close()
+	st := c.(*tls.Conn).ConnectionState()
+	return st.PeerCertificates[0], st, nil
+}
+
+// insecure is a client config that accepts any certificate, for tests that
+// only look at which certificate was served.
+func insecure(serverName string) *tls.Config {
+	return &tls.Config{ServerName: serverName, InsecureSkipVerify: true}
+}
+
+// makePair returns a PEM certificate and key, self-signed, for names, valid
+// from notBefore to notAfter.
+func makePair(t *testing.T, cn string, names []string, notBefore, notAfter time.Time) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+func writeFile(t *testing.T, path string, data []byte, perm os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, data, perm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// eventually retries cond until it holds or the deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
