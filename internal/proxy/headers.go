@@ -1,0 +1,238 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/moat-dev/moat/internal/request"
+)
+
+// ownedPrefixes are the header name prefixes moat sets itself; a client may
+// never send them to a backend. Names are compared after normalize.
+var ownedPrefixes = []string{"x-moat-", "x-goog-"}
+
+// ownedCookiePrefixes name the cookies moat sets; they never reach a backend
+// (oauth2-proxy leaked its own cookie to the app: oauth2-proxy#388).
+var ownedCookiePrefixes = []string{"__host-moat", "moat_"}
+
+// hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1, plus the
+// ones httputil drops for the same reason.
+var hopHeaders = []string{
+	"Connection",
+	"Proxy-Connection",
+	"Keep-Alive",
+	"Proxy-Authenticate",
+	"Proxy-Authorization",
+	"Te",
+	"Trailer",
+	"Transfer-Encoding",
+	"Upgrade",
+}
+
+// forwardingHeaders are the headers that tell a backend who the client is;
+// moat always sets them from its own view, never from what the client sent.
+var forwardingHeaders = []string{
+	"Forwarded",
+	"X-Forwarded-For",
+	"X-Forwarded-Host",
+	"X-Forwarded-Proto",
+	"X-Real-Ip",
+	"X-Request-Id",
+}
+
+// normalize lower-cases a header name and turns every character that is
+// not a letter or digit into '-', so that look-alikes such as X_Moat_User,
+// x.moat.user or X-MOAT-User all read "x-moat-user". Caddy let an underscore
+// alias of an identity header through (GHSA-f59h-q822-g45g): CGI, WSGI and
+// many frameworks map '-' and '_' to the same variable.
+func normalize(name string) string {
+	b := make([]byte, len(name))
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		default:
+			c = '-'
+		}
+		b[i] = c
+	}
+	return string(b)
+}
+
+// owned reports whether a header name belongs to moat.
+func owned(name string) bool {
+	if len(name) < 7 {
+		return false
+	}
+	// Cheap pre-check on the first byte so that ordinary headers cost no
+	// allocation.
+	if c := name[0]; c != 'x' && c != 'X' {
+		return false
+	}
+	n := normalize(name)
+	for _, p := range ownedPrefixes {
+		if strings.HasPrefix(n, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// StripOwned deletes from h every header moat owns: any whose name, folded
+// by case and with '_' (or any other non-alphanumeric character) read as
+// '-', starts with "x-moat-" or "x-goog-"; and moat's own cookies (names
+// starting "__Host-moat" or "moat_") from the Cookie header, keeping the
+// app's other cookies. Several Cookie headers (as HTTP/2 clients send them)
+// are joined into one.
+func StripOwned(h http.Header) {
+	for name := range h {
+		if owned(name) {
+			delete(h, name)
+		}
+	}
+	stripOwnedCookies(h)
+}
+
+func stripOwnedCookies(h http.Header) {
+	values := h["Cookie"]
+	if len(values) == 0 {
+		return
+	}
+	drop := false
+	for _, v := range values {
+		if ownedCookieIn(v) {
+			drop = true
+			break
+		}
+	}
+	if !drop && len(values) == 1 {
+		return
+	}
+	var kept []string
+	for _, v := range values {
+		for _, part := range strings.Split(v, ";") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			name, _, _ := strings.Cut(part, "=")
+			if ownedCookie(strings.TrimSpace(name)) {
+				continue
+			}
+			kept = append(kept, part)
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = []string{strings.Join(kept, "; ")}
+}
+
+// ownedCookieIn reports whether a Cookie header value may hold a moat cookie.
+func ownedCookieIn(v string) bool {
+	l := strings.ToLower(v)
+	for _, p := range ownedCookiePrefixes {
+		if strings.Contains(l, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func ownedCookie(name string) bool {
+	l := strings.ToLower(name)
+	for _, p := range ownedCookiePrefixes {
+		if strings.HasPrefix(l, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// removeHopByHop deletes the hop-by-hop headers of h, including those named
+// in its Connection header, as httputil does for plain requests.
+func removeHopByHop(h http.Header) {
+	for _, f := range h["Connection"] {
+		for _, sf := range strings.Split(f, ",") {
+			if sf = strings.TrimSpace(sf); sf != "" {
+				h.Del(sf)
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		h.Del(name)
+	}
+}
+
+// headerHasToken reports whether a comma-separated header holds token,
+// compared without case.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// prepareOutbound applies moat's header rules to out, the request sent to
+// the backend, built from in, the client's request. It deletes first and
+// sets afterwards, so a forgotten step cannot let a spoofed header through.
+// Hop-by-hop headers must already be gone from out.
+func (b *Backend) prepareOutbound(out, in *http.Request, info *request.Info) {
+	StripOwned(out.Header)
+	for _, name := range forwardingHeaders {
+		delete(out.Header, name)
+	}
+
+	out.URL.Scheme = b.target.Scheme
+	out.URL.Host = b.target.Host
+	out.URL.Path, out.URL.RawPath = joinURLPath(b.target, in.URL)
+	if b.preserveHost {
+		out.Host = in.Host
+	} else {
+		out.Host = ""
+	}
+
+	// moat's view of the client replaces whatever the client claimed; the
+	// server has already resolved ClientIP through trusted proxies.
+	if ip := clientIP(in, info); ip != "" {
+		out.Header["X-Forwarded-For"] = []string{ip}
+	}
+	scheme := info.Scheme
+	if scheme == "" {
+		scheme = "http"
+		if in.TLS != nil {
+			scheme = "https"
+		}
+	}
+	out.Header["X-Forwarded-Proto"] = []string{scheme}
+	if in.Host != "" {
+		out.Header["X-Forwarded-Host"] = []string{in.Host}
+	}
+	out.Header["X-Request-Id"] = []string{info.ID}
+	if b.SetIdentity != nil {
+		b.SetIdentity(out, in)
+	}
+}
+
+func clientIP(in *http.Request, info *request.Info) string {
+	if info.ClientIP.IsValid() {
+		return info.ClientIP.Unmap().String()
+	}
+	host, _, err := net.SplitHostPort(in.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap().String()
+	}
+	return ""
+}

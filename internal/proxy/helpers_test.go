@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"bytes"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/request"
+)
+
+// testRoute is the route every test request matches.
+var testRoute = &config.Route{Host: "app.test", Backend: "app", Public: true}
+
+// syncBuffer is a log sink safe for the proxy's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// startBackend starts a test backend server.
+func startBackend(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+type proxyOpts struct {
+	cfg     config.Backend
+	sockets *Sockets
+	// server adjusts the front server before it starts.
+	server func(*http.Server)
+	tls    bool
+	hook   func(out, in *http.Request)
+}
+
+type testProxy struct {
+	*httptest.Server
+	backend *Backend
+	log     *syncBuffer
+	sockets *Sockets
+}
+
+// startProxy starts a front server that does what moat's server does
+// before the proxy (request id, client IP, scheme, route; the session id
+// from the "session" query parameter, standing in for sign-in) and then
+// hands the request to a Backend for backendURL. The request id is echoed
+// in the X-Test-Request-Id response header.
+func startProxy(t testing.TB, backendURL string, o proxyOpts) *testProxy {
+	t.Helper()
+	cfg := o.cfg
+	cfg.URL = backendURL
+	if o.sockets == nil {
+		o.sockets = NewSockets()
+	}
+	b, err := New("app", &cfg, o.sockets)
+	if err != nil {
+		t.Fatalf("new backend: %v", err)
+	}
+	logs := &syncBuffer{}
+	b.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	b.SetIdentity = o.hook
+	t.Cleanup(b.Close)
+	front := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info := &request.Info{ID: request.NewID(), Start: time.Now(), Scheme: "http", Route: testRoute}
+		if r.TLS != nil {
+			info.Scheme = "https"
+		}
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			info.ClientIP, _ = netip.ParseAddr(host)
+		}
+		info.User.SessionID = r.URL.Query().Get("session")
+		w.Header().Set("X-Test-Request-Id", info.ID)
+		b.ServeHTTP(w, request.With(r, info))
+	})
+	srv := httptest.NewUnstartedServer(front)
+	if o.server != nil {
+		o.server(srv.Config)
+	}
+	if o.tls {
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	t.Cleanup(srv.Close)
+	return &testProxy{Server: srv, backend: b, log: logs, sockets: o.sockets}
+}
+
+// refusedURL returns an http URL on which nothing listens.
+func refusedURL(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return "http://" + addr
+}
+
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,79 @@
+package proxy
+
+import (
+	"sync"
+)
+
+// Sockets is the registry of open proxied WebSockets. One registry is
+// shared by every Backend and kept across configuration reloads, so that
+// shutdown and sign-out reach every socket. The zero value is ready to use.
+type Sockets struct {
+	mu  sync.Mutex
+	all map[*wsConn]struct{}
+}
+
+// NewSockets returns an empty registry.
+func NewSockets() *Sockets { return &Sockets{} }
+
+func (s *Sockets) add(c *wsConn) {
+	s.mu.Lock()
+	if s.all == nil {
+		s.all = make(map[*wsConn]struct{})
+	}
+	s.all[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *Sockets) remove(c *wsConn) {
+	s.mu.Lock()
+	delete(s.all, c)
+	s.mu.Unlock()
+}
+
+// Count returns the number of open proxied WebSockets.
+func (s *Sockets) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.all)
+}
+
+// CloseAll sends a Close frame with code and reason (1001 "going away" on
+// shutdown) to both ends of every open socket, each at a frame boundary,
+// and returns once every Close frame is written or abandoned (at most about
+// two seconds). The connections are torn down when both peers answer, or
+// shortly after.
+func (s *Sockets) CloseAll(code int, reason string) {
+	s.closeMatching(func(*wsConn) bool { return true }, code, reason)
+}
+
+// CloseSession closes, as CloseAll does, the sockets opened by the
+// sign-in session sessionID (request.User.SessionID when the socket was
+// opened) and returns how many it closed. An empty sessionID matches
+// nothing: anonymous sockets are never closed by it.
+func (s *Sockets) CloseSession(sessionID string, code int, reason string) int {
+	if sessionID == "" {
+		return 0
+	}
+	return s.closeMatching(func(c *wsConn) bool { return c.sessionID == sessionID }, code, reason)
+}
+
+func (s *Sockets) closeMatching(match func(*wsConn) bool, code int, reason string) int {
+	s.mu.Lock()
+	var conns []*wsConn
+	for c := range s.all {
+		if match(c) {
+			conns = append(conns, c)
+		}
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.closeWith(code, reason)
+		}()
+	}
+	wg.Wait()
+	return len(conns)
+}

@@ -1,0 +1,450 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/moat-dev/moat/internal/metrics"
+	"github.com/moat-dev/moat/internal/request"
+)
+
+const (
+	// maxHandshakeBytes bounds the backend's 101 response (status line and
+	// headers).
+	maxHandshakeBytes = 64 << 10
+	// closeGrace is how long moat waits for a frame boundary before
+	// injecting a Close frame, and for the peers to answer it, before it
+	// drops the connections.
+	closeGrace = time.Second
+	// maxCloseReason is the longest reason a Close frame carries (a control
+	// frame's payload is at most 125 bytes, two of them the code).
+	maxCloseReason = 123
+
+	opClose = 0x8
+)
+
+// isWebSocketUpgrade reports whether r asks for a WebSocket over HTTP/1.x,
+// the only upgrade moat proxies.
+func isWebSocketUpgrade(r *http.Request) bool {
+	return r.ProtoMajor == 1 && r.Method == http.MethodGet &&
+		headerHasToken(r.Header, "Connection", "upgrade") &&
+		strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "websocket")
+}
+
+// serveWebSocket proxies a WebSocket handshake and, when the backend
+// switches protocols, splices the two connections frame by frame. It does
+// not use ReverseProxy's upgrade copy, which holds two 32 KiB buffers per
+// socket for its whole life.
+func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *request.Info) {
+	out := r.Clone(r.Context())
+	out.Body = nil
+	out.ContentLength = 0
+	out.TransferEncoding = nil
+	out.Close = false
+	out.RequestURI = ""
+	upType := r.Header.Get("Upgrade")
+	removeHopByHop(out.Header)
+	b.prepareOutbound(out, r, info)
+	out.Header["Connection"] = []string{"Upgrade"}
+	out.Header["Upgrade"] = []string{upType}
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""} // do not invent Go's
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), b.dialer.Timeout)
+	backend, err := b.dialBackend(ctx)
+	cancel()
+	if err != nil {
+		b.serveError(w, r, err)
+		return
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			backend.Close()
+		}
+	}()
+
+	_ = backend.SetDeadline(time.Now().Add(b.transport.ResponseHeaderTimeout))
+	if err := out.Write(backend); err != nil {
+		b.serveError(w, r, fmt.Errorf("write websocket handshake: %w", err))
+		return
+	}
+	lr := &io.LimitedReader{R: backend, N: maxHandshakeBytes}
+	br := bufio.NewReaderSize(lr, 4<<10)
+	resp, err := http.ReadResponse(br, out)
+	if err != nil {
+		b.serveError(w, r, fmt.Errorf("read websocket handshake response: %w", err))
+		return
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		// The backend refused the upgrade (403 for a bad Origin, 404, …):
+		// relay its answer as is.
+		lr.N = math.MaxInt64
+		defer resp.Body.Close()
+		removeHopByHop(resp.Header)
+		h := w.Header()
+		for k, vv := range resp.Header {
+			h[k] = vv
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, io.LimitReader(resp.Body, 1<<20))
+		return
+	}
+	if !strings.EqualFold(resp.Header.Get("Upgrade"), upType) {
+		b.serveError(w, r, fmt.Errorf("backend switched to protocol %q, not %q", resp.Header.Get("Upgrade"), upType))
+		return
+	}
+	_ = backend.SetDeadline(time.Time{})
+	backendIn := withPrefix(backend, br)
+
+	client, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		b.serveError(w, r, fmt.Errorf("hijack client connection: %w", err))
+		return
+	}
+	ok = true
+	// Hijack already clears the server's deadlines; clear them again so no
+	// read, write or idle timeout of net/http can reach the spliced socket
+	// (an idle Streamlit session must stay open for hours).
+	_ = client.SetDeadline(time.Time{})
+	clientIn := withPrefix(client, brw.Reader)
+	brw = nil
+
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	resp.Header["Connection"] = []string{"Upgrade"}
+	resp.Header["Upgrade"] = []string{resp.Header.Get("Upgrade")}
+	_ = resp.Header.Write(&head)
+	head.WriteString("\r\n")
+	_ = client.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := client.Write(head.Bytes()); err != nil {
+		client.Close()
+		backend.Close()
+		b.log().Debug("proxy: write websocket handshake to client", "request_id", info.ID, "route", routeName(info), "backend", b.name, "error", err.Error())
+		return
+	}
+	_ = client.SetWriteDeadline(time.Time{})
+
+	c := &wsConn{
+		client:    client,
+		backend:   backend,
+		clientIn:  clientIn,
+		backendIn: backendIn,
+		toClient:  make(chan struct{}, 1),
+		toBackend: make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		sessionID: info.User.SessionID,
+		sockets:   b.sockets,
+		gauge:     metrics.WebSockets.WithLabelValues(routeName(info)),
+		idle:      b.cfg.WebSocketIdleTimeout.D(),
+	}
+	c.start(b.cfg.WebSocketMaxLifetime.D())
+}
+
+// dialBackend opens a connection to the backend, with TLS when its URL
+// says https.
+func (b *Backend) dialBackend(ctx context.Context) (net.Conn, error) {
+	host := b.target.Host
+	if b.target.Port() == "" {
+		port := "80"
+		if b.target.Scheme == "https" {
+			port = "443"
+		}
+		host = net.JoinHostPort(b.target.Hostname(), port)
+	}
+	conn, err := b.dialer.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	if b.target.Scheme != "https" {
+		return conn, nil
+	}
+	tc := tls.Client(conn, &tls.Config{
+		ServerName: b.target.Hostname(),
+		NextProtos: []string{"http/1.1"},
+		MinVersion: tls.VersionTLS12,
+	})
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("tls handshake with backend: %w", err)
+	}
+	return tc, nil
+}
+
+// withPrefix returns conn as a reader that first yields whatever br has
+// already buffered, so that bytes read ahead during the handshake are not
+// lost. br itself is not kept.
+func withPrefix(conn net.Conn, br *bufio.Reader) io.Reader {
+	n := br.Buffered()
+	if n == 0 {
+		return conn
+	}
+	p, _ := br.Peek(n)
+	return &prefixReader{prefix: bytes.Clone(p), r: conn}
+}
+
+type prefixReader struct {
+	prefix []byte
+	r      io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		if len(p.prefix) == 0 {
+			p.prefix = nil
+		}
+		return n, nil
+	}
+	return p.r.Read(b)
+}
+
+// wsConn is one spliced WebSocket. While idle it holds its two pump
+// goroutines, each blocked reading a frame header into a 14-byte array;
+// copy buffers are borrowed from a pool only while a frame moves.
+type wsConn struct {
+	client, backend     net.Conn
+	clientIn, backendIn io.Reader
+	// toClient and toBackend are one-slot semaphores held while a frame is
+	// written in that direction, so a Close frame moat injects lands at a
+	// frame boundary.
+	toClient, toBackend chan struct{}
+	// sealedClient and sealedBackend are set once moat has sent its Close
+	// frame that way; later frames in that direction are dropped.
+	sealedClient, sealedBackend atomic.Bool
+	closing                     atomic.Bool
+	closeReplies                atomic.Int32
+	done                        chan struct{}
+	teardownOnce                sync.Once
+
+	sessionID string
+	sockets   *Sockets
+	gauge     prometheus.Gauge
+
+	idle       time.Duration
+	lastActive atomic.Int64
+	idleTimer  *time.Timer
+	lifeTimer  *time.Timer
+}
+
+func (c *wsConn) start(maxLifetime time.Duration) {
+	c.sockets.add(c)
+	c.gauge.Inc()
+	if c.idle > 0 {
+		c.touch()
+		t := time.AfterFunc(time.Hour, c.checkIdle)
+		t.Stop()
+		c.idleTimer = t
+		t.Reset(c.idle)
+	}
+	if maxLifetime > 0 {
+		t := time.AfterFunc(time.Hour, func() { c.closeWith(1001, "max lifetime") })
+		t.Stop()
+		c.lifeTimer = t
+		t.Reset(maxLifetime)
+	}
+	go c.pump(c.clientIn, c.backend, c.toBackend, &c.sealedBackend, true)
+	go c.pump(c.backendIn, c.client, c.toClient, &c.sealedClient, false)
+}
+
+func (c *wsConn) touch() {
+	if c.idle > 0 {
+		c.lastActive.Store(time.Now().UnixNano())
+	}
+}
+
+func (c *wsConn) checkIdle() {
+	since := time.Duration(time.Now().UnixNano() - c.lastActive.Load())
+	if since >= c.idle {
+		c.closeWith(1001, "idle timeout")
+		return
+	}
+	select {
+	case <-c.done:
+	default:
+		c.idleTimer.Reset(c.idle - since)
+	}
+}
+
+// errProtocol marks a frame moat refuses to forward.
+var errProtocol = errors.New("websocket protocol error")
+
+// pump copies frames from src to dst until either side closes. It parses
+// each frame's header and copies exactly its payload, without unmasking.
+func (c *wsConn) pump(src io.Reader, dst net.Conn, lock chan struct{}, sealed *atomic.Bool, fromClient bool) {
+	defer c.teardown()
+	var hdr [14]byte
+	for {
+		// Idle sockets wait here, holding only hdr.
+		if _, err := io.ReadFull(src, hdr[:2]); err != nil {
+			return
+		}
+		c.touch()
+		masked := hdr[1]&0x80 != 0
+		if fromClient && !masked {
+			// RFC 6455 section 5.1: a client must mask every frame.
+			c.closeWith(1002, "unmasked client frame")
+			return
+		}
+		opcode := hdr[0] & 0x0f
+		hl := 2
+		switch hdr[1] & 0x7f {
+		case 126:
+			hl += 2
+		case 127:
+			hl += 8
+		}
+		if masked {
+			hl += 4
+		}
+		if hl > 2 {
+			if _, err := io.ReadFull(src, hdr[2:hl]); err != nil {
+				return
+			}
+		}
+		var size uint64
+		switch n := hdr[1] & 0x7f; n {
+		case 126:
+			size = uint64(binary.BigEndian.Uint16(hdr[2:4]))
+		case 127:
+			size = binary.BigEndian.Uint64(hdr[2:10])
+			if size > math.MaxInt64 {
+				c.closeWith(1002, "frame too large")
+				return
+			}
+		default:
+			size = uint64(n)
+		}
+		if err := c.forward(src, dst, lock, sealed, hdr[:hl], int64(size)); err != nil {
+			return
+		}
+		if opcode == opClose && c.closing.Load() {
+			// A peer answered moat's Close; once both have, the sockets go.
+			if c.closeReplies.Add(1) >= 2 {
+				return
+			}
+		}
+	}
+}
+
+// forward writes one frame (header already read, size bytes of payload
+// still in src) to dst, or drops it when moat has closed that direction.
+func (c *wsConn) forward(src io.Reader, dst net.Conn, lock chan struct{}, sealed *atomic.Bool, hdr []byte, size int64) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	select {
+	case lock <- struct{}{}:
+	case <-c.done:
+		return net.ErrClosed
+	}
+	defer func() { <-lock }()
+	drop := sealed.Load()
+	// The first write carries the header and as much payload as fits, so
+	// a small frame costs one write.
+	n := copy(buf, hdr)
+	for {
+		chunk := int64(len(buf) - n)
+		if chunk > size {
+			chunk = size
+		}
+		if chunk > 0 {
+			if _, err := io.ReadFull(src, buf[n:n+int(chunk)]); err != nil {
+				return err
+			}
+			c.touch()
+			size -= chunk
+			n += int(chunk)
+		}
+		if !drop {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return err
+			}
+		}
+		n = 0
+		if size == 0 {
+			return nil
+		}
+	}
+}
+
+// closeWith sends a Close frame with code and reason to both ends: to the
+// client unmasked, as a server does, and to the backend masked with a
+// random key, as a client does (RFC 6455 section 5.3). The sockets are
+// torn down when both answer, or after closeGrace.
+func (c *wsConn) closeWith(code int, reason string) {
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	if len(reason) > maxCloseReason {
+		reason = reason[:maxCloseReason]
+	}
+	payload := make([]byte, 2+len(reason))
+	binary.BigEndian.PutUint16(payload, uint16(code))
+	copy(payload[2:], reason)
+
+	toClient := append([]byte{0x80 | opClose, byte(len(payload))}, payload...)
+	var key [4]byte
+	_, _ = rand.Read(key[:])
+	toBackend := append([]byte{0x80 | opClose, 0x80 | byte(len(payload))}, key[:]...)
+	for i, p := range payload {
+		toBackend = append(toBackend, p^key[i%4])
+	}
+	time.AfterFunc(2*closeGrace, c.teardown)
+	c.inject(c.client, c.toClient, &c.sealedClient, toClient)
+	c.inject(c.backend, c.toBackend, &c.sealedBackend, toBackend)
+}
+
+func (c *wsConn) inject(dst net.Conn, lock chan struct{}, sealed *atomic.Bool, frame []byte) {
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case lock <- struct{}{}:
+	case <-t.C:
+		// A frame is stuck half-way; no clean boundary will come.
+		c.teardown()
+		return
+	case <-c.done:
+		return
+	}
+	sealed.Store(true)
+	_ = dst.SetWriteDeadline(time.Now().Add(closeGrace))
+	_, _ = dst.Write(frame)
+	<-lock
+}
+
+// teardown closes both connections and forgets the socket; safe to call
+// more than once.
+func (c *wsConn) teardown() {
+	c.teardownOnce.Do(func() {
+		close(c.done)
+		c.client.Close()
+		c.backend.Close()
+		if c.idleTimer != nil {
+			c.idleTimer.Stop()
+		}
+		if c.lifeTimer != nil {
+			c.lifeTimer.Stop()
+		}
+		c.sockets.remove(c)
+		c.gauge.Dec()
+	})
+}
