@@ -1,0 +1,147 @@
+package waf
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/moat-dev/moat/internal/config"
+)
+
+// exclusionRuleBase is the first rule id of the generated exclusion rules;
+// CRS uses 900000-999999 and coraza.conf-recommended 200000-200999.
+const exclusionRuleBase = 10000
+
+// maxExclusions bounds the generated rules (one per exclusion).
+const maxExclusions = 1000
+
+var (
+	// pathPattern keeps exclusion paths safe to embed in a SecRule.
+	pathPattern = regexp.MustCompile(`^/[A-Za-z0-9/._~@:+,=-]*$`)
+	// namePattern keeps header, cookie and parameter names safe to embed
+	// in a ctl action (no ';', ',', quotes, spaces or slashes).
+	namePattern = regexp.MustCompile(`^[A-Za-z0-9._\-\[\]]+$`)
+)
+
+// builtinExclusions let Streamlit's own traffic pass at paranoia 1 and 2.
+// They exclude values that are opaque tokens, never whole endpoints, so an
+// attack in a parameter of a Streamlit URL is still seen:
+//   - the `_streamlit_xsrf` cookie and the `Sec-WebSocket-Protocol` header
+//     that carries the same token ("streamlit, 2|…|…|…") on the
+//     `/_stcore/stream` upgrade;
+//   - `Sec-WebSocket-Key` and `Sec-WebSocket-Extensions`, random base64 and
+//     `permessage-deflate; client_max_window_bits`.
+//
+// Paths match anywhere under a `server.baseUrlPath`, because these rules use
+// no path condition. builtinRules adds what an exclusion cannot express.
+func builtinExclusions() []*config.WAFExclusion {
+	return []*config.WAFExclusion{
+		{Cookies: []string{"_streamlit_xsrf"}},
+		{Headers: []string{"Sec-WebSocket-Protocol", "Sec-WebSocket-Key", "Sec-WebSocket-Extensions", "X-Xsrftoken"}},
+	}
+}
+
+// builtinRules lets Streamlit's file uploader use PUT and DELETE on
+// `…/_stcore/upload_file/SESSION/FILE` (CRS 911100 allows only GET, HEAD,
+// POST and OPTIONS). The body of an upload is still inspected.
+const builtinRules = `SecRule REQUEST_LINE "@rx ^(?:PUT|DELETE) /(?:[^?# ]*/)?_stcore/upload_file/[^/?# ]+/[^/?# ]+(?:[?# ]|$)" "id:9100,phase:1,pass,nolog,t:none,ctl:ruleRemoveById=911100"
+`
+
+// exclusionRules turns exclusions into SecLang rules evaluated in phase 1
+// before the CRS, and returns the path prefixes that skip the WAF entirely
+// (an exclusion with a path and nothing else).
+func exclusionRules(exs []*config.WAFExclusion) (string, []string, error) {
+	if len(exs) > maxExclusions {
+		return "", nil, fmt.Errorf("waf: %d exclusions: at most %d", len(exs), maxExclusions)
+	}
+	var b strings.Builder
+	var skip []string
+	for i, ex := range exs {
+		if ex == nil {
+			continue
+		}
+		ctls, err := exclusionCtls(ex)
+		if err != nil {
+			return "", nil, fmt.Errorf("waf: exclusions[%d]: %w", i, err)
+		}
+		if ex.Path != "" && !pathPattern.MatchString(ex.Path) {
+			return "", nil, fmt.Errorf("waf: exclusions[%d]: path %q: must start with / and hold only URL path characters", i, ex.Path)
+		}
+		if len(ctls) == 0 {
+			if ex.Path == "" {
+				return "", nil, fmt.Errorf("waf: exclusions[%d]: excludes nothing (set path, rule_ids, headers, cookies or query_params)", i)
+			}
+			skip = append(skip, ex.Path)
+			continue
+		}
+		id := exclusionRuleBase + i
+		actions := fmt.Sprintf("id:%d,phase:1,pass,nolog,t:none", id)
+		if ex.Path == "" {
+			fmt.Fprintf(&b, "SecAction \"%s,%s\"\n", actions, strings.Join(ctls, ","))
+			continue
+		}
+		// The path is decoded and normalized first so that encodings or dot
+		// segments do not change which exclusion applies.
+		fmt.Fprintf(&b, "SecRule REQUEST_FILENAME \"@rx ^%s\" \"%s,t:urlDecodeUni,t:normalizePath,%s\"\n",
+			prefixRegexp(ex.Path), actions, strings.Join(ctls, ","))
+	}
+	return b.String(), skip, nil
+}
+
+// prefixRegexp matches the path prefix on whole segments.
+func prefixRegexp(p string) string {
+	q := regexp.QuoteMeta(p)
+	if strings.HasSuffix(p, "/") {
+		return q
+	}
+	return q + "(?:/|$)"
+}
+
+// exclusionCtls returns the ctl actions of one exclusion.
+func exclusionCtls(ex *config.WAFExclusion) ([]string, error) {
+	var targets []string
+	add := func(kind string, names []string, collections ...string) error {
+		for _, n := range names {
+			if !namePattern.MatchString(n) {
+				return fmt.Errorf("%s %q: only letters, digits, '.', '_', '-', '[' and ']'", kind, n)
+			}
+			for _, c := range collections {
+				targets = append(targets, c+":"+n)
+			}
+		}
+		return nil
+	}
+	if err := errors.Join(
+		add("header", ex.Headers, "REQUEST_HEADERS"),
+		add("cookie", ex.Cookies, "REQUEST_COOKIES"),
+		// Like Cloud Armor, a query parameter exclusion also covers the
+		// form-encoded body parameter of the same name.
+		add("query parameter", ex.QueryParams, "ARGS"),
+	); err != nil {
+		return nil, err
+	}
+	for _, id := range ex.RuleIDs {
+		if id <= 0 {
+			return nil, fmt.Errorf("rule id %d: must be positive", id)
+		}
+	}
+	var ctls []string
+	switch {
+	case len(targets) == 0:
+		for _, id := range ex.RuleIDs {
+			ctls = append(ctls, fmt.Sprintf("ctl:ruleRemoveById=%d", id))
+		}
+	case len(ex.RuleIDs) == 0:
+		for _, t := range targets {
+			ctls = append(ctls, "ctl:ruleRemoveTargetByTag=OWASP_CRS;"+t)
+		}
+	default:
+		for _, id := range ex.RuleIDs {
+			for _, t := range targets {
+				ctls = append(ctls, fmt.Sprintf("ctl:ruleRemoveTargetById=%d;%s", id, t))
+			}
+		}
+	}
+	return ctls, nil
+}
