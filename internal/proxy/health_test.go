@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -36,6 +37,7 @@ func TestHealthCheckFollowsTheBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.Log = slog.New(slog.DiscardHandler)
 	if b.Healthy() {
 		t.Fatal("a backend with a health_path is healthy before its first check")
 	}

@@ -127,21 +127,6 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 	clientIn := withPrefix(client, brw.Reader)
 	brw = nil
 
-	var head bytes.Buffer
-	head.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
-	resp.Header["Connection"] = []string{"Upgrade"}
-	resp.Header["Upgrade"] = []string{resp.Header.Get("Upgrade")}
-	_ = resp.Header.Write(&head)
-	head.WriteString("\r\n")
-	_ = client.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := client.Write(head.Bytes()); err != nil {
-		client.Close()
-		backend.Close()
-		b.log().Debug("proxy: write websocket handshake to client", "request_id", info.ID, "route", routeName(info), "backend", b.name, "error", err.Error())
-		return
-	}
-	_ = client.SetWriteDeadline(time.Time{})
-
 	c := &wsConn{
 		client:    client,
 		backend:   backend,
@@ -155,6 +140,27 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 		gauge:     metrics.WebSockets.WithLabelValues(routeName(info)),
 		idle:      b.cfg.WebSocketIdleTimeout.D(),
 	}
+	// Count the socket before the client can see the 101, and hold the
+	// client's write lock so that a Close injected meanwhile follows it.
+	c.toClient <- struct{}{}
+	c.sockets.add(c)
+	c.gauge.Inc()
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	resp.Header["Connection"] = []string{"Upgrade"}
+	resp.Header["Upgrade"] = []string{resp.Header.Get("Upgrade")}
+	_ = resp.Header.Write(&head)
+	head.WriteString("\r\n")
+	_ = client.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, err = client.Write(head.Bytes())
+	<-c.toClient
+	if err != nil {
+		c.teardown()
+		b.log().Debug("proxy: write websocket handshake to client", "request_id", info.ID, "route", routeName(info), "backend", b.name, "error", err.Error())
+		return
+	}
+	_ = client.SetWriteDeadline(time.Time{})
+
 	c.start(b.cfg.WebSocketMaxLifetime.D())
 }
 
@@ -245,9 +251,8 @@ type wsConn struct {
 	lifeTimer  *time.Timer
 }
 
+// start arms the timers and starts the pumps of a registered socket.
 func (c *wsConn) start(maxLifetime time.Duration) {
-	c.sockets.add(c)
-	c.gauge.Inc()
 	if c.idle > 0 {
 		c.touch()
 		t := time.AfterFunc(time.Hour, c.checkIdle)
