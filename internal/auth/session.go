@@ -1,0 +1,359 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/store"
+)
+
+// sessionIDLen is the length of a cookie value: 32 random bytes, base64url.
+const sessionIDLen = 43
+
+// sessionEntry is a session as the cache holds it. Fields other than the
+// atomics never change; a refresh replaces the entry.
+type sessionEntry struct {
+	hash       string
+	user       request.User
+	mustChange bool
+	createdAt  time.Time
+	expiresAt  time.Time
+
+	verifiedAt atomic.Int64 // unix nanoseconds of the last store check
+	lastSeen   atomic.Int64 // unix nanoseconds of the last request
+	savedSeen  atomic.Int64 // lastSeen as last written to the store
+	refreshing atomic.Bool
+}
+
+type sessionCache struct {
+	mu sync.RWMutex
+	m  map[string]*sessionEntry
+}
+
+func (c *sessionCache) get(hash string) *sessionEntry {
+	c.mu.RLock()
+	e := c.m[hash]
+	c.mu.RUnlock()
+	return e
+}
+
+func (c *sessionCache) put(e *sessionEntry) {
+	c.mu.Lock()
+	if len(c.m) < maxCachedSessions || c.m[e.hash] != nil {
+		c.m[e.hash] = e
+	}
+	c.mu.Unlock()
+}
+
+func (c *sessionCache) remove(hash string) {
+	c.mu.Lock()
+	delete(c.m, hash)
+	c.mu.Unlock()
+}
+
+// ctxSession carries the request's session entry from Identify to Require.
+type ctxSession struct{}
+
+// Identify finds the request's session from moat's cookie and, when it is
+// valid (not revoked, within max_age and idle_timeout, its user enabled),
+// sets request.From(r).User. It enforces nothing: Require does, after the
+// security policy has had its say. A recently seen session is answered from
+// memory, checked against the store at most every few seconds.
+func (s *Service) Identify(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info, ok := request.FromContext(r.Context())
+		if !ok {
+			info = request.From(r)
+			r = request.With(r, info)
+		}
+		if e := s.lookup(r); e != nil {
+			info.User = e.user
+			r = r.WithContext(context.WithValue(r.Context(), ctxSession{}, e))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// sessionOf returns the session Identify found for r, or nil.
+func sessionOf(r *http.Request) *sessionEntry {
+	e, _ := r.Context().Value(ctxSession{}).(*sessionEntry)
+	return e
+}
+
+// cookieValue returns the value of the named cookie without parsing every
+// cookie of the request.
+func cookieValue(r *http.Request, name string) string {
+	for _, line := range r.Header["Cookie"] {
+		for len(line) > 0 {
+			var part string
+			if i := indexByte(line, ';'); i >= 0 {
+				part, line = line[:i], line[i+1:]
+			} else {
+				part, line = line, ""
+			}
+			for len(part) > 0 && part[0] == ' ' {
+				part = part[1:]
+			}
+			if len(part) > len(name) && part[len(name)] == '=' && part[:len(name)] == name {
+				return part[len(name)+1:]
+			}
+		}
+	}
+	return ""
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// hashID is what the store keeps of a session id.
+func hashID(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])
+}
+
+func validID(id string) bool {
+	if len(id) != sessionIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// lookup returns the valid session r carries, or nil.
+func (s *Service) lookup(r *http.Request) *sessionEntry {
+	id := cookieValue(r, SessionCookie)
+	if !validID(id) {
+		return nil
+	}
+	hash := hashID(id)
+	now := time.Now()
+	e := s.sessions.get(hash)
+	if e != nil {
+		age := now.Sub(time.Unix(0, e.verifiedAt.Load()))
+		// One request refreshes a stale entry; the others keep using it for
+		// a little longer rather than all asking the store at once.
+		if age >= verifyEvery && (age >= 2*verifyEvery || e.refreshing.CompareAndSwap(false, true)) {
+			e = s.refresh(r.Context(), hash, e)
+		}
+	} else {
+		e = s.refresh(r.Context(), hash, nil)
+	}
+	if e == nil || !s.live(e, now) {
+		return nil
+	}
+	e.lastSeen.Store(now.UnixNano())
+	return e
+}
+
+// live reports whether e is within its absolute and idle lifetimes.
+func (s *Service) live(e *sessionEntry, now time.Time) bool {
+	if !now.Before(e.expiresAt) || !now.Before(e.createdAt.Add(s.maxAge)) {
+		return false
+	}
+	return now.Sub(time.Unix(0, e.lastSeen.Load())) < s.idle
+}
+
+// refresh reads the session and its user from the store and caches the
+// result; nil means no valid session.
+func (s *Service) refresh(ctx context.Context, hash string, prev *sessionEntry) *sessionEntry {
+	if prev != nil {
+		defer prev.refreshing.Store(false)
+	}
+	// A client that goes away must not make the check fail and evict.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	e, err := s.loadSession(ctx, hash)
+	if err != nil {
+		s.logger.Error("check session", "err", err)
+		s.sessions.remove(hash) // fail closed
+		return nil
+	}
+	if e == nil {
+		s.sessions.remove(hash)
+		return nil
+	}
+	if prev != nil && prev.lastSeen.Load() > e.lastSeen.Load() {
+		e.lastSeen.Store(prev.lastSeen.Load())
+		e.savedSeen.Store(prev.savedSeen.Load())
+	}
+	s.sessions.put(e)
+	return e
+}
+
+func (s *Service) loadSession(ctx context.Context, hash string) (*sessionEntry, error) {
+	sess, err := s.store.GetSession(ctx, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !sess.RevokedAt.IsZero() {
+		return nil, nil
+	}
+	u, err := s.store.GetUser(ctx, sess.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if u.Disabled {
+		return nil, nil
+	}
+	return s.entryFor(sess, u), nil
+}
+
+func (s *Service) entryFor(sess *store.Session, u *store.User) *sessionEntry {
+	groups := append([]string(nil), u.Groups...)
+	for _, g := range sess.Groups {
+		if !contains(groups, g) {
+			groups = append(groups, g)
+		}
+	}
+	e := &sessionEntry{
+		hash: sess.IDHash,
+		user: request.User{
+			ID: u.ID, Email: u.Email, Name: u.Name, Groups: groups,
+			Provider: sess.Provider, SessionID: sess.IDHash,
+		},
+		mustChange: u.MustChangePassword && sess.Provider == "password",
+		createdAt:  sess.CreatedAt,
+		expiresAt:  sess.ExpiresAt,
+	}
+	e.verifiedAt.Store(time.Now().UnixNano())
+	e.lastSeen.Store(sess.LastSeen.UnixNano())
+	e.savedSeen.Store(sess.LastSeen.UnixNano())
+	return e
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// startSession creates a new session for u with a fresh random id (never a
+// value the client sent: no fixation), sets the cookie and revokes the
+// session the request carried before, if any.
+func (s *Service) startSession(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, provider string) (*sessionEntry, error) {
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, err
+	}
+	id := base64.RawURLEncoding.EncodeToString(raw[:])
+	now := time.Now()
+	ua := r.UserAgent()
+	if len(ua) > 256 {
+		ua = ua[:256]
+	}
+	info := request.From(r)
+	sess := &store.Session{
+		IDHash: hashID(id), UserID: u.ID, Email: u.Email, Provider: provider,
+		ClientIP: clientIP(info), UserAgent: ua,
+		CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(s.maxAge), AuthTime: now,
+	}
+	if err := s.store.CreateSession(ctx, sess); err != nil {
+		return nil, err
+	}
+	if old := cookieValue(r, SessionCookie); validID(old) {
+		s.revoke(ctx, hashID(old))
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: SessionCookie, Value: id, Path: "/", MaxAge: int(s.maxAge / time.Second),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
+	})
+	e := s.entryFor(sess, u)
+	s.sessions.put(e)
+	return e, nil
+}
+
+// revoke ends a session everywhere.
+func (s *Service) revoke(ctx context.Context, hash string) {
+	if err := s.store.RevokeSession(ctx, hash, time.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.logger.Error("revoke session", "err", err)
+	}
+	s.dropSession(hash)
+}
+
+// clearSessionCookie tells the browser to forget moat's session cookie.
+func clearSessionCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+// Touch records activity on a session that HTTP requests do not show, such
+// as messages on its WebSocket, so idle_timeout does not end a session that
+// is in use. The proxy may call it; it costs a map lookup.
+func (s *Service) Touch(sessionIDHash string) {
+	if e := s.sessions.get(sessionIDHash); e != nil {
+		e.lastSeen.Store(time.Now().UnixNano())
+	}
+}
+
+// persistLastSeen writes last-seen times that moved noticeably to the store,
+// so other instances judge idleness right.
+func (s *Service) persistLastSeen(ctx context.Context, now time.Time) {
+	step := s.idle / 8
+	if step > time.Minute {
+		step = time.Minute
+	}
+	var dirty []*sessionEntry
+	s.sessions.mu.RLock()
+	for _, e := range s.sessions.m {
+		if time.Duration(e.lastSeen.Load()-e.savedSeen.Load()) >= step {
+			dirty = append(dirty, e)
+		}
+	}
+	s.sessions.mu.RUnlock()
+	for _, e := range dirty {
+		seen := e.lastSeen.Load()
+		if err := s.store.TouchSession(ctx, e.hash, time.Unix(0, seen)); err != nil {
+			if ctx.Err() == nil {
+				s.logger.Warn("save session last seen", "err", err)
+			}
+			return
+		}
+		e.savedSeen.Store(seen)
+	}
+}
+
+// sweepSessions drops cache entries that are dead or unused.
+func (s *Service) sweepSessions(now time.Time) {
+	s.sessions.mu.Lock()
+	for h, e := range s.sessions.m {
+		if !s.live(e, now) || now.Sub(time.Unix(0, e.lastSeen.Load())) > cacheIdle {
+			delete(s.sessions.m, h)
+		}
+	}
+	s.sessions.mu.Unlock()
+}
+
+func clientIP(info *request.Info) string {
+	if info.ClientIP.IsValid() {
+		return info.ClientIP.String()
+	}
+	return ""
+}

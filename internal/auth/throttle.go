@@ -1,0 +1,149 @@
+package auth
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// limits shape the brute-force protection of one kind of key: the first
+// Free failures cost nothing, each further one doubles the wait before the
+// next attempt (from Base up to Max), and LockAfter failures lock the key
+// for LockFor. Failures are forgotten after LockFor without another.
+type limits struct {
+	Free      int
+	Base, Max time.Duration
+	LockAfter int
+	LockFor   time.Duration
+}
+
+// Brute-force limits (issue 3 point 5). An account sees at most ~10 guesses
+// per 15 minutes; one address a few more, for offices behind one NAT.
+var (
+	accountLimits = limits{Free: 3, Base: time.Second, Max: 30 * time.Second, LockAfter: 10, LockFor: 15 * time.Minute}
+	clientLimits  = limits{Free: 10, Base: time.Second, Max: 30 * time.Second, LockAfter: 50, LockFor: 15 * time.Minute}
+)
+
+// maxThrottleKeys bounds the memory the counters take.
+const maxThrottleKeys = 100000
+
+type failures struct {
+	n           int
+	last        time.Time
+	lockedUntil time.Time
+}
+
+// throttle counts failed logins per key, in memory (per instance).
+type throttle struct {
+	lim     limits
+	mu      sync.Mutex
+	entries map[string]*failures
+}
+
+func newThrottle(l limits) *throttle {
+	return &throttle{lim: l, entries: make(map[string]*failures)}
+}
+
+// wait returns how long key must wait before its next attempt, and whether
+// that is because it is locked.
+func (t *throttle) wait(key string, now time.Time) (time.Duration, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.entries[key]
+	if f == nil {
+		return 0, false
+	}
+	if now.Before(f.lockedUntil) {
+		return f.lockedUntil.Sub(now), true
+	}
+	if now.Sub(f.last) > t.lim.LockFor {
+		delete(t.entries, key)
+		return 0, false
+	}
+	if f.n < t.lim.Free {
+		return 0, false
+	}
+	if d := t.delay(f.n); now.Before(f.last.Add(d)) {
+		return f.last.Add(d).Sub(now), false
+	}
+	return 0, false
+}
+
+func (t *throttle) delay(n int) time.Duration {
+	d := t.lim.Base
+	for i := t.lim.Free; i < n && d < t.lim.Max; i++ {
+		d *= 2
+	}
+	return min(d, t.lim.Max)
+}
+
+// fail counts a failure of key and reports whether it just locked the key.
+func (t *throttle) fail(key string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.entries[key]
+	if f == nil {
+		if len(t.entries) >= maxThrottleKeys {
+			t.evictOldest()
+		}
+		f = &failures{}
+		t.entries[key] = f
+	}
+	f.n++
+	f.last = now
+	if f.n >= t.lim.LockAfter {
+		f.n = 0
+		f.lockedUntil = now.Add(t.lim.LockFor)
+		return true
+	}
+	return false
+}
+
+// reset forgets key's failures, after a successful login.
+func (t *throttle) reset(key string) {
+	t.mu.Lock()
+	delete(t.entries, key)
+	t.mu.Unlock()
+}
+
+// evictOldest makes room when the table is full: it drops a batch of
+// unlocked entries (map order is random, so no attacker picks which), to
+// keep each insertion cheap.
+func (t *throttle) evictOldest() {
+	n := max(1, len(t.entries)/100)
+	now := time.Now()
+	for k, f := range t.entries {
+		if n == 0 {
+			return
+		}
+		if !now.Before(f.lockedUntil) {
+			delete(t.entries, k)
+			n--
+		}
+	}
+}
+
+// sweep forgets keys whose failures have aged out.
+func (t *throttle) sweep(now time.Time) {
+	t.mu.Lock()
+	for k, f := range t.entries {
+		if now.After(f.lockedUntil) && now.Sub(f.last) > t.lim.LockFor {
+			delete(t.entries, k)
+		}
+	}
+	t.mu.Unlock()
+}
+
+// clientKey is the throttling key of a client address: the address for
+// IPv4, its /64 for IPv6 (one host usually holds a whole /64).
+func clientKey(ip netip.Addr) string {
+	if !ip.IsValid() {
+		return "unknown"
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
