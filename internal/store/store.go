@@ -37,7 +37,7 @@ type Session struct {
 	IDHash    string
 	UserID    string
 	Email     string
-	Provider  string // "password" or an SSO provider name
+	Provider  string   // "password" or an SSO provider name
 	Groups    []string // groups from the provider at sign-in (SSO)
 	MFA       bool     // second factor passed in this session
 	ClientIP  string
@@ -125,9 +125,9 @@ type Store interface {
 	GetUser(ctx context.Context, id string) (*User, error)
 	GetUserByEmail(ctx context.Context, email string) (*User, error)
 	ListUsers(ctx context.Context, f UserFilter) ([]*User, int, error) // page and total
-	UpdateUser(ctx context.Context, u *User) error // all fields but ID and CreatedAt
-	DeleteUser(ctx context.Context, id string) error // also its sessions, totp, tokens
-	ListGroups(ctx context.Context) (map[string][]string, error) // group -> emails
+	UpdateUser(ctx context.Context, u *User) error                     // all fields but ID and CreatedAt
+	DeleteUser(ctx context.Context, id string) error                   // also its sessions, totp, tokens
+	ListGroups(ctx context.Context) (map[string][]string, error)       // group -> emails
 
 	CreateSession(ctx context.Context, s *Session) error
 	GetSession(ctx context.Context, idHash string) (*Session, error)
@@ -135,7 +135,7 @@ type Store interface {
 	UpdateSession(ctx context.Context, s *Session) error
 	RevokeSession(ctx context.Context, idHash string, at time.Time) error
 	RevokeUserSessions(ctx context.Context, userID string, at time.Time) ([]string, error) // hashes revoked
-	ListSessions(ctx context.Context, userID string) ([]*Session, error) // userID "" = all live
+	ListSessions(ctx context.Context, userID string) ([]*Session, error)                   // userID "" = all live
 	// RevokedSince lists sessions revoked after t, so every instance can
 	// close their WebSockets within seconds.
 	RevokedSince(ctx context.Context, t time.Time) ([]string, error)
@@ -160,15 +160,12 @@ type Store interface {
 	AddSigningKey(ctx context.Context, k *SigningKey) error
 	ListSigningKeys(ctx context.Context) ([]*SigningKey, error)
 	RetireSigningKey(ctx context.Context, id string, at time.Time) error
+	// DeleteSigningKey removes a retired key once every token it signed
+	// has expired.
+	DeleteSigningKey(ctx context.Context, id string) error
 
 	Audit(ctx context.Context, e *AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
 
 	Close() error
 }
-
-// Open returns the store named by dsn: "postgres://…" or "postgresql://…"
-// for PostgreSQL, anything else is a SQLite file path (the default is
-// data_dir/moat.db). Migrations are applied before it returns.
-//
-// Implemented in open.go.

@@ -1,0 +1,91 @@
+-- moat schema version 1 (PostgreSQL). Times are Unix microseconds, 0 = never.
+-- Keep in step with ../sqlite/0001_init.sql: one schema, two dialects.
+CREATE TABLE users (
+	id                   TEXT PRIMARY KEY,
+	email                TEXT NOT NULL UNIQUE,
+	name                 TEXT NOT NULL DEFAULT '',
+	password_hash        TEXT NOT NULL DEFAULT '',
+	disabled             SMALLINT NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+	must_change_password SMALLINT NOT NULL DEFAULT 0 CHECK (must_change_password IN (0, 1)),
+	created_at           BIGINT NOT NULL,
+	updated_at           BIGINT NOT NULL,
+	last_login_at        BIGINT NOT NULL DEFAULT 0
+);
+
+CREATE TABLE user_groups (
+	user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	grp     TEXT NOT NULL,
+	PRIMARY KEY (user_id, grp)
+);
+CREATE INDEX user_groups_grp ON user_groups (grp);
+
+-- sessions has no foreign key to users: deleting a user revokes its
+-- sessions instead of deleting them, so RevokedSince still reports them and
+-- every instance closes their WebSockets.
+CREATE TABLE sessions (
+	id_hash       TEXT PRIMARY KEY,
+	user_id       TEXT NOT NULL,
+	email         TEXT NOT NULL DEFAULT '',
+	provider      TEXT NOT NULL DEFAULT '',
+	groups_json   TEXT NOT NULL DEFAULT '[]',
+	mfa           SMALLINT NOT NULL DEFAULT 0 CHECK (mfa IN (0, 1)),
+	client_ip     TEXT NOT NULL DEFAULT '',
+	user_agent    TEXT NOT NULL DEFAULT '',
+	created_at    BIGINT NOT NULL,
+	last_seen     BIGINT NOT NULL DEFAULT 0,
+	expires_at    BIGINT NOT NULL,
+	revoked_at    BIGINT NOT NULL DEFAULT 0,
+	refresh_token BYTEA NOT NULL DEFAULT ''::bytea,
+	auth_time     BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+CREATE INDEX sessions_revoked ON sessions (revoked_at);
+CREATE INDEX sessions_expires ON sessions (expires_at);
+
+CREATE TABLE totp (
+	user_id    TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+	secret     BYTEA NOT NULL,
+	confirmed  SMALLINT NOT NULL DEFAULT 0 CHECK (confirmed IN (0, 1)),
+	last_step  BIGINT NOT NULL DEFAULT 0,
+	created_at BIGINT NOT NULL
+);
+
+CREATE TABLE totp_recovery (
+	user_id TEXT NOT NULL REFERENCES totp(user_id) ON DELETE CASCADE,
+	hash    TEXT NOT NULL,
+	PRIMARY KEY (user_id, hash)
+);
+
+CREATE TABLE tokens (
+	id         TEXT PRIMARY KEY,
+	hash       TEXT NOT NULL UNIQUE,
+	user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	name       TEXT NOT NULL DEFAULT '',
+	created_at BIGINT NOT NULL,
+	expires_at BIGINT NOT NULL DEFAULT 0,
+	revoked_at BIGINT NOT NULL DEFAULT 0,
+	last_used  BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX tokens_user ON tokens (user_id);
+
+CREATE TABLE signing_keys (
+	id          TEXT PRIMARY KEY,
+	algorithm   TEXT NOT NULL,
+	public_key  BYTEA NOT NULL,
+	private_key BYTEA NOT NULL,
+	created_at  BIGINT NOT NULL,
+	retire_at   BIGINT NOT NULL DEFAULT 0
+);
+
+CREATE TABLE audit_events (
+	id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	time      BIGINT NOT NULL,
+	actor     TEXT NOT NULL DEFAULT '',
+	action    TEXT NOT NULL,
+	subject   TEXT NOT NULL DEFAULT '',
+	client_ip TEXT NOT NULL DEFAULT '',
+	detail    TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_time ON audit_events (time);
+CREATE INDEX audit_subject ON audit_events (subject, time);
+CREATE INDEX audit_action ON audit_events (action, time);

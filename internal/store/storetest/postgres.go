@@ -1,0 +1,277 @@
+// Package storetest gives tests a real PostgreSQL and the conformance suite
+// every store engine passes.
+//
+// Postgres(t) returns the DSN of a fresh, empty database. With
+// MOAT_TEST_POSTGRES set (a DSN of a server whose user may create
+// databases) it creates the database there; otherwise it starts one
+// throwaway server per test binary from the PostgreSQL binaries on this
+// machine (Debian's postgresql package), in a temporary directory, on
+// 127.0.0.1 and a free port.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// EnvPostgres names the environment variable with an external server's DSN.
+const EnvPostgres = "MOAT_TEST_POSTGRES"
+
+var server struct {
+	once     sync.Once
+	adminDSN string // DSN of the maintenance database
+	err      error
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed when cmd has exited
+	dir      string
+	mu       sync.Mutex
+}
+
+// Postgres returns the DSN of a new empty database, dropped when the test
+// ends. Without a PostgreSQL it skips the test, or fails it when CI=true.
+func Postgres(t testing.TB) string {
+	t.Helper()
+	server.once.Do(func() {
+		if dsn := os.Getenv(EnvPostgres); dsn != "" {
+			server.adminDSN = dsn
+			return
+		}
+		server.adminDSN, server.err = startServer()
+	})
+	if server.err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL is needed for this test and CI must not skip it: %v (install step missing: apt-get install -y postgresql)", server.err)
+		}
+		t.Skipf("no PostgreSQL: %v (apt-get install -y postgresql, or set %s)", server.err, EnvPostgres)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, server.adminDSN)
+	if err != nil {
+		t.Fatalf("connect to test postgres: %v", err)
+	}
+	defer conn.Close(ctx)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "moat_test_" + hex.EncodeToString(b[:])
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, server.adminDSN)
+		if err != nil {
+			t.Logf("drop test database %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop test database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(server.adminDSN)
+	if err != nil {
+		t.Fatalf("parse %s: %v", EnvPostgres, err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// Stop stops the server Postgres started, if any, and removes its files.
+// Call it from TestMain after m.Run (see Main); without it the server is
+// killed when the test binary exits, leaving its temporary directory.
+func Stop() {
+	server.mu.Lock()
+	defer server.mu.Unlock()
+	if server.cmd != nil && server.cmd.Process != nil {
+		_ = server.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
+		select {
+		case <-server.exited:
+		case <-time.After(10 * time.Second):
+			_ = server.cmd.Process.Kill()
+			<-server.exited
+		}
+		server.cmd = nil
+	}
+	if server.dir != "" {
+		_ = os.RemoveAll(server.dir)
+		server.dir = ""
+	}
+}
+
+// Main runs the tests and then stops the shared server: use it as
+// func TestMain(m *testing.M) { storetest.Main(m) }.
+func Main(m *testing.M) {
+	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// binDir finds the directory holding initdb and postgres.
+func binDir() (string, error) {
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	sort.Slice(matches, func(i, j int) bool { return pgMajor(matches[i]) > pgMajor(matches[j]) })
+	if len(matches) > 0 {
+		return filepath.Dir(matches[0]), nil
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real
+		}
+		return filepath.Dir(p), nil
+	}
+	return "", errors.New("initdb not found under /usr/lib/postgresql/*/bin nor on PATH")
+}
+
+func pgMajor(path string) int {
+	parts := strings.Split(path, string(filepath.Separator))
+	for i, p := range parts {
+		if p == "postgresql" && i+1 < len(parts) {
+			n, _ := strconv.Atoi(parts[i+1])
+			return n
+		}
+	}
+	return 0
+}
+
+// freePort asks the kernel for a port free right now on 127.0.0.1.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startServer runs initdb and postgres in a temporary directory. PostgreSQL
+// refuses to run as root, so as root both run as the postgres user.
+func startServer() (string, error) {
+	bin, err := binDir()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "moat-pg-")
+	if err != nil {
+		return "", err
+	}
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		pu, err := user.Lookup("postgres")
+		if err != nil {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("running as root and no postgres user to run the server as: %w", err)
+		}
+		uid, _ := strconv.Atoi(pu.Uid)
+		gid, _ := strconv.Atoi(pu.Gid)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			os.RemoveAll(dir)
+			return "", err
+		}
+	}
+	data := filepath.Join(dir, "data")
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "moat", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.Dir = dir
+	if out, err := initdb.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("initdb: %w: %s", err, lastLines(out))
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		logPath := filepath.Join(dir, "postgres.log")
+		logf, err := os.Create(logPath)
+		if err != nil {
+			os.RemoveAll(dir)
+			return "", err
+		}
+		cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data,
+			"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-k", dir,
+			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+			"-c", "max_connections=200", "-c", "shared_buffers=32MB")
+		cmd.Dir = dir
+		cmd.Stdout, cmd.Stderr = logf, logf
+		// Pdeathsig: if the test binary dies, so does its server.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT}
+		if err := cmd.Start(); err != nil {
+			logf.Close()
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("start postgres: %w", err)
+		}
+		logf.Close()
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		dsn := fmt.Sprintf("postgres://moat@127.0.0.1:%d/postgres?sslmode=disable", port)
+		if err := waitReady(dsn, exited); err != nil {
+			_ = cmd.Process.Kill()
+			<-exited
+			log, _ := os.ReadFile(logPath)
+			lastErr = fmt.Errorf("postgres did not start: %w: %s", err, lastLines(log))
+			continue
+		}
+		server.mu.Lock()
+		server.cmd, server.dir, server.exited = cmd, dir, exited
+		server.mu.Unlock()
+		return dsn, nil
+	}
+	os.RemoveAll(dir)
+	return "", lastErr
+}
+
+func waitReady(dsn string, exited <-chan struct{}) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := pgx.Connect(ctx, dsn)
+		if err == nil {
+			err = conn.Ping(ctx)
+			conn.Close(ctx)
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("the server exited")
+		default:
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func lastLines(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 10 {
+		lines = lines[len(lines)-10:]
+	}
+	return strings.Join(lines, "\n")
+}
