@@ -31,8 +31,13 @@ type Config struct {
 
 // Server holds the listeners and connection limits.
 type Server struct {
-	HTTPSAddr             string   `yaml:"https_addr"`
-	HTTPAddr              string   `yaml:"http_addr"`
+	HTTPSAddr string `yaml:"https_addr"`
+	HTTPAddr  string `yaml:"http_addr"`
+	// HTTPMode is "redirect" (the default: plain HTTP only redirects to
+	// HTTPS and answers ACME challenges) or "serve" (plain HTTP serves the
+	// routes, for running behind a TLS-terminating load balancer such as
+	// Cloud Run's; set trusted_proxies to that balancer's ranges).
+	HTTPMode              string   `yaml:"http_mode"`
 	InternalAddr          string   `yaml:"internal_addr"`
 	TrustedProxies        []string `yaml:"trusted_proxies"`
 	ProxyProtocol         bool     `yaml:"proxy_protocol"`

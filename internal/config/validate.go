@@ -32,6 +32,7 @@ func applyDefaults(c *Config) {
 	s := &c.Server
 	def(&s.HTTPSAddr, DefaultHTTPSAddr)
 	def(&s.HTTPAddr, DefaultHTTPAddr)
+	def(&s.HTTPMode, "redirect")
 	def(&s.InternalAddr, DefaultInternalAddr)
 	def(&s.LogLevel, "info")
 	defDur(&s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
@@ -136,6 +137,18 @@ func (v *validator) validateServer() {
 		if err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
 			v.errorAt("server.public_url", "invalid URL %q: write https://host", s.PublicURL)
 		}
+	}
+	switch s.HTTPMode {
+	case "redirect":
+	case "serve":
+		if v.cfg.TLS.ACME != nil {
+			v.errorAt("server.http_mode", "serve cannot be combined with tls.acme, whose HTTP-01 challenges need the redirecting listener")
+		}
+		if s.HTTPAddr == "off" {
+			v.errorAt("server.http_mode", "serve needs server.http_addr")
+		}
+	default:
+		v.errorAt("server.http_mode", "must be redirect or serve, not %q", s.HTTPMode)
 	}
 	switch s.LogLevel {
 	case "debug", "info", "warn", "error":

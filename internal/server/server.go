@@ -125,16 +125,20 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { errc <- internal.Serve(internalLn) }()
 	addrs := Addrs{HTTPS: httpsLn.Addr().String(), Internal: internalLn.Addr().String()}
 	if httpLn != nil {
-		redirect := &http.Server{
-			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				s.certs.Load().HTTPHandler(portOf(addrs.HTTPS)).ServeHTTP(w, r)
-			}),
+		var handler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.certs.Load().HTTPHandler(portOf(addrs.HTTPS)).ServeHTTP(w, r)
+		})
+		if cfg.Server.HTTPMode == "serve" {
+			handler = s
+		}
+		plain := &http.Server{
+			Handler:           handler,
 			ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
 			IdleTimeout:       cfg.Server.IdleTimeout.D(),
 			MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
 		}
-		servers = append(servers, redirect)
-		go func() { errc <- redirect.Serve(httpLn) }()
+		servers = append(servers, plain)
+		go func() { errc <- plain.Serve(httpLn) }()
 		addrs.HTTP = httpLn.Addr().String()
 	}
 
@@ -261,7 +265,7 @@ func (s *Server) Reload(ctx context.Context, why string) error {
 func (s *Server) checkStatic(cfg *config.Config) error {
 	old := s.world.Load().cfg
 	if cfg.Server.HTTPSAddr != old.Server.HTTPSAddr || cfg.Server.HTTPAddr != old.Server.HTTPAddr ||
-		cfg.Server.InternalAddr != old.Server.InternalAddr || cfg.DataDir != old.DataDir ||
+		cfg.Server.InternalAddr != old.Server.InternalAddr || cfg.Server.HTTPMode != old.Server.HTTPMode || cfg.DataDir != old.DataDir ||
 		cfg.Store != old.Store || cfg.Counters != old.Counters {
 		return errors.New("listen addresses, data_dir, store and counters change only with a restart: restart moat to apply them")
 	}

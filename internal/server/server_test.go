@@ -396,3 +396,22 @@ func TestShutdownDrainsInFlightRequests(t *testing.T) {
 		t.Error("listener still accepts after shutdown")
 	}
 }
+
+func TestHTTPModeServeProxiesPlainHTTPBehindATerminatingBalancer(t *testing.T) {
+	cfg := strings.Replace(baseConfig, "  shutdown_grace: 5s\n", "  shutdown_grace: 5s\n  http_mode: serve\n", 1)
+	m := startMoat(t, echoBackend(t).URL, cfg)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+m.addrs.HTTP+"/plain", nil)
+	req.Host = "dash.example.com"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "path=/plain" || resp.Header.Get("X-Seen-Proto") != "http" {
+		t.Fatalf("got %d %q proto %q, want the route served over plain HTTP", resp.StatusCode, body, resp.Header.Get("X-Seen-Proto"))
+	}
+	if resp.Header.Get("Strict-Transport-Security") != "" {
+		t.Error("HSTS sent over plain HTTP")
+	}
+}
