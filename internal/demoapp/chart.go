@@ -160,7 +160,8 @@ func tickLabel(v float64) string {
 	if v == 0 {
 		return "0"
 	}
-	return strconv.FormatFloat(v, 'f', -1, 64)
+	// Round away floating-point dust (0.30000000000000004) first.
+	return strconv.FormatFloat(math.Round(v*1e9)/1e9, 'f', -1, 64)
 }
 
 // pointTitle is the hover text of one data point.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -69,20 +70,26 @@ func (a *app) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 
 // reply answers one request message.
 func (a *app) reply(ctx context.Context, c *websocket.Conn, msg []byte) error {
-	var req modeRequest
-	var rep modeReply
-	if err := json.Unmarshal(msg, &req); err != nil {
-		rep.Error = "bad message: want {\"mode\":\"line\"}"
-	} else if m, err := parseMode(req.Mode); err != nil || req.Mode == "" {
-		rep.Error = "unknown mode: want line, bar, area or table"
-	} else {
-		rep.Mode, rep.HTML = string(m), a.data.render(m)
-	}
-	out, err := json.Marshal(rep)
+	out, err := json.Marshal(a.answer(msg))
 	if err != nil {
-		return err
+		return fmt.Errorf("encode reply: %w", err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	return c.Write(wctx, websocket.MessageText, out)
+}
+
+// answer turns one request message into its reply. A bad message gets an
+// error reply rather than a closed socket, so a page with a stale script
+// keeps working for the modes it does know.
+func (a *app) answer(msg []byte) modeReply {
+	var req modeRequest
+	if err := json.Unmarshal(msg, &req); err != nil {
+		return modeReply{Error: `bad message: want {"mode":"line"}`}
+	}
+	m, err := parseMode(req.Mode)
+	if err != nil || req.Mode == "" {
+		return modeReply{Error: "unknown mode: want line, bar, area or table"}
+	}
+	return modeReply{Mode: string(m), HTML: a.data.render(m)}
 }
