@@ -275,9 +275,9 @@ type svgG struct {
 }
 
 type svgItem struct {
-	Series string  `xml:"data-series,attr"`
-	Rect   svgEl   `xml:"rect"`
-	Text   string  `xml:"text"`
+	Series string `xml:"data-series,attr"`
+	Rect   svgEl  `xml:"rect"`
+	Text   string `xml:"text"`
 }
 
 type svgEl struct {
