@@ -257,3 +257,5 @@ func wantRedirect(t *testing.T, resp *http.Response, location string) {
 		t.Fatalf("%s %s: redirect to %q, want %q", resp.Request.Method, resp.Request.URL, got, location)
 	}
 }
+
+func storeFilter(action string) store.AuditFilter { return store.AuditFilter{Action: action} }
