@@ -153,14 +153,13 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 	head.WriteString("\r\n")
 	_ = client.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	_, err = client.Write(head.Bytes())
+	_ = client.SetWriteDeadline(time.Time{})
 	<-c.toClient
 	if err != nil {
 		c.teardown()
 		b.log().Debug("proxy: write websocket handshake to client", "request_id", info.ID, "route", routeName(info), "backend", b.name, "error", err.Error())
 		return
 	}
-	_ = client.SetWriteDeadline(time.Time{})
-
 	c.start(b.cfg.WebSocketMaxLifetime.D())
 }
 

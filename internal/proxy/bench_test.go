@@ -1,0 +1,210 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+func BenchmarkProxyHTTP(b *testing.B) {
+	payload := []byte("hello, world\n")
+	backend := startBackend(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write(payload)
+	}))
+	p := startProxy(b, backend.URL, proxyOpts{})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxIdleConns: 256}}
+	b.Cleanup(client.CloseIdleConnections)
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Get(p.URL + "/")
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+}
+
+func BenchmarkProxyWebSocketEcho(b *testing.B) {
+	wb := startWSBackend(b)
+	p := startProxy(b, wb.url, proxyOpts{})
+	c := dialWS(b, p, "/")
+	msg := []byte("tick")
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := c.Read(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// peerEnv, when set, makes the test binary a WebSocket peer process (echo
+// backend plus clients) for TestIdleProxiedWebSocketMemory, so that the
+// measuring process holds only the proxy.
+const peerEnv = "MOAT_PROXY_TEST_WS_PEER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(peerEnv) == "1" {
+		runPeer()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// runPeer serves a WebSocket echo backend, prints its URL, reads "URL N"
+// from stdin, opens N sockets to URL (each echoes once), prints "ready"
+// and holds them until stdin closes.
+func runPeer() {
+	srv := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+		if err != nil {
+			return
+		}
+		ctx := context.Background()
+		for {
+			typ, msg, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			_ = c.Write(ctx, typ, msg)
+		}
+	})}
+	l, err := netListen()
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	go func() { _ = srv.Serve(l) }()
+	fmt.Println("http://" + l.Addr().String())
+
+	in := bufio.NewScanner(os.Stdin)
+	if !in.Scan() {
+		os.Exit(1)
+	}
+	fields := strings.Fields(in.Text())
+	n, _ := strconv.Atoi(fields[1])
+	url := "ws" + strings.TrimPrefix(fields[0], "http") + "/"
+	conns := make([]*websocket.Conn, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	var failed sync.Once
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, _, err := websocket.Dial(ctx, url, nil)
+			if err == nil {
+				err = c.Write(ctx, websocket.MessageText, []byte("hi"))
+			}
+			if err == nil {
+				_, _, err = c.Read(ctx)
+			}
+			if err != nil {
+				failed.Do(func() { fmt.Println("error", err) })
+				return
+			}
+			conns[i] = c
+		}()
+	}
+	wg.Wait()
+	fmt.Println("ready")
+	for in.Scan() {
+	}
+	os.Exit(0)
+}
+
+// TestIdleProxiedWebSocketMemory opens many idle WebSockets through the
+// proxy (peers in a child process) and measures the growth of the
+// proxy process's HeapInuse+StackInuse per socket. The target is at most
+// 50 KiB (Caddy holds about 100 KiB). MOAT_WS_MEMORY_N sets the count
+// (default 1000).
+func TestIdleProxiedWebSocketMemory(t *testing.T) {
+	n := 1000
+	if v, err := strconv.Atoi(os.Getenv("MOAT_WS_MEMORY_N")); err == nil && v > 0 {
+		n = v
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), peerEnv+"=1")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start peer process: %v", err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		_ = cmd.Wait()
+	})
+	out := bufio.NewScanner(stdout)
+	if !out.Scan() || !strings.HasPrefix(out.Text(), "http://") {
+		t.Fatalf("peer process said %q", out.Text())
+	}
+	p := startProxy(t, out.Text(), proxyOpts{})
+
+	before, rssBefore := inUse(), rss()
+	fmt.Fprintf(stdin, "%s %d\n", p.URL, n)
+	if !out.Scan() || out.Text() != "ready" {
+		t.Fatalf("peer process said %q", out.Text())
+	}
+	if got := p.sockets.Count(); got != n {
+		t.Fatalf("%d sockets open, want %d", got, n)
+	}
+	time.Sleep(200 * time.Millisecond) // let every pump settle into its idle read
+	after, rssAfter := inUse(), rss()
+	per := float64(int64(after)-int64(before)) / float64(n) / 1024
+	t.Logf("idle proxied WebSockets: %d; growth per socket: HeapInuse+StackInuse %.1f KiB, resident set %.1f KiB",
+		n, per, float64(rssAfter-rssBefore)/float64(n)/1024)
+	if per > 50 {
+		t.Errorf("%.1f KiB per idle socket, target at most 50 KiB", per)
+	}
+	p.sockets.CloseAll(1001, "test over")
+}
+
+func inUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse
+}
+
+// rss returns the process's resident set size in bytes (Linux), or 0.
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
