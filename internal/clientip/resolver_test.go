@@ -1,0 +1,99 @@
+package clientip
+
+import (
+	"net/http"
+	"net/netip"
+	"testing"
+)
+
+var resolveCases = []struct {
+	name    string
+	remote  string
+	xff     []string
+	fwd     []string
+	want    string
+	trusted []string
+}{
+	{name: "an untrusted peer is the client", remote: "198.51.100.7:5555", want: "198.51.100.7"},
+	{name: "a spoofed X-Forwarded-For from an untrusted peer is ignored", remote: "198.51.100.7:5555", xff: []string{"127.0.0.2"}, want: "198.51.100.7", trusted: []string{"10.0.0.0/8"}},
+	{name: "a spoofed Forwarded from an untrusted peer is ignored", remote: "198.51.100.7:5555", fwd: []string{"for=127.0.0.2"}, want: "198.51.100.7", trusted: []string{"10.0.0.0/8"}},
+	{name: "a trusted peer's X-Forwarded-For names the client", remote: "10.0.0.1:1", xff: []string{"203.0.113.9"}, want: "203.0.113.9", trusted: []string{"10.0.0.0/8"}},
+	{name: "the right-most untrusted hop wins over a client-supplied prefix", remote: "10.0.0.1:1", xff: []string{"127.0.0.2, 203.0.113.9, 10.0.0.5"}, want: "203.0.113.9", trusted: []string{"10.0.0.0/8"}},
+	{name: "repeated X-Forwarded-For headers are one list", remote: "10.0.0.1:1", xff: []string{"127.0.0.2", "203.0.113.9"}, want: "203.0.113.9", trusted: []string{"10.0.0.0/8"}},
+	{name: "a malformed X-Forwarded-For yields the peer", remote: "10.0.0.1:1", xff: []string{"203.0.113.9, nonsense"}, want: "10.0.0.1", trusted: []string{"10.0.0.0/8"}},
+	{name: "an empty X-Forwarded-For element yields the peer", remote: "10.0.0.1:1", xff: []string{"203.0.113.9,,"}, want: "10.0.0.1", trusted: []string{"10.0.0.0/8"}},
+	{name: "all-trusted hops yield the left-most", remote: "10.0.0.1:1", xff: []string{"10.0.0.3, 10.0.0.2"}, want: "10.0.0.3", trusted: []string{"10.0.0.0/8"}},
+	{name: "ports in X-Forwarded-For are tolerated", remote: "10.0.0.1:1", xff: []string{"203.0.113.9:4711"}, want: "203.0.113.9", trusted: []string{"10.0.0.0/8"}},
+	{name: "IPv6 peers and hops are resolved", remote: "[2001:db8::1]:443", xff: []string{"2001:db8:beef::7, [2001:db8::2]:80"}, want: "2001:db8:beef::7", trusted: []string{"2001:db8::/64"}},
+	{name: "an IPv4-mapped IPv6 peer is unmapped", remote: "[::ffff:192.0.2.1]:80", want: "192.0.2.1"},
+	{name: "Forwarded for= names the client", remote: "10.0.0.1:1", fwd: []string{`for=192.0.2.60;proto=https;by=203.0.113.43, for="[2001:db8:cafe::17]:4711"`}, want: "2001:db8:cafe::17", trusted: []string{"10.0.0.0/8"}},
+	{name: "Forwarded for=unknown yields the peer", remote: "10.0.0.1:1", fwd: []string{"for=unknown"}, want: "10.0.0.1", trusted: []string{"10.0.0.0/8"}},
+	{name: "an unterminated Forwarded quote yields the peer", remote: "10.0.0.1:1", fwd: []string{`for="192.0.2.1`}, want: "10.0.0.1", trusted: []string{"10.0.0.0/8"}},
+	{name: "X-Forwarded-For is preferred over Forwarded", remote: "10.0.0.1:1", xff: []string{"203.0.113.9"}, fwd: []string{"for=192.0.2.1"}, want: "203.0.113.9", trusted: []string{"10.0.0.0/8"}},
+}
+
+func TestResolve(t *testing.T) {
+	for _, tc := range resolveCases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := &Resolver{}
+			for _, p := range tc.trusted {
+				res.Trusted = append(res.Trusted, netip.MustParsePrefix(p))
+			}
+			r, _ := http.NewRequest("GET", "http://x/", nil)
+			r.RemoteAddr = tc.remote
+			for _, v := range tc.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			for _, v := range tc.fwd {
+				r.Header.Add("Forwarded", v)
+			}
+			if got := res.Resolve(r); got.String() != tc.want {
+				t.Fatalf("Resolve = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAnOverlongChainIsMalformed(t *testing.T) {
+	v := ""
+	for i := 0; i < maxHops+1; i++ {
+		v += "192.0.2.1,"
+	}
+	if _, ok := ParseXForwardedFor([]string{v[:len(v)-1]}); ok {
+		t.Fatal("a chain longer than maxHops was accepted")
+	}
+}
+
+func FuzzParseXForwardedFor(f *testing.F) {
+	for _, s := range []string{"1.2.3.4", "1.2.3.4, [::1]:80", "::1,,", "a, b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		chain, ok := ParseXForwardedFor([]string{s})
+		if ok && len(chain) > maxHops {
+			t.Fatalf("chain of %d hops", len(chain))
+		}
+		for _, a := range chain {
+			if !a.IsValid() || a.Is4In6() || a.Zone() != "" {
+				t.Fatalf("bad address %v", a)
+			}
+		}
+	})
+}
+
+func FuzzParseForwarded(f *testing.F) {
+	for _, s := range []string{`for=1.2.3.4`, `for="[::1]:80";proto=https, for=2.2.2.2`, `for=`, `for="\"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		chain, ok := ParseForwarded([]string{s})
+		if ok && len(chain) > maxHops {
+			t.Fatalf("chain of %d hops", len(chain))
+		}
+		for _, a := range chain {
+			if !a.IsValid() || a.Is4In6() {
+				t.Fatalf("bad address %v", a)
+			}
+		}
+	})
+}
