@@ -1,0 +1,538 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moat-dev/moat/internal/auth/password"
+	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/store"
+)
+
+func init() { subcommands = append(subcommands, newUsersCommand) }
+
+// cliActor is the audit actor of every change made from the command line.
+const cliActor = "cli"
+
+// openStore loads the configuration at cfgPath and opens its store: the
+// store: DSN, or SQLite at data_dir/moat.db. It works while serve runs.
+func openStore(ctx context.Context, cfgPath string) (store.Store, *config.Config, error) {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	dsn := cfg.Store
+	if dsn == "" {
+		dsn = filepath.Join(cfg.DataDir, "moat.db")
+	}
+	st, err := store.Open(ctx, dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, cfg, nil
+}
+
+// usersCLI is the state the users subcommands share.
+type usersCLI struct {
+	cfgPath string
+	st      store.Store
+	cfg     *config.Config
+	out     io.Writer
+}
+
+// run opens the store, runs fn and closes the store.
+func (c *usersCLI) run(cmd *cobra.Command, fn func(ctx context.Context) error) error {
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	st, cfg, err := openStore(ctx, c.cfgPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	c.st, c.cfg, c.out = st, cfg, cmd.OutOrStdout()
+	return fn(ctx)
+}
+
+func newUsersCommand() *cobra.Command {
+	c := &usersCLI{}
+	cmd := &cobra.Command{
+		Use:   "users",
+		Short: "Manage the built-in user directory (works while serve runs)",
+		Args:  cobra.NoArgs,
+	}
+	cmd.PersistentFlags().StringVarP(&c.cfgPath, "config", "c", "moat.yaml", "configuration file")
+	cmd.AddCommand(c.addCommand(), c.listCommand(), c.showCommand(),
+		c.disableCommand(true), c.disableCommand(false), c.deleteCommand(),
+		c.setGroupsCommand(), c.resetPasswordCommand(), c.revokeSessionsCommand())
+	return cmd
+}
+
+// validEmail checks an address typed by an admin: one plain addr-spec.
+func validEmail(email string) error {
+	if len(email) > 254 {
+		return fmt.Errorf("invalid email %q: longer than 254 characters", email)
+	}
+	a, err := mail.ParseAddress(email)
+	if err != nil || a.Address != email || a.Name != "" {
+		return fmt.Errorf("invalid email %q: write a plain address such as alice@example.com", email)
+	}
+	local, domain, ok := strings.Cut(email, "@")
+	if !ok || local == "" || domain == "" || strings.ContainsAny(email, " \t\r\n") {
+		return fmt.Errorf("invalid email %q: write a plain address such as alice@example.com", email)
+	}
+	return nil
+}
+
+// user fetches a user by email with a clear error for an unknown one.
+func (c *usersCLI) user(ctx context.Context, email string) (*store.User, error) {
+	u, err := c.st.GetUserByEmail(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("no user %s (see moat users list)", store.NormalizeEmail(email))
+	}
+	return u, err
+}
+
+func (c *usersCLI) audit(ctx context.Context, action, subject, detail string) error {
+	return c.st.Audit(ctx, &store.AuditEvent{Actor: cliActor, Action: action, Subject: subject, Detail: detail})
+}
+
+// revoke ends every session of u and records it.
+func (c *usersCLI) revoke(ctx context.Context, u *store.User, why string) (int, error) {
+	hashes, err := c.st.RevokeUserSessions(ctx, u.ID, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	if err := c.audit(ctx, "session.revoke_all", u.Email, fmt.Sprintf("%d session(s) ended: %s", len(hashes), why)); err != nil {
+		return 0, err
+	}
+	return len(hashes), nil
+}
+
+// readPassword reads one line from r, bounded by password.MaxLength.
+func readPassword(r io.Reader) (string, error) {
+	br := bufio.NewReader(io.LimitReader(r, password.MaxLength+3))
+	line, err := br.ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password from stdin: %w", err)
+	}
+	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+	if len(line) > password.MaxLength {
+		return "", fmt.Errorf("weak password: the password is too long: at most %d bytes", password.MaxLength)
+	}
+	if line == "" {
+		return "", errors.New("no password on stdin")
+	}
+	return line, nil
+}
+
+// otpAlphabet has no look-alikes (0/O, 1/l/I), so a password read aloud
+// or copied from a terminal survives.
+const otpAlphabet = "abcdefghijkmnpqrstuvwxyz23456789"
+
+// generatePassword returns a random one-time password of at least n
+// letters and digits (5 bits each; 20 of them are 100 bits), in groups of
+// five joined by dashes.
+func generatePassword(n int) string {
+	n = max(n, 20)
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand: " + err.Error())
+	}
+	var sb strings.Builder
+	for i, v := range b {
+		if i > 0 && i%5 == 0 {
+			sb.WriteByte('-')
+		}
+		sb.WriteByte(otpAlphabet[int(v)%len(otpAlphabet)]) // 256 % 32 == 0: no bias
+	}
+	return sb.String()
+}
+
+// newPassword returns the hash of the password read from stdin (checked
+// against the policy) or of a generated one-time password, which it
+// returns too.
+func (c *usersCLI) newPassword(cmd *cobra.Command, email string, fromStdin bool) (hash, oneTime string, err error) {
+	var pw string
+	if fromStdin {
+		if pw, err = readPassword(cmd.InOrStdin()); err != nil {
+			return "", "", err
+		}
+		policy := password.Policy{MinLength: c.cfg.Identity.Passwords.MinLength}
+		if err := policy.Check(pw, email); err != nil {
+			return "", "", fmt.Errorf("weak password: %w", err)
+		}
+	} else {
+		pw = generatePassword(c.cfg.Identity.Passwords.MinLength)
+		oneTime = pw
+	}
+	hash, err = password.Hash(pw, password.DefaultParams)
+	if err != nil {
+		return "", "", err
+	}
+	return hash, oneTime, nil
+}
+
+func printOneTime(w io.Writer, email, pw string) {
+	fmt.Fprintf(w, "one-time password for %s (shown once; it must be changed at the first sign-in):\n%s\n", email, pw)
+}
+
+func (c *usersCLI) addCommand() *cobra.Command {
+	var name string
+	var groups []string
+	var fromStdin bool
+	cmd := &cobra.Command{
+		Use:   "add EMAIL",
+		Short: "Create a user; without --password-stdin, print a one-time password",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			email := store.NormalizeEmail(args[0])
+			if err := validEmail(email); err != nil {
+				return err
+			}
+			return c.run(cmd, func(ctx context.Context) error {
+				if _, err := c.st.GetUserByEmail(ctx, email); err == nil {
+					return fmt.Errorf("user %s already exists", email)
+				}
+				hash, oneTime, err := c.newPassword(cmd, email, fromStdin)
+				if err != nil {
+					return err
+				}
+				u := &store.User{Email: email, Name: strings.TrimSpace(name), Groups: groups, PasswordHash: hash, MustChangePassword: oneTime != ""}
+				if err := c.st.CreateUser(ctx, u); err != nil {
+					if errors.Is(err, store.ErrDuplicate) {
+						return fmt.Errorf("user %s already exists", email)
+					}
+					return err
+				}
+				if err := c.audit(ctx, "user.create", u.Email, fmt.Sprintf("groups: %s", strings.Join(u.Groups, ","))); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.out, "created user %s (id %s)\n", u.Email, u.ID)
+				if oneTime != "" {
+					printOneTime(c.out, u.Email, oneTime)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "display name")
+	cmd.Flags().StringArrayVar(&groups, "group", nil, "group to add the user to (repeatable)")
+	cmd.Flags().BoolVar(&fromStdin, "password-stdin", false, "read the password from the first line of standard input")
+	return cmd
+}
+
+// userJSON is what list and show print with --json: never the hash.
+type userJSON struct {
+	ID                 string   `json:"id"`
+	Email              string   `json:"email"`
+	Name               string   `json:"name"`
+	Groups             []string `json:"groups"`
+	Disabled           bool     `json:"disabled"`
+	MustChangePassword bool     `json:"must_change_password"`
+	HasPassword        bool     `json:"has_password"`
+	CreatedAt          string   `json:"created_at"`
+	UpdatedAt          string   `json:"updated_at"`
+	LastLoginAt        string   `json:"last_login_at,omitempty"`
+	Sessions           *int     `json:"live_sessions,omitempty"`
+	MFA                *bool    `json:"mfa_enrolled,omitempty"`
+}
+
+func timeString(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func toJSON(u *store.User) userJSON {
+	groups := u.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	return userJSON{ID: u.ID, Email: u.Email, Name: u.Name, Groups: groups, Disabled: u.Disabled,
+		MustChangePassword: u.MustChangePassword, HasPassword: u.PasswordHash != "",
+		CreatedAt: timeString(u.CreatedAt), UpdatedAt: timeString(u.UpdatedAt), LastLoginAt: timeString(u.LastLoginAt)}
+}
+
+func status(u *store.User) string {
+	switch {
+	case u.Disabled:
+		return "disabled"
+	case u.MustChangePassword:
+		return "must-change-password"
+	case u.PasswordHash == "":
+		return "sso"
+	}
+	return "active"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (c *usersCLI) listCommand() *cobra.Command {
+	var asJSON bool
+	var group string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List users",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.run(cmd, func(ctx context.Context) error {
+				users, _, err := c.st.ListUsers(ctx, store.UserFilter{Group: group})
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					out := make([]userJSON, 0, len(users))
+					for _, u := range users {
+						out = append(out, toJSON(u))
+					}
+					return writeJSON(c.out, out)
+				}
+				if len(users) == 0 {
+					fmt.Fprintln(c.out, "no users yet: add one with moat users add EMAIL")
+					return nil
+				}
+				tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "EMAIL\tNAME\tGROUPS\tSTATUS\tLAST SIGN-IN")
+				for _, u := range users {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Email, orDash(u.Name), orDash(strings.Join(u.Groups, ",")), status(u), orDash(timeString(u.LastLoginAt)))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&group, "group", "", "only members of this group")
+	return cmd
+}
+
+func (c *usersCLI) showCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show EMAIL",
+		Short: "Show one user",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.run(cmd, func(ctx context.Context) error {
+				u, err := c.user(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				sessions, err := c.st.ListSessions(ctx, u.ID)
+				if err != nil {
+					return err
+				}
+				_, terr := c.st.GetTOTP(ctx, u.ID)
+				if terr != nil && !errors.Is(terr, store.ErrNotFound) {
+					return terr
+				}
+				j := toJSON(u)
+				n, mfa := len(sessions), terr == nil
+				j.Sessions, j.MFA = &n, &mfa
+				if asJSON {
+					return writeJSON(c.out, j)
+				}
+				tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+				for _, kv := range [][2]string{
+					{"email", j.Email}, {"id", j.ID}, {"name", orDash(j.Name)}, {"groups", orDash(strings.Join(j.Groups, ","))},
+					{"status", status(u)}, {"second factor", map[bool]string{true: "enrolled", false: "none"}[mfa]},
+					{"live sessions", fmt.Sprint(n)}, {"created", j.CreatedAt}, {"updated", j.UpdatedAt},
+					{"last sign-in", orDash(j.LastLoginAt)},
+				} {
+					fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// disableCommand is `disable` (which also ends the user's sessions) or
+// `enable`.
+func (c *usersCLI) disableCommand(disable bool) *cobra.Command {
+	use, short, action := "enable EMAIL", "Let a disabled user sign in again", "user.enable"
+	if disable {
+		use, short, action = "disable EMAIL", "Stop a user from signing in and end their sessions", "user.disable"
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.run(cmd, func(ctx context.Context) error {
+				u, err := c.user(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if u.Disabled != disable {
+					u.Disabled = disable
+					if err := c.st.UpdateUser(ctx, u); err != nil {
+						return err
+					}
+					if err := c.audit(ctx, action, u.Email, ""); err != nil {
+						return err
+					}
+				}
+				if !disable {
+					fmt.Fprintf(c.out, "enabled %s\n", u.Email)
+					return nil
+				}
+				n, err := c.revoke(ctx, u, "user disabled")
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.out, "disabled %s; %d session(s) ended\n", u.Email, n)
+				return nil
+			})
+		},
+	}
+}
+
+func (c *usersCLI) deleteCommand() *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "delete EMAIL --yes",
+		Short: "Delete a user, ending their sessions (cannot be undone)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return fmt.Errorf("deleting %s cannot be undone: add --yes", store.NormalizeEmail(args[0]))
+			}
+			return c.run(cmd, func(ctx context.Context) error {
+				u, err := c.user(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				n, err := c.revoke(ctx, u, "user deleted")
+				if err != nil {
+					return err
+				}
+				if err := c.st.DeleteUser(ctx, u.ID); err != nil {
+					return err
+				}
+				if err := c.audit(ctx, "user.delete", u.Email, ""); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.out, "deleted %s; %d session(s) ended\n", u.Email, n)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm the deletion")
+	return cmd
+}
+
+func (c *usersCLI) setGroupsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "set-groups EMAIL [GROUP]...",
+		Short: "Replace a user's groups (none: remove from every group)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.run(cmd, func(ctx context.Context) error {
+				u, err := c.user(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				before := strings.Join(u.Groups, ",")
+				u.Groups = args[1:]
+				if err := c.st.UpdateUser(ctx, u); err != nil {
+					return err
+				}
+				after := strings.Join(u.Groups, ",")
+				if err := c.audit(ctx, "user.groups", u.Email, fmt.Sprintf("groups: %s -> %s", orDash(before), orDash(after))); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.out, "%s is now in: %s\n", u.Email, orDash(after))
+				return nil
+			})
+		},
+	}
+}
+
+func (c *usersCLI) resetPasswordCommand() *cobra.Command {
+	var fromStdin bool
+	cmd := &cobra.Command{
+		Use:   "reset-password EMAIL",
+		Short: "Set a new password (one-time unless --password-stdin) and end the user's sessions",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.run(cmd, func(ctx context.Context) error {
+				u, err := c.user(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				hash, oneTime, err := c.newPassword(cmd, u.Email, fromStdin)
+				if err != nil {
+					return err
+				}
+				u.PasswordHash, u.MustChangePassword = hash, oneTime != ""
+				if err := c.st.UpdateUser(ctx, u); err != nil {
+					return err
+				}
+				if err := c.audit(ctx, "user.password_reset", u.Email, map[bool]string{true: "one-time password", false: "password from stdin"}[oneTime != ""]); err != nil {
+					return err
+				}
+				n, err := c.revoke(ctx, u, "password reset")
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.out, "password of %s reset; %d session(s) ended\n", u.Email, n)
+				if oneTime != "" {
+					printOneTime(c.out, u.Email, oneTime)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&fromStdin, "password-stdin", false, "read the password from the first line of standard input")
+	return cmd
+}
+
+func (c *usersCLI) revokeSessionsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke-sessions EMAIL",
+		Short: "End every session of a user now (open WebSockets close within seconds)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.run(cmd, func(ctx context.Context) error {
+				u, err := c.user(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				n, err := c.revoke(ctx, u, "revoked by an admin")
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.out, "%d session(s) of %s ended\n", n, u.Email)
+				return nil
+			})
+		},
+	}
+}

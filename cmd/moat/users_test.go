@@ -1,0 +1,299 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moat-dev/moat/internal/auth/password"
+	"github.com/moat-dev/moat/internal/store"
+)
+
+// cliEnv is a config file whose store is SQLite in a temp data_dir.
+type cliEnv struct {
+	cfg, dataDir string
+}
+
+func newCLIEnv(t *testing.T) *cliEnv {
+	t.Helper()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfg := filepath.Join(dir, "moat.yaml")
+	yaml := fmt.Sprintf(`data_dir: %s
+identity:
+  passwords: {min_length: 12}
+backends:
+  app: {url: "http://127.0.0.1:8501"}
+routes:
+  - {host: app.example.com, backend: app, public: true}
+`, data)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &cliEnv{cfg: cfg, dataDir: data}
+}
+
+// moat runs the CLI in-process and returns its output and error.
+func (e *cliEnv) moat(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCommand()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetIn(strings.NewReader(stdin))
+	root.SetArgs(append(args, "-c", e.cfg))
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func (e *cliEnv) mustMoat(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	out, err := e.moat(t, stdin, args...)
+	if err != nil {
+		t.Fatalf("moat %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (e *cliEnv) store(t *testing.T) store.Store {
+	t.Helper()
+	st, err := store.Open(t.Context(), filepath.Join(e.dataDir, "moat.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+var oneTimeRE = regexp.MustCompile(`(?m)^([a-z2-9]{5}(-[a-z2-9]{5}){3,})$`)
+
+func TestUsersAddWithoutPasswordPrintsAOneTimePassword(t *testing.T) {
+	e := newCLIEnv(t)
+	out := e.mustMoat(t, "", "users", "add", "Alice@Example.com", "--name", "Alice", "--group", "staff", "--group", "ops")
+	m := oneTimeRE.FindStringSubmatch(out)
+	if m == nil || !strings.Contains(out, "created user alice@example.com") {
+		t.Fatalf("output has no one-time password:\n%s", out)
+	}
+	u, err := e.store(t).GetUserByEmail(t.Context(), "alice@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !u.MustChangePassword || u.Name != "Alice" || strings.Join(u.Groups, ",") != "ops,staff" {
+		t.Errorf("user = %+v", u)
+	}
+	if ok, _, err := password.Verify(m[1], u.PasswordHash); !ok || err != nil {
+		t.Errorf("the printed password does not verify: %v %v", ok, err)
+	}
+	if strings.Contains(u.PasswordHash, m[1]) {
+		t.Error("the password is stored in clear")
+	}
+}
+
+func TestUsersAddWithPasswordFromStdin(t *testing.T) {
+	e := newCLIEnv(t)
+	out := e.mustMoat(t, "tangerine-voltage-harbor\n", "users", "add", "bob@example.com", "--password-stdin")
+	if oneTimeRE.MatchString(out) {
+		t.Errorf("a one-time password was printed although one was given:\n%s", out)
+	}
+	u, _ := e.store(t).GetUserByEmail(t.Context(), "bob@example.com")
+	if ok, _, _ := password.Verify("tangerine-voltage-harbor", u.PasswordHash); !ok || u.MustChangePassword {
+		t.Errorf("ok = %v, must change = %v", ok, u.MustChangePassword)
+	}
+}
+
+func TestUsersErrorsAreClear(t *testing.T) {
+	e := newCLIEnv(t)
+	e.mustMoat(t, "", "users", "add", "alice@example.com")
+	for _, tc := range []struct {
+		name  string
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"a duplicate email, whatever its case", "", []string{"users", "add", "ALICE@example.com"}, "user alice@example.com already exists"},
+		{"an unknown user", "", []string{"users", "show", "nobody@example.com"}, "no user nobody@example.com"},
+		{"an unknown user to disable", "", []string{"users", "disable", "nobody@example.com"}, "no user nobody@example.com"},
+		{"a short password", "short\n", []string{"users", "add", "c@example.com", "--password-stdin"}, "weak password: the password is too short: use at least 12 characters"},
+		{"a common password", "password1234\n", []string{"users", "add", "c@example.com", "--password-stdin"}, "weak password: the password is on the list of commonly used passwords"},
+		{"the email as password", "carol.longname@example.com\n", []string{"users", "add", "carol.longname@example.com", "--password-stdin"}, "must not be your email address"},
+		{"an overlong password", strings.Repeat("x", 300) + "\n", []string{"users", "add", "c@example.com", "--password-stdin"}, "too long"},
+		{"an empty stdin", "", []string{"users", "add", "c@example.com", "--password-stdin"}, "no password on stdin"},
+		{"an invalid email", "", []string{"users", "add", "Alice <a@example.com>"}, "invalid email"},
+		{"delete without --yes", "", []string{"users", "delete", "alice@example.com"}, "cannot be undone: add --yes"},
+		{"a weak reset", "short\n", []string{"users", "reset-password", "alice@example.com", "--password-stdin"}, "weak password"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := e.moat(t, tc.stdin, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to contain %q\n%s", err, tc.want, out)
+			}
+		})
+	}
+	if _, err := e.store(t).GetUserByEmail(t.Context(), "c@example.com"); err == nil {
+		t.Error("a refused add created the user")
+	}
+}
+
+func TestUsersListAndShow(t *testing.T) {
+	e := newCLIEnv(t)
+	e.mustMoat(t, "", "users", "add", "bob@example.com", "--group", "staff")
+	e.mustMoat(t, "", "users", "add", "alice@example.com", "--name", "Alice")
+	out := e.mustMoat(t, "", "users", "list")
+	if !regexp.MustCompile(`(?s)EMAIL.*alice@example.com\s+Alice\s+-\s+must-change-password.*bob@example.com\s+-\s+staff`).MatchString(out) {
+		t.Errorf("list:\n%s", out)
+	}
+	var list []userJSON
+	if err := json.Unmarshal([]byte(e.mustMoat(t, "", "users", "list", "--json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].Email != "alice@example.com" || !list[0].HasPassword || list[1].Groups[0] != "staff" {
+		t.Errorf("list --json = %+v", list)
+	}
+	raw := e.mustMoat(t, "", "users", "show", "Bob@Example.com", "--json")
+	if strings.Contains(raw, "argon2") {
+		t.Errorf("show prints the hash:\n%s", raw)
+	}
+	var one userJSON
+	if err := json.Unmarshal([]byte(raw), &one); err != nil {
+		t.Fatal(err)
+	}
+	if one.Email != "bob@example.com" || one.Sessions == nil || *one.Sessions != 0 || one.MFA == nil || *one.MFA {
+		t.Errorf("show --json = %s", raw)
+	}
+	out = e.mustMoat(t, "", "users", "show", "bob@example.com")
+	if !strings.Contains(out, "groups:") || !strings.Contains(out, "staff") || !strings.Contains(out, "live sessions:") {
+		t.Errorf("show:\n%s", out)
+	}
+}
+
+// addSession gives the user a live session, as a sign-in would.
+func addSession(t *testing.T, st store.Store, email, hash string) {
+	t.Helper()
+	u, err := st.GetUserByEmail(t.Context(), email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateSession(t.Context(), &store.Session{IDHash: hash, UserID: u.ID, Email: u.Email, Provider: "password", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUsersChangesEndSessionsAndAreAudited(t *testing.T) {
+	e := newCLIEnv(t)
+	e.mustMoat(t, "", "users", "add", "alice@example.com")
+	st := e.store(t)
+	start := time.Now().Add(-time.Second)
+	for _, tc := range []struct {
+		name     string
+		stdin    string
+		args     []string
+		sessions bool // whether the change must end live sessions
+		action   string
+		check    func(u *store.User) bool
+	}{
+		{"disable ends sessions", "", []string{"users", "disable", "alice@example.com"}, true, "user.disable", func(u *store.User) bool { return u.Disabled }},
+		{"enable lets the user back", "", []string{"users", "enable", "alice@example.com"}, false, "user.enable", func(u *store.User) bool { return !u.Disabled }},
+		{"set-groups replaces groups", "", []string{"users", "set-groups", "alice@example.com", "a", "b"}, false, "user.groups", func(u *store.User) bool { return strings.Join(u.Groups, ",") == "a,b" }},
+		{"set-groups with none clears them", "", []string{"users", "set-groups", "alice@example.com"}, false, "user.groups", func(u *store.User) bool { return len(u.Groups) == 0 }},
+		{"reset-password ends sessions", "", []string{"users", "reset-password", "alice@example.com"}, true, "user.password_reset", func(u *store.User) bool { return u.MustChangePassword }},
+		{"reset-password from stdin", "tangerine-voltage-harbor\n", []string{"users", "reset-password", "alice@example.com", "--password-stdin"}, true, "user.password_reset", func(u *store.User) bool {
+			ok, _, _ := password.Verify("tangerine-voltage-harbor", u.PasswordHash)
+			return ok && !u.MustChangePassword
+		}},
+		{"revoke-sessions ends sessions", "", []string{"users", "revoke-sessions", "alice@example.com"}, true, "session.revoke_all", func(*store.User) bool { return true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hash := "h-" + tc.name
+			addSession(t, st, "alice@example.com", hash)
+			out := e.mustMoat(t, tc.stdin, tc.args...)
+			u, err := st.GetUserByEmail(t.Context(), "alice@example.com")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(u) {
+				t.Errorf("user after change: %+v\n%s", u, out)
+			}
+			x, _ := st.GetSession(t.Context(), hash)
+			if ended := !x.RevokedAt.IsZero(); ended != tc.sessions {
+				t.Errorf("session ended = %v, want %v", ended, tc.sessions)
+			}
+			ev, _ := st.ListAudit(t.Context(), store.AuditFilter{Action: tc.action, Since: start})
+			if len(ev) == 0 || ev[0].Actor != "cli" || ev[0].Subject != "alice@example.com" {
+				t.Errorf("no %s audit event by cli: %+v", tc.action, ev)
+			}
+		})
+	}
+	_ = st.RevokeSession(t.Context(), "none", time.Now())
+	addSession(t, st, "alice@example.com", "last")
+	e.mustMoat(t, "", "users", "delete", "alice@example.com", "--yes")
+	if _, err := st.GetUserByEmail(t.Context(), "alice@example.com"); err == nil {
+		t.Error("user still there after delete")
+	}
+	if x, _ := st.GetSession(t.Context(), "last"); x.RevokedAt.IsZero() {
+		t.Error("delete left a live session")
+	}
+	if revoked, _ := st.RevokedSince(t.Context(), start); len(revoked) < 5 {
+		t.Errorf("RevokedSince reports %d sessions, want every ended one", len(revoked))
+	}
+}
+
+func TestAuditListsAndFilters(t *testing.T) {
+	e := newCLIEnv(t)
+	e.mustMoat(t, "", "users", "add", "alice@example.com")
+	e.mustMoat(t, "", "users", "add", "bob@example.com")
+	e.mustMoat(t, "", "users", "disable", "bob@example.com")
+	st := e.store(t)
+	old := &store.AuditEvent{Time: time.Now().Add(-48 * time.Hour), Actor: "system", Action: "login.failure", Subject: "bob@example.com", ClientIP: "192.0.2.9"}
+	if err := st.Audit(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	out := e.mustMoat(t, "", "audit")
+	for _, want := range []string{"TIME", "user.create", "user.disable", "session.revoke_all", "login.failure", "192.0.2.9"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("audit output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string // actions, newest first
+	}{
+		{"since a duration", []string{"--since", "24h", "--user", "bob@example.com"}, []string{"session.revoke_all", "user.disable", "user.create"}},
+		{"since days", []string{"--since", "3d", "--user", "BOB@example.com", "--action", "login.failure"}, []string{"login.failure"}},
+		{"since a time", []string{"--since", time.Now().Add(-72 * time.Hour).UTC().Format(time.RFC3339), "--action", "user.create"}, []string{"user.create", "user.create"}},
+		{"limit", []string{"--limit", "1"}, []string{"session.revoke_all"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []auditJSON
+			if err := json.Unmarshal([]byte(e.mustMoat(t, "", append([]string{"audit", "--json"}, tc.args...)...)), &got); err != nil {
+				t.Fatal(err)
+			}
+			var actions []string
+			for _, ev := range got {
+				actions = append(actions, ev.Action)
+			}
+			if strings.Join(actions, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("actions = %v, want %v", actions, tc.want)
+			}
+		})
+	}
+	if _, err := e.moat(t, "", "audit", "--since", "yesterday"); err == nil || !strings.Contains(err.Error(), "invalid --since") {
+		t.Errorf("bad --since: %v", err)
+	}
+}
+
+func TestGeneratedPasswordsPassThePolicy(t *testing.T) {
+	for _, n := range []int{8, 12, 40, 128} {
+		pw := generatePassword(n)
+		if err := (password.Policy{MinLength: n}).Check(pw, "a@example.com"); err != nil {
+			t.Errorf("min %d: %q refused: %v", n, pw, err)
+		}
+	}
+}
