@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -103,7 +104,7 @@ func New(name string, cfg *config.Backend, sockets *Sockets) (*Backend, error) {
 		FlushInterval: -1, // stream: Streamlit and SSE responses flush as they come
 		BufferPool:    copyBuffers{},
 		ErrorHandler:  b.serveError,
-		ErrorLog:      slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
+		ErrorLog:      log.New(errorLogWriter{b}, "", 0),
 	}
 	if cfg.HealthPath == "" {
 		b.healthy.Store(true)
@@ -142,8 +143,14 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// upgrade, …) is forwarded as a plain request.
 		r.Header.Del("Upgrade")
 	}
+	// ReverseProxy hands its error handler the outbound request, whose
+	// moat cookies (the language choice among them) are gone; keep the
+	// client's request within reach for moat's error page.
+	r = r.WithContext(context.WithValue(r.Context(), inboundKey{}, r))
 	b.proxy.ServeHTTP(w, r)
 }
+
+type inboundKey struct{}
 
 // rewrite builds the outbound request; httputil has already removed the
 // hop-by-hop and X-Forwarded-* headers from pr.Out.
@@ -158,6 +165,9 @@ func (b *Backend) rewrite(pr *httputil.ProxyRequest) {
 // serveError turns a failed round trip into moat's 502 or 504 page, with
 // the request id that the log line carries too.
 func (b *Backend) serveError(w http.ResponseWriter, r *http.Request, err error) {
+	if in, ok := r.Context().Value(inboundKey{}).(*http.Request); ok {
+		r = in
+	}
 	info := request.From(r)
 	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
 		// The client went away; nobody is left to read a page.
@@ -228,6 +238,15 @@ func singleJoiningSlash(a, b string) string {
 		return a + "/" + b
 	}
 	return a + b
+}
+
+// errorLogWriter sends ReverseProxy's own log lines (a client that went
+// away mid-response, …) to the backend's logger at debug level.
+type errorLogWriter struct{ b *Backend }
+
+func (e errorLogWriter) Write(p []byte) (int, error) {
+	e.b.log().Debug("proxy: "+strings.TrimSpace(string(p)), "backend", e.b.name)
+	return len(p), nil
 }
 
 // copyBuffers lends ReverseProxy 32 KiB copy buffers instead of letting it

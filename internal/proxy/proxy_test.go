@@ -277,3 +277,19 @@ func TestBackendURLPathAndQueryAreJoined(t *testing.T) {
 		t.Fatalf("backend saw %q", got)
 	}
 }
+
+func TestErrorPageKeepsTheLanguageChosenInMoatsCookie(t *testing.T) {
+	p := startProxy(t, refusedURL(t), proxyOpts{})
+	req, _ := http.NewRequest("GET", p.URL+"/", nil)
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	req.Header.Set("Cookie", "moat_lang=ja")
+	resp, err := p.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 502 || !strings.Contains(string(body), "アプリケーションが応答していません") {
+		t.Fatalf("status %d, page not in Japanese: %s", resp.StatusCode, body)
+	}
+}
