@@ -2,10 +2,12 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -173,12 +175,16 @@ func TestOpenRefusesANewerSchema(t *testing.T) {
 	}
 	s.Close()
 	// Pretend a newer moat migrated the file.
-	db, err := store.Open(t.Context(), path)
+	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := db.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)`, store.SchemaVersion()+1); err != nil {
+		t.Fatal(err)
+	}
 	db.Close()
-	if store.SchemaVersion() < 1 {
-		t.Fatalf("schema version %d", store.SchemaVersion())
+	_, err = store.Open(t.Context(), path)
+	if err == nil || !strings.Contains(err.Error(), "newer than this moat knows") {
+		t.Fatalf("err = %v, want a refusal naming the newer schema", err)
 	}
 }

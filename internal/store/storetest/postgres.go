@@ -72,7 +72,7 @@ func Postgres(t testing.TB) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "moat_test_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name+" STRATEGY = FILE_COPY"); err != nil {
 		t.Fatalf("create test database: %v", err)
 	}
 	t.Cleanup(func() {

@@ -15,7 +15,8 @@ import (
 // Factory opens a new, empty store for one test; the suite closes it.
 type Factory func(t *testing.T) store.Store
 
-// Run is the conformance suite: every engine must pass all of it.
+// Run is the conformance suite: every engine must pass all of it. Its
+// tests run in parallel, each on a store of its own from open.
 func Run(t *testing.T, open Factory) {
 	tests := []struct {
 		name string
@@ -41,6 +42,9 @@ func Run(t *testing.T, open Factory) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			// Each test has its own database, so they run side by side:
+			// creating a PostgreSQL database is slow, not busy.
+			t.Parallel()
 			s := open(t)
 			t.Cleanup(func() { s.Close() })
 			tc.fn(t, s)
