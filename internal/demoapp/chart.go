@@ -13,7 +13,7 @@ import (
 const (
 	chartWidth   = 640
 	chartHeight  = 360
-	marginLeft   = 52
+	marginLeft   = 56
 	marginRight  = 16
 	marginTop    = 40
 	marginBottom = 36
@@ -49,7 +49,7 @@ func (f *frame) chart(m mode) string {
 
 	var b strings.Builder
 	b.Grow(16 << 10)
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" class="chart chart-%s" data-mode="%s" viewBox="0 0 %d %d" role="img" aria-labelledby="chart-title" font-family="system-ui, sans-serif" font-size="12">`,
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" class="chart chart-%s" data-mode="%s" viewBox="0 0 %d %d" role="img" aria-labelledby="chart-title" font-family="system-ui, sans-serif" font-size="14">`,
 		m, m, chartWidth, chartHeight)
 	fmt.Fprintf(&b, `<title id="chart-title">%s of columns a, b and c (%d rows)</title>`, m.label(), rows)
 
@@ -109,9 +109,9 @@ func (f *frame) chart(m mode) string {
 	}
 
 	// Legend, top left above the plot.
-	b.WriteString(`<g class="legend" fill="#1b2430" font-size="13">`)
+	b.WriteString(`<g class="legend" fill="#1b2430" font-size="15">`)
 	for j, name := range columns {
-		lx := marginLeft + j*56
+		lx := marginLeft + j*64
 		fmt.Fprintf(&b, `<g class="legend-item" data-series="%s"><rect x="%d" y="14" width="14" height="14" rx="2" fill="%s"/><text x="%d" y="26">%s</text></g>`,
 			name, lx, seriesColors[j], lx+20, name)
 	}

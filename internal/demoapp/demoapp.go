@@ -155,6 +155,7 @@ func loadStatic() map[string]staticFile {
 	types := map[string]string{
 		".js":  "text/javascript; charset=utf-8",
 		".css": "text/css; charset=utf-8",
+		".svg": "image/svg+xml",
 	}
 	entries, err := staticFS.ReadDir("static")
 	if err != nil {
