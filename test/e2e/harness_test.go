@@ -1,0 +1,549 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// inCI reports whether the tests run under CI, where nothing may skip for a
+// missing tool: the test command installs them all.
+func inCI() bool {
+	v := os.Getenv("CI")
+	return v != "" && v != "false" && v != "0"
+}
+
+// skipOrFail skips the test on a developer's machine and fails it in CI,
+// with a message naming the install step that is missing.
+func skipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if inCI() {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format+" (skipped; CI=true makes this a failure)", args...)
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	p, err := pickPort()
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	return p
+}
+
+func pickPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// logBuffer collects a child process's output safely across goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// childProcess starts cmd in its own process group, killed with the test
+// binary if that dies first, with stdout and stderr going to out.
+func startChild(cmd *exec.Cmd, out io.Writer) error {
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return cmd.Start()
+}
+
+// stopChild sends SIGTERM to cmd's process group and waits up to grace for
+// it to exit, then kills the group. It returns the process's exit error.
+func stopChild(cmd *exec.Cmd, exited <-chan error, grace time.Duration) error {
+	if cmd.Process == nil {
+		return nil
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		return err
+	case <-time.After(grace):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+		return fmt.Errorf("did not exit within %s of SIGTERM; killed", grace)
+	}
+}
+
+// waitHTTP polls url until it answers 200 or the process exits or timeout
+// passes.
+func waitHTTP(client *http.Client, url string, exited <-chan error, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("process exited before %s answered: %v", url, err)
+		default:
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Errorf("status %s", resp.Status)
+		} else {
+			last = err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not healthy after %s: %v", url, timeout, last)
+}
+
+// ---------------------------------------------------------------- Streamlit
+
+// streamlitApp is a running `streamlit run app.py`.
+type streamlitApp struct {
+	// URL is where it listens, http://127.0.0.1:PORT.
+	URL string
+	// Addr is its host:port.
+	Addr   string
+	cmd    *exec.Cmd
+	exited chan error
+	logs   *logBuffer
+}
+
+// pythonBin is the interpreter that runs Streamlit (MOAT_PYTHON, else python3).
+func pythonBin() string {
+	if p := os.Getenv("MOAT_PYTHON"); p != "" {
+		return p
+	}
+	return "python3"
+}
+
+// startStreamlitApp runs the Streamlit app in appDir on a free port with
+// Streamlit's defaults (XSRF protection and CORS checks on) and waits for
+// /_stcore/health. workDir receives Streamlit's home directory.
+func startStreamlitApp(appDir, workDir string) (*streamlitApp, error) {
+	py := pythonBin()
+	if out, err := exec.Command(py, "-c", "import streamlit").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("streamlit is not installed for %s (run scripts/test, or pip install -r examples/streamlit-dashboard/requirements.txt): %v: %s", py, err, bytes.TrimSpace(out))
+	}
+	port, err := pickPort()
+	if err != nil {
+		return nil, err
+	}
+	home, err := os.MkdirTemp(workDir, "streamlit-home-")
+	if err != nil {
+		return nil, err
+	}
+	// Deliberately not set: server.enableXsrfProtection and server.enableCORS
+	// stay at their defaults (on); moat must work with them.
+	cmd := exec.Command(py, "-m", "streamlit", "run", "app.py",
+		"--server.port", strconv.Itoa(port),
+		"--server.address", "127.0.0.1",
+		"--server.headless", "true",
+		"--browser.gatherUsageStats", "false",
+		"--server.fileWatcherType", "none",
+	)
+	cmd.Dir = appDir
+	cmd.Env = append(os.Environ(), "HOME="+home, "PYTHONUNBUFFERED=1")
+	s := &streamlitApp{
+		Addr:   fmt.Sprintf("127.0.0.1:%d", port),
+		URL:    fmt.Sprintf("http://127.0.0.1:%d", port),
+		cmd:    cmd,
+		exited: make(chan error, 1),
+		logs:   &logBuffer{},
+	}
+	if err := startChild(cmd, s.logs); err != nil {
+		return nil, fmt.Errorf("start streamlit: %w", err)
+	}
+	go func() { s.exited <- cmd.Wait() }()
+	if err := waitHTTP(http.DefaultClient, s.URL+"/_stcore/health", s.exited, 60*time.Second); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("streamlit: %w\n%s", err, s.logs.String())
+	}
+	return s, nil
+}
+
+func (s *streamlitApp) stop() { _ = stopChild(s.cmd, s.exited, 5*time.Second) }
+
+// startStreamlit runs the Streamlit app in appDir for one test and returns
+// its URL; it stops when the test ends.
+func startStreamlit(t testing.TB, appDir string) string {
+	t.Helper()
+	s, err := startStreamlitApp(appDir, t.TempDir())
+	if err != nil {
+		skipOrFail(t, "%v", err)
+	}
+	t.Cleanup(s.stop)
+	return s.URL
+}
+
+// sharedStreamlit returns the package's Streamlit (the example dashboard),
+// started on first use and stopped after the last test.
+func sharedStreamlit(t testing.TB) *streamlitApp {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs Streamlit; not in -short mode")
+	}
+	dashboardOnce.Do(func() {
+		dashboard, dashboardErr = startStreamlitApp(filepath.Join(repoRoot, "examples", "streamlit-dashboard"), workDir)
+	})
+	if dashboardErr != nil {
+		skipOrFail(t, "%v", dashboardErr)
+	}
+	return dashboard
+}
+
+// --------------------------------------------------------------------- moat
+
+// Moat is a running `moat serve` started by startMoat.
+type Moat struct {
+	// URL is the public HTTPS origin, https://localhost:PORT.
+	URL string
+	// HTTPSAddr, HTTPAddr and InternalAddr are the listeners' host:port.
+	HTTPSAddr, HTTPAddr, InternalAddr string
+	// InternalURL is http://InternalAddr (metrics, healthz, readyz).
+	InternalURL string
+	// ConfigPath is the configuration file moat was started with.
+	ConfigPath string
+	// DataDir is moat's data_dir.
+	DataDir string
+	// Cert is the certificate moat served on its first handshake.
+	Cert *x509.Certificate
+
+	cmd    *exec.Cmd
+	exited chan error
+	logs   *logBuffer
+	once   sync.Once
+	err    error
+}
+
+var topLevelKey = regexp.MustCompile(`(?m)^([a-z_]+):`)
+
+// startMoat writes configYAML to a temporary directory and runs `moat serve`
+// on it. Unless configYAML sets them itself, it adds a server block with free
+// 127.0.0.1 ports for https_addr, http_addr and internal_addr, a data_dir in
+// the temporary directory and `tls: {self_signed: true}`. It waits for
+// /healthz on the internal listener and stops moat with SIGTERM when the test
+// ends, printing moat's log if the test failed.
+func startMoat(t testing.TB, configYAML string) *Moat {
+	t.Helper()
+	if moatBuildErr != nil {
+		t.Fatalf("moat binary: %v", moatBuildErr)
+	}
+	dir := t.TempDir()
+	m := &Moat{
+		DataDir:    filepath.Join(dir, "data"),
+		ConfigPath: filepath.Join(dir, "moat.yaml"),
+		exited:     make(chan error, 1),
+		logs:       &logBuffer{},
+	}
+	present := map[string]bool{}
+	for _, k := range topLevelKey.FindAllStringSubmatch(configYAML, -1) {
+		present[k[1]] = true
+	}
+	var head strings.Builder
+	if !present["server"] {
+		m.HTTPSAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		m.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		m.InternalAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		fmt.Fprintf(&head, "server:\n  https_addr: %q\n  http_addr: %q\n  internal_addr: %q\n",
+			m.HTTPSAddr, m.HTTPAddr, m.InternalAddr)
+	}
+	if !present["data_dir"] {
+		fmt.Fprintf(&head, "data_dir: %q\n", m.DataDir)
+	}
+	if !present["tls"] {
+		head.WriteString("tls: {self_signed: true}\n")
+	}
+	if err := os.WriteFile(m.ConfigPath, []byte(head.String()+configYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if m.HTTPSAddr == "" {
+		t.Fatal("startMoat: a config with its own server block is not supported yet; leave server out")
+	}
+	_, port, _ := net.SplitHostPort(m.HTTPSAddr)
+	m.URL = "https://localhost:" + port
+	m.InternalURL = "http://" + m.InternalAddr
+
+	m.cmd = exec.Command(moatBin, "serve", "-c", m.ConfigPath)
+	m.cmd.Dir = dir
+	if err := startChild(m.cmd, m.logs); err != nil {
+		t.Fatalf("start moat: %v", err)
+	}
+	go func() { m.exited <- m.cmd.Wait() }()
+	t.Cleanup(func() {
+		m.Stop()
+		if t.Failed() {
+			t.Logf("moat config:\n%s\nmoat log:\n%s", head.String()+configYAML, m.Logs())
+		}
+	})
+	if err := waitHTTP(http.DefaultClient, m.InternalURL+"/healthz", m.exited, 30*time.Second); err != nil {
+		t.Fatalf("moat did not come up: %v\nconfig:\n%s\nlog:\n%s", err, head.String()+configYAML, m.Logs())
+	}
+	conn, err := tls.Dial("tcp", m.HTTPSAddr, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("TLS handshake with moat: %v", err)
+	}
+	m.Cert = conn.ConnectionState().PeerCertificates[0]
+	conn.Close()
+	return m
+}
+
+// Stop sends moat SIGTERM and waits for it to drain and exit (at most 20 s).
+// It returns the exit error; later calls return the first one's.
+func (m *Moat) Stop() error {
+	m.once.Do(func() { m.err = stopChild(m.cmd, m.exited, 20*time.Second) })
+	return m.err
+}
+
+// Signal sends sig to the moat process (SIGHUP reloads the configuration).
+func (m *Moat) Signal(sig syscall.Signal) error { return m.cmd.Process.Signal(sig) }
+
+// Logs returns everything moat wrote to stdout and stderr so far.
+func (m *Moat) Logs() string { return m.logs.String() }
+
+// LogRecords returns moat's JSON log lines, decoded; other lines are skipped.
+func (m *Moat) LogRecords() []map[string]any {
+	var recs []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(m.Logs()))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) == nil {
+			recs = append(recs, rec)
+		}
+	}
+	return recs
+}
+
+// WaitLog waits up to timeout for a JSON log record for which match is true
+// and returns it.
+func (m *Moat) WaitLog(t testing.TB, timeout time.Duration, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, rec := range m.LogRecords() {
+			if match(rec) {
+				return rec
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no matching log record within %s; log:\n%s", timeout, m.Logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Client returns an HTTP client that trusts moat's certificate (and nothing
+// else), does not follow redirects and dials every host to moat's HTTPS
+// listener, so any routed host name works.
+func (m *Moat) Client() *http.Client {
+	pool := x509.NewCertPool()
+	pool.AddCert(m.Cert)
+	addr := m.HTTPSAddr
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: pool, ServerName: "localhost"},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Metrics returns the internal listener's /metrics text.
+func (m *Moat) Metrics(t testing.TB) string {
+	t.Helper()
+	resp, err := http.Get(m.InternalURL + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	return string(b)
+}
+
+// Metric sums the samples of the metric called name whose label sets
+// contain every given `key="value"` pair. found is false when none matched.
+func (m *Moat) Metric(t testing.TB, name string, labels ...string) (sum float64, found bool) {
+	t.Helper()
+	return sumMetric(m.Metrics(t), name, labels...)
+}
+
+func sumMetric(text, name string, labels ...string) (sum float64, found bool) {
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, name) || strings.HasPrefix(line, "#") {
+			continue
+		}
+		rest := line[len(name):]
+		if rest == "" || (rest[0] != '{' && rest[0] != ' ') {
+			continue // a longer metric name with the same prefix
+		}
+		ok := true
+		for _, l := range labels {
+			if !strings.Contains(rest, l) {
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest[strings.LastIndex(rest, "}")+1:])
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		sum += v
+		found = true
+	}
+	return sum, found
+}
+
+// ------------------------------------------------------------------ browser
+
+// chromiumPath is Debian's Chromium, or MOAT_CHROMIUM.
+func chromiumPath() string {
+	if p := os.Getenv("MOAT_CHROMIUM"); p != "" {
+		return p
+	}
+	return "/usr/bin/chromium"
+}
+
+// newBrowser starts a fresh headless Chromium (its own user-data-dir) and
+// returns a chromedp context for one tab; everything stops when the test
+// ends. Chromium trusts the given certificates by their public keys (moat's
+// self-signed one) and no others: no certificate errors are ignored.
+func newBrowser(t testing.TB, trust ...*x509.Certificate) context.Context {
+	t.Helper()
+	path := chromiumPath()
+	if _, err := os.Stat(path); err != nil {
+		skipOrFail(t, "chromium not found at %s (run scripts/test, or apt-get install chromium): %v", path, err)
+	}
+	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.WindowSize(1280, 900),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+	)
+	if len(trust) > 0 {
+		var pins []string
+		for _, c := range trust {
+			sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+			pins = append(pins, base64.StdEncoding.EncodeToString(sum[:]))
+		}
+		// Honoured only with a user-data-dir, which every browser here has.
+		opts = append(opts, chromedp.Flag("ignore-certificate-errors-spki-list", strings.Join(pins, ",")))
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(func() {
+		cancelTab()
+		cancelAlloc()
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// within runs the chromedp actions with a time limit, failing the test with
+// what and a screenshot on error.
+func within(t testing.TB, ctx context.Context, limit time.Duration, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	if err := chromedp.Do(tctx, actions...); err != nil {
+		screenshot(t, ctx, "failed-"+sanitize(what))
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("not done within %s: %w", limit, err)
+		}
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+func sanitize(s string) string { return strings.Trim(unsafeName.ReplaceAllString(s, "-"), "-") }
+
+// screenshot saves a full-page PNG of the tab to
+// test/e2e/test-output/TEST-NAME.png and returns the file's path. Errors
+// are logged, not fatal: a screenshot is evidence, not a check.
+func screenshot(t testing.TB, ctx context.Context, name string) string {
+	t.Helper()
+	dir := filepath.Join(repoRoot, "test", "e2e", "test-output")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("screenshot: %v", err)
+		return ""
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Logf("screenshot %s: %v", name, err)
+		return ""
+	}
+	path := filepath.Join(dir, sanitize(t.Name())+"-"+sanitize(name)+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Logf("screenshot: %v", err)
+		return ""
+	}
+	t.Logf("screenshot: %s", path)
+	return path
+}

@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// Shared by every test in the package: built and started once in TestMain,
+// because a Go build and a Streamlit start each cost seconds.
+var (
+	// moatBin is the moat binary built from this checkout.
+	moatBin string
+	// moatBuildErr is why moatBin could not be built, if it could not.
+	moatBuildErr error
+	// dashboard is the shared Streamlit process running the example app.
+	dashboard *streamlitApp
+	// dashboardErr is why the shared Streamlit could not start.
+	dashboardErr error
+	// dashboardOnce starts the shared Streamlit on first use, so a run of
+	// tests that need none does not pay for it.
+	dashboardOnce sync.Once
+	// repoRoot is the module root, two folders up from this file.
+	repoRoot string
+	// workDir is the package's temporary directory, removed after the run.
+	workDir string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	_, file, _, _ := runtime.Caller(0)
+	repoRoot = filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+
+	tmp, err := os.MkdirTemp("", "moat-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+
+	moatBin = filepath.Join(tmp, "moat")
+	build := exec.Command("go", "build", "-o", moatBin, "./cmd/moat")
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		moatBuildErr = fmt.Errorf("go build ./cmd/moat: %w\n%s", err, out)
+	}
+
+	workDir = tmp
+	defer func() {
+		if dashboard != nil {
+			dashboard.stop()
+		}
+	}()
+	return m.Run()
+}
