@@ -52,6 +52,9 @@ func sqliteDSN(path string, readOnly bool) string {
 func openSQLite(ctx context.Context, path string) (Store, error) {
 	path = strings.TrimPrefix(path, "sqlite://")
 	path = strings.TrimPrefix(path, "file:")
+	if path == ":memory:" || strings.HasPrefix(path, ":memory:") {
+		return nil, fmt.Errorf("open sqlite: an in-memory database is not supported (moat keeps separate read and write connections); use a file, such as one in t.TempDir()")
+	}
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		return nil, fmt.Errorf("open sqlite %s: options in the path are not supported; give a plain file path", path)
 	}

@@ -72,8 +72,12 @@ func Postgres(t testing.TB) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "moat_test_" + hex.EncodeToString(b[:])
+	// FILE_COPY (PostgreSQL 15+) copies the template's files instead of
+	// writing them through the WAL: several times faster for a test.
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name+" STRATEGY = FILE_COPY"); err != nil {
-		t.Fatalf("create test database: %v", err)
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+			t.Fatalf("create test database: %v", err)
+		}
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
