@@ -1,0 +1,297 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"path"
+	"strings"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/interpreter"
+
+	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/route"
+)
+
+// Expression bounds. Cost is CEL's abstract unit (about one per operation
+// or per byte scanned); the estimate is checked at load with every string
+// taken at maxInputSize, and evaluation stops at the same limit.
+const (
+	maxCost      = 1_000_000
+	maxInputSize = 64 << 10
+)
+
+// exprVars are the variables an expression may use, as in Cloud Armor.
+var exprVars = []struct {
+	name string
+	typ  *cel.Type
+}{
+	{"request.path", cel.StringType},
+	{"request.method", cel.StringType},
+	{"request.query", cel.StringType},
+	{"request.host", cel.StringType},
+	{"request.scheme", cel.StringType},
+	{"request.headers", cel.MapType(cel.StringType, cel.StringType)},
+	{"origin.ip", cel.StringType},
+}
+
+func newCELEnv() (*cel.Env, error) {
+	opts := []cel.EnvOption{
+		cel.Function("inIpRange", cel.Overload("inIpRange_string_string",
+			[]*cel.Type{cel.StringType, cel.StringType}, cel.BoolType,
+			cel.BinaryBinding(inIPRange))),
+		cel.Function("lower", cel.MemberOverload("string_lower",
+			[]*cel.Type{cel.StringType}, cel.StringType,
+			cel.UnaryBinding(func(v ref.Val) ref.Val {
+				s, ok := v.(types.String)
+				if !ok {
+					return types.MaybeNoSuchOverloadErr(v)
+				}
+				return types.String(strings.ToLower(string(s)))
+			}))),
+		cel.ParserExpressionSizeLimit(config.MaxExprLength),
+		cel.ParserRecursionLimit(64),
+	}
+	for _, v := range exprVars {
+		opts = append(opts, cel.Variable(v.name, v.typ))
+	}
+	return cel.NewEnv(opts...)
+}
+
+func inIPRange(ipv, cidrv ref.Val) ref.Val {
+	ip, ok1 := ipv.(types.String)
+	cidr, ok2 := cidrv.(types.String)
+	if !ok1 || !ok2 {
+		return types.MaybeNoSuchOverloadErr(ipv)
+	}
+	a, err := netip.ParseAddr(string(ip))
+	if err != nil {
+		return types.False
+	}
+	p, err := config.ParsePrefix(string(cidr))
+	if err != nil {
+		return types.NewErr("inIpRange: %v", err)
+	}
+	return types.Bool(p.Contains(a.Unmap()))
+}
+
+// exprError is a compile error at a position inside the expression: line
+// is 1-based, column 0-based, as CEL reports them.
+type exprError struct {
+	line, column int
+	msg          string
+}
+
+// compileExpr compiles src once, checks its types, its inIpRange ranges and
+// its cost bound, and returns a program ready for concurrent evaluation.
+func compileExpr(env *cel.Env, src string) (cel.Program, []exprError) {
+	parsed, iss := env.Compile(src)
+	if iss.Err() != nil {
+		var errs []exprError
+		for _, e := range iss.Errors() {
+			errs = append(errs, exprError{e.Location.Line(), e.Location.Column(), e.Message})
+		}
+		return nil, errs
+	}
+	if parsed.OutputType() != cel.BoolType {
+		return nil, []exprError{{1, 0, fmt.Sprintf("expression must be true or false, but it is a %s", parsed.OutputType())}}
+	}
+	if errs := checkRanges(parsed); len(errs) > 0 {
+		return nil, errs
+	}
+	est, err := env.EstimateCost(parsed, sizeEstimator{})
+	if err != nil {
+		return nil, []exprError{{1, 0, fmt.Sprintf("cannot bound the expression's cost: %v", err)}}
+	}
+	if est.Max > maxCost {
+		return nil, []exprError{{1, 0, fmt.Sprintf("expression may cost up to %d units on a large request; the limit is %d: simplify it", est.Max, maxCost)}}
+	}
+	prg, err := env.Program(parsed,
+		cel.CostLimit(maxCost),
+		cel.OptimizeRegex(interpreter.MatchesRegexOptimization),
+		cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, []exprError{{1, 0, err.Error()}}
+	}
+	return prg, nil
+}
+
+// checkRanges rejects an inIpRange whose range is a constant that is not a
+// CIDR, at load rather than on every request.
+func checkRanges(a *cel.Ast) []exprError {
+	native := a.NativeRep()
+	var errs []exprError
+	var walk func(e ast.Expr)
+	walk = func(e ast.Expr) {
+		switch e.Kind() {
+		case ast.CallKind:
+			c := e.AsCall()
+			if c.FunctionName() == "inIpRange" && len(c.Args()) == 2 && c.Args()[1].Kind() == ast.LiteralKind {
+				if s, ok := c.Args()[1].AsLiteral().(types.String); ok {
+					if _, err := config.ParsePrefix(string(s)); err != nil {
+						loc := native.SourceInfo().GetStartLocation(c.Args()[1].ID())
+						errs = append(errs, exprError{loc.Line(), loc.Column(), "inIpRange: " + err.Error()})
+					}
+				}
+			}
+			if c.IsMemberFunction() {
+				walk(c.Target())
+			}
+			for _, arg := range c.Args() {
+				walk(arg)
+			}
+		case ast.SelectKind:
+			walk(e.AsSelect().Operand())
+		case ast.ListKind:
+			for _, el := range e.AsList().Elements() {
+				walk(el)
+			}
+		case ast.MapKind:
+			for _, en := range e.AsMap().Entries() {
+				me := en.AsMapEntry()
+				walk(me.Key())
+				walk(me.Value())
+			}
+		case ast.ComprehensionKind:
+			cp := e.AsComprehension()
+			walk(cp.IterRange())
+			walk(cp.AccuInit())
+			walk(cp.LoopCondition())
+			walk(cp.LoopStep())
+			walk(cp.Result())
+		}
+	}
+	walk(native.Expr())
+	return errs
+}
+
+// sizeEstimator bounds every request string at maxInputSize (headers and
+// URLs are bounded by the server long before that) and the header map at
+// 256 entries.
+type sizeEstimator struct{}
+
+func (sizeEstimator) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
+	if p := n.Path(); len(p) > 0 {
+		if p[0] == "request.headers" && len(p) == 1 {
+			return &checker.SizeEstimate{Min: 0, Max: 256}
+		}
+		return &checker.SizeEstimate{Min: 0, Max: maxInputSize}
+	}
+	return nil
+}
+
+func (sizeEstimator) EstimateCallCost(function, _ string, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	switch function {
+	case "lower":
+		return &checker.CallEstimate{
+			CostEstimate: checker.CostEstimate{Min: 1, Max: maxInputSize / 10},
+			ResultSize:   &checker.SizeEstimate{Min: 0, Max: maxInputSize},
+		}
+	case "inIpRange":
+		return &checker.CallEstimate{CostEstimate: checker.CostEstimate{Min: 1, Max: 5}}
+	}
+	return nil
+}
+
+// activation gives an expression the request's variables, computing each
+// only when asked, once per request.
+type activation struct {
+	r       *http.Request
+	scheme  string
+	ip      netip.Addr
+	ipStr   string
+	path    string
+	host    string
+	headers map[string]string
+}
+
+func newActivation(r *http.Request, ip netip.Addr, scheme string) *activation {
+	return &activation{r: r, ip: ip, scheme: scheme}
+}
+
+// ResolveName implements interpreter.Activation.
+func (a *activation) ResolveName(name string) (any, bool) {
+	switch name {
+	case "request.path":
+		return a.cleanPath(), true
+	case "request.method":
+		return a.r.Method, true
+	case "request.query":
+		return a.r.URL.RawQuery, true
+	case "request.host":
+		if a.host == "" {
+			a.host = route.Host(a.r.Host)
+		}
+		return a.host, true
+	case "request.scheme":
+		return a.scheme, true
+	case "request.headers":
+		if a.headers == nil {
+			a.headers = lowerHeaders(a.r.Header)
+		}
+		return a.headers, true
+	case "origin.ip":
+		if a.ipStr == "" && a.ip.IsValid() {
+			a.ipStr = a.ip.String()
+		}
+		return a.ipStr, true
+	}
+	return nil, false
+}
+
+// Parent implements interpreter.Activation.
+func (a *activation) Parent() interpreter.Activation { return nil }
+
+// cleanPath is the request path with dot segments and doubled slashes
+// resolved, so /x/../admin and //admin cannot slip past a rule on /admin.
+func (a *activation) cleanPath() string {
+	if a.path == "" {
+		p := a.r.URL.Path
+		if p == "" {
+			p = "/"
+		}
+		a.path = cleanPath(p)
+	}
+	return a.path
+}
+
+func cleanPath(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
+
+// lowerHeaders is Cloud Armor's request.headers: lower-case names, repeated
+// values joined with commas.
+func lowerHeaders(h http.Header) map[string]string {
+	m := make(map[string]string, len(h))
+	for k, vs := range h {
+		m[strings.ToLower(k)] = strings.Join(vs, ",")
+	}
+	return m
+}
+
+// evalExpr runs prg; an evaluation error (such as a missing header) is a
+// non-match, as in Cloud Armor, and is returned for explain and logs.
+func evalExpr(prg cel.Program, act *activation) (bool, error) {
+	out, _, err := prg.Eval(act)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.Value().(bool)
+	if !ok {
+		return false, errors.New("expression did not yield a boolean")
+	}
+	return b, nil
+}
