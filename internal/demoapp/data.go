@@ -30,3 +30,14 @@ func newRandomFrame() *frame {
 	}
 	return &f
 }
+
+// processFragments holds the four rendered views of processFrame. The data
+// never changes within a process, so each view is drawn once.
+var processFragments = sync.OnceValue(func() map[mode]string {
+	f := processFrame()
+	out := make(map[mode]string, len(modes))
+	for _, m := range modes {
+		out[m.Mode] = f.render(m.Mode)
+	}
+	return out
+})

@@ -50,10 +50,11 @@ var startTime = time.Now()
 
 // app is the demo dashboard's handler.
 type app struct {
-	data   *frame
-	mux    *http.ServeMux
-	static map[string]staticFile
-	log    *slog.Logger
+	data      *frame
+	fragments map[mode]string // the rendered view of data, by mode
+	mux       *http.ServeMux
+	static    map[string]staticFile
+	log       *slog.Logger
 }
 
 // staticFile is one embedded asset with its precomputed ETag.
@@ -73,7 +74,7 @@ type staticFile struct {
 // The random data is drawn once per process and shared by every handler
 // New returns.
 func New() http.Handler {
-	a := &app{data: processFrame(), mux: http.NewServeMux(), log: slog.Default()}
+	a := &app{data: processFrame(), fragments: processFragments(), mux: http.NewServeMux(), log: slog.Default()}
 	a.static = loadStatic()
 	a.mux.HandleFunc("GET /{$}", a.servePage)
 	a.mux.HandleFunc("GET /ws", a.serveWebSocket)
@@ -113,7 +114,7 @@ func (a *app) servePage(w http.ResponseWriter, r *http.Request) {
 		User:  signedInUser(r),
 		// The fragment is built by this package from numbers and fixed
 		// names only; nothing in it comes from the request.
-		Fragment: template.HTML(a.data.render(m)),
+		Fragment: template.HTML(a.fragments[m]),
 	}
 	var buf bytes.Buffer
 	if err := pageTemplate.Execute(&buf, data); err != nil {

@@ -91,5 +91,5 @@ func (a *app) answer(msg []byte) modeReply {
 	if err != nil || req.Mode == "" {
 		return modeReply{Error: "unknown mode: want line, bar, area or table"}
 	}
-	return modeReply{Mode: string(m), HTML: a.data.render(m)}
+	return modeReply{Mode: string(m), HTML: a.fragments[m]}
 }
