@@ -13,6 +13,7 @@ import (
 )
 
 func TestScriptsGet401AndPagesARedirect(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	c := h.browser()
 	t.Run("a page navigation is sent to the login page", func(t *testing.T) {
@@ -37,6 +38,7 @@ func TestScriptsGet401AndPagesARedirect(t *testing.T) {
 }
 
 func TestSignedInButNotAllowedSeesWhoTheyAre(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	h.addUser("carol@other.org", alicePassword, []string{"guests"}, false)
 	c := h.browser()
@@ -55,6 +57,7 @@ func TestSignedInButNotAllowedSeesWhoTheyAre(t *testing.T) {
 }
 
 func TestAllowListMembersOverHTTP(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
 	h.addUser("bob@other.org", bobPassword, nil, false)
@@ -85,6 +88,7 @@ func TestAllowListMembersOverHTTP(t *testing.T) {
 }
 
 func TestReturnToNeverLeavesTheHost(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
 	for _, attack := range []string{
@@ -107,6 +111,7 @@ func TestReturnToNeverLeavesTheHost(t *testing.T) {
 }
 
 func TestSessionsExpire(t *testing.T) {
+	t.Parallel()
 	t.Run("after idle_timeout without requests", func(t *testing.T) {
 		h := newHarness(t, func(c *config.Config) {
 			c.Identity.Session = config.Session{MaxAge: config.Duration(time.Hour), IdleTimeout: config.Duration(700 * time.Millisecond)}
@@ -148,6 +153,7 @@ func TestSessionsExpire(t *testing.T) {
 }
 
 func TestRevocationElsewhereEndsTheSessionWithinSeconds(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	u := h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
 	c := h.browser()
@@ -184,6 +190,7 @@ func TestRevocationElsewhereEndsTheSessionWithinSeconds(t *testing.T) {
 }
 
 func TestDisabledUserIsCutOffAtTheNextCheck(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	u := h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
 	c := h.browser()
@@ -200,6 +207,7 @@ func TestDisabledUserIsCutOffAtTheNextCheck(t *testing.T) {
 }
 
 func TestForcedPasswordChangeComesFirst(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	h.addUser("new@example.com", "one-time-pass-123", []string{"staff"}, true)
 	c := h.browser()
@@ -243,29 +251,34 @@ func TestForcedPasswordChangeComesFirst(t *testing.T) {
 }
 
 func TestRepeatedFailuresAreThrottledThenLocked(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	h.svc.accounts = newThrottle(limits{Free: 2, Base: 50 * time.Millisecond, Max: 100 * time.Millisecond, LockAfter: 5, LockFor: time.Minute})
+	h.svc.accounts = newThrottle(limits{Free: 2, Base: time.Second, Max: 30 * time.Second, LockAfter: 4, LockFor: time.Minute})
+	var mu sync.Mutex
+	clock := time.Now()
+	h.svc.throttleClock = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
 	c := h.browser()
 	fail := func() *http.Response { return h.login(c, "alice@example.com", "wrong password!!", "/") }
 	wantStatus(t, fail(), http.StatusUnauthorized)
 	wantStatus(t, fail(), http.StatusUnauthorized)
-	resp := fail() // the third failure right away must wait
-	wantStatus(t, resp, http.StatusUnauthorized)
-	resp = fail()
+	resp := fail() // a third try right away must wait
 	wantStatus(t, resp, http.StatusTooManyRequests)
 	if resp.Header.Get("Retry-After") == "" || !strings.Contains(readBody(t, resp), "Wait") {
 		t.Error("429 without Retry-After or a readable message")
 	}
-	for i := 0; i < 10; i++ {
-		time.Sleep(110 * time.Millisecond)
-		resp = fail()
-		if resp.StatusCode == http.StatusTooManyRequests && strings.Contains(readBody(t, resp), "locked") {
-			break
-		}
-	}
-	if resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("never locked: %d", resp.StatusCode)
+	advance(1100 * time.Millisecond)
+	wantStatus(t, fail(), http.StatusUnauthorized)
+	advance(1100 * time.Millisecond) // the delay has doubled: 2 s
+	wantStatus(t, fail(), http.StatusTooManyRequests)
+	advance(time.Second)
+	wantStatus(t, fail(), http.StatusUnauthorized) // the fourth failure locks
+	advance(30 * time.Second)
+	resp = fail()
+	wantStatus(t, resp, http.StatusTooManyRequests)
+	if !strings.Contains(readBody(t, resp), "locked") {
+		t.Error("the 429 page does not say the account is locked")
 	}
 	// Locked means locked, even with the right password.
 	wantStatus(t, h.login(h.browser(), "alice@example.com", alicePassword, "/"), http.StatusTooManyRequests)
@@ -276,6 +289,7 @@ func TestRepeatedFailuresAreThrottledThenLocked(t *testing.T) {
 }
 
 func TestManyFailuresFromOneAddressAreThrottled(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	h.svc.clients = newThrottle(limits{Free: 3, Base: time.Minute, Max: time.Minute, LockAfter: 100, LockFor: time.Hour})
 	c := h.browser()

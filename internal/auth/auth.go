@@ -76,6 +76,8 @@ type Service struct {
 	accounts   *throttle // failed logins per account
 	clients    *throttle // failed logins per client address
 	hasher     *hasher
+	// throttleClock is the brute-force counters' clock (a fake in tests).
+	throttleClock func() time.Time
 }
 
 // New builds the Service for cfg on st: it loads the instance key
@@ -104,6 +106,8 @@ func New(cfg *config.Config, st store.Store, logger *slog.Logger) (*Service, err
 		accounts: newThrottle(accountLimits),
 		clients:  newThrottle(clientLimits),
 		hasher:   newHasher(cfg),
+
+		throttleClock: time.Now,
 	}
 	if s.maxAge <= 0 {
 		s.maxAge = config.DefaultSessionMaxAge

@@ -176,7 +176,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
 	info := request.From(r)
 	ip := clientIP(info)
 	ipKey, acctKey := clientKey(info.ClientIP), email
-	now := time.Now()
+	now := s.throttleClock()
 	if d, locked := s.clients.wait(ipKey, now); d > 0 {
 		s.throttled(w, r, p, d, locked)
 		return
@@ -188,7 +188,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
 	u, err := s.authenticate(ctx, email, pw)
 	if err != nil {
 		s.logger.Error("sign-in could not be checked", "client_ip", ip, "request_id", info.ID, "err", err)
-		web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
+		unavailable(w, r)
 		return
 	}
 	if u == nil {
@@ -206,7 +206,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
 	s.accounts.reset(acctKey)
 	if _, err := s.startSession(ctx, w, r, u, "password"); err != nil {
 		s.logger.Error("start session", "user", email, "request_id", info.ID, "err", err)
-		web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
+		unavailable(w, r)
 		return
 	}
 	u.LastLoginAt = time.Now()
@@ -337,7 +337,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 	p := passwordPage{Email: e.user.Email, Forced: e.mustChange, CSRF: s.csrfToken(w, r), ReturnTo: safeReturnTo(r.PostForm.Get("return_to")), MinLength: s.cfg.Identity.Passwords.MinLength}
 	current, next, confirm := r.PostForm.Get("current"), r.PostForm.Get("new"), r.PostForm.Get("confirm")
 	acctKey := e.user.Email
-	if d, locked := s.accounts.wait(acctKey, time.Now()); d > 0 {
+	if d, locked := s.accounts.wait(acctKey, s.throttleClock()); d > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
 		if locked {
 			p.Error = web.T(lang, "auth.login.locked", int(d/time.Minute)+1)
@@ -350,7 +350,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 	u, err := s.store.GetUser(ctx, e.user.ID)
 	if err != nil {
 		s.logger.Error("password change: load user", "user", e.user.Email, "err", err)
-		web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
+		unavailable(w, r)
 		return
 	}
 	if len(current) > maxPasswordLen || len(next) > maxPasswordLen {
@@ -360,11 +360,11 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	ok, _, err := s.hasher.verify(ctx, u.PasswordHash, current)
 	if err != nil {
-		web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
+		unavailable(w, r)
 		return
 	}
 	if !ok {
-		if s.accounts.fail(acctKey, time.Now()) {
+		if s.accounts.fail(acctKey, s.throttleClock()) {
 			s.audit(ctx, "login.locked", u.Email, clientIP(info), "account locked after wrong current passwords")
 		}
 		p.Error = web.T(lang, "auth.password.wrong_current")
@@ -387,13 +387,13 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	hash, err := s.hasher.hash(ctx, next)
 	if err != nil {
-		web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
+		unavailable(w, r)
 		return
 	}
 	u.PasswordHash, u.MustChangePassword = hash, false
 	if err := s.store.UpdateUser(ctx, u); err != nil {
 		s.logger.Error("password change: save", "user", u.Email, "err", err)
-		web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
+		unavailable(w, r)
 		return
 	}
 	// A new password ends every session of the user, this one included;
@@ -434,4 +434,11 @@ func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write(body)
+}
+
+// unavailable answers when a sign-in cannot be checked now (store down,
+// every hashing slot busy): try again in a few seconds.
+func unavailable(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "5")
+	web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
 }

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
@@ -47,7 +46,6 @@ type harness struct {
 
 func newHarness(t *testing.T, tweak func(*config.Config)) *harness {
 	t.Helper()
-	t.Setenv(instancekey.EnvVar, "")
 	dir := t.TempDir()
 	cfg := &config.Config{DataDir: dir}
 	cfg.Identity.Session = config.Session{MaxAge: config.Duration(12 * time.Hour), IdleTimeout: config.Duration(time.Hour)}

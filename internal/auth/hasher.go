@@ -1,85 +1,59 @@
 package auth
 
-// TEMPORARY stand-in until internal/auth/password lands; same shape.
-
 import (
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/base64"
-	"errors"
-	"fmt"
-	"strings"
+	"runtime"
+	"time"
 
-	"golang.org/x/crypto/argon2"
-
+	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 )
 
+// hasherWait is how long a login waits for a free hashing slot before it is
+// answered "busy".
+const hasherWait = 2 * time.Second
+
+// hasher runs every password hash of the login flow under one
+// password.Limiter, so a login flood takes at most half the cores and
+// leaves the rest to proxied traffic.
 type hasher struct {
-	minLength int
-	sem       chan struct{}
-	dummy     string
+	limiter *password.Limiter
+	policy  password.Policy
+	dummy   string
 }
 
 func newHasher(cfg *config.Config) *hasher {
-	h := &hasher{minLength: cfg.Identity.Passwords.MinLength, sem: make(chan struct{}, 2)}
-	h.dummy, _ = h.hashNow("dummy password for unknown users")
-	return h
-}
-
-func (h *hasher) acquire(ctx context.Context) error {
-	select {
-	case h.sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	return &hasher{
+		limiter: password.NewLimiter(max(1, runtime.GOMAXPROCS(0)/2), hasherWait),
+		policy:  password.Policy{MinLength: cfg.Identity.Passwords.MinLength},
+		dummy:   password.DummyHash(password.DefaultParams),
 	}
 }
 
-func (h *hasher) release() { <-h.sem }
-
-func (h *hasher) hashNow(pw string) (string, error) {
-	salt := make([]byte, 16)
-	_, _ = rand.Read(salt)
-	key := argon2.IDKey([]byte(pw), salt, 1, 19*1024, 1, 32)
-	return "$argon2id$v=19$m=19456,t=1,p=1$" + base64.RawStdEncoding.EncodeToString(salt) + "$" + base64.RawStdEncoding.EncodeToString(key), nil
-}
-
-// verify checks pw against hash; rehash is a new hash when the parameters
-// changed.
+// verify checks pw against hash; rehash is a new hash of pw when the
+// stored one was made with other parameters than today's.
 func (h *hasher) verify(ctx context.Context, hash, pw string) (ok bool, rehash string, err error) {
-	if err := h.acquire(ctx); err != nil {
-		return false, "", err
+	ok, needsRehash, err := h.limiter.Verify(ctx, pw, hash)
+	if err != nil || !ok || !needsRehash {
+		return ok, "", err
 	}
-	defer h.release()
-	parts := strings.Split(hash, "$")
-	if len(parts) != 6 {
-		return false, "", errors.New("bad hash")
+	rehash, err = h.limiter.Hash(ctx, pw, password.DefaultParams)
+	if err != nil {
+		return true, "", nil // the old hash still works; try again next time
 	}
-	salt, _ := base64.RawStdEncoding.DecodeString(parts[4])
-	want, _ := base64.RawStdEncoding.DecodeString(parts[5])
-	got := argon2.IDKey([]byte(pw), salt, 1, 19*1024, 1, 32)
-	return subtle.ConstantTimeCompare(got, want) == 1, "", nil
+	return true, rehash, nil
 }
 
+// verifyDummy does the work of one verification for a user who does not
+// exist (or has no password), so the answer's timing matches a real one.
 func (h *hasher) verifyDummy(ctx context.Context, pw string) error {
-	_, _, err := h.verify(ctx, h.dummy, pw)
+	_, _, err := h.limiter.Verify(ctx, pw, h.dummy)
 	return err
 }
 
 func (h *hasher) hash(ctx context.Context, pw string) (string, error) {
-	if err := h.acquire(ctx); err != nil {
-		return "", err
-	}
-	defer h.release()
-	return h.hashNow(pw)
+	return h.limiter.Hash(ctx, pw, password.DefaultParams)
 }
 
-// check applies the password policy; the error is shown to the user.
-func (h *hasher) check(pw, email string) error {
-	if len([]rune(pw)) < h.minLength {
-		return fmt.Errorf("at least %d characters", h.minLength)
-	}
-	return nil
-}
+// check applies the password policy; the error's text is shown to the user.
+func (h *hasher) check(pw, email string) error { return h.policy.Check(pw, email) }

@@ -11,6 +11,7 @@ import (
 )
 
 func TestPasswordLoginOpensTheRouteAndReturnsToThePage(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
 	c := h.browser()
@@ -56,6 +57,7 @@ func TestPasswordLoginOpensTheRouteAndReturnsToThePage(t *testing.T) {
 }
 
 func TestLoginFailuresShowOneGenericError(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
 	off := h.addUser("off@example.com", alicePassword, []string{"staff"}, false)
@@ -95,6 +97,7 @@ func TestLoginFailuresShowOneGenericError(t *testing.T) {
 }
 
 func TestLoginPageIsJapaneseForJapaneseBrowsers(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	req, _ := http.NewRequest("GET", h.srv.URL+"/_moat/login", nil)
 	req.Header.Set("Accept-Language", "ja,en;q=0.5")
@@ -109,6 +112,7 @@ func TestLoginPageIsJapaneseForJapaneseBrowsers(t *testing.T) {
 }
 
 func TestPostsWithoutCSRFProofAreRefused(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
 	c := h.browser()
@@ -166,6 +170,7 @@ func TestPostsWithoutCSRFProofAreRefused(t *testing.T) {
 }
 
 func TestLoginRotatesTheSessionID(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
 	h.addUser("mallory@example.com", bobPassword, []string{"staff"}, false)
@@ -207,6 +212,7 @@ func TestLoginRotatesTheSessionID(t *testing.T) {
 }
 
 func TestLogoutEndsTheSessionEverywhere(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
 	c := h.browser()
