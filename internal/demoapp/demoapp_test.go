@@ -138,7 +138,10 @@ func TestPageShowsTheSignedInUserEscaped(t *testing.T) {
 
 	_, body = get(t, srv, "/", UserEmailHeader, strings.Repeat("x", 5000)+"@example.com")
 	shown := regexp.MustCompile(`Signed in as <strong>(x*)`).FindStringSubmatch(body)
-	if shown == nil || len(shown[1]) != maxEmailLen {
+	if shown == nil {
+		t.Fatal("an overlong user header is not shown at all")
+	}
+	if len(shown[1]) != maxEmailLen {
 		t.Errorf("an overlong user header shows %d characters, want it cut to %d", len(shown[1]), maxEmailLen)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -159,6 +160,22 @@ func TestWebSocketStaysOpenWhileIdle(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	if rep := exchange(t, c, `{"mode":"area"}`); rep.Mode != "area" {
 		t.Fatalf("after idling the socket answered %+v", rep)
+	}
+}
+
+// A server's ReadTimeout and WriteTimeout must not bound a socket's life:
+// net/http clears the connection's deadlines when Accept hijacks it, and
+// this pins that, since `moat demo` serves the app with such timeouts.
+func TestWebSocketOutlivesTheServersReadAndWriteTimeouts(t *testing.T) {
+	srv := httptest.NewUnstartedServer(New())
+	srv.Config.ReadTimeout = 300 * time.Millisecond
+	srv.Config.WriteTimeout = 300 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := dial(t, srv.URL, nil)
+	time.Sleep(time.Second)
+	if rep := exchange(t, c, `{"mode":"bar"}`); rep.Mode != "bar" {
+		t.Fatalf("after the server timeouts passed the socket answered %+v", rep)
 	}
 }
 
