@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moat-dev/moat/internal/auth"
+	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/store"
+)
+
+func init() { subcommands = append(subcommands, newKeysCommand) }
+
+func newKeysCommand() *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Manage the keys that sign X-Moat-Assertion (works while serve runs)",
+		Args:  cobra.NoArgs,
+	}
+	cmd.PersistentFlags().StringVarP(&cfgPath, "config", "c", "moat.yaml", "configuration file")
+	withStore := func(cmd *cobra.Command, fn func(ctx context.Context, st store.Store, cfg *config.Config) error) error {
+		ctx := cmd.Context()
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		st, cfg, err := openStore(ctx, cfgPath)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		return fn(ctx, st, cfg)
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List the signing keys, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withStore(cmd, func(ctx context.Context, st store.Store, _ *config.Config) error {
+				keys, err := auth.ListKeys(ctx, st)
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "KID\tALG\tCREATED\tSTATE")
+				for _, k := range keys {
+					state := "signing"
+					switch {
+					case !k.RetireAt.IsZero() && k.Published:
+						state = "retired " + k.RetireAt.Local().Format(time.RFC3339) + ", still published"
+					case !k.RetireAt.IsZero():
+						state = "retired " + k.RetireAt.Local().Format(time.RFC3339)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, k.CreatedAt.Local().Format(time.RFC3339), state)
+				}
+				return tw.Flush()
+			})
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "rotate",
+		Short: "Add a new signing key and retire the current one",
+		Long: "rotate adds a new signing key and retires the one in use. The retired key stays in\n" +
+			"/_moat/jwks.json until every assertion it signed has expired, so apps never see an\n" +
+			"unknown kid. Running instances switch to the new key within a minute.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withStore(cmd, func(ctx context.Context, st store.Store, cfg *config.Config) error {
+				ik, err := auth.InstanceKey(cfg)
+				if err != nil {
+					return err
+				}
+				kid, err := auth.RotateKey(ctx, st, ik)
+				if err != nil {
+					return err
+				}
+				if err := st.Audit(ctx, &store.AuditEvent{Time: time.Now(), Actor: cliActor, Action: "keys.rotate", Detail: "new signing key " + kid}); err != nil {
+					return fmt.Errorf("record audit event: %w", err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "new signing key %s; the previous key stays published for %s\n", kid, auth.AssertionLifetime+time.Minute)
+				return nil
+			})
+		},
+	})
+	return cmd
+}
