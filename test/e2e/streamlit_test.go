@@ -144,8 +144,10 @@ func selectMode(t testing.TB, ctx context.Context, label string) {
 // waits for its first render (the line chart).
 func openDashboard(t testing.TB, m *Moat) (context.Context, *webSocketLog) {
 	t.Helper()
+	start := time.Now()
 	ctx := newBrowser(t, m.Cert)
 	sockets := recordWebSockets(t, ctx)
+	browserUp := time.Since(start)
 	resp, err := chromedp.RunResponse(ctx, chromedp.Navigate(m.URL+"/"))
 	if err != nil {
 		t.Fatalf("open %s: %v", m.URL, err)
@@ -159,6 +161,7 @@ func openDashboard(t testing.TB, m *Moat) (context.Context, *webSocketLog) {
 	within(t, ctx, 30*time.Second, "wait for the sidebar radio",
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="stRadioOption"]`)))
 	waitRendered(t, ctx, dashboardModes[0].kind, 30*time.Second)
+	t.Logf("browser up in %s, dashboard rendered through moat %s later", browserUp.Round(time.Millisecond), (time.Since(start) - browserUp).Round(time.Millisecond))
 	return ctx, sockets
 }
 
@@ -206,12 +209,14 @@ func TestStreamlitDashboardSwitchesModesBehindMoat(t *testing.T) {
 	order := append(dashboardModes[1:], dashboardModes[0])
 	prev := first.Kind
 	for i, mode := range order {
+		clicked := time.Now()
 		selectMode(t, ctx, mode.label)
 		r := waitRendered(t, ctx, mode.kind, 20*time.Second)
 		if r.Kind == prev {
 			t.Errorf("after selecting %q the page still shows %q", mode.label, prev)
 		}
 		prev = r.Kind
+		t.Logf("%s (%s) rendered %s after the click", mode.label, mode.kind, time.Since(clicked).Round(time.Millisecond))
 		if mode.kind == "table" && (r.Rows != 20 || r.Cols < 3) {
 			t.Errorf("table has %d rows and %d header cells, want 20 rows of a, b, c", r.Rows, r.Cols)
 		}
@@ -282,4 +287,50 @@ func TestStreamlitSessionOutlivesAThirtySecondCapWhileIdle(t *testing.T) {
 	}
 	t.Logf("stream WebSocket frames: %d at load, %d after %s idle, %d after a rerun", before.Frames, after.Frames, idleFor, now.Frames)
 	screenshot(t, ctx, "after-idle")
+}
+
+// captionJS returns the "Signed in as …" caption the dashboard shows when
+// Streamlit received an X-Moat-User-Email header, or "".
+const captionJS = `(() => {
+  const c = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stCaptionContainer"], [data-testid="stMain"] p')]
+    .map(e => e.textContent.trim()).find(s => s.startsWith("Signed in as"));
+  return c || "";
+})()`
+
+// TestStreamlitNeverSeesAnIdentityHeaderTheClientSent sends a forged
+// X-Moat-User-Email from the browser. Straight to Streamlit it reaches the
+// app (the control: the dashboard shows it); through moat's public route it
+// must not, because moat deletes every header it owns before proxying.
+func TestStreamlitNeverSeesAnIdentityHeaderTheClientSent(t *testing.T) {
+	t.Parallel()
+	st := sharedStreamlit(t)
+	m := startMoat(t, dashboardConfig(st))
+	ctx := newBrowser(t, m.Cert)
+	const forged = "mallory@example.com"
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
+		Headers: network.Headers{"X-Moat-User-Email": forged},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	readCaption := func(url string) string {
+		t.Helper()
+		within(t, ctx, 30*time.Second, "open "+url, chromedp.Navigate(url),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid="stRadioOption"]`)))
+		waitRendered(t, ctx, dashboardModes[0].kind, 30*time.Second)
+		c, err := chromedp.Run(ctx, chromedp.Evaluate[string](captionJS))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	if got := readCaption(st.URL + "/"); got != "Signed in as "+forged {
+		screenshot(t, ctx, "control")
+		t.Fatalf("control: straight to Streamlit the page shows %q, want the forged header shown; the test cannot prove anything", got)
+	}
+	if got := readCaption(m.URL + "/"); got != "" {
+		screenshot(t, ctx, "forged")
+		t.Errorf("through moat the page shows %q: a client-sent X-Moat-User-Email reached the app", got)
+	}
 }
