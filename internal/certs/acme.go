@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -63,6 +64,7 @@ func (s *Source) initACME(cfg config.ACME, dataDir string, hosts []string) error
 			HTTPClient:   &http.Client{Transport: transport, Timeout: time.Minute},
 		},
 	}
+	s.acmeHosts = names
 	s.acmeHandler = s.manager.HTTPHandler(http.NotFoundHandler())
 	s.logger.Info("certificates from ACME", "directory_url", dir, "hosts", names, "cache", filepath.Join(dataDir, "acme"))
 	return nil
@@ -103,4 +105,40 @@ func (s *Source) acmeCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		return nil, fmt.Errorf("acme: %w", err)
 	}
 	return cert, nil
+}
+
+// Obtain makes sure every routed host has a certificate now rather than at
+// its first handshake, so the first visitor does not wait for the CA. Call it
+// once the plain-HTTP listener serves HTTPHandler (the CA connects to it for
+// HTTP-01). Certificates already cached are only loaded. It does nothing
+// unless the source is ACME, and returns the errors of all hosts that failed.
+func (s *Source) Obtain(ctx context.Context) error {
+	if s.manager == nil {
+		return nil
+	}
+	var errs []error
+	for _, host := range s.acmeHosts {
+		done := make(chan error, 1)
+		go func() {
+			// The hello of a modern client, so the ECDSA certificate that
+			// browsers get is the one obtained.
+			_, err := s.manager.GetCertificate(&tls.ClientHelloInfo{
+				ServerName:        host,
+				CipherSuites:      []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+				SignatureSchemes:  []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256},
+				SupportedCurves:   []tls.CurveID{tls.CurveP256},
+				SupportedVersions: []uint16{tls.VersionTLS13, tls.VersionTLS12},
+			})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				errs = append(errs, fmt.Errorf("acme: obtain a certificate for %s: %w", host, err))
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("acme: obtain certificates: %w", ctx.Err())
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -206,7 +206,8 @@ func TestACMECertificateIsIssuedByPebbleOverHTTP01(t *testing.T) {
 
 	dataDir := t.TempDir()
 	cfg := config.TLS{ACME: &config.ACME{Email: "ops@moat-test.example", DirectoryURL: p.directoryURL, CAFile: p.caFile}}
-	s, logs := newSource(t, cfg, dataDir, []string{host})
+	const second = "second.moat-test.example"
+	s, logs := newSource(t, cfg, dataDir, []string{host, second})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("moat log:\n%s", logs)
@@ -263,6 +264,16 @@ func TestACMECertificateIsIssuedByPebbleOverHTTP01(t *testing.T) {
 	}
 	if _, _, err := handshake(t, addr, &tls.Config{ServerName: host, RootCAs: p.roots, InsecureSkipVerify: false}); err != nil {
 		t.Errorf("second handshake: %v", err)
+	}
+
+	// Obtain gets the other routed host's certificate without a handshake.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Obtain(ctx); err != nil {
+		t.Fatalf("Obtain: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "acme", second)); err != nil {
+		t.Errorf("Obtain did not cache a certificate for %s: %v", second, err)
 	}
 
 	// A restarted moat serves the cached certificate without a new order:

@@ -49,6 +49,7 @@ type Source struct {
 
 	// acme mode.
 	manager     *autocert.Manager
+	acmeHosts   []string
 	acmeHandler http.Handler
 
 	pollInterval time.Duration
