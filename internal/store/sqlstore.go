@@ -213,16 +213,32 @@ func (s *sqlStore) UpdateUser(ctx context.Context, u *User) error {
 	if email == "" {
 		return fmt.Errorf("update user %s: email is empty", u.ID)
 	}
-	t := now()
 	groups := cleanGroups(u.Groups)
+	var updated int64
 	err := s.e.inTx(ctx, func(q querier) error {
-		n, err := q.exec(ctx, `UPDATE users SET email = $2, name = $3, password_hash = $4, disabled = $5, must_change_password = $6, updated_at = $7, last_login_at = $8 WHERE id = $1`,
-			u.ID, email, u.Name, u.PasswordHash, b2i(u.Disabled), b2i(u.MustChangePassword), ts(t), ts(u.LastLoginAt))
+		// The new updated_at is strictly later than the old one, so a
+		// second writer in the same microsecond still sees a change.
+		query := `UPDATE users SET email = $2, name = $3, password_hash = $4, disabled = $5, must_change_password = $6,
+			updated_at = CASE WHEN updated_at >= $7 THEN updated_at + 1 ELSE $7 END,
+			last_login_at = CASE WHEN last_login_at < $8 THEN $8 ELSE last_login_at END WHERE id = $1`
+		args := []any{u.ID, email, u.Name, u.PasswordHash, b2i(u.Disabled), b2i(u.MustChangePassword), ts(now()), ts(u.LastLoginAt)}
+		if !u.UpdatedAt.IsZero() {
+			query += ` AND updated_at = $9`
+			args = append(args, ts(u.UpdatedAt))
+		}
+		err := q.queryRow(ctx, query+` RETURNING updated_at`, args...).Scan(&updated)
+		if noRows(err) {
+			var one int
+			if err := q.queryRow(ctx, `SELECT 1 FROM users WHERE id = $1`, u.ID).Scan(&one); err != nil {
+				if noRows(err) {
+					return ErrNotFound
+				}
+				return err
+			}
+			return ErrConflict
+		}
 		if err != nil {
 			return err
-		}
-		if n == 0 {
-			return ErrNotFound
 		}
 		return setGroups(ctx, q, u.ID, groups, true)
 	})
@@ -232,8 +248,28 @@ func (s *sqlStore) UpdateUser(ctx context.Context, u *User) error {
 		}
 		return fmt.Errorf("update user %s: %w", u.ID, err)
 	}
-	u.Email, u.Groups, u.UpdatedAt = email, groups, t
+	u.Email, u.Groups, u.UpdatedAt = email, groups, tm(updated)
 	return nil
+}
+
+func (s *sqlStore) RecordLogin(ctx context.Context, id string, at time.Time) error {
+	return s.updateOne(ctx, "record login of "+id, `UPDATE users SET last_login_at = $2 WHERE id = $1`, id, ts(at))
+}
+
+func (s *sqlStore) SetPasswordHash(ctx context.Context, id, oldHash, newHash string, mustChange bool) (bool, error) {
+	n, err := s.e.exec(ctx, `UPDATE users SET password_hash = $3, must_change_password = $4,
+		updated_at = CASE WHEN updated_at >= $5 THEN updated_at + 1 ELSE $5 END WHERE id = $1 AND password_hash = $2`,
+		id, oldHash, newHash, b2i(mustChange), ts(now()))
+	if err != nil {
+		return false, fmt.Errorf("set password of %s: %w", id, err)
+	}
+	if n > 0 {
+		return true, nil
+	}
+	if _, err := s.GetUser(ctx, id); err != nil {
+		return false, err
+	}
+	return false, nil
 }
 
 // DeleteUser deletes the user with its groups, second factor and tokens.

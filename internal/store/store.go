@@ -14,6 +14,11 @@ import (
 var (
 	ErrNotFound  = errors.New("not found")
 	ErrDuplicate = errors.New("already exists")
+	// ErrConflict: UpdateUser was given a user read before someone else
+	// changed it (its UpdatedAt no longer matches). Read it again and
+	// redo the change; never retry blindly, or a concurrent disable could
+	// be undone.
+	ErrConflict = errors.New("changed by someone else since it was read")
 )
 
 // User is one account of the built-in directory, or an SSO user moat has
@@ -125,9 +130,21 @@ type Store interface {
 	GetUser(ctx context.Context, id string) (*User, error)
 	GetUserByEmail(ctx context.Context, email string) (*User, error)
 	ListUsers(ctx context.Context, f UserFilter) ([]*User, int, error) // page and total
-	UpdateUser(ctx context.Context, u *User) error                     // all fields but ID and CreatedAt
-	DeleteUser(ctx context.Context, id string) error                   // also its sessions, totp, tokens
-	ListGroups(ctx context.Context) (map[string][]string, error)       // group -> emails
+	// UpdateUser writes all fields but ID and CreatedAt (LastLoginAt only
+	// moves forward), and sets UpdatedAt. When u.UpdatedAt is set (u was read from the store)
+	// it succeeds only if the row is unchanged since, else ErrConflict: a
+	// sign-in that read the user cannot undo an admin's concurrent disable.
+	UpdateUser(ctx context.Context, u *User) error
+	// RecordLogin sets LastLoginAt alone, without conflicting with
+	// concurrent changes (and without changing UpdatedAt).
+	RecordLogin(ctx context.Context, id string, at time.Time) error
+	// SetPasswordHash replaces the password hash and must-change flag only
+	// if the stored hash is still oldHash (a rehash at sign-in, or a
+	// change after checking the current password), and reports whether it
+	// did: false means someone reset the password meanwhile.
+	SetPasswordHash(ctx context.Context, id, oldHash, newHash string, mustChange bool) (bool, error)
+	DeleteUser(ctx context.Context, id string) error             // also its sessions, totp, tokens
+	ListGroups(ctx context.Context) (map[string][]string, error) // group -> emails
 
 	CreateSession(ctx context.Context, s *Session) error
 	GetSession(ctx context.Context, idHash string) (*Session, error)

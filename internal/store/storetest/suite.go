@@ -28,6 +28,8 @@ func Run(t *testing.T, open Factory) {
 		{"groups are stored, listed and replaced", testGroups},
 		{"users are listed by query and group with a total", testListUsers},
 		{"an update changes every field but id and creation time", testUpdateUser},
+		{"an update of a stale read is a conflict", testUpdateConflict},
+		{"logins and password changes do not clobber other changes", testRecordLoginAndSetPassword},
 		{"deleting a user removes its data and revokes its sessions", testDeleteUser},
 		{"sessions round-trip and are touched", testSessions},
 		{"revoking a user's sessions reports them to every instance", testRevokeUserSessions},
@@ -634,5 +636,99 @@ func testConcurrentWriters(t *testing.T, s store.Store) {
 	}
 	if ev, _ := s.ListAudit(ctx(t), store.AuditFilter{Action: "write"}); len(ev) != workers*each {
 		t.Errorf("%d audit events, want %d", len(ev), workers*each)
+	}
+}
+
+func testUpdateConflict(t *testing.T, s store.Store) {
+	mustUser(t, s, "alice@example.com")
+	// A sign-in reads the user, then an admin disables it.
+	login, _ := s.GetUserByEmail(ctx(t), "alice@example.com")
+	admin, _ := s.GetUserByEmail(ctx(t), "alice@example.com")
+	admin.Disabled = true
+	if err := s.UpdateUser(ctx(t), admin); err != nil {
+		t.Fatal(err)
+	}
+	if !admin.UpdatedAt.After(login.UpdatedAt) {
+		t.Errorf("UpdatedAt did not move forward: %v then %v", login.UpdatedAt, admin.UpdatedAt)
+	}
+	login.LastLoginAt = time.Now()
+	if err := s.UpdateUser(ctx(t), login); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("stale update: err = %v, want ErrConflict", err)
+	}
+	got, _ := s.GetUserByEmail(ctx(t), "alice@example.com")
+	if !got.Disabled {
+		t.Fatal("a stale update undid the disable")
+	}
+	// Two updates in a row from fresh reads both succeed.
+	for range 2 {
+		u, _ := s.GetUser(ctx(t), got.ID)
+		u.Name += "x"
+		if err := s.UpdateUser(ctx(t), u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A blind write (no UpdatedAt) is not checked.
+	blind := &store.User{ID: got.ID, Email: got.Email, Name: "blind", Disabled: true}
+	if err := s.UpdateUser(ctx(t), blind); err != nil {
+		t.Fatal(err)
+	}
+	// Racing updates from one read: exactly one wins.
+	base, _ := s.GetUser(ctx(t), got.ID)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := range 6 {
+		wg.Go(func() {
+			u := *base
+			u.Name = fmt.Sprint("racer", i)
+			err := s.UpdateUser(context.Background(), &u)
+			if err == nil {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			} else if !errors.Is(err, store.ErrConflict) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Errorf("%d of 6 racing updates won, want 1", wins)
+	}
+}
+
+func testRecordLoginAndSetPassword(t *testing.T, s store.Store) {
+	u := mustUser(t, s, "alice@example.com")
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	if err := s.RecordLogin(ctx(t), u.ID, at); err != nil {
+		t.Fatal(err)
+	}
+	// An admin's read from before the login still updates fine, and does
+	// not move the last login back.
+	u.Name = "Alice"
+	if err := s.UpdateUser(ctx(t), u); err != nil {
+		t.Fatalf("RecordLogin made an admin's update conflict: %v", err)
+	}
+	got, _ := s.GetUser(ctx(t), u.ID)
+	if !got.LastLoginAt.Equal(at) || got.Name != "Alice" {
+		t.Errorf("got %+v", got)
+	}
+	ok, err := s.SetPasswordHash(ctx(t), u.ID, got.PasswordHash, "$argon2id$rehashed", false)
+	if err != nil || !ok {
+		t.Fatalf("rehash: %v %v", ok, err)
+	}
+	ok, err = s.SetPasswordHash(ctx(t), u.ID, got.PasswordHash, "$argon2id$late", true)
+	if err != nil || ok {
+		t.Errorf("a swap from a stale hash: ok = %v, %v; want false", ok, err)
+	}
+	got, _ = s.GetUser(ctx(t), u.ID)
+	if got.PasswordHash != "$argon2id$rehashed" || got.MustChangePassword {
+		t.Errorf("got %+v", got)
+	}
+	if _, err := s.SetPasswordHash(ctx(t), "nope", "a", "b", false); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown user: %v", err)
+	}
+	if err := s.RecordLogin(ctx(t), "nope", at); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown user: %v", err)
 	}
 }
