@@ -32,6 +32,12 @@ func (s *Source) initACME(cfg config.ACME, dataDir string, hosts []string) error
 		if strings.HasPrefix(h, "*.") {
 			return fmt.Errorf("acme: HTTP-01 cannot issue a certificate for the wildcard %q: use cert_file and key_file", h)
 		}
+		if net.ParseIP(h) != nil || !strings.Contains(h, ".") {
+			// ACME CAs issue for public DNS names only; such a route is
+			// served without a certificate (the handshake fails).
+			s.logger.Warn("no ACME certificate for this host: it is an IP address or a single label", "host", h)
+			continue
+		}
 		if !slices.Contains(names, h) {
 			names = append(names, h)
 		}

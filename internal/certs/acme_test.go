@@ -297,3 +297,39 @@ func TestACMERefusesWildcardHosts(t *testing.T) {
 		t.Fatal("New accepted a wildcard host with ACME")
 	}
 }
+
+func TestACMEHTTPHandlerAnswersChallengesOnlyForRoutedHosts(t *testing.T) {
+	cfg := config.TLS{ACME: &config.ACME{DirectoryURL: "https://127.0.0.1:" + strconv.Itoa(freePort(t)) + "/dir"}}
+	s, _ := newSource(t, cfg, t.TempDir(), []string{"moat-test.example"})
+	srv := &http.Server{Handler: s.HTTPHandler("443"), ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+	tests := []struct {
+		name, host, path string
+		status           int
+	}{
+		{"an unknown token for a routed host is not found, not redirected", "moat-test.example:5002", "/.well-known/acme-challenge/nope", 404},
+		{"a challenge for an unrouted host is not found", "evil.example", "/.well-known/acme-challenge/nope", 404},
+		{"other paths are redirected", "moat-test.example", "/x", 301},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+tt.path, nil)
+			req.Host = tt.host
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+		})
+	}
+}
