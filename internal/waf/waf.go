@@ -74,6 +74,12 @@ type Firewall struct {
 // New compiles cfg into a Firewall. The rule set names are those of
 // RuleSetNames; an empty list enables all of them. Paranoia 0 means 1.
 func New(cfg *config.WAF) (*Firewall, error) {
+	return newFirewall(cfg, "")
+}
+
+// newFirewall is New with extra directives placed after the CRS setup and
+// before the rules, where the CRS regression tests put their tuning.
+func newFirewall(cfg *config.WAF, extra string) (*Firewall, error) {
 	if cfg == nil {
 		return nil, errors.New("waf: no configuration")
 	}
@@ -102,7 +108,7 @@ func New(cfg *config.WAF) (*Firewall, error) {
 	directives := engineDirectives(limit) +
 		"Include @crs-setup.conf.example\n" +
 		fmt.Sprintf("SecAction \"id:9001,phase:1,pass,nolog,t:none,setvar:tx.blocking_paranoia_level=%d\"\n", paranoia) +
-		builtinRules + exclusions
+		extra + builtinRules + exclusions
 	for _, f := range files {
 		directives += "Include @owasp_crs/" + f + "\n"
 	}
@@ -170,30 +176,36 @@ func (f *Firewall) Inspect(r *http.Request) (Verdict, error) {
 	if f == nil || f.skipped(r.URL.Path) {
 		return Verdict{}, nil
 	}
-	v, _, err := f.inspect(r, false)
-	return v, err
+	return f.inspect(r, nil)
 }
 
 // Preview reports whether the firewall only reports and never blocks.
 func (f *Firewall) Preview() bool { return f != nil && f.preview }
 
-// inspect runs one transaction. With all set it also returns the ids of
-// every matched rule, including those that do not log (for the CRS
-// regression runner).
-func (f *Firewall) inspect(r *http.Request, all bool) (Verdict, []int, error) {
+// inspect runs one transaction. A non-nil matched receives every matched
+// rule, including those that do not log (for the CRS regression runner).
+func (f *Firewall) inspect(r *http.Request, matched *[]types.MatchedRule) (Verdict, error) {
 	tx := f.waf.NewTransaction()
 	defer tx.Close()
 
 	client, port := clientAddr(r)
 	tx.ProcessConnection(client, port, "", 0)
-	tx.ProcessURI(r.URL.RequestURI(), r.Method, r.Proto)
+	// The request target as the client sent it, so that odd forms
+	// (absolute-form without a path, encodings) reach the protocol rules.
+	uri := r.RequestURI
+	if uri == "" {
+		uri = r.URL.RequestURI()
+	}
+	tx.ProcessURI(uri, r.Method, r.Proto)
 	for k, vs := range r.Header {
 		for _, v := range vs {
 			tx.AddRequestHeader(k, v)
 		}
 	}
 	// net/http moves Host and Transfer-Encoding out of the header map.
-	if r.Host != "" {
+	// An HTTP/1.1 request with an empty Host still had the header (net/http
+	// refuses one without it); CRS tells empty (920290) from missing (920280).
+	if r.Host != "" || r.ProtoAtLeast(1, 1) {
 		tx.AddRequestHeader("Host", r.Host)
 		tx.SetServerName(hostOnly(r.Host))
 	}
@@ -205,23 +217,22 @@ func (f *Firewall) inspect(r *http.Request, all bool) (Verdict, []int, error) {
 	if it == nil && r.Body != nil && r.Body != http.NoBody && tx.IsRequestBodyAccessible() {
 		var err error
 		if it, err = f.readBody(tx, r); err != nil {
-			return Verdict{}, nil, err
+			return Verdict{}, err
 		}
 	}
 	if it == nil {
 		var err error
 		if it, err = tx.ProcessRequestBody(); err != nil {
-			return Verdict{}, nil, fmt.Errorf("waf: process request body: %w", err)
+			return Verdict{}, fmt.Errorf("waf: process request body: %w", err)
 		}
 	}
 
 	var v Verdict
-	var ids []int
+	if matched != nil {
+		*matched = slices.Clone(tx.MatchedRules()) // tx is pooled after Close
+	}
 	for _, mr := range tx.MatchedRules() {
 		id := mr.Rule().ID()
-		if all {
-			ids = append(ids, id)
-		}
 		// 900000-901999 are the CRS's own setup and initialization.
 		if mr.Message() != "" && (id < 900000 || id > 901999) {
 			v.RuleIDs = append(v.RuleIDs, id)
@@ -240,7 +251,7 @@ func (f *Firewall) inspect(r *http.Request, all bool) (Verdict, []int, error) {
 		v.Blocked = !f.preview
 	}
 	tx.ProcessLogging()
-	return v, ids, nil
+	return v, nil
 }
 
 // readBody feeds up to bodyLimit+1 bytes of r.Body to tx (one byte more so
