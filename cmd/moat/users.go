@@ -106,6 +106,23 @@ func (c *usersCLI) user(ctx context.Context, email string) (*store.User, error) 
 	return u, err
 }
 
+// modify reads the user, applies change and writes it back, reading again
+// when a sign-in or another admin changed the user in between.
+func (c *usersCLI) modify(ctx context.Context, email string, change func(u *store.User)) (*store.User, error) {
+	for attempt := 0; ; attempt++ {
+		u, err := c.user(ctx, email)
+		if err != nil {
+			return nil, err
+		}
+		change(u)
+		err = c.st.UpdateUser(ctx, u)
+		if errors.Is(err, store.ErrConflict) && attempt < 5 {
+			continue
+		}
+		return u, err
+	}
+}
+
 func (c *usersCLI) audit(ctx context.Context, action, subject, detail string) error {
 	return c.st.Audit(ctx, &store.AuditEvent{Actor: cliActor, Action: action, Subject: subject, Detail: detail})
 }
@@ -387,15 +404,15 @@ func (c *usersCLI) disableCommand(disable bool) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.run(cmd, func(ctx context.Context) error {
-				u, err := c.user(ctx, args[0])
+				changed := false
+				u, err := c.modify(ctx, args[0], func(u *store.User) {
+					changed = u.Disabled != disable
+					u.Disabled = disable
+				})
 				if err != nil {
 					return err
 				}
-				if u.Disabled != disable {
-					u.Disabled = disable
-					if err := c.st.UpdateUser(ctx, u); err != nil {
-						return err
-					}
+				if changed {
 					if err := c.audit(ctx, action, u.Email, ""); err != nil {
 						return err
 					}
@@ -456,13 +473,12 @@ func (c *usersCLI) setGroupsCommand() *cobra.Command {
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.run(cmd, func(ctx context.Context) error {
-				u, err := c.user(ctx, args[0])
+				var before string
+				u, err := c.modify(ctx, args[0], func(u *store.User) {
+					before = strings.Join(u.Groups, ",")
+					u.Groups = args[1:]
+				})
 				if err != nil {
-					return err
-				}
-				before := strings.Join(u.Groups, ",")
-				u.Groups = args[1:]
-				if err := c.st.UpdateUser(ctx, u); err != nil {
 					return err
 				}
 				after := strings.Join(u.Groups, ",")
@@ -492,8 +508,10 @@ func (c *usersCLI) resetPasswordCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				u.PasswordHash, u.MustChangePassword = hash, oneTime != ""
-				if err := c.st.UpdateUser(ctx, u); err != nil {
+				u, err = c.modify(ctx, u.Email, func(u *store.User) {
+					u.PasswordHash, u.MustChangePassword = hash, oneTime != ""
+				})
+				if err != nil {
 					return err
 				}
 				if err := c.audit(ctx, "user.password_reset", u.Email, map[bool]string{true: "one-time password", false: "password from stdin"}[oneTime != ""]); err != nil {
