@@ -66,7 +66,7 @@ func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		returnTo := safeReturnTo(r.URL.Query().Get("return_to"))
-		if e := sessionOf(r); e != nil && !e.mustChange {
+		if e := s.sessionOf(r); e != nil && !e.mustChange {
 			http.Redirect(w, r, returnTo, http.StatusSeeOther)
 			return
 		}
@@ -268,7 +268,7 @@ type logoutPage struct {
 func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		e := sessionOf(r)
+		e := s.sessionOf(r)
 		if e == nil {
 			http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
 			return
@@ -278,7 +278,7 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
 		if !s.readForm(w, r) {
 			return
 		}
-		if e := sessionOf(r); e != nil {
+		if e := s.sessionOf(r); e != nil {
 			s.revoke(r.Context(), e.hash)
 			s.audit(r.Context(), "logout", e.user.Email, clientIP(request.From(r)), "")
 		} else if id := cookieValue(r, SessionCookie); validID(id) {
@@ -303,7 +303,7 @@ type passwordPage struct {
 }
 
 func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
-	e := sessionOf(r)
+	e := s.sessionOf(r)
 	if e == nil {
 		if web.IsNavigation(r) {
 			http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)

@@ -36,7 +36,7 @@ const (
 //	/corp/   allow domain:example.com
 //	/public/ public
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	cfg    *config.Config
 	store  store.Store
 	svc    *Service
@@ -44,7 +44,7 @@ type harness struct {
 	routes map[string]*config.Route
 }
 
-func newHarness(t *testing.T, tweak func(*config.Config)) *harness {
+func newHarness(t testing.TB, tweak func(*config.Config)) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := &config.Config{DataDir: dir}
@@ -230,7 +230,7 @@ func (h *harness) sessionCookie(c *http.Client) string {
 	return ""
 }
 
-func readBody(t *testing.T, resp *http.Response) string {
+func readBody(t testing.TB, resp *http.Response) string {
 	t.Helper()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {

@@ -35,7 +35,7 @@ func (s *Service) Require(route *config.Route, next http.Handler) http.Handler {
 			s.challenge(w, r)
 			return
 		}
-		if e := sessionOf(r); e != nil && e.mustChange {
+		if e := s.sessionOf(r); e != nil && e.mustChange {
 			if web.IsNavigation(r) {
 				http.Redirect(w, r, "/_moat/password?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return

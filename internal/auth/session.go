@@ -60,9 +60,6 @@ func (c *sessionCache) remove(hash string) {
 	c.mu.Unlock()
 }
 
-// ctxSession carries the request's session entry from Identify to Require.
-type ctxSession struct{}
-
 // Identify finds the request's session from moat's cookie and, when it is
 // valid (not revoked, within max_age and idle_timeout, its user enabled),
 // sets request.From(r).User. It enforces nothing: Require does, after the
@@ -77,16 +74,23 @@ func (s *Service) Identify(next http.Handler) http.Handler {
 		}
 		if e := s.lookup(r); e != nil {
 			info.User = e.user
-			r = r.WithContext(context.WithValue(r.Context(), ctxSession{}, e))
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// sessionOf returns the session Identify found for r, or nil.
-func sessionOf(r *http.Request) *sessionEntry {
-	e, _ := r.Context().Value(ctxSession{}).(*sessionEntry)
-	return e
+// sessionOf returns the session Identify found for r, or nil. It reads the
+// cache (no allocation on the hot path); should the entry have been dropped
+// since Identify, it asks the store again rather than guess.
+func (s *Service) sessionOf(r *http.Request) *sessionEntry {
+	hash := request.From(r).User.SessionID
+	if hash == "" {
+		return nil
+	}
+	if e := s.sessions.get(hash); e != nil {
+		return e
+	}
+	return s.refresh(r.Context(), hash, nil)
 }
 
 // cookieValue returns the value of the named cookie without parsing every
