@@ -144,6 +144,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	wd.start(ctx)
 	defer func() { s.world.Load().close() }()
+	s.obtain(ctx, src)
 	go s.watch(ctx)
 	s.log.Info("moat is serving", "https", addrs.HTTPS, "http", addrs.HTTP, "internal", addrs.Internal,
 		"routes", len(cfg.Routes), "tls", src.Kind())
@@ -161,6 +162,19 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.shutdown(servers)
 	return nil
+}
+
+// obtain asks an ACME source for the routed hosts' certificates now, so the
+// first visitor does not wait for issuance; failures are retried on demand.
+func (s *Server) obtain(ctx context.Context, src *certs.Source) {
+	if src.Kind() != "acme" {
+		return
+	}
+	go func() {
+		if err := src.Obtain(ctx); err != nil {
+			s.log.Warn("could not obtain ACME certificates yet; moat retries at the first handshake", "err", err)
+		}
+	}()
 }
 
 func serveTLS(srv *http.Server, ln net.Listener) error {
@@ -250,6 +264,7 @@ func (s *Server) Reload(ctx context.Context, why string) error {
 		}
 		s.certs.Swap(src).Close()
 		s.certKey = key
+		s.obtain(ctx, src)
 	}
 	next.start(ctx)
 	s.world.Swap(next).close()
