@@ -174,7 +174,13 @@ func startServer() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp("", "moat-pg-")
+	base := ""
+	if os.Geteuid() == 0 {
+		// The server runs as postgres, which must reach its directory:
+		// $TMPDIR may be under root's home, /tmp never is.
+		base = "/tmp"
+	}
+	dir, err := os.MkdirTemp(base, "moat-pg-")
 	if err != nil {
 		return "", err
 	}
