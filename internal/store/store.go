@@ -131,9 +131,10 @@ type Store interface {
 	GetUserByEmail(ctx context.Context, email string) (*User, error)
 	ListUsers(ctx context.Context, f UserFilter) ([]*User, int, error) // page and total
 	// UpdateUser writes all fields but ID and CreatedAt (LastLoginAt only
-	// moves forward), and sets UpdatedAt. When u.UpdatedAt is set (u was read from the store)
-	// it succeeds only if the row is unchanged since, else ErrConflict: a
-	// sign-in that read the user cannot undo an admin's concurrent disable.
+	// moves forward), and sets UpdatedAt. When u.UpdatedAt is set (u was
+	// read from the store) it succeeds only if the row is unchanged since,
+	// else ErrConflict: a sign-in that read the user cannot undo an admin's
+	// concurrent disable. ErrNotFound, ErrDuplicate (email) as usual.
 	UpdateUser(ctx context.Context, u *User) error
 	// RecordLogin sets LastLoginAt alone, without conflicting with
 	// concurrent changes (and without changing UpdatedAt).
@@ -143,19 +144,33 @@ type Store interface {
 	// change after checking the current password), and reports whether it
 	// did: false means someone reset the password meanwhile.
 	SetPasswordHash(ctx context.Context, id, oldHash, newHash string, mustChange bool) (bool, error)
-	DeleteUser(ctx context.Context, id string) error             // also its sessions, totp, tokens
-	ListGroups(ctx context.Context) (map[string][]string, error) // group -> emails
+	// DeleteUser deletes the user, its groups, TOTP and tokens, and revokes
+	// (not deletes) its sessions so RevokedSince reports them.
+	DeleteUser(ctx context.Context, id string) error
+	ListGroups(ctx context.Context) (map[string][]string, error) // group -> emails, sorted
 
+	// CreateSession stores s (CreatedAt and LastSeen default to now);
+	// ErrDuplicate on IDHash. UserID need not be a stored user.
 	CreateSession(ctx context.Context, s *Session) error
+	// GetSession returns the session whatever its state: the caller checks
+	// RevokedAt and ExpiresAt.
 	GetSession(ctx context.Context, idHash string) (*Session, error)
+	// TouchSession moves LastSeen forward (never back).
 	TouchSession(ctx context.Context, idHash string, lastSeen time.Time) error
-	UpdateSession(ctx context.Context, s *Session) error
+	UpdateSession(ctx context.Context, s *Session) error // all fields but IDHash and CreatedAt
+	// RevokeSession revokes one session; a second revocation keeps the
+	// first time.
 	RevokeSession(ctx context.Context, idHash string, at time.Time) error
-	RevokeUserSessions(ctx context.Context, userID string, at time.Time) ([]string, error) // hashes revoked
-	ListSessions(ctx context.Context, userID string) ([]*Session, error)                   // userID "" = all live
-	// RevokedSince lists sessions revoked after t, so every instance can
-	// close their WebSockets within seconds.
+	RevokeUserSessions(ctx context.Context, userID string, at time.Time) ([]string, error) // hashes revoked now
+	// ListSessions lists live sessions (not revoked, not expired), newest
+	// first: the user's, or everyone's when userID is "".
+	ListSessions(ctx context.Context, userID string) ([]*Session, error)
+	// RevokedSince lists sessions revoked strictly after t, so every
+	// instance can close their WebSockets within seconds. Poll with some
+	// overlap: instances' clocks differ.
 	RevokedSince(ctx context.Context, t time.Time) ([]string, error)
+	// DeleteExpiredSessions deletes sessions expired before the given time
+	// and those revoked more than RevokedRetention before it.
 	DeleteExpiredSessions(ctx context.Context, before time.Time) (int, error)
 
 	GetTOTP(ctx context.Context, userID string) (*TOTP, error)
@@ -168,20 +183,22 @@ type Store interface {
 	// it was there.
 	UseRecoveryCode(ctx context.Context, userID, hash string) (bool, error)
 
-	CreateToken(ctx context.Context, t *Token) error
+	CreateToken(ctx context.Context, t *Token) error // sets ID, CreatedAt when empty; ErrDuplicate on Hash
 	GetTokenByHash(ctx context.Context, hash string) (*Token, error)
 	ListTokens(ctx context.Context, userID string) ([]*Token, error)
 	RevokeToken(ctx context.Context, id string, at time.Time) error
 	TouchToken(ctx context.Context, id string, at time.Time) error
 
-	AddSigningKey(ctx context.Context, k *SigningKey) error
-	ListSigningKeys(ctx context.Context) ([]*SigningKey, error)
+	AddSigningKey(ctx context.Context, k *SigningKey) error     // sets ID, CreatedAt when empty
+	ListSigningKeys(ctx context.Context) ([]*SigningKey, error) // oldest first
 	RetireSigningKey(ctx context.Context, id string, at time.Time) error
 	// DeleteSigningKey removes a retired key once every token it signed
 	// has expired.
 	DeleteSigningKey(ctx context.Context, id string) error
 
-	Audit(ctx context.Context, e *AuditEvent) error
+	Audit(ctx context.Context, e *AuditEvent) error // sets ID, and Time when zero
+	// ListAudit lists matching events newest first; Since is inclusive,
+	// Until exclusive, Limit 0 means no limit.
 	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
 
 	Close() error
