@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -61,7 +62,7 @@ func (d Decision) Outcome() string {
 	case d.Location != "":
 		out = "redirect"
 	case !d.Allowed:
-		out = fmt.Sprintf("deny(%d)", d.Status)
+		out = "deny(" + strconv.Itoa(d.Status) + ")"
 	}
 	switch d.Action {
 	case config.ActionThrottle, config.ActionRateBasedBan, "waf":
@@ -157,10 +158,14 @@ func (ev *evaluation) run() Decision {
 			if !ev.dryRun {
 				p.record(ev.info, ev.ip, d, true)
 			}
-			ev.note(step{r: rl, matched: true, why: why, outcome: "preview: would " + describe(d) + "; evaluation goes on"})
+			if ev.trace != nil {
+				ev.note(step{r: rl, matched: true, why: why, outcome: "preview: would " + describe(d) + "; evaluation goes on"})
+			}
 			continue
 		}
-		ev.note(step{r: rl, matched: true, why: why, outcome: describe(d)})
+		if ev.trace != nil {
+			ev.note(step{r: rl, matched: true, why: why, outcome: describe(d)})
+		}
 		if d.Allowed {
 			return ev.inspect(d)
 		}
@@ -176,25 +181,34 @@ func (ev *evaluation) note(s step) {
 	}
 }
 
-// match reports whether rl matches, and why, in words.
+// match reports whether rl matches and, when explaining, why in words.
 func (ev *evaluation) match(rl *rule) (bool, string) {
+	explain := ev.trace != nil
 	var why []string
 	if rl.ips != nil {
 		if !rl.ips.contains(ev.ip) {
-			return false, fmt.Sprintf("%s is not in src_ip_ranges", ev.ip)
+			if explain {
+				return false, fmt.Sprintf("%s is not in src_ip_ranges", ev.ip)
+			}
+			return false, ""
 		}
-		if rl.anyIP {
+		if explain && rl.anyIP {
 			why = append(why, "src_ip_ranges has *")
-		} else {
+		} else if explain {
 			why = append(why, fmt.Sprintf("%s is in %s", ev.ip, ev.whichPrefix(rl)))
 		}
 	}
 	if rl.prg != nil {
 		ok, err := evalExpr(rl.prg, ev.act)
 		if err != nil {
-			ev.p.e.log.Debug("policy expression failed; the rule does not match",
-				"policy", ev.p.name, "rule_priority", rl.priority, "request_id", ev.info.ID, "err", err)
-			return false, fmt.Sprintf("expr failed (%v), so the rule does not match", err)
+			if log := ev.p.e.log; log.Enabled(context.Background(), slog.LevelDebug) {
+				log.Debug("policy expression failed; the rule does not match",
+					"policy", ev.p.name, "rule_priority", rl.priority, "request_id", ev.info.ID, "err", err)
+			}
+			if explain {
+				return false, fmt.Sprintf("expr failed (%v), so the rule does not match", err)
+			}
+			return false, ""
 		}
 		if !ok {
 			return false, "expr is false"
@@ -362,8 +376,7 @@ func describe(d Decision) string {
 
 // record logs and counts a decision.
 func (p *Policy) record(info *request.Info, ip netip.Addr, d Decision, preview bool) {
-	prio, outcome := d.priorityLabel(), d.Outcome()
-	decisions.WithLabelValues(p.name, prio, outcome, strconv.FormatBool(preview)).Inc()
+	p.decisionCounter(d, preview).Inc()
 	level := slog.LevelInfo
 	if d.Allowed && !preview {
 		level = slog.LevelDebug
@@ -372,6 +385,7 @@ func (p *Policy) record(info *request.Info, ip netip.Addr, d Decision, preview b
 	if !log.Enabled(context.Background(), level) {
 		return
 	}
+	prio, outcome := d.priorityLabel(), d.Outcome()
 	routeName := ""
 	if info.Route != nil {
 		routeName = info.Route.Name()
@@ -388,4 +402,26 @@ func (p *Policy) record(info *request.Info, ip netip.Addr, d Decision, preview b
 		slog.String("request_id", info.ID),
 		slog.String("route", routeName),
 	)
+}
+
+// counterKey is what the decisions counter's labels are made of, without
+// building the label strings on every request.
+type counterKey struct {
+	priority int64
+	action   string
+	status   int
+	allowed  bool
+	redirect bool
+	preview  bool
+}
+
+// decisionCounter returns the decisions counter for d, cached per policy.
+func (p *Policy) decisionCounter(d Decision, preview bool) prometheus.Counter {
+	k := counterKey{d.Priority, d.Action, d.Status, d.Allowed, d.Location != "", preview}
+	if c, ok := p.counters.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c := decisions.WithLabelValues(p.name, d.priorityLabel(), d.Outcome(), strconv.FormatBool(preview))
+	p.counters.Store(k, c)
+	return c
 }

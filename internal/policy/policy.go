@@ -18,6 +18,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -91,6 +92,8 @@ type Policy struct {
 	inspector  Inspector
 	wafSets    []string
 	e          *Engine
+	// counters caches decision counters by label set.
+	counters sync.Map
 }
 
 type rule struct {
