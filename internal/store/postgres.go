@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -24,6 +26,11 @@ func openPostgres(ctx context.Context, dsn string) (Store, error) {
 	if err != nil {
 		// The error may quote the DSN with its password: say less.
 		return nil, fmt.Errorf("open postgres: invalid connection string")
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		// pgxpool's default (4 on 2 cores) queues a busy instance's
+		// session checks behind one another; pool_max_conns overrides.
+		cfg.MaxConns = int32(max(16, 4*runtime.GOMAXPROCS(0)))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
