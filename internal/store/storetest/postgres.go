@@ -180,6 +180,7 @@ func startServer() (string, error) {
 		// $TMPDIR may be under root's home, /tmp never is.
 		base = "/tmp"
 	}
+	removeStale(base)
 	dir, err := os.MkdirTemp(base, "moat-pg-")
 	if err != nil {
 		return "", err
@@ -284,4 +285,27 @@ func lastLines(b []byte) string {
 		lines = lines[len(lines)-10:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// removeStale deletes the directories of servers whose test binary died
+// without Stop (their postgres died with it, by Pdeathsig).
+func removeStale(base string) {
+	if base == "" {
+		base = os.TempDir()
+	}
+	dirs, _ := filepath.Glob(filepath.Join(base, "moat-pg-*"))
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil || time.Since(fi.ModTime()) < 10*time.Minute {
+			continue // maybe another test binary's server, starting
+		}
+		pidFile, err := os.ReadFile(filepath.Join(d, "data", "postmaster.pid"))
+		if err == nil {
+			first, _, _ := strings.Cut(string(pidFile), "\n")
+			if pid, err := strconv.Atoi(strings.TrimSpace(first)); err == nil && syscall.Kill(pid, 0) == nil {
+				continue // still running
+			}
+		}
+		_ = os.RemoveAll(d)
+	}
 }
