@@ -34,6 +34,8 @@ const maxCachedAssertions = 50000
 type cachedAssertion struct {
 	token string
 	iat   time.Time
+	// What the token says; a change (groups edited) signs anew.
+	id, email, groups string
 }
 
 type assertionCache struct {
@@ -71,21 +73,22 @@ func (s *Service) SetIdentity(out *http.Request, in *http.Request) {
 	}
 	out.Header.Set(HeaderUserEmail, u.Email)
 	out.Header.Set(HeaderUserID, u.ID)
-	out.Header.Set(HeaderUserGroups, strings.Join(u.Groups, ","))
-	if tok := s.assertion(u, info.Route.Name()); tok != "" {
+	groups := strings.Join(u.Groups, ",")
+	out.Header.Set(HeaderUserGroups, groups)
+	if tok := s.assertion(u, groups, info.Route.Name()); tok != "" {
 		out.Header.Set(HeaderAssertion, tok)
 	}
 }
 
 // assertion returns a signed assertion for u on route, reusing one signed
 // within the last minute.
-func (s *Service) assertion(u request.User, route string) string {
+func (s *Service) assertion(u request.User, groups, route string) string {
 	key := u.SessionID + "\x00" + route
 	now := time.Now()
 	s.assertions.mu.Lock()
 	c, ok := s.assertions.m[key]
 	s.assertions.mu.Unlock()
-	if ok && now.Sub(c.iat) < assertionReuse && !now.Before(c.iat) {
+	if ok && now.Sub(c.iat) < assertionReuse && !now.Before(c.iat) && c.id == u.ID && c.email == u.Email && c.groups == groups {
 		return c.token
 	}
 	tok, err := s.sign(Claims{
@@ -100,7 +103,7 @@ func (s *Service) assertion(u request.User, route string) string {
 	if len(s.assertions.m) >= maxCachedAssertions {
 		s.assertions.m = make(map[string]cachedAssertion)
 	}
-	s.assertions.m[key] = cachedAssertion{token: tok, iat: time.Unix(now.Unix(), 0)}
+	s.assertions.m[key] = cachedAssertion{token: tok, iat: time.Unix(now.Unix(), 0), id: u.ID, email: u.Email, groups: groups}
 	s.assertions.mu.Unlock()
 	return tok
 }

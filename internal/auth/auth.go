@@ -116,6 +116,7 @@ func New(cfg *config.Config, st store.Store, logger *slog.Logger) (*Service, err
 		s.idle = config.DefaultSessionIdleTimeout
 	}
 	s.sessions.m = make(map[string]*sessionEntry)
+	s.sessions.unknown = make(map[string]int64)
 	s.assertions.m = make(map[string]cachedAssertion)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -201,6 +202,7 @@ func (s *Service) Run(ctx context.Context) error {
 			} else if n > 0 {
 				s.logger.Info("deleted expired sessions", "count", n)
 			}
+			s.deleteOldKeys(pollCtx, now)
 		}
 		cancel()
 	}

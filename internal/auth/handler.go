@@ -209,8 +209,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
 		unavailable(w, r)
 		return
 	}
-	u.LastLoginAt = time.Now()
-	if err := s.store.UpdateUser(ctx, u); err != nil {
+	if err := s.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
 		s.logger.Warn("record last login", "user", email, "err", err)
 	}
 	s.audit(ctx, "login.success", email, ip, "password")
@@ -241,7 +240,11 @@ func (s *Service) authenticate(ctx context.Context, email, pw string) (*store.Us
 		return nil, nil
 	}
 	if rehash != "" {
-		u.PasswordHash = rehash // saved with the last-login time
+		// Parameters changed since the hash was made: store today's, unless
+		// an admin reset the password meanwhile.
+		if _, err := s.store.SetPasswordHash(ctx, u.ID, u.PasswordHash, rehash, u.MustChangePassword); err != nil {
+			s.logger.Warn("rehash password", "user", u.Email, "err", err)
+		}
 	}
 	return u, nil
 }
@@ -390,12 +393,20 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 		unavailable(w, r)
 		return
 	}
-	u.PasswordHash, u.MustChangePassword = hash, false
-	if err := s.store.UpdateUser(ctx, u); err != nil {
+	// Only if the password is still the one just checked: an admin's
+	// reset in between wins.
+	changed, err := s.store.SetPasswordHash(ctx, u.ID, u.PasswordHash, hash, false)
+	if err != nil {
 		s.logger.Error("password change: save", "user", u.Email, "err", err)
 		unavailable(w, r)
 		return
 	}
+	if !changed {
+		p.Error = web.T(lang, "auth.password.wrong_current")
+		s.renderPassword(w, r, http.StatusConflict, p)
+		return
+	}
+	u.PasswordHash, u.MustChangePassword = hash, false
 	// A new password ends every session of the user, this one included;
 	// this browser gets a fresh one.
 	hashes, err := s.store.RevokeUserSessions(ctx, u.ID, time.Now())

@@ -241,3 +241,24 @@ func marshalJWKS(ring []*signingKey) ([]byte, error) {
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// keyRetention is how long a retired key is kept after it left the JWKS,
+// for `moat keys list` and investigations.
+const keyRetention = 7 * 24 * time.Hour
+
+// deleteOldKeys removes keys retired long enough ago that no token they
+// signed can be valid.
+func (s *Service) deleteOldKeys(ctx context.Context, now time.Time) {
+	recs, err := s.store.ListSigningKeys(ctx)
+	if err != nil {
+		s.logger.Warn("list signing keys", "err", err)
+		return
+	}
+	for _, r := range recs {
+		if !r.RetireAt.IsZero() && now.Sub(r.RetireAt) > AssertionLifetime+keyPublishSlack+keyRetention {
+			if err := s.store.DeleteSigningKey(ctx, r.ID); err != nil {
+				s.logger.Warn("delete retired signing key", "kid", r.ID, "err", err)
+			}
+		}
+	}
+}

@@ -37,6 +37,30 @@ type sessionEntry struct {
 type sessionCache struct {
 	mu sync.RWMutex
 	m  map[string]*sessionEntry
+	// unknown remembers, for verifyEvery, cookie values that name no valid
+	// session (expired, revoked, made up), so a browser or a script
+	// repeating one does not cost a store query per request.
+	unknown map[string]int64 // hash -> unix nanoseconds it is remembered until
+}
+
+// maxUnknownSessions bounds the negative cache; past it the cache starts
+// over.
+const maxUnknownSessions = 50000
+
+func (c *sessionCache) knownBad(hash string, now time.Time) bool {
+	c.mu.RLock()
+	until, ok := c.unknown[hash]
+	c.mu.RUnlock()
+	return ok && now.UnixNano() < until
+}
+
+func (c *sessionCache) markBad(hash string, until time.Time) {
+	c.mu.Lock()
+	if len(c.unknown) >= maxUnknownSessions {
+		c.unknown = make(map[string]int64)
+	}
+	c.unknown[hash] = until.UnixNano()
+	c.mu.Unlock()
 }
 
 func (c *sessionCache) get(hash string) *sessionEntry {
@@ -159,7 +183,7 @@ func (s *Service) lookup(r *http.Request) *sessionEntry {
 		if age >= verifyEvery && (age >= 2*verifyEvery || e.refreshing.CompareAndSwap(false, true)) {
 			e = s.refresh(r.Context(), hash, e)
 		}
-	} else {
+	} else if !s.sessions.knownBad(hash, now) {
 		e = s.refresh(r.Context(), hash, nil)
 	}
 	if e == nil || !s.live(e, now) {
@@ -194,6 +218,7 @@ func (s *Service) refresh(ctx context.Context, hash string, prev *sessionEntry) 
 	}
 	if e == nil {
 		s.sessions.remove(hash)
+		s.sessions.markBad(hash, time.Now().Add(verifyEvery))
 		return nil
 	}
 	if prev != nil && prev.lastSeen.Load() > e.lastSeen.Load() {
@@ -350,6 +375,11 @@ func (s *Service) sweepSessions(now time.Time) {
 	for h, e := range s.sessions.m {
 		if !s.live(e, now) || now.Sub(time.Unix(0, e.lastSeen.Load())) > cacheIdle {
 			delete(s.sessions.m, h)
+		}
+	}
+	for h, until := range s.sessions.unknown {
+		if now.UnixNano() >= until {
+			delete(s.sessions.unknown, h)
 		}
 	}
 	s.sessions.mu.Unlock()
