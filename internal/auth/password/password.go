@@ -30,9 +30,12 @@ type Params struct {
 }
 
 // DefaultParams are OWASP's recommended argon2id minimum (m=19 MiB, t=2,
-// p=1). On the reference 2-core machine one hash takes about 25 ms and
-// uses 19 MiB while it runs, so a Limiter of 2 slots gives about 80
-// sign-ins a second with 38 MiB at most (see BenchmarkVerify).
+// p=1). Each check holds 19 MiB while it runs. Measured on the 2-core
+// reference machine (shared, load average above 20): about 50 ms of CPU per
+// check (BenchmarkVerify's cpu-ms/op), so a Limiter of 2 slots admits at
+// most about 40 sign-ins a second and never holds more than 38 MiB.
+// OWASP's equal-strength alternatives (12 MiB/t=3, 9 MiB/t=4) cost the same
+// CPU here.
 var DefaultParams = Params{Memory: 19 * 1024, Iterations: 2, Parallelism: 1, SaltLen: 16, KeyLen: 32}
 
 // Errors of Hash and Verify.
