@@ -238,3 +238,21 @@ func BenchmarkVerifyParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "logins/s")
 }
+
+// FuzzDecode: no stored string, however tampered, makes the parser panic
+// or accept parameters past the bounds.
+func FuzzDecode(f *testing.F) {
+	h, _ := Hash("pw", fast)
+	f.Add(h)
+	f.Add("$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")
+	f.Add("$argon2id$v=19$m=4294967295,t=1,p=1$$")
+	f.Fuzz(func(t *testing.T, phc string) {
+		p, salt, key, err := decode(phc)
+		if err != nil {
+			return
+		}
+		if p.Memory > maxMemory || p.Iterations > maxIterations || p.Parallelism == 0 || len(salt) < 8 || len(key) < 16 {
+			t.Errorf("accepted out-of-bounds %+v from %q", p, phc)
+		}
+	})
+}
