@@ -48,31 +48,55 @@ func builtinExclusions() []*config.WAFExclusion {
 const builtinRules = `SecRule REQUEST_LINE "@rx ^(?:PUT|DELETE) /(?:[^?# ]*/)?_stcore/upload_file/[^/?# ]+/[^/?# ]+(?:[?# ]|$)" "id:9100,phase:1,pass,nolog,t:none,ctl:ruleRemoveById=911100"
 `
 
-// exclusionRules turns exclusions into SecLang rules evaluated in phase 1
-// before the CRS, and returns the path prefixes that skip the WAF entirely
-// (an exclusion with a path and nothing else).
-func exclusionRules(exs []*config.WAFExclusion) (string, []string, error) {
+// compiledExclusions is what exclusionRules makes of the exclusions.
+type compiledExclusions struct {
+	// before holds phase-1 rules placed before the CRS: the path-bound
+	// exclusions, as ctl actions that apply to the matching request only.
+	before string
+	// after holds directives placed after the CRS that change the rules at
+	// load time: exclusions without a path cost nothing per request.
+	after string
+	// skip holds path prefixes for which the WAF does not run at all (an
+	// exclusion with a path and nothing else).
+	skip []string
+}
+
+// exclusionRules turns moat's built-in exclusions and the configured ones
+// into SecLang; errors name the configured exclusion by its index.
+func exclusionRules(configured []*config.WAFExclusion) (compiledExclusions, error) {
+	builtin := builtinExclusions()
+	exs := append(builtin, configured...)
+	var c compiledExclusions
 	if len(exs) > maxExclusions {
-		return "", nil, fmt.Errorf("waf: %d exclusions: at most %d", len(exs), maxExclusions)
+		return c, fmt.Errorf("waf: %d exclusions: at most %d", len(exs), maxExclusions)
 	}
-	var b strings.Builder
-	var skip []string
+	var b, after strings.Builder
 	for i, ex := range exs {
 		if ex == nil {
 			continue
 		}
-		ctls, err := exclusionCtls(ex)
+		ctls, targets, err := exclusionCtls(ex)
 		if err != nil {
-			return "", nil, fmt.Errorf("waf: exclusions[%d]: %w", i, err)
+			return c, fmt.Errorf("waf: exclusions[%d]: %w", i-len(builtin), err)
 		}
 		if ex.Path != "" && !pathPattern.MatchString(ex.Path) {
-			return "", nil, fmt.Errorf("waf: exclusions[%d]: path %q: must start with / and hold only URL path characters", i, ex.Path)
+			return c, fmt.Errorf("waf: exclusions[%d]: path %q: must start with / and hold only URL path characters", i-len(builtin), ex.Path)
 		}
 		if len(ctls) == 0 {
 			if ex.Path == "" {
-				return "", nil, fmt.Errorf("waf: exclusions[%d]: excludes nothing (set path, rule_ids, headers, cookies or query_params)", i)
+				return c, fmt.Errorf("waf: exclusions[%d]: excludes nothing (set path, rule_ids, headers, cookies or query_params)", i-len(builtin))
 			}
-			skip = append(skip, ex.Path)
+			c.skip = append(c.skip, ex.Path)
+			continue
+		}
+		if ex.Path == "" && len(ex.RuleIDs) == 0 {
+			// Removing a target from every CRS rule at run time costs an
+			// allocation per rule and request; do it once at load time.
+			fmt.Fprintf(&after, "SecRuleUpdateTargetByTag \"OWASP_CRS\" \"!%s\"\n", strings.Join(targets, "|!"))
+			continue
+		}
+		if ex.Path == "" && len(targets) == 0 {
+			fmt.Fprintf(&after, "SecRuleRemoveById %s\n", strings.Trim(fmt.Sprint(ex.RuleIDs), "[]"))
 			continue
 		}
 		id := exclusionRuleBase + i
@@ -86,7 +110,8 @@ func exclusionRules(exs []*config.WAFExclusion) (string, []string, error) {
 		fmt.Fprintf(&b, "SecRule REQUEST_FILENAME \"@rx ^%s\" \"%s,t:urlDecodeUni,t:normalizePath,%s\"\n",
 			prefixRegexp(ex.Path), actions, strings.Join(ctls, ","))
 	}
-	return b.String(), skip, nil
+	c.before, c.after = b.String(), after.String()
+	return c, nil
 }
 
 // prefixRegexp matches the path prefix on whole segments.
@@ -98,8 +123,9 @@ func prefixRegexp(p string) string {
 	return q + "(?:/|$)"
 }
 
-// exclusionCtls returns the ctl actions of one exclusion.
-func exclusionCtls(ex *config.WAFExclusion) ([]string, error) {
+// exclusionCtls returns the ctl actions of one exclusion and the variables
+// it removes.
+func exclusionCtls(ex *config.WAFExclusion) ([]string, []string, error) {
 	var targets []string
 	add := func(kind string, names []string, collections ...string) error {
 		for _, n := range names {
@@ -119,11 +145,11 @@ func exclusionCtls(ex *config.WAFExclusion) ([]string, error) {
 		// form-encoded body parameter of the same name.
 		add("query parameter", ex.QueryParams, "ARGS"),
 	); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, id := range ex.RuleIDs {
 		if id <= 0 {
-			return nil, fmt.Errorf("rule id %d: must be positive", id)
+			return nil, nil, fmt.Errorf("rule id %d: must be positive", id)
 		}
 	}
 	var ctls []string
@@ -143,5 +169,5 @@ func exclusionCtls(ex *config.WAFExclusion) ([]string, error) {
 			}
 		}
 	}
-	return ctls, nil
+	return ctls, targets, nil
 }

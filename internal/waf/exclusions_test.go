@@ -73,7 +73,7 @@ func TestNewRejectsBadConfiguration(t *testing.T) {
 		{"a negative paranoia", &config.WAF{Paranoia: -1}, "paranoia -1"},
 		{"a huge body limit", &config.WAF{BodyLimit: 1 << 30}, "body_limit"},
 		{"a negative body limit", &config.WAF{BodyLimit: -1}, "body_limit"},
-		{"an exclusion that excludes nothing", &config.WAF{Exclusions: []*config.WAFExclusion{{}}}, "exclusions[2]: excludes nothing"},
+		{"an exclusion that excludes nothing", &config.WAF{Exclusions: []*config.WAFExclusion{{}}}, "exclusions[0]: excludes nothing"},
 		{"a path that could break out of the rule", &config.WAF{Exclusions: []*config.WAFExclusion{{Path: `/x" "id:1`}}}, "path"},
 		{"a relative path", &config.WAF{Exclusions: []*config.WAFExclusion{{Path: "x"}}}, "path"},
 		{"a header name with a separator", &config.WAF{Exclusions: []*config.WAFExclusion{{Headers: []string{"a;ARGS"}}}}, `header "a;ARGS"`},

@@ -101,24 +101,25 @@ func newFirewall(cfg *config.WAF, extra string) (*Firewall, error) {
 	if err != nil {
 		return nil, err
 	}
-	exclusions, skip, err := exclusionRules(append(builtinExclusions(), cfg.Exclusions...))
+	exclusions, err := exclusionRules(cfg.Exclusions)
 	if err != nil {
 		return nil, err
 	}
 	directives := engineDirectives(limit) +
 		"Include @crs-setup.conf.example\n" +
 		fmt.Sprintf("SecAction \"id:9001,phase:1,pass,nolog,t:none,setvar:tx.blocking_paranoia_level=%d\"\n", paranoia) +
-		extra + builtinRules + exclusions
+		extra + builtinRules + exclusions.before
 	for _, f := range files {
 		directives += "Include @owasp_crs/" + f + "\n"
 	}
+	directives += exclusions.after
 	w, err := coraza.NewWAF(coraza.NewWAFConfig().
 		WithRootFS(coreruleset.FS).
 		WithDirectives(directives))
 	if err != nil {
 		return nil, fmt.Errorf("waf: compile rules: %w", err)
 	}
-	return &Firewall{waf: w, bodyLimit: limit, preview: cfg.Preview, skip: skip}, nil
+	return &Firewall{waf: w, bodyLimit: limit, preview: cfg.Preview, skip: exclusions.skip}, nil
 }
 
 // ruleFiles returns the CRS files for the named rule sets in CRS order,
