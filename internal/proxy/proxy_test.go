@@ -238,9 +238,13 @@ func TestHostHeader(t *testing.T) {
 			p := startProxy(t, backendURL, proxyOpts{cfg: config.Backend{PreserveHost: tc.preserve}})
 			req, _ := http.NewRequest("GET", p.URL+"/", nil)
 			req.Host = "app.test"
+			req.Header.Set("Origin", "https://app.test")
 			h, _ := getHeaders(t, p, req)
 			if want := tc.want(strings.TrimPrefix(backendURL, "http://")); h.Get("Host") != want {
 				t.Fatalf("backend saw Host %q, want %q", h.Get("Host"), want)
+			}
+			if h.Get("Origin") != "https://app.test" {
+				t.Fatalf("backend saw Origin %q, want it passed through", h.Get("Origin"))
 			}
 		})
 	}
