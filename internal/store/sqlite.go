@@ -46,7 +46,9 @@ func sqliteDSN(path string, readOnly bool) string {
 	} else {
 		q.Set("_txlock", "immediate")
 	}
-	return "file:" + path + "?" + q.Encode()
+	// SQLite decodes %XX in a URI filename and stops it at ? or #: escape
+	// the path so any data_dir works.
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
 func openSQLite(ctx context.Context, path string) (Store, error) {
@@ -54,9 +56,6 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	path = strings.TrimPrefix(path, "file:")
 	if path == ":memory:" || strings.HasPrefix(path, ":memory:") {
 		return nil, fmt.Errorf("open sqlite: an in-memory database is not supported (moat keeps separate read and write connections); use a file, such as one in t.TempDir()")
-	}
-	if i := strings.IndexByte(path, '?'); i >= 0 {
-		return nil, fmt.Errorf("open sqlite %s: options in the path are not supported; give a plain file path", path)
 	}
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -188,3 +188,24 @@ func TestOpenRefusesANewerSchema(t *testing.T) {
 		t.Fatalf("err = %v, want a refusal naming the newer schema", err)
 	}
 }
+
+// TestSQLiteOpensAnyPath pins a bug: the path went into a file: URI
+// unescaped, so a data_dir with % or # opened the wrong file.
+func TestSQLiteOpensAnyPath(t *testing.T) {
+	for _, name := range []string{"with space", "per%20cent", "hash#x", "q?x=1", "ünïcode", "colon:x"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), name)
+			s, err := store.Open(t.Context(), filepath.Join(dir, "moat.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.CreateUser(t.Context(), &store.User{Email: "a@example.com"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "moat.db")); err != nil {
+				t.Errorf("the database is not where asked: %v", err)
+			}
+		})
+	}
+}
