@@ -97,3 +97,37 @@ func TestANilFirewallInspectsNothing(t *testing.T) {
 		t.Fatalf("verdict %+v, err %v", v, err)
 	}
 }
+
+func TestExclusionsWithoutAPathApplyEverywhere(t *testing.T) {
+	f := firewall(t, "global-exclusions", &config.WAF{
+		RuleSets: []string{"sqli", "xss"},
+		Exclusions: []*config.WAFExclusion{
+			// A rule set that is not enabled may still be named.
+			{RuleIDs: []int{941100, 941110, 941160, 941390, 930100}},
+			{RuleIDs: []int{942100}, QueryParams: []string{"filter"}},
+			{Headers: []string{"Referer"}},
+		},
+	})
+	tests := []struct {
+		name    string
+		target  string
+		headers map[string]string
+		blocked bool
+	}{
+		{"removed rules no longer fire anywhere", "/any/where?x=<script>alert(1)</script>", nil, false},
+		{"a rule removed for one parameter still sees the others", "/?id=" + tautology, nil, true},
+		{"a rule removed for one parameter lets it through", "/?filter=" + tautology, nil, false},
+		{"a header excluded everywhere passes", "/", map[string]string{"Referer": "1' OR '1'='1"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := f.Inspect(req("GET", tt.target, "", tt.headers))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Blocked != tt.blocked {
+				t.Fatalf("Blocked = %v, want %v (%+v)", v.Blocked, tt.blocked, v)
+			}
+		})
+	}
+}

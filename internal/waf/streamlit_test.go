@@ -135,3 +135,46 @@ func TestStreamlitTrafficPassesAtParanoiaOneAndTwo(t *testing.T) {
 		}
 	}
 }
+
+func TestStreamlitUnderABasePathPasses(t *testing.T) {
+	f := firewall(t, "all-pl2", allSets(2))
+	for _, tt := range streamlitRequests(t) {
+		t.Run(tt.name+" under /analytics", func(t *testing.T) {
+			tt.r.URL.Path = "/analytics" + tt.r.URL.Path
+			tt.r.RequestURI = tt.r.URL.RequestURI()
+			v, err := f.Inspect(tt.r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.WouldBlock {
+				t.Errorf("blocked: %+v", v)
+			}
+		})
+	}
+}
+
+func TestStreamlitExclusionsDoNotOpenItsEndpoints(t *testing.T) {
+	f := firewall(t, "all-pl1", allSets(1))
+	tests := []struct {
+		name string
+		r    *http.Request
+	}{
+		{"an injection in the upload URL's query", req("PUT", sessionPath+"?x=1'+OR+'1'='1", "", nil)},
+		{"an injection in another cookie beside the xsrf cookie", req("GET", "/_stcore/health", "", map[string]string{
+			"Cookie": xsrfCookie + "; theme=1' OR '1'='1"})},
+		{"a script in a component's query", req("GET", "/component/x/index.html?streamlitUrl=<script>alert(1)</script>", "", nil)},
+		{"a traversal through the static path", req("GET", "/static/../../../../etc/passwd", "", nil)},
+		{"PUT outside the upload endpoint", req("PUT", "/_stcore/other/a/b", "", nil)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+" is blocked", func(t *testing.T) {
+			v, err := f.Inspect(tt.r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !v.Blocked {
+				t.Errorf("passed: %+v", v)
+			}
+		})
+	}
+}

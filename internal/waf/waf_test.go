@@ -217,3 +217,24 @@ func TestParanoiaChangesWhatIsBlocked(t *testing.T) {
 		}
 	}
 }
+
+func TestInspectIsSafeForConcurrentUse(t *testing.T) {
+	f := firewall(t, "all-pl1", allSets(1))
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 5 {
+				attack := (i+j)%2 == 0
+				target := "/?q=hello"
+				if attack {
+					target = "/?q=1'+OR+'1'='1"
+				}
+				v, err := f.Inspect(req("GET", target, "", nil))
+				if err != nil || v.Blocked != attack {
+					t.Errorf("%s: verdict %+v, err %v", target, v, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
