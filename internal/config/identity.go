@@ -17,6 +17,11 @@ type Identity struct {
 	AdminGroup           string                  `yaml:"admin_group"`
 	AdminReauth          Duration                `yaml:"admin_reauth"`
 	IAPCompatibleHeaders bool                    `yaml:"iap_compatible_headers"`
+	// IAPAudiences sets the aud of X-Goog-IAP-JWT-Assertion per route,
+	// keyed by the route's name (host + path_prefix), so an app that checks
+	// the audience Google gave it (/projects/NUM/global/backendServices/ID)
+	// runs unchanged. A route not listed gets its name as aud.
+	IAPAudiences map[string]string `yaml:"iap_audiences"`
 }
 
 // Session bounds how long a sign-in lasts.
@@ -98,6 +103,36 @@ func (v *validator) validateIdentity() {
 				v.errorAt(path, "set client_secret or client_secret_file, not both")
 			}
 			p.ClientSecret = v.readSecretFile(path+".client_secret_file", p.ClientSecretFile)
+		}
+		if p.RefreshInterval != 0 && p.RefreshInterval.D() < time.Minute {
+			v.errorAt(path+".refresh_interval", "must be at least 1m (or 0 for no re-check), not %s", p.RefreshInterval.D())
+		}
+		if p.RefreshInterval < 0 {
+			v.errorAt(path+".refresh_interval", "must not be negative")
+		}
+	}
+	v.validateIAPAudiences()
+}
+
+// validateIAPAudiences checks that every key of identity.iap_audiences
+// names a signed-in route.
+func (v *validator) validateIAPAudiences() {
+	id := &v.cfg.Identity
+	if len(id.IAPAudiences) > 0 && !id.IAPCompatibleHeaders {
+		v.errorAt("identity.iap_audiences", "has no effect without iap_compatible_headers: true")
+	}
+	names := map[string]bool{}
+	for _, r := range v.cfg.Routes {
+		if r != nil && !r.Public {
+			names[r.Name()] = true
+		}
+	}
+	for _, k := range sortedKeys(id.IAPAudiences) {
+		if !names[k] {
+			v.errorAt("identity.iap_audiences."+k, "no signed-in route is named %q: use a route's host plus path_prefix, such as dash.example.com", k)
+		}
+		if id.IAPAudiences[k] == "" {
+			v.errorAt("identity.iap_audiences."+k, "audience is empty")
 		}
 	}
 }
