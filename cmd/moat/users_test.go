@@ -14,30 +14,39 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/store/storetest"
 )
 
 // cliEnv is a config file whose store is SQLite in a temp data_dir.
 type cliEnv struct {
-	cfg, dataDir string
+	cfg, dataDir, dsn string
 }
 
-func newCLIEnv(t *testing.T) *cliEnv {
+func newCLIEnv(t *testing.T) *cliEnv { return newCLIEnvWithStore(t, "") }
+
+// newCLIEnvWithStore writes a config whose store: is dsn ("" for the
+// SQLite default in data_dir).
+func newCLIEnvWithStore(t *testing.T, dsn string) *cliEnv {
 	t.Helper()
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	cfg := filepath.Join(dir, "moat.yaml")
+	storeLine := ""
+	if dsn != "" {
+		storeLine = fmt.Sprintf("store: %q\n", dsn)
+	}
 	yaml := fmt.Sprintf(`data_dir: %s
-identity:
+%sidentity:
   passwords: {min_length: 12}
 backends:
   app: {url: "http://127.0.0.1:8501"}
 routes:
   - {host: app.example.com, backend: app, public: true}
-`, data)
+`, data, storeLine)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &cliEnv{cfg: cfg, dataDir: data}
+	return &cliEnv{cfg: cfg, dataDir: data, dsn: dsn}
 }
 
 // moat runs the CLI in-process and returns its output and error.
@@ -64,7 +73,11 @@ func (e *cliEnv) mustMoat(t *testing.T, stdin string, args ...string) string {
 
 func (e *cliEnv) store(t *testing.T) store.Store {
 	t.Helper()
-	st, err := store.Open(t.Context(), filepath.Join(e.dataDir, "moat.db"))
+	dsn := e.dsn
+	if dsn == "" {
+		dsn = filepath.Join(e.dataDir, "moat.db")
+	}
+	st, err := store.Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,5 +308,24 @@ func TestGeneratedPasswordsPassThePolicy(t *testing.T) {
 		if err := (password.Policy{MinLength: n}).Check(pw, "a@example.com"); err != nil {
 			t.Errorf("min %d: %q refused: %v", n, pw, err)
 		}
+	}
+}
+
+func TestUsersWorkAgainstPostgres(t *testing.T) {
+	e := newCLIEnvWithStore(t, storetest.Postgres(t))
+	e.mustMoat(t, "", "users", "add", "alice@example.com", "--group", "staff")
+	if _, err := e.moat(t, "", "users", "add", "Alice@example.com"); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("duplicate: %v", err)
+	}
+	e.mustMoat(t, "", "users", "disable", "alice@example.com")
+	out := e.mustMoat(t, "", "users", "list")
+	if !regexp.MustCompile(`alice@example.com\s+-\s+staff\s+disabled`).MatchString(out) {
+		t.Errorf("list:\n%s", out)
+	}
+	if out := e.mustMoat(t, "", "audit", "--user", "alice@example.com"); !strings.Contains(out, "user.disable") {
+		t.Errorf("audit:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(e.dataDir, "moat.db")); err == nil {
+		t.Error("a SQLite file was created although store: names PostgreSQL")
 	}
 }
