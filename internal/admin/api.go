@@ -1,0 +1,397 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/store"
+)
+
+// apiRoutes is the JSON API; openapi.yaml documents exactly these (a test
+// keeps them equal).
+func (c *Console) apiRoutes() []route {
+	return []route{
+		{"GET", "/users", c.apiListUsers},
+		{"POST", "/users", c.apiCreateUser},
+		{"GET", "/users/{id}", c.apiGetUser},
+		{"PATCH", "/users/{id}", c.apiUpdateUser},
+		{"DELETE", "/users/{id}", c.apiDeleteUser},
+		{"POST", "/users/{id}/disable", c.apiDisable(true)},
+		{"POST", "/users/{id}/enable", c.apiDisable(false)},
+		{"POST", "/users/{id}/reset-password", c.apiResetPassword},
+		{"POST", "/users/{id}/revoke-sessions", c.apiRevokeUserSessions},
+		{"POST", "/users/{id}/reset-mfa", c.apiResetMFA},
+		{"GET", "/groups", c.apiGroups},
+		{"GET", "/sessions", c.apiSessions},
+		{"DELETE", "/sessions/{id}", c.apiRevokeSession},
+		{"GET", "/audit", c.apiAudit},
+	}
+}
+
+// UserJSON is a user as the API shows it: never the password hash.
+type UserJSON struct {
+	ID                 string   `json:"id"`
+	Email              string   `json:"email"`
+	Name               string   `json:"name"`
+	Groups             []string `json:"groups"`
+	Disabled           bool     `json:"disabled"`
+	MustChangePassword bool     `json:"must_change_password"`
+	HasPassword        bool     `json:"has_password"`
+	MFAEnrolled        bool     `json:"mfa_enrolled"`
+	CreatedAt          string   `json:"created_at"`
+	UpdatedAt          string   `json:"updated_at"`
+	LastLoginAt        string   `json:"last_login_at,omitempty"`
+}
+
+// SessionJSON is a session as the API shows it. ID is the session id's
+// hash (what the store keeps), never the cookie value.
+type SessionJSON struct {
+	ID        string `json:"id"`
+	UserID    string `json:"user_id"`
+	Email     string `json:"email"`
+	Provider  string `json:"provider"`
+	MFA       bool   `json:"mfa"`
+	ClientIP  string `json:"client_ip"`
+	UserAgent string `json:"user_agent"`
+	CreatedAt string `json:"created_at"`
+	LastSeen  string `json:"last_seen"`
+	ExpiresAt string `json:"expires_at"`
+	AuthTime  string `json:"auth_time"`
+}
+
+// AuditJSON is an audit event as the API shows it.
+type AuditJSON struct {
+	ID       int64  `json:"id"`
+	Time     string `json:"time"`
+	Actor    string `json:"actor"`
+	Action   string `json:"action"`
+	Subject  string `json:"subject"`
+	ClientIP string `json:"client_ip"`
+	Detail   string `json:"detail"`
+}
+
+func timeString(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func (c *Console) userJSON(ctx context.Context, u *store.User) UserJSON {
+	groups := u.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	enrolled, _ := c.o.MFA.Enrolled(ctx, u.ID)
+	return UserJSON{ID: u.ID, Email: u.Email, Name: u.Name, Groups: groups, Disabled: u.Disabled,
+		MustChangePassword: u.MustChangePassword, HasPassword: u.PasswordHash != "", MFAEnrolled: enrolled,
+		CreatedAt: timeString(u.CreatedAt), UpdatedAt: timeString(u.UpdatedAt), LastLoginAt: timeString(u.LastLoginAt)}
+}
+
+func sessionJSON(s *store.Session) SessionJSON {
+	return SessionJSON{ID: s.IDHash, UserID: s.UserID, Email: s.Email, Provider: s.Provider, MFA: s.MFA,
+		ClientIP: s.ClientIP, UserAgent: s.UserAgent, CreatedAt: timeString(s.CreatedAt), LastSeen: timeString(s.LastSeen),
+		ExpiresAt: timeString(s.ExpiresAt), AuthTime: timeString(s.AuthTime)}
+}
+
+func auditJSON(e *store.AuditEvent) AuditJSON {
+	return AuditJSON{ID: e.ID, Time: timeString(e.Time), Actor: e.Actor, Action: e.Action, Subject: e.Subject, ClientIP: e.ClientIP, Detail: e.Detail}
+}
+
+// apiError answers with the API's error shape.
+func apiError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	writeJSON(w, status, map[string]string{"error": code, "message": msg, "request_id": request.From(r).ID})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// fail answers an operation's error: a refusal as itself, anything else as
+// 500 with the request id in the log.
+func (c *Console) apiFail(w http.ResponseWriter, r *http.Request, err error) {
+	var oe *opError
+	if errors.As(err, &oe) {
+		apiError(w, r, oe.status, oe.code, oe.msg)
+		return
+	}
+	info := request.From(r)
+	c.log.Error("admin api", "path", r.URL.Path, "request_id", info.ID, "err", err)
+	apiError(w, r, http.StatusInternalServerError, "internal", "the operation failed; see the log for request "+info.ID)
+}
+
+// apiChange checks that a change may be made: a token call needs nothing
+// more, a session call needs the CSRF token in X-CSRF-Token from the same
+// origin. It also reads the JSON body, if any, into v.
+func (c *Console) apiChange(w http.ResponseWriter, r *http.Request, v any) bool {
+	if a := adminOf(r); a == nil || !a.token {
+		if !c.checkCSRF(r, r.Header.Get("X-CSRF-Token")) {
+			apiError(w, r, http.StatusForbidden, "auth.csrf", "a change by a signed-in admin needs the X-CSRF-Token header from the same origin")
+			return false
+		}
+	}
+	if v == nil {
+		return true
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		apiError(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "the body is larger than 64 KiB")
+		return false
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return true
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		apiError(w, r, http.StatusBadRequest, "bad_request", "invalid JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// intParam reads a bounded non-negative integer query parameter.
+func intParam(r *http.Request, name string, def, maxV int) int {
+	v, err := strconv.Atoi(r.URL.Query().Get(name))
+	if err != nil || v < 0 {
+		return def
+	}
+	return min(v, maxV)
+}
+
+func queryParam(r *http.Request, name string) string {
+	v := strings.TrimSpace(r.URL.Query().Get(name))
+	if len(v) > maxQueryLen {
+		v = v[:maxQueryLen]
+	}
+	return v
+}
+
+func (c *Console) apiListUsers(w http.ResponseWriter, r *http.Request) {
+	limit := intParam(r, "limit", pageSize, maxPageSize)
+	if limit == 0 {
+		limit = pageSize
+	}
+	f := store.UserFilter{Query: queryParam(r, "q"), Group: queryParam(r, "group"), Limit: limit, Offset: intParam(r, "offset", 0, 1<<30)}
+	users, total, err := c.st.ListUsers(r.Context(), f)
+	if err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	out := make([]UserJSON, 0, len(users))
+	for _, u := range users {
+		out = append(out, c.userJSON(r.Context(), u))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": out, "total": total, "limit": f.Limit, "offset": f.Offset})
+}
+
+func (c *Console) apiCreateUser(w http.ResponseWriter, r *http.Request) {
+	var in userInput
+	if !c.apiChange(w, r, &in) {
+		return
+	}
+	u, out, err := c.createUser(r.Context(), r, in)
+	if err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"user": c.userJSON(r.Context(), u), "credential": out})
+}
+
+func (c *Console) apiGetUser(w http.ResponseWriter, r *http.Request) {
+	u, err := c.user(r.Context(), r.PathValue("id"))
+	if err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c.userJSON(r.Context(), u))
+}
+
+// userPatch is what PATCH /users/{id} may change.
+type userPatch struct {
+	Name   *string   `json:"name"`
+	Groups *[]string `json:"groups"`
+}
+
+func (c *Console) apiUpdateUser(w http.ResponseWriter, r *http.Request) {
+	var in userPatch
+	if !c.apiChange(w, r, &in) {
+		return
+	}
+	var groups []string
+	if in.Groups != nil {
+		groups = *in.Groups
+	}
+	u, err := c.updateUser(r.Context(), r, r.PathValue("id"), in.Name, groups, in.Groups != nil)
+	if err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c.userJSON(r.Context(), u))
+}
+
+func (c *Console) apiDeleteUser(w http.ResponseWriter, r *http.Request) {
+	if !c.apiChange(w, r, nil) {
+		return
+	}
+	if _, err := c.deleteUser(r.Context(), r, r.PathValue("id")); err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (c *Console) apiDisable(disabled bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !c.apiChange(w, r, nil) {
+			return
+		}
+		u, n, err := c.setDisabled(r.Context(), r, r.PathValue("id"), disabled)
+		if err != nil {
+			c.apiFail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"user": c.userJSON(r.Context(), u), "sessions_revoked": n})
+	}
+}
+
+func (c *Console) apiResetPassword(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Mode string `json:"mode"`
+	}
+	if !c.apiChange(w, r, &in) {
+		return
+	}
+	u, out, err := c.resetPassword(r.Context(), r, r.PathValue("id"), in.Mode)
+	if err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": c.userJSON(r.Context(), u), "credential": out})
+}
+
+func (c *Console) apiRevokeUserSessions(w http.ResponseWriter, r *http.Request) {
+	if !c.apiChange(w, r, nil) {
+		return
+	}
+	_, n, err := c.revokeUserSessions(r.Context(), r, r.PathValue("id"))
+	if err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions_revoked": n})
+}
+
+func (c *Console) apiResetMFA(w http.ResponseWriter, r *http.Request) {
+	if !c.apiChange(w, r, nil) {
+		return
+	}
+	u, err := c.resetMFA(r.Context(), r, r.PathValue("id"))
+	if err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c.userJSON(r.Context(), u))
+}
+
+func (c *Console) apiGroups(w http.ResponseWriter, r *http.Request) {
+	gs, err := c.groups(r.Context())
+	if err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"groups": gs, "admin_group": c.group})
+}
+
+func (c *Console) apiSessions(w http.ResponseWriter, r *http.Request) {
+	userID := queryParam(r, "user_id")
+	list, err := c.st.ListSessions(r.Context(), userID)
+	if err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	out := make([]SessionJSON, 0, len(list))
+	for _, s := range list {
+		out = append(out, sessionJSON(s))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+}
+
+func (c *Console) apiRevokeSession(w http.ResponseWriter, r *http.Request) {
+	if !c.apiChange(w, r, nil) {
+		return
+	}
+	if err := c.revokeSession(r.Context(), r, r.PathValue("id")); err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// auditFilter reads the audit filter from the query: user (subject),
+// actor, action, since and until (RFC 3339, or a date, or a local
+// datetime as an HTML input sends it, read as UTC), limit and offset.
+func auditFilter(r *http.Request) (store.AuditFilter, error) {
+	f := store.AuditFilter{Subject: store.NormalizeEmail(queryParam(r, "user")), Actor: queryParam(r, "actor"), Action: queryParam(r, "action"),
+		Limit: intParam(r, "limit", 100, 1000), Offset: intParam(r, "offset", 0, 1<<30)}
+	if f.Limit == 0 {
+		f.Limit = 100
+	}
+	var err error
+	if f.Since, err = parseTime(queryParam(r, "since"), false); err != nil {
+		return f, err
+	}
+	if f.Until, err = parseTime(queryParam(r, "until"), true); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+func parseTime(v string, end bool) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02T15:04:05"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, nil
+		}
+	}
+	if t, err := time.Parse("2006-01-02", v); err == nil {
+		if end {
+			t = t.Add(24*time.Hour - time.Nanosecond)
+		}
+		return t, nil
+	}
+	return time.Time{}, refuse(http.StatusBadRequest, "admin.invalid_time", "invalid time %q: use RFC 3339 or YYYY-MM-DD", v)
+}
+
+func (c *Console) apiAudit(w http.ResponseWriter, r *http.Request) {
+	f, err := auditFilter(r)
+	if err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	events, err := c.st.ListAudit(r.Context(), f)
+	if err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	out := make([]AuditJSON, 0, len(events))
+	for _, e := range events {
+		out = append(out, auditJSON(e))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": out, "limit": f.Limit, "offset": f.Offset})
+}

@@ -1,0 +1,459 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/web"
+)
+
+// pageRoutes is the console. Every change is a POST with the form's CSRF
+// token, answered with a redirect (or a page shown once, for a new
+// credential); every page works without JavaScript.
+func (c *Console) pageRoutes() []route {
+	return []route{
+		{"GET", "/{$}", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, Prefix+"users", http.StatusSeeOther)
+		}},
+		{"GET", "/users", c.pageUsers},
+		{"GET", "/users/new", c.pageNewUser},
+		{"POST", "/users", c.postCreateUser},
+		{"GET", "/users/{id}", c.pageUser},
+		{"POST", "/users/{id}/update", c.postUpdateUser},
+		{"POST", "/users/{id}/disable", c.postDisable(true)},
+		{"POST", "/users/{id}/enable", c.postDisable(false)},
+		{"POST", "/users/{id}/reset-password", c.postResetPassword},
+		{"POST", "/users/{id}/revoke-sessions", c.postRevokeUserSessions},
+		{"POST", "/users/{id}/reset-mfa", c.postResetMFA},
+		{"GET", "/users/{id}/delete", c.pageDelete},
+		{"POST", "/users/{id}/delete", c.postDelete},
+		{"GET", "/groups", c.pageGroups},
+		{"GET", "/sessions", c.pageSessions},
+		{"POST", "/sessions/{id}/revoke", c.postRevokeSession},
+		{"GET", "/audit", c.pageAudit},
+	}
+}
+
+// page is what every console template gets as .Data.
+type page struct {
+	Section string
+	Admin   string
+	CSRF    string
+	Done    string
+	Error   string
+
+	// users
+	Query      string
+	Users      []userRow
+	Total      int
+	PageNo     int
+	Pages      int
+	PrevURL    string
+	NextURL    string
+	User       *userRow
+	Sessions   []sessionRow
+	Groups     []groupInfo
+	AdminGroup string
+	// a credential shown once
+	Issued  *issued
+	Subject string
+	// new-user form
+	Form userInput
+	// audit
+	Events []AuditJSON
+	Filter auditForm
+}
+
+type userRow struct {
+	UserJSON
+	GroupList string
+	Status    string
+	Created   string
+	LastLogin string
+	Self      bool
+}
+
+type sessionRow struct {
+	SessionJSON
+	Created  string
+	Seen     string
+	AuthAge  string
+	Current  bool
+	Platform string
+}
+
+type auditForm struct {
+	User, Actor, Action, Since, Until string
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+// status names the user's state as a message key.
+func status(u UserJSON) string {
+	switch {
+	case u.Disabled:
+		return "admin.status.disabled"
+	case u.MustChangePassword:
+		return "admin.status.must_change"
+	case !u.HasPassword:
+		return "admin.status.sso"
+	}
+	return "admin.status.active"
+}
+
+func (c *Console) row(r *http.Request, u *store.User) userRow {
+	j := c.userJSON(r.Context(), u)
+	a := adminOf(r)
+	return userRow{UserJSON: j, GroupList: strings.Join(j.Groups, ", "), Status: status(j),
+		Created: fmtTime(u.CreatedAt), LastLogin: fmtTime(u.LastLoginAt), Self: a != nil && a.user.ID == u.ID}
+}
+
+// render shows a console page.
+func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, name, titleKey string, p page) {
+	if a := adminOf(r); a != nil {
+		p.Admin = a.user.Email
+	}
+	p.CSRF = c.csrfToken(w, r)
+	p.AdminGroup = c.group
+	if d := r.URL.Query().Get("done"); p.Done == "" && slices.Contains(doneKeys, d) {
+		p.Done = web.T(web.Lang(r), "admin.done."+d)
+	}
+	web.Render(w, r, status, name, web.T(web.Lang(r), titleKey), p)
+}
+
+// doneKeys are the confirmations a redirect after a change may ask for.
+var doneKeys = []string{"updated", "disabled", "enabled", "revoked", "mfa_reset", "deleted", "session_revoked"}
+
+// form parses a bounded POST form and checks its CSRF token; on failure it
+// has answered.
+func (c *Console) form(w http.ResponseWriter, r *http.Request) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		web.Error(w, r, http.StatusBadRequest, "bad_request")
+		return false
+	}
+	if !c.checkCSRF(r, r.PostForm.Get("csrf")) {
+		info := request.From(r)
+		c.log.Warn("refused a POST without a valid CSRF token or from another origin", "path", r.URL.Path, "client_ip", clientIP(r), "request_id", info.ID)
+		web.Error(w, r, http.StatusForbidden, "auth.csrf")
+		return false
+	}
+	return true
+}
+
+// fail shows an operation's error as a page.
+func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var oe *opError
+	if errors.As(err, &oe) {
+		web.Error(w, r, oe.status, "admin.refused", oe.msg)
+		return
+	}
+	info := request.From(r)
+	c.log.Error("admin console", "path", r.URL.Path, "request_id", info.ID, "err", err)
+	web.Error(w, r, http.StatusInternalServerError, "admin.failed")
+}
+
+func userURL(id, done string) string {
+	u := Prefix + "users/" + url.PathEscape(id)
+	if done != "" {
+		u += "?done=" + done
+	}
+	return u
+}
+
+func (c *Console) pageUsers(w http.ResponseWriter, r *http.Request) {
+	q, group := queryParam(r, "q"), queryParam(r, "group")
+	pg := max(1, intParam(r, "page", 1, 1<<20))
+	users, total, err := c.st.ListUsers(r.Context(), store.UserFilter{Query: q, Group: group, Limit: pageSize, Offset: (pg - 1) * pageSize})
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	p := page{Section: "users", Query: q, Total: total, PageNo: pg, Pages: max(1, (total+pageSize-1)/pageSize)}
+	for _, u := range users {
+		p.Users = append(p.Users, c.row(r, u))
+	}
+	link := func(n int) string {
+		v := url.Values{"page": {strconv.Itoa(n)}}
+		if q != "" {
+			v.Set("q", q)
+		}
+		if group != "" {
+			v.Set("group", group)
+		}
+		return Prefix + "users?" + v.Encode()
+	}
+	if pg > 1 {
+		p.PrevURL = link(pg - 1)
+	}
+	if pg < p.Pages {
+		p.NextURL = link(pg + 1)
+	}
+	c.render(w, r, http.StatusOK, "admin-users.html", "admin.users.title", p)
+}
+
+func (c *Console) pageNewUser(w http.ResponseWriter, r *http.Request) {
+	c.render(w, r, http.StatusOK, "admin-new-user.html", "admin.new_user.title", page{Section: "users", Form: userInput{Mode: ModePassword}})
+}
+
+func (c *Console) postCreateUser(w http.ResponseWriter, r *http.Request) {
+	if !c.form(w, r) {
+		return
+	}
+	in := userInput{Email: r.PostForm.Get("email"), Name: r.PostForm.Get("name"), Groups: []string{r.PostForm.Get("groups")}, Mode: r.PostForm.Get("mode")}
+	u, out, err := c.createUser(r.Context(), r, in)
+	if err != nil {
+		var oe *opError
+		if errors.As(err, &oe) && oe.status < 500 {
+			c.render(w, r, oe.status, "admin-new-user.html", "admin.new_user.title", page{Section: "users", Form: in, Error: oe.msg})
+			return
+		}
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusCreated, "admin-issued.html", "admin.issued.title", page{Section: "users", Issued: out, Subject: u.Email, User: ptr(c.row(r, u))})
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func (c *Console) pageUser(w http.ResponseWriter, r *http.Request) {
+	u, err := c.user(r.Context(), r.PathValue("id"))
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	list, err := c.st.ListSessions(r.Context(), u.ID)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	p := page{Section: "users", User: ptr(c.row(r, u)), Sessions: c.sessionRows(r, list)}
+	c.render(w, r, http.StatusOK, "admin-user.html", "admin.user.title", p)
+}
+
+func (c *Console) sessionRows(r *http.Request, list []*store.Session) []sessionRow {
+	now := c.o.Now()
+	cur := ""
+	if a := adminOf(r); a != nil {
+		cur = a.session
+	}
+	out := make([]sessionRow, 0, len(list))
+	for i, s := range list {
+		if i >= maxPageSize {
+			break
+		}
+		out = append(out, sessionRow{SessionJSON: sessionJSON(s), Created: fmtTime(s.CreatedAt), Seen: fmtTime(s.LastSeen),
+			AuthAge: now.Sub(s.AuthTime).Round(time.Minute).String(), Current: s.IDHash == cur, Platform: platform(s.UserAgent)})
+	}
+	return out
+}
+
+// platform names a browser and system from a User-Agent, roughly, for
+// people to recognise their sessions.
+func platform(ua string) string {
+	var b, o string
+	switch {
+	case strings.Contains(ua, "Edg/"):
+		b = "Edge"
+	case strings.Contains(ua, "Chrome/"):
+		b = "Chrome"
+	case strings.Contains(ua, "Firefox/"):
+		b = "Firefox"
+	case strings.Contains(ua, "Safari/"):
+		b = "Safari"
+	case ua == "":
+		return "-"
+	default:
+		b = ua
+		if len(b) > 40 {
+			b = b[:40] + "…"
+		}
+	}
+	switch {
+	case strings.Contains(ua, "Android"):
+		o = "Android"
+	case strings.Contains(ua, "iPhone"), strings.Contains(ua, "iPad"):
+		o = "iOS"
+	case strings.Contains(ua, "Windows"):
+		o = "Windows"
+	case strings.Contains(ua, "Mac OS"):
+		o = "macOS"
+	case strings.Contains(ua, "Linux"):
+		o = "Linux"
+	}
+	if o == "" {
+		return b
+	}
+	return b + " · " + o
+}
+
+func (c *Console) postUpdateUser(w http.ResponseWriter, r *http.Request) {
+	if !c.form(w, r) {
+		return
+	}
+	name := r.PostForm.Get("name")
+	if _, err := c.updateUser(r.Context(), r, r.PathValue("id"), &name, []string{r.PostForm.Get("groups")}, true); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, userURL(r.PathValue("id"), "updated"), http.StatusSeeOther)
+}
+
+func (c *Console) postDisable(disabled bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !c.form(w, r) {
+			return
+		}
+		if _, _, err := c.setDisabled(r.Context(), r, r.PathValue("id"), disabled); err != nil {
+			c.fail(w, r, err)
+			return
+		}
+		done := "enabled"
+		if disabled {
+			done = "disabled"
+		}
+		http.Redirect(w, r, userURL(r.PathValue("id"), done), http.StatusSeeOther)
+	}
+}
+
+func (c *Console) postResetPassword(w http.ResponseWriter, r *http.Request) {
+	if !c.form(w, r) {
+		return
+	}
+	u, out, err := c.resetPassword(r.Context(), r, r.PathValue("id"), r.PostForm.Get("mode"))
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "admin-issued.html", "admin.issued.title", page{Section: "users", Issued: out, Subject: u.Email, User: ptr(c.row(r, u))})
+}
+
+func (c *Console) postRevokeUserSessions(w http.ResponseWriter, r *http.Request) {
+	if !c.form(w, r) {
+		return
+	}
+	if _, _, err := c.revokeUserSessions(r.Context(), r, r.PathValue("id")); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, userURL(r.PathValue("id"), "revoked"), http.StatusSeeOther)
+}
+
+func (c *Console) postResetMFA(w http.ResponseWriter, r *http.Request) {
+	if !c.form(w, r) {
+		return
+	}
+	if _, err := c.resetMFA(r.Context(), r, r.PathValue("id")); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, userURL(r.PathValue("id"), "mfa_reset"), http.StatusSeeOther)
+}
+
+func (c *Console) pageDelete(w http.ResponseWriter, r *http.Request) {
+	u, err := c.user(r.Context(), r.PathValue("id"))
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "admin-delete.html", "admin.delete.title", page{Section: "users", User: ptr(c.row(r, u))})
+}
+
+// postDelete deletes only when the form confirms with the user's email
+// typed again; otherwise it shows the confirmation step.
+func (c *Console) postDelete(w http.ResponseWriter, r *http.Request) {
+	if !c.form(w, r) {
+		return
+	}
+	u, err := c.user(r.Context(), r.PathValue("id"))
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if store.NormalizeEmail(r.PostForm.Get("confirm")) != u.Email {
+		c.render(w, r, http.StatusBadRequest, "admin-delete.html", "admin.delete.title", page{Section: "users", User: ptr(c.row(r, u)), Error: web.T(web.Lang(r), "admin.delete.mismatch")})
+		return
+	}
+	if _, err := c.deleteUser(r.Context(), r, u.ID); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, Prefix+"users?done=deleted", http.StatusSeeOther)
+}
+
+func (c *Console) pageGroups(w http.ResponseWriter, r *http.Request) {
+	gs, err := c.groups(r.Context())
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "admin-groups.html", "admin.groups.title", page{Section: "groups", Groups: gs})
+}
+
+func (c *Console) pageSessions(w http.ResponseWriter, r *http.Request) {
+	list, err := c.st.ListSessions(r.Context(), "")
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "admin-sessions.html", "admin.sessions.title", page{Section: "sessions", Sessions: c.sessionRows(r, list), Total: len(list)})
+}
+
+func (c *Console) postRevokeSession(w http.ResponseWriter, r *http.Request) {
+	if !c.form(w, r) {
+		return
+	}
+	if err := c.revokeSession(r.Context(), r, r.PathValue("id")); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	back := Prefix + "sessions?done=session_revoked"
+	if uid := r.PostForm.Get("user_id"); uid != "" && len(uid) <= 128 {
+		back = userURL(uid, "session_revoked")
+	}
+	http.Redirect(w, r, back, http.StatusSeeOther)
+}
+
+func (c *Console) pageAudit(w http.ResponseWriter, r *http.Request) {
+	p := page{Section: "audit", Filter: auditForm{User: queryParam(r, "user"), Actor: queryParam(r, "actor"), Action: queryParam(r, "action"), Since: queryParam(r, "since"), Until: queryParam(r, "until")}}
+	f, err := auditFilter(r)
+	if err != nil {
+		var oe *opError
+		errors.As(err, &oe)
+		p.Error = oe.msg
+		c.render(w, r, http.StatusBadRequest, "admin-audit.html", "admin.audit.title", p)
+		return
+	}
+	events, err := c.st.ListAudit(r.Context(), f)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	for _, e := range events {
+		j := auditJSON(e)
+		j.Time = fmtTime(e.Time)
+		p.Events = append(p.Events, j)
+	}
+	q := r.URL.Query()
+	if f.Offset > 0 {
+		q.Set("offset", strconv.Itoa(max(0, f.Offset-f.Limit)))
+		p.PrevURL = Prefix + "audit?" + q.Encode()
+	}
+	if len(events) == f.Limit {
+		q.Set("offset", strconv.Itoa(f.Offset+f.Limit))
+		p.NextURL = Prefix + "audit?" + q.Encode()
+	}
+	c.render(w, r, http.StatusOK, "admin-audit.html", "admin.audit.title", p)
+}
