@@ -224,7 +224,9 @@ func sharedStreamlit(t testing.TB) *streamlitApp {
 		t.Skip("needs Streamlit; not in -short mode")
 	}
 	dashboardOnce.Do(func() {
+		start := time.Now()
 		dashboard, dashboardErr = startStreamlitApp(filepath.Join(repoRoot, "examples", "streamlit-dashboard"), workDir)
+		t.Logf("started the shared Streamlit in %s", time.Since(start).Round(time.Millisecond))
 	})
 	if dashboardErr != nil {
 		skipOrFail(t, "%v", dashboardErr)

@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"time"
 	"testing"
 )
 
@@ -35,6 +37,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
 	_, file, _, _ := runtime.Caller(0)
 	repoRoot = filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 
@@ -45,11 +48,15 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 
+	start := time.Now()
 	moatBin = filepath.Join(tmp, "moat")
 	build := exec.Command("go", "build", "-o", moatBin, "./cmd/moat")
 	build.Dir = repoRoot
 	if out, err := build.CombinedOutput(); err != nil {
 		moatBuildErr = fmt.Errorf("go build ./cmd/moat: %w\n%s", err, out)
+	}
+	if testing.Verbose() {
+		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/moat took %s\n", time.Since(start).Round(time.Millisecond))
 	}
 
 	workDir = tmp

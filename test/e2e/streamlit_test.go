@@ -185,7 +185,8 @@ func streamSocket(t testing.TB, m *Moat, sockets *webSocketLog) webSocketRecord 
 // end: a real Streamlit app behind moat on a public route, loaded in real
 // headless Chromium over HTTPS, with Streamlit's XSRF protection and CORS
 // checks at their defaults (on). Every click on the sidebar radio goes to
-// Streamlit over moat's WebSocket proxy and the chart or table changes.
+// Streamlit over moat's WebSocket proxy and the chart or table changes; the
+// session then survives longer idle than the seed's load balancer allowed.
 func TestStreamlitDashboardSwitchesModesBehindMoat(t *testing.T) {
 	t.Parallel()
 	st := sharedStreamlit(t)
@@ -241,11 +242,34 @@ func TestStreamlitDashboardSwitchesModesBehindMoat(t *testing.T) {
 		t.Errorf("no _streamlit_xsrf cookie: is Streamlit's XSRF protection off? cookies: %+v", cookies.Cookies)
 	}
 
-	// moat's side: the WebSocket is open on its route now ...
+	// moat's side: the WebSocket is open on its route now.
 	if n, _ := m.Metric(t, "moat_websockets_open", `route="localhost"`); n != 1 {
 		t.Errorf("moat_websockets_open{route=localhost} = %v, want 1", n)
 	}
-	// ... and once the browser leaves, the access log has the upgrade.
+
+	// The seed's load balancer cut every WebSocket after 30 s (timeout_sec =
+	// 30). Leave this one idle for longer, then rerun over the same socket.
+	t.Run("the same WebSocket carries a rerun after 36 s idle", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("takes 36 s")
+		}
+		before := streamSocket(t, m, sockets)
+		time.Sleep(idleFor)
+		after := streamSocket(t, m, sockets) // still one socket, never closed
+		if n, _ := m.Metric(t, "moat_websockets_open", `route="localhost"`); n != 1 {
+			t.Errorf("after %s idle moat_websockets_open = %v, want 1", idleFor, n)
+		}
+		selectMode(t, ctx, dashboardModes[3].label)
+		waitRendered(t, ctx, dashboardModes[3].kind, 20*time.Second)
+		now := streamSocket(t, m, sockets)
+		if now.Frames <= after.Frames {
+			t.Errorf("the rerun after %s idle did not travel over the original WebSocket (frames %d → %d)", idleFor, after.Frames, now.Frames)
+		}
+		t.Logf("stream WebSocket frames: %d before, %d after %s idle, %d after a rerun", before.Frames, after.Frames, idleFor, now.Frames)
+		screenshot(t, ctx, "after-idle")
+	})
+
+	// Once the browser leaves, the access log has the upgrade.
 	within(t, ctx, 10*time.Second, "leave the page", chromedp.Navigate("about:blank"))
 	rec := m.WaitLog(t, 10*time.Second, func(r map[string]any) bool {
 		return r["msg"] == "request" && r["path"] == "/_stcore/stream"
@@ -262,6 +286,11 @@ const captionJS = `(() => {
     .map(e => e.textContent.trim()).find(s => s.startsWith("Signed in as"));
   return c || "";
 })()`
+
+// idleFor is how long the WebSocket is left alone: longer than the 30 s that
+// Google's load balancer allowed the seed's Streamlit (timeout_sec = 30
+// bounds a WebSocket's life there).
+const idleFor = 36 * time.Second
 
 // TestStreamlitNeverSeesAnIdentityHeaderTheClientSent sends a forged
 // X-Moat-User-Email from the browser. Straight to Streamlit it reaches the
@@ -281,6 +310,8 @@ func TestStreamlitNeverSeesAnIdentityHeaderTheClientSent(t *testing.T) {
 
 	readCaption := func(url string) string {
 		t.Helper()
+		start := time.Now()
+		defer func() { t.Logf("%s rendered in %s", url, time.Since(start).Round(time.Millisecond)) }()
 		within(t, ctx, 30*time.Second, "open "+url, chromedp.Navigate(url),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid="stRadioOption"]`)))
 		waitRendered(t, ctx, dashboardModes[0].kind, 30*time.Second)
