@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"time"
 	"testing"
+	"time"
 )
 
 // Shared by every test in the package: built and started once in TestMain,
