@@ -134,9 +134,28 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 		c.api.HandleFunc(rt.Method+" "+strings.TrimSuffix(APIPrefix, "/")+rt.Path, rt.handler)
 	}
 	c.api.HandleFunc(APIPrefix, func(w http.ResponseWriter, r *http.Request) {
+		if allow := c.allowed(r); allow != "" {
+			w.Header().Set("Allow", allow)
+			apiError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "this path allows "+allow)
+			return
+		}
 		apiError(w, r, http.StatusNotFound, "not_found", "no such API path")
 	})
 	return c, nil
+}
+
+// allowed lists the methods the API serves on r's path, when r's own
+// method is not one of them.
+func (c *Console) allowed(r *http.Request) string {
+	var out []string
+	for _, m := range []string{"GET", "POST", "PATCH", "DELETE"} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := c.api.Handler(probe); pattern != APIPrefix {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // route is one entry of the console's or the API's route table.

@@ -1,0 +1,165 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func wantPage(t *testing.T, resp *http.Response, body string, status int, contains ...string) {
+	t.Helper()
+	if resp.StatusCode != status {
+		t.Fatalf("%s %s: status %d, want %d: %.300s", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode, status, body)
+	}
+	for _, s := range contains {
+		if !strings.Contains(body, s) {
+			t.Fatalf("%s %s: page lacks %q", resp.Request.Method, resp.Request.URL.Path, s)
+		}
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+		t.Fatalf("%s: no strict CSP (%q)", resp.Request.URL.Path, csp)
+	}
+	if strings.Contains(body, "<script") || strings.Contains(body, "style=") || strings.Contains(body, "<style") {
+		t.Fatalf("%s: inline script or style", resp.Request.URL.Path)
+	}
+}
+
+func wantSeeOther(t *testing.T, resp *http.Response, location string) {
+	t.Helper()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != location {
+		t.Fatalf("%s %s: %d to %q, want 303 to %q", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode, resp.Header.Get("Location"), location)
+	}
+}
+
+var oneTimePattern = regexp.MustCompile(`id="one-time-password">([^<]+)<`)
+
+func TestTheConsoleRunsEveryUserActionWithoutJavaScript(t *testing.T) {
+	h := newHarness(t, nil)
+	c := h.login(adminEmail, adminPassword)
+	ctx := context.Background()
+
+	resp, body := h.do(c, "GET", "/_moat/admin/", nil, true, nil)
+	wantSeeOther(t, resp, "/_moat/admin/users")
+	resp, body = h.do(c, "GET", "/_moat/admin/users", nil, true, nil)
+	wantPage(t, resp, body, 200, userEmail, adminEmail, "2 user(s)")
+	csrf := csrfPattern.FindStringSubmatch(h.csrfPage(c))[1]
+
+	// Create with a one-time password: shown once.
+	resp, body = h.post(c, "/_moat/admin/users", url.Values{"csrf": {csrf}, "email": {"frank@example.com"}, "name": {"Frank"}, "groups": {"staff, analysts"}, "mode": {"password"}})
+	wantPage(t, resp, body, http.StatusCreated, "frank@example.com", "one-time-password")
+	if m := oneTimePattern.FindStringSubmatch(body); m == nil || len(m[1]) < 20 {
+		t.Fatal("no one-time password on the page")
+	}
+	frank, err := h.st.GetUserByEmail(ctx, "frank@example.com")
+	if err != nil || !frank.MustChangePassword || strings.Join(frank.Groups, ",") != "analysts,staff" {
+		t.Fatalf("created %+v, %v", frank, err)
+	}
+	// A duplicate shows the form again with the error.
+	resp, body = h.post(c, "/_moat/admin/users", url.Values{"csrf": {csrf}, "email": {"frank@example.com"}, "mode": {"password"}})
+	wantPage(t, resp, body, http.StatusConflict, "already exists", `value="frank@example.com"`)
+	// Create with a set-password link.
+	resp, body = h.post(c, "/_moat/admin/users", url.Values{"csrf": {csrf}, "email": {"gina@example.com"}, "mode": {"link"}})
+	wantPage(t, resp, body, http.StatusCreated, "set-password-link", SetPasswordPath+"moat_setpw_")
+
+	base := "/_moat/admin/users/" + frank.ID
+	resp, body = h.do(c, "GET", base, nil, true, nil)
+	wantPage(t, resp, body, 200, "frank@example.com", "Must change password", "/reset-password", "/delete")
+
+	resp, _ = h.post(c, base+"/update", url.Values{"csrf": {csrf}, "name": {"Frank F."}, "groups": {"staff"}})
+	wantSeeOther(t, resp, base+"?done=updated")
+	if u, _ := h.st.GetUser(ctx, frank.ID); u.Name != "Frank F." || strings.Join(u.Groups, ",") != "staff" {
+		t.Fatalf("update: %+v", u)
+	}
+	resp, body = h.do(c, "GET", base+"?done=updated", nil, true, nil)
+	wantPage(t, resp, body, 200, "Saved.")
+
+	resp, _ = h.post(c, base+"/disable", url.Values{"csrf": {csrf}})
+	wantSeeOther(t, resp, base+"?done=disabled")
+	if u, _ := h.st.GetUser(ctx, frank.ID); !u.Disabled {
+		t.Fatal("not disabled")
+	}
+	resp, _ = h.post(c, base+"/enable", url.Values{"csrf": {csrf}})
+	wantSeeOther(t, resp, base+"?done=enabled")
+
+	resp, _ = h.post(c, base+"/revoke-sessions", url.Values{"csrf": {csrf}})
+	wantSeeOther(t, resp, base+"?done=revoked")
+	resp, _ = h.post(c, base+"/reset-mfa", url.Values{"csrf": {csrf}})
+	wantSeeOther(t, resp, base+"?done=mfa_reset")
+	resp, body = h.post(c, base+"/reset-password", url.Values{"csrf": {csrf}, "mode": {"password"}})
+	wantPage(t, resp, body, 200, "one-time-password")
+
+	// The admin cannot disable themselves.
+	resp, body = h.post(c, "/_moat/admin/users/"+h.admin.ID+"/disable", url.Values{"csrf": {csrf}})
+	wantPage(t, resp, body, http.StatusConflict, "own account")
+
+	// Sessions: the admin's own is listed and marked; revoke the user's.
+	h.login(userEmail, userPassword)
+	resp, body = h.do(c, "GET", "/_moat/admin/sessions", nil, true, nil)
+	wantPage(t, resp, body, 200, adminEmail, userEmail, "this session", "127.0.0.1")
+	list, _ := h.st.ListSessions(ctx, h.user.ID)
+	resp, _ = h.post(c, "/_moat/admin/sessions/"+list[0].IDHash+"/revoke", url.Values{"csrf": {csrf}})
+	wantSeeOther(t, resp, "/_moat/admin/sessions?done=session_revoked")
+	if h.sessionsOf(h.user) != 0 {
+		t.Fatal("session not revoked")
+	}
+
+	// Groups: members and the routes that allow each.
+	resp, body = h.do(c, "GET", "/_moat/admin/groups", nil, true, nil)
+	wantPage(t, resp, body, 200, "moat-admins", "staff", "127.0.0.1/app/", userEmail)
+
+	// Delete: a confirmation step; a wrong confirmation deletes nothing.
+	resp, body = h.do(c, "GET", base+"/delete", nil, true, nil)
+	wantPage(t, resp, body, 200, "Type frank@example.com to confirm")
+	resp, body = h.post(c, base+"/delete", url.Values{"csrf": {csrf}, "confirm": {"someone@example.com"}})
+	wantPage(t, resp, body, http.StatusBadRequest, "does not match")
+	if _, err := h.st.GetUser(ctx, frank.ID); err != nil {
+		t.Fatal("a wrong confirmation deleted the user")
+	}
+	resp, _ = h.post(c, base+"/delete", url.Values{"csrf": {csrf}, "confirm": {"Frank@Example.com"}})
+	wantSeeOther(t, resp, "/_moat/admin/users?done=deleted")
+	if _, err := h.st.GetUser(ctx, frank.ID); err == nil {
+		t.Fatal("not deleted")
+	}
+
+	// Audit log: every change above by the admin, filterable.
+	resp, body = h.do(c, "GET", "/_moat/admin/audit?user=frank@example.com", nil, true, nil)
+	wantPage(t, resp, body, 200, "user.create", "user.groups", "user.disable", "user.enable", "session.revoke_all", "mfa.remove", "user.reset_password", "user.delete")
+	resp, body = h.do(c, "GET", "/_moat/admin/audit?action=user.delete", nil, true, nil)
+	wantPage(t, resp, body, 200, "frank@example.com")
+	if strings.Contains(body, "user.create") {
+		t.Fatal("action filter let other actions through")
+	}
+	resp, body = h.do(c, "GET", "/_moat/admin/audit?since=nonsense", nil, true, nil)
+	wantPage(t, resp, body, http.StatusBadRequest, "invalid time")
+
+	// Search and paging.
+	resp, body = h.do(c, "GET", "/_moat/admin/users?q=gina", nil, true, nil)
+	wantPage(t, resp, body, 200, "gina@example.com", "1 user(s)")
+}
+
+func (h *harness) csrfPage(c *http.Client) string {
+	h.t.Helper()
+	_, body := h.do(c, "GET", "/_moat/admin/users/new", nil, true, nil)
+	return body
+}
+
+func TestTheConsoleSpeaksJapaneseAndRemembersTheChoice(t *testing.T) {
+	h := newHarness(t, nil)
+	c := h.login(adminEmail, adminPassword)
+	resp, body := h.do(c, "GET", "/_moat/admin/users?lang=ja", nil, true, nil)
+	wantPage(t, resp, body, 200, `lang="ja"`, "ユーザーを追加", "監査ログ")
+	resp, body = h.do(c, "GET", "/_moat/admin/groups", nil, true, nil)
+	wantPage(t, resp, body, 200, "許可しているルート")
+	resp, body = h.do(c, "GET", "/_moat/admin/groups?lang=en", nil, true, map[string]string{"Accept-Language": "ja"})
+	wantPage(t, resp, body, 200, "Routes that allow it")
+}
+
+func TestANonAdminSeesAForbiddenPageThatSaysWhoTheyAre(t *testing.T) {
+	h := newHarness(t, nil)
+	c := h.login(userEmail, userPassword)
+	resp, body := h.do(c, "GET", "/_moat/admin/users", nil, true, nil)
+	wantPage(t, resp, body, http.StatusForbidden, "Administrators only", userEmail)
+}
