@@ -220,9 +220,6 @@ func startStreamlit(t testing.TB, appDir string) string {
 // started on first use and stopped after the last test.
 func sharedStreamlit(t testing.TB) *streamlitApp {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs Streamlit; not in -short mode")
-	}
 	dashboardOnce.Do(func() {
 		start := time.Now()
 		dashboard, dashboardErr = startStreamlitApp(filepath.Join(repoRoot, "examples", "streamlit-dashboard"), workDir)

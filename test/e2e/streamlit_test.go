@@ -269,9 +269,22 @@ func TestStreamlitDashboardSwitchesModesBehindMoat(t *testing.T) {
 		screenshot(t, ctx, "after-idle")
 	})
 
-	// Once the browser leaves, the access log has the upgrade.
-	within(t, ctx, 10*time.Second, "leave the page", chromedp.Navigate("about:blank"))
-	rec := m.WaitLog(t, 10*time.Second, func(r map[string]any) bool {
+	// SIGTERM: moat drains, closing the open WebSocket (1001, going away)
+	// rather than waiting for Streamlit, and exits cleanly; the access log
+	// then has the upgrade.
+	stopped := time.Now()
+	if err := m.Stop(); err != nil {
+		t.Errorf("moat did not exit cleanly on SIGTERM with a WebSocket open: %v", err)
+	}
+	t.Logf("moat drained and exited %s after SIGTERM", time.Since(stopped).Round(time.Millisecond))
+	deadline := time.Now().Add(5 * time.Second)
+	for !sockets.Matching("/_stcore/stream")[0].Closed && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !sockets.Matching("/_stcore/stream")[0].Closed {
+		t.Errorf("the browser's stream WebSocket is still open after moat stopped")
+	}
+	rec := m.WaitLog(t, 5*time.Second, func(r map[string]any) bool {
 		return r["msg"] == "request" && r["path"] == "/_stcore/stream"
 	})
 	if status, _ := rec["status"].(float64); status != 101 {
