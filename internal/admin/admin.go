@@ -276,7 +276,7 @@ func (c *Console) tokenAdmin(w http.ResponseWriter, r *http.Request) (*admin, bo
 	ctx := r.Context()
 	now := c.o.Now()
 	tok, err := c.st.GetTokenByHash(ctx, HashToken(raw))
-	if err != nil || !tok.RevokedAt.IsZero() || !tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt) || tok.Name == setPasswordTokenName {
+	if err != nil || !tok.RevokedAt.IsZero() || !tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt) || tok.Name == SetPasswordTokenName {
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			c.log.Error("admin: read token", "err", err)
 		}

@@ -255,14 +255,14 @@ func (c *Console) sessionRows(r *http.Request, list []*store.Session) []sessionR
 			break
 		}
 		out = append(out, sessionRow{SessionJSON: sessionJSON(s), Created: fmtTime(s.CreatedAt), Seen: fmtTime(s.LastSeen),
-			AuthAge: now.Sub(s.AuthTime).Round(time.Minute).String(), Current: s.IDHash == cur, Platform: platform(s.UserAgent)})
+			AuthAge: now.Sub(s.AuthTime).Round(time.Minute).String(), Current: s.IDHash == cur, Platform: Platform(s.UserAgent)})
 	}
 	return out
 }
 
-// platform names a browser and system from a User-Agent, roughly, for
+// Platform names a browser and system from a User-Agent, roughly, for
 // people to recognise their sessions.
-func platform(ua string) string {
+func Platform(ua string) string {
 	var b, o string
 	switch {
 	case strings.Contains(ua, "Edg/"):

@@ -44,9 +44,9 @@ const (
 	ModeLink     = "link"     // a one-time link to set a password
 )
 
-// setPasswordTokenName marks the store.Token rows that are set-password
+// SetPasswordTokenName marks the store.Token rows that are set-password
 // links, never personal access tokens.
-const setPasswordTokenName = "moat:set-password"
+const SetPasswordTokenName = "moat:set-password"
 
 // SetPasswordLinkTTL is how long a set-password link works.
 const SetPasswordLinkTTL = 72 * time.Hour
@@ -265,7 +265,7 @@ func (c *Console) issue(ctx context.Context, r *http.Request, u *store.User, mod
 	}
 	tok := randomToken("moat_setpw_")
 	exp := c.o.Now().Add(SetPasswordLinkTTL)
-	if err := c.st.CreateToken(ctx, &store.Token{Hash: SetPasswordTokenHash(tok), UserID: u.ID, Name: setPasswordTokenName, ExpiresAt: exp}); err != nil {
+	if err := c.st.CreateToken(ctx, &store.Token{Hash: SetPasswordTokenHash(tok), UserID: u.ID, Name: SetPasswordTokenName, ExpiresAt: exp}); err != nil {
 		return nil, err
 	}
 	scheme := request.From(r).Scheme
@@ -282,7 +282,7 @@ func (c *Console) revokeLinks(ctx context.Context, userID string) error {
 		return err
 	}
 	for _, t := range toks {
-		if t.Name == setPasswordTokenName && t.RevokedAt.IsZero() {
+		if t.Name == SetPasswordTokenName && t.RevokedAt.IsZero() {
 			if err := c.st.RevokeToken(ctx, t.ID, c.o.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
