@@ -256,7 +256,7 @@ func TestEnrolVerifyRegenerateAndRemoveTwoFactor(t *testing.T) {
 		t.Fatalf("%d new codes", n)
 	}
 	// Removing needs a current code too.
-	resp, _ = h.do(c, "POST", "/_moat/account/mfa/remove", url.Values{"csrf": {tok}, "code": {code(t, secret, time.Now().Add(30 * time.Second))}})
+	resp, _ = h.do(c, "POST", "/_moat/account/mfa/remove", url.Values{"csrf": {tok}, "code": {code(t, secret, time.Now().Add(30*time.Second))}})
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("remove: %d", resp.StatusCode)
 	}
