@@ -2,10 +2,19 @@
 // `waf:` block of a security policy (issue 5, point 5).
 //
 // A Firewall is built once per policy (at load or reload) and shared by all
-// requests; each Inspect uses one Coraza transaction and closes it. Only the
-// request is inspected: its line, headers and body up to a bound. Response
-// bodies are never inspected, and WebSocket frames are not either — only the
-// HTTP upgrade request that opens the socket passes through Inspect.
+// requests; each Inspect uses one Coraza transaction and closes it. The CRS
+// runs in anomaly-scoring mode: detection rules of the enabled rule sets add
+// to a score and REQUEST-949 blocks with 403 when it reaches 5.
+//
+// What is inspected, and what is not:
+//   - the request line, headers, cookies and query, always;
+//   - the request body up to body_limit (DefaultBodyLimit). Beyond it the
+//     body is inspected partially and still passed on whole, never refused,
+//     so large uploads keep working; the route's body limit bounds size;
+//   - not responses: no response rule file is loaded;
+//   - not WebSocket frames: only the upgrade request that opens the socket
+//     passes through Inspect. Streamlit's protobuf messages travel in those
+//     frames; its only HTTP bodies are st.file_uploader's multipart uploads.
 package waf
 
 import (
@@ -52,7 +61,8 @@ type Verdict struct {
 	// logs and counts.
 	WouldBlock bool
 	// Status is the HTTP status the rules chose (403 for CRS anomaly
-	// blocking, 400 for an unparsable body), or 0 when nothing blocked.
+	// blocking, 400 for an unparsable body), also in preview mode, or 0
+	// when nothing would block.
 	Status int
 	// RuleIDs lists the rules that matched and log a message, in
 	// evaluation order (detection rules, then 949110 when blocking).
@@ -71,8 +81,12 @@ type Firewall struct {
 	skip []string
 }
 
-// New compiles cfg into a Firewall. The rule set names are those of
-// RuleSetNames; an empty list enables all of them. Paranoia 0 means 1.
+// New compiles cfg into a Firewall; it takes about a second for all rule
+// sets, so a reload builds the new Firewall beside the old one. The rule set
+// names are those of RuleSetNames; an empty list enables all of them.
+// Paranoia 0 means 1 (Cloud Armor's sensitivity 0, "no rule", is not
+// offered: leave `waf:` out instead). Exclusions are validated here; moat's
+// built-in Streamlit exclusions (see builtinExclusions) are always added.
 func New(cfg *config.WAF) (*Firewall, error) {
 	return newFirewall(cfg, "")
 }
@@ -171,8 +185,10 @@ SecRule MULTIPART_STRICT_ERROR "!@eq 0" "id:200003,phase:2,t:none,log,deny,statu
 
 // Inspect evaluates r against the rules. It reads up to the body limit from
 // r.Body and replaces r.Body with a reader over the bytes read followed by
-// the rest, so the proxy can still send the whole body. A nil Firewall
-// inspects nothing.
+// the rest, so the proxy can still send the whole body (r.ContentLength is
+// unchanged). Reading the body waits for the client, so the server's read
+// timeouts bound Inspect. An error means the request could not be
+// inspected; the caller fails closed. A nil Firewall inspects nothing.
 func (f *Firewall) Inspect(r *http.Request) (Verdict, error) {
 	if f == nil || f.skipped(r.URL.Path) {
 		return Verdict{}, nil
