@@ -7,10 +7,13 @@
 package clientip
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/moat-dev/moat/internal/config"
 )
 
 // Bounds on forwarding headers: a longer chain is treated as malformed.
@@ -56,6 +59,24 @@ func (res *Resolver) Resolve(r *http.Request) netip.Addr {
 	// Every hop is a trusted proxy: the left-most one is the closest to
 	// the client that we know of.
 	return chain[0]
+}
+
+// New returns a Resolver trusting the given CIDRs or addresses (as in
+// server.trusted_proxies). IPv4-mapped IPv6 ranges are taken as the IPv4
+// ranges they map, since addresses are compared unmapped.
+func New(trusted []string) (*Resolver, error) {
+	res := &Resolver{}
+	for _, s := range trusted {
+		p, err := config.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxies: %w", err)
+		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		res.Trusted = append(res.Trusted, p)
+	}
+	return res, nil
 }
 
 func (res *Resolver) trusted(a netip.Addr) bool {

@@ -97,3 +97,19 @@ func FuzzParseForwarded(f *testing.F) {
 		}
 	})
 }
+
+func TestNewParsesTrustedProxies(t *testing.T) {
+	res, err := New([]string{"10.0.0.0/8", "2001:db8::1", "::ffff:192.0.2.0/120"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.0.0.0/8", "2001:db8::1/128", "192.0.2.0/24"}
+	for i, p := range res.Trusted {
+		if p.String() != want[i] {
+			t.Errorf("Trusted[%d] = %s, want %s", i, p, want[i])
+		}
+	}
+	if _, err := New([]string{"nonsense"}); err == nil {
+		t.Error("a bad range was accepted")
+	}
+}

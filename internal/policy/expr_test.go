@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -125,4 +126,32 @@ func TestExpressionsAreCostBounded(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cost") {
 		t.Fatalf("err = %v, want a cost error", err)
 	}
+}
+
+func FuzzCompileExpr(f *testing.F) {
+	for _, s := range []string{
+		`request.path.startsWith('/admin')`,
+		`inIpRange(origin.ip, '10.0.0.0/8') && request.headers['x'].lower().matches('a+')`,
+		`request.headers.exists(k, k.contains('x'))`,
+		`(((((`,
+	} {
+		f.Add(s, "/p", "x-a", "v")
+	}
+	env, err := newCELEnv()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, src, path, hname, hval string) {
+		prg, errs := compileExpr(env, src)
+		if prg == nil {
+			if len(errs) == 0 {
+				t.Fatal("no program and no error")
+			}
+			return
+		}
+		r := mustRequest(t, "192.0.2.1", "https://app.example.com/")
+		r.URL.Path = path
+		r.Header[hname] = []string{hval}
+		evalExpr(prg, newActivation(r, netip.MustParseAddr("192.0.2.1"), "https"))
+	})
 }
