@@ -199,6 +199,9 @@ var catalogue = map[string]map[string]string{
 		"mfa.login.intro":                "Enter the code from your authenticator app, or a recovery code, to finish signing in as %s.",
 		"mfa.login.submit":               "Sign in",
 		"mfa.login.expired":              "The sign-in took too long. Start again.",
+		"mfa.required.title":             "Two-factor sign-in required",
+		"mfa.required.detail":            "This address needs a sign-in with a second factor. Open it in a browser and set up two-factor sign-in.",
+		"mfa.login.restart":              "Start again",
 	},
 	"ja": {
 		"request_id":               "リクエスト ID",
@@ -392,6 +395,9 @@ var catalogue = map[string]map[string]string{
 		"mfa.login.intro":                "%s のサインインを完了するには、認証アプリのコードまたはリカバリーコードを入力してください。",
 		"mfa.login.submit":               "サインイン",
 		"mfa.login.expired":              "サインインに時間がかかりすぎました。最初からやり直してください。",
+		"mfa.required.title":             "2 段階認証が必要です",
+		"mfa.required.detail":            "このアドレスには 2 段階認証でのサインインが必要です。ブラウザで開いて 2 段階認証を設定してください。",
+		"mfa.login.restart":              "最初からやり直す",
 	},
 }
 
