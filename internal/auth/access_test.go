@@ -238,8 +238,11 @@ func TestForcedPasswordChangeComesFirst(t *testing.T) {
 			}
 		})
 	}
+	other := h.browser() // the same user signed in elsewhere
+	wantRedirect(t, h.login(other, "new@example.com", "one-time-pass-123", "/"), "/_moat/password?return_to=%2F")
 	before := h.sessionCookie(c)
 	wantRedirect(t, change("one-time-pass-123", "a brand new passphrase", "a brand new passphrase"), "/app/x")
+	wantRedirect(t, h.nav(other, "GET", "/app/x", nil), "/_moat/login?return_to=%2Fapp%2Fx")
 	if h.sessionCookie(c) == before {
 		t.Error("the session id was not renewed after the change")
 	}

@@ -88,7 +88,7 @@ func (s *Service) renderLogin(w http.ResponseWriter, r *http.Request, status int
 func (s *Service) loginData(w http.ResponseWriter, r *http.Request, returnTo string) loginPage {
 	host := hostOnly(r.Host)
 	p := loginPage{Heading: host, ReturnTo: returnTo, CSRF: s.csrfToken(w, r)}
-	routes := s.routesFor(r, host)
+	routes := s.routesFor(r, host, returnTo)
 	for _, rt := range routes {
 		if rt.Title != "" && p.Heading == host {
 			p.Heading = rt.Title
@@ -104,28 +104,29 @@ func (s *Service) loginData(w http.ResponseWriter, r *http.Request, returnTo str
 	return p
 }
 
-// routesFor lists the routes that apply to a sign-in on host: the matched
-// route first, then every other route of the host.
-func (s *Service) routesFor(r *http.Request, host string) []*config.Route {
-	var out []*config.Route
-	if rt := request.From(r).Route; rt != nil {
-		out = append(out, rt)
-	}
+// routesFor lists the routes whose login methods a sign-in on host offers:
+// the route return_to leads to (longest path prefix on the host), or else
+// every signed-in route of the host.
+func (s *Service) routesFor(r *http.Request, host, returnTo string) []*config.Route {
+	path, _, _ := strings.Cut(returnTo, "?")
+	var all []*config.Route
+	var best *config.Route
 	for _, rt := range s.cfg.Routes {
-		if rt != nil && strings.EqualFold(rt.Host, host) && !rt.Public && !containsRoute(out, rt) {
-			out = append(out, rt)
+		if rt == nil || rt.Public || !strings.EqualFold(rt.Host, host) {
+			continue
+		}
+		all = append(all, rt)
+		if strings.HasPrefix(path, rt.PathPrefix) && (best == nil || len(rt.PathPrefix) > len(best.PathPrefix)) {
+			best = rt
 		}
 	}
-	return out
-}
-
-func containsRoute(list []*config.Route, r *config.Route) bool {
-	for _, x := range list {
-		if x == r {
-			return true
-		}
+	if best != nil {
+		return []*config.Route{best}
 	}
-	return false
+	if rt := request.From(r).Route; rt != nil && !rt.Public && len(all) == 0 {
+		return []*config.Route{rt}
+	}
+	return all
 }
 
 func hostOnly(hostport string) string {
