@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/certs"
+	"github.com/moat-dev/moat/internal/clientip"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/proxy"
@@ -104,6 +105,15 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 
+	if cfg.Server.ProxyProtocol {
+		// Only peers in trusted_proxies may send a PROXY header; it names
+		// the client as the connection's remote address.
+		trusted := wd.clientIP.Trusted
+		httpsLn = clientip.ProxyProtocolListener(httpsLn, trusted, cfg.Server.ReadHeaderTimeout.D())
+		if httpLn != nil {
+			httpLn = clientip.ProxyProtocolListener(httpLn, trusted, cfg.Server.ReadHeaderTimeout.D())
+		}
+	}
 	tlsConf := src.TLSConfig()
 	// Certificates follow reloads: always ask the current source.
 	tlsConf.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {

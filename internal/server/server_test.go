@@ -415,3 +415,29 @@ func TestHTTPModeServeProxiesPlainHTTPBehindATerminatingBalancer(t *testing.T) {
 		t.Error("HSTS sent over plain HTTP")
 	}
 }
+
+func TestForwardedForFromATrustedProxyNamesTheClient(t *testing.T) {
+	cfg := strings.Replace(baseConfig, "  shutdown_grace: 5s\n", "  shutdown_grace: 5s\n  trusted_proxies: [127.0.0.1/32]\n", 1)
+	m := startMoat(t, echoBackend(t).URL, cfg)
+	resp, _ := get(t, m.client(), "https://dash.example.com/", "X-Forwarded-For", "198.51.100.1, 203.0.113.9")
+	if got := resp.Header.Get("X-Seen-XFF"); got != "203.0.113.9" {
+		t.Errorf("backend saw X-Forwarded-For %q, want the right-most untrusted address 203.0.113.9", got)
+	}
+}
+
+func TestProxyProtocolFromATrustedPeerNamesTheClient(t *testing.T) {
+	cfg := strings.Replace(baseConfig, "  shutdown_grace: 5s\n", "  shutdown_grace: 5s\n  trusted_proxies: [127.0.0.1/32]\n  proxy_protocol: true\n", 1)
+	m := startMoat(t, echoBackend(t).URL, cfg)
+	c := m.client()
+	c.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, m.addrs.HTTPS)
+		if err == nil {
+			_, err = io.WriteString(conn, "PROXY TCP4 192.0.2.44 127.0.0.1 50000 443\r\n")
+		}
+		return conn, err
+	}
+	resp, _ := get(t, c, "https://dash.example.com/")
+	if got := resp.Header.Get("X-Seen-XFF"); got != "192.0.2.44" {
+		t.Errorf("backend saw X-Forwarded-For %q, want the PROXY header's source 192.0.2.44", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/moat-dev/moat/internal/clientip"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/proxy"
 	"github.com/moat-dev/moat/internal/route"
@@ -18,7 +19,7 @@ import (
 type world struct {
 	cfg      *config.Config
 	routes   *route.Table
-	clientIP clientResolver
+	clientIP *clientip.Resolver
 	backends map[string]*proxy.Backend
 	// chains holds each route's handler: policy, sign-in, then the proxy.
 	chains map[*config.Route]http.Handler
@@ -37,7 +38,7 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		chains:   map[*config.Route]http.Handler{},
 		own:      map[*config.Route]http.Handler{},
 	}
-	resolver, err := newClientResolver(cfg.Server.TrustedProxies)
+	resolver, err := clientip.New(cfg.Server.TrustedProxies)
 	if err != nil {
 		return nil, err
 	}
