@@ -20,7 +20,17 @@ const (
 	HeaderUserID     = "X-Moat-User-Id"
 	HeaderUserGroups = "X-Moat-User-Groups"
 	HeaderAssertion  = "X-Moat-Assertion"
+
+	// With identity.iap_compatible_headers, the names Google's IAP uses,
+	// so apps written for IAP run unchanged (they must verify the
+	// assertion with moat's JWKS, issuer and audience, not Google's).
+	HeaderIAPEmail     = "X-Goog-Authenticated-User-Email"
+	HeaderIAPID        = "X-Goog-Authenticated-User-Id"
+	HeaderIAPAssertion = "X-Goog-IAP-JWT-Assertion"
 )
+
+// iapPrefix is how IAP qualifies the email and id it sends.
+const iapPrefix = "accounts.google.com:"
 
 // assertionReuse is how long a signed assertion is reused for the same
 // session and route; it keeps at least AssertionLifetime - assertionReuse of
@@ -64,7 +74,8 @@ type Claims struct {
 // aud = the route's name (config.Route.Name: host plus path prefix, such as
 // "dash.example.com" or "example.com/app/"), sub = the user's id, email,
 // groups, iat and exp = iat + 5 minutes; its kid names a key in
-// /_moat/jwks.json.
+// /_moat/jwks.json. With identity.iap_compatible_headers the same identity
+// also goes out under IAP's header names.
 func (s *Service) SetIdentity(out *http.Request, in *http.Request) {
 	info := request.From(in)
 	u := info.User
@@ -75,8 +86,16 @@ func (s *Service) SetIdentity(out *http.Request, in *http.Request) {
 	out.Header.Set(HeaderUserID, u.ID)
 	groups := strings.Join(u.Groups, ",")
 	out.Header.Set(HeaderUserGroups, groups)
-	if tok := s.assertion(u, groups, info.Route.Name()); tok != "" {
+	tok := s.assertion(u, groups, info.Route.Name())
+	if tok != "" {
 		out.Header.Set(HeaderAssertion, tok)
+	}
+	if s.cfg.Identity.IAPCompatibleHeaders {
+		out.Header.Set(HeaderIAPEmail, iapPrefix+u.Email)
+		out.Header.Set(HeaderIAPID, iapPrefix+u.ID)
+		if tok != "" {
+			out.Header.Set(HeaderIAPAssertion, tok)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -170,5 +173,25 @@ func TestIdentityHeadersAreNotSetForAnonymousRequests(t *testing.T) {
 	h.svc.SetIdentity(out, in)
 	if len(out.Header) != 0 {
 		t.Errorf("headers set for an anonymous request: %v", out.Header)
+	}
+}
+
+func TestIAPCompatibleHeadersCarryTheSameIdentity(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *config.Config) { c.Identity.IAPCompatibleHeaders = true })
+	u := h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
+	route := h.routes["/app/"]
+	in := httptest.NewRequest("GET", "https://127.0.0.1/app/", nil)
+	in = request.With(in, &request.Info{ID: "t", Route: route, User: request.User{ID: u.ID, Email: u.Email, Groups: []string{"staff"}, SessionID: "s"}})
+	out := httptest.NewRequest("GET", "http://backend/app/", nil)
+	h.svc.SetIdentity(out, in)
+	if got := out.Header.Get(HeaderIAPEmail); got != "accounts.google.com:alice@example.com" {
+		t.Errorf("%s = %q", HeaderIAPEmail, got)
+	}
+	if got := out.Header.Get(HeaderIAPID); got != "accounts.google.com:"+u.ID {
+		t.Errorf("%s = %q", HeaderIAPID, got)
+	}
+	if a := out.Header.Get(HeaderIAPAssertion); a == "" || a != out.Header.Get(HeaderAssertion) {
+		t.Errorf("IAP assertion %q, moat assertion %q", a, out.Header.Get(HeaderAssertion))
 	}
 }
