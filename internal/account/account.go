@@ -118,11 +118,8 @@ func (a *Account) routes() []route {
 	}
 }
 
-// ServeHTTP serves the account pages; ?lang= sets the language cookie.
+// ServeHTTP serves the account pages.
 func (a *Account) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if l := r.URL.Query().Get("lang"); l == "en" || l == "ja" {
-		http.SetCookie(w, &http.Cookie{Name: web.LangCookie, Value: l, Path: "/", MaxAge: 365 * 24 * 3600, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	}
 	a.mux.ServeHTTP(w, r)
 }
 

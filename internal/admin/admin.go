@@ -185,9 +185,6 @@ func adminOf(r *http.Request) *admin {
 // asked to sign in again (a sign-in older than admin_reauth).
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	isAPI := strings.HasPrefix(r.URL.Path, APIPrefix) || r.URL.Path == strings.TrimSuffix(APIPrefix, "/")
-	if l := r.URL.Query().Get("lang"); l == "en" || l == "ja" {
-		http.SetCookie(w, &http.Cookie{Name: web.LangCookie, Value: l, Path: "/", MaxAge: 365 * 24 * 3600, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	}
 	var a *admin
 	var ok bool
 	if isAPI && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {

@@ -51,12 +51,19 @@ type Page struct {
 	Title     string
 	RequestID string
 	Data      any
+	// LangURLs are this page's address in each language, for the
+	// language switch (same path and query, lang= set).
+	LangURLs map[string]string
 }
 
 // Render writes the named template inside the common layout.
 func Render(w http.ResponseWriter, r *http.Request, status int, name, title string, data any) {
 	info := request.From(r)
-	p := Page{Lang: Lang(r), Title: title, RequestID: info.ID, Data: data}
+	p := Page{Lang: Lang(r), Title: title, RequestID: info.ID, Data: data, LangURLs: langURLs(r)}
+	if l := r.URL.Query().Get("lang"); supported(l) {
+		// The switch was used: remember the choice.
+		http.SetCookie(w, &http.Cookie{Name: LangCookie, Value: l, Path: "/", MaxAge: 365 * 24 * 3600, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	}
 	var buf bytes.Buffer
 	if err := templates.ExecuteTemplate(&buf, name, p); err != nil {
 		slog.Error("render page", "template", name, "err", err, "request_id", info.ID)
@@ -151,3 +158,15 @@ func Lang(r *http.Request) string {
 }
 
 func supported(l string) bool { return l == "en" || l == "ja" }
+
+// langURLs returns r's path and query with lang= set to each language. A
+// POST's answer links to the GET of the same path.
+func langURLs(r *http.Request) map[string]string {
+	out := make(map[string]string, 2)
+	for _, l := range []string{"en", "ja"} {
+		q := r.URL.Query()
+		q.Set("lang", l)
+		out[l] = r.URL.Path + "?" + q.Encode()
+	}
+	return out
+}
