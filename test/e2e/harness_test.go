@@ -83,44 +83,65 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
-// childProcess starts cmd in its own process group, killed with the test
+// child is a process a test started: moat or Streamlit.
+type child struct {
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
+	err     error         // its exit error, once done is closed
+	once    sync.Once
+	stopErr error
+}
+
+// startChild starts cmd in its own process group, killed with the test
 // binary if that dies first, with stdout and stderr going to out.
-func startChild(cmd *exec.Cmd, out io.Writer) error {
+func startChild(cmd *exec.Cmd, out io.Writer) (*child, error) {
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	return cmd.Start()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	return c, nil
 }
 
-// stopChild sends SIGTERM to cmd's process group and waits up to grace for
-// it to exit, then kills the group. It returns the process's exit error.
-func stopChild(cmd *exec.Cmd, exited <-chan error, grace time.Duration) error {
-	if cmd.Process == nil {
-		return nil
-	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		return err
-	case <-time.After(grace):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-		return fmt.Errorf("did not exit within %s of SIGTERM; killed", grace)
-	}
+// stop sends SIGTERM to the process group and waits up to grace for the
+// process to exit, then kills the group. It returns the exit error; later
+// calls return the first call's result.
+func (c *child) stop(grace time.Duration) error {
+	c.once.Do(func() {
+		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-c.done:
+			c.stopErr = c.err
+		case <-time.After(grace):
+			_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+			<-c.done
+			c.stopErr = fmt.Errorf("did not exit within %s of SIGTERM; killed", grace)
+		}
+	})
+	return c.stopErr
 }
 
-// waitHTTP polls url until it answers 200 or the process exits or timeout
+// healthClient polls health endpoints; each try is short.
+var healthClient = &http.Client{Timeout: 2 * time.Second}
+
+// waitHTTP polls url until it answers 200, or the process exits, or timeout
 // passes.
-func waitHTTP(client *http.Client, url string, exited <-chan error, timeout time.Duration) error {
+func waitHTTP(url string, c *child, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-exited:
-			return fmt.Errorf("process exited before %s answered: %v", url, err)
+		case <-c.done:
+			return fmt.Errorf("process exited before %s answered: %v", url, c.err)
 		default:
 		}
-		resp, err := client.Get(url)
+		resp, err := healthClient.Get(url)
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -143,10 +164,9 @@ type streamlitApp struct {
 	// URL is where it listens, http://127.0.0.1:PORT.
 	URL string
 	// Addr is its host:port.
-	Addr   string
-	cmd    *exec.Cmd
-	exited chan error
-	logs   *logBuffer
+	Addr string
+	proc *child
+	logs *logBuffer
 }
 
 // pythonBin is the interpreter that runs Streamlit (MOAT_PYTHON, else python3).
@@ -185,24 +205,21 @@ func startStreamlitApp(appDir, workDir string) (*streamlitApp, error) {
 	cmd.Dir = appDir
 	cmd.Env = append(os.Environ(), "HOME="+home, "PYTHONUNBUFFERED=1")
 	s := &streamlitApp{
-		Addr:   fmt.Sprintf("127.0.0.1:%d", port),
-		URL:    fmt.Sprintf("http://127.0.0.1:%d", port),
-		cmd:    cmd,
-		exited: make(chan error, 1),
-		logs:   &logBuffer{},
+		Addr: fmt.Sprintf("127.0.0.1:%d", port),
+		URL:  fmt.Sprintf("http://127.0.0.1:%d", port),
+		logs: &logBuffer{},
 	}
-	if err := startChild(cmd, s.logs); err != nil {
+	if s.proc, err = startChild(cmd, s.logs); err != nil {
 		return nil, fmt.Errorf("start streamlit: %w", err)
 	}
-	go func() { s.exited <- cmd.Wait() }()
-	if err := waitHTTP(http.DefaultClient, s.URL+"/_stcore/health", s.exited, 60*time.Second); err != nil {
+	if err := waitHTTP(s.URL+"/_stcore/health", s.proc, 60*time.Second); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("streamlit: %w\n%s", err, s.logs.String())
 	}
 	return s, nil
 }
 
-func (s *streamlitApp) stop() { _ = stopChild(s.cmd, s.exited, 5*time.Second) }
+func (s *streamlitApp) stop() { _ = s.proc.stop(5 * time.Second) }
 
 // startStreamlit runs the Streamlit app in appDir for one test and returns
 // its URL; it stops when the test ends.
@@ -248,11 +265,8 @@ type Moat struct {
 	// Cert is the certificate moat served on its first handshake.
 	Cert *x509.Certificate
 
-	cmd    *exec.Cmd
-	exited chan error
-	logs   *logBuffer
-	once   sync.Once
-	err    error
+	proc *child
+	logs *logBuffer
 }
 
 var topLevelKey = regexp.MustCompile(`(?m)^([a-z_]+):`)
@@ -272,7 +286,6 @@ func startMoat(t testing.TB, configYAML string) *Moat {
 	m := &Moat{
 		DataDir:    filepath.Join(dir, "data"),
 		ConfigPath: filepath.Join(dir, "moat.yaml"),
-		exited:     make(chan error, 1),
 		logs:       &logBuffer{},
 	}
 	present := map[string]bool{}
@@ -303,19 +316,19 @@ func startMoat(t testing.TB, configYAML string) *Moat {
 	m.URL = "https://localhost:" + port
 	m.InternalURL = "http://" + m.InternalAddr
 
-	m.cmd = exec.Command(moatBin, "serve", "-c", m.ConfigPath)
-	m.cmd.Dir = dir
-	if err := startChild(m.cmd, m.logs); err != nil {
+	cmd := exec.Command(moatBin, "serve", "-c", m.ConfigPath)
+	cmd.Dir = dir
+	var err error
+	if m.proc, err = startChild(cmd, m.logs); err != nil {
 		t.Fatalf("start moat: %v", err)
 	}
-	go func() { m.exited <- m.cmd.Wait() }()
 	t.Cleanup(func() {
 		m.Stop()
 		if t.Failed() {
 			t.Logf("moat config:\n%s\nmoat log:\n%s", head.String()+configYAML, m.Logs())
 		}
 	})
-	if err := waitHTTP(http.DefaultClient, m.InternalURL+"/healthz", m.exited, 30*time.Second); err != nil {
+	if err := waitHTTP(m.InternalURL+"/healthz", m.proc, 30*time.Second); err != nil {
 		t.Fatalf("moat did not come up: %v\nconfig:\n%s\nlog:\n%s", err, head.String()+configYAML, m.Logs())
 	}
 	conn, err := tls.Dial("tcp", m.HTTPSAddr, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
@@ -329,13 +342,10 @@ func startMoat(t testing.TB, configYAML string) *Moat {
 
 // Stop sends moat SIGTERM and waits for it to drain and exit (at most 20 s).
 // It returns the exit error; later calls return the first one's.
-func (m *Moat) Stop() error {
-	m.once.Do(func() { m.err = stopChild(m.cmd, m.exited, 20*time.Second) })
-	return m.err
-}
+func (m *Moat) Stop() error { return m.proc.stop(20 * time.Second) }
 
 // Signal sends sig to the moat process (SIGHUP reloads the configuration).
-func (m *Moat) Signal(sig syscall.Signal) error { return m.cmd.Process.Signal(sig) }
+func (m *Moat) Signal(sig syscall.Signal) error { return m.proc.cmd.Process.Signal(sig) }
 
 // Logs returns everything moat wrote to stdout and stderr so far.
 func (m *Moat) Logs() string { return m.logs.String() }
@@ -397,7 +407,7 @@ func (m *Moat) Client() *http.Client {
 // Metrics returns the internal listener's /metrics text.
 func (m *Moat) Metrics(t testing.TB) string {
 	t.Helper()
-	resp, err := http.Get(m.InternalURL + "/metrics")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(m.InternalURL + "/metrics")
 	if err != nil {
 		t.Fatalf("metrics: %v", err)
 	}
