@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/policy"
 )
 
 func init() { subcommands = append(subcommands, newCheckCommand) }
@@ -22,6 +23,9 @@ func newCheckCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {
+				return err
+			}
+			if err := policy.Check(cfg); err != nil {
 				return err
 			}
 			printCheck(cmd.OutOrStdout(), cfg)

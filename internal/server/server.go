@@ -22,11 +22,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/certs"
 	"github.com/moat-dev/moat/internal/clientip"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/proxy"
+	"github.com/moat-dev/moat/internal/ratelimit"
+	"github.com/moat-dev/moat/internal/store"
 )
 
 // watchInterval is how often the configuration file is checked for changes.
@@ -38,6 +41,10 @@ type Server struct {
 	path    string // configuration file, re-read on reload
 	world   atomic.Pointer[world]
 	sockets *proxy.Sockets
+	// store and counter live as long as the process: a reload keeps them
+	// (changing store or counters needs a restart).
+	store   store.Store
+	counter ratelimit.Counter
 
 	mu       sync.Mutex // serializes reloads
 	certs    atomic.Pointer[certs.Source]
@@ -61,12 +68,37 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
 	if data, err := os.ReadFile(path); err == nil {
 		s.fileHash = sha256.Sum256(data)
 	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	dsn := cfg.Store
+	if dsn == "" {
+		dsn = auth.DefaultStorePath(cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.store = st
+	if s.counter, err = ratelimit.Open(cfg.Counters); err != nil {
+		st.Close()
+		return nil, err
+	}
 	wd, err := s.build(cfg)
 	if err != nil {
+		s.close()
 		return nil, err
 	}
 	s.world.Store(wd)
 	return s, nil
+}
+
+// close releases what the server holds for its whole life.
+func (s *Server) close() {
+	s.counter.Close()
+	s.store.Close()
 }
 
 // Run serves until ctx is cancelled or SIGTERM/SIGINT arrives, then drains:
@@ -75,6 +107,7 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
 func (s *Server) Run(ctx context.Context) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	defer s.close()
 	wd := s.world.Load()
 	cfg := wd.cfg
 

@@ -5,12 +5,30 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/clientip"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/policy"
 	"github.com/moat-dev/moat/internal/proxy"
 	"github.com/moat-dev/moat/internal/route"
+	"github.com/moat-dev/moat/internal/waf"
 	"github.com/moat-dev/moat/internal/web"
 )
+
+// websocketPolicyViolation closes a WebSocket whose session ended.
+const websocketPolicyViolation = 1008
+
+// newWAFInspector builds a policy's WAF from its waf: block.
+func newWAFInspector(_ string, cfg *config.WAF) (policy.Inspector, error) {
+	fw, err := waf.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return policy.InspectorFunc(func(r *http.Request) (policy.WAFVerdict, error) {
+		v, err := fw.Inspect(r)
+		return policy.WAFVerdict(v), err
+	}), nil
+}
 
 // world is everything built from one configuration: routes, backends and
 // each route's handler chain. A reload builds a new world beside the old one
@@ -26,6 +44,7 @@ type world struct {
 	// own holds moat's own pages for the host each route speaks for,
 	// behind that route's security policy.
 	own    map[*config.Route]http.Handler
+	auth   *auth.Service
 	cancel context.CancelFunc
 }
 
@@ -52,22 +71,38 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		b.Log = s.log
 		wd.backends[name] = b
 	}
+	engine, err := policy.New(cfg, policy.Options{Counter: s.counter, NewInspector: newWAFInspector, Logger: s.log})
+	if err != nil {
+		wd.close()
+		return nil, err
+	}
+	svc, err := auth.New(cfg, s.store, s.log)
+	if err != nil {
+		wd.close()
+		return nil, err
+	}
+	// A revoked session loses its open WebSockets at once (issue #3: within
+	// 10 s, also for revocations made elsewhere).
+	svc.OnRevoke = func(sessionID string) {
+		go s.sockets.CloseSession(sessionID, websocketPolicyViolation, "signed out")
+	}
+	wd.auth = svc
+	for _, b := range wd.backends {
+		b.SetIdentity = svc.SetIdentity
+	}
 	ownPages := http.NewServeMux()
 	ownPages.Handle(web.StaticPrefix, web.Static())
-	ownPages.HandleFunc("/_moat/", func(w http.ResponseWriter, r *http.Request) {
-		web.Error(w, r, http.StatusNotFound, "not_found")
-	})
+	ownPages.Handle(moatPrefix, svc.Handler())
 	for _, rt := range cfg.Routes {
 		var h http.Handler = wd.backends[rt.Backend]
 		if !rt.Public {
-			// Sign-in is not wired into this build: a route that is not
-			// public must not open, so it fails closed.
-			h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
-			})
+			h = svc.Require(rt, h)
 		}
-		wd.chains[rt] = h
-		wd.own[rt] = ownPages
+		// Identify runs first so that a policy can rate-limit by user; the
+		// policy runs before Require so a denied client never sees the
+		// login page.
+		wd.chains[rt] = svc.Identify(engine.Handler(rt.SecurityPolicy, h))
+		wd.own[rt] = svc.Identify(engine.Handler(rt.SecurityPolicy, ownPages))
 	}
 	return wd, nil
 }
@@ -79,6 +114,7 @@ func (wd *world) start(parent context.Context) {
 	for _, b := range wd.backends {
 		go b.Run(ctx)
 	}
+	go wd.auth.Run(ctx)
 }
 
 // close stops the world's background work and releases idle connections.
