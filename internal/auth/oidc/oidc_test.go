@@ -204,6 +204,8 @@ func TestExpiredIDToken(t *testing.T) {
 		{"a token inside its lifetime is accepted", time.Minute, nil},
 		{"a token just past exp is accepted within the clock skew", time.Hour + 10*time.Second, nil},
 		{"a token past exp beyond the clock skew is refused", time.Hour + time.Minute, oidc.ErrInvalidToken},
+		{"a token issued in the future beyond the clock skew is refused", -5 * time.Minute, oidc.ErrInvalidToken},
+		{"a token issued a little in the future is accepted", -10 * time.Second, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

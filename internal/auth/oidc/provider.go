@@ -358,8 +358,8 @@ func (p *Provider) VerifyBearer(ctx context.Context, rawIDToken string) (*Identi
 	return p.identity(idt)
 }
 
-// verify checks the token's signature, issuer, expiry and that its
-// audience includes one of audiences.
+// verify checks the token's signature, issuer, expiry, that it was not
+// issued in the future, and that its audience includes one of audiences.
 func (p *Provider) verify(ctx context.Context, op *gooidc.Provider, raw string, audiences []string) (*gooidc.IDToken, error) {
 	v := op.Verifier(&gooidc.Config{
 		SkipClientIDCheck: true, // checked below, against several audiences
@@ -375,6 +375,9 @@ func (p *Provider) verify(ctx context.Context, op *gooidc.Provider, raw string, 
 			return nil, fmt.Errorf("%w: %s: fetch keys: %v", ErrProviderDown, p.name, err)
 		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidToken, p.name, err)
+	}
+	if !idt.IssuedAt.IsZero() && idt.IssuedAt.After(p.now().Add(p.skew())) {
+		return nil, fmt.Errorf("%w: %s: issued in the future (%s); check the clocks", ErrInvalidToken, p.name, idt.IssuedAt.UTC().Format(time.RFC3339))
 	}
 	ok := false
 	for _, a := range idt.Audience {
