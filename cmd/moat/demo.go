@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,9 +12,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/demoapp"
 	"github.com/moat-dev/moat/internal/server"
+	"github.com/moat-dev/moat/internal/store"
 )
 
 func init() { subcommands = append(subcommands, newDemoCommand) }
@@ -72,9 +75,10 @@ backends:
 routes:
   - host: %q
     backend: dashboard
-    public: true
     title: "moat demo dashboard"
-`, addr, dataDir, app.Addr(), host)
+    login: [password]
+    allow: ["group:%s"]
+`, addr, dataDir, app.Addr(), host, demoGroup)
 	path := filepath.Join(dataDir, "moat-demo.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		return fmt.Errorf("write demo config: %w", err)
@@ -83,11 +87,62 @@ routes:
 	if err != nil {
 		return err
 	}
+	oneTime, err := demoAdmin(ctx, path)
+	if err != nil {
+		return err
+	}
 	out := cmd.OutOrStdout()
 	return serve(ctx, cfg, path, func(a server.Addrs) {
 		_, port, _ := net.SplitHostPort(a.HTTPS)
 		fmt.Fprintf(out, "\nmoat demo is running: open https://%s:%s/\n", host, port)
-		fmt.Fprintf(out, "(self-signed certificate: your browser will ask you to accept it)\n")
+		fmt.Fprintf(out, "(self-signed certificate: your browser will ask you to accept it)\n\n")
+		fmt.Fprintf(out, "sign in as %s with the one-time password\n    %s\n", demoAdminEmail, oneTime)
+		fmt.Fprintf(out, "(you choose your own password at the first sign-in; the admin console is at /_moat/admin/)\n\n")
 		fmt.Fprintf(out, "config: %s · metrics: http://%s/metrics · stop with Ctrl-C\n\n", path, a.Internal)
 	})
+}
+
+// The demo's administrator, allowed on the dashboard and in the console.
+const (
+	demoAdminEmail = "admin@moat.test"
+	demoGroup      = "demo"
+)
+
+// demoAdmin creates the demo's administrator, or gives the existing one a
+// fresh one-time password (each run prints one), and returns that password.
+func demoAdmin(ctx context.Context, cfgPath string) (string, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	st, cfg, err := openStore(ctx, cfgPath)
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	oneTime := generatePassword(cfg.Identity.Passwords.MinLength)
+	hash, err := password.Hash(oneTime, password.DefaultParams)
+	if err != nil {
+		return "", err
+	}
+	groups := []string{cfg.Identity.AdminGroup, demoGroup}
+	u, err := st.GetUserByEmail(ctx, demoAdminEmail)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		u = &store.User{Email: demoAdminEmail, Name: "Demo administrator", Groups: groups, PasswordHash: hash, MustChangePassword: true}
+		if err := st.CreateUser(ctx, u); err != nil {
+			return "", fmt.Errorf("create the demo administrator: %w", err)
+		}
+	case err != nil:
+		return "", err
+	default:
+		u.PasswordHash, u.MustChangePassword, u.Disabled, u.Groups = hash, true, false, groups
+		if err := st.UpdateUser(ctx, u); err != nil {
+			return "", fmt.Errorf("reset the demo administrator: %w", err)
+		}
+		if _, err := st.RevokeUserSessions(ctx, u.ID, time.Now()); err != nil {
+			return "", err
+		}
+	}
+	err = st.Audit(ctx, &store.AuditEvent{Time: time.Now(), Actor: cliActor, Action: "user.demo_password", Subject: u.Email})
+	return oneTime, err
 }
