@@ -7,10 +7,12 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/store"
 )
 
 // benchSession signs alice in and returns her cookie value.
@@ -114,4 +116,54 @@ func BenchmarkLoginThroughput(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "logins/s")
+}
+
+// countingStore counts the session checks that reach the store.
+type countingStore struct {
+	store.Store
+	sessions, users atomic.Int64
+}
+
+func (c *countingStore) GetSession(ctx context.Context, hash string) (*store.Session, error) {
+	c.sessions.Add(1)
+	return c.Store.GetSession(ctx, hash)
+}
+
+func (c *countingStore) GetUser(ctx context.Context, id string) (*store.User, error) {
+	c.users.Add(1)
+	return c.Store.GetUser(ctx, id)
+}
+
+func TestARecentlySeenSessionCostsNoStoreQuery(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
+	c := h.browser()
+	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
+	counting := &countingStore{Store: h.store}
+	h.svc.store = counting
+	start := time.Now()
+	for range 20 {
+		if status, _ := h.identity(c, "/app/"); status != 200 {
+			t.Fatalf("status %d", status)
+		}
+	}
+	// Once per verifyEvery (session + user) is the most allowed; on a
+	// quick machine that is none at all.
+	allowed := 2 * int64(time.Since(start)/verifyEvery)
+	if n := counting.sessions.Load() + counting.users.Load(); n > allowed {
+		t.Errorf("%d store queries for 20 requests of a fresh session, want at most %d", n, allowed)
+	}
+	counting.sessions.Store(0)
+	start = time.Now()
+	// A made-up cookie costs one query, then none until verifyEvery.
+	bad := h.browser()
+	u, _ := url.Parse(h.srv.URL)
+	bad.Jar.SetCookies(u, []*http.Cookie{{Name: SessionCookie, Value: strings.Repeat("Z", sessionIDLen), Path: "/"}})
+	for range 10 {
+		h.identity(bad, "/app/")
+	}
+	if n, allowed := counting.sessions.Load(), 1+int64(time.Since(start)/verifyEvery); n > allowed {
+		t.Errorf("%d store queries for 10 requests with an unknown cookie, want at most %d", n, allowed)
+	}
 }

@@ -180,8 +180,14 @@ func (s *Service) lookup(r *http.Request) *sessionEntry {
 		age := now.Sub(time.Unix(0, e.verifiedAt.Load()))
 		// One request refreshes a stale entry; the others keep using it for
 		// a little longer rather than all asking the store at once.
-		if age >= verifyEvery && (age >= 2*verifyEvery || e.refreshing.CompareAndSwap(false, true)) {
-			e = s.refresh(r.Context(), hash, e)
+		if age >= verifyEvery {
+			if e.refreshing.CompareAndSwap(false, true) {
+				prev := e
+				e = s.refresh(r.Context(), hash, prev)
+				prev.refreshing.Store(false)
+			} else if age >= 2*verifyEvery {
+				e = s.refresh(r.Context(), hash, e)
+			}
 		}
 	} else if !s.sessions.knownBad(hash, now) {
 		e = s.refresh(r.Context(), hash, nil)
@@ -204,9 +210,6 @@ func (s *Service) live(e *sessionEntry, now time.Time) bool {
 // refresh reads the session and its user from the store and caches the
 // result; nil means no valid session.
 func (s *Service) refresh(ctx context.Context, hash string, prev *sessionEntry) *sessionEntry {
-	if prev != nil {
-		defer prev.refreshing.Store(false)
-	}
 	// A client that goes away must not make the check fail and evict.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
