@@ -57,7 +57,7 @@ func (pl *proxyListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	peer := PeerAddr(c.RemoteAddr().String())
-	if !peer.IsValid() || !pl.res.trusted(peer) {
+	if !peer.IsValid() || !pl.res.IsTrusted(peer) {
 		return c, nil
 	}
 	return &proxyConn{Conn: c, timeout: pl.timeout}, nil

@@ -36,7 +36,7 @@ type Resolver struct {
 // result is never an IPv4-mapped IPv6 address.
 func (res *Resolver) Resolve(r *http.Request) netip.Addr {
 	peer := PeerAddr(r.RemoteAddr)
-	if !peer.IsValid() || !res.trusted(peer) {
+	if !peer.IsValid() || !res.IsTrusted(peer) {
 		return peer
 	}
 	var chain []netip.Addr
@@ -52,7 +52,7 @@ func (res *Resolver) Resolve(r *http.Request) netip.Addr {
 		return peer
 	}
 	for i := len(chain) - 1; i >= 0; i-- {
-		if !res.trusted(chain[i]) {
+		if !res.IsTrusted(chain[i]) {
 			return chain[i]
 		}
 	}
@@ -79,7 +79,8 @@ func New(trusted []string) (*Resolver, error) {
 	return res, nil
 }
 
-func (res *Resolver) trusted(a netip.Addr) bool {
+// IsTrusted reports whether a is in one of the trusted proxy ranges.
+func (res *Resolver) IsTrusted(a netip.Addr) bool {
 	for _, p := range res.Trusted {
 		if p.Contains(a) {
 			return true

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -146,6 +147,10 @@ func (s *Server) Run(ctx context.Context) error {
 		if httpLn != nil {
 			httpLn = clientip.ProxyProtocolListener(httpLn, trusted, cfg.Server.ReadHeaderTimeout.D())
 		}
+	}
+	httpsLn = newLimitListener(httpsLn, cfg.Server.MaxConnsPerIP, wd.clientIP)
+	if httpLn != nil {
+		httpLn = newLimitListener(httpLn, cfg.Server.MaxConnsPerIP, wd.clientIP)
 	}
 	tlsConf := src.TLSConfig()
 	// Certificates follow reloads: always ask the current source.
@@ -322,10 +327,15 @@ func (s *Server) Reload(ctx context.Context, why string) error {
 // checkStatic refuses a reload that changes what only a restart can change.
 func (s *Server) checkStatic(cfg *config.Config) error {
 	old := s.world.Load().cfg
-	if cfg.Server.HTTPSAddr != old.Server.HTTPSAddr || cfg.Server.HTTPAddr != old.Server.HTTPAddr ||
-		cfg.Server.InternalAddr != old.Server.InternalAddr || cfg.Server.HTTPMode != old.Server.HTTPMode || cfg.DataDir != old.DataDir ||
-		cfg.Store != old.Store || cfg.Counters != old.Counters {
-		return errors.New("listen addresses, data_dir, store and counters change only with a restart: restart moat to apply them")
+	// The listeners are built once, so the server block is fixed but for
+	// what each request reads from the current world.
+	a, b := old.Server, cfg.Server
+	a.DefaultSecurityPolicy, b.DefaultSecurityPolicy = "", ""
+	a.PublicURL, b.PublicURL = "", ""
+	a.LogLevel, b.LogLevel = "", ""
+	a.HSTS, b.HSTS = nil, nil
+	if !reflect.DeepEqual(a, b) || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Counters != old.Counters {
+		return errors.New("server settings (but default_security_policy, public_url, log_level and hsts), data_dir, store and counters change only with a restart: restart moat to apply them")
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -439,5 +440,69 @@ func TestProxyProtocolFromATrustedPeerNamesTheClient(t *testing.T) {
 	resp, _ := get(t, c, "https://dash.example.com/")
 	if got := resp.Header.Get("X-Seen-XFF"); got != "192.0.2.44" {
 		t.Errorf("backend saw X-Forwarded-For %q, want the PROXY header's source 192.0.2.44", got)
+	}
+}
+
+func TestOneClientCannotHoldMoreThanMaxConnsPerIP(t *testing.T) {
+	cfg := strings.Replace(baseConfig, "  shutdown_grace: 5s\n", "  shutdown_grace: 5s\n  max_conns_per_ip: 3\n", 1)
+	m := startMoat(t, echoBackend(t).URL, cfg)
+	var held []net.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	for i := 0; i < 3; i++ {
+		c, err := net.Dial("tcp", m.addrs.HTTPS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	extra, err := net.Dial("tcp", m.addrs.HTTPS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("fourth connection was not closed by moat: %v", err)
+	}
+	held[0].Close()
+	held = held[1:]
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		resp, err := m.client().Get("https://dash.example.com/again")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a freed slot was not reusable: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestSlowlorisHeadersAreCutOff(t *testing.T) {
+	cfg := strings.Replace(baseConfig, "  shutdown_grace: 5s\n", "  shutdown_grace: 5s\n  read_header_timeout: 500ms\n", 1)
+	m := startMoat(t, echoBackend(t).URL, cfg)
+	conn, err := tls.Dial("tcp", m.addrs.HTTPS, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: dash.example.com\r\n")
+	for i := 0; i < 30; i++ { // one header line every 100 ms, never finishing
+		if _, err := io.WriteString(conn, "X-Slow: 1\r\n"); err != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, err = io.ReadAll(conn)
+	if elapsed := time.Since(start); elapsed > 3500*time.Millisecond {
+		t.Fatalf("slow header connection lived %s, want it cut after about 500ms (%v)", elapsed, err)
 	}
 }
