@@ -226,7 +226,8 @@ func TestForcedPasswordChangeComesFirst(t *testing.T) {
 	}
 	for _, tc := range []struct{ name, current, next, confirm, msg string }{
 		{"a wrong current password", "nope-nope-nope", "a brand new passphrase", "a brand new passphrase", "current password is not correct"},
-		{"a short password", "one-time-pass-123", "short", "short", "cannot be used"},
+		{"a short password", "one-time-pass-123", "short", "short", "too short: use at least 12"},
+		{"a common password", "one-time-pass-123", "password1234", "password1234", "commonly used"},
 		{"two different new passwords", "one-time-pass-123", "a brand new passphrase", "a brand new passphrase!", "differ"},
 		{"the same password again", "one-time-pass-123", "one-time-pass-123", "one-time-pass-123", "different from the current"},
 	} {

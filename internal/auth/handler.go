@@ -10,7 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
@@ -382,7 +384,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 		p.Error = web.T(lang, "auth.password.same")
 	default:
 		if err := s.hasher.check(next, u.Email); err != nil {
-			p.Error = web.T(lang, "auth.password.weak", err.Error())
+			p.Error = policyMessage(lang, next, p.MinLength, err)
 		}
 	}
 	if p.Error != "" {
@@ -453,4 +455,17 @@ func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) {
 func unavailable(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Retry-After", "5")
 	web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
+}
+
+// policyMessage says in lang why the password policy refused pw; the
+// common cases have their own translated message, the rest the policy's
+// own (English) reason.
+func policyMessage(lang, pw string, minLength int, err error) string {
+	switch {
+	case utf8.RuneCountInString(pw) < max(minLength, 8):
+		return web.T(lang, "auth.password.too_short", max(minLength, 8))
+	case password.IsCommon(pw):
+		return web.T(lang, "auth.password.common")
+	}
+	return web.T(lang, "auth.password.weak", err.Error())
 }
