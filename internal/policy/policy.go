@@ -28,6 +28,7 @@ import (
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/ratelimit"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/web"
 )
 
 // WAFVerdict is what an Inspector found. Its fields are those of
@@ -320,8 +321,8 @@ func (e *Engine) Counter() ratelimit.Counter { return e.counter }
 
 // Handler returns next behind the security policy named name: the route's
 // security_policy, or "" for server.default_security_policy (and when that
-// is unset too, next itself). An unknown name panics: configuration loading
-// has already rejected it.
+// is unset too, next itself). An unknown name, which configuration loading
+// rejects, fails closed: every request is refused with 403.
 func (e *Engine) Handler(name string, next http.Handler) http.Handler {
 	if name == "" {
 		name = e.defaultPolicy
@@ -331,7 +332,11 @@ func (e *Engine) Handler(name string, next http.Handler) http.Handler {
 	}
 	p := e.policies[name]
 	if p == nil {
-		panic("policy: unknown security policy " + name)
+		e.log.Error("unknown security policy; refusing every request", "policy", name)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			request.From(r).Decision = name + "/unknown:deny(403)"
+			web.Error(w, r, http.StatusForbidden, "forbidden")
+		})
 	}
 	return p.Handler(next)
 }

@@ -175,3 +175,24 @@ func counterValue(c interface{ Write(*dto.Metric) error }) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+func TestHandlerWithoutAPolicyPassesAndAnUnknownOneFailsClosed(t *testing.T) {
+	cfg := configWith(t, `rules:
+  - {priority: 0, match: {src_ip_ranges: ["*"]}, action: "deny(404)"}`)
+	e := newEngine(t, cfg, Options{})
+	if w := serve(e.Handler("", okHandler), req{ip: "192.0.2.1"}); w.Code != 200 {
+		t.Fatalf("no policy: status %d, want 200", w.Code)
+	}
+	if w := serve(e.Handler("nonexistent", okHandler), req{ip: "192.0.2.1"}); w.Code != 403 {
+		t.Fatalf("unknown policy: status %d, want 403", w.Code)
+	}
+}
+
+func TestTheDefaultSecurityPolicyAppliesToRoutesWithoutOne(t *testing.T) {
+	cfg := configWith(t, `rules:
+  - {priority: 0, match: {src_ip_ranges: ["*"]}, action: "deny(404)"}`, "server: {default_security_policy: p}")
+	e := newEngine(t, cfg, Options{})
+	if w := serve(e.Handler("", okHandler), req{ip: "192.0.2.1"}); w.Code != 404 {
+		t.Fatalf("status %d, want 404 from the default policy", w.Code)
+	}
+}
