@@ -65,6 +65,7 @@ func main() {
   http_mode: serve
   internal_addr: %q
   log_level: warn
+  max_conns_per_ip: 100000
 data_dir: %q
 tls: {self_signed: true}
 backends:

@@ -24,7 +24,7 @@ const (
 	DefaultHealthInterval    = 10 * time.Second
 	DefaultDialTimeout       = 5 * time.Second
 	DefaultResponseTimeout   = 60 * time.Second
-	DefaultMaxConnsPerIP     = 256
+	DefaultMaxConnsPerIP     = 1000
 	DefaultMaxBodyBytes      = 32 << 20
 )
 
