@@ -58,7 +58,9 @@ type Service struct {
 	// OnRevoke, if set, is called with a session's id hash
 	// (request.User.SessionID) when the session is revoked here or, within
 	// seconds, anywhere else (CLI, another instance). The server uses it to
-	// close the session's WebSockets. It must not block.
+	// close the session's WebSockets. It must not block. Set it before
+	// Run starts; it may be called from Run's goroutine and from request
+	// handlers (logout, password change, login replacing a session).
 	OnRevoke func(sessionIDHash string)
 
 	cfg     *config.Config
@@ -148,7 +150,8 @@ func InstanceKey(cfg *config.Config) (*instancekey.Key, error) {
 // DefaultStorePath is the SQLite file used when cfg.Store is empty.
 func DefaultStorePath(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "moat.db") }
 
-// Run does the background work until ctx ends: it polls the store for
+// Run does the background work until ctx ends, and must run for as long as
+// the Service serves: it polls the store for
 // revoked sessions (so a revocation by the CLI or another instance evicts
 // the cache and closes WebSockets within seconds), saves last-seen times,
 // reloads rotated signing keys and deletes expired sessions.
