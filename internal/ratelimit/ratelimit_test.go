@@ -82,6 +82,9 @@ func TestTwoRedisClientsShareBans(t *testing.T) {
 	t.Cleanup(func() { a.Close(); b.Close() })
 	lim := Limit{Count: 1, Interval: time.Minute, BanCount: 1, BanInterval: time.Minute, BanDuration: time.Minute}
 	ctx := context.Background()
+	if err := a.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
 	a.Hit(ctx, "shared", lim)
 	if res, err := a.Hit(ctx, "shared", lim); err != nil || !res.Banned {
 		t.Fatalf("second hit through a: %+v %v", res, err)

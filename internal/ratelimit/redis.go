@@ -122,3 +122,11 @@ func (rc *Redis) Hit(ctx context.Context, key string, lim Limit) (Result, error)
 
 // Close implements Counter.
 func (rc *Redis) Close() error { return rc.client.Close() }
+
+// Ping checks that the Redis server answers, for a log line at start-up.
+func (rc *Redis) Ping(ctx context.Context) error {
+	if err := rc.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
