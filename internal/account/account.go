@@ -113,6 +113,8 @@ func (a *Account) routes() []route {
 		{"POST", "/mfa", a.signedIn(a.postMFA)},
 		{"POST", "/mfa/remove", a.signedIn(a.postRemoveMFA)},
 		{"POST", "/recovery-codes", a.signedIn(a.postRecoveryCodes)},
+		{"POST", "/tokens", a.signedIn(a.postCreateToken)},
+		{"POST", "/tokens/{id}/revoke", a.signedIn(a.postRevokeToken)},
 		{"GET", "/set-password/{token}", a.pageSetPassword},
 		{"POST", "/set-password/{token}", a.postSetPassword},
 	}
@@ -271,12 +273,14 @@ type page struct {
 	Required  bool // a second factor is compulsory
 	CodesLeft int
 	Sessions  []sessionRow
+	Tokens    []tokenRow
+	Lifetimes []int
 	// enrolment
 	Secret string
 	QR     template.URL
 	// recovery codes shown once
 	Codes []string
-	// set-password
+	// set-password link token, or a new access token shown once
 	Token     string
 	MinLength int
 }
@@ -288,7 +292,7 @@ type sessionRow struct {
 
 func (a *Account) render(w http.ResponseWriter, r *http.Request, status int, name, titleKey string, p page) {
 	p.CSRF = a.csrfToken(w, r)
-	if d := r.URL.Query().Get("done"); p.Done == "" && (d == "session_revoked" || d == "mfa_removed" || d == "mfa_verified") {
+	if d := r.URL.Query().Get("done"); p.Done == "" && (d == "session_revoked" || d == "mfa_removed" || d == "mfa_verified" || d == "token_revoked") {
 		p.Done = web.T(web.Lang(r), "account.done."+d)
 	}
 	web.Render(w, r, status, name, web.T(web.Lang(r), titleKey), p)
@@ -303,7 +307,7 @@ func fmtTime(t time.Time) string {
 
 func (a *Account) base(r *http.Request) (page, error) {
 	wo := whoOf(r)
-	p := page{Email: wo.user.Email, Name: wo.user.Name, Provider: wo.session.Provider, Password: wo.user.PasswordHash != "" && wo.session.Provider == "password",
+	p := page{Email: wo.user.Email, Name: wo.user.Name, Lifetimes: tokenLifetimes, Provider: wo.session.Provider, Password: wo.user.PasswordHash != "" && wo.session.Provider == "password",
 		Verified: wo.session.MFA, Required: MFARequired(a.cfg, request.From(r).Route), MinLength: a.cfg.Identity.Passwords.MinLength}
 	var err error
 	if p.Enrolled, err = a.o.MFA.Enrolled(r.Context(), wo.user.ID); err != nil {
@@ -332,6 +336,10 @@ func (a *Account) pageOverview(w http.ResponseWriter, r *http.Request) {
 	for _, s := range list {
 		p.Sessions = append(p.Sessions, sessionRow{ID: s.IDHash, ClientIP: s.ClientIP, Device: admin.Platform(s.UserAgent), Since: fmtTime(s.CreatedAt),
 			Seen: fmtTime(s.LastSeen), Provider: s.Provider, MFA: s.MFA, Current: s.IDHash == wo.session.IDHash})
+	}
+	if p.Tokens, err = a.tokens(r, wo.user.ID); err != nil {
+		a.fail(w, r, err)
+		return
 	}
 	a.render(w, r, http.StatusOK, "account-overview.html", "account.title", p)
 }
@@ -515,6 +523,7 @@ func (a *Account) rerenderOverview(w http.ResponseWriter, r *http.Request, p pag
 		p.Sessions = append(p.Sessions, sessionRow{ID: s.IDHash, ClientIP: s.ClientIP, Device: admin.Platform(s.UserAgent), Since: fmtTime(s.CreatedAt),
 			Seen: fmtTime(s.LastSeen), Provider: s.Provider, MFA: s.MFA, Current: s.IDHash == wo.session.IDHash})
 	}
+	p.Tokens, _ = a.tokens(r, wo.user.ID)
 	a.render(w, r, http.StatusBadRequest, "account-overview.html", "account.title", p)
 }
 
