@@ -103,6 +103,9 @@ func (s *Server) accessLog(rec *recorder, r *http.Request, info *request.Info) {
 	elapsed := time.Since(info.Start)
 	metrics.Requests.WithLabelValues(routeName, strconv.Itoa(status)).Inc()
 	metrics.Duration.WithLabelValues(routeName).Observe(elapsed.Seconds())
+	if !s.log.Enabled(r.Context(), slog.LevelInfo) {
+		return
+	}
 	attrs := []slog.Attr{
 		slog.String("request_id", info.ID),
 		slog.String("route", routeName),
