@@ -160,3 +160,24 @@ func TestANonAdminSessionOfADisabledAdminIsRefused(t *testing.T) {
 		t.Fatalf("disabled admin: status %d, want 401", resp.StatusCode)
 	}
 }
+
+func TestWithTwoFactorRequiredAnAdminWithoutItIsSentToEnrol(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Identity.Passwords.MFA = "required"
+	c := h.login(adminEmail, adminPassword)
+	resp, _ := h.do(c, "GET", "/_moat/admin/users", nil, true, nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/_moat/account/mfa?return_to="+url.QueryEscape("/_moat/admin/users") {
+		t.Fatalf("%d to %q, want 303 to the enrolment page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, _ := h.do(c, "GET", "/_moat/admin/api/users", nil, false, nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("API: %d, want 403", resp.StatusCode)
+	}
+	list, _ := h.st.ListSessions(context.Background(), h.admin.ID)
+	list[0].MFA = true
+	if err := h.st.UpdateSession(context.Background(), list[0]); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := h.do(c, "GET", "/_moat/admin/users", nil, true, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the second factor: %d", resp.StatusCode)
+	}
+}

@@ -244,6 +244,15 @@ func (c *Console) sessionAdmin(w http.ResponseWriter, r *http.Request, isAPI boo
 		http.Redirect(w, r, "/_moat/login?reauth=1&return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return nil, false
 	}
+	if c.cfg.Identity.Passwords.MFA == "required" && sess.Provider == "password" && !sess.MFA {
+		// Two-factor is compulsory here: administrators are no exception.
+		if isAPI || !web.IsNavigation(r) {
+			apiError(w, r, http.StatusForbidden, "mfa.required", "sign in with your second factor first")
+			return nil, false
+		}
+		http.Redirect(w, r, "/_moat/account/mfa?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return nil, false
+	}
 	if su.MustChangePassword && sess.Provider == "password" {
 		if isAPI || !web.IsNavigation(r) {
 			apiError(w, r, http.StatusForbidden, "auth.change_required", "choose a new password first")
