@@ -70,3 +70,15 @@ func sameOrigin(r *http.Request) bool {
 	}
 	return strings.EqualFold(origin, scheme+"://"+r.Host)
 }
+
+// CSRFToken returns the CSRF token for the forms of a page moat renders on
+// r's host (setting the pre-session CSRF cookie when missing), for other
+// packages' pages (account, admin). The token is
+// base64url(HMAC-SHA256(instance key derived for "csrf", cookie value)).
+func (s *Service) CSRFToken(w http.ResponseWriter, r *http.Request) string {
+	return s.csrfToken(w, r)
+}
+
+// CheckCSRF reports whether a POST whose form is parsed comes from the same
+// origin and carries the token of its CSRF cookie in the "csrf" field.
+func (s *Service) CheckCSRF(r *http.Request) bool { return s.checkCSRF(r) }
