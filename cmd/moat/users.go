@@ -33,11 +33,7 @@ func openStore(ctx context.Context, cfgPath string) (store.Store, *config.Config
 	if err != nil {
 		return nil, nil, err
 	}
-	dsn := cfg.Store
-	if dsn == "" {
-		dsn = filepath.Join(cfg.DataDir, "moat.db")
-	}
-	st, err := store.Open(ctx, dsn)
+	st, err := store.Open(ctx, cfg.StoreDSN())
 	if err != nil {
 		return nil, nil, err
 	}

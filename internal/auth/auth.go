@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -147,8 +146,6 @@ func InstanceKey(cfg *config.Config) (*instancekey.Key, error) {
 	return instancekey.Load(cfg.DataDir)
 }
 
-// DefaultStorePath is the SQLite file used when cfg.Store is empty.
-func DefaultStorePath(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "moat.db") }
 
 // Run does the background work until ctx ends, and must run for as long as
 // the Service serves: it polls the store for

@@ -6,6 +6,7 @@
 package config
 
 import (
+	"path/filepath"
 	"time"
 )
 
@@ -111,6 +112,15 @@ type Route struct {
 
 	// Line is where the route starts in the file, for messages.
 	Line int `yaml:"-"`
+}
+
+// StoreDSN is what the store opens: the store: setting, or the embedded
+// SQLite database in data_dir.
+func (c *Config) StoreDSN() string {
+	if c.Store != "" {
+		return c.Store
+	}
+	return filepath.Join(c.DataDir, "moat.db")
 }
 
 // Name is how logs, metrics and the assertion's audience name the route.

@@ -23,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/certs"
 	"github.com/moat-dev/moat/internal/clientip"
 	"github.com/moat-dev/moat/internal/config"
@@ -72,13 +71,9 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	dsn := cfg.Store
-	if dsn == "" {
-		dsn = auth.DefaultStorePath(cfg)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := store.Open(ctx, dsn)
+	st, err := store.Open(ctx, cfg.StoreDSN())
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
