@@ -36,31 +36,86 @@ var ErrProxyHeader = errors.New("malformed PROXY protocol header")
 // keeps its own address; a malformed header, or none within timeout (0 means
 // DefaultProxyHeaderTimeout), closes the connection.
 //
-// The header is read lazily, on the connection's first Read or RemoteAddr,
-// so a slow peer never holds up Accept.
+// Headers are read on a goroutine per connection before Accept returns it,
+// so RemoteAddr is final (listeners stacked above, such as a per-client
+// connection limit, see the real client) and a slow peer never holds up
+// Accept for the others.
 func ProxyProtocolListener(l net.Listener, trusted []netip.Prefix, timeout time.Duration) net.Listener {
 	if timeout <= 0 {
 		timeout = DefaultProxyHeaderTimeout
 	}
-	return &proxyListener{Listener: l, res: Resolver{Trusted: trusted}, timeout: timeout}
+	return &proxyListener{
+		Listener: l, res: Resolver{Trusted: trusted}, timeout: timeout,
+		ready: make(chan accepted), closed: make(chan struct{}),
+	}
 }
 
 type proxyListener struct {
 	net.Listener
 	res     Resolver
 	timeout time.Duration
+
+	start     sync.Once
+	ready     chan accepted
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+type accepted struct {
+	c   net.Conn
+	err error
 }
 
 func (pl *proxyListener) Accept() (net.Conn, error) {
-	c, err := pl.Listener.Accept()
-	if err != nil {
-		return nil, err
+	pl.start.Do(func() { go pl.loop() })
+	select {
+	case a := <-pl.ready:
+		return a.c, a.err
+	case <-pl.closed:
+		return nil, net.ErrClosed
 	}
-	peer := PeerAddr(c.RemoteAddr().String())
-	if !peer.IsValid() || !pl.res.IsTrusted(peer) {
-		return c, nil
+}
+
+func (pl *proxyListener) Close() error {
+	pl.closeOnce.Do(func() { close(pl.closed) })
+	return pl.Listener.Close()
+}
+
+// deliver hands a to Accept, or drops it once the listener is closed.
+func (pl *proxyListener) deliver(a accepted) {
+	select {
+	case pl.ready <- a:
+	case <-pl.closed:
+		if a.c != nil {
+			_ = a.c.Close()
+		}
 	}
-	return &proxyConn{Conn: c, timeout: pl.timeout}, nil
+}
+
+func (pl *proxyListener) loop() {
+	for {
+		c, err := pl.Listener.Accept()
+		if err != nil {
+			pl.deliver(accepted{err: err})
+			var te interface{ Temporary() bool }
+			if errors.Is(err, net.ErrClosed) || !errors.As(err, &te) || !te.Temporary() {
+				return
+			}
+			continue // the caller (http.Server) backs off on temporary errors
+		}
+		peer := PeerAddr(c.RemoteAddr().String())
+		if !peer.IsValid() || !pl.res.IsTrusted(peer) {
+			pl.deliver(accepted{c: c})
+			continue
+		}
+		go func() {
+			pc := &proxyConn{Conn: c, timeout: pl.timeout}
+			if pc.init(); pc.err != nil {
+				return // logged by nobody: a broken header is the peer's bug; the conn is closed
+			}
+			pl.deliver(accepted{c: pc})
+		}()
+	}
 }
 
 // proxyConn is a connection from a trusted peer that may carry a header.

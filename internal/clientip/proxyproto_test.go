@@ -175,6 +175,53 @@ func TestProxyProtocolListener(t *testing.T) {
 	})
 }
 
+func TestASlowTrustedPeerDoesNotHoldUpOthers(t *testing.T) {
+	addr := serve(t, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, 3*time.Second)
+	slow, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	slow.Write([]byte("PROXY TCP4 ")) // and nothing more
+	start := time.Now()
+	got, err := roundTrip(t, addr, []byte("PROXY TCP4 203.0.113.9 127.0.0.1 5555 443\r\n"))
+	if err != nil || got != "203.0.113.9" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the second connection waited %v behind the slow one", d)
+	}
+}
+
+func TestRemoteAddrIsFinalWhenAcceptReturns(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := ProxyProtocolListener(l, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, time.Second)
+	t.Cleanup(func() { pl.Close() })
+	go func() {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err == nil {
+			c.Write(v2IPv4("198.51.100.4", 7))
+			time.Sleep(500 * time.Millisecond)
+			c.Close()
+		}
+	}()
+	c, err := pl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := c.RemoteAddr().String(); got != "198.51.100.4:7" {
+		t.Fatalf("RemoteAddr = %s", got)
+	}
+	pl.Close()
+	if _, err := pl.Accept(); err == nil {
+		t.Fatal("Accept after Close succeeded")
+	}
+}
+
 func FuzzReadProxyHeader(f *testing.F) {
 	for _, tc := range headerCases {
 		f.Add(tc.in)
