@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/mail"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
