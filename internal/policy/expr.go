@@ -248,15 +248,22 @@ func (a *activation) ResolveName(name string) (any, bool) {
 // Parent implements interpreter.Activation.
 func (a *activation) Parent() interpreter.Activation { return nil }
 
-// cleanPath is the request path with dot segments and doubled slashes
-// resolved, so /x/../admin and //admin cannot slip past a rule on /admin.
+// cleanPath is the decoded request path with dot segments and doubled
+// slashes resolved, so /x/../admin and //admin cannot slip past a rule on
+// /admin. A path with encoded characters (%2F, %2e…) is only decoded, not
+// resolved: the backend may not decode them, and /admin%2F.. must still
+// look like /admin to the rules.
 func (a *activation) cleanPath() string {
 	if a.path == "" {
 		p := a.r.URL.Path
-		if p == "" {
-			p = "/"
+		switch {
+		case p == "":
+			a.path = "/"
+		case a.r.URL.RawPath != "":
+			a.path = p
+		default:
+			a.path = cleanPath(p)
 		}
-		a.path = cleanPath(p)
 	}
 	return a.path
 }

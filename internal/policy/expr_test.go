@@ -21,6 +21,9 @@ func TestExpressions(t *testing.T) {
 	}{
 		{name: "request.path with startsWith", expr: `request.path.startsWith('/admin')`, target: "/admin/x", want: true},
 		{name: "request.path is cleaned of dot segments", expr: `request.path.startsWith('/admin')`, target: "/x/../admin", want: true},
+		{name: "request.path is decoded", expr: `request.path.startsWith('/admin')`, target: "/%61dmin", want: true},
+		{name: "an encoded slash cannot climb out of a denied path", expr: `request.path.startsWith('/admin')`, target: "/admin%2F..", want: true},
+		{name: "doubled slashes are merged", expr: `request.path.startsWith('/admin')`, target: "//admin", want: true},
 		{name: "request.path with endsWith", expr: `request.path.endsWith('.php')`, target: "/a.php", want: true},
 		{name: "request.method", expr: `request.method == 'POST'`, method: "POST", want: true},
 		{name: "request.query with contains", expr: `request.query.contains('debug=1')`, target: "/?a=b&debug=1", want: true},
