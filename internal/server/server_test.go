@@ -135,6 +135,8 @@ func echoBackend(t *testing.T) *httptest.Server {
 		w.Header().Set("X-Seen-XFF", r.Header.Get("X-Forwarded-For"))
 		w.Header().Set("X-Seen-Proto", r.Header.Get("X-Forwarded-Proto"))
 		w.Header().Set("X-Seen-Request-Id", r.Header.Get("X-Request-Id"))
+		w.Header().Set("X-Seen-Moat-Email", r.Header.Get("X-Moat-User-Email"))
+		w.Header().Set("X-Seen-Cookie", r.Header.Get("Cookie"))
 		fmt.Fprintf(w, "path=%s", r.URL.Path)
 	}))
 	t.Cleanup(b.Close)

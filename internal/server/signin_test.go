@@ -1,0 +1,118 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/moat-dev/moat/internal/auth/password"
+	"github.com/moat-dev/moat/internal/store"
+)
+
+const signInConfig = baseConfig + `  - {host: app.example.com, backend: app, login: [password], allow: ["group:staff"]}
+`
+
+const testPassword = "correct horse battery staple"
+
+// signIn creates a staff user and signs a cookie-keeping client in through
+// moat's login form, as a browser would.
+func signIn(t *testing.T, m *testMoat) (*http.Client, *store.User) {
+	t.Helper()
+	ctx := context.Background()
+	hash, err := password.Hash(testPassword, password.DefaultParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &store.User{Email: "carol@example.com", Groups: []string{"staff"}, PasswordHash: hash}
+	if err := m.server.store.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	c := m.client()
+	c.Jar, _ = cookiejar.New(nil)
+	_, page := get(t, c, "https://app.example.com/_moat/login?return_to=/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+	token := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+	if token == nil {
+		t.Fatalf("login page has no CSRF token:\n%s", page)
+	}
+	form := url.Values{"csrf": {token[1]}, "email": {u.Email}, "password": {testPassword}, "return_to": {"/"}}
+	req, _ := http.NewRequest(http.MethodPost, "https://app.example.com/_moat/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://app.example.com")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Fatalf("login answered %d Location %q, want 303 to /", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	return c, u
+}
+
+func TestSignedInRequestReachesTheAppWithItsIdentityAndAnonymousOneDoesNot(t *testing.T) {
+	m := startMoat(t, echoBackend(t).URL, signInConfig)
+	resp, _ := get(t, m.client(), "https://app.example.com/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/_moat/login") {
+		t.Fatalf("anonymous navigation got %d %q, want a redirect to the login page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, _ = get(t, m.client(), "https://app.example.com/api", "Sec-Fetch-Mode", "cors")
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("anonymous fetch got %d, want 401", resp.StatusCode)
+	}
+	c, _ := signIn(t, m)
+	resp, body := get(t, c, "https://app.example.com/dashboard", "X-Moat-User-Email", "spoofed@evil.test")
+	if resp.StatusCode != 200 || body != "path=/dashboard" {
+		t.Fatalf("signed-in request got %d %q", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("X-Seen-Moat-Email"); got != "carol@example.com" {
+		t.Errorf("app saw X-Moat-User-Email %q, want moat's carol@example.com, not the client's", got)
+	}
+	if got := resp.Header.Get("X-Seen-Cookie"); strings.Contains(got, "moat") {
+		t.Errorf("app saw moat's cookies: %q", got)
+	}
+	if !strings.Contains(m.logs.String(), `"user":"carol@example.com"`) {
+		t.Error("access log does not name the signed-in user")
+	}
+}
+
+func TestRevokedSessionLosesItsOpenWebSocketWithinTenSeconds(t *testing.T) {
+	m := startMoat(t, wsEchoBackend(t).URL, signInConfig)
+	c, u := signIn(t, m)
+	hc := m.client()
+	hc.Jar = c.Jar
+	hc.Timeout = 0
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "wss://app.example.com/_stcore/stream", &websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		t.Fatalf("dial as a signed-in user: %v", err)
+	}
+	defer ws.CloseNow()
+	echo(t, ws, "before")
+	// Revoke as the CLI or another instance does: in the store only.
+	revokedAt := time.Now()
+	if _, err := m.server.store.RevokeUserSessions(context.Background(), u.ID, revokedAt); err != nil {
+		t.Fatal(err)
+	}
+	readCtx, cancelRead := context.WithTimeout(context.Background(), 12*time.Second)
+	defer cancelRead()
+	_, _, err = ws.Read(readCtx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) {
+		t.Fatalf("socket of a revoked session: read gave %v, want a close frame", err)
+	}
+	if waited := time.Since(revokedAt); waited > 10*time.Second {
+		t.Errorf("socket closed %s after the revocation, want within 10s", waited)
+	}
+	if ce.Code != websocketPolicyViolation {
+		t.Errorf("close code %d, want %d", ce.Code, websocketPolicyViolation)
+	}
+}
