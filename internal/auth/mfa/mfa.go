@@ -416,20 +416,25 @@ func newRecoveryCodes() (codes, hashes []string, err error) {
 	return codes, hashes, nil
 }
 
-// normalize drops spaces and dashes and lower-cases a typed code.
+// normalize drops spaces and dashes and lower-cases a typed code; anything
+// but ASCII letters and digits makes it invalid ("").
 func normalize(code string) string {
 	if len(code) > maxCodeLen {
 		return ""
 	}
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r == ' ' || r == '-' || r == '\t':
-			return -1
-		case r >= 'A' && r <= 'Z':
-			return r + 'a' - 'A'
+	b := make([]byte, 0, len(code))
+	for i := 0; i < len(code); i++ {
+		switch c := code[i]; {
+		case c == ' ' || c == '-' || c == '\t':
+		case c >= 'A' && c <= 'Z':
+			b = append(b, c+'a'-'A')
+		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
+			b = append(b, c)
+		default:
+			return ""
 		}
-		return r
-	}, code)
+	}
+	return string(b)
 }
 
 func isDigits(s string) bool {

@@ -39,7 +39,7 @@ type fixture struct {
 	user  *store.User
 }
 
-func testKey(t *testing.T) *instancekey.Key {
+func testKey(t testing.TB) *instancekey.Key {
 	t.Helper()
 	k, err := instancekey.New(bytes.Repeat([]byte{7}, instancekey.Size))
 	if err != nil {
@@ -48,7 +48,7 @@ func testKey(t *testing.T) *instancekey.Key {
 	return k
 }
 
-func newFixture(t *testing.T, st store.Store) *fixture {
+func newFixture(t testing.TB, st store.Store) *fixture {
 	t.Helper()
 	if st == nil {
 		var err error
@@ -68,7 +68,7 @@ func newFixture(t *testing.T, st store.Store) *fixture {
 	return &fixture{st: st, svc: svc, clock: c, user: u}
 }
 
-func (f *fixture) code(t *testing.T, secret string, at time.Time) string {
+func (f *fixture) code(t testing.TB, secret string, at time.Time) string {
 	t.Helper()
 	c, err := totp.GenerateCodeCustom(secret, at, totp.ValidateOpts{Period: Period, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
 	if err != nil {
@@ -78,7 +78,7 @@ func (f *fixture) code(t *testing.T, secret string, at time.Time) string {
 }
 
 // enrol runs Begin and Confirm and returns the secret and recovery codes.
-func (f *fixture) enrol(t *testing.T) (string, []string) {
+func (f *fixture) enrol(t testing.TB) (string, []string) {
 	t.Helper()
 	ctx := context.Background()
 	e, err := f.svc.Begin(ctx, f.user.ID, f.user.Email)
