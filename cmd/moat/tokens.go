@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -22,6 +23,11 @@ const maxTokenTTL = 366 * 24 * time.Hour
 
 // maxTokenName bounds the label an admin gives a token.
 const maxTokenName = 100
+
+// reservedTokenName starts the names of store.Token rows that are not
+// personal access tokens, such as internal/admin's set-password links
+// ("moat:set-password"): they are neither listed nor creatable here.
+const reservedTokenName = "moat:"
 
 func newTokensCommand() *cobra.Command {
 	c := &usersCLI{}
@@ -48,6 +54,9 @@ func tokensCreateCommand(c *usersCLI) *cobra.Command {
 			}
 			if len(name) > maxTokenName {
 				return fmt.Errorf("invalid --name: longer than %d characters", maxTokenName)
+			}
+			if strings.HasPrefix(name, reservedTokenName) {
+				return fmt.Errorf("invalid --name %q: names starting with %q are moat's own", name, reservedTokenName)
 			}
 			return c.run(cmd, func(ctx context.Context) error {
 				u, err := c.user(ctx, args[0])
@@ -89,9 +98,15 @@ func tokensListCommand(c *usersCLI) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				toks, err := c.st.ListTokens(ctx, u.ID)
+				all, err := c.st.ListTokens(ctx, u.ID)
 				if err != nil {
 					return err
+				}
+				var toks []*store.Token
+				for _, t := range all {
+					if !strings.HasPrefix(t.Name, reservedTokenName) { // set-password links
+						toks = append(toks, t)
+					}
 				}
 				now := time.Now()
 				if asJSON {
