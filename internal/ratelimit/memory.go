@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// DefaultMaxKeys bounds the keys a Memory counter holds.
-const DefaultMaxKeys = 1 << 20
+// DefaultMaxKeys bounds the keys a Memory counter holds: about 200 bytes
+// each, so some 50 MiB at most.
+const DefaultMaxKeys = 1 << 18
 
 const shards = 64
 
