@@ -28,6 +28,8 @@ func (c *Console) apiRoutes() []route {
 		{"POST", "/users/{id}/reset-password", c.apiResetPassword},
 		{"POST", "/users/{id}/revoke-sessions", c.apiRevokeUserSessions},
 		{"POST", "/users/{id}/reset-mfa", c.apiResetMFA},
+		{"GET", "/users/{id}/tokens", c.apiListTokens},
+		{"DELETE", "/users/{id}/tokens/{token}", c.apiRevokeToken},
 		{"GET", "/groups", c.apiGroups},
 		{"GET", "/sessions", c.apiSessions},
 		{"DELETE", "/sessions/{id}", c.apiRevokeSession},
@@ -394,4 +396,35 @@ func (c *Console) apiAudit(w http.ResponseWriter, r *http.Request) {
 		out = append(out, auditJSON(e))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"events": out, "limit": f.Limit, "offset": f.Offset})
+}
+
+// TokenJSON is a personal access token as the API shows it: never the
+// token or its hash.
+type TokenJSON struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	CreatedAt string `json:"created_at"`
+	ExpiresAt string `json:"expires_at,omitempty"`
+	LastUsed  string `json:"last_used,omitempty"`
+	Revoked   bool   `json:"revoked"`
+}
+
+func (c *Console) apiListTokens(w http.ResponseWriter, r *http.Request) {
+	list, err := c.userTokens(r.Context(), r.PathValue("id"))
+	if err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": list})
+}
+
+func (c *Console) apiRevokeToken(w http.ResponseWriter, r *http.Request) {
+	if !c.apiChange(w, r, nil) {
+		return
+	}
+	if err := c.revokeUserToken(r.Context(), r, r.PathValue("id"), r.PathValue("token")); err != nil {
+		c.apiFail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -194,6 +194,24 @@ func TestEveryAPIOperation(t *testing.T) {
 				t.Fatal("reset-mfa not audited")
 			}
 
+			// GET /users/{id}/tokens and DELETE /users/{id}/tokens/{token}.
+			userTok := h.token(h.user)
+			var toks struct {
+				Tokens []TokenJSON `json:"tokens"`
+			}
+			if code := h.api(tok, "GET", "users/"+h.user.ID+"/tokens", nil, &toks); code != 200 || len(toks.Tokens) != 1 || toks.Tokens[0].Revoked {
+				t.Fatalf("list tokens: %d %+v", code, toks)
+			}
+			if code := h.api(tok, "DELETE", "users/"+h.admin.ID+"/tokens/"+toks.Tokens[0].ID, nil, nil); code != http.StatusNotFound {
+				t.Fatalf("revoke a token through another user: %d, want 404", code)
+			}
+			if code := h.api(tok, "DELETE", "users/"+h.user.ID+"/tokens/"+toks.Tokens[0].ID, nil, nil); code != http.StatusNoContent {
+				t.Fatalf("revoke token: %d", code)
+			}
+			if tk, _ := h.st.GetTokenByHash(ctx, HashToken(userTok)); tk == nil || tk.RevokedAt.IsZero() || !h.audited("token.revoke", adminEmail, userEmail) {
+				t.Fatal("token not revoked or not audited")
+			}
+
 			// GET /groups.
 			var groups struct {
 				Groups []groupInfo `json:"groups"`

@@ -37,6 +37,7 @@ func (c *Console) pageRoutes() []route {
 		{"GET", "/groups", c.pageGroups},
 		{"GET", "/sessions", c.pageSessions},
 		{"POST", "/sessions/{id}/revoke", c.postRevokeSession},
+		{"POST", "/users/{id}/tokens/{token}/revoke", c.postRevokeToken},
 		{"GET", "/audit", c.pageAudit},
 	}
 }
@@ -59,6 +60,7 @@ type page struct {
 	NextURL    string
 	User       *userRow
 	Sessions   []sessionRow
+	Tokens     []TokenJSON
 	Groups     []groupInfo
 	AdminGroup string
 	// a credential shown once
@@ -134,7 +136,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 }
 
 // doneKeys are the confirmations a redirect after a change may ask for.
-var doneKeys = []string{"updated", "disabled", "enabled", "revoked", "mfa_reset", "deleted", "session_revoked"}
+var doneKeys = []string{"updated", "disabled", "enabled", "revoked", "mfa_reset", "deleted", "session_revoked", "token_revoked"}
 
 // form parses a bounded POST form and checks its CSRF token; on failure it
 // has answered.
@@ -240,6 +242,13 @@ func (c *Console) pageUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := page{Section: "users", User: ptr(c.row(r, u)), Sessions: c.sessionRows(r, list)}
+	if p.Tokens, err = c.userTokens(r.Context(), u.ID); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	for i := range p.Tokens {
+		p.Tokens[i].CreatedAt, p.Tokens[i].ExpiresAt, p.Tokens[i].LastUsed = fmtRFC(p.Tokens[i].CreatedAt), fmtRFC(p.Tokens[i].ExpiresAt), fmtRFC(p.Tokens[i].LastUsed)
+	}
 	c.render(w, r, http.StatusOK, "admin-user.html", "admin.user.title", p)
 }
 
@@ -456,4 +465,23 @@ func (c *Console) pageAudit(w http.ResponseWriter, r *http.Request) {
 		p.NextURL = Prefix + "audit?" + q.Encode()
 	}
 	c.render(w, r, http.StatusOK, "admin-audit.html", "admin.audit.title", p)
+}
+
+func fmtRFC(s string) string {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return "-"
+	}
+	return fmtTime(t)
+}
+
+func (c *Console) postRevokeToken(w http.ResponseWriter, r *http.Request) {
+	if !c.form(w, r) {
+		return
+	}
+	if err := c.revokeUserToken(r.Context(), r, r.PathValue("id"), r.PathValue("token")); err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, userURL(r.PathValue("id"), "token_revoked"), http.StatusSeeOther)
 }

@@ -91,6 +91,17 @@ func TestTheConsoleRunsEveryUserActionWithoutJavaScript(t *testing.T) {
 	resp, body = h.post(c, base+"/reset-password", url.Values{"csrf": {csrf}, "mode": {"password"}})
 	wantPage(t, resp, body, 200, "one-time-password")
 
+	// A personal access token of the user is listed and revoked.
+	ftok := h.token(frank)
+	ft, _ := h.st.GetTokenByHash(ctx, HashToken(ftok))
+	resp, body = h.do(c, "GET", base, nil, true, nil)
+	wantPage(t, resp, body, 200, "/tokens/"+ft.ID+"/revoke")
+	resp, _ = h.post(c, base+"/tokens/"+ft.ID+"/revoke", url.Values{"csrf": {csrf}})
+	wantSeeOther(t, resp, base+"?done=token_revoked")
+	if ft, _ = h.st.GetTokenByHash(ctx, HashToken(ftok)); ft.RevokedAt.IsZero() {
+		t.Fatal("token not revoked")
+	}
+
 	// The admin cannot disable themselves.
 	resp, body = h.post(c, "/_moat/admin/users/"+h.admin.ID+"/disable", url.Values{"csrf": {csrf}})
 	wantPage(t, resp, body, http.StatusConflict, "own account")

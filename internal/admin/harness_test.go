@@ -258,12 +258,18 @@ func (h *harness) sessionsOf(u *store.User) int {
 
 // every route of the console and the API, with {id} filled in.
 func (h *harness) everyPath() [][2]string {
+	tok := h.token(h.user)
+	tk, err := h.st.GetTokenByHash(context.Background(), HashToken(tok))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	fill := strings.NewReplacer("{$}", "", "{id}", h.user.ID, "{token}", tk.ID)
 	var out [][2]string
 	for _, rt := range h.console.pageRoutes() {
-		out = append(out, [2]string{rt.Method, strings.TrimSuffix(Prefix, "/") + strings.ReplaceAll(strings.ReplaceAll(rt.Path, "{$}", ""), "{id}", h.user.ID)})
+		out = append(out, [2]string{rt.Method, strings.TrimSuffix(Prefix, "/") + fill.Replace(rt.Path)})
 	}
 	for _, rt := range h.console.apiRoutes() {
-		out = append(out, [2]string{rt.Method, strings.TrimSuffix(APIPrefix, "/") + strings.ReplaceAll(rt.Path, "{id}", h.user.ID)})
+		out = append(out, [2]string{rt.Method, strings.TrimSuffix(APIPrefix, "/") + fill.Replace(rt.Path)})
 	}
 	return out
 }

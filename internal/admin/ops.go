@@ -10,6 +10,7 @@ import (
 	"net/mail"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -524,4 +525,48 @@ func (c *Console) groups(ctx context.Context) ([]groupInfo, error) {
 	}
 	slices.SortFunc(out, func(a, b groupInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// userTokens lists a user's personal access tokens (not set-password
+// links), newest first as the store returns them.
+func (c *Console) userTokens(ctx context.Context, id string) ([]TokenJSON, error) {
+	u, err := c.user(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	list, err := c.st.ListTokens(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := []TokenJSON{}
+	for _, t := range list {
+		if t.Name == SetPasswordTokenName {
+			continue
+		}
+		out = append(out, TokenJSON{ID: t.ID, Name: t.Name, CreatedAt: timeString(t.CreatedAt), ExpiresAt: timeString(t.ExpiresAt),
+			LastUsed: timeString(t.LastUsed), Revoked: !t.RevokedAt.IsZero()})
+	}
+	return out, nil
+}
+
+// revokeUserToken revokes one of the user's personal access tokens.
+func (c *Console) revokeUserToken(ctx context.Context, r *http.Request, userID, tokenID string) error {
+	u, err := c.user(ctx, userID)
+	if err != nil {
+		return err
+	}
+	list, err := c.st.ListTokens(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	for _, t := range list {
+		if t.ID == tokenID && t.Name != SetPasswordTokenName {
+			if err := c.st.RevokeToken(ctx, t.ID, c.o.Now()); err != nil {
+				return err
+			}
+			c.audit(ctx, r, "token.revoke", u.Email, "personal access token "+strconv.Quote(t.Name))
+			return nil
+		}
+	}
+	return refuse(http.StatusNotFound, "admin.no_token", "no such token")
 }

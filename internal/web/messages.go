@@ -163,6 +163,9 @@ var catalogue = map[string]map[string]string{
 		"admin.done.mfa_reset":         "Two-factor is reset; the user can enrol again.",
 		"admin.done.deleted":           "The user is deleted.",
 		"admin.done.session_revoked":   "The session is ended.",
+		"admin.tokens.revoked":         "revoked",
+		"admin.tokens.none":            "No access tokens.",
+		"admin.done.token_revoked":     "The token is revoked.",
 		// Account page and two-factor (internal/account, internal/auth/mfa).
 		"account.title":                  "My account",
 		"account.sessions":               "Where you are signed in",
@@ -377,6 +380,9 @@ var catalogue = map[string]map[string]string{
 		"admin.done.mfa_reset":         "2 段階認証をリセットしました。ユーザーは再登録できます。",
 		"admin.done.deleted":           "ユーザーを削除しました。",
 		"admin.done.session_revoked":   "セッションを終了しました。",
+		"admin.tokens.revoked":         "取り消し済み",
+		"admin.tokens.none":            "アクセストークンはありません。",
+		"admin.done.token_revoked":     "トークンを取り消しました。",
 		// アカウントと 2 段階認証 (internal/account, internal/auth/mfa)
 		"account.title":                  "マイアカウント",
 		"account.sessions":               "サインイン中の端末",
