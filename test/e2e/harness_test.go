@@ -212,7 +212,7 @@ func startStreamlitApp(appDir, workDir string) (*streamlitApp, error) {
 	if s.proc, err = startChild(cmd, s.logs); err != nil {
 		return nil, fmt.Errorf("start streamlit: %w", err)
 	}
-	if err := waitHTTP(s.URL+"/_stcore/health", s.proc, 60*time.Second); err != nil {
+	if err := waitHTTP(s.URL+"/_stcore/health", s.proc, 120*time.Second); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("streamlit: %w\n%s", err, s.logs.String())
 	}

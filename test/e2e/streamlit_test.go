@@ -125,8 +125,8 @@ func optionSelector(label string) chromedp.JSPath {
 func selectMode(t testing.TB, ctx context.Context, label string) {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		within(t, ctx, 15*time.Second, "click "+label, chromedp.Click(optionSelector(label), chromedp.NodeVisible))
-		deadline := time.Now().Add(3 * time.Second)
+		within(t, ctx, 30*time.Second, "click "+label, chromedp.Click(optionSelector(label), chromedp.NodeVisible))
+		deadline := time.Now().Add(5 * time.Second)
 		for time.Now().Before(deadline) {
 			if r, err := readRendered(ctx); err == nil && r.Selected == label {
 				return
@@ -148,7 +148,11 @@ func openDashboard(t testing.TB, m *Moat) (context.Context, *webSocketLog) {
 	ctx := newBrowser(t, m.Cert)
 	sockets := recordWebSockets(t, ctx)
 	browserUp := time.Since(start)
-	resp, err := chromedp.RunResponse(ctx, chromedp.Navigate(m.URL+"/"))
+	// Generous limits: on a loaded 2-core machine the first load of
+	// Streamlit's 3 MB of JavaScript has taken 50 s.
+	nctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	resp, err := chromedp.RunResponse(nctx, chromedp.Navigate(m.URL+"/"))
 	if err != nil {
 		t.Fatalf("open %s: %v", m.URL, err)
 	}
@@ -158,9 +162,9 @@ func openDashboard(t testing.TB, m *Moat) (context.Context, *webSocketLog) {
 	if resp.SecurityState != "secure" {
 		t.Errorf("Chromium rated moat's HTTPS %q, want secure (its certificate is trusted by key)", resp.SecurityState)
 	}
-	within(t, ctx, 30*time.Second, "wait for the sidebar radio",
+	within(t, ctx, 90*time.Second, "wait for the sidebar radio",
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="stRadioOption"]`)))
-	waitRendered(t, ctx, dashboardModes[0].kind, 30*time.Second)
+	waitRendered(t, ctx, dashboardModes[0].kind, 60*time.Second)
 	t.Logf("browser up in %s, dashboard rendered through moat %s later", browserUp.Round(time.Millisecond), (time.Since(start) - browserUp).Round(time.Millisecond))
 	return ctx, sockets
 }
@@ -212,7 +216,7 @@ func TestStreamlitDashboardSwitchesModesBehindMoat(t *testing.T) {
 	for i, mode := range order {
 		clicked := time.Now()
 		selectMode(t, ctx, mode.label)
-		r := waitRendered(t, ctx, mode.kind, 20*time.Second)
+		r := waitRendered(t, ctx, mode.kind, 30*time.Second)
 		if r.Kind == prev {
 			t.Errorf("after selecting %q the page still shows %q", mode.label, prev)
 		}
@@ -260,7 +264,7 @@ func TestStreamlitDashboardSwitchesModesBehindMoat(t *testing.T) {
 			t.Errorf("after %s idle moat_websockets_open = %v, want 1", idleFor, n)
 		}
 		selectMode(t, ctx, dashboardModes[3].label)
-		waitRendered(t, ctx, dashboardModes[3].kind, 20*time.Second)
+		waitRendered(t, ctx, dashboardModes[3].kind, 30*time.Second)
 		now := streamSocket(t, m, sockets)
 		if now.Frames <= after.Frames {
 			t.Errorf("the rerun after %s idle did not travel over the original WebSocket (frames %d → %d)", idleFor, after.Frames, now.Frames)
@@ -325,9 +329,9 @@ func TestStreamlitNeverSeesAnIdentityHeaderTheClientSent(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		defer func() { t.Logf("%s rendered in %s", url, time.Since(start).Round(time.Millisecond)) }()
-		within(t, ctx, 30*time.Second, "open "+url, chromedp.Navigate(url),
+		within(t, ctx, 90*time.Second, "open "+url, chromedp.Navigate(url),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid="stRadioOption"]`)))
-		waitRendered(t, ctx, dashboardModes[0].kind, 30*time.Second)
+		waitRendered(t, ctx, dashboardModes[0].kind, 60*time.Second)
 		c, err := chromedp.Run(ctx, chromedp.Evaluate[string](captionJS))
 		if err != nil {
 			t.Fatal(err)
