@@ -385,6 +385,12 @@ func (a *Account) pageMFA(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("return_to") == "" {
 		p.ReturnTo = Prefix
 	}
+	if !p.Enrolled && !a.recentSignIn(whoOf(r).session) {
+		// Enrolling binds the account to a phone: a forgotten open
+		// browser must not be enough.
+		http.Redirect(w, r, "/_moat/login?reauth=1&return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return
+	}
 	a.mfaPage(w, r, http.StatusOK, p)
 }
 
@@ -445,6 +451,10 @@ func (a *Account) postMFA(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		http.Redirect(w, r, p.ReturnTo, http.StatusSeeOther)
+		return
+	}
+	if !a.recentSignIn(wo.session) {
+		http.Redirect(w, r, "/_moat/login?reauth=1&return_to="+url.QueryEscape(Prefix+"/mfa?return_to="+url.QueryEscape(p.ReturnTo)), http.StatusSeeOther)
 		return
 	}
 	codes, err := a.o.MFA.Confirm(r.Context(), wo.user.ID, wo.user.Email, code, clientIP(r))

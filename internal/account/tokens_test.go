@@ -91,3 +91,21 @@ func TestCreatingATokenNeedsARecentSignIn(t *testing.T) {
 		t.Fatal("a token was created")
 	}
 }
+
+func TestEnrollingNeedsARecentSignIn(t *testing.T) {
+	h := newHarness(t)
+	c := h.login(email, pw)
+	ctx := context.Background()
+	list, _ := h.st.ListSessions(ctx, h.user.ID)
+	list[0].AuthTime = time.Now().Add(-time.Hour)
+	if err := h.st.UpdateSession(ctx, list[0]); err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := h.do(c, "GET", "/_moat/account/mfa", nil)
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/_moat/login?reauth=1") {
+		t.Fatalf("stale sign-in: %d to %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if _, err := h.st.GetTOTP(ctx, h.user.ID); err == nil {
+		t.Fatal("an enrolment began")
+	}
+}
