@@ -336,13 +336,24 @@ func clearSessionCookie(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 }
 
-// Touch records activity on a session that HTTP requests do not show, such
-// as messages on its WebSocket, so idle_timeout does not end a session that
-// is in use. The proxy may call it; it costs a map lookup.
-func (s *Service) Touch(sessionIDHash string) {
-	if e := s.sessions.get(sessionIDHash); e != nil {
-		e.lastSeen.Store(time.Now().UnixNano())
+// Alive reports whether the session with id hash sessionIDHash is still
+// valid: not revoked, within max_age and idle_timeout, its user enabled.
+// lastActive is use that HTTP requests do not show, such as frames on the
+// session's WebSocket, so idle_timeout does not end a session in use. The
+// server asks it about sessions that hold WebSockets, so a session that
+// expires loses its sockets as a revoked one does.
+func (s *Service) Alive(ctx context.Context, sessionIDHash string, lastActive time.Time) bool {
+	e := s.sessions.get(sessionIDHash)
+	if e == nil || time.Since(time.Unix(0, e.verifiedAt.Load())) >= verifyEvery {
+		e = s.refresh(ctx, sessionIDHash, e)
 	}
+	if e == nil {
+		return false
+	}
+	if n := lastActive.UnixNano(); n > e.lastSeen.Load() {
+		e.lastSeen.Store(n)
+	}
+	return s.live(e, time.Now())
 }
 
 // persistLastSeen writes last-seen times that moved noticeably to the store,

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"sync"
+	"time"
 )
 
 // Sockets is the registry of open proxied WebSockets. One registry is
@@ -55,6 +56,25 @@ func (s *Sockets) CloseSession(sessionID string, code int, reason string) int {
 		return 0
 	}
 	return s.closeMatching(func(c *wsConn) bool { return c.sessionID == sessionID }, code, reason)
+}
+
+// Sessions returns the sign-in sessions that hold open sockets, each with
+// the last time a frame moved on any of its sockets. The server checks
+// these sessions are still valid (and keeps them from idling out while
+// their sockets are in use).
+func (s *Sockets) Sessions() map[string]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := map[string]time.Time{}
+	for c := range s.all {
+		if c.sessionID == "" {
+			continue
+		}
+		if t := time.Unix(0, c.lastActive.Load()); t.After(m[c.sessionID]) {
+			m[c.sessionID] = t
+		}
+	}
+	return m
 }
 
 func (s *Sockets) closeMatching(match func(*wsConn) bool, code int, reason string) int {

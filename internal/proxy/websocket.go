@@ -252,8 +252,8 @@ type wsConn struct {
 
 // start arms the timers and starts the pumps of a registered socket.
 func (c *wsConn) start(maxLifetime time.Duration) {
+	c.touch()
 	if c.idle > 0 {
-		c.touch()
 		t := time.AfterFunc(time.Hour, c.checkIdle)
 		t.Stop()
 		c.idleTimer = t
@@ -269,10 +269,10 @@ func (c *wsConn) start(maxLifetime time.Duration) {
 	go c.pump(c.backendIn, c.client, c.toClient, &c.sealedClient, false)
 }
 
+// touch records that a frame moved, for the idle timeout and for
+// Sockets.Sessions (so sign-in sees a session in use over its socket).
 func (c *wsConn) touch() {
-	if c.idle > 0 {
-		c.lastActive.Store(time.Now().UnixNano())
-	}
+	c.lastActive.Store(time.Now().UnixNano())
 }
 
 func (c *wsConn) checkIdle() {

@@ -35,6 +35,9 @@ import (
 // watchInterval is how often the configuration file is checked for changes.
 const watchInterval = 2 * time.Second
 
+// socketCheckInterval is how often sessions holding WebSockets are checked.
+var socketCheckInterval = 5 * time.Second
+
 // Server is one running moat instance.
 type Server struct {
 	log     *slog.Logger
@@ -189,6 +192,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer func() { s.world.Load().close() }()
 	s.obtain(ctx, src)
 	go s.watch(ctx)
+	go s.checkSockets(ctx)
 	s.log.Info("moat is serving", "https", addrs.HTTPS, "http", addrs.HTTP, "internal", addrs.Internal,
 		"routes", len(cfg.Routes), "tls", src.Kind())
 	if s.Ready != nil {
@@ -244,6 +248,28 @@ func (s *Server) shutdown(servers []*http.Server) {
 		}()
 	}
 	wg.Wait()
+}
+
+// checkSockets closes the WebSockets of sessions that ended without a
+// revocation (max_age or idle_timeout reached, user disabled elsewhere), and
+// tells sign-in about frames on the sockets, so a session in use over its
+// socket does not idle out.
+func (s *Server) checkSockets(ctx context.Context) {
+	tick := time.NewTicker(socketCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		svc := s.world.Load().auth
+		for session, lastActive := range s.sockets.Sessions() {
+			if !svc.Alive(ctx, session, lastActive) && ctx.Err() == nil {
+				s.sockets.CloseSession(session, websocketPolicyViolation, "session ended")
+			}
+		}
+	}
 }
 
 // watch reloads on SIGHUP and when the configuration file's content changes.

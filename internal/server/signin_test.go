@@ -116,3 +116,36 @@ func TestRevokedSessionLosesItsOpenWebSocketWithinTenSeconds(t *testing.T) {
 		t.Errorf("close code %d, want %d", ce.Code, websocketPolicyViolation)
 	}
 }
+
+func TestSessionInUseOverItsWebSocketDoesNotIdleOutButAnIdleOneLosesItsSocket(t *testing.T) {
+	cfg := signInConfig + "identity:\n  session: {idle_timeout: 3s, max_age: 1h}\n"
+	m := startMoat(t, wsEchoBackend(t).URL, cfg)
+	c, _ := signIn(t, m)
+	hc := m.client()
+	hc.Jar, hc.Timeout = c.Jar, 0
+	dial := func() *websocket.Conn {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ws, _, err := websocket.Dial(ctx, "wss://app.example.com/_stcore/stream", &websocket.DialOptions{HTTPClient: hc})
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		t.Cleanup(func() { ws.CloseNow() })
+		return ws
+	}
+	busy := dial()
+	// Six seconds of use over the socket alone: twice the idle timeout.
+	for i := 0; i < 12; i++ {
+		echo(t, busy, "still here")
+		time.Sleep(500 * time.Millisecond)
+	}
+	// Now leave it idle: within idle_timeout plus a check interval or two,
+	// the session ends and takes its socket with it.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second+3*socketCheckInterval)
+	defer cancel()
+	_, _, err := busy.Read(ctx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocketPolicyViolation {
+		t.Fatalf("idle session's socket: %v, want close %d", err, websocketPolicyViolation)
+	}
+}
