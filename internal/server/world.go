@@ -9,26 +9,15 @@ import (
 	"github.com/moat-dev/moat/internal/clientip"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/policy"
+	"github.com/moat-dev/moat/internal/policy/wafhook"
 	"github.com/moat-dev/moat/internal/proxy"
 	"github.com/moat-dev/moat/internal/route"
-	"github.com/moat-dev/moat/internal/waf"
 	"github.com/moat-dev/moat/internal/web"
 )
 
 // websocketPolicyViolation closes a WebSocket whose session ended.
 const websocketPolicyViolation = 1008
 
-// newWAFInspector builds a policy's WAF from its waf: block.
-func newWAFInspector(_ string, cfg *config.WAF) (policy.Inspector, error) {
-	fw, err := waf.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return policy.InspectorFunc(func(r *http.Request) (policy.WAFVerdict, error) {
-		v, err := fw.Inspect(r)
-		return policy.WAFVerdict(v), err
-	}), nil
-}
 
 // world is everything built from one configuration: routes, backends and
 // each route's handler chain. A reload builds a new world beside the old one
@@ -71,7 +60,7 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		b.Log = s.log
 		wd.backends[name] = b
 	}
-	engine, err := policy.New(cfg, policy.Options{Counter: s.counter, NewInspector: newWAFInspector, Logger: s.log})
+	engine, err := policy.New(cfg, policy.Options{Counter: s.counter, NewInspector: wafhook.NewInspector, Logger: s.log})
 	if err != nil {
 		wd.close()
 		return nil, err
