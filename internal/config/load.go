@@ -22,10 +22,11 @@ const maxFileSize = 4 << 20
 
 // Problem is one error or warning found in a configuration file.
 type Problem struct {
-	File string
-	Line int
-	Path string // dotted key path, such as routes[1].backend
-	Msg  string
+	File   string
+	Line   int
+	Column int    // 0 when the problem is with a whole line or key
+	Path   string // dotted key path, such as routes[1].backend
+	Msg    string
 }
 
 func (p Problem) String() string {
@@ -33,6 +34,9 @@ func (p Problem) String() string {
 	b.WriteString(p.File)
 	if p.Line > 0 {
 		fmt.Fprintf(&b, ":%d", p.Line)
+		if p.Column > 0 {
+			fmt.Fprintf(&b, ":%d", p.Column)
+		}
 	}
 	b.WriteString(": ")
 	if p.Path != "" {

@@ -226,7 +226,7 @@ func compileRule(env *cel.Env, pos *positions, path string, rc *config.Rule) (*r
 		prg, xerrs := compileExpr(env, rc.Expr)
 		for _, xe := range xerrs {
 			line, col := pos.locate(rc.ExprLine, rc.ExprColumn, xe.line, xe.column)
-			errs = append(errs, config.Problem{File: fmt.Sprintf("%s:%d:%d", pos.file, line, col), Path: path + ".expr", Msg: xe.msg})
+			errs = append(errs, config.Problem{File: pos.file, Line: line, Column: col, Path: path + ".expr", Msg: xe.msg})
 		}
 		r.prg = prg
 	} else if rc.Match == nil {
