@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moat-dev/moat/internal/ratelimit/redistest"
+)
+
+// clientFrom is m.client() with connections leaving from the source
+// address src, so the policy sees that client address.
+func (m *testMoat) clientFrom(src string) *http.Client {
+	c := m.client()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c.Transport = &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, m.addrs.HTTPS)
+		},
+	}
+	return c
+}
+
+// The seed's front door: the partner host admits only the customer's VPN
+// address (here 127.0.0.2) and refuses everyone else with 403 before any
+// login page; the staff host admits both.
+const seedConfig = baseConfig + `  - {host: dash-partner.example.com, backend: app, security_policy: customer-vpn-only, login: [password], allow: ["group:customer-a"]}
+  - {host: dash-staff.example.com, backend: app, public: true}
+security_policies:
+  customer-vpn-only:
+    rules:
+      - {priority: 0, match: {src_ip_ranges: ["127.0.0.2/32"]}, action: allow}
+      - {priority: 2147483647, match: {src_ip_ranges: ["*"]}, action: "deny(403)"}
+`
+
+func TestSeedScenarioPartnerHostAdmitsOnlyTheVPNAddress(t *testing.T) {
+	m := startMoat(t, echoBackend(t).URL, seedConfig)
+	tests := []struct {
+		name, src, host string
+		want            int
+	}{
+		{"the VPN address reaches the partner host's sign-in", "127.0.0.2", "dash-partner.example.com", http.StatusSeeOther},
+		{"any other address is refused before the sign-in", "127.0.0.1", "dash-partner.example.com", http.StatusForbidden},
+		{"the staff host admits the VPN address", "127.0.0.2", "dash-staff.example.com", http.StatusOK},
+		{"the staff host admits other addresses", "127.0.0.1", "dash-staff.example.com", http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := get(t, m.clientFrom(tt.src), "https://"+tt.host+"/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+			if resp.StatusCode != tt.want {
+				t.Fatalf("got %d, want %d", resp.StatusCode, tt.want)
+			}
+			if tt.want == http.StatusForbidden && (strings.Contains(body, "password") || !strings.Contains(body, "Request ID")) {
+				t.Errorf("refusal is not moat's policy page with a request id:\n%s", body)
+			}
+		})
+	}
+	resp, _ := get(t, m.clientFrom("127.0.0.1"), "https://dash-partner.example.com/_moat/login", "Accept", "text/html")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("login page from outside the VPN: %d, want 403", resp.StatusCode)
+	}
+	if !strings.Contains(m.logs.String(), `"policy":"customer-vpn-only"`) || !strings.Contains(m.logs.String(), `"rule_priority":"2147483647"`) {
+		t.Error("decision log lacks the policy and rule priority")
+	}
+}
+
+func TestBanThroughOneInstanceHoldsOnAnotherSharingRedis(t *testing.T) {
+	redisURL := redistest.Start(t)
+	cfg := strings.Replace(baseConfig, "tls: {self_signed: true}\n", "tls: {self_signed: true}\ncounters: "+redisURL+"\n", 1) +
+		`  - {host: api.example.com, backend: app, public: true, security_policy: api}
+security_policies:
+  api:
+    rules:
+      - priority: 100
+        match: {src_ip_ranges: ["*"]}
+        action: rate_based_ban
+        rate_limit: {count: 5, interval: 1m, key: ip, ban_duration: 10m, exceed_action: "deny(429)"}
+      - {priority: 2147483647, match: {src_ip_ranges: ["*"]}, action: allow}
+`
+	backend := echoBackend(t)
+	a := startMoat(t, backend.URL, cfg)
+	b := startMoat(t, backend.URL, cfg)
+	var last int
+	for i := 0; i < 8; i++ {
+		resp, _ := get(t, a.clientFrom("127.0.0.3"), "https://api.example.com/")
+		last = resp.StatusCode
+	}
+	if last != http.StatusTooManyRequests {
+		t.Fatalf("after 8 requests to instance A the client got %d, want 429 (banned)", last)
+	}
+	resp, _ := get(t, b.clientFrom("127.0.0.3"), "https://api.example.com/")
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("instance B answered the banned client %d, want 429", resp.StatusCode)
+	}
+	if resp, _ := get(t, b.clientFrom("127.0.0.4"), "https://api.example.com/"); resp.StatusCode != http.StatusOK {
+		t.Errorf("instance B answered another client %d, want 200", resp.StatusCode)
+	}
+}
