@@ -72,7 +72,28 @@ backends:
   app: {url: "http://%s"}
 routes:
   - {host: 127.0.0.1, backend: app, public: true}
+  - {host: localhost, backend: app, public: true, security_policy: ten-rules}
+security_policies:
+  # Ten rules and a rate limit that a benign client passes through: nine
+  # that do not match (ranges and expressions), then a throttle.
+  ten-rules:
+    rules:
+      - {priority: 1, match: {src_ip_ranges: ["203.0.113.0/24", "2001:db8::/32"]}, action: "deny(403)"}
+      - {priority: 2, match: {src_ip_ranges: ["198.51.100.0/24"]}, action: "deny(403)"}
+      - {priority: 3, expr: "request.path.startsWith('/admin')", action: "deny(404)"}
+      - {priority: 4, expr: "request.headers['user-agent'].contains('sqlmap')", action: "deny(403)"}
+      - {priority: 5, expr: "request.method == 'TRACE'", action: "deny(403)"}
+      - {priority: 6, expr: "request.query.contains('union select')", action: "deny(403)"}
+      - {priority: 7, expr: "inIpRange(origin.ip, '192.0.2.0/24')", action: "deny(403)"}
+      - {priority: 8, match: {src_ip_ranges: ["100.64.0.0/10"]}, action: "deny(403)"}
+      - {priority: 9, expr: "request.path.endsWith('.php')", action: "deny(404)"}
+      - priority: 10
+        match: {src_ip_ranges: ["*"]}
+        action: throttle
+        rate_limit: {count: 1000000000, interval: 1m, key: ip, exceed_action: "deny(429)"}
+      - {priority: 2147483647, match: {src_ip_ranges: ["*"]}, action: "deny(403)"}
 `, freeAddr(), moatAddr, freeAddr(), filepath.Join(dir, "moat-data"), backendAddr))
+	_, moatPort, _ := net.SplitHostPort(moatAddr)
 	moat := start("moat", nil, *moatBin, "serve", "-c", moatCfg)
 	defer moat.stop()
 	waitHTTP("http://" + moatAddr + "/")
@@ -96,6 +117,7 @@ http://%s {
 	targets := []target{
 		{name: "direct", addr: backendAddr, proc: backend},
 		{name: "moat", addr: moatAddr, proc: moat},
+		{name: "moat+policy", addr: "localhost:" + moatPort, proc: moat},
 		{name: "caddy", addr: caddyAddr, proc: caddy},
 	}
 	fmt.Printf("HTTP: wrk -t1 -c%d -d%s, %d alternating rounds, plain HTTP on loopback, trivial backend\n", *conns, *duration, *rounds)
@@ -103,7 +125,7 @@ http://%s {
 	for round := 1; round <= *rounds; round++ {
 		for _, t := range targets {
 			r := runWrk(*wrkBin, *conns, *duration, "http://"+t.addr+"/")
-			fmt.Printf("  round %d %-6s %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n", round, t.name, r.rps, r.p50, r.p99)
+			fmt.Printf("  round %d %-12s %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms\n", round, t.name, r.rps, r.p50, r.p99)
 			results[t.name] = append(results[t.name], r)
 		}
 	}
@@ -111,21 +133,25 @@ http://%s {
 	for name, rs := range results {
 		med[name] = median(rs)
 	}
-	fmt.Printf("\nmedian of rounds          req/s      p50 ms   p99 ms   req/s vs direct   req/s vs caddy   p99 vs caddy\n")
+	fmt.Printf("\nmedian of rounds               req/s      p50 ms   p99 ms   req/s vs direct   req/s vs caddy   p99 vs caddy\n")
 	for _, t := range targets {
 		m := med[t.name]
-		fmt.Printf("  %-20s %9.0f   %7.3f  %7.3f   %8.2f×        %8.2f×        %6.2f×\n", t.name, m.rps, m.p50, m.p99,
+		fmt.Printf("  %-25s %9.0f   %7.3f  %7.3f   %8.2f×        %8.2f×        %6.2f×\n", t.name, m.rps, m.p50, m.p99,
 			m.rps/med["direct"].rps, m.rps/med["caddy"].rps, m.p99/med["caddy"].p99)
 	}
 
 	fmt.Printf("\nWebSocket echo: 8 connections, 5 s each, alternating\n")
 	for _, t := range targets {
-		fmt.Printf("  %-6s %9.0f round trips/s\n", t.name, echoRate(t.addr, 8, 5*time.Second))
+		fmt.Printf("  %-12s %9.0f round trips/s\n", t.name, echoRate(t.addr, 8, 5*time.Second))
 	}
+	fmt.Printf("  moat+policy / moat requests/s: %.2f×\n", med["moat+policy"].rps/med["moat"].rps)
 
 	fmt.Printf("\nIdle WebSockets: %d held open through the proxy; growth of the proxy's resident memory\n", *sockets)
 	perSocket := map[string]float64{}
-	for _, t := range targets[1:] {
+	for _, t := range targets {
+		if t.name != "moat" && t.name != "caddy" {
+			continue
+		}
 		kib := idleMemory(t, *sockets)
 		perSocket[t.name] = kib
 		fmt.Printf("  %-6s %7.1f KiB per socket\n", t.name, kib)
@@ -326,8 +352,14 @@ func start(name string, env []string, bin string, args ...string) *process {
 	if err := cmd.Start(); err != nil {
 		fatalf("start %s: %v", name, err)
 	}
-	return &process{name: name, cmd: cmd}
+	p := &process{name: name, cmd: cmd}
+	started = append(started, p)
+	return p
 }
+
+// started lists every process the harness runs, so that fatalf (which
+// skips deferred calls) stops them too.
+var started []*process
 
 func (p *process) stop() {
 	if p.cmd.Process != nil {
@@ -368,5 +400,8 @@ func writeFile(path, content string) {
 
 func fatalf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "harness: "+format+"\n", args...)
+	for _, p := range started {
+		p.stop()
+	}
 	os.Exit(1)
 }
