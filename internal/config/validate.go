@@ -122,6 +122,11 @@ func (v *validator) validateServer() {
 			v.errorAt(a.path, "invalid listen address %q: write host:port or :port", a.addr)
 		}
 	}
+	// Expressions in security policies are cost-bounded for inputs up to
+	// 64 KiB (internal/policy), so headers may not grow past that.
+	if s.MaxHeaderBytes < 4<<10 || s.MaxHeaderBytes > 64<<10 {
+		v.errorAt("server.max_header_bytes", "must be between 4096 and 65536")
+	}
 	if host, _, err := net.SplitHostPort(s.InternalAddr); err == nil {
 		if ip, err := netip.ParseAddr(host); host == "" || err == nil && !ip.IsLoopback() {
 			v.warn("server.internal_addr", "%s is reachable from other machines; metrics and health should stay on loopback or a private network", s.InternalAddr)
