@@ -18,7 +18,6 @@ import (
 // websocketPolicyViolation closes a WebSocket whose session ended.
 const websocketPolicyViolation = 1008
 
-
 // world is everything built from one configuration: routes, backends and
 // each route's handler chain. A reload builds a new world beside the old one
 // and swaps it in only when it is whole; requests in flight finish in the
