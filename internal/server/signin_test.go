@@ -149,3 +149,20 @@ func TestSessionInUseOverItsWebSocketDoesNotIdleOutButAnIdleOneLosesItsSocket(t 
 		t.Fatalf("idle session's socket: %v, want close %d", err, websocketPolicyViolation)
 	}
 }
+
+func TestAdminConsoleAndAccountPageAreMountedOnEveryRoutedHost(t *testing.T) {
+	m := startMoat(t, echoBackend(t).URL, signInConfig)
+	c, _ := signIn(t, m)
+	resp, _ := get(t, c, "https://app.example.com/_moat/account", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("account page for a signed-in user: %d, want 200", resp.StatusCode)
+	}
+	resp, _ = get(t, c, "https://app.example.com/_moat/admin/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("admin console for a user outside moat-admins: %d, want 403", resp.StatusCode)
+	}
+	resp, _ = get(t, m.client(), "https://dash.example.com/_moat/admin/api/users")
+	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
+		t.Errorf("admin API without credentials: %d, want 401 or 403", resp.StatusCode)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/moat-dev/moat/internal/account"
+	"github.com/moat-dev/moat/internal/admin"
 	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/clientip"
 	"github.com/moat-dev/moat/internal/config"
@@ -78,9 +80,22 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 	for _, b := range wd.backends {
 		b.SetIdentity = svc.SetIdentity
 	}
+	console, err := admin.New(cfg, s.store, admin.Options{Logger: s.log})
+	if err != nil {
+		wd.close()
+		return nil, err
+	}
+	acct, err := account.New(cfg, s.store, account.Options{Logger: s.log})
+	if err != nil {
+		wd.close()
+		return nil, err
+	}
 	ownPages := http.NewServeMux()
 	ownPages.Handle(web.StaticPrefix, web.Static())
 	ownPages.Handle(moatPrefix, svc.Handler())
+	ownPages.Handle(admin.Prefix, console)
+	ownPages.Handle(account.Prefix, acct)
+	ownPages.Handle(account.Prefix+"/", acct)
 	for _, rt := range cfg.Routes {
 		var h http.Handler = wd.backends[rt.Backend]
 		if !rt.Public {
