@@ -91,11 +91,9 @@ func (s *Service) SetIdentity(out *http.Request, in *http.Request) {
 		out.Header.Set(HeaderAssertion, tok)
 	}
 	if s.cfg.Identity.IAPCompatibleHeaders {
-		out.Header.Set(HeaderIAPEmail, iapPrefix+u.Email)
-		out.Header.Set(HeaderIAPID, iapPrefix+u.ID)
-		if tok != "" {
-			out.Header.Set(HeaderIAPAssertion, tok)
-		}
+		// iap.go: IAP's own claims (iss https://cloud.google.com/iap, aud
+		// from identity.iap_audiences), signed with moat's key.
+		s.setIAPHeaders(out, u, info.Route)
 	}
 }
 

@@ -72,6 +72,7 @@ type Service struct {
 	idle    time.Duration
 
 	sessions   sessionCache
+	sso        *ssoState // single sign-on providers (sso.go)
 	keys       keyRing
 	assertions assertionCache
 	accounts   *throttle // failed logins per account
@@ -117,6 +118,9 @@ func New(cfg *config.Config, st store.Store, logger *slog.Logger) (*Service, err
 		s.idle = config.DefaultSessionIdleTimeout
 	}
 	s.sessions.m = make(map[string]*sessionEntry)
+	if s.sso, err = newSSO(cfg); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
 	s.sessions.unknown = make(map[string]int64)
 	s.assertions.m = make(map[string]cachedAssertion)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -146,13 +150,13 @@ func InstanceKey(cfg *config.Config) (*instancekey.Key, error) {
 	return instancekey.Load(cfg.DataDir)
 }
 
-
 // Run does the background work until ctx ends, and must run for as long as
 // the Service serves: it polls the store for
 // revoked sessions (so a revocation by the CLI or another instance evicts
 // the cache and closes WebSockets within seconds), saves last-seen times,
 // reloads rotated signing keys and deletes expired sessions.
 func (s *Service) Run(ctx context.Context) error {
+	go s.runRecheck(ctx) // SSO sessions' refresh_interval (sso.go)
 	tick := time.NewTicker(revokePoll)
 	defer tick.Stop()
 	since := time.Now().Add(-revokeOverlap)
@@ -212,6 +216,7 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) dropSession(hash string) {
 	s.sessions.remove(hash)
 	s.forgetAssertions(hash)
+	s.forgetIAP(hash)
 	if s.OnRevoke != nil {
 		s.OnRevoke(hash)
 	}

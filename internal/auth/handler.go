@@ -47,7 +47,13 @@ func (s *Service) Handler() http.Handler {
 			s.servePassword(w, r)
 		case "/_moat/jwks.json":
 			s.serveJWKS(w, r)
+		case CallbackPath:
+			s.serveSSO(w, r)
 		default:
+			if strings.HasPrefix(r.URL.Path, ssoStartPrefix) {
+				s.serveSSO(w, r)
+				return
+			}
 			web.Error(w, r, http.StatusNotFound, "not_found")
 		}
 	}))
@@ -72,7 +78,13 @@ func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, returnTo, http.StatusSeeOther)
 			return
 		}
-		s.renderLogin(w, r, http.StatusOK, s.loginData(w, r, returnTo))
+		p := s.loginData(w, r, returnTo)
+		if !p.Password && len(p.Providers) == 1 {
+			// One way to sign in: go straight to the provider.
+			http.Redirect(w, r, ssoStartURL(p.Providers[0], returnTo), http.StatusSeeOther)
+			return
+		}
+		s.renderLogin(w, r, http.StatusOK, p)
 	case http.MethodPost:
 		s.loginPost(w, r)
 	default:

@@ -31,6 +31,9 @@ func (s *Service) Require(route *config.Route, next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u := request.From(r).User
+		if !u.SignedIn() && route != nil && route.Bearer && s.serveBearer(w, r, route, list, next) {
+			return // bearer.go
+		}
 		if !u.SignedIn() {
 			s.challenge(w, r)
 			return

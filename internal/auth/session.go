@@ -291,7 +291,9 @@ func contains(list []string, v string) bool {
 // startSession creates a new session for u with a fresh random id (never a
 // value the client sent: no fixation), sets the cookie and revokes the
 // session the request carried before, if any.
-func (s *Service) startSession(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, provider string) (*sessionEntry, error) {
+// Each of opts may fill in more of the new session (SSO groups, the
+// sealed refresh token) before it is stored.
+func (s *Service) startSession(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, provider string, opts ...func(*store.Session)) (*sessionEntry, error) {
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return nil, err
@@ -307,6 +309,9 @@ func (s *Service) startSession(ctx context.Context, w http.ResponseWriter, r *ht
 		IDHash: hashID(id), UserID: u.ID, Email: u.Email, Provider: provider,
 		ClientIP: clientIP(info), UserAgent: ua,
 		CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(s.maxAge), AuthTime: now,
+	}
+	for _, o := range opts {
+		o(sess)
 	}
 	if err := s.store.CreateSession(ctx, sess); err != nil {
 		return nil, err

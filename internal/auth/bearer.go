@@ -1,0 +1,218 @@
+package auth
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moat-dev/moat/internal/auth/allow"
+	"github.com/moat-dev/moat/internal/auth/oidc"
+	"github.com/moat-dev/moat/internal/auth/pat"
+	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/web"
+)
+
+// Bearer tokens: on a route with bearer: true, a script may send
+// "Authorization: Bearer <token>" instead of a session cookie, where the
+// token is a moat personal access token (moat_pat_…, see moat tokens) or
+// an OpenID Connect ID token from one of the route's SSO providers whose
+// audience is that provider's client_id.
+
+// ProviderToken is request.User.Provider for a personal access token.
+const ProviderToken = "token"
+
+// tokenVerifyEvery is how long a checked personal access token is trusted
+// before the store is asked again; a revocation takes effect within it.
+const tokenVerifyEvery = 4 * time.Second
+
+// reservedTokenName starts the names of store.Token rows that are not
+// personal access tokens (internal/admin's "moat:set-password" links).
+const reservedTokenName = "moat:"
+
+// maxCachedTokens bounds the token cache; past it the cache starts over.
+const maxCachedTokens = 10000
+
+type cachedToken struct {
+	user    request.User
+	checked time.Time
+	expires time.Time
+}
+
+// tokenCache holds recently checked personal access tokens by hash.
+type tokenCache struct {
+	ttl time.Duration // tokenVerifyEvery; shorter in tests
+	mu  sync.Mutex
+	m   map[string]cachedToken
+}
+
+// bearerToken returns the token of an Authorization: Bearer header, or "".
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", false
+	}
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
+}
+
+// serveBearer handles a request to a bearer: true route that has no
+// session but an Authorization: Bearer header. It reports false when there
+// is no such header (the caller goes on as usual); otherwise it has
+// answered: 401 for a token that is not valid, 403 for a user the allow
+// list refuses, else next.
+func (s *Service) serveBearer(w http.ResponseWriter, r *http.Request, route *config.Route, list allow.List, next http.Handler) bool {
+	raw, ok := bearerToken(r)
+	if !ok {
+		return false
+	}
+	info := request.From(r)
+	u, err := s.bearerUser(r.Context(), route, raw)
+	if err != nil {
+		s.logger.Warn("bearer token refused", "route", route.Name(), "client_ip", clientIP(info), "request_id", info.ID, "err", err)
+		status, key := http.StatusUnauthorized, "auth.bearer.invalid"
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		if errors.Is(err, oidc.ErrProviderDown) || errors.Is(err, errStoreDown) {
+			status, key = http.StatusServiceUnavailable, "unavailable"
+			w.Header().Set("Retry-After", "5")
+			w.Header().Del("WWW-Authenticate")
+		}
+		web.Error(w, r, status, key)
+		return true
+	}
+	info.User = u
+	if !list.Allows(u) {
+		web.Error(w, r, http.StatusForbidden, "auth.not_allowed", u.Email)
+		return true
+	}
+	next.ServeHTTP(w, r)
+	return true
+}
+
+var errStoreDown = errors.New("store unavailable")
+
+// bearerUser checks a bearer token and returns its user.
+func (s *Service) bearerUser(ctx context.Context, route *config.Route, raw string) (request.User, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if strings.HasPrefix(raw, pat.Prefix) {
+		return s.tokenUser(ctx, raw)
+	}
+	p, err := s.bearerProvider(route, raw)
+	if err != nil {
+		return request.User{}, err
+	}
+	id, err := p.VerifyBearer(ctx, raw)
+	if err != nil {
+		return request.User{}, err
+	}
+	u, err := s.ssoUser(ctx, id)
+	if err != nil {
+		if errors.Is(err, errUserDisabled) {
+			return request.User{}, err
+		}
+		return request.User{}, fmt.Errorf("%w: %v", errStoreDown, err)
+	}
+	groups := append([]string(nil), u.Groups...)
+	for _, g := range id.Groups {
+		if !contains(groups, g) {
+			groups = append(groups, g)
+		}
+	}
+	return request.User{ID: u.ID, Email: u.Email, Name: u.Name, Groups: groups, Provider: p.Name(),
+		SessionID: "bearer:" + p.Name() + ":" + u.ID}, nil
+}
+
+// bearerProvider picks, by the token's (unverified) iss, which of the
+// route's providers must verify it, so a token never makes moat contact a
+// provider the route does not use.
+func (s *Service) bearerProvider(route *config.Route, raw string) (*oidc.Provider, error) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 || len(raw) > 16<<10 {
+		return nil, fmt.Errorf("%w: not a JWT", oidc.ErrInvalidToken)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload is not base64url", oidc.ErrInvalidToken)
+	}
+	var c struct {
+		Iss string `json:"iss"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil || c.Iss == "" {
+		return nil, fmt.Errorf("%w: no iss", oidc.ErrInvalidToken)
+	}
+	for _, m := range route.Login {
+		if pc := s.cfg.Identity.SSO[m]; pc != nil && strings.TrimSuffix(pc.Issuer, "/") == strings.TrimSuffix(c.Iss, "/") {
+			return s.sso.providers[m], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: issuer %q is not a provider of this route", oidc.ErrInvalidToken, c.Iss)
+}
+
+// tokenUser checks a personal access token: known, not revoked, not
+// expired, its user enabled.
+func (s *Service) tokenUser(ctx context.Context, raw string) (request.User, error) {
+	if !pat.Valid(raw) {
+		return request.User{}, errors.New("malformed personal access token")
+	}
+	hash := pat.Hash(raw)
+	now := time.Now()
+	tokens := &s.sso.tokens
+	tokens.mu.Lock()
+	c, ok := tokens.m[hash]
+	tokens.mu.Unlock()
+	if ok && now.Sub(c.checked) < tokens.ttl && (c.expires.IsZero() || now.Before(c.expires)) {
+		return c.user, nil
+	}
+	t, err := s.store.GetTokenByHash(ctx, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return request.User{}, errors.New("unknown personal access token")
+	}
+	if err != nil {
+		return request.User{}, fmt.Errorf("%w: %v", errStoreDown, err)
+	}
+	switch {
+	case strings.HasPrefix(t.Name, reservedTokenName):
+		// A set-password link (internal/admin) lives in the same table; it
+		// is never a bearer token, whatever its hash.
+		return request.User{}, errors.New("not a personal access token")
+	case !t.RevokedAt.IsZero():
+		return request.User{}, fmt.Errorf("personal access token %s was revoked", t.ID)
+	case !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt):
+		return request.User{}, fmt.Errorf("personal access token %s has expired", t.ID)
+	}
+	u, err := s.store.GetUser(ctx, t.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return request.User{}, fmt.Errorf("personal access token %s: user deleted", t.ID)
+	}
+	if err != nil {
+		return request.User{}, fmt.Errorf("%w: %v", errStoreDown, err)
+	}
+	if u.Disabled {
+		return request.User{}, fmt.Errorf("personal access token %s: %w", t.ID, errUserDisabled)
+	}
+	user := request.User{ID: u.ID, Email: u.Email, Name: u.Name, Groups: append([]string(nil), u.Groups...),
+		Provider: ProviderToken, SessionID: "token:" + t.ID}
+	if t.LastUsed.IsZero() || now.Sub(t.LastUsed) > time.Minute {
+		if err := s.store.TouchToken(ctx, t.ID, now); err != nil {
+			s.logger.Warn("record token use", "err", err)
+		}
+	}
+	tokens.mu.Lock()
+	if tokens.m == nil || len(tokens.m) >= maxCachedTokens {
+		tokens.m = make(map[string]cachedToken)
+	}
+	tokens.m[hash] = cachedToken{user: user, checked: now, expires: t.ExpiresAt}
+	tokens.mu.Unlock()
+	return user, nil
+}

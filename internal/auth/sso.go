@@ -1,0 +1,521 @@
+package auth
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/moat-dev/moat/internal/auth/oidc"
+	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/web"
+)
+
+// OIDCCookie carries one sign-in with a provider from its start to the
+// callback: sealed with the instance key, bound to this browser (the state
+// sent to the provider must match the one inside), single use and valid
+// for flowLifetime.
+const OIDCCookie = "__Host-moat-oidc"
+
+// Paths of single sign-on under /_moat/.
+const (
+	// CallbackPath is the redirect URI to register at every provider, on
+	// each routed host: https://HOST/_moat/oidc/callback.
+	CallbackPath   = "/_moat/oidc/callback"
+	ssoStartPrefix = "/_moat/sso/" // + NAME + "/start?return_to=…"
+)
+
+// Limits of a sign-in with a provider.
+const (
+	flowLifetime   = 10 * time.Minute
+	maxCodeLen     = 4096
+	maxUsedStates  = 100000
+	ssoWorkBudget  = 30 * time.Second
+	minRecheckTick = 5 * time.Second
+)
+
+// ssoState is the Service's single sign-on: its providers, the states
+// already redeemed, and when each session was last re-checked.
+type ssoState struct {
+	providers map[string]*oidc.Provider
+	// recheckTick is how often Run looks for sessions due a re-check.
+	recheckTick time.Duration
+
+	mu      sync.Mutex
+	used    map[string]time.Time // state -> when it stops mattering
+	checked map[string]time.Time // session hash -> last successful re-check
+
+	tokens tokenCache // personal access tokens (bearer.go)
+	iap    iapCache   // IAP-compatible assertions (iap.go)
+}
+
+func newSSO(cfg *config.Config) (*ssoState, error) {
+	st := &ssoState{providers: map[string]*oidc.Provider{}, used: map[string]time.Time{}, checked: map[string]time.Time{}}
+	tick := time.Minute
+	for name, pc := range cfg.Identity.SSO {
+		p, err := oidc.New(name, pc)
+		if err != nil {
+			return nil, err
+		}
+		st.providers[name] = p
+		if iv := pc.RefreshInterval.D(); iv > 0 && iv/4 < tick {
+			tick = iv / 4
+		}
+	}
+	st.recheckTick = max(tick, minRecheckTick)
+	st.tokens.ttl = tokenVerifyEvery
+	return st, nil
+}
+
+// Provider returns the configured SSO provider name, or nil. Tests and
+// the server use it to tune the provider (HTTP client, clock).
+func (s *Service) Provider(name string) *oidc.Provider { return s.sso.providers[name] }
+
+// useState records state as redeemed and reports whether it was fresh.
+func (st *ssoState) useState(state string, until time.Time) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, seen := st.used[state]; seen {
+		return false
+	}
+	if len(st.used) >= maxUsedStates {
+		now := time.Now()
+		for k, t := range st.used {
+			if now.After(t) {
+				delete(st.used, k)
+			}
+		}
+		if len(st.used) >= maxUsedStates {
+			return false // fail closed under a flood
+		}
+	}
+	st.used[state] = until
+	return true
+}
+
+func (st *ssoState) lastChecked(hash string) (time.Time, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	t, ok := st.checked[hash]
+	return t, ok
+}
+
+func (st *ssoState) setChecked(hash string, t time.Time) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if t.IsZero() {
+		delete(st.checked, hash)
+		return
+	}
+	st.checked[hash] = t
+}
+
+// flow is what OIDCCookie holds.
+type flow struct {
+	Provider string `json:"p"`
+	State    string `json:"s"`
+	Nonce    string `json:"n"`
+	Verifier string `json:"v"`
+	ReturnTo string `json:"r"`
+	Expires  int64  `json:"e"`
+}
+
+var flowAAD = []byte("moat-oidc-flow")
+
+func (s *Service) sealFlow(f flow) (string, error) {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return "", err
+	}
+	ct, err := s.ikey.Seal(b, flowAAD)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(ct), nil
+}
+
+func (s *Service) openFlow(v string) (*flow, error) {
+	if v == "" || len(v) > 4096 {
+		return nil, errors.New("no sign-in in progress in this browser")
+	}
+	ct, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil {
+		return nil, errors.New("sign-in cookie is malformed")
+	}
+	b, err := s.ikey.Open(ct, flowAAD)
+	if err != nil {
+		return nil, errors.New("sign-in cookie does not open")
+	}
+	var f flow
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, errors.New("sign-in cookie is malformed")
+	}
+	if time.Now().Unix() > f.Expires {
+		return nil, errors.New("sign-in took longer than 10 minutes")
+	}
+	return &f, nil
+}
+
+// refreshAAD binds a sealed refresh token to its provider and user, so a
+// token copied to another row does not open.
+func refreshAAD(provider, userID string) []byte {
+	return []byte("moat-refresh\x00" + provider + "\x00" + userID)
+}
+
+// callbackURL is the redirect URI for r's host.
+func callbackURL(r *http.Request) string {
+	scheme := request.From(r).Scheme
+	if scheme == "" {
+		scheme = "https"
+		if r.TLS == nil {
+			scheme = "http"
+		}
+	}
+	return scheme + "://" + r.Host + CallbackPath
+}
+
+// ssoStartURL is where the login page's button for provider leads.
+func ssoStartURL(provider, returnTo string) string {
+	return ssoStartPrefix + url.PathEscape(provider) + "/start?return_to=" + url.QueryEscape(returnTo)
+}
+
+// serveSSO answers /_moat/sso/NAME/start and /_moat/oidc/callback.
+func (s *Service) serveSSO(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		web.Error(w, r, http.StatusMethodNotAllowed, "bad_request")
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if r.URL.Path == CallbackPath {
+		s.ssoCallback(w, r)
+		return
+	}
+	name, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, ssoStartPrefix), "/start")
+	if !ok || strings.Contains(name, "/") {
+		web.Error(w, r, http.StatusNotFound, "not_found")
+		return
+	}
+	s.ssoStart(w, r, name)
+}
+
+// ssoStart sends the browser to provider name, if a route on this host
+// signs in with it.
+func (s *Service) ssoStart(w http.ResponseWriter, r *http.Request, name string) {
+	returnTo := safeReturnTo(r.URL.Query().Get("return_to"))
+	p := s.sso.providers[name]
+	offered := false
+	for _, rt := range s.routesFor(r, hostOnly(r.Host), returnTo) {
+		if contains(rt.Login, name) {
+			offered = true
+		}
+	}
+	if p == nil || !offered {
+		web.Error(w, r, http.StatusNotFound, "not_found")
+		return
+	}
+	f := flow{Provider: name, State: oidc.RandomToken(), Nonce: oidc.RandomToken(), Verifier: oauth2.GenerateVerifier(),
+		ReturnTo: returnTo, Expires: time.Now().Add(flowLifetime).Unix()}
+	ctx, cancel := context.WithTimeout(r.Context(), ssoWorkBudget)
+	defer cancel()
+	authURL, err := p.AuthCodeURL(ctx, f.State, f.Nonce, f.Verifier, callbackURL(r))
+	if err != nil {
+		s.ssoFailed(w, r, name, "", err)
+		return
+	}
+	v, err := s.sealFlow(f)
+	if err != nil {
+		s.logger.Error("seal sign-in cookie", "err", err)
+		unavailable(w, r)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: OIDCCookie, Value: v, Path: "/", MaxAge: int(flowLifetime / time.Second),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	http.Redirect(w, r, authURL, http.StatusSeeOther)
+}
+
+// providerError is the error parameter a provider may send back (RFC 6749
+// §4.1.2.1), kept only when it has the registered shape.
+var providerError = regexp.MustCompile(`^[a-z_]{1,64}$`)
+
+// ssoCallback finishes a sign-in: it checks the flow cookie and state,
+// redeems the code, checks the ID token, and starts a session.
+func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	// Single use: whatever happens next, this browser's flow is over.
+	http.SetCookie(w, &http.Cookie{Name: OIDCCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	f, err := s.openFlow(cookieValue(r, OIDCCookie))
+	if err != nil {
+		s.ssoFailed(w, r, "", "", fmt.Errorf("%w: %v", oidc.ErrBadState, err))
+		return
+	}
+	state := q.Get("state")
+	if subtle.ConstantTimeCompare([]byte(state), []byte(f.State)) != 1 {
+		s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: state does not match this browser's sign-in", oidc.ErrBadState))
+		return
+	}
+	if !s.sso.useState(f.State, time.Unix(f.Expires, 0)) {
+		s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: state already used", oidc.ErrBadState))
+		return
+	}
+	p := s.sso.providers[f.Provider]
+	if p == nil {
+		s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: provider no longer configured", oidc.ErrBadState))
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		if !providerError.MatchString(e) {
+			e = "invalid"
+		}
+		s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: the provider answered %s", errProviderRefused, e))
+		return
+	}
+	code := q.Get("code")
+	if code == "" || len(code) > maxCodeLen {
+		s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: no code", oidc.ErrBadState))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), ssoWorkBudget)
+	defer cancel()
+	id, tok, err := p.Exchange(ctx, code, f.Verifier, callbackURL(r), f.Nonce)
+	if err != nil {
+		s.ssoFailed(w, r, f.Provider, "", err)
+		return
+	}
+	u, err := s.ssoUser(ctx, id)
+	if errors.Is(err, errUserDisabled) {
+		s.ssoFailed(w, r, f.Provider, id.Email, err)
+		return
+	}
+	if err != nil {
+		s.logger.Error("sso: load or create user", "user", id.Email, "err", err)
+		unavailable(w, r)
+		return
+	}
+	var sealed []byte
+	if tok.RefreshToken != "" {
+		if sealed, err = s.ikey.Seal([]byte(tok.RefreshToken), refreshAAD(f.Provider, u.ID)); err != nil {
+			s.logger.Error("sso: seal refresh token", "err", err)
+			unavailable(w, r)
+			return
+		}
+	}
+	e, err := s.startSession(ctx, w, r, u, f.Provider, func(sess *store.Session) {
+		sess.Groups = id.Groups
+		sess.RefreshToken = sealed
+	})
+	if err != nil {
+		s.logger.Error("sso: start session", "user", u.Email, "err", err)
+		unavailable(w, r)
+		return
+	}
+	s.sso.setChecked(e.hash, time.Now())
+	if err := s.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
+		s.logger.Warn("record last login", "user", u.Email, "err", err)
+	}
+	s.audit(ctx, "login.success", u.Email, clientIP(request.From(r)), "sso:"+f.Provider)
+	http.Redirect(w, r, f.ReturnTo, http.StatusSeeOther)
+}
+
+var (
+	errUserDisabled    = errors.New("user is disabled in moat")
+	errProviderRefused = errors.New("provider refused the sign-in")
+)
+
+// ssoUser returns moat's record of the person the provider vouched for,
+// creating one (without a password) at their first sign-in, so that
+// moat's own groups, disabling and sessions work for SSO users too.
+func (s *Service) ssoUser(ctx context.Context, id *oidc.Identity) (*store.User, error) {
+	for attempt := 0; attempt < 2; attempt++ {
+		u, err := s.store.GetUserByEmail(ctx, id.Email)
+		if err == nil {
+			if u.Disabled {
+				return nil, errUserDisabled
+			}
+			return u, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		u = &store.User{Email: id.Email, Name: id.Name}
+		err = s.store.CreateUser(ctx, u)
+		if err == nil {
+			s.audit(ctx, "user.create", u.Email, "", "first sign-in with "+id.Provider)
+			return u, nil
+		}
+		if !errors.Is(err, store.ErrDuplicate) {
+			return nil, err
+		}
+		// Created meanwhile by another sign-in: read it.
+	}
+	return nil, errors.New("user could not be created")
+}
+
+// ssoFailed answers a sign-in that did not work with a page the person can
+// act on, and logs and audits why (never a token).
+func (s *Service) ssoFailed(w http.ResponseWriter, r *http.Request, provider, email string, err error) {
+	info := request.From(r)
+	status, key, args := http.StatusBadGateway, "auth.sso.failed", []any(nil)
+	switch {
+	case errors.Is(err, oidc.ErrProviderDown):
+		status, key = http.StatusServiceUnavailable, "auth.sso.down"
+		w.Header().Set("Retry-After", "30")
+	case errors.Is(err, oidc.ErrBadState):
+		status, key = http.StatusBadRequest, "auth.sso.bad_state"
+	case errors.Is(err, oidc.ErrEmailNotVerified):
+		status, key = http.StatusForbidden, "auth.sso.unverified"
+	case errors.Is(err, oidc.ErrDomainMismatch):
+		status, key = http.StatusForbidden, "auth.sso.domain"
+		if p := s.cfg.Identity.SSO[provider]; p != nil {
+			args = []any{p.HostedDomain}
+		}
+	case errors.Is(err, errUserDisabled):
+		status, key, args = http.StatusForbidden, "auth.not_allowed", []any{email}
+	case errors.Is(err, errProviderRefused):
+		status, key = http.StatusForbidden, "auth.sso.refused"
+	}
+	s.logger.Warn("sso sign-in failed", "provider", provider, "reason", key, "user", email,
+		"client_ip", clientIP(info), "request_id", info.ID, "err", err)
+	if !errors.Is(err, oidc.ErrProviderDown) {
+		s.audit(r.Context(), "login.failure", email, clientIP(info), "sso:"+provider+": "+strings.TrimPrefix(key, "auth."))
+	}
+	web.Error(w, r, status, key, args...)
+}
+
+// runRecheck re-checks SSO sessions with their provider until ctx ends.
+func (s *Service) runRecheck(ctx context.Context) {
+	due := false
+	for _, p := range s.sso.providers {
+		if p.RefreshInterval() > 0 {
+			due = true
+		}
+	}
+	if !due {
+		return
+	}
+	tick := time.NewTicker(s.sso.recheckTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s.recheckSessions(ctx, time.Now())
+	}
+}
+
+// recheckSessions asks the provider about every live SSO session whose
+// last check is older than its provider's refresh_interval. A refusal
+// (token revoked, user disabled at the provider, email no longer verified,
+// other domain) ends the session and closes its WebSockets; a provider
+// that cannot be reached is given one more interval before the session
+// ends (fail closed, but not on a blip).
+func (s *Service) recheckSessions(ctx context.Context, now time.Time) {
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	sessions, err := s.store.ListSessions(lctx, "")
+	cancel()
+	if err != nil {
+		s.logger.Warn("sso re-check: list sessions", "err", err)
+		return
+	}
+	live := make(map[string]bool, len(sessions))
+	for _, sess := range sessions {
+		live[sess.IDHash] = true
+	}
+	s.sso.mu.Lock()
+	for h := range s.sso.checked {
+		if !live[h] {
+			delete(s.sso.checked, h) // expired or revoked elsewhere
+		}
+	}
+	s.sso.mu.Unlock()
+	for _, sess := range sessions {
+		if ctx.Err() != nil {
+			return
+		}
+		p := s.sso.providers[sess.Provider]
+		if p == nil || p.RefreshInterval() <= 0 {
+			continue
+		}
+		last, ok := s.sso.lastChecked(sess.IDHash)
+		if !ok {
+			last = sess.AuthTime
+			if last.IsZero() {
+				last = sess.CreatedAt
+			}
+		}
+		if now.Sub(last) < p.RefreshInterval() {
+			continue
+		}
+		s.recheck(ctx, p, sess, last, now)
+	}
+}
+
+func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Session, last, now time.Time) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	end := func(why string) {
+		s.revoke(ctx, sess.IDHash)
+		s.sso.setChecked(sess.IDHash, time.Time{})
+		s.audit(ctx, "session.revoke", sess.Email, "", "sso:"+p.Name()+": "+why)
+	}
+	if len(sess.RefreshToken) == 0 {
+		end("no refresh token to re-check the sign-in with; sign in again")
+		return
+	}
+	rt, err := s.ikey.Open(sess.RefreshToken, refreshAAD(p.Name(), sess.UserID))
+	if err != nil {
+		end("refresh token does not open")
+		return
+	}
+	id, tok, err := p.Refresh(ctx, string(rt))
+	switch {
+	case errors.Is(err, oidc.ErrProviderDown):
+		if now.Sub(last) >= 2*p.RefreshInterval() {
+			end("provider unreachable for too long")
+		} else {
+			s.logger.Warn("sso re-check: provider unreachable, will retry", "provider", p.Name(), "user", sess.Email, "err", err)
+		}
+		return
+	case err != nil:
+		end("provider refused: " + err.Error())
+		return
+	case !strings.EqualFold(id.Email, sess.Email):
+		end("provider now names another email")
+		return
+	}
+	// Read the session again just before writing, so a revocation made
+	// meanwhile is not undone.
+	cur, err := s.store.GetSession(ctx, sess.IDHash)
+	if err != nil || !cur.RevokedAt.IsZero() {
+		return
+	}
+	cur.Groups = id.Groups
+	if tok.RefreshToken != "" && tok.RefreshToken != string(rt) {
+		if cur.RefreshToken, err = s.ikey.Seal([]byte(tok.RefreshToken), refreshAAD(p.Name(), sess.UserID)); err != nil {
+			s.logger.Error("sso re-check: seal refresh token", "err", err)
+			return
+		}
+	}
+	if err := s.store.UpdateSession(ctx, cur); err != nil {
+		s.logger.Warn("sso re-check: save session", "user", sess.Email, "err", err)
+		return
+	}
+	s.sso.setChecked(sess.IDHash, now)
+	// The next request reloads the session with the provider's groups.
+	s.sessions.remove(sess.IDHash)
+	s.forgetAssertions(sess.IDHash)
+}
