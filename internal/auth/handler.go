@@ -79,8 +79,11 @@ func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p := s.loginData(w, r, returnTo)
-		if !p.Password && len(p.Providers) == 1 {
-			// One way to sign in: go straight to the provider.
+		if !p.Password && len(p.Providers) == 1 && r.URL.Query().Has("return_to") {
+			// One way to sign in, and a page to get back to: go straight
+			// to the provider. A bare /_moat/login (where sign-out lands)
+			// shows the button instead, or the provider's own session
+			// would sign the person straight back in.
 			http.Redirect(w, r, ssoStartURL(p.Providers[0], returnTo), http.StatusSeeOther)
 			return
 		}

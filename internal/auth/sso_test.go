@@ -298,6 +298,15 @@ func TestSSORefusalsShowAPageThatSaysWhy(t *testing.T) {
 			t.Errorf("page does not say why:\n%s", body)
 		}
 	})
+	t.Run("the login page without return_to shows the button instead of redirecting", func(t *testing.T) {
+		// Where sign-out lands: redirecting would sign the person straight
+		// back in with the provider's own session.
+		resp := h.nav(h.browser(), "GET", "/_moat/login", nil)
+		wantStatus(t, resp, http.StatusOK)
+		if body := readBody(t, resp); !strings.Contains(body, "/_moat/sso/test/start") {
+			t.Errorf("no SSO button:\n%s", body)
+		}
+	})
 	t.Run("a provider not offered on the route cannot be started", func(t *testing.T) {
 		wantStatus(t, h.nav(h.browser(), "GET", "/_moat/sso/other/start?return_to=/sso/", nil), http.StatusNotFound)
 	})
