@@ -1,8 +1,6 @@
 package account
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -10,6 +8,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/admin"
+	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
@@ -76,7 +75,7 @@ func (a *Account) postCreateToken(w http.ResponseWriter, r *http.Request) {
 	for _, d := range tokenLifetimes {
 		valid = valid || err == nil && d == days
 	}
-	if name == "" || len(name) > maxTokenName || strings.ContainsAny(name, "\r\n\x00") || !valid || name == admin.SetPasswordTokenName {
+	if name == "" || len(name) > maxTokenName || strings.ContainsAny(name, "\r\n\x00") || !valid || strings.HasPrefix(name, "moat:") {
 		p, err := a.base(r)
 		if err != nil {
 			a.fail(w, r, err)
@@ -86,13 +85,8 @@ func (a *Account) postCreateToken(w http.ResponseWriter, r *http.Request) {
 		a.rerenderOverview(w, r, p)
 		return
 	}
-	var raw [32]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	secret := admin.TokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
-	t := &store.Token{Hash: admin.HashToken(secret), UserID: wo.user.ID, Name: name}
+	secret, hash := pat.New()
+	t := &store.Token{Hash: hash, UserID: wo.user.ID, Name: name}
 	if days > 0 {
 		t.ExpiresAt = time.Now().Add(time.Duration(days) * 24 * time.Hour)
 	}

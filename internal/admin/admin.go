@@ -16,7 +16,6 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/auth/mfa"
+	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
@@ -40,8 +40,8 @@ const (
 	APIPrefix = "/_moat/admin/api/"
 )
 
-// TokenPrefix starts every personal access token.
-const TokenPrefix = "moat_pat_"
+// TokenPrefix starts every personal access token (pat.Prefix).
+const TokenPrefix = pat.Prefix
 
 // csrfCookie is the pre-session cookie the CSRF token is bound to; the same
 // one moat's sign-in pages use (auth.CSRFCookie), so their tokens agree.
@@ -265,17 +265,14 @@ func (c *Console) sessionAdmin(w http.ResponseWriter, r *http.Request, isAPI boo
 }
 
 // HashToken is what the store keeps of a personal access token: the hex
-// SHA-256 of the whole token (it carries 256 random bits, so no slow hash
-// is needed).
-func HashToken(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
-}
+// SHA-256 of the whole token, as internal/auth/pat (and moat tokens)
+// computes it.
+func HashToken(token string) string { return pat.Hash(token) }
 
 // tokenAdmin authorises an API call by a personal access token.
 func (c *Console) tokenAdmin(w http.ResponseWriter, r *http.Request) (*admin, bool) {
 	raw := strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
-	if !strings.HasPrefix(raw, TokenPrefix) || len(raw) > 256 {
+	if !pat.Valid(raw) {
 		apiError(w, r, http.StatusUnauthorized, "auth.unauthorized", "not a moat personal access token")
 		return nil, false
 	}
