@@ -401,10 +401,12 @@ func (s *sqlStore) TouchSession(ctx context.Context, idHash string, lastSeen tim
 }
 
 func (s *sqlStore) UpdateSession(ctx context.Context, x *Session) error {
+	// Only a live session is updated, and never its revocation: a
+	// read-modify-write racing RevokeSession must not bring it back.
 	n, err := s.e.exec(ctx, `UPDATE sessions SET user_id = $2, email = $3, provider = $4, groups_json = $5, mfa = $6, client_ip = $7, user_agent = $8,
-		last_seen = $9, expires_at = $10, revoked_at = $11, refresh_token = $12, auth_time = $13 WHERE id_hash = $1`,
+		last_seen = $9, expires_at = $10, refresh_token = $11, auth_time = $12 WHERE id_hash = $1 AND revoked_at = 0`,
 		x.IDHash, x.UserID, x.Email, x.Provider, groupsJSON(x.Groups), b2i(x.MFA), x.ClientIP, x.UserAgent,
-		ts(x.LastSeen), ts(x.ExpiresAt), ts(x.RevokedAt), nonNil(x.RefreshToken), ts(x.AuthTime))
+		ts(x.LastSeen), ts(x.ExpiresAt), nonNil(x.RefreshToken), ts(x.AuthTime))
 	if err != nil {
 		return fmt.Errorf("update session: %w", err)
 	}

@@ -157,7 +157,9 @@ type Store interface {
 	GetSession(ctx context.Context, idHash string) (*Session, error)
 	// TouchSession moves LastSeen forward (never back).
 	TouchSession(ctx context.Context, idHash string, lastSeen time.Time) error
-	UpdateSession(ctx context.Context, s *Session) error // all fields but IDHash and CreatedAt
+	// UpdateSession rewrites a live session's fields but IDHash, CreatedAt
+	// and RevokedAt; ErrNotFound when it is gone or revoked.
+	UpdateSession(ctx context.Context, s *Session) error
 	// RevokeSession revokes one session; a second revocation keeps the
 	// first time.
 	RevokeSession(ctx context.Context, idHash string, at time.Time) error

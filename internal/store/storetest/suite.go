@@ -311,6 +311,14 @@ func testSessions(t *testing.T, s store.Store) {
 	if got.MFA || !got.ExpiresAt.Equal(t0.Add(2*time.Hour)) || got.RefreshToken != nil {
 		t.Errorf("after update: %+v", got)
 	}
+	stale := *got
+	stale.RevokedAt = t0.Add(time.Minute) // a caller's revocation is ignored...
+	if err := s.UpdateSession(ctx(t), &stale); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ = s.GetSession(ctx(t), "h1"); !got.RevokedAt.IsZero() {
+		t.Errorf("UpdateSession revoked the session: %+v", got)
+	}
 	if list, _ := s.ListSessions(ctx(t), u.ID); len(list) != 1 {
 		t.Errorf("ListSessions = %d, want 1", len(list))
 	}
@@ -323,6 +331,14 @@ func testSessions(t *testing.T, s store.Store) {
 	got, _ = s.GetSession(ctx(t), "h1")
 	if !got.RevokedAt.Equal(t0.Add(time.Minute)) {
 		t.Errorf("revoked at = %v", got.RevokedAt)
+	}
+	// ...and a stale copy written back cannot undo a revocation.
+	got.RevokedAt = time.Time{}
+	if err := s.UpdateSession(ctx(t), got); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UpdateSession of a revoked session: %v, want ErrNotFound", err)
+	}
+	if got, _ = s.GetSession(ctx(t), "h1"); got.RevokedAt.IsZero() {
+		t.Errorf("a stale UpdateSession undid the revocation")
 	}
 	if list, _ := s.ListSessions(ctx(t), u.ID); len(list) != 0 {
 		t.Errorf("a revoked session is listed as live")
