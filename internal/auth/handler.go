@@ -74,7 +74,9 @@ func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		returnTo := safeReturnTo(r.URL.Query().Get("return_to"))
-		if e := s.sessionOf(r); e != nil && !e.mustChange {
+		// Signed in already: back to the page, unless that page asked for a
+		// fresh sign-in (a route's max_age, the admin console's re-auth).
+		if e := s.sessionOf(r); e != nil && !e.mustChange && !r.URL.Query().Has("reauth") {
 			http.Redirect(w, r, returnTo, http.StatusSeeOther)
 			return
 		}

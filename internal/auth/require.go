@@ -3,6 +3,7 @@ package auth
 import (
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/moat-dev/moat/internal/auth/allow"
 	"github.com/moat-dev/moat/internal/config"
@@ -38,7 +39,14 @@ func (s *Service) Require(route *config.Route, next http.Handler) http.Handler {
 			s.challenge(w, r)
 			return
 		}
-		if e := s.sessionOf(r); e != nil && e.mustChange {
+		e := s.sessionOf(r)
+		// A route's max_age asks for a sign-in younger than that: an older
+		// one goes through the login page again.
+		if route != nil && route.MaxAge > 0 && e != nil && time.Since(e.authTime) > route.MaxAge.D() {
+			s.challengeWith(w, r, "reauth=1&")
+			return
+		}
+		if e != nil && e.mustChange {
 			if web.IsNavigation(r) {
 				http.Redirect(w, r, "/_moat/password?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return
@@ -55,9 +63,13 @@ func (s *Service) Require(route *config.Route, next http.Handler) http.Handler {
 }
 
 // challenge answers a request that needs a session and has none.
-func (s *Service) challenge(w http.ResponseWriter, r *http.Request) {
+func (s *Service) challenge(w http.ResponseWriter, r *http.Request) { s.challengeWith(w, r, "") }
+
+// challengeWith is challenge with extra login-page query parameters
+// (ending in "&").
+func (s *Service) challengeWith(w http.ResponseWriter, r *http.Request, query string) {
 	if web.IsNavigation(r) {
-		http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		http.Redirect(w, r, "/_moat/login?"+query+"return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return
 	}
 	web.Error(w, r, http.StatusUnauthorized, "auth.unauthorized")

@@ -27,6 +27,9 @@ type sessionEntry struct {
 	mustChange bool
 	createdAt  time.Time
 	expiresAt  time.Time
+	// authTime is when the user last proved who they are (for a route's
+	// max_age).
+	authTime time.Time
 
 	verifiedAt atomic.Int64 // unix nanoseconds of the last store check
 	lastSeen   atomic.Int64 // unix nanoseconds of the last request
@@ -272,6 +275,10 @@ func (s *Service) entryFor(sess *store.Session, u *store.User) *sessionEntry {
 		mustChange: u.MustChangePassword && sess.Provider == "password",
 		createdAt:  sess.CreatedAt,
 		expiresAt:  sess.ExpiresAt,
+		authTime:   sess.AuthTime,
+	}
+	if e.authTime.IsZero() {
+		e.authTime = sess.CreatedAt
 	}
 	e.verifiedAt.Store(time.Now().UnixNano())
 	e.lastSeen.Store(sess.LastSeen.UnixNano())
