@@ -294,11 +294,14 @@ func (ev *evaluation) exceed(rl *rule, d *Decision, reason string) {
 }
 
 // limitKey names what a rate limit counts: the policy, the rule, and the
-// rule's key values, hashed so that a key's size is bounded whatever the
-// request sends. A missing value (no such header, cookie or user) counts as
-// empty, which is Cloud Armor's fallback to ALL for that part.
+// rule's key values, length-prefixed so that parts cannot run together,
+// and hashed when long so that a key's size is bounded whatever the request
+// sends (short keys, such as an address, skip the hash: it was a third of
+// the policy's cost per request). A missing value (no such header, cookie or
+// user) counts as empty, which is Cloud Armor's fallback to ALL for that part.
 func (ev *evaluation) limitKey(rl *rule) string {
-	h := sha256.New()
+	var arr [maxRawKey + 32]byte
+	b := arr[:0]
 	for _, k := range rl.limit.keys {
 		var v string
 		switch {
@@ -316,13 +319,20 @@ func (ev *evaluation) limitKey(rl *rule) string {
 				v = c.Value
 			}
 		}
-		h.Write([]byte(k))
-		h.Write([]byte{0})
-		h.Write([]byte(v))
-		h.Write([]byte{0})
+		b = strconv.AppendInt(b, int64(len(v)), 10)
+		b = append(b, ':')
+		b = append(b, v...)
 	}
-	return ev.p.name + "/" + strconv.FormatInt(rl.priority, 10) + "/" + hex.EncodeToString(h.Sum(nil)[:16])
+	prefix := ev.p.name + "/" + strconv.FormatInt(rl.priority, 10) + "/"
+	if len(b) <= maxRawKey {
+		return prefix + "r" + string(b)
+	}
+	sum := sha256.Sum256(b)
+	return prefix + "h" + hex.EncodeToString(sum[:16])
 }
+
+// maxRawKey is the longest rate-limit key part kept as it is.
+const maxRawKey = 64
 
 // inspect runs the policy's WAF on a request the rules allowed.
 func (ev *evaluation) inspect(d Decision) Decision {
