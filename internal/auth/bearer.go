@@ -130,7 +130,7 @@ func (s *Service) bearerUser(ctx context.Context, route *config.Route, raw strin
 		}
 	}
 	return request.User{ID: u.ID, Email: u.Email, Name: u.Name, Groups: groups, Provider: p.Name(),
-		SessionID: "bearer:" + p.Name() + ":" + u.ID}, nil
+		HostedDomain: id.HostedDomain, SessionID: "bearer:" + p.Name() + ":" + u.ID}, nil
 }
 
 // bearerProvider picks, by the token's (unverified) iss, which of the

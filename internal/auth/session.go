@@ -270,7 +270,7 @@ func (s *Service) entryFor(sess *store.Session, u *store.User) *sessionEntry {
 		hash: sess.IDHash,
 		user: request.User{
 			ID: u.ID, Email: u.Email, Name: u.Name, Groups: groups,
-			Provider: sess.Provider, SessionID: sess.IDHash,
+			Provider: sess.Provider, SessionID: sess.IDHash, HostedDomain: sess.HostedDomain,
 		},
 		mustChange: u.MustChangePassword && sess.Provider == "password",
 		createdAt:  sess.CreatedAt,

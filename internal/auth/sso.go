@@ -314,6 +314,7 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	e, err := s.startSession(ctx, w, r, u, f.Provider, func(sess *store.Session) {
 		sess.Groups = id.Groups
+		sess.HostedDomain = id.HostedDomain
 		sess.RefreshToken = sealed
 	})
 	if err != nil {
@@ -504,6 +505,7 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 		return
 	}
 	cur.Groups = id.Groups
+	cur.HostedDomain = id.HostedDomain
 	if tok.RefreshToken != "" && tok.RefreshToken != string(rt) {
 		if cur.RefreshToken, err = s.ikey.Seal([]byte(tok.RefreshToken), refreshAAD(p.Name(), sess.UserID)); err != nil {
 			s.logger.Error("sso re-check: seal refresh token", "err", err)

@@ -211,6 +211,14 @@ func TestSSOAllowsAndRefusesByAllowList(t *testing.T) {
 			t.Errorf("groups = %q, want moat-ops,staff", g)
 		}
 	})
+	t.Run("a Workspace user of the allowed hosted domain gets in with a secondary address", func(t *testing.T) {
+		h.op.SetUser(oidctest.User{Email: "dave@example-alias.net", Password: ssoPassword, EmailVerified: true, HostedDomain: "example.com"})
+		c := h.browser()
+		wantRedirect(t, h.ssoSignIn(c, "/sso/", "dave@example-alias.net"), "/sso/")
+		if status, _ := h.identity(c, "/sso/"); status != 200 {
+			t.Fatalf("GET /sso/ as a user with hd example.com: %d, want 200", status)
+		}
+	})
 	t.Run("a first SSO sign-in creates a user without a password", func(t *testing.T) {
 		u, err := h.store.GetUserByEmail(context.Background(), "alice@example.com")
 		if err != nil || u.PasswordHash != "" || u.Name != "Alice" {

@@ -43,6 +43,9 @@ type User struct {
 	Name     string
 	Groups   []string
 	Provider string // "password" or an SSO provider's name
+	// HostedDomain is the domain an SSO provider vouched for (Google's
+	// hd claim), empty otherwise; domain: allow members match it too.
+	HostedDomain string
 	// SessionID is the server-side session's hash, used to find and close
 	// the WebSockets it opened when it is revoked; never the cookie value.
 	SessionID string

@@ -318,14 +318,14 @@ func (s *sqlStore) ListGroups(ctx context.Context) (map[string][]string, error) 
 
 // ---- sessions ----
 
-const sessionCols = `id_hash, user_id, email, provider, groups_json, mfa, client_ip, user_agent, created_at, last_seen, expires_at, revoked_at, refresh_token, auth_time`
+const sessionCols = `id_hash, user_id, email, provider, groups_json, mfa, client_ip, user_agent, created_at, last_seen, expires_at, revoked_at, refresh_token, auth_time, hosted_domain`
 
 func scanSession(r row) (*Session, error) {
 	var x Session
 	var groups string
 	var mfa, created, seen, expires, revoked, auth int64
 	if err := r.Scan(&x.IDHash, &x.UserID, &x.Email, &x.Provider, &groups, &mfa, &x.ClientIP, &x.UserAgent,
-		&created, &seen, &expires, &revoked, &x.RefreshToken, &auth); err != nil {
+		&created, &seen, &expires, &revoked, &x.RefreshToken, &auth, &x.HostedDomain); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(groups), &x.Groups); err != nil {
@@ -357,9 +357,9 @@ func (s *sqlStore) CreateSession(ctx context.Context, x *Session) error {
 	if x.LastSeen.IsZero() {
 		x.LastSeen = x.CreatedAt
 	}
-	_, err := s.e.exec(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+	_, err := s.e.exec(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		x.IDHash, x.UserID, x.Email, x.Provider, groupsJSON(x.Groups), b2i(x.MFA), x.ClientIP, x.UserAgent,
-		ts(x.CreatedAt), ts(x.LastSeen), ts(x.ExpiresAt), ts(x.RevokedAt), nonNil(x.RefreshToken), ts(x.AuthTime))
+		ts(x.CreatedAt), ts(x.LastSeen), ts(x.ExpiresAt), ts(x.RevokedAt), nonNil(x.RefreshToken), ts(x.AuthTime), x.HostedDomain)
 	if err != nil {
 		if s.e.isDuplicate(err) {
 			return fmt.Errorf("create session: %w", ErrDuplicate)
@@ -404,9 +404,9 @@ func (s *sqlStore) UpdateSession(ctx context.Context, x *Session) error {
 	// Only a live session is updated, and never its revocation: a
 	// read-modify-write racing RevokeSession must not bring it back.
 	n, err := s.e.exec(ctx, `UPDATE sessions SET user_id = $2, email = $3, provider = $4, groups_json = $5, mfa = $6, client_ip = $7, user_agent = $8,
-		last_seen = $9, expires_at = $10, refresh_token = $11, auth_time = $12 WHERE id_hash = $1 AND revoked_at = 0`,
+		last_seen = $9, expires_at = $10, refresh_token = $11, auth_time = $12, hosted_domain = $13 WHERE id_hash = $1 AND revoked_at = 0`,
 		x.IDHash, x.UserID, x.Email, x.Provider, groupsJSON(x.Groups), b2i(x.MFA), x.ClientIP, x.UserAgent,
-		ts(x.LastSeen), ts(x.ExpiresAt), nonNil(x.RefreshToken), ts(x.AuthTime))
+		ts(x.LastSeen), ts(x.ExpiresAt), nonNil(x.RefreshToken), ts(x.AuthTime), x.HostedDomain)
 	if err != nil {
 		return fmt.Errorf("update session: %w", err)
 	}

@@ -56,6 +56,9 @@ type Session struct {
 	// AuthTime is when the user last proved who they are (password or
 	// provider), for re-authentication checks.
 	AuthTime time.Time
+	// HostedDomain is the hd claim of an SSO sign-in (a Google Workspace
+	// domain), which domain: members of allow lists also match.
+	HostedDomain string
 }
 
 // TOTP is a user's enrolled second factor.

@@ -30,3 +30,16 @@ func TestDomainMember(t *testing.T) {
 		})
 	}
 }
+
+func TestDomainMemberMatchesTheHostedDomainAnSSOProviderVouchedFor(t *testing.T) {
+	m, err := Parse("domain:example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Allows(request.User{Email: "alice@example-alias.com", HostedDomain: "example.com"}) {
+		t.Error("a Workspace user of example.com with a secondary address was refused")
+	}
+	if m.Allows(request.User{Email: "mallory@other.com", HostedDomain: "other.com"}) {
+		t.Error("a user of another hosted domain was allowed")
+	}
+}

@@ -36,7 +36,9 @@ CREATE TABLE sessions (
 	expires_at    BIGINT NOT NULL,
 	revoked_at    BIGINT NOT NULL DEFAULT 0,
 	refresh_token BYTEA NOT NULL DEFAULT ''::bytea,
-	auth_time     BIGINT NOT NULL DEFAULT 0
+	auth_time     BIGINT NOT NULL DEFAULT 0,
+	-- hd: the Workspace domain an SSO provider vouched for (domain: members)
+	hosted_domain TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 CREATE INDEX sessions_revoked ON sessions (revoked_at);

@@ -36,7 +36,9 @@ CREATE TABLE sessions (
 	expires_at    INTEGER NOT NULL,
 	revoked_at    INTEGER NOT NULL DEFAULT 0,
 	refresh_token BLOB NOT NULL DEFAULT x'',
-	auth_time     INTEGER NOT NULL DEFAULT 0
+	auth_time     INTEGER NOT NULL DEFAULT 0,
+	-- hd: the Workspace domain an SSO provider vouched for (domain: members)
+	hosted_domain TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 CREATE INDEX sessions_revoked ON sessions (revoked_at);
