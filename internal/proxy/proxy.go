@@ -99,8 +99,8 @@ func New(name string, cfg *config.Backend, sockets *Sockets) (*Backend, error) {
 		WriteBufferSize:        16 << 10,
 	}
 	b.proxy = &httputil.ReverseProxy{
-		Rewrite:       b.rewrite,
-		Transport:     b.transport,
+		Rewrite:   b.rewrite,
+		Transport: b.transport,
 		// 0: httputil flushes at once every response of unknown length
 		// (chunked, as Streamlit streams) and every text/event-stream,
 		// and lets a response of known length go out in one write rather
