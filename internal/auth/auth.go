@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/auth/instancekey"
+	"github.com/moat-dev/moat/internal/auth/mfa"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/store"
 )
@@ -61,6 +62,8 @@ type Service struct {
 	// Run starts; it may be called from Run's goroutine and from request
 	// handlers (logout, password change, login replacing a session).
 	OnRevoke func(sessionIDHash string)
+	// MFA is the second factor (TOTP) of password sign-ins; New sets it.
+	MFA *mfa.Service
 
 	cfg     *config.Config
 	store   store.Store
@@ -117,6 +120,8 @@ func New(cfg *config.Config, st store.Store, logger *slog.Logger) (*Service, err
 	if s.idle <= 0 {
 		s.idle = config.DefaultSessionIdleTimeout
 	}
+	s.MFA = mfa.New(st, ik)
+	s.MFA.Logger = s.logger
 	s.sessions.m = make(map[string]*sessionEntry)
 	if s.sso, err = newSSO(cfg); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)

@@ -45,6 +45,8 @@ func (s *Service) Handler() http.Handler {
 			s.serveLogout(w, r)
 		case "/_moat/password":
 			s.servePassword(w, r)
+		case MFAPath:
+			s.serveSecondFactor(w, r)
 		case "/_moat/jwks.json":
 			s.serveJWKS(w, r)
 		case CallbackPath:
@@ -224,6 +226,9 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.accounts.reset(acctKey)
+	if s.beginSecondFactor(ctx, w, r, u, returnTo) {
+		return
+	}
 	if _, err := s.startSession(ctx, w, r, u, "password"); err != nil {
 		s.logger.Error("start session", "user", email, "request_id", info.ID, "err", err)
 		unavailable(w, r)

@@ -58,6 +58,10 @@ func (s *Service) Require(route *config.Route, next http.Handler) http.Handler {
 			s.forbidden(w, r, u)
 			return
 		}
+		if s.missingSecondFactor(route, e) {
+			requireSecondFactor(w, r)
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -25,6 +25,7 @@ type sessionEntry struct {
 	hash       string
 	user       request.User
 	mustChange bool
+	mfa        bool // the second factor was passed
 	createdAt  time.Time
 	expiresAt  time.Time
 	// authTime is when the user last proved who they are (for a route's
@@ -273,6 +274,7 @@ func (s *Service) entryFor(sess *store.Session, u *store.User) *sessionEntry {
 			Provider: sess.Provider, SessionID: sess.IDHash, HostedDomain: sess.HostedDomain,
 		},
 		mustChange: u.MustChangePassword && sess.Provider == "password",
+		mfa:        sess.MFA,
 		createdAt:  sess.CreatedAt,
 		expiresAt:  sess.ExpiresAt,
 		authTime:   sess.AuthTime,
