@@ -166,3 +166,21 @@ func TestAdminConsoleAndAccountPageAreMountedOnEveryRoutedHost(t *testing.T) {
 		t.Errorf("admin API without credentials: %d, want 401 or 403", resp.StatusCode)
 	}
 }
+
+func TestRouteThatRequiresASecondFactorDoesNotOpenOnAPasswordAlone(t *testing.T) {
+	cfg := signInConfig + `  - {host: app.example.com, path_prefix: /partner/, backend: app, login: [password], allow: ["group:staff"], mfa: required}
+`
+	m := startMoat(t, echoBackend(t).URL, cfg)
+	c, _ := signIn(t, m)
+	if resp, _ := get(t, c, "https://app.example.com/open"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the same sign-in on a route without mfa: %d, want 200", resp.StatusCode)
+	}
+	resp, _ := get(t, c, "https://app.example.com/partner/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/_moat/account/mfa") {
+		t.Fatalf("mfa route on a password alone: %d %q, want a redirect to enrol a second factor", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, _ = get(t, c, "https://app.example.com/partner/api", "Sec-Fetch-Mode", "cors")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a script on the mfa route with a password alone: %d, want 403", resp.StatusCode)
+	}
+}

@@ -80,12 +80,14 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 	for _, b := range wd.backends {
 		b.SetIdentity = svc.SetIdentity
 	}
-	console, err := admin.New(cfg, s.store, admin.Options{Logger: s.log})
+	// One second-factor service for the login step, the console and the
+	// account page, so wrong codes count once wherever they are tried.
+	console, err := admin.New(cfg, s.store, admin.Options{MFA: svc.MFA, Logger: s.log})
 	if err != nil {
 		wd.close()
 		return nil, err
 	}
-	acct, err := account.New(cfg, s.store, account.Options{Logger: s.log})
+	acct, err := account.New(cfg, s.store, account.Options{MFA: svc.MFA, SessionChanged: svc.ReloadSession, Logger: s.log})
 	if err != nil {
 		wd.close()
 		return nil, err
