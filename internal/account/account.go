@@ -10,9 +10,6 @@ package account
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -28,6 +25,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/mfa"
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/csrf"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
@@ -35,9 +33,6 @@ import (
 
 // Prefix is where the account pages live.
 const Prefix = "/_moat/account"
-
-// csrfCookie is moat's pre-session CSRF cookie (auth.CSRFCookie).
-const csrfCookie = "__Host-moat-csrf"
 
 const maxFormBytes = 16 << 10
 
@@ -63,12 +58,12 @@ type Options struct {
 
 // Account serves /_moat/account. Mount it behind the sign-in's Identify.
 type Account struct {
-	cfg     *config.Config
-	st      store.Store
-	o       Options
-	log     *slog.Logger
-	csrfKey []byte
-	mux     *http.ServeMux
+	cfg  *config.Config
+	st   store.Store
+	o    Options
+	log  *slog.Logger
+	csrf *csrf.Guard
+	mux  *http.ServeMux
 }
 
 // New builds the account pages for cfg on st.
@@ -90,7 +85,7 @@ func New(cfg *config.Config, st store.Store, o Options) (*Account, error) {
 		o.MFA = mfa.New(st, o.Key)
 		o.MFA.Logger = o.Logger
 	}
-	a := &Account{cfg: cfg, st: st, o: o, log: o.Logger.With("component", "account"), csrfKey: o.Key.Derive("csrf")}
+	a := &Account{cfg: cfg, st: st, o: o, log: o.Logger.With("component", "account"), csrf: csrf.New(o.Key.Derive("csrf"))}
 	a.mux = http.NewServeMux()
 	for _, rt := range a.routes() {
 		a.mux.HandleFunc(rt.method+" "+Prefix+rt.path, rt.h)
@@ -157,29 +152,6 @@ func (a *Account) signedIn(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// csrfToken returns the token of r's forms (the same HMAC of the CSRF
-// cookie the sign-in pages use), setting the cookie when missing.
-func (a *Account) csrfToken(w http.ResponseWriter, r *http.Request) string {
-	v := cookieValue(r, csrfCookie)
-	if len(v) != 43 {
-		var raw [32]byte
-		_, _ = rand.Read(raw[:])
-		v = base64.RawURLEncoding.EncodeToString(raw[:])
-		http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: v, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-		r.Header.Add("Cookie", csrfCookie+"="+v)
-	}
-	m := hmac.New(sha256.New, a.csrfKey)
-	m.Write([]byte(v))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-func cookieValue(r *http.Request, name string) string {
-	for _, ck := range r.CookiesNamed(name) {
-		return ck.Value
-	}
-	return ""
-}
-
 // form parses a bounded POST and checks its origin and CSRF token; on
 // failure it has answered.
 func (a *Account) form(w http.ResponseWriter, r *http.Request) bool {
@@ -188,34 +160,12 @@ func (a *Account) form(w http.ResponseWriter, r *http.Request) bool {
 		web.Error(w, r, http.StatusBadRequest, "bad_request")
 		return false
 	}
-	v := cookieValue(r, csrfCookie)
-	ok := sameOrigin(r) && len(v) == 43
-	if ok {
-		m := hmac.New(sha256.New, a.csrfKey)
-		m.Write([]byte(v))
-		ok = hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(base64.RawURLEncoding.EncodeToString(m.Sum(nil))))
-	}
-	if !ok {
+	if !a.csrf.Check(r, r.PostForm.Get(csrf.Field)) {
 		a.log.Warn("refused a POST without a valid CSRF token or from another origin", "path", r.URL.Path, "client_ip", clientIP(r), "request_id", request.From(r).ID)
 		web.Error(w, r, http.StatusForbidden, "auth.csrf")
 		return false
 	}
 	return true
-}
-
-func sameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		return site == "same-origin"
-	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	scheme := request.From(r).Scheme
-	if scheme == "" {
-		scheme = "https"
-	}
-	return strings.EqualFold(origin, scheme+"://"+r.Host)
 }
 
 func clientIP(r *http.Request) string {
@@ -291,7 +241,7 @@ type sessionRow struct {
 }
 
 func (a *Account) render(w http.ResponseWriter, r *http.Request, status int, name, titleKey string, p page) {
-	p.CSRF = a.csrfToken(w, r)
+	p.CSRF = a.csrf.Token(w, r)
 	if d := r.URL.Query().Get("done"); p.Done == "" && (d == "session_revoked" || d == "mfa_removed" || d == "mfa_verified" || d == "token_revoked") {
 		p.Done = web.T(web.Lang(r), "account.done."+d)
 	}

@@ -11,11 +11,7 @@ package admin
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	_ "embed"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +25,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/mfa"
 	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/csrf"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
@@ -42,10 +39,6 @@ const (
 
 // TokenPrefix starts every personal access token (pat.Prefix).
 const TokenPrefix = pat.Prefix
-
-// csrfCookie is the pre-session cookie the CSRF token is bound to; the same
-// one moat's sign-in pages use (auth.CSRFCookie), so their tokens agree.
-const csrfCookie = "__Host-moat-csrf"
 
 // Bounds on what a request may carry.
 const (
@@ -78,15 +71,15 @@ type Options struct {
 // Console serves the admin console and API. Create it with New; mount it
 // at Prefix behind the sign-in's Identify, which finds the session.
 type Console struct {
-	cfg     *config.Config
-	st      store.Store
-	o       Options
-	log     *slog.Logger
-	csrfKey []byte
-	group   string
-	reauth  time.Duration
-	pages   *http.ServeMux
-	api     *http.ServeMux
+	cfg    *config.Config
+	st     store.Store
+	o      Options
+	log    *slog.Logger
+	csrf   *csrf.Guard
+	group  string
+	reauth time.Duration
+	pages  *http.ServeMux
+	api    *http.ServeMux
 }
 
 // New builds the Console for cfg on st.
@@ -113,10 +106,10 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 	}
 	c := &Console{
 		cfg: cfg, st: st, o: o,
-		log:     o.Logger.With("component", "admin"),
-		csrfKey: o.Key.Derive("csrf"),
-		group:   cfg.Identity.AdminGroup,
-		reauth:  cfg.Identity.AdminReauth.D(),
+		log:    o.Logger.With("component", "admin"),
+		csrf:   csrf.New(o.Key.Derive("csrf")),
+		group:  cfg.Identity.AdminGroup,
+		reauth: cfg.Identity.AdminReauth.D(),
 	}
 	if c.group == "" {
 		c.group = config.DefaultAdminGroup
@@ -317,78 +310,6 @@ func (c *Console) forbidden(w http.ResponseWriter, r *http.Request, isAPI bool, 
 		return
 	}
 	web.Error(w, r, http.StatusForbidden, "admin.forbidden", email)
-}
-
-// csrfToken returns the CSRF token of r's forms, setting the cookie it is
-// bound to when missing. It matches the sign-in pages' tokens.
-func (c *Console) csrfToken(w http.ResponseWriter, r *http.Request) string {
-	v := cookieValue(r, csrfCookie)
-	if !validCookie(v) {
-		var raw [32]byte
-		_, _ = rand.Read(raw[:])
-		v = base64.RawURLEncoding.EncodeToString(raw[:])
-		http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: v, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-		r.Header.Add("Cookie", csrfCookie+"="+v)
-	}
-	return c.csrfFor(v)
-}
-
-func (c *Console) csrfFor(cookie string) string {
-	m := hmac.New(sha256.New, c.csrfKey)
-	m.Write([]byte(cookie))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-// checkCSRF reports whether a change comes from moat's own page: same
-// origin by the browser's word, and the token bound to the CSRF cookie (in
-// the form's csrf field, or the X-CSRF-Token header for the API).
-func (c *Console) checkCSRF(r *http.Request, got string) bool {
-	if !sameOrigin(r) {
-		return false
-	}
-	v := cookieValue(r, csrfCookie)
-	if !validCookie(v) || got == "" {
-		return false
-	}
-	return hmac.Equal([]byte(got), []byte(c.csrfFor(v)))
-}
-
-func sameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		return site == "same-origin"
-	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	scheme := request.From(r).Scheme
-	if scheme == "" {
-		scheme = "https"
-		if r.TLS == nil {
-			scheme = "http"
-		}
-	}
-	return strings.EqualFold(origin, scheme+"://"+r.Host)
-}
-
-func cookieValue(r *http.Request, name string) string {
-	for _, ck := range r.CookiesNamed(name) {
-		return ck.Value
-	}
-	return ""
-}
-
-func validCookie(v string) bool {
-	if len(v) != 43 {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		ch := v[i]
-		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 func clientIP(r *http.Request) string {

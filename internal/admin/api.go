@@ -140,7 +140,7 @@ func (c *Console) apiFail(w http.ResponseWriter, r *http.Request, err error) {
 // origin. It also reads the JSON body, if any, into v.
 func (c *Console) apiChange(w http.ResponseWriter, r *http.Request, v any) bool {
 	if a := adminOf(r); a == nil || !a.token {
-		if !c.checkCSRF(r, r.Header.Get("X-CSRF-Token")) {
+		if !c.csrf.Check(r, r.Header.Get("X-CSRF-Token")) {
 			apiError(w, r, http.StatusForbidden, "auth.csrf", "a change by a signed-in admin needs the X-CSRF-Token header from the same origin")
 			return false
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moat-dev/moat/internal/csrf"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
@@ -127,7 +128,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	if a := adminOf(r); a != nil {
 		p.Admin = a.user.Email
 	}
-	p.CSRF = c.csrfToken(w, r)
+	p.CSRF = c.csrf.Token(w, r)
 	p.AdminGroup = c.group
 	if d := r.URL.Query().Get("done"); p.Done == "" && slices.Contains(doneKeys, d) {
 		p.Done = web.T(web.Lang(r), "admin.done."+d)
@@ -146,7 +147,7 @@ func (c *Console) form(w http.ResponseWriter, r *http.Request) bool {
 		web.Error(w, r, http.StatusBadRequest, "bad_request")
 		return false
 	}
-	if !c.checkCSRF(r, r.PostForm.Get("csrf")) {
+	if !c.csrf.Check(r, r.PostForm.Get(csrf.Field)) {
 		info := request.From(r)
 		c.log.Warn("refused a POST without a valid CSRF token or from another origin", "path", r.URL.Path, "client_ip", clientIP(r), "request_id", info.ID)
 		web.Error(w, r, http.StatusForbidden, "auth.csrf")

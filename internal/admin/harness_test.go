@@ -22,6 +22,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/csrf"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/store/storetest"
@@ -279,8 +280,10 @@ func (h *harness) csrfFromJar(c *http.Client) string {
 	h.t.Helper()
 	u, _ := url.Parse(h.srv.URL)
 	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == csrfCookie {
-			return h.console.csrfFor(ck.Value)
+		if ck.Name == csrf.CookieName {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.AddCookie(ck)
+			return h.console.csrf.Token(httptest.NewRecorder(), r)
 		}
 	}
 	h.t.Fatal("no CSRF cookie in the jar")

@@ -20,6 +20,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/auth/mfa"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/csrf"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -28,7 +29,6 @@ import (
 // cannot plant or overwrite it.
 const (
 	SessionCookie = "__Host-moat-session"
-	CSRFCookie    = "__Host-moat-csrf"
 )
 
 // Timing of the session cache and background work.
@@ -65,14 +65,14 @@ type Service struct {
 	// MFA is the second factor (TOTP) of password sign-ins; New sets it.
 	MFA *mfa.Service
 
-	cfg     *config.Config
-	store   store.Store
-	logger  *slog.Logger
-	ikey    *instancekey.Key
-	issuer  string
-	csrfKey []byte
-	maxAge  time.Duration
-	idle    time.Duration
+	cfg    *config.Config
+	store  store.Store
+	logger *slog.Logger
+	ikey   *instancekey.Key
+	issuer string
+	csrf   *csrf.Guard
+	maxAge time.Duration
+	idle   time.Duration
 
 	sessions   sessionCache
 	sso        *ssoState // single sign-on providers (sso.go)
@@ -105,7 +105,7 @@ func New(cfg *config.Config, st store.Store, logger *slog.Logger) (*Service, err
 		logger:   logger.With("component", "auth"),
 		ikey:     ik,
 		issuer:   Issuer(cfg),
-		csrfKey:  ik.Derive("csrf"),
+		csrf:     csrf.New(ik.Derive("csrf")),
 		maxAge:   cfg.Identity.Session.MaxAge.D(),
 		idle:     cfg.Identity.Session.IdleTimeout.D(),
 		accounts: newThrottle(accountLimits),

@@ -14,6 +14,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/csrf"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
@@ -108,7 +109,7 @@ func (s *Service) renderLogin(w http.ResponseWriter, r *http.Request, status int
 // come from the routes on that host.
 func (s *Service) loginData(w http.ResponseWriter, r *http.Request, returnTo string) loginPage {
 	host := hostOnly(r.Host)
-	p := loginPage{Heading: host, ReturnTo: returnTo, CSRF: s.csrfToken(w, r)}
+	p := loginPage{Heading: host, ReturnTo: returnTo, CSRF: s.csrf.Token(w, r)}
 	routes := s.routesFor(r, host, returnTo)
 	for _, rt := range routes {
 		if rt.Title != "" && p.Heading == host {
@@ -165,7 +166,7 @@ func (s *Service) readForm(w http.ResponseWriter, r *http.Request) bool {
 		web.Error(w, r, http.StatusBadRequest, "bad_request")
 		return false
 	}
-	if !s.checkCSRF(r) {
+	if !s.csrf.Check(r, r.PostForm.Get(csrf.Field)) {
 		info := request.From(r)
 		s.logger.Warn("refused a POST without a valid CSRF token or from another origin", "path", r.URL.Path, "client_ip", clientIP(info), "request_id", info.ID)
 		web.Error(w, r, http.StatusForbidden, "auth.csrf")
@@ -301,7 +302,7 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
 			return
 		}
-		web.Render(w, r, http.StatusOK, "auth-logout.html", web.T(web.Lang(r), "auth.logout.title"), logoutPage{Email: e.user.Email, CSRF: s.csrfToken(w, r)})
+		web.Render(w, r, http.StatusOK, "auth-logout.html", web.T(web.Lang(r), "auth.logout.title"), logoutPage{Email: e.user.Email, CSRF: s.csrf.Token(w, r)})
 	case http.MethodPost:
 		if !s.readForm(w, r) {
 			return
@@ -348,7 +349,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		returnTo := safeReturnTo(r.URL.Query().Get("return_to"))
-		s.renderPassword(w, r, http.StatusOK, passwordPage{Email: e.user.Email, Forced: e.mustChange, CSRF: s.csrfToken(w, r), ReturnTo: returnTo, MinLength: s.cfg.Identity.Passwords.MinLength})
+		s.renderPassword(w, r, http.StatusOK, passwordPage{Email: e.user.Email, Forced: e.mustChange, CSRF: s.csrf.Token(w, r), ReturnTo: returnTo, MinLength: s.cfg.Identity.Passwords.MinLength})
 		return
 	case http.MethodPost:
 	default:
@@ -362,7 +363,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), loginWorkBudget)
 	defer cancel()
 	info := request.From(r)
-	p := passwordPage{Email: e.user.Email, Forced: e.mustChange, CSRF: s.csrfToken(w, r), ReturnTo: safeReturnTo(r.PostForm.Get("return_to")), MinLength: s.cfg.Identity.Passwords.MinLength}
+	p := passwordPage{Email: e.user.Email, Forced: e.mustChange, CSRF: s.csrf.Token(w, r), ReturnTo: safeReturnTo(r.PostForm.Get("return_to")), MinLength: s.cfg.Identity.Passwords.MinLength}
 	current, next, confirm := r.PostForm.Get("current"), r.PostForm.Get("new"), r.PostForm.Get("confirm")
 	acctKey := e.user.Email
 	if d, locked := s.accounts.wait(acctKey, s.throttleClock()); d > 0 {
