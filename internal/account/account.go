@@ -161,7 +161,7 @@ func (a *Account) form(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if !a.csrf.Check(r, r.PostForm.Get(csrf.Field)) {
-		a.log.Warn("refused a POST without a valid CSRF token or from another origin", "path", r.URL.Path, "client_ip", clientIP(r), "request_id", request.From(r).ID)
+		a.log.Warn("refused a POST without a valid CSRF token or from another origin", "path", admin.LogPath(r.URL.Path), "client_ip", clientIP(r), "request_id", request.From(r).ID)
 		web.Error(w, r, http.StatusForbidden, "auth.csrf")
 		return false
 	}
@@ -196,7 +196,7 @@ func (a *Account) audit(ctx context.Context, r *http.Request, actor, action, sub
 }
 
 func (a *Account) fail(w http.ResponseWriter, r *http.Request, err error) {
-	a.log.Error("account page", "path", r.URL.Path, "request_id", request.From(r).ID, "err", err)
+	a.log.Error("account page", "path", admin.LogPath(r.URL.Path), "request_id", request.From(r).ID, "err", err)
 	w.Header().Set("Retry-After", "5")
 	web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
 }

@@ -56,6 +56,15 @@ const SetPasswordLinkTTL = 72 * time.Hour
 // token.
 const SetPasswordPath = "/_moat/account/set-password/"
 
+// LogPath is a request path as logs may show it: the token of a
+// set-password link, a secret, is cut off.
+func LogPath(p string) string {
+	if strings.HasPrefix(p, SetPasswordPath) && len(p) > len(SetPasswordPath) {
+		return SetPasswordPath + "…"
+	}
+	return p
+}
+
 // SetPasswordTokenHash is what the store keeps of a set-password link's
 // token. It differs from HashToken on purpose: a link presented as a
 // bearer token matches no personal access token.

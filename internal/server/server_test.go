@@ -508,3 +508,19 @@ func TestSlowlorisHeadersAreCutOff(t *testing.T) {
 		t.Fatalf("slow header connection lived %s, want it cut after about 500ms (%v)", elapsed, err)
 	}
 }
+
+func TestAccessLogNeverCarriesASetPasswordLinksToken(t *testing.T) {
+	m := startMoat(t, echoBackend(t).URL, baseConfig)
+	const token = "s3cr3t-link-token-value"
+	get(t, m.client(), "https://dash.example.com/_moat/account/set-password/"+token, "Accept", "text/html")
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(m.logs.String(), `set-password/…`) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(m.logs.String(), token) {
+		t.Fatalf("the log shows a set-password token:\n%s", m.logs.String())
+	}
+	if !strings.Contains(m.logs.String(), `set-password/…`) {
+		t.Error("no access line for the set-password request")
+	}
+}
