@@ -370,6 +370,27 @@ func codeError(lang string, err error) string {
 	return web.T(lang, "mfa.invalid")
 }
 
+// codePassed finishes checking a second-factor code whose check returned
+// err: a wrong or throttled code shows the page again with why, any other
+// error fails; a good one marks the session. It reports whether the code
+// passed; otherwise it has answered.
+func (a *Account) codePassed(w http.ResponseWriter, r *http.Request, p page, s *store.Session, err error) bool {
+	if err != nil {
+		if !errors.Is(err, mfa.ErrInvalidCode) && !isThrottled(err) {
+			a.fail(w, r, err)
+			return false
+		}
+		p.Error = codeError(web.Lang(r), err)
+		a.mfaPage(w, r, http.StatusBadRequest, p)
+		return false
+	}
+	if err := a.markVerified(r.Context(), s); err != nil {
+		a.fail(w, r, err)
+		return false
+	}
+	return true
+}
+
 // postMFA confirms an enrolment (then shows the recovery codes once) or
 // verifies a code for this session; either way the session is marked as
 // having passed the second factor.
@@ -385,22 +406,11 @@ func (a *Account) postMFA(w http.ResponseWriter, r *http.Request) {
 	wo := whoOf(r)
 	p.ReturnTo = safeReturnTo(r.PostForm.Get("return_to"))
 	code := r.PostForm.Get("code")
-	lang := web.Lang(r)
 	if p.Enrolled {
-		if err := a.o.MFA.Verify(r.Context(), wo.user.ID, wo.user.Email, code, clientIP(r)); err != nil {
-			if !errors.Is(err, mfa.ErrInvalidCode) && !isThrottled(err) {
-				a.fail(w, r, err)
-				return
-			}
-			p.Error = codeError(lang, err)
-			a.mfaPage(w, r, http.StatusBadRequest, p)
-			return
+		err := a.o.MFA.Verify(r.Context(), wo.user.ID, wo.user.Email, code, clientIP(r))
+		if a.codePassed(w, r, p, wo.session, err) {
+			http.Redirect(w, r, p.ReturnTo, http.StatusSeeOther)
 		}
-		if err := a.markVerified(r.Context(), wo.session); err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		http.Redirect(w, r, p.ReturnTo, http.StatusSeeOther)
 		return
 	}
 	if !a.recentSignIn(wo.session) {
@@ -408,17 +418,7 @@ func (a *Account) postMFA(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	codes, err := a.o.MFA.Confirm(r.Context(), wo.user.ID, wo.user.Email, code, clientIP(r))
-	if err != nil {
-		if !errors.Is(err, mfa.ErrInvalidCode) && !isThrottled(err) {
-			a.fail(w, r, err)
-			return
-		}
-		p.Error = codeError(lang, err)
-		a.mfaPage(w, r, http.StatusBadRequest, p)
-		return
-	}
-	if err := a.markVerified(r.Context(), wo.session); err != nil {
-		a.fail(w, r, err)
+	if !a.codePassed(w, r, p, wo.session, err) {
 		return
 	}
 	p.Codes, p.Enrolled, p.Verified = codes, true, true
