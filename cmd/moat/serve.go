@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/logging"
 	"github.com/moat-dev/moat/internal/server"
 )
 
@@ -36,7 +37,7 @@ func newServeCommand() *cobra.Command {
 
 // serve runs a server for cfg until a signal stops it.
 func serve(ctx context.Context, cfg *config.Config, path string, ready func(server.Addrs)) error {
-	log := newLogger(cfg.Server.LogLevel)
+	log := logging.New(os.Stderr, cfg.Server.LogFormat, cfg.Server.LogLevel)
 	slog.SetDefault(log)
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration warning", "warning", w)
@@ -50,10 +51,4 @@ func serve(ctx context.Context, cfg *config.Config, path string, ready func(serv
 		ctx = context.Background()
 	}
 	return srv.Run(ctx)
-}
-
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }

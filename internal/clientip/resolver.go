@@ -61,6 +61,23 @@ func (res *Resolver) Resolve(r *http.Request) netip.Addr {
 	return chain[0]
 }
 
+// Scheme returns "https" when r came over TLS, or when its peer is a
+// trusted proxy (a TLS-terminating balancer such as Cloud Run's) whose
+// X-Forwarded-Proto says the client used https; otherwise "http". The
+// scheme decides redirect URIs (the OIDC callback), links moat hands out,
+// HSTS and the policies' request.scheme.
+func (res *Resolver) Scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if peer := PeerAddr(r.RemoteAddr); peer.IsValid() && res.IsTrusted(peer) {
+		if v := r.Header.Values("X-Forwarded-Proto"); len(v) == 1 && strings.EqualFold(strings.TrimSpace(v[0]), "https") {
+			return "https"
+		}
+	}
+	return "http"
+}
+
 // New returns a Resolver trusting the given CIDRs or addresses (as in
 // server.trusted_proxies). IPv4-mapped IPv6 ranges are taken as the IPv4
 // ranges they map, since addresses are compared unmapped.

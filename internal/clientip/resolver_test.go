@@ -1,6 +1,7 @@
 package clientip
 
 import (
+	"crypto/tls"
 	"net/http"
 	"net/netip"
 	"testing"
@@ -29,6 +30,10 @@ var resolveCases = []struct {
 	{name: "Forwarded for= names the client", remote: "10.0.0.1:1", fwd: []string{`for=192.0.2.60;proto=https;by=203.0.113.43, for="[2001:db8:cafe::17]:4711"`}, want: "2001:db8:cafe::17", trusted: []string{"10.0.0.0/8"}},
 	{name: "Forwarded for=unknown yields the peer", remote: "10.0.0.1:1", fwd: []string{"for=unknown"}, want: "10.0.0.1", trusted: []string{"10.0.0.0/8"}},
 	{name: "an unterminated Forwarded quote yields the peer", remote: "10.0.0.1:1", fwd: []string{`for="192.0.2.1`}, want: "10.0.0.1", trusted: []string{"10.0.0.0/8"}},
+	// Google's external Application Load Balancer appends "<client>, <forwarding rule IP>"
+	// to what the client sent; Cloud Run's front end connects from a link-local
+	// address (deploy/terraform/cloud-run renders these trusted_proxies).
+	{name: "behind Google's load balancer and Cloud Run the client is left of the balancer's IP", remote: "169.254.169.126:40000", xff: []string{"203.0.113.7, 198.51.100.23, 34.120.0.9"}, want: "198.51.100.23", trusted: []string{"169.254.0.0/16", "34.120.0.9/32"}},
 	{name: "X-Forwarded-For is preferred over Forwarded", remote: "10.0.0.1:1", xff: []string{"203.0.113.9"}, fwd: []string{"for=192.0.2.1"}, want: "203.0.113.9", trusted: []string{"10.0.0.0/8"}},
 }
 
@@ -111,5 +116,37 @@ func TestNewParsesTrustedProxies(t *testing.T) {
 	}
 	if _, err := New([]string{"nonsense"}); err == nil {
 		t.Error("a bad range was accepted")
+	}
+}
+
+func TestSchemeBelievesXForwardedProtoOnlyFromATrustedPeer(t *testing.T) {
+	res := &Resolver{Trusted: []netip.Prefix{netip.MustParsePrefix("169.254.0.0/16")}}
+	for _, tc := range []struct {
+		name, remote string
+		proto        []string
+		want         string
+	}{
+		{"a trusted balancer that terminated TLS", "169.254.1.1:1", []string{"https"}, "https"},
+		{"a trusted balancer, any case", "169.254.1.1:1", []string{"HTTPS"}, "https"},
+		{"a trusted balancer on plain HTTP", "169.254.1.1:1", []string{"http"}, "http"},
+		{"a trusted balancer that said nothing", "169.254.1.1:1", nil, "http"},
+		{"a trusted balancer with two claims is not believed", "169.254.1.1:1", []string{"https", "http"}, "http"},
+		{"an untrusted client claiming https", "198.51.100.7:1", []string{"https"}, "http"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := http.NewRequest("GET", "http://x/", nil)
+			r.RemoteAddr = tc.remote
+			for _, v := range tc.proto {
+				r.Header.Add("X-Forwarded-Proto", v)
+			}
+			if got := res.Scheme(r); got != tc.want {
+				t.Errorf("Scheme = %s, want %s", got, tc.want)
+			}
+		})
+	}
+	r, _ := http.NewRequest("GET", "https://x/", nil)
+	r.TLS = &tls.ConnectionState{}
+	if got := (&Resolver{}).Scheme(r); got != "https" {
+		t.Errorf("a TLS request: Scheme = %s, want https", got)
 	}
 }

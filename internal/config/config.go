@@ -22,6 +22,10 @@ type Config struct {
 	Identity         Identity                   `yaml:"identity"`
 	SecurityPolicies map[string]*SecurityPolicy `yaml:"security_policies"`
 	Routes           []*Route                   `yaml:"routes"`
+	// SecretKeyFile names a file holding the instance key (base64 of 32
+	// bytes, from `moat keys init`); MOAT_SECRET_KEY is the other way to
+	// give it. Instances sharing a store need the same key.
+	SecretKeyFile string `yaml:"secret_key_file"`
 
 	// Path is the file the configuration was loaded from.
 	Path string `yaml:"-"`
@@ -32,6 +36,8 @@ type Config struct {
 
 // Server holds the listeners and connection limits.
 type Server struct {
+	// HTTPSAddr is the HTTPS listener, or "off" behind a platform that
+	// terminates TLS itself (then http_mode must be serve).
 	HTTPSAddr string `yaml:"https_addr"`
 	HTTPAddr  string `yaml:"http_addr"`
 	// HTTPMode is "redirect" (the default: plain HTTP only redirects to
@@ -54,7 +60,18 @@ type Server struct {
 	ShutdownGrace     Duration `yaml:"shutdown_grace"`
 	HSTS              *bool    `yaml:"hsts"`
 	LogLevel          string   `yaml:"log_level"`
+	// LogFormat is "json" (slog's JSON lines) or "gcp" (Cloud Logging's
+	// structured form: severity, message, httpRequest). The default is gcp
+	// when K_SERVICE is set (Cloud Run), else json.
+	LogFormat string `yaml:"log_format"`
 }
+
+// Off is the value that turns a listener off (server.https_addr,
+// server.http_addr).
+const Off = "off"
+
+// HTTPS reports whether moat terminates TLS itself (https_addr is not off).
+func (s *Server) HTTPS() bool { return s.HTTPSAddr != Off }
 
 // TLS says where certificates come from: exactly one of self_signed,
 // cert_file + key_file, or acme.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -35,6 +36,12 @@ func applyDefaults(c *Config) {
 	def(&s.HTTPMode, "redirect")
 	def(&s.InternalAddr, DefaultInternalAddr)
 	def(&s.LogLevel, "info")
+	if s.LogFormat == "" {
+		s.LogFormat = "json"
+		if os.Getenv("K_SERVICE") != "" {
+			s.LogFormat = "gcp" // Cloud Run sets K_SERVICE
+		}
+	}
 	defDur(&s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	defDur(&s.IdleTimeout, DefaultIdleTimeout)
 	defDur(&s.ShutdownGrace, DefaultShutdownGrace)
@@ -49,7 +56,7 @@ func applyDefaults(c *Config) {
 		s.HSTS = &t
 	}
 	def(&c.DataDir, DefaultDataDir)
-	if !c.TLS.SelfSigned && c.TLS.CertFile == "" && c.TLS.KeyFile == "" && c.TLS.ACME == nil {
+	if s.HTTPS() && !c.TLS.SelfSigned && c.TLS.CertFile == "" && c.TLS.KeyFile == "" && c.TLS.ACME == nil {
 		c.TLS.SelfSigned = true
 		c.Warnings = append(c.Warnings, "tls: no certificate source set, so moat uses a self-signed certificate; browsers will warn (set tls.acme or tls.cert_file + tls.key_file)")
 	}
@@ -115,7 +122,7 @@ func (v *validator) validateServer() {
 	for _, a := range []struct{ path, addr string }{
 		{"server.https_addr", s.HTTPSAddr}, {"server.http_addr", s.HTTPAddr}, {"server.internal_addr", s.InternalAddr},
 	} {
-		if a.addr == "off" && a.path == "server.http_addr" {
+		if a.addr == Off && a.path != "server.internal_addr" {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
@@ -143,6 +150,13 @@ func (v *validator) validateServer() {
 			v.errorAt("server.public_url", "invalid URL %q: write https://host", s.PublicURL)
 		}
 	}
+	switch {
+	case s.HTTPS():
+	case s.HTTPAddr == Off:
+		v.errorAt("server.https_addr", "is off and so is server.http_addr, so nobody could reach moat: turn one on")
+	case s.HTTPMode != "serve":
+		v.errorAt("server.https_addr", "is off, so plain HTTP must serve the routes: set server.http_mode: serve (for a platform that terminates TLS, such as Cloud Run or a TLS-terminating ingress)")
+	}
 	switch s.HTTPMode {
 	case "redirect":
 	case "serve":
@@ -162,6 +176,18 @@ func (v *validator) validateServer() {
 	}
 	if s.DefaultSecurityPolicy != "" && v.cfg.SecurityPolicies[s.DefaultSecurityPolicy] == nil {
 		v.errorAt("server.default_security_policy", "unknown security policy %q%s", s.DefaultSecurityPolicy, known(v.cfg.SecurityPolicies))
+	}
+	switch s.LogFormat {
+	case "json", "gcp":
+	default:
+		v.errorAt("server.log_format", "unknown log format %q: use json, or gcp for Cloud Logging", s.LogFormat)
+	}
+	if f := v.cfg.SecretKeyFile; f != "" {
+		if fh, err := os.Open(f); err != nil {
+			v.errorAt("secret_key_file", "cannot read the instance key: %v (make one with: moat keys init --file %s)", err, f)
+		} else {
+			fh.Close()
+		}
 	}
 	switch v.cfg.CountersFail {
 	case "open", "closed":
@@ -189,6 +215,12 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 
 func (v *validator) validateTLS() {
 	t := &v.cfg.TLS
+	if !v.cfg.Server.HTTPS() {
+		if t.SelfSigned || t.CertFile != "" || t.KeyFile != "" || t.ACME != nil {
+			v.errorAt("tls", "has no use while server.https_addr is off: remove it (the platform in front terminates TLS)")
+		}
+		return
+	}
 	modes := 0
 	if t.SelfSigned {
 		modes++

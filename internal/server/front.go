@@ -10,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/moat-dev/moat/internal/admin"
+	"github.com/moat-dev/moat/internal/logging"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/route"
@@ -25,15 +27,15 @@ const moatPrefix = "/_moat/"
 // client, finds the route in the current world, hands the request to that
 // route's chain, and writes the access log line and metrics.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	wd := s.world.Load()
-	info := &request.Info{ID: request.NewID(), Start: time.Now(), Scheme: "https"}
-	if r.TLS == nil {
-		info.Scheme = "http"
+	if s.serveHealth(w, r) {
+		return
 	}
+	wd := s.world.Load()
+	info := &request.Info{ID: request.NewID(), Start: time.Now(), Scheme: wd.clientIP.Scheme(r)}
 	info.ClientIP = wd.clientIP.Resolve(r)
 	r = request.With(r, info)
 	rec := &recorder{ResponseWriter: w}
-	if *wd.cfg.Server.HSTS && r.TLS != nil {
+	if *wd.cfg.Server.HSTS && info.Scheme == "https" {
 		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
 	}
 	wd.serve(rec, r, info)
@@ -110,14 +112,18 @@ func (s *Server) accessLog(rec *recorder, r *http.Request, info *request.Info) {
 	attrs := []slog.Attr{
 		slog.String("request_id", info.ID),
 		slog.String("route", routeName),
-		slog.String("method", r.Method),
-		slog.String("host", r.Host),
-		slog.String("path", admin.LogPath(r.URL.Path)),
-		slog.Int("status", status),
-		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
-		slog.Int64("bytes", rec.bytes),
-		slog.String("client_ip", info.ClientIP.String()),
-		slog.String("proto", r.Proto),
+		slog.String(logging.KeyMethod, r.Method),
+		slog.String(logging.KeyScheme, info.Scheme),
+		slog.String(logging.KeyHost, r.Host),
+		slog.String(logging.KeyPath, admin.LogPath(r.URL.Path)),
+		slog.Int(logging.KeyStatus, status),
+		slog.Float64(logging.KeyDuration, float64(elapsed.Microseconds())/1000),
+		slog.Int64(logging.KeyBytes, rec.bytes),
+		slog.String(logging.KeyClientIP, info.ClientIP.String()),
+		slog.String(logging.KeyProto, r.Proto),
+	}
+	if ua := r.UserAgent(); ua != "" {
+		attrs = append(attrs, slog.String(logging.KeyUserAgent, truncate(ua, maxLoggedUserAgent)))
 	}
 	if rec.hijacked {
 		attrs = append(attrs, slog.Bool("websocket", true))
@@ -128,7 +134,21 @@ func (s *Server) accessLog(rec *recorder, r *http.Request, info *request.Info) {
 	if info.Decision != "" {
 		attrs = append(attrs, slog.String("decision", info.Decision))
 	}
-	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, logging.AccessMessage, attrs...)
+}
+
+// maxLoggedUserAgent bounds the User-Agent an access line repeats.
+const maxLoggedUserAgent = 256
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // recorder notes the status and size of a response for the access log. It

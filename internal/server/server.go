@@ -72,9 +72,6 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
 	if data, err := os.ReadFile(path); err == nil {
 		s.fileHash = sha256.Sum256(data)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := store.Open(ctx, cfg.StoreDSN())
@@ -111,29 +108,41 @@ func (s *Server) Run(ctx context.Context) error {
 	wd := s.world.Load()
 	cfg := wd.cfg
 
-	src, err := certs.New(ctx, cfg.TLS, cfg.DataDir, wd.routes.Hosts(), s.log)
-	if err != nil {
-		return fmt.Errorf("tls: %w", err)
+	// With https_addr off a platform in front terminates TLS: no
+	// certificate, no HTTPS listener, nothing written to data_dir for them.
+	var src *certs.Source
+	var httpsLn net.Listener
+	var err error
+	if cfg.Server.HTTPS() {
+		src, err = certs.New(ctx, cfg.TLS, cfg.DataDir, wd.routes.Hosts(), s.log)
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		s.certs.Store(src)
+		s.certKey = certKey(cfg, wd.routes.Hosts())
+		defer func() { s.certs.Load().Close() }()
+		httpsLn, err = net.Listen("tcp", cfg.Server.HTTPSAddr)
+		if err != nil {
+			return fmt.Errorf("listen on server.https_addr %s: %w", cfg.Server.HTTPSAddr, err)
+		}
 	}
-	s.certs.Store(src)
-	s.certKey = certKey(cfg, wd.routes.Hosts())
-	defer func() { s.certs.Load().Close() }()
-
-	httpsLn, err := net.Listen("tcp", cfg.Server.HTTPSAddr)
-	if err != nil {
-		return fmt.Errorf("listen on server.https_addr %s: %w", cfg.Server.HTTPSAddr, err)
+	closeAll := func(lns ...net.Listener) {
+		for _, ln := range lns {
+			if ln != nil {
+				ln.Close()
+			}
+		}
 	}
 	internalLn, err := net.Listen("tcp", cfg.Server.InternalAddr)
 	if err != nil {
-		httpsLn.Close()
+		closeAll(httpsLn)
 		return fmt.Errorf("listen on server.internal_addr %s: %w", cfg.Server.InternalAddr, err)
 	}
 	var httpLn net.Listener
-	if cfg.Server.HTTPAddr != "off" {
+	if cfg.Server.HTTPAddr != config.Off {
 		httpLn, err = net.Listen("tcp", cfg.Server.HTTPAddr)
 		if err != nil {
-			httpsLn.Close()
-			internalLn.Close()
+			closeAll(httpsLn, internalLn)
 			return fmt.Errorf("listen on server.http_addr %s: %w", cfg.Server.HTTPAddr, err)
 		}
 	}
@@ -142,37 +151,43 @@ func (s *Server) Run(ctx context.Context) error {
 		// Only peers in trusted_proxies may send a PROXY header; it names
 		// the client as the connection's remote address.
 		trusted := wd.clientIP.Trusted
-		httpsLn = clientip.ProxyProtocolListener(httpsLn, trusted, cfg.Server.ReadHeaderTimeout.D())
+		if httpsLn != nil {
+			httpsLn = clientip.ProxyProtocolListener(httpsLn, trusted, cfg.Server.ReadHeaderTimeout.D())
+		}
 		if httpLn != nil {
 			httpLn = clientip.ProxyProtocolListener(httpLn, trusted, cfg.Server.ReadHeaderTimeout.D())
 		}
 	}
-	httpsLn = newLimitListener(httpsLn, cfg.Server.MaxConnsPerIP, wd.clientIP)
+	internal := &http.Server{Handler: s.internalHandler(), ReadHeaderTimeout: 5 * time.Second}
+	servers := []*http.Server{internal}
+	errc := make(chan error, 3)
+	go func() { errc <- internal.Serve(internalLn) }()
+	addrs := Addrs{Internal: internalLn.Addr().String()}
+	if httpsLn != nil {
+		httpsLn = newLimitListener(httpsLn, cfg.Server.MaxConnsPerIP, wd.clientIP)
+		tlsConf := src.TLSConfig()
+		// Certificates follow reloads: always ask the current source.
+		tlsConf.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.certs.Load().GetCertificate(hello)
+		}
+		public := &http.Server{
+			Handler:           s,
+			TLSConfig:         tlsConf,
+			ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
+			IdleTimeout:       cfg.Server.IdleTimeout.D(),
+			MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		servers = append(servers, public)
+		go func() { errc <- serveTLS(public, httpsLn) }()
+		addrs.HTTPS = httpsLn.Addr().String()
+	}
 	if httpLn != nil {
 		httpLn = newLimitListener(httpLn, cfg.Server.MaxConnsPerIP, wd.clientIP)
-	}
-	tlsConf := src.TLSConfig()
-	// Certificates follow reloads: always ask the current source.
-	tlsConf.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		return s.certs.Load().GetCertificate(hello)
-	}
-	public := &http.Server{
-		Handler:           s,
-		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
-		IdleTimeout:       cfg.Server.IdleTimeout.D(),
-		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	internal := &http.Server{Handler: s.internalHandler(), ReadHeaderTimeout: 5 * time.Second}
-	servers := []*http.Server{public, internal}
-
-	errc := make(chan error, 3)
-	go func() { errc <- serveTLS(public, httpsLn) }()
-	go func() { errc <- internal.Serve(internalLn) }()
-	addrs := Addrs{HTTPS: httpsLn.Addr().String(), Internal: internalLn.Addr().String()}
-	if httpLn != nil {
 		var handler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if s.serveHealth(w, r) {
+				return
+			}
 			s.certs.Load().HTTPHandler(portOf(addrs.HTTPS)).ServeHTTP(w, r)
 		})
 		if cfg.Server.HTTPMode == "serve" {
@@ -183,6 +198,7 @@ func (s *Server) Run(ctx context.Context) error {
 			ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
 			IdleTimeout:       cfg.Server.IdleTimeout.D(),
 			MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 		servers = append(servers, plain)
 		go func() { errc <- plain.Serve(httpLn) }()
@@ -194,8 +210,12 @@ func (s *Server) Run(ctx context.Context) error {
 	s.obtain(ctx, src)
 	go s.watch(ctx)
 	go s.checkSockets(ctx)
+	tlsKind := "off"
+	if src != nil {
+		tlsKind = src.Kind()
+	}
 	s.log.Info("moat is serving", "https", addrs.HTTPS, "http", addrs.HTTP, "internal", addrs.Internal,
-		"routes", len(cfg.Routes), "tls", src.Kind())
+		"routes", len(cfg.Routes), "tls", tlsKind)
 	if s.Ready != nil {
 		s.Ready(addrs)
 	}
@@ -215,7 +235,7 @@ func (s *Server) Run(ctx context.Context) error {
 // obtain asks an ACME source for the routed hosts' certificates now, so the
 // first visitor does not wait for issuance; failures are retried on demand.
 func (s *Server) obtain(ctx context.Context, src *certs.Source) {
-	if src.Kind() != "acme" {
+	if src == nil || src.Kind() != "acme" {
 		return
 	}
 	go func() {
@@ -324,7 +344,7 @@ func (s *Server) Reload(ctx context.Context, why string) error {
 		return err
 	}
 	key := certKey(cfg, next.routes.Hosts())
-	if key != s.certKey {
+	if cfg.Server.HTTPS() && key != s.certKey {
 		src, err := certs.New(ctx, cfg.TLS, cfg.DataDir, next.routes.Hosts(), s.log)
 		if err != nil {
 			next.close()
@@ -356,8 +376,8 @@ func (s *Server) checkStatic(cfg *config.Config) error {
 	a.PublicURL, b.PublicURL = "", ""
 	a.LogLevel, b.LogLevel = "", ""
 	a.HSTS, b.HSTS = nil, nil
-	if !reflect.DeepEqual(a, b) || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Counters != old.Counters {
-		return errors.New("server settings (but default_security_policy, public_url, log_level and hsts), data_dir, store and counters change only with a restart: restart moat to apply them")
+	if !reflect.DeepEqual(a, b) || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Counters != old.Counters || cfg.SecretKeyFile != old.SecretKeyFile {
+		return errors.New("server settings (but default_security_policy, public_url, log_level and hsts), data_dir, store, counters and secret_key_file change only with a restart: restart moat to apply them")
 	}
 	return nil
 }
@@ -376,9 +396,11 @@ func portOf(addr string) string {
 }
 
 // internalHandler serves /metrics, /healthz and /readyz on the internal
-// listener only.
+// listener only, and the public health paths as every listener does.
 func (s *Server) internalHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc(HealthzPath, func(w http.ResponseWriter, r *http.Request) { s.serveHealth(w, r) })
+	mux.HandleFunc(ReadyzPath, func(w http.ResponseWriter, r *http.Request) { s.serveHealth(w, r) })
 	mux.Handle("GET /metrics", metrics.Handler())
 	// Profiles, like metrics, stay on the internal listener.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
