@@ -73,6 +73,9 @@ type ACME struct {
 	// CAFile is a PEM bundle to trust for the ACME directory itself (a
 	// private CA such as Pebble's).
 	CAFile string `yaml:"ca_file"`
+	// RenewInterval is how often certificates are checked for renewal
+	// (default 10m, as in Caddy's renew_interval).
+	RenewInterval Duration `yaml:"renew_interval"`
 }
 
 // Backend is an upstream application.

@@ -209,6 +209,9 @@ func (v *validator) validateTLS() {
 		if t.ACME.Email != "" && !strings.Contains(t.ACME.Email, "@") {
 			v.errorAt("tls.acme.email", "invalid email %q", t.ACME.Email)
 		}
+		if d := t.ACME.RenewInterval.D(); d != 0 && (d < time.Second || d > 24*time.Hour) {
+			v.errorAt("tls.acme.renew_interval", "must be between 1s and 24h, such as 10m")
+		}
 		for i, r := range v.cfg.Routes {
 			if r != nil && strings.HasPrefix(r.Host, "*.") {
 				v.errorAt(fmt.Sprintf("routes[%d].host", i), "ACME HTTP-01 cannot issue a certificate for the wildcard %q: use tls.cert_file and tls.key_file", r.Host)
