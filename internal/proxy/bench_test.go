@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/moat-dev/moat/internal/config"
 )
 
 // BenchmarkProxyHTTP measures small GETs through the proxy; compare with
@@ -23,12 +25,24 @@ import (
 // the ratio means much).
 func BenchmarkProxyHTTP(b *testing.B) {
 	p := startProxy(b, startBackend(b, trivial()).URL, proxyOpts{})
-	benchGET(b, p.URL)
+	benchGET(b, p.URL+"/")
+}
+
+// BenchmarkProxyHTTPReplicas is BenchmarkProxyHTTP to a backend with
+// three replicas, for signed-in users (each request picks a replica by
+// its session id).
+func BenchmarkProxyHTTPReplicas(b *testing.B) {
+	var urls []string
+	for range 3 {
+		urls = append(urls, startBackend(b, trivial()).URL)
+	}
+	p := startProxy(b, "", proxyOpts{cfg: config.Backend{URLs: urls}})
+	benchGET(b, p.URL+"/?session=a-signed-in-session-id-hash")
 }
 
 // BenchmarkDirectHTTP is BenchmarkProxyHTTP without the proxy.
 func BenchmarkDirectHTTP(b *testing.B) {
-	benchGET(b, startBackend(b, trivial()).URL)
+	benchGET(b, startBackend(b, trivial()).URL+"/")
 }
 
 func trivial() http.Handler {
@@ -47,7 +61,7 @@ func benchGET(b *testing.B, url string) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			resp, err := client.Get(url + "/")
+			resp, err := client.Get(url)
 			if err != nil {
 				b.Error(err)
 				return

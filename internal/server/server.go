@@ -397,9 +397,9 @@ func (s *Server) internalHandler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		states, all := s.world.Load().ready()
+		backends, replicas, all := s.world.Load().ready()
 		var buf bytes.Buffer
-		_ = json.NewEncoder(&buf).Encode(map[string]any{"ready": all, "backends": states})
+		_ = json.NewEncoder(&buf).Encode(map[string]any{"ready": all, "backends": backends, "replicas": replicas})
 		w.Header().Set("Content-Type", "application/json")
 		if !all {
 			w.WriteHeader(http.StatusServiceUnavailable)
