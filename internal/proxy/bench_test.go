@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"runtime"
@@ -18,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/request"
 )
 
 // BenchmarkProxyHTTP measures small GETs through the proxy; compare with
@@ -236,4 +238,30 @@ func rss() int64 {
 	}
 	pages, _ := strconv.ParseInt(f[1], 10, 64)
 	return pages * int64(os.Getpagesize())
+}
+
+// BenchmarkPickReplica measures choosing one of three replicas, for a
+// signed-in session and for a visitor with an affinity cookie.
+func BenchmarkPickReplica(b *testing.B) {
+	be, err := New("app", &config.Backend{URLs: []string{"http://10.0.0.1:8501", "http://10.0.0.2:8501", "http://10.0.0.3:8501"}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("session", func(b *testing.B) {
+		r := httptest.NewRequest("GET", "/", nil)
+		info := &request.Info{User: request.User{SessionID: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}}
+		b.ReportAllocs()
+		for b.Loop() {
+			be.pick(r, info)
+		}
+	})
+	b.Run("cookie", func(b *testing.B) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Cookie", "_streamlit_xsrf=abc; "+AffinityCookie+"=AAAAAAAAAAAAAAAAAAAAAA")
+		info := &request.Info{}
+		b.ReportAllocs()
+		for b.Loop() {
+			be.pick(r, info)
+		}
+	})
 }
