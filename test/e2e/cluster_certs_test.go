@@ -18,29 +18,34 @@ import (
 	"github.com/moat-dev/moat/internal/store/storetest"
 )
 
-// clusterConfig is a moat configuration for one instance of a cluster on
-// the PostgreSQL database dsn, with one public route for host. It gives
-// the moat processes the test starts one instance key, as a cluster's
-// instances share theirs (so the test cannot run in parallel).
-func clusterConfig(t *testing.T, dsn, host, tlsBlock string) string {
+// clusterConfig is the configuration of one instance of a cluster on the
+// PostgreSQL database dsn: store, then rest (tls, backends, routes). It
+// gives the moat processes the test starts one instance key, as a
+// cluster's instances share theirs (so the test cannot run in parallel).
+func clusterConfig(t *testing.T, dsn, rest string) string {
 	key := make([]byte, instancekey.Size)
 	_, _ = rand.Read(key)
 	t.Setenv(instancekey.EnvVar, base64.StdEncoding.EncodeToString(key))
-	return fmt.Sprintf(`store: %q
-%sbackends:
+	return fmt.Sprintf("store: %q\n", dsn) + rest
+}
+
+// publicApp is a backend (on a port where nothing listens) and one public
+// route to it for host.
+func publicApp(t *testing.T, host string) string {
+	return fmt.Sprintf(`backends:
   app: {url: "http://127.0.0.1:%d"}
 routes:
   - host: %s
     backend: app
     public: true
-`, dsn, tlsBlock, freePort(t), host)
+`, freePort(t), host)
 }
 
 // TestInstancesServeOneSelfSignedCertificate starts three moat processes
 // on one PostgreSQL, each with a data_dir of its own: all three serve the
 // one self-signed certificate in the store.
 func TestInstancesServeOneSelfSignedCertificate(t *testing.T) {
-	cfg := clusterConfig(t, storetest.Postgres(t), "dash.moat-test.example", "")
+	cfg := clusterConfig(t, storetest.Postgres(t), publicApp(t, "dash.moat-test.example"))
 	var leaves []*x509.Certificate
 	for range 3 {
 		m := startMoat(t, cfg)
@@ -73,9 +78,9 @@ func TestInstancesShareACMECertificates(t *testing.T) {
 	ca := pebbletest.Start(t, pebbletest.Options{
 		HTTPPort: httpFwd.port(), TLSPort: tlsFwd.port(), CertValidity: lifetime, WithoutARI: true,
 	})
-	cfg := clusterConfig(t, storetest.Postgres(t), host, fmt.Sprintf(`tls:
+	cfg := clusterConfig(t, storetest.Postgres(t), fmt.Sprintf(`tls:
   acme: {email: ops@moat-test.example, directory_url: %q, ca_file: %q, renew_interval: 1s}
-`, ca.DirectoryURL, ca.CAFile))
+`, ca.DirectoryURL, ca.CAFile)+publicApp(t, host))
 
 	a := startMoat(t, cfg)
 	// The second instance starts once the first holds the order's lock,
