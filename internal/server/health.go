@@ -25,7 +25,7 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) bool {
 	case HealthzPath:
 		ok = true
 	case ReadyzPath:
-		_, ok = s.world.Load().ready()
+		_, _, ok = s.world.Load().ready()
 	default:
 		return false
 	}
