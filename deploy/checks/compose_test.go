@@ -51,6 +51,9 @@ func TestComposeFileLoadsAndItsMoatYamlPassesMoatCheck(t *testing.T) {
 		if s.User != "65532:65532" || !s.ReadOnly || len(s.CapDrop) != 1 || s.CapDrop[0] != "ALL" || !contains(s.SecurityOpt, "no-new-privileges:true") {
 			t.Errorf("%s: user %q read_only %v cap_drop %v security_opt %v: want the image's confinement", name, s.User, s.ReadOnly, s.CapDrop, s.SecurityOpt)
 		}
+		if len(s.Volumes) != 0 {
+			t.Errorf("%s: volumes %v: with the shared store moat writes nothing", name, s.Volumes)
+		}
 		if s.Environment["MOAT_SECRET_KEY"] == nil || *s.Environment["MOAT_SECRET_KEY"] != env["MOAT_SECRET_KEY"] {
 			t.Errorf("%s: MOAT_SECRET_KEY is not the shared key", name)
 		}

@@ -165,6 +165,11 @@ func TestHelmChartRendersValidKubernetesObjectsThatKeepItsPromises(t *testing.T)
 	if v := volumes["config"]; v.ConfigMap == nil || v.ConfigMap.Name != "dash-moat" {
 		t.Errorf("config volume %+v, want the ConfigMap dash-moat", v)
 	}
+	for _, v := range pod.Volumes {
+		if v.ConfigMap == nil && v.Secret == nil {
+			t.Errorf("moat's volume %s is writable: with a shared store moat needs none", v.Name)
+		}
+	}
 
 	pdb := m.pdbs["dash-moat"]
 	if pdb == nil || pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() < 1 {

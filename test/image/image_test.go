@@ -777,3 +777,42 @@ func fileOwner(info os.FileInfo) (int, bool) {
 	}
 	return int(st.Uid), true
 }
+
+func TestSignInThroughTheImageWithItsOwnHTTPSAndASharedStoreWithNothingWritable(t *testing.T) {
+	image(t)
+	dsn := storetest.Postgres(t)
+	backend := identityBackend(t)
+	httpsPort, internalPort := freePort(t), freePort(t)
+	// The self-signed certificate lives in the shared store, as the
+	// users, sessions and keys do: data_dir is never written.
+	etc := writeConfig(t, fmt.Sprintf(`server:
+  https_addr: "127.0.0.1:%d"
+  http_addr: "off"
+  internal_addr: "127.0.0.1:%d"
+tls: {self_signed: true}
+store: "${MOAT_STORE}"
+backends:
+  dashboard: {url: %q, health_path: /health}
+routes:
+  - {host: %s, backend: dashboard, login: [password], allow: ["group:customer-a"]}
+`, httpsPort, internalPort, backend.URL, routeHost))
+	key, err := instancekey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts := []mount{{host: etc, dest: "/etc/moat"}}
+	env := []string{"MOAT_STORE=" + dsn, instancekey.EnvVar + "=" + key}
+	addUser(t, mounts, env)
+	ctr := start(t, containerSpec{env: env, mounts: mounts})
+	c := client(fmt.Sprintf("127.0.0.1:%d", httpsPort), true)
+	base := "https://" + routeHost
+	waitReady(t, c, base, ctr)
+	ctr.checkConfinement(t)
+	got := signIn(t, c, base, email, password)
+	if want := "user=" + email + " proto=https assertion=true"; got != want {
+		t.Errorf("the app answered %q, want %q", got, want)
+	}
+	if strings.Contains(ctr.out.String(), `"level":"ERROR"`) {
+		t.Errorf("errors logged:\n%s", ctr.out.String())
+	}
+}
