@@ -71,13 +71,15 @@ resource "google_compute_security_policy" "edge" {
   depends_on = [google_project_service.apis]
 }
 
-# No timeout_sec: a backend service with a serverless NEG does not take one;
-# Cloud Run's timeout (service.tf) bounds requests and WebSockets instead.
+# On Google's load balancer the backend timeout bounds a WebSocket's whole
+# life (the seed's timeout_sec = 30 cut Streamlit every 30 s). 3600 s, as
+# Cloud Run's own request timeout (service.tf), the lower of the two limits.
 resource "google_compute_backend_service" "moat" {
   project               = var.project
   name                  = "${var.name}-moat"
   load_balancing_scheme = "EXTERNAL_MANAGED"
   protocol              = "HTTPS"
+  timeout_sec           = 3600
   security_policy       = var.edge_security_policy ? google_compute_security_policy.edge[0].id : null
   backend {
     group = google_compute_region_network_endpoint_group.moat.id

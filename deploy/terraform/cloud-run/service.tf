@@ -18,12 +18,11 @@ resource "google_cloud_run_v2_service" "moat" {
   template {
     service_account       = google_service_account.moat.email
     execution_environment = "EXECUTION_ENVIRONMENT_GEN2"
-    # Cloud Run's request timeout is the one limit on a WebSocket here: the
-    # load balancer's backend timeout does not apply to a serverless NEG.
-    # 3600 s is Cloud Run's maximum, so a Streamlit socket lives at most 60
-    # minutes; Streamlit's page then reconnects on its own and, within
-    # server.disconnectedSessionTTL, keeps its session state. moat itself
-    # puts no cap on WebSockets.
+    # Cloud Run's request timeout bounds a WebSocket too, and 3600 s is its
+    # maximum (the load balancer's backend timeout is set to match), so a
+    # Streamlit socket lives at most 60 minutes; Streamlit's page then
+    # reconnects on its own and, within server.disconnectedSessionTTL, keeps
+    # its session state. moat itself puts no cap on WebSockets.
     timeout = "3600s"
     # Best effort: a browser's requests and its WebSocket reconnect reach
     # the same instance while it lives (Streamlit keeps sessions in memory).
