@@ -7,7 +7,9 @@
 // a store (`moat keys init` makes one). Only the laptop case stays
 // zero-config: on the embedded default store (SQLite in data_dir) with no key
 // given, moat keeps the key in data_dir/instance.key and creates that file
-// when the store is brand-new. Anything else without a key, or with a key
+// when the store is brand-new (a data_dir/instance.key an older moat left
+// beside a shared store is still read, and checked). Anything else without a
+// key, or with a key
 // that cannot open the store's current signing key, is refused with a
 // one-line error saying what to do, so sealed data is never written with a
 // stray key.
@@ -147,10 +149,10 @@ func ForConfig(ctx context.Context, cfg *config.Config, st SigningKeys) (*Key, e
 // Load returns the instance key src names and checks it against st: a key
 // that cannot open the store's current signing key is refused, because
 // everything it sealed would be unreadable to the other instances and to
-// the next start. With no key given it uses data_dir/instance.key on the
-// embedded default store, creating that file only when st holds no signing
-// key yet (a brand-new store); any other store needs a key from
-// MOAT_SECRET_KEY or secret_key_file.
+// the next start. With no key given it reads data_dir/instance.key, and
+// creates that file only for the embedded default store while st holds no
+// signing key (a brand-new store); any other store without that file needs
+// a key from MOAT_SECRET_KEY or secret_key_file.
 func Load(ctx context.Context, src Source, st SigningKeys) (*Key, error) {
 	if st == nil {
 		return nil, errors.New("instance key: no store to check the key against")
@@ -190,9 +192,9 @@ func (src Source) read(brandNew bool) (*Key, error) {
 			return nil, fmt.Errorf("instance key: secret_key_file %s: %w", src.File, err)
 		}
 		return k, nil
-	case !src.Embedded:
-		return nil, fmt.Errorf("instance key: none given, and the store %s may be shared by several instances: run `moat keys init` once and give every instance the same key as %s or secret_key_file", src.Store, EnvVar)
 	}
+	// data_dir/instance.key: the embedded default's key, or one an older
+	// moat kept there beside a shared store (still checked against it).
 	path := filepath.Join(src.DataDir, FileName)
 	k, err := readFile(path)
 	switch {
@@ -200,6 +202,8 @@ func (src Source) read(brandNew bool) (*Key, error) {
 		return k, nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("instance key: %s: %w", path, err)
+	case !src.Embedded:
+		return nil, fmt.Errorf("instance key: none given, and the store %s may be shared by several instances: run `moat keys init` once and give every instance the same key as %s or secret_key_file", src.Store, EnvVar)
 	case !brandNew:
 		return nil, fmt.Errorf("instance key: %s is missing but the store %s already holds secrets sealed with a key: restore that file, or set %s or secret_key_file to the key the store was created with", path, src.Store, EnvVar)
 	}

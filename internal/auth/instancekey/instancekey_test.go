@@ -110,6 +110,27 @@ func TestASharedStoreNeedsAKeyEvenWhenBrandNew(t *testing.T) {
 	}
 }
 
+func TestASharedStoreStillReadsAKeyFileAnOlderMoatLeftInDataDir(t *testing.T) {
+	st := newStore(t)
+	dir := t.TempDir()
+	if err := WriteFile(filepath.Join(dir, FileName)); err != nil {
+		t.Fatal(err)
+	}
+	src := Source{DataDir: dir, Store: "postgres://db"}
+	k, err := Load(context.Background(), src, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addSealedKey(t, st, k, "kid-1", time.Now())
+	if _, err := Load(context.Background(), src, st); err != nil {
+		t.Fatalf("the file's key no longer loads: %v", err)
+	}
+	other, _ := fixedKey(t, 9)
+	addSealedKey(t, st, other, "kid-2", time.Now().Add(time.Second))
+	_, err = Load(context.Background(), src, st)
+	mustFail(t, err, "cannot open the store's signing key kid-2", filepath.Join(dir, FileName))
+}
+
 func TestAKeyFromTheEnvironmentNeedsNoDisk(t *testing.T) {
 	st := newStore(t)
 	want, encoded := fixedKey(t, 7)
