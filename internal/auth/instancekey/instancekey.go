@@ -9,10 +9,9 @@
 // given, moat keeps the key in data_dir/instance.key and creates that file
 // when the store is brand-new (a data_dir/instance.key an older moat left
 // beside a shared store is still read, and checked). Anything else without a
-// key, or with a key
-// that cannot open the store's current signing key, is refused with a
-// one-line error saying what to do, so sealed data is never written with a
-// stray key.
+// key, or with a key that cannot open the store's current signing key, is
+// refused with a one-line error saying what to do, so sealed data is never
+// written with a stray key.
 package instancekey
 
 import (
