@@ -243,7 +243,7 @@ func TestHelmChartBehindAnIngressWithACertificateSecret(t *testing.T) {
 		t.Errorf("replicaCount=3 not applied")
 	}
 	cfg := m.configMaps["dash-moat"].Data["moat.yaml"]
-	if !strings.Contains(cfg, "cert_file: /etc/moat/tls/tls.crt") || strings.Contains(cfg, "acme") {
+	if !strings.Contains(cfg, "cert_file: /run/secrets/moat-tls/tls.crt") || strings.Contains(cfg, "acme") {
 		t.Errorf("with certificateSecret, tls must name the mounted files only:\n%s", cfg)
 	}
 	if n := strings.Count(cfg, ".dash-moat-app.web.svc.cluster.local:8501"); n != 4 {
@@ -259,7 +259,7 @@ func checkChartConfig(t *testing.T, cfg string) {
 	key := filepath.Join(t.TempDir(), "instance.key")
 	run(t, "", nil, moat(t), "keys", "init", "--file", key)
 	cfg = regexp.MustCompile(`(?m)^secret_key_file: .*$`).ReplaceAllString(cfg, "secret_key_file: "+key)
-	for _, f := range []string{"/etc/moat/tls/tls.crt", "/etc/moat/tls/tls.key"} {
+	for _, f := range []string{"/run/secrets/moat-tls/tls.crt", "/run/secrets/moat-tls/tls.key"} {
 		if strings.Contains(cfg, f) {
 			cfg = strings.ReplaceAll(cfg, f, selfSignedPair(t, f))
 		}

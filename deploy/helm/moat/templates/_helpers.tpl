@@ -47,7 +47,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $_ = set $cfg "data_dir" "/var/lib/moat" -}}
 {{- $_ = set $cfg "secret_key_file" (printf "/run/secrets/moat/%s" .Values.instanceKey.key) -}}
 {{- if .Values.certificateSecret -}}
-{{- $_ = set $cfg "tls" (dict "cert_file" "/etc/moat/tls/tls.crt" "key_file" "/etc/moat/tls/tls.key") -}}
+{{- $_ = set $cfg "tls" (dict "cert_file" "/run/secrets/moat-tls/tls.crt" "key_file" "/run/secrets/moat-tls/tls.key") -}}
 {{- end -}}
 {{- if .Values.app.enabled -}}
 {{- $backends := deepCopy (default (dict) (get $cfg "backends")) -}}
