@@ -21,11 +21,8 @@ func newCheckCommand() *cobra.Command {
 		Short: "Validate a configuration file and print the effective routing table",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
+			cfg, err := checkConfig(path)
 			if err != nil {
-				return err
-			}
-			if err := policy.Check(cfg); err != nil {
 				return err
 			}
 			printCheck(cmd.OutOrStdout(), cfg)
@@ -34,6 +31,19 @@ func newCheckCommand() *cobra.Command {
 	}
 	configFlag(cmd, &path)
 	return cmd
+}
+
+// checkConfig loads the file at path and compiles its security policies:
+// everything `moat check` validates.
+func checkConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := policy.Check(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // printCheck writes the warnings and the routing table of a valid config.
