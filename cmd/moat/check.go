@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -69,6 +70,20 @@ func printCheck(w io.Writer, cfg *config.Config) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, prefix, r.Backend, cfg.Backends[r.Backend].URL, access(r), policy)
 	}
 	tw.Flush()
+	names := make([]string, 0, len(cfg.Backends))
+	for name, b := range cfg.Backends {
+		if len(b.Command) > 0 {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for i, name := range names {
+		if i == 0 {
+			fmt.Fprintln(w, "\nmoat runs, for as long as it runs:")
+		}
+		b := cfg.Backends[name]
+		fmt.Fprintf(w, "  %s: %s (on %s)\n", name, strings.Join(b.Command, " "), b.URL)
+	}
 }
 
 func access(r *config.Route) string {

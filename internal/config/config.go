@@ -93,6 +93,14 @@ type Backend struct {
 	// default) so that apps checking Origin against Host, like Streamlit
 	// with enableXsrfProtection and enableCORS on, accept the request.
 	PreserveHost *bool `yaml:"preserve_host"`
+	// Command, when set, is the app moat runs for this backend on the
+	// loopback port of URL, for as long as moat runs (internal/supervise):
+	// restarted when it exits, stopped with moat, and left running by a
+	// reload that does not change it.
+	Command []string `yaml:"command"`
+	// CommandDir is the command's working directory; default: the
+	// directory of the configuration file.
+	CommandDir string `yaml:"command_dir"`
 }
 
 // Route maps a host (and optional path prefix) to a backend.

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -247,7 +250,48 @@ func (v *validator) validateBackends() {
 		if b.HealthPath != "" && !strings.HasPrefix(b.HealthPath, "/") {
 			v.errorAt(path+".health_path", "must start with /, such as /_stcore/health")
 		}
+		v.validateCommand(path, b)
 	}
+}
+
+// validateCommand checks a backend's command: moat starts it on the
+// loopback port of the backend's url, so the url must name one.
+func (v *validator) validateCommand(path string, b *Backend) {
+	if len(b.Command) == 0 {
+		if b.CommandDir != "" {
+			v.errorAt(path+".command_dir", "has no effect without command")
+		}
+		return
+	}
+	if err := b.CheckCommand(); err != nil {
+		v.errorAt(path+".command", "%v", err)
+	}
+	dir, err := filepath.Abs(filepath.Dir(v.file))
+	if err != nil {
+		dir = filepath.Dir(v.file)
+	}
+	if b.CommandDir == "" {
+		b.CommandDir = dir
+	} else if !filepath.IsAbs(b.CommandDir) {
+		b.CommandDir = filepath.Join(dir, b.CommandDir)
+	}
+	if fi, err := os.Stat(b.CommandDir); err != nil || !fi.IsDir() {
+		v.errorAt(path+".command_dir", "%s is not a directory", b.CommandDir)
+	}
+}
+
+// CheckCommand reports what stops moat from running b's command: an empty
+// program, or a url that is not http:// on a loopback address with a port
+// (moat starts the app there, reachable by moat alone).
+func (b *Backend) CheckCommand() error {
+	if len(b.Command) == 0 || strings.TrimSpace(b.Command[0]) == "" {
+		return errors.New("the command is empty: write it as a list, such as [streamlit, run, app.py]")
+	}
+	u, err := url.Parse(b.URL)
+	if err != nil || u.Scheme != "http" || u.Port() == "" || !isLoopbackHost(u.Hostname()) {
+		return fmt.Errorf("moat runs the command on the port of url, so url must be http://127.0.0.1:PORT (a loopback address and a port), not %q", b.URL)
+	}
+	return nil
 }
 
 var hostLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

@@ -54,10 +54,18 @@ type Server struct {
 	certs    atomic.Pointer[certs.Source]
 	certKey  string // what the current certs.Source was built from
 	fileHash [32]byte
+	// apps are the backends' commands, run for the process's life; jwksURL
+	// is where they fetch moat's keys (the internal listener's), set in Run.
+	apps    apps
+	jwksURL string
 
 	// Ready, when set, receives the bound listener addresses once all
-	// listeners accept connections (tests and `moat demo` use it).
+	// listeners accept connections and the apps moat runs answer (tests
+	// and `moat demo` use it).
 	Ready func(Addrs)
+	// AppCommands, set before Run, run apps for backends as their command
+	// would (`moat run`).
+	AppCommands map[string]AppCommand
 }
 
 // Addrs are the addresses the listeners bound.
@@ -68,7 +76,7 @@ type Addrs struct {
 // New prepares a server for the configuration in cfg (already loaded from
 // path). Nothing listens until Run.
 func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
-	s := &Server{log: log, path: path, sockets: proxy.NewSockets()}
+	s := &Server{log: log, path: path, sockets: proxy.NewSockets(), apps: apps{log: log}}
 	if data, err := os.ReadFile(path); err == nil {
 		s.fileHash = sha256.Sum256(data)
 	}
@@ -151,6 +159,22 @@ func (s *Server) Run(ctx context.Context) error {
 	if httpLn != nil {
 		httpLn = newLimitListener(httpLn, cfg.Server.MaxConnsPerIP, wd.clientIP)
 	}
+	// The apps moat runs learn where moat's keys are: the internal
+	// listener, reachable on this machine only.
+	s.mu.Lock()
+	s.jwksURL = "http://" + internalLn.Addr().String() + jwksPath
+	specs, err := s.appSpecs(cfg, s.jwksURL)
+	s.mu.Unlock()
+	if err != nil {
+		for _, ln := range []net.Listener{httpsLn, internalLn, httpLn} {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+		return err
+	}
+	wd.apps = specs
+
 	tlsConf := src.TLSConfig()
 	// Certificates follow reloads: always ask the current source.
 	tlsConf.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -191,9 +215,13 @@ func (s *Server) Run(ctx context.Context) error {
 
 	wd.start(ctx)
 	defer func() { s.world.Load().close() }()
+	s.apps.reconcile(specs)
+	defer s.apps.stopAll() // after the servers drained
 	s.obtain(ctx, src)
 	go s.watch(ctx)
 	go s.checkSockets(ctx)
+	go s.forwardSignals(ctx)
+	s.apps.waitReady(ctx)
 	s.log.Info("moat is serving", "https", addrs.HTTPS, "http", addrs.HTTP, "internal", addrs.Internal,
 		"routes", len(cfg.Routes), "tls", src.Kind())
 	if s.Ready != nil {
@@ -338,6 +366,7 @@ func (s *Server) Reload(ctx context.Context, why string) error {
 	}
 	next.start(ctx)
 	s.world.Swap(next).close()
+	s.apps.reconcile(next.apps)
 	metrics.ConfigReloads.WithLabelValues("ok").Inc()
 	for _, w := range cfg.Warnings {
 		s.log.Warn("configuration warning", "warning", w)
@@ -375,11 +404,35 @@ func portOf(addr string) string {
 	return port
 }
 
-// internalHandler serves /metrics, /healthz and /readyz on the internal
-// listener only.
+// jwksPath serves moat's public keys on the internal listener too, where
+// the apps moat runs on this machine fetch them (MOAT_JWKS_URL) without
+// going through the public listener and its certificate.
+const jwksPath = "/_moat/jwks.json"
+
+// forwardSignals passes SIGUSR1 and SIGUSR2 on to the apps moat runs
+// (SIGTERM and SIGINT stop them with moat; SIGHUP reloads moat).
+func (s *Server) forwardSignals(ctx context.Context) {
+	usr := make(chan os.Signal, 2)
+	signal.Notify(usr, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(usr)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig := <-usr:
+			s.apps.signal(sig.(syscall.Signal))
+		}
+	}
+}
+
+// internalHandler serves /metrics, /healthz, /readyz and moat's public
+// keys on the internal listener only.
 func (s *Server) internalHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics.Handler())
+	mux.HandleFunc("GET "+jwksPath, func(w http.ResponseWriter, r *http.Request) {
+		s.world.Load().auth.Handler().ServeHTTP(w, r)
+	})
 	// Profiles, like metrics, stay on the internal listener.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
