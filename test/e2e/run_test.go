@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -34,6 +36,14 @@ var oneTimeLine = regexp.MustCompile(`sign in as admin@moat\.test with the one-t
 // localhost, and waits until it says it serves (after the app answered).
 func startMoatRun(t *testing.T, dir string, argv ...string) *moatRun {
 	t.Helper()
+	return startLocalMoat(t, dir, "run", append([]string{"--"}, argv...)...)
+}
+
+// startLocalMoat runs `moat SUBCOMMAND --addr localhost:PORT --data-dir
+// TMP ARGS…` (run, or demo) in dir and waits until it prints the one-time
+// password, which it does once the app answers.
+func startLocalMoat(t *testing.T, dir, sub string, rest ...string) *moatRun {
+	t.Helper()
 	if moatBuildErr != nil {
 		t.Fatalf("moat binary: %v", moatBuildErr)
 	}
@@ -42,7 +52,7 @@ func startMoatRun(t *testing.T, dir string, argv ...string) *moatRun {
 	}
 	port := freePort(t)
 	home := t.TempDir()
-	args := append([]string{"run", "--addr", fmt.Sprintf("localhost:%d", port), "--data-dir", t.TempDir(), "--"}, argv...)
+	args := append([]string{sub, "--addr", fmt.Sprintf("localhost:%d", port), "--data-dir", t.TempDir()}, rest...)
 	cmd := exec.Command(moatBin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(cmd.Environ(), "HOME="+home, "PYTHONUNBUFFERED=1")
@@ -67,11 +77,11 @@ func startMoatRun(t *testing.T, dir string, argv ...string) *moatRun {
 		}
 		select {
 		case <-r.proc.done:
-			t.Fatalf("moat run exited: %v\n%s", r.proc.err, r.out)
+			t.Fatalf("moat %s exited: %v\n%s", sub, r.proc.err, r.out)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("moat run did not serve within 150 s:\n%s", r.out)
+			t.Fatalf("moat %s did not serve within 150 s:\n%s", sub, r.out)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -196,3 +206,110 @@ func TestMoatRunServesTheSeedsStreamlitAppAndRestartsItAfterAKill(t *testing.T) 
 	}
 	screenshot(t, ctx, "after-restart")
 }
+
+// TestDemoStreamlitRunsTheBuiltInExampleWithStreamlit: `moat demo
+// --streamlit` needs no checkout: it writes the example dashboard from the
+// binary and runs it with Streamlit behind sign-in.
+func TestDemoStreamlitRunsTheBuiltInExampleWithStreamlit(t *testing.T) {
+	t.Parallel()
+	r := startLocalMoat(t, t.TempDir(), "demo", "--streamlit")
+	if !strings.Contains(r.out.String(), "moat is serving Streamlit dashboard: open "+r.URL+"/") {
+		t.Errorf("moat demo --streamlit does not say where it serves:\n%s", r.out)
+	}
+	if !strings.Contains(r.out.String(), `"command":"`+pythonBin()+` -m streamlit run --server.address 127.0.0.1`) {
+		t.Errorf("moat demo --streamlit did not run Streamlit with moat's flags:\n%s", r.out)
+	}
+	ctx := newBrowser(t, r.Cert)
+	within(t, ctx, 60*time.Second, "open the dashboard",
+		chromedp.Navigate(r.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=email]`)))
+	heading, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('h1').textContent`))
+	if !strings.Contains(heading, "Streamlit dashboard") {
+		t.Errorf("login page heading %q, want the demo's title", heading)
+	}
+}
+
+// TestMoatRunWithAConfigRunsTheCommandForItsBackend: with -c FILE, moat
+// serves FILE and runs the command on the port of the backend's url (the
+// app reads it from PORT); SIGTERM to moat stops the app too.
+func TestMoatRunWithAConfigRunsTheCommandForItsBackend(t *testing.T) {
+	t.Parallel()
+	if moatBuildErr != nil {
+		t.Fatalf("moat binary: %v", moatBuildErr)
+	}
+	dir := t.TempDir()
+	https, internal, app := freePort(t), freePort(t), freePort(t)
+	cfg := filepath.Join(dir, "moat.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`server:
+  https_addr: "127.0.0.1:%d"
+  http_addr: "off"
+  internal_addr: "127.0.0.1:%d"
+data_dir: %q
+tls: {self_signed: true}
+backends:
+  files: {url: "http://127.0.0.1:%d"}
+routes:
+  - {host: localhost, backend: files, public: true}
+`, https, internal, filepath.Join(dir, "data"), app)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("served by the app moat runs\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(moatBin, "run", "-c", cfg, "--", "sh", "-c", `exec "$0" -m http.server "$PORT" --bind 127.0.0.1`, pythonBin())
+	cmd.Dir = dir
+	out := &logBuffer{}
+	proc, err := startChild(cmd, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proc.stop(20 * time.Second) })
+	m := &Moat{HTTPSAddr: fmt.Sprintf("127.0.0.1:%d", https), proc: proc, logs: out}
+	if err := waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/healthz", internal), proc, 60*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	conn, err := tls.Dial("tcp", m.HTTPSAddr, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Cert = conn.ConnectionState().PeerCertificates[0]
+	conn.Close()
+	var body string
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && !strings.Contains(body, "served by the app") {
+		if resp, err := m.Client().Get(fmt.Sprintf("https://localhost:%d/hello.txt", https)); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(body, "served by the app moat runs") {
+		t.Fatalf("through moat the app answered %q\n%s", body, out)
+	}
+	pids := (&moatRun{out: out}).appPIDs()
+	if len(pids) != 1 {
+		t.Fatalf("app starts logged: %v", pids)
+	}
+	if err := proc.stop(20 * time.Second); err != nil {
+		t.Errorf("moat run did not exit cleanly on SIGTERM: %v", err)
+	}
+	if syscall.Kill(pids[0], 0) == nil {
+		t.Errorf("the app (pid %d) outlived moat run", pids[0])
+	}
+
+	// A file with several backends needs --backend.
+	one, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := strings.Replace(string(one), "backends:\n", "backends:\n  other: {url: \"http://127.0.0.1:1\"}\n", 1)
+	if err := os.WriteFile(cfg, []byte(two), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := exec.Command(moatBin, "run", "-c", cfg, "--", "true").CombinedOutput()
+	if err == nil || !strings.Contains(string(msg), "has 2 backends (files, other): say which one the command serves with --backend") {
+		t.Errorf("moat run -c with two backends: %v\n%s", err, msg)
+	}
+}
+
