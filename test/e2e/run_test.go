@@ -312,4 +312,3 @@ routes:
 		t.Errorf("moat run -c with two backends: %v\n%s", err, msg)
 	}
 }
-
