@@ -11,6 +11,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/policy"
+	"github.com/moat-dev/moat/internal/server"
 )
 
 func init() { subcommands = append(subcommands, newCheckCommand) }
@@ -42,6 +43,9 @@ func checkConfig(path string) (*config.Config, error) {
 		return nil, err
 	}
 	if err := policy.Check(cfg); err != nil {
+		return nil, err
+	}
+	if _, err := server.AppSpecs(cfg, nil, ""); err != nil {
 		return nil, err
 	}
 	return cfg, nil

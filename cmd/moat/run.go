@@ -84,14 +84,12 @@ func runWithConfig(cmd *cobra.Command, path, backend string, argv []string, dir 
 			backend = n
 		}
 	}
-	b := cfg.Backends[backend]
-	if b == nil {
+	if cfg.Backends[backend] == nil {
 		return fmt.Errorf("%s has no backend %q", path, backend)
 	}
-	withCommand := *b
-	withCommand.Command = argv
-	if err := withCommand.CheckCommand(); err != nil {
-		return fmt.Errorf("backends.%s: %w", backend, err)
+	apps := map[string]server.AppCommand{backend: {Argv: argv, Dir: dir}}
+	if _, err := server.AppSpecs(cfg, apps, ""); err != nil {
+		return err
 	}
-	return serve(cmd.Context(), cfg, path, map[string]server.AppCommand{backend: {Argv: argv, Dir: dir}}, nil)
+	return serve(cmd.Context(), cfg, path, apps, nil)
 }

@@ -101,6 +101,9 @@ type Backend struct {
 	// CommandDir is the command's working directory; default: the
 	// directory of the configuration file.
 	CommandDir string `yaml:"command_dir"`
+
+	// CommandLine is where command is in the file, for messages.
+	CommandLine int `yaml:"-"`
 }
 
 // Route maps a host (and optional path prefix) to a backend.

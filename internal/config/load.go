@@ -101,6 +101,11 @@ func Parse(name string, data []byte) (*Config, error) {
 	for i, r := range cfg.Routes {
 		r.Line = l.lines[fmt.Sprintf("routes[%d]", i)]
 	}
+	for name, b := range cfg.Backends {
+		if b != nil {
+			b.CommandLine = l.line("backends." + name + ".command")
+		}
+	}
 	for name, p := range cfg.SecurityPolicies {
 		for i, r := range p.Rules {
 			path := fmt.Sprintf("security_policies.%s.rules[%d]", name, i)

@@ -15,6 +15,7 @@ package gcpimport
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 )
 
@@ -42,6 +43,12 @@ type Result struct {
 // Import reads the Terraform root module in dir and writes its moat
 // configuration. source names dir in the file's header.
 func Import(dir string, opts Options) (*Result, error) {
+	if opts.AppURL != "" {
+		u, err := url.Parse(opts.AppURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" && u.Path != "/" {
+			return nil, fmt.Errorf("--app-url %q: write where the app listens, such as http://127.0.0.1:8501", opts.AppURL)
+		}
+	}
 	m, err := loadModule(dir, opts.Vars)
 	if err != nil {
 		return nil, err

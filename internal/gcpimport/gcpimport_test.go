@@ -133,6 +133,9 @@ func TestAppURLOverridesThePortFound(t *testing.T) {
 	if !strings.Contains(string(res.YAML), `url: "http://127.0.0.1:9000"`) {
 		t.Errorf("the backend does not use the given URL:\n%s", res.YAML)
 	}
+	if _, err := Import("testdata/seed", Options{AppURL: "127.0.0.1:9000"}); err == nil || !strings.Contains(err.Error(), "write where the app listens") {
+		t.Errorf("a URL without a scheme: err = %v", err)
+	}
 }
 
 // FuzzImport feeds arbitrary Terraform to the import: it may refuse it,

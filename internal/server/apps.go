@@ -38,23 +38,36 @@ type apps struct {
 	running map[string]*supervise.Process
 }
 
-// appSpecs says what the configuration's backends should run. jwksURL is
-// where the apps fetch moat's keys ("" until the internal listener is
-// bound).
+// appSpecs is AppSpecs with the server's AppCommands.
 func (s *Server) appSpecs(cfg *config.Config, jwksURL string) (map[string]supervise.Spec, error) {
+	return AppSpecs(cfg, s.AppCommands, jwksURL)
+}
+
+// AppSpecs says what the configuration's backends run: their commands, or
+// those of commands, prepared as moat runs them. jwksURL is where the apps
+// fetch moat's keys ("" when not known yet). `moat check` calls it too, so
+// a command that cannot run is reported before serving; the error is a
+// config.Errors.
+func AppSpecs(cfg *config.Config, commands map[string]AppCommand, jwksURL string) (map[string]supervise.Spec, error) {
 	specs := map[string]supervise.Spec{}
-	for name, b := range cfg.Backends {
-		argv, dir := b.Command, b.CommandDir
-		if o, ok := s.AppCommands[name]; ok {
-			argv, dir = o.Argv, o.Dir
+	var errs config.Errors
+	for _, name := range sortedNames(cfg.Backends) {
+		b := cfg.Backends[name]
+		argv, dir, line := b.Command, b.CommandDir, b.CommandLine
+		if o, ok := commands[name]; ok {
+			argv, dir, line = o.Argv, o.Dir, 0
 		}
 		if len(argv) == 0 {
 			continue
 		}
+		bad := func(err error) {
+			errs = append(errs, config.Problem{File: cfg.Path, Line: line, Path: "backends." + name + ".command", Msg: err.Error()})
+		}
 		withCommand := *b
 		withCommand.Command = argv
 		if err := withCommand.CheckCommand(); err != nil {
-			return nil, fmt.Errorf("backends.%s: %w", name, err)
+			bad(err)
+			continue
 		}
 		u, _ := url.Parse(b.URL) // CheckCommand parsed it
 		port, _ := strconv.Atoi(u.Port())
@@ -68,14 +81,18 @@ func (s *Server) appSpecs(cfg *config.Config, jwksURL string) (map[string]superv
 		}
 		spec, err := app.Spec()
 		if err != nil {
-			return nil, err
+			bad(err)
+			continue
 		}
 		specs[name] = spec
 	}
-	for name := range s.AppCommands {
+	for _, name := range sortedNames(commands) {
 		if cfg.Backends[name] == nil {
-			return nil, fmt.Errorf("moat runs an app for backend %s, which the configuration no longer has: keep the backend", name)
+			errs = append(errs, config.Problem{File: cfg.Path, Path: "backends", Msg: fmt.Sprintf("moat runs an app for backend %s, which the configuration does not have: keep the backend", name)})
 		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	return specs, nil
 }
@@ -103,9 +120,10 @@ func (a *apps) reconcile(specs map[string]supervise.Spec) {
 	}
 }
 
-// waitReady waits (at most appReadyWait) until every app answered once.
-func (a *apps) waitReady(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, appReadyWait)
+// waitReady waits (at most appReadyWait) until every app answered once,
+// or parent ends.
+func (a *apps) waitReady(parent context.Context) {
+	ctx, cancel := context.WithTimeout(parent, appReadyWait)
 	defer cancel()
 	a.mu.Lock()
 	procs := make([]*supervise.Process, 0, len(a.running))
@@ -114,7 +132,7 @@ func (a *apps) waitReady(ctx context.Context) {
 	}
 	a.mu.Unlock()
 	for _, p := range procs {
-		if err := p.WaitReady(ctx); err != nil {
+		if err := p.WaitReady(ctx); err != nil && parent.Err() == nil {
 			a.log.Warn("serving before the app answers; moat shows its 502 page until it does", "backend", p.Spec.Name, "err", err.Error())
 		}
 	}

@@ -43,10 +43,10 @@ type App struct {
 // Spec is how the app runs: its command (for Streamlit, with the flags it
 // needs behind moat: loopback address and port, headless, base path and
 // trusted user headers) and its environment: PORT, and what verifying the
-// assertion takes.
+// assertion takes. An error says what in the command to change.
 func (a App) Spec() (Spec, error) {
 	if len(a.Argv) == 0 || a.Argv[0] == "" {
-		return Spec{}, fmt.Errorf("backend %s: the command is empty", a.Backend)
+		return Spec{}, fmt.Errorf("the command is empty")
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Port))
 	s := Spec{Name: a.Backend, Argv: slices.Clone(a.Argv), Dir: a.Dir, Addr: addr}
@@ -62,7 +62,7 @@ func (a App) Spec() (Spec, error) {
 	}
 	health := a.HealthPath
 	if at := streamlitRun(a.Argv); at > 0 {
-		base, err := basePath(a.Backend, a.Prefixes)
+		base, err := basePath(a.Prefixes)
 		if err != nil {
 			return Spec{}, err
 		}
@@ -106,7 +106,7 @@ func (a App) streamlitFlags(base string) ([]string, error) {
 	for _, arg := range a.Argv {
 		name, _, _ := strings.Cut(arg, "=")
 		if slices.Contains(streamlitOwned, name) {
-			return nil, fmt.Errorf("backend %s: the command sets %s, which moat sets itself (it runs Streamlit on 127.0.0.1:%d): remove it", a.Backend, name, a.Port)
+			return nil, fmt.Errorf("the command sets %s, which moat sets itself (it runs Streamlit on 127.0.0.1:%d): remove it", name, a.Port)
 		}
 	}
 	flags := []string{
@@ -124,12 +124,12 @@ func (a App) streamlitFlags(base string) ([]string, error) {
 
 // basePath is the one path prefix (without its trailing slash) of the
 // routes to a Streamlit app, which serves under one base path.
-func basePath(backend string, prefixes []string) (string, error) {
+func basePath(prefixes []string) (string, error) {
 	base := ""
 	for i, p := range prefixes {
 		p = strings.TrimSuffix(p, "/")
 		if i > 0 && p != base {
-			return "", fmt.Errorf("backend %s runs one app, but its routes use the path prefixes %q and %q: give each prefix its own backend and command (Streamlit serves under one base path)", backend, base+"/", p+"/")
+			return "", fmt.Errorf("Streamlit serves under one base path, but this backend's routes use the path prefixes %q and %q: give each prefix its own backend and command", base+"/", p+"/")
 		}
 		base = p
 	}

@@ -69,10 +69,10 @@ func TestSpecRefusesWhatWouldFightMoat(t *testing.T) {
 		prefixes []string
 		want     string
 	}{
-		{"an empty command", nil, nil, "backend dash: the command is empty"},
+		{"an empty command", nil, nil, "the command is empty"},
 		{"its own port", []string{"streamlit", "run", "app.py", "--server.port=8501"}, nil, "the command sets --server.port, which moat sets itself (it runs Streamlit on 127.0.0.1:8601): remove it"},
 		{"its own address", []string{"streamlit", "run", "--server.address", "0.0.0.0", "app.py"}, nil, "sets --server.address"},
-		{"two base paths", []string{"streamlit", "run", "app.py"}, []string{"/a/", "/b/"}, `its routes use the path prefixes "/a/" and "/b/"`},
+		{"two base paths", []string{"streamlit", "run", "app.py"}, []string{"/a/", "/b/"}, `Streamlit serves under one base path, but this backend's routes use the path prefixes "/a/" and "/b/"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := App{Backend: "dash", Argv: tc.argv, Port: 8601, Prefixes: tc.prefixes}.Spec()
