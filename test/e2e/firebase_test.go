@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -34,12 +33,10 @@ var firebaseHashFlags = []string{"--format", "firebase",
 	"--hash-key", "jxspr8Ki0RYycVU8zykbdLGjFQ3McFUH0uiiTvC8pVMXAn210wjLNmdZJzxUECKbm0QsEmYUSDzZvpjeJ9WmXA==",
 	"--salt-separator", "Bw==", "--rounds", "8", "--mem-cost", "14"}
 
-var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-
-// signInOverHTTP signs in through moat's real login page with a cookie
+// signInWithPassword signs in through moat's real login page with a cookie
 // jar, as a browser without JavaScript would, and returns the client and
 // where the login sent it.
-func signInOverHTTP(t *testing.T, m *Moat, email, password string) (*http.Client, *http.Response) {
+func signInWithPassword(t *testing.T, m *Moat, email, password string) (*http.Client, *http.Response) {
 	t.Helper()
 	c := m.Client()
 	jar, err := cookiejar.New(nil)
@@ -92,10 +89,10 @@ routes:
 		t.Fatalf("moat users import: %v\n%s", err, out)
 	}
 
-	if _, resp := signInOverHTTP(t, m, "user1@test.com", "user1password!"); resp.StatusCode != http.StatusUnauthorized {
+	if _, resp := signInWithPassword(t, m, "user1@test.com", "user1password!"); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("a wrong password: status %d, want the login page again with 401", resp.StatusCode)
 	}
-	c, resp := signInOverHTTP(t, m, "user1@test.com", "user1password")
+	c, resp := signInWithPassword(t, m, "user1@test.com", "user1password")
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
 		t.Fatalf("sign-in with the Firebase password: %s to %q, want 303 to /", resp.Status, resp.Header.Get("Location"))
 	}
@@ -122,7 +119,7 @@ routes:
 	if !strings.HasPrefix(u.PasswordHash, "$argon2id$") {
 		t.Errorf("after the first sign-in the stored hash is %.30q…, want argon2id", u.PasswordHash)
 	}
-	if _, resp := signInOverHTTP(t, m, "user1@test.com", "user1password"); resp.StatusCode != http.StatusSeeOther {
+	if _, resp := signInWithPassword(t, m, "user1@test.com", "user1password"); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("the second sign-in (argon2id): %s, want 303", resp.Status)
 	}
 }
