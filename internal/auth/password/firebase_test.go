@@ -160,3 +160,21 @@ func FuzzDecodeFirebase(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkVerifyFirebase is the cost of one sign-in with an imported
+// Firebase hash at the usual project parameters (rounds 8, mem cost 14:
+// 16 MiB), beside BenchmarkVerify's argon2id; it holds a hashing slot the
+// same way.
+func BenchmarkVerifyFirebase(b *testing.B) {
+	enc, err := FirebaseHash(refParams(b), std(b, refSalt), std(b, refHash))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpu0 := cpuTime()
+	for b.Loop() {
+		if ok, _, _ := Verify(refPassword, enc); !ok {
+			b.Fatal("no match")
+		}
+	}
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+}
