@@ -16,9 +16,10 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// maxFileSize bounds the configuration file (and any *_file secret) so that
-// pointing moat at a device or a huge file fails fast.
-const maxFileSize = 4 << 20
+// MaxFileSize bounds the configuration file (and any *_file secret) so that
+// pointing moat at a device or a huge file fails fast. ReadFile enforces it
+// for every reader: check, serve and live reload alike.
+const MaxFileSize = 4 << 20
 
 // Problem is one error or warning found in a configuration file.
 type Problem struct {
@@ -61,7 +62,7 @@ func (e Errors) Error() string {
 // Load reads, expands, decodes, defaults and validates the file at path.
 // The error, if any, is an Errors listing every problem found.
 func Load(path string) (*Config, error) {
-	data, err := readBounded(path)
+	data, err := ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
@@ -118,19 +119,22 @@ func Parse(name string, data []byte) (*Config, error) {
 	return cfg, nil
 }
 
-func readBounded(path string) ([]byte, error) {
+// ReadFile reads a configuration or secret file of at most MaxFileSize
+// bytes. It reads one byte past the bound and no more, so a device or a
+// runaway file costs at most that much memory.
+func ReadFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	var b bytes.Buffer
-	n, err := b.ReadFrom(io.LimitReader(f, maxFileSize+1))
+	n, err := b.ReadFrom(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, err
 	}
-	if n > maxFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxFileSize)
+	if n > MaxFileSize {
+		return nil, fmt.Errorf("%s is larger than %d MiB, the most moat reads from a configuration or secret file: shorten it", path, MaxFileSize>>20)
 	}
 	return b.Bytes(), nil
 }
@@ -368,7 +372,7 @@ func ParseDuration(s string) (time.Duration, error) {
 // ReadSecretFile reads a *_file secret: the file's content without the
 // trailing newline. Errors are reported against path.
 func (v *validator) readSecretFile(path, file string) string {
-	data, err := readBounded(file)
+	data, err := ReadFile(file)
 	if err != nil {
 		v.errorAt(path, "cannot read secret file: %v", err)
 		return ""
