@@ -26,14 +26,14 @@ const moatPrefix = "/_moat/"
 // route's chain, and writes the access log line and metrics.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	wd := s.world.Load()
-	info := &request.Info{ID: request.NewID(), Start: time.Now(), Scheme: "https"}
-	if r.TLS == nil {
-		info.Scheme = "http"
-	}
+	info := &request.Info{ID: request.NewID(), Start: time.Now()}
+	// Behind a trusted TLS-terminating front the client used https even
+	// though moat's listener is plain (issue 12, finding 10).
+	info.Scheme = wd.clientIP.Scheme(r)
 	info.ClientIP = wd.clientIP.Resolve(r)
 	r = request.With(r, info)
 	rec := &recorder{ResponseWriter: w}
-	if *wd.cfg.Server.HSTS && r.TLS != nil {
+	if *wd.cfg.Server.HSTS && info.Scheme == "https" {
 		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
 	}
 	wd.serve(rec, r, info)
