@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/admin"
+	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/route"
@@ -56,6 +57,9 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 		web.Error(w, r, http.StatusBadRequest, "bad_request")
 		return
 	}
+	// Every body is bounded in time, sign-in forms as much as uploads
+	// (issue 12, finding 4); a route's body is bounded in size too.
+	limits := bodylimit.Limits{Stall: wd.cfg.Server.BodyStallTimeout.D(), MinRate: wd.cfg.Server.BodyMinRate}
 	if strings.HasPrefix(clean, moatPrefix) {
 		rt := wd.routes.HostRoute(host)
 		if rt == nil {
@@ -63,7 +67,7 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 			return
 		}
 		info.Route = rt
-		wd.own[rt].ServeHTTP(w, r)
+		wd.own[rt].ServeHTTP(w, bodylimit.Wrap(w, r, limits))
 		return
 	}
 	rt := wd.routes.Lookup(host, clean)
@@ -72,12 +76,14 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 		return
 	}
 	info.Route = rt
+	// A declared length over the bound is refused before anything reaches
+	// the app; a chunked body is cut at the bound (issue 12, finding 7).
 	if r.ContentLength > rt.MaxBodyBytes {
 		web.Error(w, r, http.StatusRequestEntityTooLarge, "body_too_large")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBodyBytes)
-	wd.chains[rt].ServeHTTP(w, r)
+	limits.MaxBytes = rt.MaxBodyBytes
+	wd.chains[rt].ServeHTTP(w, bodylimit.Wrap(w, r, limits))
 }
 
 // cleanPath is path.Clean that keeps a trailing slash and a leading one.

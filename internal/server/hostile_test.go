@@ -5,14 +5,19 @@ package server
 // fix.
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/moat-dev/moat/internal/config"
 )
@@ -73,4 +78,187 @@ func TestForwardedProtoFromATrustedTerminatingFrontIsKept(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Finding 7: a chunked body over the route's bound was answered 502 after
+// the app had received the bound's worth; it must be 413, with the app's
+// request aborted rather than ended cleanly. A declared Content-Length over
+// the bound is refused before anything reaches the app.
+func TestOversizedBodyIsAnswered413AndTheAppSeesItAborted(t *testing.T) {
+	type seen struct {
+		n   int64
+		err error
+	}
+	bodies := make(chan seen, 4)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			return
+		}
+		n, err := io.Copy(io.Discard, r.Body)
+		bodies <- seen{n, err}
+	}))
+	t.Cleanup(backend.Close)
+	cfg := baseConfig + "  - {host: upload.example.com, backend: app, public: true, max_body_bytes: 1048576}\n"
+	m := startMoat(t, backend.URL, cfg)
+	const size = 3 << 20
+
+	t.Run("chunked", func(t *testing.T) {
+		// An io.Reader of unknown length goes out chunked.
+		req, _ := http.NewRequest(http.MethodPost, "https://upload.example.com/upload", io.MultiReader(strings.NewReader(strings.Repeat("x", size))))
+		resp, err := m.client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("a %d-byte chunked body got %d, want 413", size, resp.StatusCode)
+		}
+		select {
+		case got := <-bodies:
+			if got.err == nil || got.n > 1<<20 {
+				t.Errorf("the app read %d bytes and then %v, want at most the bound and an aborted body", got.n, got.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the app never saw the request end")
+		}
+	})
+	t.Run("declared length", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPost, "https://upload.example.com/upload", strings.NewReader(strings.Repeat("x", size)))
+		resp, err := m.client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("a declared %d-byte body got %d, want 413", size, resp.StatusCode)
+		}
+		select {
+		case got := <-bodies:
+			t.Errorf("the app got a request with a declared oversized body (%d bytes read)", got.n)
+		default:
+		}
+	})
+}
+
+// slowPost sends a POST declaring size body bytes to path over HTTP/1.1 and
+// TLS, then one byte every gap until moat answers or closes. It returns how
+// many body bytes went out and the status line, if any.
+func slowPost(t *testing.T, m *testMoat, host, path string, size int, gap time.Duration) (sent int, status string) {
+	t.Helper()
+	conn, err := tls.Dial("tcp", m.addrs.HTTPS, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n", path, host, size)
+	answered := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		answered <- strings.TrimSpace(line)
+	}()
+	tick := time.NewTicker(gap)
+	defer tick.Stop()
+	for sent < size {
+		select {
+		case status = <-answered:
+			return sent, status
+		case <-tick.C:
+		}
+		if _, err := conn.Write([]byte{'x'}); err != nil {
+			break
+		}
+		sent++
+	}
+	return sent, <-answered
+}
+
+// Finding 4: a body trickling in (one byte every so often) stayed open
+// indefinitely, for sign-in posts and proxied uploads alike. It is cut once
+// it falls below server.body_min_rate; the app sees its request aborted.
+func TestASlowBodyIsCutForSignInPostsAndProxiedUploadsAlike(t *testing.T) {
+	aborted := make(chan error, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			return
+		}
+		_, err := io.Copy(io.Discard, r.Body)
+		aborted <- err
+	}))
+	t.Cleanup(backend.Close)
+	cfg := strings.Replace(baseConfig, "  shutdown_grace: 5s\n", "  shutdown_grace: 5s\n  body_stall_timeout: 500ms\n  body_min_rate: 50\n", 1) +
+		"  - {host: app.example.com, backend: app, login: [password], allow: [\"group:staff\"]}\n"
+	m := startMoat(t, backend.URL, cfg)
+	const size = 200 // 20 s at one byte per 100 ms: never cut by the stall timeout alone
+
+	t.Run("proxied upload", func(t *testing.T) {
+		sent, status := slowPost(t, m, "dash.example.com", "/upload", size, 100*time.Millisecond)
+		if sent >= size || !strings.Contains(status, " 408 ") {
+			t.Errorf("sent %d of %d bytes, got %q; want the body cut with 408", sent, size, status)
+		}
+		select {
+		case err := <-aborted:
+			if err == nil {
+				t.Error("the app read a clean end of a body moat cut short")
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("the app's request was never aborted")
+		}
+	})
+	t.Run("sign-in post", func(t *testing.T) {
+		sent, status := slowPost(t, m, "app.example.com", "/_moat/login", size, 100*time.Millisecond)
+		if sent >= size {
+			t.Errorf("moat read all %d bytes of a sign-in form sent at 10 bytes/s", size)
+		}
+		t.Logf("moat answered %q after %d of %d bytes", status, sent, size)
+	})
+}
+
+// Finding 4's other half: the default bounds let a Streamlit-sized upload
+// (its maxUploadSize is 200 MB) through at loopback speed.
+func TestA200MBUploadPassesTheDefaultBodyBounds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 200 MB")
+	}
+	var got atomic.Int64
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			return
+		}
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
+		got.Store(n)
+	}))
+	t.Cleanup(backend.Close)
+	cfg := baseConfig + "  - {host: upload.example.com, backend: app, public: true, max_body_bytes: 209715200}\n"
+	m := startMoat(t, backend.URL, cfg)
+	const size = 200 << 20
+	for _, chunked := range []bool{false, true} {
+		var body io.Reader = io.LimitReader(zeros{}, size)
+		req, _ := http.NewRequest(http.MethodPost, "https://upload.example.com/_stcore/upload_file", body)
+		if !chunked {
+			req.ContentLength = size
+		}
+		c := m.client()
+		c.Timeout = 5 * time.Minute
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || got.Load() != size {
+			t.Errorf("chunked=%v: got %d, the app read %d bytes; want 200 and %d", chunked, resp.StatusCode, got.Load(), size)
+		}
+	}
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

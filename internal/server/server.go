@@ -364,8 +364,10 @@ func (s *Server) checkStatic(cfg *config.Config) error {
 	a.PublicURL, b.PublicURL = "", ""
 	a.LogLevel, b.LogLevel = "", ""
 	a.HSTS, b.HSTS = nil, nil
+	a.BodyStallTimeout, b.BodyStallTimeout = 0, 0
+	a.BodyMinRate, b.BodyMinRate = 0, 0
 	if !reflect.DeepEqual(a, b) || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Counters != old.Counters {
-		return errors.New("server settings (but default_security_policy, public_url, log_level and hsts), data_dir, store and counters change only with a restart: restart moat to apply them")
+		return errors.New("server settings (but default_security_policy, public_url, log_level, hsts, body_stall_timeout and body_min_rate), data_dir, store and counters change only with a restart: restart moat to apply them")
 	}
 	return nil
 }
