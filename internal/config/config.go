@@ -117,6 +117,11 @@ type Route struct {
 	Bearer         bool     `yaml:"bearer"`
 	MaxAge         Duration `yaml:"max_age"`
 	MaxBodyBytes   int64    `yaml:"max_body_bytes"`
+	// AllowedOrigins are the other origins (scheme://host[:port]) whose
+	// pages may open WebSockets to this route; its own origin always may.
+	// A browser's cross-site upgrade from anywhere else is refused, so a
+	// page elsewhere cannot ride the user's cookie into the app.
+	AllowedOrigins []string `yaml:"allowed_origins"`
 
 	// Line is where the route starts in the file, for messages.
 	Line int `yaml:"-"`

@@ -327,6 +327,16 @@ func (v *validator) validateRoutes() {
 		if r.MaxBodyBytes < 0 {
 			v.errorAt(path+".max_body_bytes", "must not be negative")
 		}
+		// Stored canonical, so the proxy compares an Origin header with
+		// plain string equality.
+		for j, o := range r.AllowedOrigins {
+			canon, err := ParseOrigin(o)
+			if err != nil {
+				v.errorAt(fmt.Sprintf("%s.allowed_origins[%d]", path, j), "invalid origin %q: %v, such as https://dash.example.com", o, err)
+				continue
+			}
+			r.AllowedOrigins[j] = canon
+		}
 		v.validateRouteAccess(path, r)
 	}
 }

@@ -196,15 +196,8 @@ func (b *Backend) prepareOutbound(out, in *http.Request, info *request.Info) {
 
 	// moat's view of the client replaces whatever the client claimed; the
 	// server has already resolved ClientIP through trusted proxies.
-	scheme := info.Scheme
-	if scheme == "" {
-		scheme = "http"
-		if in.TLS != nil {
-			scheme = "https"
-		}
-	}
 	// One backing array for the four values: one allocation, not four.
-	vals := []string{clientIP(in, info), scheme, in.Host, info.ID}
+	vals := []string{clientIP(in, info), schemeOf(in, info), in.Host, info.ID}
 	if vals[0] != "" {
 		out.Header["X-Forwarded-For"] = vals[0:1:1]
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/web"
 )
 
 const (
@@ -52,6 +53,12 @@ func isWebSocketUpgrade(r *http.Request) bool {
 // not use ReverseProxy's upgrade copy, which holds two 32 KiB buffers per
 // socket for its whole life.
 func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *request.Info) {
+	if !originAllowed(r, info) {
+		b.log().Info("proxy: cross-origin WebSocket refused", "request_id", info.ID, "route", routeName(info),
+			"backend", b.name, "origin", truncate(r.Header.Get("Origin"), maxLoggedOrigin), "client_ip", clientIP(r, info))
+		web.Error(w, r, http.StatusForbidden, "websocket_origin")
+		return
+	}
 	out := r.Clone(r.Context())
 	out.Body = nil
 	out.ContentLength = 0

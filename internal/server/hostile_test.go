@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/moat-dev/moat/internal/config"
 )
 
@@ -261,4 +263,49 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// Finding 3, end to end: a page on another site opening a WebSocket to a
+// signed-in route rides the user's cookie; moat refuses it with 403 before
+// the app sees it, while the user's own page still connects.
+func TestCrossSiteWebSocketWithTheUsersCookieIsRefused(t *testing.T) {
+	var upgrades atomic.Int32
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			return
+		}
+		upgrades.Add(1)
+		// An app that checks no Origin itself.
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+		if err != nil {
+			return
+		}
+		c.Close(websocket.StatusNormalClosure, "")
+	}))
+	t.Cleanup(backend.Close)
+	m := startMoat(t, backend.URL, signInConfig)
+	c, _ := signIn(t, m)
+	hc := m.client()
+	hc.Jar = c.Jar
+	hc.Timeout = 0
+	dial := func(origin string) (int, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ws, resp, err := websocket.Dial(ctx, "wss://app.example.com/_stcore/stream", &websocket.DialOptions{
+			HTTPClient: hc, HTTPHeader: http.Header{"Origin": {origin}},
+		})
+		if err == nil {
+			ws.CloseNow()
+		}
+		if resp == nil {
+			return 0, err
+		}
+		return resp.StatusCode, err
+	}
+	if status, err := dial("https://evil.example"); status != http.StatusForbidden || upgrades.Load() != 0 {
+		t.Fatalf("a cross-site upgrade with the user's cookie got %d (%v), app saw %d upgrades; want 403 and none", status, err, upgrades.Load())
+	}
+	if status, err := dial("https://app.example.com"); err != nil || status != http.StatusSwitchingProtocols || upgrades.Load() != 1 {
+		t.Fatalf("the user's own page got %d (%v), want 101", status, err)
+	}
 }
