@@ -44,6 +44,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve routes r within one world.
 func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Info) {
 	host := route.Host(r.Host)
+	// A path the app may read differently from moat is refused before any
+	// route is chosen.
+	if ambiguousPath(r.URL.Path) {
+		web.Error(w, r, http.StatusBadRequest, "bad_request")
+		return
+	}
 	// Route on the cleaned path so /public/../private cannot reach a route
 	// the raw path does not name; a browser is sent to the clean path.
 	clean := cleanPath(r.URL.Path)
@@ -84,6 +90,28 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 	}
 	limits.MaxBytes = rt.MaxBodyBytes
 	wd.chains[rt].ServeHTTP(w, bodylimit.Wrap(w, r, limits))
+}
+
+// ambiguousPath reports whether a decoded request path could name another
+// place to the app than to moat's router: a backslash (a separator on
+// Windows and to some frameworks), a control character (a NUL ends the path
+// in C), or a dot, slash, backslash or NUL still percent-encoded after
+// decoding (an app that decodes twice sees "../"). Peers' routers were
+// bypassed by each (Traefik GHSA-gm3x-23wp-hc2c, Caddy GHSA-qrp7-cvwr-j2c6);
+// no browser sends them, so moat refuses them rather than guess.
+func ambiguousPath(p string) bool {
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '\\', c < 0x20, c == 0x7f:
+			return true
+		case c == '%' && i+2 < len(p):
+			switch strings.ToLower(p[i+1 : i+3]) {
+			case "2e", "2f", "5c", "00":
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // cleanPath is path.Clean that keeps a trailing slash and a leading one.

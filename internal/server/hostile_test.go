@@ -309,3 +309,28 @@ func TestCrossSiteWebSocketWithTheUsersCookieIsRefused(t *testing.T) {
 		t.Fatalf("the user's own page got %d (%v), want 101", status, err)
 	}
 }
+
+func TestAmbiguousPathsAreRefusedBeforeRouting(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/public/x":              false,
+		"/a/b.c/d-e_f~g":         false,
+		"/report 100%":           false,
+		"/100%25":                false,
+		`/public/..\admin`:       true,
+		"/public/\x00/x":         true,
+		"/public/\x7f":           true,
+		"/public/%2e%2e/admin":   true,
+		"/public/..%2Fadmin":     true,
+		"/public/%5cadmin":       true,
+		"/public/%00":            true,
+		"/public/%2":             false,
+		"/public/%2e":            true,
+		"/public/x%3bjsessionid": false,
+		"/_stcore/stream":        false,
+		"/media/abc123.png":      false,
+	} {
+		if got := ambiguousPath(p); got != want {
+			t.Errorf("ambiguousPath(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
