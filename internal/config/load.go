@@ -99,11 +99,21 @@ func Parse(name string, data []byte) (*Config, error) {
 			}
 		}
 	}
+	// An empty entry ("routes: [~]", "name:" with nothing under it) decodes
+	// to nil; validation reports it.
 	for i, r := range cfg.Routes {
-		r.Line = l.lines[fmt.Sprintf("routes[%d]", i)]
+		if r != nil {
+			r.Line = l.lines[fmt.Sprintf("routes[%d]", i)]
+		}
 	}
 	for name, p := range cfg.SecurityPolicies {
+		if p == nil {
+			continue
+		}
 		for i, r := range p.Rules {
+			if r == nil {
+				continue
+			}
 			path := fmt.Sprintf("security_policies.%s.rules[%d]", name, i)
 			r.Line = l.lines[path]
 			r.ExprLine, r.ExprColumn = l.lines[path+".expr"], l.columns[path+".expr"]
@@ -191,18 +201,11 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 // is how a front door ends up open.
 func (l *loader) expandEnv(n *yaml.Node) {
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
-		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
-			m := envRef.FindStringSubmatch(ref)
-			if v, ok := os.LookupEnv(m[1]); ok {
-				return v
-			}
-			if m[2] != "" {
-				return m[3]
-			}
-			l.errs = append(l.errs, Problem{File: l.file, Line: n.Line,
-				Msg: fmt.Sprintf("environment variable %s is not set (write ${%s:-default} for an optional one)", m[1], m[1])})
-			return ""
-		})
+		var problems []string
+		n.Value, problems = expand(n.Value, os.LookupEnv)
+		for _, msg := range problems {
+			l.errs = append(l.errs, Problem{File: l.file, Line: n.Line, Msg: msg})
+		}
 		// An expanded value is a string even if it looks like a number.
 		if n.Tag == "" || n.Tag == "!" {
 			n.Tag = "!!str"
@@ -211,6 +214,31 @@ func (l *loader) expandEnv(n *yaml.Node) {
 	for _, c := range n.Content {
 		l.expandEnv(c)
 	}
+}
+
+// expand replaces ${NAME} and ${NAME:-default} in s in one pass, looking
+// names up with lookup: an inserted value is taken as it is, never expanded
+// again. It returns a message for each reference it cannot resolve: an
+// unset name without a default, and a default holding another ${…} (which
+// one pass would cut short, leaving a stray "}" in the value).
+func expand(s string, lookup func(string) (string, bool)) (string, []string) {
+	var problems []string
+	out := envRef.ReplaceAllStringFunc(s, func(ref string) string {
+		m := envRef.FindStringSubmatch(ref)
+		if m[2] != "" && strings.Contains(m[3], "${") {
+			problems = append(problems, fmt.Sprintf("the default of ${%s} holds another ${…}: defaults are used as written, so write the default value itself", m[1]))
+			return ""
+		}
+		if v, ok := lookup(m[1]); ok {
+			return v
+		}
+		if m[2] != "" {
+			return m[3]
+		}
+		problems = append(problems, fmt.Sprintf("environment variable %s is not set (write ${%s:-default} for an optional one)", m[1], m[1]))
+		return ""
+	})
+	return out, problems
 }
 
 var durationType = reflect.TypeOf(Duration(0))
