@@ -56,7 +56,7 @@ func printCheck(w io.Writer, cfg *config.Config) {
 		if policy == "" {
 			policy = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, prefix, r.Backend, cfg.Backends[r.Backend].URL, access(r), policy)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, prefix, r.Backend, strings.Join(cfg.Backends[r.Backend].Targets(), " "), access(r), policy)
 	}
 	tw.Flush()
 }

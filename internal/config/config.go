@@ -81,11 +81,18 @@ type ACME struct {
 	// CAFile is a PEM bundle to trust for the ACME directory itself (a
 	// private CA such as Pebble's).
 	CAFile string `yaml:"ca_file"`
+	// RenewInterval is how often certificates are checked for renewal
+	// (default 10m, as in Caddy's renew_interval).
+	RenewInterval Duration `yaml:"renew_interval"`
 }
 
-// Backend is an upstream application.
+// Backend is an upstream application: one URL, or several replicas of
+// the app.
 type Backend struct {
-	URL                   string   `yaml:"url"`
+	URL string `yaml:"url"`
+	// URLs are the replicas of a backend that runs several copies of the
+	// app; set url or urls, not both. Each user sticks to one replica.
+	URLs                  []string `yaml:"urls"`
 	HealthPath            string   `yaml:"health_path"`
 	HealthInterval        Duration `yaml:"health_interval"`
 	DialTimeout           Duration `yaml:"dial_timeout"`
@@ -101,6 +108,14 @@ type Backend struct {
 	// default) so that apps checking Origin against Host, like Streamlit
 	// with enableXsrfProtection and enableCORS on, accept the request.
 	PreserveHost *bool `yaml:"preserve_host"`
+}
+
+// Targets lists the backend's URLs: its replicas, or its one url.
+func (b *Backend) Targets() []string {
+	if len(b.URLs) > 0 {
+		return b.URLs
+	}
+	return []string{b.URL}
 }
 
 // Route maps a host (and optional path prefix) to a backend.

@@ -224,6 +224,9 @@ func (v *validator) validateTLS() {
 		if t.ACME.Email != "" && !strings.Contains(t.ACME.Email, "@") {
 			v.errorAt("tls.acme.email", "invalid email %q", t.ACME.Email)
 		}
+		if d := t.ACME.RenewInterval.D(); d != 0 && (d < time.Second || d > 24*time.Hour) {
+			v.errorAt("tls.acme.renew_interval", "must be between 1s and 24h, such as 10m")
+		}
 		for i, r := range v.cfg.Routes {
 			if r != nil && strings.HasPrefix(r.Host, "*.") {
 				v.errorAt(fmt.Sprintf("routes[%d].host", i), "ACME HTTP-01 cannot issue a certificate for the wildcard %q: use tls.cert_file and tls.key_file", r.Host)
@@ -248,20 +251,45 @@ func (v *validator) validateBackends() {
 			v.errorAt(path, "backend has no settings: set url")
 			continue
 		}
-		u, err := url.Parse(b.URL)
 		switch {
+		case b.URL != "" && b.URLs != nil:
+			v.errorAt(path+".urls", "set url (one app) or urls (its replicas), not both")
+		case b.URLs != nil:
+			if len(b.URLs) == 0 {
+				v.errorAt(path+".urls", "urls is empty: list the replicas, such as [http://10.0.0.1:8501, http://10.0.0.2:8501]")
+			}
+			seen := map[string]bool{}
+			for i, raw := range b.URLs {
+				p := fmt.Sprintf("%s.urls[%d]", path, i)
+				v.validateBackendURL(p, raw)
+				if seen[raw] {
+					v.errorAt(p, "replica %q is listed twice", raw)
+				}
+				seen[raw] = true
+			}
 		case b.URL == "":
-			v.errorAt(path, "url is required, such as http://127.0.0.1:8501")
-		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-			v.errorAt(path+".url", "invalid backend URL %q: write http://host:port or https://host:port", b.URL)
-		case u.User != nil:
-			v.errorAt(path+".url", "credentials in a backend URL are not supported")
-		case u.RawQuery != "" || u.Fragment != "":
-			v.errorAt(path+".url", "a backend URL takes no query or fragment")
+			v.errorAt(path, "url is required, such as http://127.0.0.1:8501 (or urls, for replicas)")
+		default:
+			v.validateBackendURL(path+".url", b.URL)
 		}
 		if b.HealthPath != "" && !strings.HasPrefix(b.HealthPath, "/") {
 			v.errorAt(path+".health_path", "must start with /, such as /_stcore/health")
 		}
+	}
+}
+
+// validateBackendURL checks one backend or replica URL.
+func (v *validator) validateBackendURL(path, raw string) {
+	u, err := url.Parse(raw)
+	switch {
+	case raw == "":
+		v.errorAt(path, "empty URL: write http://host:port or https://host:port")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		v.errorAt(path, "invalid backend URL %q: write http://host:port or https://host:port", raw)
+	case u.User != nil:
+		v.errorAt(path, "credentials in a backend URL are not supported")
+	case u.RawQuery != "" || u.Fragment != "":
+		v.errorAt(path, "a backend URL takes no query or fragment")
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 
 	"github.com/moat-dev/moat/internal/request"
@@ -191,13 +192,14 @@ func headerHasToken(h http.Header, name, token string) bool {
 // prepareOutbound applies moat's header rules to out, the request sent to
 // the backend, built from in, the client's request. It deletes first and
 // sets afterwards, so a forgotten step cannot let a spoofed header through.
-// Hop-by-hop headers must already be gone from out.
-func (b *Backend) prepareOutbound(out, in *http.Request, info *request.Info) {
+// Hop-by-hop headers must already be gone from out. target is the
+// replica's URL.
+func (b *Backend) prepareOutbound(out, in *http.Request, info *request.Info, target *url.URL) {
 	StripOwned(out.Header)
 
-	out.URL.Scheme = b.target.Scheme
-	out.URL.Host = b.target.Host
-	out.URL.Path, out.URL.RawPath = joinURLPath(b.target, in.URL)
+	out.URL.Scheme = target.Scheme
+	out.URL.Host = target.Host
+	out.URL.Path, out.URL.RawPath = joinURLPath(target, in.URL)
 	if b.preserveHost {
 		out.Host = in.Host
 	} else {

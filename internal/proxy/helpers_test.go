@@ -65,12 +65,15 @@ type testProxy struct {
 // startProxy starts a front server that does what moat's server does
 // before the proxy (request id, client IP, scheme, route; the session id
 // from the "session" query parameter, standing in for sign-in) and then
-// hands the request to a Backend for backendURL. The request id is echoed
-// in the X-Test-Request-Id response header.
+// hands the request to a Backend for backendURL, or for the replicas in
+// o.cfg.URLs. The request id is echoed in the X-Test-Request-Id response
+// header.
 func startProxy(t testing.TB, backendURL string, o proxyOpts) *testProxy {
 	t.Helper()
 	cfg := o.cfg
-	cfg.URL = backendURL
+	if len(cfg.URLs) == 0 {
+		cfg.URL = backendURL
+	}
 	if o.sockets == nil {
 		o.sockets = NewSockets()
 	}

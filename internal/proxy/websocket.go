@@ -13,6 +13,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,16 +49,20 @@ func isWebSocketUpgrade(r *http.Request) bool {
 		strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "websocket")
 }
 
-// serveWebSocket proxies a WebSocket handshake and, when the backend
-// switches protocols, splices the two connections frame by frame. It does
-// not use ReverseProxy's upgrade copy, which holds two 32 KiB buffers per
-// socket for its whole life.
-func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *request.Info) {
+// serveWebSocket proxies a WebSocket handshake to rp and, when it switches
+// protocols, splices the two connections frame by frame. It does not use
+// ReverseProxy's upgrade copy, which holds two 32 KiB buffers per socket
+// for its whole life. cookie, when set, is the affinity cookie to give the
+// client with the answer.
+func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *request.Info, rp *replica, cookie *http.Cookie) {
 	if !originAllowed(r, info) {
 		b.log().Info("proxy: cross-origin WebSocket refused", "request_id", info.ID, "route", routeName(info),
 			"backend", b.name, "origin", truncate(r.Header.Get("Origin"), maxLoggedOrigin), "client_ip", clientIP(r, info))
 		web.Error(w, r, http.StatusForbidden, "websocket_origin")
 		return
+	}
+	if cookie != nil {
+		http.SetCookie(w, cookie)
 	}
 	out := r.Clone(r.Context())
 	out.Body = nil
@@ -67,7 +72,7 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 	out.RequestURI = ""
 	upType := r.Header.Get("Upgrade")
 	removeHopByHop(out.Header)
-	b.prepareOutbound(out, r, info)
+	b.prepareOutbound(out, r, info, rp.target)
 	out.Header["Connection"] = []string{"Upgrade"}
 	out.Header["Upgrade"] = []string{upType}
 	if _, ok := out.Header["User-Agent"]; !ok {
@@ -75,7 +80,7 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), b.dialer.Timeout)
-	backend, err := b.dialBackend(ctx)
+	backend, err := b.dialBackend(ctx, rp.target)
 	cancel()
 	if err != nil {
 		b.serveError(w, r, err)
@@ -156,6 +161,9 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 	head.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
 	resp.Header["Connection"] = []string{"Upgrade"}
 	resp.Header["Upgrade"] = []string{resp.Header.Get("Upgrade")}
+	if cookie != nil {
+		resp.Header.Add("Set-Cookie", cookie.String())
+	}
 	_ = resp.Header.Write(&head)
 	head.WriteString("\r\n")
 	_ = client.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -170,26 +178,25 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 	c.start(b.cfg.WebSocketMaxLifetime.D())
 }
 
-// dialBackend opens a connection to the backend, with TLS when its URL
-// says https.
-func (b *Backend) dialBackend(ctx context.Context) (net.Conn, error) {
-	host := b.target.Host
-	if b.target.Port() == "" {
+// dialBackend opens a connection to target, with TLS when it says https.
+func (b *Backend) dialBackend(ctx context.Context, target *url.URL) (net.Conn, error) {
+	host := target.Host
+	if target.Port() == "" {
 		port := "80"
-		if b.target.Scheme == "https" {
+		if target.Scheme == "https" {
 			port = "443"
 		}
-		host = net.JoinHostPort(b.target.Hostname(), port)
+		host = net.JoinHostPort(target.Hostname(), port)
 	}
 	conn, err := b.dialer.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, err
 	}
-	if b.target.Scheme != "https" {
+	if target.Scheme != "https" {
 		return conn, nil
 	}
 	tc := tls.Client(conn, &tls.Config{
-		ServerName: b.target.Hostname(),
+		ServerName: target.Hostname(),
 		NextProtos: []string{"http/1.1"},
 		MinVersion: tls.VersionTLS12,
 	})

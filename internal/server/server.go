@@ -115,7 +115,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wd := s.world.Load()
 	cfg := wd.cfg
 
-	src, err := certs.New(ctx, cfg.TLS, cfg.DataDir, wd.routes.Hosts(), s.log)
+	src, err := certs.New(ctx, cfg.TLS, s.certOptions(cfg, wd))
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
@@ -216,17 +216,13 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// obtain asks an ACME source for the routed hosts' certificates now, so the
-// first visitor does not wait for issuance; failures are retried on demand.
+// obtain starts an ACME source's certificates now that the listeners
+// answer the CA's challenges: stored ones load, missing ones are ordered
+// (retried with backoff), all are renewed in time.
 func (s *Server) obtain(ctx context.Context, src *certs.Source) {
-	if src.Kind() != "acme" {
-		return
+	if err := src.Obtain(ctx); err != nil {
+		s.log.Error("could not start ACME certificate management", "err", err)
 	}
-	go func() {
-		if err := src.Obtain(ctx); err != nil {
-			s.log.Warn("could not obtain ACME certificates yet; moat retries at the first handshake", "err", err)
-		}
-	}()
 }
 
 func serveTLS(srv *http.Server, ln net.Listener) error {
@@ -333,7 +329,7 @@ func (s *Server) Reload(ctx context.Context, why string) error {
 	}
 	key := certKey(cfg, next.routes.Hosts())
 	if key != s.certKey {
-		src, err := certs.New(ctx, cfg.TLS, cfg.DataDir, next.routes.Hosts(), s.log)
+		src, err := certs.New(ctx, cfg.TLS, s.certOptions(cfg, next))
 		if err != nil {
 			next.close()
 			metrics.ConfigReloads.WithLabelValues("error").Inc()
@@ -372,6 +368,19 @@ func (s *Server) checkStatic(cfg *config.Config) error {
 	return nil
 }
 
+// certOptions is what the certificate source of cfg needs: the store keeps
+// self-signed and ACME certificates for every instance, and ACME
+// challenges are answered on moat's own listeners.
+func (s *Server) certOptions(cfg *config.Config, wd *world) certs.Options {
+	return certs.Options{
+		Store:     s.store,
+		Hosts:     wd.routes.Hosts(),
+		HTTPAddr:  cfg.Server.HTTPAddr,
+		HTTPSAddr: cfg.Server.HTTPSAddr,
+		Logger:    s.log,
+	}
+}
+
 func certKey(cfg *config.Config, hosts []string) string {
 	b, _ := json.Marshal(struct {
 		TLS   config.TLS
@@ -398,9 +407,9 @@ func (s *Server) internalHandler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		states, all := s.world.Load().ready()
+		backends, replicas, all := s.world.Load().ready()
 		var buf bytes.Buffer
-		_ = json.NewEncoder(&buf).Encode(map[string]any{"ready": all, "backends": states})
+		_ = json.NewEncoder(&buf).Encode(map[string]any{"ready": all, "backends": backends, "replicas": replicas})
 		w.Header().Set("Content-Type", "application/json")
 		if !all {
 			w.WriteHeader(http.StatusServiceUnavailable)

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -280,7 +281,7 @@ func TestMetricsAndHealthLiveOnlyOnTheInternalListener(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, `moat_http_requests_total{code="200",route="dash.example.com"}`) {
 		t.Errorf("metrics lack the request counter:\n%.2000s", body)
 	}
-	if !strings.Contains(body, `moat_backend_up{backend="app"} 1`) {
+	if !regexp.MustCompile(`moat_backend_up\{backend="app",replica="http://127\.0\.0\.1:\d+"\} 1`).MatchString(body) {
 		t.Errorf("metrics lack backend health")
 	}
 	resp, _ = get(t, http.DefaultClient, "http://"+m.addrs.Internal+"/healthz")

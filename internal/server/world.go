@@ -133,14 +133,15 @@ func (wd *world) close() {
 	}
 }
 
-// ready reports each backend's health for /readyz.
-func (wd *world) ready() (map[string]bool, bool) {
-	states := map[string]bool{}
-	all := true
+// ready reports each backend's health for /readyz (a backend is ready
+// while any of its replicas is), and each replica's.
+func (wd *world) ready() (backends map[string]bool, replicas map[string]map[string]bool, all bool) {
+	backends, replicas, all = map[string]bool{}, map[string]map[string]bool{}, true
 	for name, b := range wd.backends {
 		ok := b.Healthy()
-		states[name] = ok
+		backends[name] = ok
+		replicas[name] = b.ReplicaHealth()
 		all = all && ok
 	}
-	return states, all
+	return backends, replicas, all
 }
