@@ -302,9 +302,6 @@ func (c *wsConn) checkIdle() {
 	}
 }
 
-// errProtocol marks a frame moat refuses to forward.
-var errProtocol = errors.New("websocket protocol error")
-
 // pump copies frames from src to dst until either side closes. It parses
 // each frame's header and copies exactly its payload, without unmasking.
 func (c *wsConn) pump(src io.Reader, dst net.Conn, lock chan struct{}, sealed *atomic.Bool, fromClient bool) {
