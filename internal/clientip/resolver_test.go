@@ -1,6 +1,7 @@
 package clientip
 
 import (
+	"crypto/tls"
 	"net/http"
 	"net/netip"
 	"testing"
@@ -111,5 +112,39 @@ func TestNewParsesTrustedProxies(t *testing.T) {
 	}
 	if _, err := New([]string{"nonsense"}); err == nil {
 		t.Error("a bad range was accepted")
+	}
+}
+
+func TestScheme(t *testing.T) {
+	trusted := &Resolver{Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	for _, tc := range []struct {
+		name   string
+		remote string
+		tls    bool
+		xfp    []string
+		want   string
+	}{
+		{name: "a TLS connection is https whatever it claims", remote: "198.51.100.7:1", tls: true, xfp: []string{"http"}, want: "https"},
+		{name: "a plain connection without a claim is http", remote: "10.0.0.1:1", want: "http"},
+		{name: "a trusted front's https is believed", remote: "10.0.0.1:1", xfp: []string{"https"}, want: "https"},
+		{name: "a trusted front's value is read without case", remote: "10.0.0.1:1", xfp: []string{" HTTPS "}, want: "https"},
+		{name: "the right-most value is the nearest proxy's", remote: "10.0.0.1:1", xfp: []string{"http, https"}, want: "https"},
+		{name: "the last header is the nearest proxy's", remote: "10.0.0.1:1", xfp: []string{"https", "http"}, want: "http"},
+		{name: "an unknown scheme is http", remote: "10.0.0.1:1", xfp: []string{"wss"}, want: "http"},
+		{name: "an untrusted client's https is not believed", remote: "198.51.100.7:1", xfp: []string{"https"}, want: "http"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := http.NewRequest("GET", "http://x/", nil)
+			r.RemoteAddr = tc.remote
+			if tc.tls {
+				r.TLS = &tls.ConnectionState{}
+			}
+			for _, v := range tc.xfp {
+				r.Header.Add("X-Forwarded-Proto", v)
+			}
+			if got := trusted.Scheme(r); got != tc.want {
+				t.Fatalf("Scheme = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

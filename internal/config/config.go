@@ -54,6 +54,14 @@ type Server struct {
 	ShutdownGrace     Duration `yaml:"shutdown_grace"`
 	HSTS              *bool    `yaml:"hsts"`
 	LogLevel          string   `yaml:"log_level"`
+
+	// BodyStallTimeout cuts a request body (a sign-in form, a proxied
+	// upload) on which no byte arrives for this long.
+	BodyStallTimeout Duration `yaml:"body_stall_timeout"`
+	// BodyMinRate is the lowest average rate, in bytes per second, at
+	// which a request body may arrive once its first body_stall_timeout
+	// has passed; a slower one is cut, however steadily it trickles.
+	BodyMinRate int64 `yaml:"body_min_rate"`
 }
 
 // TLS says where certificates come from: exactly one of self_signed,
@@ -135,6 +143,11 @@ type Route struct {
 	Bearer         bool     `yaml:"bearer"`
 	MaxAge         Duration `yaml:"max_age"`
 	MaxBodyBytes   int64    `yaml:"max_body_bytes"`
+	// AllowedOrigins are the other origins (scheme://host[:port]) whose
+	// pages may open WebSockets to this route; its own origin always may.
+	// A browser's cross-site upgrade from anywhere else is refused, so a
+	// page elsewhere cannot ride the user's cookie into the app.
+	AllowedOrigins []string `yaml:"allowed_origins"`
 
 	// Line is where the route starts in the file, for messages.
 	Line int `yaml:"-"`

@@ -29,6 +29,11 @@ const (
 	DefaultResponseTimeout   = 60 * time.Second
 	DefaultMaxConnsPerIP     = 1000
 	DefaultMaxBodyBytes      = 32 << 20
+	// DefaultBodyStallTimeout and DefaultBodyMinRate are Apache
+	// mod_reqtimeout's defaults for request bodies (body=20,MinRate=500):
+	// a 200 MB upload passes at any speed above 0.5 KB/s.
+	DefaultBodyStallTimeout = 20 * time.Second
+	DefaultBodyMinRate      = 500
 )
 
 func applyDefaults(c *Config) {
@@ -41,6 +46,10 @@ func applyDefaults(c *Config) {
 	defDur(&s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	defDur(&s.IdleTimeout, DefaultIdleTimeout)
 	defDur(&s.ShutdownGrace, DefaultShutdownGrace)
+	defDur(&s.BodyStallTimeout, DefaultBodyStallTimeout)
+	if s.BodyMinRate == 0 {
+		s.BodyMinRate = DefaultBodyMinRate
+	}
 	if s.MaxHeaderBytes == 0 {
 		s.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
@@ -129,6 +138,12 @@ func (v *validator) validateServer() {
 	// 64 KiB (internal/policy), so headers may not grow past that.
 	if s.MaxHeaderBytes < 4<<10 || s.MaxHeaderBytes > 64<<10 {
 		v.errorAt("server.max_header_bytes", "must be between 4096 and 65536")
+	}
+	if d := s.BodyStallTimeout.D(); d < 100*time.Millisecond || d > time.Hour {
+		v.errorAt("server.body_stall_timeout", "must be between 100ms and 1h, such as 20s")
+	}
+	if s.BodyMinRate < 1 || s.BodyMinRate > 1<<30 {
+		v.errorAt("server.body_min_rate", "must be between 1 and 1073741824 bytes per second, such as 500")
 	}
 	if host, _, err := net.SplitHostPort(s.InternalAddr); err == nil {
 		if ip, err := netip.ParseAddr(host); host == "" || err == nil && !ip.IsLoopback() {
@@ -386,6 +401,16 @@ func (v *validator) validateRoutes() {
 		}
 		if r.MaxBodyBytes < 0 {
 			v.errorAt(path+".max_body_bytes", "must not be negative")
+		}
+		// Stored canonical, so the proxy compares an Origin header with
+		// plain string equality.
+		for j, o := range r.AllowedOrigins {
+			canon, err := ParseOrigin(o)
+			if err != nil {
+				v.errorAt(fmt.Sprintf("%s.allowed_origins[%d]", path, j), "invalid origin %q: %v, such as https://dash.example.com", o, err)
+				continue
+			}
+			r.AllowedOrigins[j] = canon
 		}
 		v.validateRouteAccess(path, r)
 	}

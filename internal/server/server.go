@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,6 +59,9 @@ type Server struct {
 	// is where they fetch moat's keys (the internal listener's), set in Run.
 	apps    apps
 	jwksURL string
+	// readFailed notes that the watcher could not read the file, so that
+	// a file that stays unreadable is reported once, not every tick.
+	readFailed bool
 
 	// Ready, when set, receives the bound listener addresses once all
 	// listeners accept connections and the apps moat runs answer (tests
@@ -77,7 +81,7 @@ type Addrs struct {
 // path). Nothing listens until Run.
 func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
 	s := &Server{log: log, path: path, sockets: proxy.NewSockets(), apps: apps{log: log}}
-	if data, err := os.ReadFile(path); err == nil {
+	if data, err := config.ReadFile(path); err == nil {
 		s.fileHash = sha256.Sum256(data)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -311,14 +315,16 @@ func (s *Server) watch(ctx context.Context) {
 		case <-hup:
 			s.Reload(ctx, "signal")
 		case <-tick.C:
-			data, err := os.ReadFile(s.path)
-			if err != nil {
-				continue
-			}
+			data, err := config.ReadFile(s.path)
 			s.mu.Lock()
-			changed := sha256.Sum256(data) != s.fileHash
+			changed := err == nil && sha256.Sum256(data) != s.fileHash
+			// A file that cannot be read (too large, not readable) is
+			// reported once through Reload; a missing one is usually
+			// an editor replacing it and is read again next tick.
+			report := err != nil && !errors.Is(err, fs.ErrNotExist) && !s.readFailed
+			s.readFailed = err != nil
 			s.mu.Unlock()
-			if changed {
+			if changed || report {
 				s.Reload(ctx, "file changed")
 			}
 		}
@@ -330,11 +336,13 @@ func (s *Server) watch(ctx context.Context) {
 func (s *Server) Reload(ctx context.Context, why string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	data, err := os.ReadFile(s.path)
+	// The same bounded reader as check and serve (issue 12, finding 8).
+	data, err := config.ReadFile(s.path)
+	var cfg *config.Config
 	if err == nil {
 		s.fileHash = sha256.Sum256(data)
+		cfg, err = config.Parse(s.path, data)
 	}
-	cfg, err := config.Parse(s.path, data)
 	if err == nil {
 		err = s.checkStatic(cfg)
 	}
@@ -381,8 +389,10 @@ func (s *Server) checkStatic(cfg *config.Config) error {
 	a.PublicURL, b.PublicURL = "", ""
 	a.LogLevel, b.LogLevel = "", ""
 	a.HSTS, b.HSTS = nil, nil
+	a.BodyStallTimeout, b.BodyStallTimeout = 0, 0
+	a.BodyMinRate, b.BodyMinRate = 0, 0
 	if !reflect.DeepEqual(a, b) || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Counters != old.Counters {
-		return errors.New("server settings (but default_security_policy, public_url, log_level and hsts), data_dir, store and counters change only with a restart: restart moat to apply them")
+		return errors.New("server settings (but default_security_policy, public_url, log_level, hsts, body_stall_timeout and body_min_rate), data_dir, store and counters change only with a restart: restart moat to apply them")
 	}
 	return nil
 }
