@@ -28,15 +28,16 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), cfg, path, nil)
+			return serve(cmd.Context(), cfg, path, nil, nil)
 		},
 	}
 	configFlag(cmd, &path)
 	return cmd
 }
 
-// serve runs a server for cfg until a signal stops it.
-func serve(ctx context.Context, cfg *config.Config, path string, ready func(server.Addrs)) error {
+// serve runs a server for cfg until a signal stops it, with apps to run
+// for backends besides the configuration's commands (moat run).
+func serve(ctx context.Context, cfg *config.Config, path string, apps map[string]server.AppCommand, ready func(server.Addrs)) error {
 	log := logging.New(os.Stderr, cfg.Server.LogFormat, cfg.Server.LogLevel)
 	slog.SetDefault(log)
 	for _, w := range cfg.Warnings {
@@ -47,6 +48,7 @@ func serve(ctx context.Context, cfg *config.Config, path string, ready func(serv
 		return err
 	}
 	srv.Ready = ready
+	srv.AppCommands = apps
 	if ctx == nil {
 		ctx = context.Background()
 	}

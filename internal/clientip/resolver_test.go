@@ -119,34 +119,36 @@ func TestNewParsesTrustedProxies(t *testing.T) {
 	}
 }
 
-func TestSchemeBelievesXForwardedProtoOnlyFromATrustedPeer(t *testing.T) {
-	res := &Resolver{Trusted: []netip.Prefix{netip.MustParsePrefix("169.254.0.0/16")}}
+func TestScheme(t *testing.T) {
+	trusted := &Resolver{Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
 	for _, tc := range []struct {
-		name, remote string
-		proto        []string
-		want         string
+		name   string
+		remote string
+		tls    bool
+		xfp    []string
+		want   string
 	}{
-		{"a trusted balancer that terminated TLS", "169.254.1.1:1", []string{"https"}, "https"},
-		{"a trusted balancer, any case", "169.254.1.1:1", []string{"HTTPS"}, "https"},
-		{"a trusted balancer on plain HTTP", "169.254.1.1:1", []string{"http"}, "http"},
-		{"a trusted balancer that said nothing", "169.254.1.1:1", nil, "http"},
-		{"a trusted balancer with two claims is not believed", "169.254.1.1:1", []string{"https", "http"}, "http"},
-		{"an untrusted client claiming https", "198.51.100.7:1", []string{"https"}, "http"},
+		{name: "a TLS connection is https whatever it claims", remote: "198.51.100.7:1", tls: true, xfp: []string{"http"}, want: "https"},
+		{name: "a plain connection without a claim is http", remote: "10.0.0.1:1", want: "http"},
+		{name: "a trusted front's https is believed", remote: "10.0.0.1:1", xfp: []string{"https"}, want: "https"},
+		{name: "a trusted front's value is read without case", remote: "10.0.0.1:1", xfp: []string{" HTTPS "}, want: "https"},
+		{name: "the right-most value is the nearest proxy's", remote: "10.0.0.1:1", xfp: []string{"http, https"}, want: "https"},
+		{name: "the last header is the nearest proxy's", remote: "10.0.0.1:1", xfp: []string{"https", "http"}, want: "http"},
+		{name: "an unknown scheme is http", remote: "10.0.0.1:1", xfp: []string{"wss"}, want: "http"},
+		{name: "an untrusted client's https is not believed", remote: "198.51.100.7:1", xfp: []string{"https"}, want: "http"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, _ := http.NewRequest("GET", "http://x/", nil)
 			r.RemoteAddr = tc.remote
-			for _, v := range tc.proto {
+			if tc.tls {
+				r.TLS = &tls.ConnectionState{}
+			}
+			for _, v := range tc.xfp {
 				r.Header.Add("X-Forwarded-Proto", v)
 			}
-			if got := res.Scheme(r); got != tc.want {
-				t.Errorf("Scheme = %s, want %s", got, tc.want)
+			if got := trusted.Scheme(r); got != tc.want {
+				t.Fatalf("Scheme = %q, want %q", got, tc.want)
 			}
 		})
-	}
-	r, _ := http.NewRequest("GET", "https://x/", nil)
-	r.TLS = &tls.ConnectionState{}
-	if got := (&Resolver{}).Scheme(r); got != "https" {
-		t.Errorf("a TLS request: Scheme = %s, want https", got)
 	}
 }

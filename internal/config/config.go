@@ -64,6 +64,14 @@ type Server struct {
 	// structured form: severity, message, httpRequest). The default is gcp
 	// when K_SERVICE is set (Cloud Run), else json.
 	LogFormat string `yaml:"log_format"`
+
+	// BodyStallTimeout cuts a request body (a sign-in form, a proxied
+	// upload) on which no byte arrives for this long.
+	BodyStallTimeout Duration `yaml:"body_stall_timeout"`
+	// BodyMinRate is the lowest average rate, in bytes per second, at
+	// which a request body may arrive once its first body_stall_timeout
+	// has passed; a slower one is cut, however steadily it trickles.
+	BodyMinRate int64 `yaml:"body_min_rate"`
 }
 
 // Off is the value that turns a listener off (server.https_addr,
@@ -117,6 +125,17 @@ type Backend struct {
 	// default) so that apps checking Origin against Host, like Streamlit
 	// with enableXsrfProtection and enableCORS on, accept the request.
 	PreserveHost *bool `yaml:"preserve_host"`
+	// Command, when set, is the app moat runs for this backend on the
+	// loopback port of URL, for as long as moat runs (internal/supervise):
+	// restarted when it exits, stopped with moat, and left running by a
+	// reload that does not change it.
+	Command []string `yaml:"command"`
+	// CommandDir is the command's working directory; default: the
+	// directory of the configuration file.
+	CommandDir string `yaml:"command_dir"`
+
+	// CommandLine is where command is in the file, for messages.
+	CommandLine int `yaml:"-"`
 }
 
 // Targets lists the backend's URLs: its replicas, or its one url.
@@ -141,6 +160,11 @@ type Route struct {
 	Bearer         bool     `yaml:"bearer"`
 	MaxAge         Duration `yaml:"max_age"`
 	MaxBodyBytes   int64    `yaml:"max_body_bytes"`
+	// AllowedOrigins are the other origins (scheme://host[:port]) whose
+	// pages may open WebSockets to this route; its own origin always may.
+	// A browser's cross-site upgrade from anywhere else is refused, so a
+	// page elsewhere cannot ride the user's cookie into the app.
+	AllowedOrigins []string `yaml:"allowed_origins"`
 
 	// Line is where the route starts in the file, for messages.
 	Line int `yaml:"-"`

@@ -1,11 +1,13 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -27,6 +29,11 @@ const (
 	DefaultResponseTimeout   = 60 * time.Second
 	DefaultMaxConnsPerIP     = 1000
 	DefaultMaxBodyBytes      = 32 << 20
+	// DefaultBodyStallTimeout and DefaultBodyMinRate are Apache
+	// mod_reqtimeout's defaults for request bodies (body=20,MinRate=500):
+	// a 200 MB upload passes at any speed above 0.5 KB/s.
+	DefaultBodyStallTimeout = 20 * time.Second
+	DefaultBodyMinRate      = 500
 )
 
 func applyDefaults(c *Config) {
@@ -45,6 +52,10 @@ func applyDefaults(c *Config) {
 	defDur(&s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	defDur(&s.IdleTimeout, DefaultIdleTimeout)
 	defDur(&s.ShutdownGrace, DefaultShutdownGrace)
+	defDur(&s.BodyStallTimeout, DefaultBodyStallTimeout)
+	if s.BodyMinRate == 0 {
+		s.BodyMinRate = DefaultBodyMinRate
+	}
 	if s.MaxHeaderBytes == 0 {
 		s.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
@@ -133,6 +144,12 @@ func (v *validator) validateServer() {
 	// 64 KiB (internal/policy), so headers may not grow past that.
 	if s.MaxHeaderBytes < 4<<10 || s.MaxHeaderBytes > 64<<10 {
 		v.errorAt("server.max_header_bytes", "must be between 4096 and 65536")
+	}
+	if d := s.BodyStallTimeout.D(); d < 100*time.Millisecond || d > time.Hour {
+		v.errorAt("server.body_stall_timeout", "must be between 100ms and 1h, such as 20s")
+	}
+	if s.BodyMinRate < 1 || s.BodyMinRate > 1<<30 {
+		v.errorAt("server.body_min_rate", "must be between 1 and 1073741824 bytes per second, such as 500")
 	}
 	if host, _, err := net.SplitHostPort(s.InternalAddr); err == nil {
 		if ip, err := netip.ParseAddr(host); host == "" || err == nil && !ip.IsLoopback() {
@@ -292,7 +309,51 @@ func (v *validator) validateBackends() {
 		if b.HealthPath != "" && !strings.HasPrefix(b.HealthPath, "/") {
 			v.errorAt(path+".health_path", "must start with /, such as /_stcore/health")
 		}
+		v.validateCommand(path, b)
 	}
+}
+
+// validateCommand checks a backend's command: moat starts it on the
+// loopback port of the backend's url, so the url must name one.
+func (v *validator) validateCommand(path string, b *Backend) {
+	if len(b.Command) == 0 {
+		if b.CommandDir != "" {
+			v.errorAt(path+".command_dir", "has no effect without command")
+		}
+		return
+	}
+	if err := b.CheckCommand(); err != nil {
+		v.errorAt(path+".command", "%v", err)
+	}
+	dir, err := filepath.Abs(filepath.Dir(v.file))
+	if err != nil {
+		dir = filepath.Dir(v.file)
+	}
+	if b.CommandDir == "" {
+		b.CommandDir = dir
+	} else if !filepath.IsAbs(b.CommandDir) {
+		b.CommandDir = filepath.Join(dir, b.CommandDir)
+	}
+	if fi, err := os.Stat(b.CommandDir); err != nil || !fi.IsDir() {
+		v.errorAt(path+".command_dir", "%s is not a directory", b.CommandDir)
+	}
+}
+
+// CheckCommand reports what stops moat from running b's command: an empty
+// program, or a url that is not http:// on a loopback address with a port
+// (moat starts the app there, reachable by moat alone).
+func (b *Backend) CheckCommand() error {
+	if len(b.Command) == 0 || strings.TrimSpace(b.Command[0]) == "" {
+		return errors.New("the command is empty: write it as a list, such as [streamlit, run, app.py]")
+	}
+	if len(b.URLs) > 0 {
+		return errors.New("moat runs one copy of the command, on the port of url; a backend with replicas (urls) cannot have one: run each replica yourself, or give it url")
+	}
+	u, err := url.Parse(b.URL)
+	if err != nil || u.Scheme != "http" || u.Port() == "" || !isLoopbackHost(u.Hostname()) {
+		return fmt.Errorf("moat runs the command on the port of url, so url must be http://127.0.0.1:PORT (a loopback address and a port), not %q", b.URL)
+	}
+	return nil
 }
 
 // validateBackendURL checks one backend or replica URL.
@@ -371,6 +432,16 @@ func (v *validator) validateRoutes() {
 		}
 		if r.MaxBodyBytes < 0 {
 			v.errorAt(path+".max_body_bytes", "must not be negative")
+		}
+		// Stored canonical, so the proxy compares an Origin header with
+		// plain string equality.
+		for j, o := range r.AllowedOrigins {
+			canon, err := ParseOrigin(o)
+			if err != nil {
+				v.errorAt(fmt.Sprintf("%s.allowed_origins[%d]", path, j), "invalid origin %q: %v, such as https://dash.example.com", o, err)
+				continue
+			}
+			r.AllowedOrigins[j] = canon
 		}
 		v.validateRouteAccess(path, r)
 	}

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -54,10 +55,21 @@ type Server struct {
 	certs    atomic.Pointer[certs.Source]
 	certKey  string // what the current certs.Source was built from
 	fileHash [32]byte
+	// apps are the backends' commands, run for the process's life; jwksURL
+	// is where they fetch moat's keys (the internal listener's), set in Run.
+	apps    apps
+	jwksURL string
+	// readFailed notes that the watcher could not read the file, so that
+	// a file that stays unreadable is reported once, not every tick.
+	readFailed bool
 
 	// Ready, when set, receives the bound listener addresses once all
-	// listeners accept connections (tests and `moat demo` use it).
+	// listeners accept connections and the apps moat runs answer (tests
+	// and `moat demo` use it).
 	Ready func(Addrs)
+	// AppCommands, set before Run, run apps for backends as their command
+	// would (`moat run`).
+	AppCommands map[string]AppCommand
 }
 
 // Addrs are the addresses the listeners bound.
@@ -68,8 +80,8 @@ type Addrs struct {
 // New prepares a server for the configuration in cfg (already loaded from
 // path). Nothing listens until Run.
 func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
-	s := &Server{log: log, path: path, sockets: proxy.NewSockets()}
-	if data, err := os.ReadFile(path); err == nil {
+	s := &Server{log: log, path: path, sockets: proxy.NewSockets(), apps: apps{log: log}}
+	if data, err := config.ReadFile(path); err == nil {
 		s.fileHash = sha256.Sum256(data)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -158,13 +170,30 @@ func (s *Server) Run(ctx context.Context) error {
 			httpLn = clientip.ProxyProtocolListener(httpLn, trusted, cfg.Server.ReadHeaderTimeout.D())
 		}
 	}
+	if httpsLn != nil {
+		httpsLn = newLimitListener(httpsLn, cfg.Server.MaxConnsPerIP, wd.clientIP)
+	}
+	if httpLn != nil {
+		httpLn = newLimitListener(httpLn, cfg.Server.MaxConnsPerIP, wd.clientIP)
+	}
+	// The apps moat runs learn where moat's keys are: the internal
+	// listener, reachable on this machine only.
+	s.mu.Lock()
+	s.jwksURL = "http://" + internalLn.Addr().String() + jwksPath
+	specs, err := s.appSpecs(cfg, s.jwksURL)
+	s.mu.Unlock()
+	if err != nil {
+		closeAll(httpsLn, internalLn, httpLn)
+		return err
+	}
+	wd.apps = specs
+
 	internal := &http.Server{Handler: s.internalHandler(), ReadHeaderTimeout: 5 * time.Second}
 	servers := []*http.Server{internal}
 	errc := make(chan error, 3)
 	go func() { errc <- internal.Serve(internalLn) }()
 	addrs := Addrs{Internal: internalLn.Addr().String()}
 	if httpsLn != nil {
-		httpsLn = newLimitListener(httpsLn, cfg.Server.MaxConnsPerIP, wd.clientIP)
 		tlsConf := src.TLSConfig()
 		// Certificates follow reloads: always ask the current source.
 		tlsConf.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -183,7 +212,6 @@ func (s *Server) Run(ctx context.Context) error {
 		addrs.HTTPS = httpsLn.Addr().String()
 	}
 	if httpLn != nil {
-		httpLn = newLimitListener(httpLn, cfg.Server.MaxConnsPerIP, wd.clientIP)
 		var handler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if s.serveHealth(w, r) {
 				return
@@ -207,9 +235,13 @@ func (s *Server) Run(ctx context.Context) error {
 
 	wd.start(ctx)
 	defer func() { s.world.Load().close() }()
+	s.apps.reconcile(specs)
+	defer s.apps.stopAll() // after the servers drained
 	s.obtain(ctx, src)
 	go s.watch(ctx)
 	go s.checkSockets(ctx)
+	go s.forwardSignals(ctx)
+	s.apps.waitReady(ctx)
 	tlsKind := "off"
 	if src != nil {
 		tlsKind = src.Kind()
@@ -306,14 +338,16 @@ func (s *Server) watch(ctx context.Context) {
 		case <-hup:
 			s.Reload(ctx, "signal")
 		case <-tick.C:
-			data, err := os.ReadFile(s.path)
-			if err != nil {
-				continue
-			}
+			data, err := config.ReadFile(s.path)
 			s.mu.Lock()
-			changed := sha256.Sum256(data) != s.fileHash
+			changed := err == nil && sha256.Sum256(data) != s.fileHash
+			// A file that cannot be read (too large, not readable) is
+			// reported once through Reload; a missing one is usually
+			// an editor replacing it and is read again next tick.
+			report := err != nil && !errors.Is(err, fs.ErrNotExist) && !s.readFailed
+			s.readFailed = err != nil
 			s.mu.Unlock()
-			if changed {
+			if changed || report {
 				s.Reload(ctx, "file changed")
 			}
 		}
@@ -325,11 +359,13 @@ func (s *Server) watch(ctx context.Context) {
 func (s *Server) Reload(ctx context.Context, why string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	data, err := os.ReadFile(s.path)
+	// The same bounded reader as check and serve (issue 12, finding 8).
+	data, err := config.ReadFile(s.path)
+	var cfg *config.Config
 	if err == nil {
 		s.fileHash = sha256.Sum256(data)
+		cfg, err = config.Parse(s.path, data)
 	}
-	cfg, err := config.Parse(s.path, data)
 	if err == nil {
 		err = s.checkStatic(cfg)
 	}
@@ -357,6 +393,7 @@ func (s *Server) Reload(ctx context.Context, why string) error {
 	}
 	next.start(ctx)
 	s.world.Swap(next).close()
+	s.apps.reconcile(next.apps)
 	metrics.ConfigReloads.WithLabelValues("ok").Inc()
 	for _, w := range cfg.Warnings {
 		s.log.Warn("configuration warning", "warning", w)
@@ -375,8 +412,10 @@ func (s *Server) checkStatic(cfg *config.Config) error {
 	a.PublicURL, b.PublicURL = "", ""
 	a.LogLevel, b.LogLevel = "", ""
 	a.HSTS, b.HSTS = nil, nil
+	a.BodyStallTimeout, b.BodyStallTimeout = 0, 0
+	a.BodyMinRate, b.BodyMinRate = 0, 0
 	if !reflect.DeepEqual(a, b) || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Counters != old.Counters || cfg.SecretKeyFile != old.SecretKeyFile {
-		return errors.New("server settings (but default_security_policy, public_url, log_level and hsts), data_dir, store, counters and secret_key_file change only with a restart: restart moat to apply them")
+		return errors.New("server settings (but default_security_policy, public_url, log_level, hsts, body_stall_timeout and body_min_rate), data_dir, store, counters and secret_key_file change only with a restart: restart moat to apply them")
 	}
 	return nil
 }
@@ -407,13 +446,38 @@ func portOf(addr string) string {
 	return port
 }
 
-// internalHandler serves /metrics, /healthz and /readyz on the internal
-// listener only, and the public health paths as every listener does.
+// jwksPath serves moat's public keys on the internal listener too, where
+// the apps moat runs on this machine fetch them (MOAT_JWKS_URL) without
+// going through the public listener and its certificate.
+const jwksPath = "/_moat/jwks.json"
+
+// forwardSignals passes SIGUSR1 and SIGUSR2 on to the apps moat runs
+// (SIGTERM and SIGINT stop them with moat; SIGHUP reloads moat).
+func (s *Server) forwardSignals(ctx context.Context) {
+	usr := make(chan os.Signal, 2)
+	signal.Notify(usr, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(usr)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig := <-usr:
+			s.apps.signal(sig.(syscall.Signal))
+		}
+	}
+}
+
+// internalHandler serves /metrics, /healthz, /readyz and moat's public
+// keys on the internal listener only, and the public health paths as every
+// listener does.
 func (s *Server) internalHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(HealthzPath, func(w http.ResponseWriter, r *http.Request) { s.serveHealth(w, r) })
 	mux.HandleFunc(ReadyzPath, func(w http.ResponseWriter, r *http.Request) { s.serveHealth(w, r) })
 	mux.Handle("GET /metrics", metrics.Handler())
+	mux.HandleFunc("GET "+jwksPath, func(w http.ResponseWriter, r *http.Request) {
+		s.world.Load().auth.Handler().ServeHTTP(w, r)
+	})
 	// Profiles, like metrics, stay on the internal listener.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
