@@ -20,10 +20,18 @@ func TestHealthCheckLookalikesDoNotBypassSignIn(t *testing.T) {
 		m := startMoat(t, "", fmt.Sprintf(frontConfig, a.URL))
 		c := m.bare(t, client)
 		for _, ua := range []string{"GoogleHC/1.0", "kube-probe/1.31", "ELB-HealthChecker/2.0", "Go-http-client/1.1", "moat", ""} {
-			for _, p := range []string{"/", "/private/x", "/ping", "/healthz", "/readyz", "/metrics", "/health", "/_stcore/health", "/_moat/healthz"} {
+			for _, p := range []string{"/", "/private/x", "/ping", "/healthz", "/readyz", "/metrics", "/health", "/_stcore/health", "/_moat/healthz/", "/_moat/health"} {
 				resp, _ := do(t, c, http.MethodGet, "https://app.example.com"+p, nil, "User-Agent", ua)
 				if !refused(resp) && resp.StatusCode != http.StatusNotFound {
 					t.Errorf("User-Agent %q, %s: %d, want sign-in", ua, p, resp.StatusCode)
+				}
+			}
+			// moat's own health paths answer for moat alone, and say
+			// nothing else.
+			for _, p := range []string{"/_moat/healthz", "/_moat/readyz"} {
+				resp, body := do(t, c, http.MethodGet, "https://app.example.com"+p, nil, "User-Agent", ua)
+				if body != "ok\n" && body != "not ready\n" {
+					t.Errorf("User-Agent %q, %s: %d %q, want moat's bare health answer", ua, p, resp.StatusCode, body)
 				}
 			}
 		}
