@@ -92,6 +92,20 @@ resource "google_cloud_run_v2_service" "moat" {
     containers {
       name  = "app"
       image = local.app_image
+      # The example app checks X-Moat-Assertion against moat's keys, served
+      # on moat's internal listener, which the sidecar shares.
+      env {
+        name  = "MOAT_JWKS_URL"
+        value = "http://127.0.0.1:9090/_moat/jwks.json"
+      }
+      env {
+        name  = "MOAT_ISSUER"
+        value = "https://${var.staff_host}"
+      }
+      env {
+        name  = "MOAT_AUDIENCE"
+        value = "${var.staff_host},${var.partner_host}"
+      }
       resources {
         limits = {
           cpu    = "1"
