@@ -12,7 +12,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -38,8 +37,7 @@ const maxFormBytes = 16 << 10
 
 // Options are the optional parts of an Account.
 type Options struct {
-	// Key is the instance key; loaded from cfg.DataDir / MOAT_SECRET_KEY
-	// when nil.
+	// Key is the instance key, which the process loads once; required.
 	Key *instancekey.Key
 	// MFA enrols and checks second factors; built on the store when nil.
 	MFA *mfa.Service
@@ -72,11 +70,7 @@ func New(cfg *config.Config, st store.Store, o Options) (*Account, error) {
 		return nil, errors.New("account: config and store are required")
 	}
 	if o.Key == nil {
-		k, err := instancekey.Load(cfg.DataDir)
-		if err != nil {
-			return nil, fmt.Errorf("account: %w", err)
-		}
-		o.Key = k
+		return nil, errors.New("account: the instance key is required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

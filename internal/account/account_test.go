@@ -75,7 +75,15 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := auth.New(cfg, st, quiet)
+	ik, err := auth.InstanceKey(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc, err := auth.NewProcess(st, ik, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := auth.New(cfg, proc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,9 +91,9 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	svc.OnRevoke = h.dash.cut
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = svc.Run(runCtx) }()
+	go func() { defer close(done); _ = svc.Process.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
-	h.acct, err = New(cfg, st, Options{Logger: quiet, MFA: svc.MFA, SessionChanged: func(hash string) {
+	h.acct, err = New(cfg, st, Options{Key: ik, Logger: quiet, MFA: svc.MFA, SessionChanged: func(hash string) {
 		h.mu.Lock()
 		h.changed = append(h.changed, hash)
 		h.mu.Unlock()
@@ -94,7 +102,7 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	console, err := admin.New(cfg, st, admin.Options{Logger: quiet, MFA: svc.MFA})
+	console, err := admin.New(cfg, st, admin.Options{Key: ik, Logger: quiet, MFA: svc.MFA})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 // Example mounts the admin console and the account page the way the
 // server does: behind the sign-in's Identify, which finds the session
 // (request.From(r).User). Revocations reach open WebSockets through
-// auth.Service.OnRevoke, which the sign-in calls for every revoked session
+// auth.Process.OnRevoke, which the sign-in calls for every revoked session
 // it sees in the store.
 func Example() {
 	cfg := &config.Config{DataDir: filepath.Join("/var/lib/moat")}
@@ -27,15 +27,23 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	signIn, err := auth.New(cfg, st, nil)
+	key, err := auth.InstanceKey(cfg) // once per process
 	if err != nil {
 		log.Fatal(err)
 	}
-	console, err := admin.New(cfg, st, admin.Options{})
+	proc, err := auth.NewProcess(st, key, nil) // outlives every reload
 	if err != nil {
 		log.Fatal(err)
 	}
-	acct, err := account.New(cfg, st, account.Options{})
+	signIn, err := auth.New(cfg, proc) // one per configuration
+	if err != nil {
+		log.Fatal(err)
+	}
+	console, err := admin.New(cfg, st, admin.Options{Key: key, MFA: proc.MFA})
+	if err != nil {
+		log.Fatal(err)
+	}
+	acct, err := account.New(cfg, st, account.Options{Key: key, MFA: proc.MFA})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -91,12 +91,20 @@ func newHarness(t *testing.T, open func(t *testing.T, dir string) store.Store) *
 	st := open(t, dir)
 	t.Cleanup(func() { _ = st.Close() })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := auth.New(cfg, st, quiet)
+	ik, err := auth.InstanceKey(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc, err := auth.NewProcess(st, ik, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := auth.New(cfg, proc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, cfg: cfg, st: st, auth: svc}
-	h.console, err = New(cfg, st, Options{Logger: quiet, Revoke: func(ctx context.Context, userID string) error {
+	h.console, err = New(cfg, st, Options{Key: ik, MFA: proc.MFA, Logger: quiet, Revoke: func(ctx context.Context, userID string) error {
 		h.mu.Lock()
 		h.revoked = append(h.revoked, userID)
 		h.mu.Unlock()

@@ -166,7 +166,7 @@ func TestRevocationElsewhereEndsTheSessionWithinSeconds(t *testing.T) {
 	h.svc.OnRevoke = func(hash string) { mu.Lock(); defer mu.Unlock(); revoked <- hash }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = h.svc.Run(ctx) }()
+	go func() { defer close(done); _ = h.svc.Process.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
 	// As `moat users revoke-sessions` does, from another process.
@@ -258,7 +258,7 @@ func TestRepeatedFailuresAreThrottledThenLocked(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	h.svc.accounts = newThrottle(limits{Free: 2, Base: time.Second, Max: 30 * time.Second, LockAfter: 4, LockFor: time.Minute})
+	h.svc.Accounts = newThrottle(limits{Free: 2, Base: time.Second, Max: 30 * time.Second, LockAfter: 4, LockFor: time.Minute})
 	var mu sync.Mutex
 	clock := time.Now()
 	h.svc.throttleClock = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
@@ -295,7 +295,7 @@ func TestRepeatedFailuresAreThrottledThenLocked(t *testing.T) {
 func TestManyFailuresFromOneAddressAreThrottled(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	h.svc.clients = newThrottle(limits{Free: 3, Base: time.Minute, Max: time.Minute, LockAfter: 100, LockFor: time.Hour})
+	h.svc.Clients = newThrottle(limits{Free: 3, Base: time.Minute, Max: time.Minute, LockAfter: 100, LockFor: time.Hour})
 	c := h.browser()
 	for i := range 3 {
 		wantStatus(t, h.login(c, "user"+string(rune('a'+i))+"@example.com", "wrong password!!", "/"), http.StatusUnauthorized)

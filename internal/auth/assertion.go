@@ -126,7 +126,7 @@ func (s *Service) assertion(u request.User, groups, route string) string {
 }
 
 // forgetAssertions drops the cached assertions of one session.
-func (s *Service) forgetAssertions(sessionID string) {
+func (s *Process) forgetAssertions(sessionID string) {
 	prefix := sessionID + "\x00"
 	s.assertions.mu.Lock()
 	for k := range s.assertions.m {
@@ -137,7 +137,7 @@ func (s *Service) forgetAssertions(sessionID string) {
 	s.assertions.mu.Unlock()
 }
 
-func (s *Service) clearAssertions() {
+func (s *Process) clearAssertions() {
 	s.assertions.mu.Lock()
 	s.assertions.m = make(map[string]cachedAssertion)
 	s.assertions.mu.Unlock()
@@ -145,7 +145,7 @@ func (s *Service) clearAssertions() {
 
 // sign makes a compact ES256 JWS (RFC 7515, RFC 7518 §3.4) of c with the
 // current key.
-func (s *Service) sign(c Claims) (string, error) {
+func (s *Process) sign(c Claims) (string, error) {
 	s.keys.mu.RLock()
 	k := s.keys.current
 	s.keys.mu.RUnlock()

@@ -112,7 +112,7 @@ func TestKeyRotationKeepsTheOldKeyPublished(t *testing.T) {
 	_, before := h.identity(c, "/app/")
 	oldKid := kidOf(t, before[HeaderAssertion])
 
-	newKid, err := RotateKey(context.Background(), h.store, h.svc.ikey)
+	newKid, err := RotateKey(context.Background(), h.store, h.svc.Key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -161,13 +161,13 @@ func (s *Service) bearerProvider(route *config.Route, raw string) (*oidc.Provide
 
 // tokenUser checks a personal access token: known, not revoked, not
 // expired, its user enabled.
-func (s *Service) tokenUser(ctx context.Context, raw string) (request.User, error) {
+func (s *Process) tokenUser(ctx context.Context, raw string) (request.User, error) {
 	if !pat.Valid(raw) {
 		return request.User{}, errors.New("malformed personal access token")
 	}
 	hash := pat.Hash(raw)
 	now := time.Now()
-	tokens := &s.sso.tokens
+	tokens := &s.tokens
 	tokens.mu.Lock()
 	c, ok := tokens.m[hash]
 	tokens.mu.Unlock()

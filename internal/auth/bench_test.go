@@ -101,7 +101,7 @@ func BenchmarkLoginThroughput(b *testing.B) {
 	csrfCookie := strings.Repeat("c", sessionIDLen)
 	seed := httptest.NewRequest("GET", "https://127.0.0.1/_moat/login", nil)
 	seed.Header.Set("Cookie", csrf.CookieName+"="+csrfCookie)
-	form := url.Values{"csrf": {h.svc.csrf.Token(httptest.NewRecorder(), seed)}, "email": {"alice@example.com"}, "password": {alicePassword}, "return_to": {"/app/"}}.Encode()
+	form := url.Values{"csrf": {h.svc.CSRF.Token(httptest.NewRecorder(), seed)}, "email": {"alice@example.com"}, "password": {alicePassword}, "return_to": {"/app/"}}.Encode()
 	start := time.Now()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

@@ -109,7 +109,7 @@ func (s *Service) renderLogin(w http.ResponseWriter, r *http.Request, status int
 // come from the routes on that host.
 func (s *Service) loginData(w http.ResponseWriter, r *http.Request, returnTo string) loginPage {
 	host := hostOnly(r.Host)
-	p := loginPage{Heading: host, ReturnTo: returnTo, CSRF: s.csrf.Token(w, r)}
+	p := loginPage{Heading: host, ReturnTo: returnTo, CSRF: s.CSRF.Token(w, r)}
 	routes := s.routesFor(r, host, returnTo)
 	for _, rt := range routes {
 		if rt.Title != "" && p.Heading == host {
@@ -166,7 +166,7 @@ func (s *Service) readForm(w http.ResponseWriter, r *http.Request) bool {
 		web.Error(w, r, http.StatusBadRequest, "bad_request")
 		return false
 	}
-	if !s.csrf.Check(r, r.PostForm.Get(csrf.Field)) {
+	if !s.CSRF.Check(r, r.PostForm.Get(csrf.Field)) {
 		info := request.From(r)
 		s.logger.Warn("refused a POST without a valid CSRF token or from another origin", "path", r.URL.Path, "client_ip", clientIP(info), "request_id", info.ID)
 		web.Error(w, r, http.StatusForbidden, "auth.csrf")
@@ -200,13 +200,20 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
 	ip := clientIP(info)
 	ipKey, acctKey := clientKey(info.ClientIP), email
 	now := s.throttleClock()
-	if d, locked := s.clients.wait(ipKey, now); d > 0 {
-		s.throttled(w, r, p, d, locked)
-		return
-	}
-	if d, locked := s.accounts.wait(acctKey, now); d > 0 {
-		s.throttled(w, r, p, d, locked)
-		return
+	for _, tk := range []struct {
+		t   Throttle
+		key string
+	}{{s.Clients, ipKey}, {s.Accounts, acctKey}} {
+		d, locked, err := tk.t.Wait(ctx, tk.key, now)
+		if err != nil {
+			s.logger.Error("sign-in throttle could not be read", "client_ip", ip, "request_id", info.ID, "err", err)
+			unavailable(w, r)
+			return
+		}
+		if d > 0 {
+			s.throttled(w, r, p, d, locked)
+			return
+		}
 	}
 	u, err := s.authenticate(ctx, email, pw)
 	if err != nil {
@@ -216,17 +223,23 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
 	}
 	if u == nil {
 		s.audit(ctx, "login.failure", email, ip, "password")
-		if s.accounts.fail(acctKey, now) {
+		if locked, err := s.Accounts.Fail(ctx, acctKey, now); err != nil {
+			s.logger.Error("count a failed sign-in", "request_id", info.ID, "err", err)
+		} else if locked {
 			s.audit(ctx, "login.locked", email, ip, fmt.Sprintf("account locked for %s after repeated failures", accountLimits.LockFor))
 		}
-		if s.clients.fail(ipKey, now) {
+		if locked, err := s.Clients.Fail(ctx, ipKey, now); err != nil {
+			s.logger.Error("count a failed sign-in", "request_id", info.ID, "err", err)
+		} else if locked {
 			s.audit(ctx, "login.locked", "", ip, fmt.Sprintf("client address %s locked for %s after repeated failures", ipKey, clientLimits.LockFor))
 		}
 		p.Error = web.T(lang, "auth.login.failed")
 		s.renderLogin(w, r, http.StatusUnauthorized, p)
 		return
 	}
-	s.accounts.reset(acctKey)
+	if err := s.Accounts.Reset(ctx, acctKey); err != nil {
+		s.logger.Warn("reset the sign-in throttle", "request_id", info.ID, "err", err)
+	}
 	if s.beginSecondFactor(ctx, w, r, u, returnTo) {
 		return
 	}
@@ -302,7 +315,7 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
 			return
 		}
-		web.Render(w, r, http.StatusOK, "auth-logout.html", web.T(web.Lang(r), "auth.logout.title"), logoutPage{Email: e.user.Email, CSRF: s.csrf.Token(w, r)})
+		web.Render(w, r, http.StatusOK, "auth-logout.html", web.T(web.Lang(r), "auth.logout.title"), logoutPage{Email: e.user.Email, CSRF: s.CSRF.Token(w, r)})
 	case http.MethodPost:
 		if !s.readForm(w, r) {
 			return
@@ -349,7 +362,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		returnTo := safeReturnTo(r.URL.Query().Get("return_to"))
-		s.renderPassword(w, r, http.StatusOK, passwordPage{Email: e.user.Email, Forced: e.mustChange, CSRF: s.csrf.Token(w, r), ReturnTo: returnTo, MinLength: s.cfg.Identity.Passwords.MinLength})
+		s.renderPassword(w, r, http.StatusOK, passwordPage{Email: e.user.Email, Forced: e.mustChange, CSRF: s.CSRF.Token(w, r), ReturnTo: returnTo, MinLength: s.cfg.Identity.Passwords.MinLength})
 		return
 	case http.MethodPost:
 	default:
@@ -363,10 +376,16 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), loginWorkBudget)
 	defer cancel()
 	info := request.From(r)
-	p := passwordPage{Email: e.user.Email, Forced: e.mustChange, CSRF: s.csrf.Token(w, r), ReturnTo: safeReturnTo(r.PostForm.Get("return_to")), MinLength: s.cfg.Identity.Passwords.MinLength}
+	p := passwordPage{Email: e.user.Email, Forced: e.mustChange, CSRF: s.CSRF.Token(w, r), ReturnTo: safeReturnTo(r.PostForm.Get("return_to")), MinLength: s.cfg.Identity.Passwords.MinLength}
 	current, next, confirm := r.PostForm.Get("current"), r.PostForm.Get("new"), r.PostForm.Get("confirm")
 	acctKey := e.user.Email
-	if d, locked := s.accounts.wait(acctKey, s.throttleClock()); d > 0 {
+	d, locked, err := s.Accounts.Wait(ctx, acctKey, s.throttleClock())
+	if err != nil {
+		s.logger.Error("password change: read throttle", "user", e.user.Email, "err", err)
+		unavailable(w, r)
+		return
+	}
+	if d > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
 		if locked {
 			p.Error = web.T(lang, "auth.login.locked", int(d/time.Minute)+1)
@@ -393,7 +412,9 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
-		if s.accounts.fail(acctKey, s.throttleClock()) {
+		if locked, err := s.Accounts.Fail(ctx, acctKey, s.throttleClock()); err != nil {
+			s.logger.Error("password change: count failure", "user", u.Email, "err", err)
+		} else if locked {
 			s.audit(ctx, "login.locked", u.Email, clientIP(info), "account locked after wrong current passwords")
 		}
 		p.Error = web.T(lang, "auth.password.wrong_current")
@@ -440,9 +461,11 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 		s.logger.Error("password change: revoke sessions", "user", u.Email, "err", err)
 	}
 	for _, h := range hashes {
-		s.dropSession(h)
+		s.Forget(h)
 	}
-	s.accounts.reset(acctKey)
+	if err := s.Accounts.Reset(ctx, acctKey); err != nil {
+		s.logger.Warn("password change: reset throttle", "user", u.Email, "err", err)
+	}
 	s.audit(ctx, "password.change", u.Email, clientIP(info), fmt.Sprintf("%d session(s) ended", len(hashes)))
 	if _, err := s.startSession(ctx, w, r, u, "password"); err != nil {
 		s.logger.Error("password change: new session", "user", u.Email, "err", err)

@@ -63,10 +63,7 @@ func newHarness(t testing.TB, tweak func(*config.Config)) *harness {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	svc, err := New(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("auth.New: %v", err)
-	}
+	svc := newTestService(t, cfg, st)
 	h := &harness{t: t, cfg: cfg, store: st, svc: svc, routes: map[string]*config.Route{}}
 	mux := http.NewServeMux()
 	mux.Handle("/_moat/", svc.Handler())
@@ -77,6 +74,25 @@ func newHarness(t testing.TB, tweak func(*config.Config)) *harness {
 	h.srv = httptest.NewTLSServer(withInfo(mux))
 	t.Cleanup(h.srv.Close)
 	return h
+}
+
+// newTestService builds a Process on st with the instance key of
+// cfg.DataDir, and the Service for cfg on it, as the server does.
+func newTestService(t testing.TB, cfg *config.Config, st store.Store) *Service {
+	t.Helper()
+	ik, err := InstanceKey(cfg)
+	if err != nil {
+		t.Fatalf("instance key: %v", err)
+	}
+	proc, err := NewProcess(st, ik, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("auth.NewProcess: %v", err)
+	}
+	svc, err := New(cfg, proc)
+	if err != nil {
+		t.Fatalf("auth.New: %v", err)
+	}
+	return svc
 }
 
 // withInfo does what the server's front stage does: a request.Info with

@@ -56,7 +56,7 @@ func (s *Service) setIAPHeaders(out *http.Request, u request.User, route *config
 	aud := s.iapAudience(route)
 	key := u.SessionID + "\x00" + aud
 	now := time.Now()
-	c := &s.sso.iap
+	c := &s.iap
 	c.mu.Lock()
 	hit, ok := c.m[key]
 	c.mu.Unlock()
@@ -80,9 +80,9 @@ func (s *Service) setIAPHeaders(out *http.Request, u request.User, route *config
 }
 
 // forgetIAP drops the cached IAP assertions of one session.
-func (s *Service) forgetIAP(sessionID string) {
+func (s *Process) forgetIAP(sessionID string) {
 	prefix := sessionID + "\x00"
-	c := &s.sso.iap
+	c := &s.iap
 	c.mu.Lock()
 	for k := range c.m {
 		if strings.HasPrefix(k, prefix) {
@@ -93,7 +93,7 @@ func (s *Service) forgetIAP(sessionID string) {
 }
 
 // signJSON makes a compact ES256 JWS of claims with the current key.
-func (s *Service) signJSON(claims any) (string, error) {
+func (s *Process) signJSON(claims any) (string, error) {
 	s.keys.mu.RLock()
 	k := s.keys.current
 	s.keys.mu.RUnlock()

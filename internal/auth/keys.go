@@ -128,7 +128,7 @@ func published(k *store.SigningKey, now time.Time) bool {
 
 // loadKeys reads the signing keys from the store, creating the first one
 // when there is none.
-func (s *Service) loadKeys(ctx context.Context) error {
+func (s *Process) loadKeys(ctx context.Context) error {
 	recs, err := s.store.ListSigningKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("load signing keys: %w", err)
@@ -138,7 +138,7 @@ func (s *Service) loadKeys(ctx context.Context) error {
 		hasCurrent = hasCurrent || r.RetireAt.IsZero()
 	}
 	if !hasCurrent {
-		k, err := newSigningKey(s.ikey)
+		k, err := newSigningKey(s.Key)
 		if err != nil {
 			return fmt.Errorf("create signing key: %w", err)
 		}
@@ -183,7 +183,7 @@ func (s *Service) loadKeys(ctx context.Context) error {
 	return nil
 }
 
-func (s *Service) openKey(r *store.SigningKey) (*signingKey, error) {
+func (s *Process) openKey(r *store.SigningKey) (*signingKey, error) {
 	if r.Algorithm != "ES256" {
 		return nil, fmt.Errorf("unsupported algorithm %q", r.Algorithm)
 	}
@@ -199,7 +199,7 @@ func (s *Service) openKey(r *store.SigningKey) (*signingKey, error) {
 	if !r.RetireAt.IsZero() {
 		return k, nil // retired keys are only published
 	}
-	der, err := s.ikey.Open(r.PrivateKey, []byte("moat signing key "+r.ID))
+	der, err := s.Key.Open(r.PrivateKey, []byte("moat signing key "+r.ID))
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +248,7 @@ const keyRetention = 7 * 24 * time.Hour
 
 // deleteOldKeys removes keys retired long enough ago that no token they
 // signed can be valid.
-func (s *Service) deleteOldKeys(ctx context.Context, now time.Time) {
+func (s *Process) deleteOldKeys(ctx context.Context, now time.Time) {
 	recs, err := s.store.ListSigningKeys(ctx)
 	if err != nil {
 		s.logger.Warn("list signing keys", "err", err)

@@ -36,7 +36,7 @@ const (
 )
 
 func (s *Service) pendingMAC(userID, exp, pwHash string) string {
-	m := hmac.New(sha256.New, s.ikey.Derive("mfa pending sign-in"))
+	m := hmac.New(sha256.New, s.Key.Derive("mfa pending sign-in"))
 	m.Write([]byte(userID + "|" + exp + "|" + pwHash))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
@@ -135,7 +135,7 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
 		return
 	}
-	p := mfaPage{Email: u.Email, CSRF: s.csrf.Token(w, r), ReturnTo: returnTo}
+	p := mfaPage{Email: u.Email, CSRF: s.CSRF.Token(w, r), ReturnTo: returnTo}
 	if r.Method != http.MethodPost {
 		web.Render(w, r, http.StatusOK, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
 		return

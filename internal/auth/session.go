@@ -213,7 +213,7 @@ func (s *Service) live(e *sessionEntry, now time.Time) bool {
 
 // refresh reads the session and its user from the store and caches the
 // result; nil means no valid session.
-func (s *Service) refresh(ctx context.Context, hash string, prev *sessionEntry) *sessionEntry {
+func (s *Process) refresh(ctx context.Context, hash string, prev *sessionEntry) *sessionEntry {
 	// A client that goes away must not make the check fail and evict.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
@@ -236,7 +236,7 @@ func (s *Service) refresh(ctx context.Context, hash string, prev *sessionEntry) 
 	return e
 }
 
-func (s *Service) loadSession(ctx context.Context, hash string) (*sessionEntry, error) {
+func (s *Process) loadSession(ctx context.Context, hash string) (*sessionEntry, error) {
 	sess, err := s.store.GetSession(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
@@ -260,7 +260,7 @@ func (s *Service) loadSession(ctx context.Context, hash string) (*sessionEntry, 
 	return s.entryFor(sess, u), nil
 }
 
-func (s *Service) entryFor(sess *store.Session, u *store.User) *sessionEntry {
+func (s *Process) entryFor(sess *store.Session, u *store.User) *sessionEntry {
 	groups := append([]string(nil), u.Groups...)
 	for _, g := range sess.Groups {
 		if !contains(groups, g) {
@@ -338,11 +338,11 @@ func (s *Service) startSession(ctx context.Context, w http.ResponseWriter, r *ht
 }
 
 // revoke ends a session everywhere.
-func (s *Service) revoke(ctx context.Context, hash string) {
+func (s *Process) revoke(ctx context.Context, hash string) {
 	if err := s.store.RevokeSession(ctx, hash, time.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.logger.Error("revoke session", "err", err)
 	}
-	s.dropSession(hash)
+	s.Forget(hash)
 }
 
 // clearSessionCookie tells the browser to forget moat's session cookie.
@@ -372,8 +372,8 @@ func (s *Service) Alive(ctx context.Context, sessionIDHash string, lastActive ti
 
 // persistLastSeen writes last-seen times that moved noticeably to the store,
 // so other instances judge idleness right.
-func (s *Service) persistLastSeen(ctx context.Context, now time.Time) {
-	step := s.idle / 8
+func (s *Process) persistLastSeen(ctx context.Context, now time.Time) {
+	step := time.Duration(s.idle.Load()) / 8
 	if step > time.Minute {
 		step = time.Minute
 	}
@@ -397,11 +397,13 @@ func (s *Service) persistLastSeen(ctx context.Context, now time.Time) {
 	}
 }
 
-// sweepSessions drops cache entries that are dead or unused.
-func (s *Service) sweepSessions(now time.Time) {
+// sweepSessions drops cache entries that expired or went unused for
+// cacheIdle or the idle timeout.
+func (s *Process) sweepSessions(now time.Time) {
+	unused := min(cacheIdle, time.Duration(s.idle.Load()))
 	s.sessions.mu.Lock()
 	for h, e := range s.sessions.m {
-		if !s.live(e, now) || now.Sub(time.Unix(0, e.lastSeen.Load())) > cacheIdle {
+		if !now.Before(e.expiresAt) || now.Sub(time.Unix(0, e.lastSeen.Load())) > unused {
 			delete(s.sessions.m, h)
 		}
 	}

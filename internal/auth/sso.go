@@ -46,23 +46,24 @@ const (
 	minRecheckTick = 5 * time.Second
 )
 
-// ssoState is the Service's single sign-on: its providers, the states
-// already redeemed, and when each session was last re-checked.
+// ssoState is one configuration's single sign-on: its providers.
 type ssoState struct {
 	providers map[string]*oidc.Provider
 	// recheckTick is how often Run looks for sessions due a re-check.
 	recheckTick time.Duration
+}
 
+// ssoReplay is the process's memory of single sign-on: the states already
+// redeemed (so a callback cannot be replayed, even across a reload) and
+// when each session was last re-checked with its provider.
+type ssoReplay struct {
 	mu      sync.Mutex
 	used    map[string]time.Time // state -> when it stops mattering
 	checked map[string]time.Time // session hash -> last successful re-check
-
-	tokens tokenCache // personal access tokens (bearer.go)
-	iap    iapCache   // IAP-compatible assertions (iap.go)
 }
 
 func newSSO(cfg *config.Config) (*ssoState, error) {
-	st := &ssoState{providers: map[string]*oidc.Provider{}, used: map[string]time.Time{}, checked: map[string]time.Time{}}
+	st := &ssoState{providers: map[string]*oidc.Provider{}}
 	tick := time.Minute
 	for name, pc := range cfg.Identity.SSO {
 		p, err := oidc.New(name, pc)
@@ -75,7 +76,6 @@ func newSSO(cfg *config.Config) (*ssoState, error) {
 		}
 	}
 	st.recheckTick = max(tick, minRecheckTick)
-	st.tokens.ttl = tokenVerifyEvery
 	return st, nil
 }
 
@@ -84,7 +84,7 @@ func newSSO(cfg *config.Config) (*ssoState, error) {
 func (s *Service) Provider(name string) *oidc.Provider { return s.sso.providers[name] }
 
 // useState records state as redeemed and reports whether it was fresh.
-func (st *ssoState) useState(state string, until time.Time) bool {
+func (st *ssoReplay) useState(state string, until time.Time) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if _, seen := st.used[state]; seen {
@@ -105,14 +105,14 @@ func (st *ssoState) useState(state string, until time.Time) bool {
 	return true
 }
 
-func (st *ssoState) lastChecked(hash string) (time.Time, bool) {
+func (st *ssoReplay) lastChecked(hash string) (time.Time, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	t, ok := st.checked[hash]
 	return t, ok
 }
 
-func (st *ssoState) setChecked(hash string, t time.Time) {
+func (st *ssoReplay) setChecked(hash string, t time.Time) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if t.IsZero() {
@@ -134,19 +134,19 @@ type flow struct {
 
 var flowAAD = []byte("moat-oidc-flow")
 
-func (s *Service) sealFlow(f flow) (string, error) {
+func (s *Process) sealFlow(f flow) (string, error) {
 	b, err := json.Marshal(f)
 	if err != nil {
 		return "", err
 	}
-	ct, err := s.ikey.Seal(b, flowAAD)
+	ct, err := s.Key.Seal(b, flowAAD)
 	if err != nil {
 		return "", err
 	}
 	return base64.RawURLEncoding.EncodeToString(ct), nil
 }
 
-func (s *Service) openFlow(v string) (*flow, error) {
+func (s *Process) openFlow(v string) (*flow, error) {
 	if v == "" || len(v) > 4096 {
 		return nil, errors.New("no sign-in in progress in this browser")
 	}
@@ -154,7 +154,7 @@ func (s *Service) openFlow(v string) (*flow, error) {
 	if err != nil {
 		return nil, errors.New("sign-in cookie is malformed")
 	}
-	b, err := s.ikey.Open(ct, flowAAD)
+	b, err := s.Key.Open(ct, flowAAD)
 	if err != nil {
 		return nil, errors.New("sign-in cookie does not open")
 	}
@@ -266,7 +266,7 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) {
 		s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: state does not match this browser's sign-in", oidc.ErrBadState))
 		return
 	}
-	if !s.sso.useState(f.State, time.Unix(f.Expires, 0)) {
+	if !s.replay.useState(f.State, time.Unix(f.Expires, 0)) {
 		s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: state already used", oidc.ErrBadState))
 		return
 	}
@@ -306,7 +306,7 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	var sealed []byte
 	if tok.RefreshToken != "" {
-		if sealed, err = s.ikey.Seal([]byte(tok.RefreshToken), refreshAAD(f.Provider, u.ID)); err != nil {
+		if sealed, err = s.Key.Seal([]byte(tok.RefreshToken), refreshAAD(f.Provider, u.ID)); err != nil {
 			s.logger.Error("sso: seal refresh token", "err", err)
 			unavailable(w, r)
 			return
@@ -322,7 +322,7 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) {
 		unavailable(w, r)
 		return
 	}
-	s.sso.setChecked(e.hash, time.Now())
+	s.replay.setChecked(e.hash, time.Now())
 	if err := s.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
 		s.logger.Warn("record last login", "user", u.Email, "err", err)
 	}
@@ -338,7 +338,7 @@ var (
 // ssoUser returns moat's record of the person the provider vouched for,
 // creating one (without a password) at their first sign-in, so that
 // moat's own groups, disabling and sessions work for SSO users too.
-func (s *Service) ssoUser(ctx context.Context, id *oidc.Identity) (*store.User, error) {
+func (s *Process) ssoUser(ctx context.Context, id *oidc.Identity) (*store.User, error) {
 	for attempt := 0; attempt < 2; attempt++ {
 		u, err := s.store.GetUserByEmail(ctx, id.Email)
 		if err == nil {
@@ -436,13 +436,13 @@ func (s *Service) recheckSessions(ctx context.Context, now time.Time) {
 	for _, sess := range sessions {
 		live[sess.IDHash] = true
 	}
-	s.sso.mu.Lock()
-	for h := range s.sso.checked {
+	s.replay.mu.Lock()
+	for h := range s.replay.checked {
 		if !live[h] {
-			delete(s.sso.checked, h) // expired or revoked elsewhere
+			delete(s.replay.checked, h) // expired or revoked elsewhere
 		}
 	}
-	s.sso.mu.Unlock()
+	s.replay.mu.Unlock()
 	for _, sess := range sessions {
 		if ctx.Err() != nil {
 			return
@@ -451,7 +451,7 @@ func (s *Service) recheckSessions(ctx context.Context, now time.Time) {
 		if p == nil || p.RefreshInterval() <= 0 {
 			continue
 		}
-		last, ok := s.sso.lastChecked(sess.IDHash)
+		last, ok := s.replay.lastChecked(sess.IDHash)
 		if !ok {
 			last = sess.AuthTime
 			if last.IsZero() {
@@ -470,14 +470,14 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 	defer cancel()
 	end := func(why string) {
 		s.revoke(ctx, sess.IDHash)
-		s.sso.setChecked(sess.IDHash, time.Time{})
+		s.replay.setChecked(sess.IDHash, time.Time{})
 		s.audit(ctx, "session.revoke", sess.Email, "", "sso:"+p.Name()+": "+why)
 	}
 	if len(sess.RefreshToken) == 0 {
 		end("no refresh token to re-check the sign-in with; sign in again")
 		return
 	}
-	rt, err := s.ikey.Open(sess.RefreshToken, refreshAAD(p.Name(), sess.UserID))
+	rt, err := s.Key.Open(sess.RefreshToken, refreshAAD(p.Name(), sess.UserID))
 	if err != nil {
 		end("refresh token does not open")
 		return
@@ -507,7 +507,7 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 	cur.Groups = id.Groups
 	cur.HostedDomain = id.HostedDomain
 	if tok.RefreshToken != "" && tok.RefreshToken != string(rt) {
-		if cur.RefreshToken, err = s.ikey.Seal([]byte(tok.RefreshToken), refreshAAD(p.Name(), sess.UserID)); err != nil {
+		if cur.RefreshToken, err = s.Key.Seal([]byte(tok.RefreshToken), refreshAAD(p.Name(), sess.UserID)); err != nil {
 			s.logger.Error("sso re-check: seal refresh token", "err", err)
 			return
 		}
@@ -516,7 +516,7 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 		s.logger.Warn("sso re-check: save session", "user", sess.Email, "err", err)
 		return
 	}
-	s.sso.setChecked(sess.IDHash, now)
+	s.replay.setChecked(sess.IDHash, now)
 	// The next request reloads the session with the provider's groups.
 	s.sessions.remove(sess.IDHash)
 	s.forgetAssertions(sess.IDHash)

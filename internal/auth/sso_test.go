@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -66,10 +64,7 @@ func newSSOHarness(t *testing.T, tweak func(*config.Config)) *ssoHarness {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	svc, err := New(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("auth.New: %v", err)
-	}
+	svc := newTestService(t, cfg, st)
 	h := &ssoHarness{harness: &harness{t: t, cfg: cfg, store: st, svc: svc, routes: map[string]*config.Route{}}, op: op}
 	svc.OnRevoke = func(hash string) {
 		h.mu.Lock()
@@ -471,11 +466,11 @@ func TestBearerTokens(t *testing.T) {
 		})
 	}
 	t.Run("a revoked personal access token is refused within seconds", func(t *testing.T) {
-		h.svc.sso.tokens.ttl = 300 * time.Millisecond // instead of tokenVerifyEvery
+		h.svc.tokens.ttl = 300 * time.Millisecond // instead of tokenVerifyEvery
 		if err := h.store.RevokeToken(ctx, goodTok.ID, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(h.svc.sso.tokens.ttl + 2*time.Second)
+		deadline := time.Now().Add(h.svc.tokens.ttl + 2*time.Second)
 		for {
 			req, _ := http.NewRequest("GET", h.srv.URL+"/api/", nil)
 			req.Header.Set("Authorization", "Bearer "+good)

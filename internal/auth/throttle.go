@@ -1,10 +1,30 @@
 package auth
 
 import (
+	"context"
 	"net/netip"
 	"sync"
 	"time"
 )
+
+// Throttle counts failed attempts per key (an account, a client address)
+// and says how long the next attempt must wait. The process holds one per
+// kind of key, so a reload keeps the counts. The memory implementation
+// counts per instance; an implementation on Redis or the store counts for
+// the whole cluster. An error means the counts could not be read or
+// written: the caller answers 503 rather than guess.
+type Throttle interface {
+	// Wait returns how long key must wait before its next attempt, and
+	// whether that is because it is locked.
+	Wait(ctx context.Context, key string, now time.Time) (wait time.Duration, locked bool, err error)
+	// Fail counts a failure of key and reports whether it just locked key.
+	Fail(ctx context.Context, key string, now time.Time) (locked bool, err error)
+	// Reset forgets key's failures, after a success.
+	Reset(ctx context.Context, key string) error
+	// Sweep forgets what has aged out; the process calls it every few
+	// seconds.
+	Sweep(now time.Time)
+}
 
 // limits shape the brute-force protection of one kind of key: the first
 // Free failures cost nothing, each further one doubles the wait before the
@@ -33,7 +53,7 @@ type failures struct {
 	lockedUntil time.Time
 }
 
-// throttle counts failed logins per key, in memory (per instance).
+// throttle is the memory Throttle: failed logins per key, per instance.
 type throttle struct {
 	lim     limits
 	mu      sync.Mutex
@@ -44,8 +64,12 @@ func newThrottle(l limits) *throttle {
 	return &throttle{lim: l, entries: make(map[string]*failures)}
 }
 
-// wait returns how long key must wait before its next attempt, and whether
-// that is because it is locked.
+// Wait implements Throttle.
+func (t *throttle) Wait(_ context.Context, key string, now time.Time) (time.Duration, bool, error) {
+	d, locked := t.wait(key, now)
+	return d, locked, nil
+}
+
 func (t *throttle) wait(key string, now time.Time) (time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -77,7 +101,11 @@ func (t *throttle) delay(n int) time.Duration {
 	return min(d, t.lim.Max)
 }
 
-// fail counts a failure of key and reports whether it just locked the key.
+// Fail implements Throttle.
+func (t *throttle) Fail(_ context.Context, key string, now time.Time) (bool, error) {
+	return t.fail(key, now), nil
+}
+
 func (t *throttle) fail(key string, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -99,11 +127,12 @@ func (t *throttle) fail(key string, now time.Time) bool {
 	return false
 }
 
-// reset forgets key's failures, after a successful login.
-func (t *throttle) reset(key string) {
+// Reset implements Throttle.
+func (t *throttle) Reset(_ context.Context, key string) error {
 	t.mu.Lock()
 	delete(t.entries, key)
 	t.mu.Unlock()
+	return nil
 }
 
 // evictOldest makes room when the table is full: it drops a batch of
@@ -123,8 +152,8 @@ func (t *throttle) evictOldest() {
 	}
 }
 
-// sweep forgets keys whose failures have aged out.
-func (t *throttle) sweep(now time.Time) {
+// Sweep implements Throttle.
+func (t *throttle) Sweep(now time.Time) {
 	t.mu.Lock()
 	for k, f := range t.entries {
 		if now.After(f.lockedUntil) && now.Sub(f.last) > t.lim.LockFor {

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestThrottleDoublesTheWaitThenLocks(t *testing.T) {
 		t.Errorf("after the lock ended: wait %v locked %v", d, locked)
 	}
 	th.fail("k", now)
-	th.reset("k")
+	_ = th.Reset(context.Background(), "k")
 	if d, _ := th.wait("k", now); d != 0 {
 		t.Error("reset kept the failures")
 	}

@@ -28,9 +28,6 @@ import (
 	"github.com/moat-dev/moat/internal/clientip"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/metrics"
-	"github.com/moat-dev/moat/internal/proxy"
-	"github.com/moat-dev/moat/internal/ratelimit"
-	"github.com/moat-dev/moat/internal/store"
 )
 
 // watchInterval is how often the configuration file is checked for changes.
@@ -41,14 +38,11 @@ var socketCheckInterval = 5 * time.Second
 
 // Server is one running moat instance.
 type Server struct {
-	log     *slog.Logger
-	path    string // configuration file, re-read on reload
-	world   atomic.Pointer[world]
-	sockets *proxy.Sockets
-	// store and counter live as long as the process: a reload keeps them
-	// (changing store or counters needs a restart).
-	store   store.Store
-	counter ratelimit.Counter
+	log   *slog.Logger
+	path  string // configuration file, re-read on reload
+	world atomic.Pointer[world]
+	// process lives as long as moat runs: a reload keeps it.
+	*process
 
 	mu       sync.Mutex // serializes reloads
 	certs    atomic.Pointer[certs.Source]
@@ -68,24 +62,18 @@ type Addrs struct {
 // New prepares a server for the configuration in cfg (already loaded from
 // path). Nothing listens until Run.
 func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
-	s := &Server{log: log, path: path, sockets: proxy.NewSockets()}
+	s := &Server{log: log, path: path}
 	if data, err := os.ReadFile(path); err == nil {
 		s.fileHash = sha256.Sum256(data)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := store.Open(ctx, cfg.StoreDSN())
+	proc, err := openProcess(cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	s.store = st
-	if s.counter, err = ratelimit.Open(cfg.Counters); err != nil {
-		st.Close()
 		return nil, err
 	}
+	s.process = proc
 	wd, err := s.build(cfg)
 	if err != nil {
 		s.close()
@@ -93,12 +81,6 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
 	}
 	s.world.Store(wd)
 	return s, nil
-}
-
-// close releases what the server holds for its whole life.
-func (s *Server) close() {
-	s.counter.Close()
-	s.store.Close()
 }
 
 // Run serves until ctx is cancelled or SIGTERM/SIGINT arrives, then drains:
@@ -189,6 +171,7 @@ func (s *Server) Run(ctx context.Context) error {
 		addrs.HTTP = httpLn.Addr().String()
 	}
 
+	go s.identity.Run(ctx)
 	wd.start(ctx)
 	defer func() { s.world.Load().close() }()
 	s.obtain(ctx, src)

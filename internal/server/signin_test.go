@@ -184,3 +184,42 @@ func TestRouteThatRequiresASecondFactorDoesNotOpenOnAPasswordAlone(t *testing.T)
 		t.Fatalf("a script on the mfa route with a password alone: %d, want 403", resp.StatusCode)
 	}
 }
+
+// Issue 11: a reload rebuilt sign-in and so forgot the failed passwords
+// counted against an account; they belong to the process now.
+func TestReloadKeepsTheFailedSignInsCountedAgainstAnAccount(t *testing.T) {
+	m := startMoat(t, echoBackend(t).URL, signInConfig)
+	_, u := signIn(t, m)
+	c := m.client()
+	c.Jar, _ = cookiejar.New(nil)
+	try := func(pw string) int {
+		_, page := get(t, c, "https://app.example.com/_moat/login?return_to=/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+		token := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+		if token == nil {
+			t.Fatalf("login page has no CSRF token:\n%s", page)
+		}
+		form := url.Values{"csrf": {token[1]}, "email": {u.Email}, "password": {pw}, "return_to": {"/"}}
+		req, _ := http.NewRequest(http.MethodPost, "https://app.example.com/_moat/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "https://app.example.com")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for range 4 { // three free failures, then a wait
+		try("not the password at all")
+	}
+	before := m.server.world.Load()
+	if err := m.server.Reload(context.Background(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if m.server.world.Load() == before || m.server.world.Load().auth.Process != before.auth.Process {
+		t.Fatal("the reload did not build a new world on the same process")
+	}
+	if got := try(testPassword); got != http.StatusTooManyRequests {
+		t.Fatalf("right after a reload the right password answered %d, want 429: the failures were forgotten", got)
+	}
+}

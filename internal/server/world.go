@@ -66,15 +66,10 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		wd.close()
 		return nil, err
 	}
-	svc, err := auth.New(cfg, s.store, s.log)
+	svc, err := auth.New(cfg, s.identity)
 	if err != nil {
 		wd.close()
 		return nil, err
-	}
-	// A revoked session loses its open WebSockets at once (issue #3: within
-	// 10 s, also for revocations made elsewhere).
-	svc.OnRevoke = func(sessionID string) {
-		go s.sockets.CloseSession(sessionID, websocketPolicyViolation, "signed out")
 	}
 	wd.auth = svc
 	for _, b := range wd.backends {
@@ -82,12 +77,12 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 	}
 	// One second-factor service for the login step, the console and the
 	// account page, so wrong codes count once wherever they are tried.
-	console, err := admin.New(cfg, s.store, admin.Options{MFA: svc.MFA, Logger: s.log})
+	console, err := admin.New(cfg, s.store, admin.Options{Key: s.identity.Key, MFA: s.identity.MFA, Logger: s.log})
 	if err != nil {
 		wd.close()
 		return nil, err
 	}
-	acct, err := account.New(cfg, s.store, account.Options{MFA: svc.MFA, SessionChanged: svc.ReloadSession, Logger: s.log})
+	acct, err := account.New(cfg, s.store, account.Options{Key: s.identity.Key, MFA: s.identity.MFA, SessionChanged: s.identity.ReloadSession, Logger: s.log})
 	if err != nil {
 		wd.close()
 		return nil, err
