@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -20,14 +20,6 @@ func init() { subcommands = append(subcommands, newTokensCommand) }
 // maxTokenTTL bounds a personal access token's life: a token for a script
 // should be rotated at least yearly.
 const maxTokenTTL = 366 * 24 * time.Hour
-
-// maxTokenName bounds the label an admin gives a token.
-const maxTokenName = 100
-
-// reservedTokenName starts the names of store.Token rows that are not
-// personal access tokens, such as internal/admin's set-password links
-// ("moat:set-password"): they are neither listed nor creatable here.
-const reservedTokenName = "moat:"
 
 func newTokensCommand() *cobra.Command {
 	c := &usersCLI{}
@@ -52,11 +44,11 @@ func tokensCreateCommand(c *usersCLI) *cobra.Command {
 			if err != nil || d <= 0 || d > maxTokenTTL {
 				return fmt.Errorf("invalid --ttl %q: give a duration between 1m and 366d, such as 720h or 30d", ttl)
 			}
-			if len(name) > maxTokenName {
-				return fmt.Errorf("invalid --name: longer than %d characters", maxTokenName)
-			}
-			if strings.HasPrefix(name, reservedTokenName) {
-				return fmt.Errorf("invalid --name %q: names starting with %q are moat's own", name, reservedTokenName)
+			if name != "" { // the label is optional here
+				var err error
+				if name, err = directory.CleanTokenName(name); err != nil {
+					return fmt.Errorf("--name: %w", err)
+				}
 			}
 			return c.run(cmd, func(ctx context.Context) error {
 				u, err := c.user(ctx, args[0])
@@ -104,7 +96,7 @@ func tokensListCommand(c *usersCLI) *cobra.Command {
 				}
 				var toks []*store.Token
 				for _, t := range all {
-					if !strings.HasPrefix(t.Name, reservedTokenName) { // set-password links
+					if t.Kind == store.TokenPersonal { // not set-password links
 						toks = append(toks, t)
 					}
 				}

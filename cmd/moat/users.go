@@ -3,12 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/mail"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -74,22 +73,6 @@ func newUsersCommand() *cobra.Command {
 		c.disableCommand(true), c.disableCommand(false), c.deleteCommand(),
 		c.setGroupsCommand(), c.resetPasswordCommand(), c.revokeSessionsCommand())
 	return cmd
-}
-
-// validEmail checks an address typed by an admin: one plain addr-spec.
-func validEmail(email string) error {
-	if len(email) > 254 {
-		return fmt.Errorf("invalid email %q: longer than 254 characters", email)
-	}
-	a, err := mail.ParseAddress(email)
-	if err != nil || a.Address != email || a.Name != "" {
-		return fmt.Errorf("invalid email %q: write a plain address such as alice@example.com", email)
-	}
-	local, domain, ok := strings.Cut(email, "@")
-	if !ok || local == "" || domain == "" || strings.ContainsAny(email, " \t\r\n") {
-		return fmt.Errorf("invalid email %q: write a plain address such as alice@example.com", email)
-	}
-	return nil
 }
 
 // user fetches a user by email with a clear error for an unknown one.
@@ -151,29 +134,6 @@ func readPassword(r io.Reader) (string, error) {
 	return line, nil
 }
 
-// otpAlphabet has no look-alikes (0/O, 1/l/I), so a password read aloud
-// or copied from a terminal survives.
-const otpAlphabet = "abcdefghijkmnpqrstuvwxyz23456789"
-
-// generatePassword returns a random one-time password of at least n
-// letters and digits (5 bits each; 20 of them are 100 bits), in groups of
-// five joined by dashes.
-func generatePassword(n int) string {
-	n = max(n, 20)
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic("crypto/rand: " + err.Error())
-	}
-	var sb strings.Builder
-	for i, v := range b {
-		if i > 0 && i%5 == 0 {
-			sb.WriteByte('-')
-		}
-		sb.WriteByte(otpAlphabet[int(v)%len(otpAlphabet)]) // 256 % 32 == 0: no bias
-	}
-	return sb.String()
-}
-
 // newPassword returns the hash of the password read from stdin (checked
 // against the policy) or of a generated one-time password, which it
 // returns too.
@@ -188,7 +148,7 @@ func (c *usersCLI) newPassword(cmd *cobra.Command, email string, fromStdin bool)
 			return "", "", fmt.Errorf("weak password: %w", err)
 		}
 	} else {
-		pw = generatePassword(c.cfg.Identity.Passwords.MinLength)
+		pw = directory.GeneratePassword(c.cfg.Identity.Passwords.MinLength)
 		oneTime = pw
 	}
 	hash, err = password.Hash(pw, password.DefaultParams)
@@ -212,7 +172,15 @@ func (c *usersCLI) addCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			email := store.NormalizeEmail(args[0])
-			if err := validEmail(email); err != nil {
+			if err := directory.ValidEmail(email); err != nil {
+				return err
+			}
+			clean, err := directory.CleanGroups(groups)
+			if err != nil {
+				return err
+			}
+			displayName, err := directory.CleanName(name)
+			if err != nil {
 				return err
 			}
 			return c.run(cmd, func(ctx context.Context) error {
@@ -223,7 +191,7 @@ func (c *usersCLI) addCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				u := &store.User{Email: email, Name: strings.TrimSpace(name), Groups: groups, PasswordHash: hash, MustChangePassword: oneTime != ""}
+				u := &store.User{Email: email, Name: displayName, Groups: clean, PasswordHash: hash, MustChangePassword: oneTime != ""}
 				if err := c.st.CreateUser(ctx, u); err != nil {
 					if errors.Is(err, store.ErrDuplicate) {
 						return fmt.Errorf("user %s already exists", email)
@@ -467,11 +435,16 @@ func (c *usersCLI) setGroupsCommand() *cobra.Command {
 		Short: "Replace a user's groups (none: remove from every group)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// The console's group-name rule holds here too (issue 11).
+			groups, err := directory.CleanGroups(args[1:])
+			if err != nil {
+				return err
+			}
 			return c.run(cmd, func(ctx context.Context) error {
 				var before string
 				u, err := c.modify(ctx, args[0], func(u *store.User) {
 					before = strings.Join(u.Groups, ",")
-					u.Groups = args[1:]
+					u.Groups = groups
 				})
 				if err != nil {
 					return err

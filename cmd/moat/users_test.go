@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/moat-dev/moat/internal/directory"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -304,7 +305,7 @@ func TestAuditListsAndFilters(t *testing.T) {
 
 func TestGeneratedPasswordsPassThePolicy(t *testing.T) {
 	for _, n := range []int{8, 12, 40, 128} {
-		pw := generatePassword(n)
+		pw := directory.GeneratePassword(n)
 		if err := (password.Policy{MinLength: n}).Check(pw, "a@example.com"); err != nil {
 			t.Errorf("min %d: %q refused: %v", n, pw, err)
 		}
@@ -327,5 +328,31 @@ func TestUsersWorkAgainstPostgres(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(e.dataDir, "moat.db")); err == nil {
 		t.Error("a SQLite file was created although store: names PostgreSQL")
+	}
+}
+
+// Issue 11 / issue 12 #5: users add and set-groups wrote any group name to
+// the store, past the console's rule: a comma made X-Moat-User-Groups
+// ambiguous and markup was accepted. The CLI follows directory's one rule.
+func TestCLIUsersAddAndSetGroupsFollowTheConsolesGroupNameRule(t *testing.T) {
+	e := newCLIEnv(t)
+	for _, args := range [][]string{
+		{"users", "add", "mallory@example.com", "--group", "<b>x</b>"},
+		{"users", "add", "mallory@example.com", "--group", "a b!"},
+	} {
+		if _, err := e.moat(t, "", args...); err == nil || !strings.Contains(err.Error(), "group name") {
+			t.Errorf("%v: err = %v, want the group-name rule", args, err)
+		}
+	}
+	e.mustMoat(t, "", "users", "add", "alice@example.com", "--group", "staff,analysts")
+	if out := e.mustMoat(t, "", "users", "show", "alice@example.com", "--json"); !strings.Contains(out, `"analysts",`) || strings.Contains(out, "staff,analysts") {
+		t.Errorf("a comma-separated --group is not two groups:\n%s", out)
+	}
+	if _, err := e.moat(t, "", "users", "set-groups", "alice@example.com", "<b>x</b>"); err == nil || !strings.Contains(err.Error(), "group name") {
+		t.Errorf("set-groups with markup: err = %v", err)
+	}
+	e.mustMoat(t, "", "users", "set-groups", "alice@example.com", "a,b", "c")
+	if out := e.mustMoat(t, "", "users", "show", "alice@example.com"); !strings.Contains(out, "a,b,c") {
+		t.Errorf("set-groups a,b c:\n%s", out)
 	}
 }

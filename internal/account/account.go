@@ -16,16 +16,17 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
-	"github.com/moat-dev/moat/internal/admin"
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/auth/mfa"
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
+	"github.com/moat-dev/moat/internal/directory"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
+	hostroute "github.com/moat-dev/moat/internal/route"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
 )
@@ -47,6 +48,10 @@ type Options struct {
 	// RevokeUser ends every session of a user and closes their
 	// WebSockets; store.RevokeUserSessions when nil.
 	RevokeUser func(ctx context.Context, userID string) error
+	// RevokeToken revokes a personal access token (by id and hash) and
+	// drops it from the sign-in's cache, so it stops at once;
+	// store.RevokeToken when nil.
+	RevokeToken func(ctx context.Context, id, hash string) error
 	// SessionChanged tells the sign-in's session cache that a session's
 	// record changed (its second factor passed), so it reads it again.
 	SessionChanged func(idHash string)
@@ -114,35 +119,32 @@ func (a *Account) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(w, r)
 }
 
-// who is the signed-in user and session of a request.
+// who is the signed-in user and session of a request, as Identify found
+// them (never fetched again).
 type who struct {
-	user    *store.User
-	session *store.Session
+	user    request.User
+	session *request.Session
 }
 
 type whoKey struct{}
 
 func whoOf(r *http.Request) *who { return r.Context().Value(whoKey{}).(*who) }
 
-// signedIn lets only a request with a live session through.
+// signedIn lets through only a request with a live session, answering the
+// others with the one access rule every page shares (access.Rule: signed
+// in, and a one-time password already replaced).
 func (a *Account) signedIn(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		u := request.From(r).User
-		if u.SignedIn() && u.SessionID != "" {
-			sess, err := a.st.GetSession(r.Context(), u.SessionID)
-			if err == nil && sess.RevokedAt.IsZero() {
-				su, err := a.st.GetUser(r.Context(), u.ID)
-				if err == nil && !su.Disabled {
-					next(w, r.WithContext(context.WithValue(r.Context(), whoKey{}, &who{user: su, session: sess})))
-					return
-				}
+		info := request.From(r)
+		var rule access.Rule
+		if d := rule.Check(info.User, info.Session, time.Now()); d.Refusal != access.Pass || info.Session == nil {
+			if d.Refusal == access.Pass {
+				d.Refusal = access.SignIn // a bearer token opens no account page
 			}
-		}
-		if web.IsNavigation(r) {
-			http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			access.Refuse(w, r, rule, d)
 			return
 		}
-		web.Error(w, r, http.StatusUnauthorized, "auth.unauthorized")
+		next(w, r.WithContext(context.WithValue(r.Context(), whoKey{}, &who{user: info.User, session: info.Session})))
 	}
 }
 
@@ -155,7 +157,7 @@ func (a *Account) form(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if !a.csrf.Check(r, r.PostForm.Get(csrf.Field)) {
-		a.log.Warn("refused a POST without a valid CSRF token or from another origin", "path", admin.LogPath(r.URL.Path), "client_ip", clientIP(r), "request_id", request.From(r).ID)
+		a.log.Warn("refused a POST without a valid CSRF token or from another origin", "path", directory.LogPath(r.URL.Path), "client_ip", clientIP(r), "request_id", request.From(r).ID)
 		web.Error(w, r, http.StatusForbidden, "auth.csrf")
 		return false
 	}
@@ -169,17 +171,6 @@ func clientIP(r *http.Request) string {
 	return ""
 }
 
-// safeReturnTo accepts only a same-host relative path.
-func safeReturnTo(v string) string {
-	if v == "" || len(v) > 2048 || v[0] != '/' || strings.HasPrefix(v, "//") || strings.HasPrefix(v, "/\\") || strings.ContainsAny(v, "\\\r\n\t") {
-		return "/"
-	}
-	if u, err := url.Parse(v); err != nil || u.Scheme != "" || u.Host != "" {
-		return "/"
-	}
-	return v
-}
-
 func (a *Account) audit(ctx context.Context, r *http.Request, actor, action, subject, detail string) {
 	a.log.Info("audit", "action", action, "user", subject, "client_ip", clientIP(r), "request_id", request.From(r).ID, "detail", detail)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -190,16 +181,9 @@ func (a *Account) audit(ctx context.Context, r *http.Request, actor, action, sub
 }
 
 func (a *Account) fail(w http.ResponseWriter, r *http.Request, err error) {
-	a.log.Error("account page", "path", admin.LogPath(r.URL.Path), "request_id", request.From(r).ID, "err", err)
+	a.log.Error("account page", "path", directory.LogPath(r.URL.Path), "request_id", request.From(r).ID, "err", err)
 	w.Header().Set("Retry-After", "5")
 	web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
-}
-
-// MFARequired reports whether cfg makes a second factor compulsory for
-// password sign-ins on route (nil: for everyone): identity.passwords.mfa
-// or the route's mfa.
-func MFARequired(cfg *config.Config, route *config.Route) bool {
-	return cfg.Identity.Passwords.MFA == "required" || route != nil && route.MFA == "required"
 }
 
 // page is what the account templates get as .Data.
@@ -251,8 +235,8 @@ func fmtTime(t time.Time) string {
 
 func (a *Account) base(r *http.Request) (page, error) {
 	wo := whoOf(r)
-	p := page{Email: wo.user.Email, Name: wo.user.Name, Lifetimes: tokenLifetimes, Provider: wo.session.Provider, Password: wo.user.PasswordHash != "" && wo.session.Provider == "password",
-		Verified: wo.session.MFA, Required: MFARequired(a.cfg, request.From(r).Route), MinLength: a.cfg.Identity.Passwords.MinLength}
+	p := page{Email: wo.user.Email, Name: wo.user.Name, Lifetimes: tokenLifetimes, Provider: wo.session.Provider, Password: wo.session.Provider == "password",
+		Verified: wo.session.MFA, Required: access.SecondFactorRequired(a.cfg, access.HostRoutes(a.cfg, hostroute.Host(r.Host))...), MinLength: a.cfg.Identity.Passwords.MinLength}
 	var err error
 	if p.Enrolled, err = a.o.MFA.Enrolled(r.Context(), wo.user.ID); err != nil {
 		return p, err
@@ -278,7 +262,7 @@ func (a *Account) pageOverview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, s := range list {
-		p.Sessions = append(p.Sessions, sessionRow{ID: s.IDHash, ClientIP: s.ClientIP, Device: admin.Platform(s.UserAgent), Since: fmtTime(s.CreatedAt),
+		p.Sessions = append(p.Sessions, sessionRow{ID: s.IDHash, ClientIP: s.ClientIP, Device: web.Platform(s.UserAgent), Since: fmtTime(s.CreatedAt),
 			Seen: fmtTime(s.LastSeen), Provider: s.Provider, MFA: s.MFA, Current: s.IDHash == wo.session.IDHash})
 	}
 	if p.Tokens, err = a.tokens(r, wo.user.ID); err != nil {
@@ -325,7 +309,7 @@ func (a *Account) pageMFA(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	p.ReturnTo = safeReturnTo(r.URL.Query().Get("return_to"))
+	p.ReturnTo = access.SafeReturnTo(r.URL.Query().Get("return_to"))
 	if r.URL.Query().Get("return_to") == "" {
 		p.ReturnTo = Prefix
 	}
@@ -368,7 +352,7 @@ func codeError(lang string, err error) string {
 // err: a wrong or throttled code shows the page again with why, any other
 // error fails; a good one marks the session. It reports whether the code
 // passed; otherwise it has answered.
-func (a *Account) codePassed(w http.ResponseWriter, r *http.Request, p page, s *store.Session, err error) bool {
+func (a *Account) codePassed(w http.ResponseWriter, r *http.Request, p page, s *request.Session, err error) bool {
 	if err != nil {
 		if !errors.Is(err, mfa.ErrInvalidCode) && !isThrottled(err) {
 			a.fail(w, r, err)
@@ -398,7 +382,7 @@ func (a *Account) postMFA(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wo := whoOf(r)
-	p.ReturnTo = safeReturnTo(r.PostForm.Get("return_to"))
+	p.ReturnTo = access.SafeReturnTo(r.PostForm.Get("return_to"))
 	code := r.PostForm.Get("code")
 	if p.Enrolled {
 		err := a.o.MFA.Verify(r.Context(), wo.user.ID, wo.user.Email, code, clientIP(r))
@@ -425,12 +409,16 @@ func isThrottled(err error) bool {
 }
 
 // markVerified records that the session passed the second factor.
-func (a *Account) markVerified(ctx context.Context, s *store.Session) error {
+func (a *Account) markVerified(ctx context.Context, s *request.Session) error {
 	if s.MFA {
 		return nil
 	}
-	s.MFA = true
-	if err := a.st.UpdateSession(ctx, s); err != nil {
+	sess, err := a.st.GetSession(ctx, s.IDHash)
+	if err != nil {
+		return err
+	}
+	sess.MFA = true
+	if err := a.st.UpdateSession(ctx, sess); err != nil {
 		return err
 	}
 	if a.o.SessionChanged != nil {
@@ -474,7 +462,7 @@ func (a *Account) rerenderOverview(w http.ResponseWriter, r *http.Request, p pag
 	wo := whoOf(r)
 	list, _ := a.st.ListSessions(r.Context(), wo.user.ID)
 	for _, s := range list {
-		p.Sessions = append(p.Sessions, sessionRow{ID: s.IDHash, ClientIP: s.ClientIP, Device: admin.Platform(s.UserAgent), Since: fmtTime(s.CreatedAt),
+		p.Sessions = append(p.Sessions, sessionRow{ID: s.IDHash, ClientIP: s.ClientIP, Device: web.Platform(s.UserAgent), Since: fmtTime(s.CreatedAt),
 			Seen: fmtTime(s.LastSeen), Provider: s.Provider, MFA: s.MFA, Current: s.IDHash == wo.session.IDHash})
 	}
 	p.Tokens, _ = a.tokens(r, wo.user.ID)
@@ -514,11 +502,11 @@ func (a *Account) postRecoveryCodes(w http.ResponseWriter, r *http.Request) {
 
 // linkUser returns the user a set-password link token opens, or nil.
 func (a *Account) linkUser(ctx context.Context, token string) (*store.Token, *store.User) {
-	if !strings.HasPrefix(token, "moat_setpw_") || len(token) > 128 {
+	if !directory.LooksLikeSetPasswordLink(token) {
 		return nil, nil
 	}
-	t, err := a.st.GetTokenByHash(ctx, admin.SetPasswordTokenHash(token))
-	if err != nil || t.Name != admin.SetPasswordTokenName || !t.RevokedAt.IsZero() || !t.ExpiresAt.IsZero() && !time.Now().Before(t.ExpiresAt) {
+	t, err := a.st.GetTokenByHash(ctx, directory.SetPasswordLinkHash(token))
+	if err != nil || t.Kind != store.TokenSetPassword || !t.RevokedAt.IsZero() || !t.ExpiresAt.IsZero() && !time.Now().Before(t.ExpiresAt) {
 		return nil, nil
 	}
 	u, err := a.st.GetUser(ctx, t.UserID)

@@ -26,6 +26,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
@@ -93,7 +94,7 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = svc.Process.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
-	h.acct, err = New(cfg, st, Options{Key: ik, Logger: quiet, MFA: svc.MFA, SessionChanged: func(hash string) {
+	h.acct, err = New(cfg, st, Options{Key: ik, Logger: quiet, MFA: svc.MFA, RevokeSession: proc.RevokeSession, RevokeUser: proc.RevokeUser, RevokeToken: proc.RevokeToken, SessionChanged: func(hash string) {
 		h.mu.Lock()
 		h.changed = append(h.changed, hash)
 		h.mu.Unlock()
@@ -102,12 +103,12 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	console, err := admin.New(cfg, st, admin.Options{Key: ik, Logger: quiet, MFA: svc.MFA})
+	console, err := admin.New(cfg, st, admin.Options{Key: ik, Logger: quiet, MFA: svc.MFA, TokenUser: proc.TokenUser, Revoke: proc.RevokeUser, RevokeSession: proc.RevokeSession, RevokeToken: proc.RevokeToken})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/_moat/", svc.Handler())
+	mux.Handle("/_moat/", svc.Identify(svc.Handler()))
 	mux.Handle(web.StaticPrefix, web.Static())
 	mux.Handle(Prefix, svc.Identify(h.acct))
 	mux.Handle(Prefix+"/", svc.Identify(h.acct))
@@ -380,10 +381,14 @@ func TestASetPasswordLinkWorksOnce(t *testing.T) {
 	}
 }
 
-func TestSafeReturnToRefusesOtherSites(t *testing.T) {
-	for in, out := range map[string]string{"/app/?x=1": "/app/?x=1", "//evil.example": "/", "https://evil.example/": "/", "/\\evil": "/", "": "/", "app": "/"} {
-		if got := safeReturnTo(in); got != out {
-			t.Errorf("safeReturnTo(%q) = %q, want %q", in, got, out)
+// Issue 11: the account page had its own safeReturnTo, which kept
+// percent-encoded and tab-split forms the sign-in refuses; there is one
+// rule now (access.SafeReturnTo).
+func TestTheAccountPageAndTheSignInShareOneReturnToRule(t *testing.T) {
+	for in, out := range map[string]string{"/app/?x=1": "/app/?x=1", "//evil.example": "/", "https://evil.example/": "/", "/\\evil": "/", "": "/", "app": "/",
+		"/%2F%2Fevil.example": "/", "/%5Cevil.example": "/", "/%09/evil.example": "/", "/_moat/login?return_to=//evil": "/"} {
+		if got := access.SafeReturnTo(in); got != out {
+			t.Errorf("SafeReturnTo(%q) = %q, want %q", in, got, out)
 		}
 	}
 }

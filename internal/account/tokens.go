@@ -4,21 +4,18 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/moat-dev/moat/internal/admin"
 	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/directory"
+	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
 )
 
-// Bounds on personal access tokens.
-const (
-	maxTokenName   = 64
-	maxTokensShown = 100
-)
+// maxTokensShown bounds the tokens the page lists.
+const maxTokensShown = 100
 
 // tokenLifetimes are the choices the form offers, in days (0: no expiry).
 var tokenLifetimes = []int{30, 90, 365, 0}
@@ -37,7 +34,7 @@ func (a *Account) tokens(r *http.Request, userID string) ([]tokenRow, error) {
 	now := time.Now()
 	var out []tokenRow
 	for _, t := range list {
-		if t.Name == admin.SetPasswordTokenName || !t.RevokedAt.IsZero() || !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) {
+		if t.Kind != store.TokenPersonal || !t.RevokedAt.IsZero() || !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) {
 			continue
 		}
 		if len(out) == maxTokensShown {
@@ -51,7 +48,7 @@ func (a *Account) tokens(r *http.Request, userID string) ([]tokenRow, error) {
 // recentSignIn reports whether the session proved who the user is within
 // identity.admin_reauth: creating a token outlives the session, so a
 // forgotten open browser must not be enough.
-func (a *Account) recentSignIn(s *store.Session) bool {
+func (a *Account) recentSignIn(s *request.Session) bool {
 	limit := a.cfg.Identity.AdminReauth.D()
 	if limit <= 0 {
 		limit = config.DefaultAdminReauth
@@ -69,19 +66,19 @@ func (a *Account) postCreateToken(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/_moat/login?reauth=1&return_to="+url.QueryEscape(Prefix), http.StatusSeeOther)
 		return
 	}
-	name := strings.TrimSpace(r.PostForm.Get("name"))
+	name, nameErr := directory.CleanTokenName(r.PostForm.Get("name"))
 	days, err := strconv.Atoi(r.PostForm.Get("days"))
 	valid := false
 	for _, d := range tokenLifetimes {
 		valid = valid || err == nil && d == days
 	}
-	if name == "" || len(name) > maxTokenName || strings.ContainsAny(name, "\r\n\x00") || !valid || strings.HasPrefix(name, "moat:") {
+	if nameErr != nil || !valid {
 		p, err := a.base(r)
 		if err != nil {
 			a.fail(w, r, err)
 			return
 		}
-		p.Error = web.T(web.Lang(r), "account.tokens.invalid", maxTokenName)
+		p.Error = web.T(web.Lang(r), "account.tokens.invalid", directory.MaxTokenName)
 		a.rerenderOverview(w, r, p)
 		return
 	}
@@ -112,7 +109,7 @@ func (a *Account) postRevokeToken(w http.ResponseWriter, r *http.Request) {
 	}
 	var found *store.Token
 	for _, t := range list {
-		if t.ID == id && t.Name != admin.SetPasswordTokenName {
+		if t.ID == id && t.Kind == store.TokenPersonal {
 			found = t
 		}
 	}
@@ -120,7 +117,12 @@ func (a *Account) postRevokeToken(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, http.StatusNotFound, "not_found")
 		return
 	}
-	if err := a.st.RevokeToken(r.Context(), id, time.Now()); err != nil {
+	if a.o.RevokeToken != nil {
+		err = a.o.RevokeToken(r.Context(), found.ID, found.Hash)
+	} else {
+		err = a.st.RevokeToken(r.Context(), found.ID, time.Now())
+	}
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}

@@ -13,20 +13,20 @@ import (
 	"context"
 	_ "embed"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/moat-dev/moat/internal/auth/allow"
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/auth/mfa"
 	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
+	hostroute "github.com/moat-dev/moat/internal/route"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
 )
@@ -62,6 +62,14 @@ type Options struct {
 	// RevokeSession ends one session (by its id hash) and closes its
 	// WebSockets; store.RevokeSession when nil.
 	RevokeSession func(ctx context.Context, idHash string) error
+	// RevokeToken revokes a personal access token (by id and hash) and
+	// drops it from the sign-in's cache, so it stops at once;
+	// store.RevokeToken when nil.
+	RevokeToken func(ctx context.Context, id, hash string) error
+	// TokenUser checks a personal access token sent to the API and returns
+	// its user (the sign-in's check, with its cache and its revocation
+	// hook); required.
+	TokenUser func(ctx context.Context, token string) (request.User, error)
 	// Logger receives audit lines and errors (slog.Default when nil).
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
@@ -87,8 +95,8 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 	if cfg == nil || st == nil {
 		return nil, errors.New("admin: config and store are required")
 	}
-	if o.Key == nil {
-		return nil, errors.New("admin: the instance key is required")
+	if o.Key == nil || o.TokenUser == nil {
+		return nil, errors.New("admin: the instance key and the token check are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -157,7 +165,7 @@ type route struct {
 // admin is who is using the console: the admin's account and how they
 // proved it.
 type admin struct {
-	user    *store.User
+	user    request.User
 	session string // session id hash; "" for a token
 	token   bool
 }
@@ -170,18 +178,37 @@ func adminOf(r *http.Request) *admin {
 }
 
 // ServeHTTP lets an admin through to the console or the API; everyone
-// else is sent to sign in (no session), refused with 403 (not an admin) or
-// asked to sign in again (a sign-in older than admin_reauth).
+// else is refused by the one access rule of the console (access.Rule):
+// sent to sign in (no session), refused with 403 (not an admin), asked to
+// sign in again (a sign-in older than admin_reauth), to choose a password
+// or to pass the second factor that identity.passwords.mfa or a route of
+// the host asks for.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	isAPI := strings.HasPrefix(r.URL.Path, APIPrefix) || r.URL.Path == strings.TrimSuffix(APIPrefix, "/")
-	var a *admin
-	var ok bool
+	info := request.From(r)
+	a := &admin{user: info.User}
 	if isAPI && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
-		a, ok = c.tokenAdmin(w, r)
+		u, err := c.o.TokenUser(r.Context(), strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")))
+		if err != nil {
+			apiError(w, r, http.StatusUnauthorized, "auth.unauthorized", "unknown, expired or revoked token, or its user cannot sign in")
+			return
+		}
+		a.user, a.token = u, true
+	} else if info.Session != nil {
+		a.session = info.Session.IDHash
 	} else {
-		a, ok = c.sessionAdmin(w, r, isAPI)
+		a.user = request.User{} // a bearer user of a route is no console user
 	}
-	if !ok {
+	rule := c.rule(r, isAPI)
+	var session *request.Session
+	if !a.token {
+		session = info.Session
+	}
+	if d := rule.Check(a.user, session, c.o.Now()); d.Refusal != access.Pass {
+		if d.Refusal == access.NotAllowed {
+			c.log.Warn("admin: refused a non-admin", "user", d.Email, "path", r.URL.Path, "client_ip", clientIP(r), "request_id", info.ID)
+		}
+		access.Refuse(w, r, rule, d)
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), adminKey{}, a))
@@ -193,120 +220,25 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.pages.ServeHTTP(w, r)
 }
 
-// isAdmin reports whether groups hold the admin group.
-func (c *Console) isAdmin(groups []string) bool { return slices.Contains(groups, c.group) }
-
-func (c *Console) sessionAdmin(w http.ResponseWriter, r *http.Request, isAPI bool) (*admin, bool) {
-	info := request.From(r)
-	u := info.User
-	if !u.SignedIn() || u.SessionID == "" {
-		if isAPI || !web.IsNavigation(r) {
-			apiError(w, r, http.StatusUnauthorized, "auth.unauthorized", "sign in, or send an admin's personal access token")
-			return nil, false
-		}
-		http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return nil, false
+// rule is the console's access rule on r's host: members of the admin
+// group, with a sign-in younger than admin_reauth and the second factor
+// that identity.passwords.mfa or any signed-in route of the host requires
+// (an admin is no exception to a route's mfa: required).
+func (c *Console) rule(r *http.Request, isAPI bool) access.Rule {
+	return access.Rule{
+		Allow:        allow.List{allow.Group(c.group)},
+		MaxAge:       c.reauth,
+		MFA:          access.SecondFactorRequired(c.cfg, access.HostRoutes(c.cfg, hostroute.Host(r.Host))...),
+		ReauthKey:    "admin.reauth",
+		ForbiddenKey: "admin.forbidden",
+		JSON:         isAPI,
 	}
-	if !c.isAdmin(u.Groups) {
-		c.forbidden(w, r, isAPI, u.Email)
-		return nil, false
-	}
-	ctx := r.Context()
-	sess, err := c.st.GetSession(ctx, u.SessionID)
-	if err != nil || !sess.RevokedAt.IsZero() {
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			c.log.Error("admin: read session", "user", u.Email, "request_id", info.ID, "err", err)
-		}
-		c.unauthorized(w, r, isAPI)
-		return nil, false
-	}
-	su, err := c.st.GetUser(ctx, u.ID)
-	if err != nil || su.Disabled {
-		c.unauthorized(w, r, isAPI)
-		return nil, false
-	}
-	if c.o.Now().Sub(sess.AuthTime) > c.reauth {
-		if isAPI || !web.IsNavigation(r) {
-			apiError(w, r, http.StatusUnauthorized, "admin.reauth", fmt.Sprintf("the admin console needs a sign-in from the last %s: sign in again", c.reauth))
-			return nil, false
-		}
-		http.Redirect(w, r, "/_moat/login?reauth=1&return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return nil, false
-	}
-	if c.cfg.Identity.Passwords.MFA == "required" && sess.Provider == "password" && !sess.MFA {
-		// Two-factor is compulsory here: administrators are no exception.
-		if isAPI || !web.IsNavigation(r) {
-			apiError(w, r, http.StatusForbidden, "mfa.required", "sign in with your second factor first")
-			return nil, false
-		}
-		http.Redirect(w, r, "/_moat/account/mfa?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return nil, false
-	}
-	if su.MustChangePassword && sess.Provider == "password" {
-		if isAPI || !web.IsNavigation(r) {
-			apiError(w, r, http.StatusForbidden, "auth.change_required", "choose a new password first")
-			return nil, false
-		}
-		http.Redirect(w, r, "/_moat/password?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return nil, false
-	}
-	return &admin{user: su, session: u.SessionID}, true
 }
 
 // HashToken is what the store keeps of a personal access token: the hex
 // SHA-256 of the whole token, as internal/auth/pat (and moat tokens)
 // computes it.
 func HashToken(token string) string { return pat.Hash(token) }
-
-// tokenAdmin authorises an API call by a personal access token.
-func (c *Console) tokenAdmin(w http.ResponseWriter, r *http.Request) (*admin, bool) {
-	raw := strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
-	if !pat.Valid(raw) {
-		apiError(w, r, http.StatusUnauthorized, "auth.unauthorized", "not a moat personal access token")
-		return nil, false
-	}
-	ctx := r.Context()
-	now := c.o.Now()
-	tok, err := c.st.GetTokenByHash(ctx, HashToken(raw))
-	if err != nil || !tok.RevokedAt.IsZero() || !tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt) || tok.Name == SetPasswordTokenName {
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			c.log.Error("admin: read token", "err", err)
-		}
-		apiError(w, r, http.StatusUnauthorized, "auth.unauthorized", "unknown, expired or revoked token")
-		return nil, false
-	}
-	u, err := c.st.GetUser(ctx, tok.UserID)
-	if err != nil || u.Disabled {
-		apiError(w, r, http.StatusUnauthorized, "auth.unauthorized", "the token's user cannot sign in")
-		return nil, false
-	}
-	if !c.isAdmin(u.Groups) {
-		c.forbidden(w, r, true, u.Email)
-		return nil, false
-	}
-	if err := c.st.TouchToken(ctx, tok.ID, now); err != nil {
-		c.log.Warn("admin: record token use", "err", err)
-	}
-	return &admin{user: u, token: true}, true
-}
-
-func (c *Console) unauthorized(w http.ResponseWriter, r *http.Request, isAPI bool) {
-	if isAPI || !web.IsNavigation(r) {
-		apiError(w, r, http.StatusUnauthorized, "auth.unauthorized", "sign in again")
-		return
-	}
-	http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-}
-
-func (c *Console) forbidden(w http.ResponseWriter, r *http.Request, isAPI bool, email string) {
-	info := request.From(r)
-	c.log.Warn("admin: refused a non-admin", "user", email, "path", r.URL.Path, "client_ip", clientIP(r), "request_id", info.ID)
-	if isAPI {
-		apiError(w, r, http.StatusForbidden, "admin.forbidden", fmt.Sprintf("%s is not in the admin group %s", email, c.group))
-		return
-	}
-	web.Error(w, r, http.StatusForbidden, "admin.forbidden", email)
-}
 
 func clientIP(r *http.Request) string {
 	if ip := request.From(r).ClientIP; ip.IsValid() {

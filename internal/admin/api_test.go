@@ -2,6 +2,8 @@ package admin
 
 import (
 	"context"
+	"github.com/moat-dev/moat/internal/auth/pat"
+	"github.com/moat-dev/moat/internal/directory"
 	"net/http"
 	"os"
 	"slices"
@@ -70,11 +72,11 @@ func TestEveryAPIOperation(t *testing.T) {
 			if code := h.api(tok, "POST", "users", map[string]any{"email": "erin@example.com", "mode": "link"}, &linked); code != http.StatusCreated {
 				t.Fatalf("create with link: %d", code)
 			}
-			if !strings.Contains(linked.Credential.Link, SetPasswordPath+"moat_setpw_") || linked.Credential.Password != "" {
+			if !strings.Contains(linked.Credential.Link, directory.SetPasswordPath+"moat_setpw_") || linked.Credential.Password != "" {
 				t.Fatalf("link credential %+v", linked.Credential)
 			}
 			link := linked.Credential.Link[strings.LastIndex(linked.Credential.Link, "/")+1:]
-			if tk, err := h.st.GetTokenByHash(ctx, SetPasswordTokenHash(link)); err != nil || tk.UserID != linked.User.ID {
+			if tk, err := h.st.GetTokenByHash(ctx, directory.SetPasswordLinkHash(link)); err != nil || tk.UserID != linked.User.ID {
 				t.Fatalf("link token not stored for the user: %v", err)
 			}
 			// A link is no bearer token.
@@ -272,7 +274,7 @@ func TestRevokedAndExpiredTokensAreRefused(t *testing.T) {
 	if code := h.api(tok, "GET", "users", nil, nil); code != http.StatusUnauthorized {
 		t.Fatalf("revoked token: %d", code)
 	}
-	exp := randomToken(TokenPrefix)
+	exp, _ := pat.New()
 	if err := h.st.CreateToken(ctx, &store.Token{Hash: HashToken(exp), UserID: h.admin.ID, Name: "old", ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
 		t.Fatal(err)
 	}

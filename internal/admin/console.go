@@ -265,48 +265,9 @@ func (c *Console) sessionRows(r *http.Request, list []*store.Session) []sessionR
 			break
 		}
 		out = append(out, sessionRow{SessionJSON: sessionJSON(s), Created: fmtTime(s.CreatedAt), Seen: fmtTime(s.LastSeen),
-			AuthAge: now.Sub(s.AuthTime).Round(time.Minute).String(), Current: s.IDHash == cur, Platform: Platform(s.UserAgent)})
+			AuthAge: now.Sub(s.AuthTime).Round(time.Minute).String(), Current: s.IDHash == cur, Platform: web.Platform(s.UserAgent)})
 	}
 	return out
-}
-
-// Platform names a browser and system from a User-Agent, roughly, for
-// people to recognise their sessions.
-func Platform(ua string) string {
-	var b, o string
-	switch {
-	case strings.Contains(ua, "Edg/"):
-		b = "Edge"
-	case strings.Contains(ua, "Chrome/"):
-		b = "Chrome"
-	case strings.Contains(ua, "Firefox/"):
-		b = "Firefox"
-	case strings.Contains(ua, "Safari/"):
-		b = "Safari"
-	case ua == "":
-		return "-"
-	default:
-		b = ua
-		if len(b) > 40 {
-			b = b[:40] + "…"
-		}
-	}
-	switch {
-	case strings.Contains(ua, "Android"):
-		o = "Android"
-	case strings.Contains(ua, "iPhone"), strings.Contains(ua, "iPad"):
-		o = "iOS"
-	case strings.Contains(ua, "Windows"):
-		o = "Windows"
-	case strings.Contains(ua, "Mac OS"):
-		o = "macOS"
-	case strings.Contains(ua, "Linux"):
-		o = "Linux"
-	}
-	if o == "" {
-		return b
-	}
-	return b + " · " + o
 }
 
 func (c *Console) postUpdateUser(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"github.com/moat-dev/moat/internal/directory"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -62,7 +63,7 @@ func TestTheConsoleRunsEveryUserActionWithoutJavaScript(t *testing.T) {
 	wantPage(t, resp, body, http.StatusConflict, "already exists", `value="frank@example.com"`)
 	// Create with a set-password link.
 	resp, body = h.post(c, "/_moat/admin/users", url.Values{"csrf": {csrf}, "email": {"gina@example.com"}, "mode": {"link"}})
-	wantPage(t, resp, body, http.StatusCreated, "set-password-link", SetPasswordPath+"moat_setpw_")
+	wantPage(t, resp, body, http.StatusCreated, "set-password-link", directory.SetPasswordPath+"moat_setpw_")
 
 	base := "/_moat/admin/users/" + frank.ID
 	resp, body = h.do(c, "GET", base, nil, true, nil)

@@ -39,16 +39,18 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	console, err := admin.New(cfg, st, admin.Options{Key: key, MFA: proc.MFA})
+	console, err := admin.New(cfg, st, admin.Options{Key: key, MFA: proc.MFA, TokenUser: proc.TokenUser,
+		Revoke: proc.RevokeUser, RevokeSession: proc.RevokeSession, RevokeToken: proc.RevokeToken})
 	if err != nil {
 		log.Fatal(err)
 	}
-	acct, err := account.New(cfg, st, account.Options{Key: key, MFA: proc.MFA})
+	acct, err := account.New(cfg, st, account.Options{Key: key, MFA: proc.MFA, SessionChanged: proc.ReloadSession,
+		RevokeSession: proc.RevokeSession, RevokeUser: proc.RevokeUser, RevokeToken: proc.RevokeToken})
 	if err != nil {
 		log.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/_moat/", signIn.Handler())
+	mux.Handle("/_moat/", signIn.Identify(signIn.Handler()))
 	mux.Handle(admin.Prefix, signIn.Identify(console))
 	mux.Handle(account.Prefix, signIn.Identify(acct))
 	mux.Handle(account.Prefix+"/", signIn.Identify(acct))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/moat-dev/moat/internal/auth/pat"
 	"io"
 	"log/slog"
 	"net"
@@ -104,18 +105,18 @@ func newHarness(t *testing.T, open func(t *testing.T, dir string) store.Store) *
 		t.Fatal(err)
 	}
 	h := &harness{t: t, cfg: cfg, st: st, auth: svc}
-	h.console, err = New(cfg, st, Options{Key: ik, MFA: proc.MFA, Logger: quiet, Revoke: func(ctx context.Context, userID string) error {
-		h.mu.Lock()
-		h.revoked = append(h.revoked, userID)
-		h.mu.Unlock()
-		_, err := st.RevokeUserSessions(ctx, userID, time.Now())
-		return err
-	}})
+	h.console, err = New(cfg, st, Options{Key: ik, MFA: proc.MFA, TokenUser: proc.TokenUser, RevokeSession: proc.RevokeSession, RevokeToken: proc.RevokeToken,
+		Logger: quiet, Revoke: func(ctx context.Context, userID string) error {
+			h.mu.Lock()
+			h.revoked = append(h.revoked, userID)
+			h.mu.Unlock()
+			return proc.RevokeUser(ctx, userID)
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/_moat/", svc.Handler())
+	mux.Handle("/_moat/", svc.Identify(svc.Handler()))
 	mux.Handle(Prefix, svc.Identify(h.console))
 	h.srv = httptest.NewTLSServer(withInfo(mux))
 	t.Cleanup(h.srv.Close)
@@ -218,7 +219,7 @@ func (h *harness) login(email, pw string) *http.Client {
 // token creates a personal access token for u and returns it.
 func (h *harness) token(u *store.User) string {
 	h.t.Helper()
-	tok := randomToken(TokenPrefix)
+	tok, _ := pat.New()
 	if err := h.st.CreateToken(context.Background(), &store.Token{Hash: HashToken(tok), UserID: u.ID, Name: "test"}); err != nil {
 		h.t.Fatal(err)
 	}

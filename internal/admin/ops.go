@@ -2,19 +2,16 @@ package admin
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/mail"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/moat-dev/moat/internal/auth/password"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 )
@@ -33,42 +30,14 @@ func refuse(status int, code, format string, args ...any) error {
 	return &opError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-var (
-	groupName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$`)
-	// maxGroups bounds a user's groups.
-	maxGroups = 64
-)
-
 // Credential modes for a new user or a password reset.
 const (
 	ModePassword = "password" // a one-time password shown once
 	ModeLink     = "link"     // a one-time link to set a password
 )
 
-// SetPasswordTokenName marks the store.Token rows that are set-password
-// links, never personal access tokens.
-const SetPasswordTokenName = "moat:set-password"
-
 // SetPasswordLinkTTL is how long a set-password link works.
-const SetPasswordLinkTTL = 72 * time.Hour
-
-// SetPasswordPath is where a set-password link points, followed by the
-// token.
-const SetPasswordPath = "/_moat/account/set-password/"
-
-// LogPath is a request path as logs may show it: the token of a
-// set-password link, a secret, is cut off.
-func LogPath(p string) string {
-	if strings.HasPrefix(p, SetPasswordPath) && len(p) > len(SetPasswordPath) {
-		return SetPasswordPath + "…"
-	}
-	return p
-}
-
-// SetPasswordTokenHash is what the store keeps of a set-password link's
-// token. It differs from HashToken on purpose: a link presented as a
-// bearer token matches no personal access token.
-func SetPasswordTokenHash(token string) string { return HashToken("moat set-password: " + token) }
+const SetPasswordLinkTTL = directory.SetPasswordLinkTTL
 
 // issued is a credential handed out once: a one-time password or a link.
 type issued struct {
@@ -78,70 +47,13 @@ type issued struct {
 	Expires  string `json:"expires_at,omitempty"`
 }
 
-// validEmail checks an address typed by an admin: one plain addr-spec.
-func validEmail(email string) error {
-	if email == "" || len(email) > 254 {
-		return refuse(http.StatusBadRequest, "admin.invalid_email", "invalid email %q", email)
+// invalid turns a directory rule's refusal into the console's and the
+// API's 400 with code.
+func invalid(code string, err error) error {
+	if errors.Is(err, directory.ErrInvalid) {
+		return refuse(http.StatusBadRequest, code, "%s", err)
 	}
-	a, err := mail.ParseAddress(email)
-	local, domain, ok := strings.Cut(email, "@")
-	if err != nil || a.Address != email || a.Name != "" || !ok || local == "" || domain == "" || strings.ContainsAny(email, " \t\r\n<>") {
-		return refuse(http.StatusBadRequest, "admin.invalid_email", "invalid email %q: write a plain address such as alice@example.com", email)
-	}
-	return nil
-}
-
-// cleanGroups trims, de-duplicates and checks group names.
-func cleanGroups(in []string) ([]string, error) {
-	var out []string
-	for _, g := range in {
-		for _, part := range strings.FieldsFunc(g, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' || r == ' ' }) {
-			if !groupName.MatchString(part) {
-				return nil, refuse(http.StatusBadRequest, "admin.invalid_group", "invalid group name %q: letters, digits and . _ : @ -, at most 64", part)
-			}
-			if !slices.Contains(out, part) {
-				out = append(out, part)
-			}
-		}
-	}
-	if len(out) > maxGroups {
-		return nil, refuse(http.StatusBadRequest, "admin.invalid_group", "at most %d groups", maxGroups)
-	}
-	slices.Sort(out)
-	return out, nil
-}
-
-func cleanName(n string) (string, error) {
-	n = strings.TrimSpace(n)
-	if len(n) > 200 || strings.ContainsAny(n, "\r\n\x00") {
-		return "", refuse(http.StatusBadRequest, "admin.invalid_name", "the name must be one line of at most 200 bytes")
-	}
-	return n, nil
-}
-
-// otpAlphabet has no look-alikes (0/O, 1/l/I).
-const otpAlphabet = "abcdefghijkmnpqrstuvwxyz23456789"
-
-// generatePassword returns a random one-time password of at least n
-// letters and digits (5 bits each), in groups of five joined by dashes.
-func generatePassword(n int) string {
-	n = max(n, 20)
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	var sb strings.Builder
-	for i, v := range b {
-		if i > 0 && i%5 == 0 {
-			sb.WriteByte('-')
-		}
-		sb.WriteByte(otpAlphabet[int(v)%len(otpAlphabet)])
-	}
-	return sb.String()
-}
-
-func randomToken(prefix string) string {
-	var raw [32]byte
-	_, _ = rand.Read(raw[:])
-	return prefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	return err
 }
 
 // audit records an admin's change in the store and the log.
@@ -213,23 +125,23 @@ type userInput struct {
 
 func (c *Console) createUser(ctx context.Context, r *http.Request, in userInput) (*store.User, *issued, error) {
 	email := store.NormalizeEmail(in.Email)
-	if err := validEmail(email); err != nil {
-		return nil, nil, err
+	if err := directory.ValidEmail(email); err != nil {
+		return nil, nil, invalid("admin.invalid_email", err)
 	}
-	name, err := cleanName(in.Name)
+	name, err := directory.CleanName(in.Name)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, invalid("admin.invalid_name", err)
 	}
-	groups, err := cleanGroups(in.Groups)
+	groups, err := directory.CleanGroups(in.Groups)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, invalid("admin.invalid_group", err)
 	}
 	mode, err := checkMode(in.Mode)
 	if err != nil {
 		return nil, nil, err
 	}
 	u := &store.User{Email: email, Name: name, Groups: groups, MustChangePassword: true}
-	pw := generatePassword(c.cfg.Identity.Passwords.MinLength)
+	pw := directory.GeneratePassword(c.cfg.Identity.Passwords.MinLength)
 	if u.PasswordHash, err = password.Hash(pw, password.DefaultParams); err != nil {
 		return nil, nil, err
 	}
@@ -273,16 +185,16 @@ func (c *Console) issue(ctx context.Context, r *http.Request, u *store.User, mod
 	if err := c.revokeLinks(ctx, u.ID); err != nil {
 		return nil, err
 	}
-	tok := randomToken("moat_setpw_")
+	tok, hash := directory.NewSetPasswordLink()
 	exp := c.o.Now().Add(SetPasswordLinkTTL)
-	if err := c.st.CreateToken(ctx, &store.Token{Hash: SetPasswordTokenHash(tok), UserID: u.ID, Name: SetPasswordTokenName, ExpiresAt: exp}); err != nil {
+	if err := c.st.CreateToken(ctx, &store.Token{Hash: hash, UserID: u.ID, Kind: store.TokenSetPassword, Name: "set-password link", ExpiresAt: exp}); err != nil {
 		return nil, err
 	}
 	scheme := request.From(r).Scheme
 	if scheme == "" {
 		scheme = "https"
 	}
-	return &issued{Mode: mode, Link: scheme + "://" + r.Host + SetPasswordPath + tok, Expires: exp.UTC().Format(time.RFC3339)}, nil
+	return &issued{Mode: mode, Link: scheme + "://" + r.Host + directory.SetPasswordPath + tok, Expires: exp.UTC().Format(time.RFC3339)}, nil
 }
 
 // revokeLinks revokes the user's unused set-password links.
@@ -292,7 +204,7 @@ func (c *Console) revokeLinks(ctx context.Context, userID string) error {
 		return err
 	}
 	for _, t := range toks {
-		if t.Name == SetPasswordTokenName && t.RevokedAt.IsZero() {
+		if t.Kind == store.TokenSetPassword && t.RevokedAt.IsZero() {
 			if err := c.st.RevokeToken(ctx, t.ID, c.o.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
@@ -361,7 +273,7 @@ func (c *Console) resetPassword(ctx context.Context, r *http.Request, id, mode s
 	if err != nil {
 		return nil, nil, err
 	}
-	pw := generatePassword(c.cfg.Identity.Passwords.MinLength)
+	pw := directory.GeneratePassword(c.cfg.Identity.Passwords.MinLength)
 	hash, err := password.Hash(pw, password.DefaultParams)
 	if err != nil {
 		return nil, nil, err
@@ -389,15 +301,15 @@ func (c *Console) updateUser(ctx context.Context, r *http.Request, id string, na
 	var clean []string
 	if setGroups {
 		var err error
-		if clean, err = cleanGroups(groups); err != nil {
-			return nil, err
+		if clean, err = directory.CleanGroups(groups); err != nil {
+			return nil, invalid("admin.invalid_group", err)
 		}
 	}
 	var cleanN string
 	if name != nil {
 		var err error
-		if cleanN, err = cleanName(*name); err != nil {
-			return nil, err
+		if cleanN, err = directory.CleanName(*name); err != nil {
+			return nil, invalid("admin.invalid_name", err)
 		}
 	}
 	var before []string
@@ -549,7 +461,7 @@ func (c *Console) userTokens(ctx context.Context, id string) ([]TokenJSON, error
 	}
 	out := []TokenJSON{}
 	for _, t := range list {
-		if t.Name == SetPasswordTokenName {
+		if t.Kind != store.TokenPersonal {
 			continue
 		}
 		out = append(out, TokenJSON{ID: t.ID, Name: t.Name, CreatedAt: timeString(t.CreatedAt), ExpiresAt: timeString(t.ExpiresAt),
@@ -569,8 +481,8 @@ func (c *Console) revokeUserToken(ctx context.Context, r *http.Request, userID, 
 		return err
 	}
 	for _, t := range list {
-		if t.ID == tokenID && t.Name != SetPasswordTokenName {
-			if err := c.st.RevokeToken(ctx, t.ID, c.o.Now()); err != nil {
+		if t.ID == tokenID && t.Kind == store.TokenPersonal {
+			if err := c.revokeToken(ctx, t); err != nil {
 				return err
 			}
 			c.audit(ctx, r, "token.revoke", u.Email, "personal access token "+strconv.Quote(t.Name))
@@ -578,4 +490,13 @@ func (c *Console) revokeUserToken(ctx context.Context, r *http.Request, userID, 
 		}
 	}
 	return refuse(http.StatusNotFound, "admin.no_token", "no such token")
+}
+
+// revokeToken revokes a personal access token, through the sign-in's hook
+// when there is one so it stops at once on this instance.
+func (c *Console) revokeToken(ctx context.Context, t *store.Token) error {
+	if c.o.RevokeToken != nil {
+		return c.o.RevokeToken(ctx, t.ID, t.Hash)
+	}
+	return c.st.RevokeToken(ctx, t.ID, c.o.Now())
 }

@@ -97,7 +97,7 @@ func BenchmarkSignedInProxiedRequest(b *testing.B) {
 func BenchmarkLoginThroughput(b *testing.B) {
 	h := newHarness(b, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	handler := h.svc.Handler()
+	handler := h.svc.Identify(h.svc.Handler())
 	csrfCookie := strings.Repeat("c", sessionIDLen)
 	seed := httptest.NewRequest("GET", "https://127.0.0.1/_moat/login", nil)
 	seed.Header.Set("Cookie", csrf.CookieName+"="+csrfCookie)

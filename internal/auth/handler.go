@@ -15,6 +15,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
@@ -37,8 +38,10 @@ const (
 //	/_moat/jwks.json the public keys that verify X-Moat-Assertion
 //
 // Every POST needs the CSRF token of its form and a same-origin browser.
+// Mount it behind Identify, as every other page: the server identifies a
+// request once.
 func (s *Service) Handler() http.Handler {
-	return s.Identify(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/_moat/login":
 			s.serveLogin(w, r)
@@ -59,7 +62,7 @@ func (s *Service) Handler() http.Handler {
 			}
 			web.Error(w, r, http.StatusNotFound, "not_found")
 		}
-	}))
+	})
 }
 
 // loginPage fills login.html.
@@ -76,10 +79,10 @@ type loginPage struct {
 func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		returnTo := safeReturnTo(r.URL.Query().Get("return_to"))
+		returnTo := access.SafeReturnTo(r.URL.Query().Get("return_to"))
 		// Signed in already: back to the page, unless that page asked for a
 		// fresh sign-in (a route's max_age, the admin console's re-auth).
-		if e := s.sessionOf(r); e != nil && !e.mustChange && !r.URL.Query().Has("reauth") {
+		if _, ss := signedIn(r); ss != nil && !ss.MustChangePassword && !r.URL.Query().Has("reauth") {
 			http.Redirect(w, r, returnTo, http.StatusSeeOther)
 			return
 		}
@@ -182,7 +185,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), loginWorkBudget)
 	defer cancel()
 	lang := web.Lang(r)
-	returnTo := safeReturnTo(r.PostForm.Get("return_to"))
+	returnTo := access.SafeReturnTo(r.PostForm.Get("return_to"))
 	p := s.loginData(w, r, returnTo)
 	if !p.Password {
 		web.Error(w, r, http.StatusForbidden, "auth.no_password_login")
@@ -310,19 +313,19 @@ type logoutPage struct {
 func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		e := s.sessionOf(r)
-		if e == nil {
+		u, ss := signedIn(r)
+		if ss == nil {
 			http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
 			return
 		}
-		web.Render(w, r, http.StatusOK, "auth-logout.html", web.T(web.Lang(r), "auth.logout.title"), logoutPage{Email: e.user.Email, CSRF: s.CSRF.Token(w, r)})
+		web.Render(w, r, http.StatusOK, "auth-logout.html", web.T(web.Lang(r), "auth.logout.title"), logoutPage{Email: u.Email, CSRF: s.CSRF.Token(w, r)})
 	case http.MethodPost:
 		if !s.readForm(w, r) {
 			return
 		}
-		if e := s.sessionOf(r); e != nil {
-			s.revoke(r.Context(), e.hash)
-			s.audit(r.Context(), "logout", e.user.Email, clientIP(request.From(r)), "")
+		if u, ss := signedIn(r); ss != nil {
+			s.revoke(r.Context(), ss.IDHash)
+			s.audit(r.Context(), "logout", u.Email, clientIP(request.From(r)), "")
 		} else if id := cookieValue(r, SessionCookie); validID(id) {
 			s.revoke(r.Context(), hashID(id)) // expired or idle: end it anyway
 		}
@@ -345,8 +348,8 @@ type passwordPage struct {
 }
 
 func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
-	e := s.sessionOf(r)
-	if e == nil {
+	user, ss := signedIn(r)
+	if ss == nil {
 		if web.IsNavigation(r) {
 			http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
 		} else {
@@ -355,14 +358,14 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lang := web.Lang(r)
-	if e.user.Provider != "password" {
+	if ss.Provider != "password" {
 		web.Error(w, r, http.StatusBadRequest, "auth.password.not_local")
 		return
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		returnTo := safeReturnTo(r.URL.Query().Get("return_to"))
-		s.renderPassword(w, r, http.StatusOK, passwordPage{Email: e.user.Email, Forced: e.mustChange, CSRF: s.CSRF.Token(w, r), ReturnTo: returnTo, MinLength: s.cfg.Identity.Passwords.MinLength})
+		returnTo := access.SafeReturnTo(r.URL.Query().Get("return_to"))
+		s.renderPassword(w, r, http.StatusOK, passwordPage{Email: user.Email, Forced: ss.MustChangePassword, CSRF: s.CSRF.Token(w, r), ReturnTo: returnTo, MinLength: s.cfg.Identity.Passwords.MinLength})
 		return
 	case http.MethodPost:
 	default:
@@ -376,12 +379,12 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), loginWorkBudget)
 	defer cancel()
 	info := request.From(r)
-	p := passwordPage{Email: e.user.Email, Forced: e.mustChange, CSRF: s.CSRF.Token(w, r), ReturnTo: safeReturnTo(r.PostForm.Get("return_to")), MinLength: s.cfg.Identity.Passwords.MinLength}
+	p := passwordPage{Email: user.Email, Forced: ss.MustChangePassword, CSRF: s.CSRF.Token(w, r), ReturnTo: access.SafeReturnTo(r.PostForm.Get("return_to")), MinLength: s.cfg.Identity.Passwords.MinLength}
 	current, next, confirm := r.PostForm.Get("current"), r.PostForm.Get("new"), r.PostForm.Get("confirm")
-	acctKey := e.user.Email
+	acctKey := user.Email
 	d, locked, err := s.Accounts.Wait(ctx, acctKey, s.throttleClock())
 	if err != nil {
-		s.logger.Error("password change: read throttle", "user", e.user.Email, "err", err)
+		s.logger.Error("password change: read throttle", "user", user.Email, "err", err)
 		unavailable(w, r)
 		return
 	}
@@ -395,9 +398,9 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 		s.renderPassword(w, r, http.StatusTooManyRequests, p)
 		return
 	}
-	u, err := s.store.GetUser(ctx, e.user.ID)
+	u, err := s.store.GetUser(ctx, user.ID)
 	if err != nil {
-		s.logger.Error("password change: load user", "user", e.user.Email, "err", err)
+		s.logger.Error("password change: load user", "user", user.Email, "err", err)
 		unavailable(w, r)
 		return
 	}
@@ -461,7 +464,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 		s.logger.Error("password change: revoke sessions", "user", u.Email, "err", err)
 	}
 	for _, h := range hashes {
-		s.Forget(h)
+		s.Forget(Revoked{Session: h})
 	}
 	if err := s.Accounts.Reset(ctx, acctKey); err != nil {
 		s.logger.Warn("password change: reset throttle", "user", u.Email, "err", err)

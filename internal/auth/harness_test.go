@@ -66,7 +66,7 @@ func newHarness(t testing.TB, tweak func(*config.Config)) *harness {
 	svc := newTestService(t, cfg, st)
 	h := &harness{t: t, cfg: cfg, store: st, svc: svc, routes: map[string]*config.Route{}}
 	mux := http.NewServeMux()
-	mux.Handle("/_moat/", svc.Handler())
+	mux.Handle("/_moat/", svc.Identify(svc.Handler()))
 	for _, rt := range cfg.Routes {
 		h.routes[rt.PathPrefix] = rt
 		mux.Handle(rt.PathPrefix, withRoute(rt, svc.Identify(svc.Require(rt, h.backend()))))

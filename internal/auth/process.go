@@ -137,7 +137,7 @@ func (p *Process) Run(ctx context.Context) error {
 					continue
 				}
 				handled[h] = now
-				p.Forget(h)
+				p.Forget(Revoked{Session: h})
 			}
 			since = now
 			for h, at := range handled {
@@ -169,17 +169,73 @@ func (p *Process) Run(ctx context.Context) error {
 	}
 }
 
-// Forget drops a session, by its id hash, from every cache of this
-// instance and tells OnRevoke (which closes its WebSockets). It is the one
-// hook revocation goes through: the revocation poll, a revocation made on
-// this instance, and the cross-instance fan-out all call it.
-func (p *Process) Forget(sessionIDHash string) {
-	p.sessions.remove(sessionIDHash)
-	p.forgetAssertions(sessionIDHash)
-	p.forgetIAP(sessionIDHash)
-	if p.OnRevoke != nil {
-		p.OnRevoke(sessionIDHash)
+// Revoked names what a revocation ended: a session (by its id hash), a
+// personal access token (by its hash), or everything of a user. Set one
+// field.
+type Revoked struct {
+	Session string
+	Token   string
+	User    string
+}
+
+// Forget drops what a revocation ended from every cache of this instance
+// and closes its WebSockets (OnRevoke), so it stops working here at once
+// (issue 12 #11). It is the one hook every revocation goes through: the
+// revocation poll, a revocation made on this instance (logout, the
+// console, the account page), and the cross-instance fan-out.
+func (p *Process) Forget(r Revoked) {
+	var ended []string
+	if r.Session != "" {
+		p.sessions.remove(r.Session)
+		ended = append(ended, r.Session)
 	}
+	if r.Token != "" {
+		p.tokens.remove(r.Token)
+		ended = append(ended, tokenSessionID(r.Token))
+	}
+	if r.User != "" {
+		ended = append(ended, p.sessions.removeUser(r.User)...)
+		ended = append(ended, p.tokens.removeUser(r.User)...)
+	}
+	for _, id := range ended {
+		p.forgetAssertions(id)
+		p.forgetIAP(id)
+		if p.OnRevoke != nil {
+			p.OnRevoke(id)
+		}
+	}
+}
+
+// RevokeSession ends one session everywhere: in the store, then in this
+// instance's caches and WebSockets.
+func (p *Process) RevokeSession(ctx context.Context, idHash string) error {
+	if err := p.store.RevokeSession(ctx, idHash, time.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	p.Forget(Revoked{Session: idHash})
+	return nil
+}
+
+// RevokeUser ends every session of a user everywhere, and drops the
+// user's personal access tokens from this instance's cache so a disabled
+// or deleted user's token stops at once too.
+func (p *Process) RevokeUser(ctx context.Context, userID string) error {
+	hashes, err := p.store.RevokeUserSessions(ctx, userID, time.Now())
+	for _, h := range hashes {
+		p.Forget(Revoked{Session: h})
+	}
+	p.Forget(Revoked{User: userID})
+	return err
+}
+
+// RevokeToken revokes a personal access token (by id) in the store, then
+// forgets it here by its hash.
+func (p *Process) RevokeToken(ctx context.Context, id, hash string) error {
+	if err := p.store.RevokeToken(ctx, id, time.Now()); err != nil {
+		return err
+	}
+	p.Forget(Revoked{Token: hash})
+	return nil
 }
 
 // ReloadSession makes the next request of the session read it from the

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/auth/mfa"
-	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
@@ -113,12 +113,12 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) {
 	var returnTo string
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		returnTo = safeReturnTo(r.URL.Query().Get("return_to"))
+		returnTo = access.SafeReturnTo(r.URL.Query().Get("return_to"))
 	case http.MethodPost:
 		if !s.readForm(w, r) {
 			return
 		}
-		returnTo = safeReturnTo(r.PostForm.Get("return_to"))
+		returnTo = access.SafeReturnTo(r.PostForm.Get("return_to"))
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		web.Error(w, r, http.StatusMethodNotAllowed, "bad_request")
@@ -171,7 +171,7 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) {
 		unavailable(w, r)
 		return
 	}
-	e.mfa = true // not yet seen by any other request
+	e.sess.MFA = true // not yet seen by any other request
 	if sess, err := s.store.GetSession(ctx, e.hash); err == nil {
 		sess.MFA = true
 		if err := s.store.UpdateSession(ctx, sess); err != nil {
@@ -188,31 +188,3 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) {
 	}
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
 }
-
-// MFARequired reports whether a password sign-in on route must have
-// passed a second factor: identity.passwords.mfa or the route's mfa says
-// required.
-func MFARequired(cfg *config.Config, route *config.Route) bool {
-	return cfg.Identity.Passwords.MFA == "required" || route != nil && route.MFA == "required"
-}
-
-// missingSecondFactor reports whether e may not use route until it passes
-// a second factor (SSO sign-ins are the provider's business).
-func (s *Service) missingSecondFactor(route *config.Route, e *sessionEntry) bool {
-	return e != nil && !e.mfa && e.user.Provider == "password" && MFARequired(s.cfg, route)
-}
-
-// requireSecondFactor sends a navigation to the account's two-factor page
-// (enrolment, or a code for this session) and refuses anything else.
-func requireSecondFactor(w http.ResponseWriter, r *http.Request) {
-	if web.IsNavigation(r) {
-		http.Redirect(w, r, EnrolPath+"?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return
-	}
-	web.Error(w, r, http.StatusForbidden, "mfa.required")
-}
-
-// ReloadSession makes the next request of the session read it from the
-// store again (its record changed: the account page marked its second
-// factor as passed).
-func (s *Service) ReloadSession(idHash string) { s.sessions.remove(idHash) }

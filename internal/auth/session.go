@@ -22,15 +22,12 @@ const sessionIDLen = 43
 // sessionEntry is a session as the cache holds it. Fields other than the
 // atomics never change; a refresh replaces the entry.
 type sessionEntry struct {
-	hash       string
-	user       request.User
-	mustChange bool
-	mfa        bool // the second factor was passed
-	createdAt  time.Time
-	expiresAt  time.Time
-	// authTime is when the user last proved who they are (for a route's
-	// max_age).
-	authTime time.Time
+	hash string
+	user request.User
+	// sess is what the request carries (request.Info.Session).
+	sess      request.Session
+	createdAt time.Time
+	expiresAt time.Time
 
 	verifiedAt atomic.Int64 // unix nanoseconds of the last store check
 	lastSeen   atomic.Int64 // unix nanoseconds of the last request
@@ -88,6 +85,20 @@ func (c *sessionCache) remove(hash string) {
 	c.mu.Unlock()
 }
 
+// removeUser drops every cached session of a user and returns their hashes.
+func (c *sessionCache) removeUser(userID string) []string {
+	var out []string
+	c.mu.Lock()
+	for h, e := range c.m {
+		if e.user.ID == userID {
+			delete(c.m, h)
+			out = append(out, h)
+		}
+	}
+	c.mu.Unlock()
+	return out
+}
+
 // Identify finds the request's session from moat's cookie and, when it is
 // valid (not revoked, within max_age and idle_timeout, its user enabled),
 // sets request.From(r).User. It enforces nothing: Require does, after the
@@ -100,25 +111,24 @@ func (s *Service) Identify(next http.Handler) http.Handler {
 			info = request.From(r)
 			r = request.With(r, info)
 		}
+		if info.Session != nil {
+			// Identify ran already (the server identifies every request
+			// once, before the policy): nothing to find again.
+			next.ServeHTTP(w, r)
+			return
+		}
 		if e := s.lookup(r); e != nil {
-			info.User = e.user
+			info.User, info.Session = e.user, &e.sess
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// sessionOf returns the session Identify found for r, or nil. It reads the
-// cache (no allocation on the hot path); should the entry have been dropped
-// since Identify, it asks the store again rather than guess.
-func (s *Service) sessionOf(r *http.Request) *sessionEntry {
-	hash := request.From(r).User.SessionID
-	if hash == "" {
-		return nil
-	}
-	if e := s.sessions.get(hash); e != nil {
-		return e
-	}
-	return s.refresh(r.Context(), hash, nil)
+// signedIn returns the user and the session Identify found for r; the
+// session is nil when r carries none.
+func signedIn(r *http.Request) (request.User, *request.Session) {
+	info := request.From(r)
+	return info.User, info.Session
 }
 
 // cookieValue returns the value of the named cookie without parsing every
@@ -273,14 +283,15 @@ func (s *Process) entryFor(sess *store.Session, u *store.User) *sessionEntry {
 			ID: u.ID, Email: u.Email, Name: u.Name, Groups: groups,
 			Provider: sess.Provider, SessionID: sess.IDHash, HostedDomain: sess.HostedDomain,
 		},
-		mustChange: u.MustChangePassword && sess.Provider == "password",
-		mfa:        sess.MFA,
-		createdAt:  sess.CreatedAt,
-		expiresAt:  sess.ExpiresAt,
-		authTime:   sess.AuthTime,
+		sess: request.Session{
+			IDHash: sess.IDHash, Provider: sess.Provider, AuthTime: sess.AuthTime, MFA: sess.MFA,
+			MustChangePassword: u.MustChangePassword && sess.Provider == "password",
+		},
+		createdAt: sess.CreatedAt,
+		expiresAt: sess.ExpiresAt,
 	}
-	if e.authTime.IsZero() {
-		e.authTime = sess.CreatedAt
+	if e.sess.AuthTime.IsZero() {
+		e.sess.AuthTime = sess.CreatedAt
 	}
 	e.verifiedAt.Store(time.Now().UnixNano())
 	e.lastSeen.Store(sess.LastSeen.UnixNano())
@@ -342,7 +353,7 @@ func (s *Process) revoke(ctx context.Context, hash string) {
 	if err := s.store.RevokeSession(ctx, hash, time.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.logger.Error("revoke session", "err", err)
 	}
-	s.Forget(hash)
+	s.Forget(Revoked{Session: hash})
 }
 
 // clearSessionCookie tells the browser to forget moat's session cookie.
@@ -356,7 +367,14 @@ func clearSessionCookie(w http.ResponseWriter) {
 // session's WebSocket, so idle_timeout does not end a session in use. The
 // server asks it about sessions that hold WebSockets, so a session that
 // expires loses its sockets as a revoked one does.
+//
+// A WebSocket opened with a bearer token lives while the token (or, for
+// an ID token, its user) stays valid (issue 12 #6: such sockets were
+// closed within seconds as "session ended").
 func (s *Service) Alive(ctx context.Context, sessionIDHash string, lastActive time.Time) bool {
+	if alive, ok := s.bearerAlive(ctx, sessionIDHash); ok {
+		return alive
+	}
 	e := s.sessions.get(sessionIDHash)
 	if e == nil || time.Since(time.Unix(0, e.verifiedAt.Load())) >= verifyEvery {
 		e = s.refresh(ctx, sessionIDHash, e)

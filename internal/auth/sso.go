@@ -18,6 +18,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/oidc"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
@@ -214,7 +215,7 @@ func (s *Service) serveSSO(w http.ResponseWriter, r *http.Request) {
 // ssoStart sends the browser to provider name, if a route on this host
 // signs in with it.
 func (s *Service) ssoStart(w http.ResponseWriter, r *http.Request, name string) {
-	returnTo := safeReturnTo(r.URL.Query().Get("return_to"))
+	returnTo := access.SafeReturnTo(r.URL.Query().Get("return_to"))
 	p := s.sso.providers[name]
 	offered := false
 	for _, rt := range s.routesFor(r, hostOnly(r.Host), returnTo) {

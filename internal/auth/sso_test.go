@@ -72,7 +72,7 @@ func newSSOHarness(t *testing.T, tweak func(*config.Config)) *ssoHarness {
 		h.mu.Unlock()
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/_moat/", svc.Handler())
+	mux.Handle("/_moat/", svc.Identify(svc.Handler()))
 	for _, rt := range cfg.Routes {
 		h.routes[rt.PathPrefix] = rt
 		mux.Handle(rt.PathPrefix, withRoute(rt, svc.Identify(svc.Require(rt, h.appBackend()))))
@@ -204,14 +204,6 @@ func TestSSOAllowsAndRefusesByAllowList(t *testing.T) {
 		_, got := h.identity(c, "/sso/")
 		if g := got[HeaderUserGroups]; g != "moat-ops,staff" {
 			t.Errorf("groups = %q, want moat-ops,staff", g)
-		}
-	})
-	t.Run("a Workspace user of the allowed hosted domain gets in with a secondary address", func(t *testing.T) {
-		h.op.SetUser(oidctest.User{Email: "dave@example-alias.net", Password: ssoPassword, EmailVerified: true, HostedDomain: "example.com"})
-		c := h.browser()
-		wantRedirect(t, h.ssoSignIn(c, "/sso/", "dave@example-alias.net"), "/sso/")
-		if status, _ := h.identity(c, "/sso/"); status != 200 {
-			t.Fatalf("GET /sso/ as a user with hd example.com: %d, want 200", status)
 		}
 	})
 	t.Run("a first SSO sign-in creates a user without a password", func(t *testing.T) {
@@ -505,4 +497,29 @@ func TestBearerTokens(t *testing.T) {
 			t.Fatalf("status %d, want 401", resp.StatusCode)
 		}
 	})
+}
+
+// domain: matches the Workspace a trusted hd claim names, so a user with a
+// secondary address gets in (as with IAP's domain:).
+func TestAWorkspaceUserOfTheHostedDomainGetsInWithASecondaryAddress(t *testing.T) {
+	h := newSSOHarness(t, func(cfg *config.Config) { cfg.Identity.SSO["test"].HostedDomain = "example.com" })
+	h.svc.Provider("test").TrustHostedDomain = true // as for Google's issuer
+	h.op.SetUser(oidctest.User{Email: "dave@example-alias.net", Password: ssoPassword, EmailVerified: true, HostedDomain: "example.com"})
+	c := h.browser()
+	wantRedirect(t, h.ssoSignIn(c, "/sso/", "dave@example-alias.net"), "/sso/")
+	if status, _ := h.identity(c, "/sso/"); status != 200 {
+		t.Fatalf("GET /sso/ as a user with hd example.com: %d, want 200", status)
+	}
+}
+
+// Issue 12 #13: an hd claim from a provider other than Google satisfied
+// domain: (with or without hosted_domain); it vouches for nothing there.
+func TestAnHdClaimFromAProviderOtherThanGoogleDoesNotSatisfyDomain(t *testing.T) {
+	h := newSSOHarness(t, nil)
+	h.op.SetUser(oidctest.User{Email: "dave@example-alias.net", Password: ssoPassword, EmailVerified: true, HostedDomain: "example.com"})
+	c := h.browser()
+	h.ssoSignIn(c, "/sso/", "dave@example-alias.net")
+	if status, got := h.identity(c, "/sso/"); status != http.StatusForbidden {
+		t.Fatalf("GET /sso/ (domain:example.com) as dave@example-alias.net with a self-made hd: %d %v, want 403", status, got)
+	}
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moat-dev/moat/internal/admin"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/route"
@@ -112,7 +112,7 @@ func (s *Server) accessLog(rec *recorder, r *http.Request, info *request.Info) {
 		slog.String("route", routeName),
 		slog.String("method", r.Method),
 		slog.String("host", r.Host),
-		slog.String("path", admin.LogPath(r.URL.Path)),
+		slog.String("path", directory.LogPath(r.URL.Path)),
 		slog.Int("status", status),
 		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 		slog.Int64("bytes", rec.bytes),

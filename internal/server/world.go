@@ -77,12 +77,15 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 	}
 	// One second-factor service for the login step, the console and the
 	// account page, so wrong codes count once wherever they are tried.
-	console, err := admin.New(cfg, s.store, admin.Options{Key: s.identity.Key, MFA: s.identity.MFA, Logger: s.log})
+	id := s.identity
+	console, err := admin.New(cfg, s.store, admin.Options{Key: id.Key, MFA: id.MFA, TokenUser: id.TokenUser,
+		Revoke: id.RevokeUser, RevokeSession: id.RevokeSession, RevokeToken: id.RevokeToken, Logger: s.log})
 	if err != nil {
 		wd.close()
 		return nil, err
 	}
-	acct, err := account.New(cfg, s.store, account.Options{Key: s.identity.Key, MFA: s.identity.MFA, SessionChanged: s.identity.ReloadSession, Logger: s.log})
+	acct, err := account.New(cfg, s.store, account.Options{Key: id.Key, MFA: id.MFA, SessionChanged: id.ReloadSession,
+		RevokeSession: id.RevokeSession, RevokeUser: id.RevokeUser, RevokeToken: id.RevokeToken, Logger: s.log})
 	if err != nil {
 		wd.close()
 		return nil, err

@@ -170,3 +170,42 @@ func langURLs(r *http.Request) map[string]string {
 	}
 	return out
 }
+
+// Platform names a browser and system from a User-Agent, roughly, for
+// people to recognise their sessions.
+func Platform(ua string) string {
+	var b, o string
+	switch {
+	case strings.Contains(ua, "Edg/"):
+		b = "Edge"
+	case strings.Contains(ua, "Chrome/"):
+		b = "Chrome"
+	case strings.Contains(ua, "Firefox/"):
+		b = "Firefox"
+	case strings.Contains(ua, "Safari/"):
+		b = "Safari"
+	case ua == "":
+		return "-"
+	default:
+		b = ua
+		if len(b) > 40 {
+			b = b[:40] + "…"
+		}
+	}
+	switch {
+	case strings.Contains(ua, "Android"):
+		o = "Android"
+	case strings.Contains(ua, "iPhone"), strings.Contains(ua, "iPad"):
+		o = "iOS"
+	case strings.Contains(ua, "Windows"):
+		o = "Windows"
+	case strings.Contains(ua, "Mac OS"):
+		o = "macOS"
+	case strings.Contains(ua, "Linux"):
+		o = "Linux"
+	}
+	if o == "" {
+		return b
+	}
+	return b + " · " + o
+}

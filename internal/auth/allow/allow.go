@@ -54,16 +54,21 @@ func ParseList(members []string) (List, error) {
 	return l, nil
 }
 
-// Allows reports whether some member of l allows u. An anonymous user is
-// never allowed.
-func (l List) Allows(u request.User) bool {
+// Check reports whether some member of l allows u and, when none does,
+// which members were tried (for the log line of the refusal and for
+// policy explain). An anonymous user is never allowed.
+func (l List) Check(u request.User) (ok bool, tried []string) {
 	if !u.SignedIn() {
-		return false
+		return false, nil
 	}
 	for _, m := range l {
 		if m.Allows(u) {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	tried = make([]string, len(l))
+	for i, m := range l {
+		tried[i] = m.String()
+	}
+	return false, tried
 }

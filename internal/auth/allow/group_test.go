@@ -1,6 +1,7 @@
 package allow
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/moat-dev/moat/internal/request"
@@ -36,7 +37,26 @@ func TestParseRefusesUnknownKindsAndEmptyValues(t *testing.T) {
 			t.Errorf("Parse(%q) succeeded", s)
 		}
 	}
-	if (List{}).Allows(request.User{Email: "a@b.c"}) {
+	if allows(List{}, request.User{Email: "a@b.c"}) {
 		t.Error("an empty list allowed someone")
+	}
+}
+
+func allows(l List, u request.User) bool {
+	ok, _ := l.Check(u)
+	return ok
+}
+
+func TestARefusalNamesTheMembersTried(t *testing.T) {
+	l, err := ParseList([]string{"group:staff", "user:bob@example.com", "domain:example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, tried := l.Check(request.User{Email: "mallory@evil.example", Groups: []string{"guests"}})
+	if ok || strings.Join(tried, " ") != "group:staff user:bob@example.com domain:example.org" {
+		t.Fatalf("Check = %v, %q; want a refusal naming the three members", ok, tried)
+	}
+	if ok, tried := l.Check(request.User{Email: "bob@example.com"}); !ok || tried != nil {
+		t.Fatalf("Check(bob) = %v, %q", ok, tried)
 	}
 }
