@@ -115,6 +115,7 @@ func (s *Service) bearerUser(ctx context.Context, route *config.Route, raw strin
 	if err != nil {
 		return request.User{}, err
 	}
+	s.keepGroups(id)
 	u, err := s.ssoUser(ctx, id)
 	if err != nil {
 		if errors.Is(err, errUserDisabled) {

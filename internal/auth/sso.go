@@ -18,6 +18,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/oidc"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
@@ -295,6 +296,7 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) {
 		s.ssoFailed(w, r, f.Provider, "", err)
 		return
 	}
+	s.keepGroups(id)
 	u, err := s.ssoUser(ctx, id)
 	if errors.Is(err, errUserDisabled) {
 		s.ssoFailed(w, r, f.Provider, id.Email, err)
@@ -499,6 +501,7 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 		end("provider now names another email")
 		return
 	}
+	s.keepGroups(id)
 	// Read the session again just before writing, so a revocation made
 	// meanwhile is not undone.
 	cur, err := s.store.GetSession(ctx, sess.IDHash)
@@ -521,4 +524,16 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 	// The next request reloads the session with the provider's groups.
 	s.sessions.remove(sess.IDHash)
 	s.forgetAssertions(sess.IDHash)
+}
+
+// keepGroups drops from id the groups the provider named that cannot travel
+// in X-Moat-User-Groups (directory.ProviderGroups: a comma would make one
+// group two), and logs them, so an app never reads a group the provider did
+// not name (issue 12 #5).
+func (s *Process) keepGroups(id *oidc.Identity) {
+	kept, dropped := directory.ProviderGroups(id.Groups)
+	if len(dropped) > 0 {
+		s.logger.Warn("dropped groups an identity provider named that X-Moat-User-Groups cannot carry", "provider", id.Provider, "user", id.Email, "groups", dropped)
+	}
+	id.Groups = kept
 }

@@ -99,7 +99,7 @@ func (h *ssoHarness) appBackend() http.Handler {
 		}
 		got := map[string]string{}
 		for k := range out.Header {
-			if l := strings.ToLower(k); strings.HasPrefix(l, "x-moat") || strings.HasPrefix(l, "x-goog") {
+			if l := strings.ToLower(k); strings.HasPrefix(l, "x-moat") || strings.HasPrefix(l, "x-goog") || l == "authorization" {
 				got[k] = out.Header.Get(k)
 			}
 		}
@@ -457,6 +457,42 @@ func TestBearerTokens(t *testing.T) {
 			}
 		})
 	}
+	bearer := func(token string) (int, map[string]string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", h.srv.URL+"/api/", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := h.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]string
+		_ = json.Unmarshal([]byte(readBody(t, resp)), &got)
+		resp.Body.Close()
+		return resp.StatusCode, got
+	}
+	t.Run("issue 12 #9: the bearer token moat consumed never reaches the app", func(t *testing.T) {
+		for name, token := range map[string]string{"ID token": idToken, "personal access token": good} {
+			status, got := bearer(token)
+			if status != 200 || got[HeaderUserEmail] == "" {
+				t.Fatalf("%s: %d %v", name, status, got)
+			}
+			if a, ok := got["Authorization"]; ok {
+				t.Errorf("%s: the app received Authorization %q", name, a)
+			}
+		}
+	})
+	t.Run("issue 12 #11: a personal access token revoked through this instance stops at once", func(t *testing.T) {
+		raw, tok := mk("hana@example.com", time.Now().Add(time.Hour))
+		if status, _ := bearer(raw); status != 200 {
+			t.Fatalf("before revocation: %d", status)
+		}
+		if err := h.svc.RevokeToken(ctx, tok.ID, tok.Hash); err != nil {
+			t.Fatal(err)
+		}
+		if status, _ := bearer(raw); status != http.StatusUnauthorized { // within tokenVerifyEvery of the last use
+			t.Fatalf("right after revocation: %d, want 401", status)
+		}
+	})
 	t.Run("a revoked personal access token is refused within seconds", func(t *testing.T) {
 		h.svc.tokens.ttl = 300 * time.Millisecond // instead of tokenVerifyEvery
 		if err := h.store.RevokeToken(ctx, goodTok.ID, time.Now()); err != nil {
@@ -521,5 +557,23 @@ func TestAnHdClaimFromAProviderOtherThanGoogleDoesNotSatisfyDomain(t *testing.T)
 	h.ssoSignIn(c, "/sso/", "dave@example-alias.net")
 	if status, got := h.identity(c, "/sso/"); status != http.StatusForbidden {
 		t.Fatalf("GET /sso/ (domain:example.com) as dave@example-alias.net with a self-made hd: %d %v, want 403", status, got)
+	}
+}
+
+// Issue 12 #5: a group name with a comma from the provider's groups claim
+// reached the app as two groups in X-Moat-User-Groups ("a,b" and "c" read
+// as a, b, c). Such names are dropped; the others arrive unchanged.
+func TestAProviderGroupWithACommaNeverReachesTheAppAsTwoGroups(t *testing.T) {
+	h := newSSOHarness(t, nil)
+	h.op.SetUser(oidctest.User{Email: "erin@example.com", Password: ssoPassword, EmailVerified: true,
+		Groups: []string{"customer-a", "moat-ops,staff", "data team"}})
+	c := h.browser()
+	wantRedirect(t, h.ssoSignIn(c, "/grp/", "erin@example.com"), "/grp/")
+	status, got := h.identity(c, "/grp/")
+	if status != 200 {
+		t.Fatalf("GET /grp/: %d", status)
+	}
+	if g := got[HeaderUserGroups]; g != "customer-a,data team" {
+		t.Fatalf("X-Moat-User-Groups = %q, want customer-a,data team (moat-ops,staff dropped)", g)
 	}
 }
