@@ -96,7 +96,7 @@ func NewProcess(st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Proc
 	p.sessions.m = make(map[string]*sessionEntry)
 	p.sessions.unknown = make(map[string]int64)
 	p.assertions.m = make(map[string]cachedAssertion)
-	p.replay.used = map[string]time.Time{}
+	p.replay.used = map[string]usedFlow{}
 	p.replay.checked = map[string]time.Time{}
 	p.tokens.ttl = tokenVerifyEvery
 	p.idle.Store(int64(config.DefaultSessionIdleTimeout))

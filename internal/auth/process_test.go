@@ -41,10 +41,10 @@ func TestReloadKeepsThePasswordThrottles(t *testing.T) {
 func TestReloadKeepsTheUsedOIDCStates(t *testing.T) {
 	h := newHarness(t, nil)
 	until := time.Now().Add(time.Minute)
-	if !h.svc.replay.useState("state-1", until) {
+	if !h.svc.replay.useState("state-1", until, "/") {
 		t.Fatal("a fresh state was refused")
 	}
-	if h.reload(t).replay.useState("state-1", until) {
+	if h.reload(t).replay.useState("state-1", until, "/") {
 		t.Fatal("after a reload the redeemed state was accepted again")
 	}
 }

@@ -1,15 +1,19 @@
 package auth
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,11 +29,23 @@ import (
 	"github.com/moat-dev/moat/internal/web"
 )
 
-// OIDCCookie carries one sign-in with a provider from its start to the
-// callback: sealed with the instance key, bound to this browser (the state
-// sent to the provider must match the one inside), single use and valid
-// for flowLifetime.
-const OIDCCookie = "__Host-moat-oidc"
+// OIDCCookie starts the name of the cookies that carry a sign-in with a
+// provider from its start to the callback: one cookie per sign-in, named
+// after its state (flowCookieName), so two tabs signing in at once do not
+// overwrite each other's (issue 12 #12). Each is sealed with the instance
+// key, bound to this browser (the state sent to the provider must match the
+// one inside), single use and valid for flowLifetime; a browser holds at
+// most maxFlows.
+const OIDCCookie = "__Host-moat-oidc-"
+
+// maxFlows bounds the sign-ins one browser may have under way at once.
+const maxFlows = 5
+
+// flowCookieName is the name of the cookie of the sign-in with state.
+func flowCookieName(state string) string {
+	sum := sha256.Sum256([]byte(state))
+	return OIDCCookie + hex.EncodeToString(sum[:8])
+}
 
 // Paths of single sign-on under /_moat/.
 const (
@@ -60,7 +76,7 @@ type ssoState struct {
 // when each session was last re-checked with its provider.
 type ssoReplay struct {
 	mu      sync.Mutex
-	used    map[string]time.Time // state -> when it stops mattering
+	used    map[string]usedFlow // state -> the sign-in it finished
 	checked map[string]time.Time // session hash -> last successful re-check
 }
 
@@ -86,7 +102,7 @@ func newSSO(cfg *config.Config) (*ssoState, error) {
 func (s *Service) Provider(name string) *oidc.Provider { return s.sso.providers[name] }
 
 // useState records state as redeemed and reports whether it was fresh.
-func (st *ssoReplay) useState(state string, until time.Time) bool {
+func (st *ssoReplay) useState(state string, until time.Time, returnTo string) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if _, seen := st.used[state]; seen {
@@ -94,8 +110,8 @@ func (st *ssoReplay) useState(state string, until time.Time) bool {
 	}
 	if len(st.used) >= maxUsedStates {
 		now := time.Now()
-		for k, t := range st.used {
-			if now.After(t) {
+		for k, u := range st.used {
+			if now.After(u.until) {
 				delete(st.used, k)
 			}
 		}
@@ -103,8 +119,23 @@ func (st *ssoReplay) useState(state string, until time.Time) bool {
 			return false // fail closed under a flood
 		}
 	}
-	st.used[state] = until
+	st.used[state] = usedFlow{until: until, returnTo: returnTo}
 	return true
+}
+
+// usedFlow is a redeemed sign-in: until when its state matters, and where
+// it led (for a repeated callback in a signed-in browser).
+type usedFlow struct {
+	until    time.Time
+	returnTo string
+}
+
+// returnTo is where the sign-in with state led, if it was redeemed.
+func (st *ssoReplay) returnTo(state string) (string, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	u, ok := st.used[state]
+	return u.returnTo, ok
 }
 
 func (st *ssoReplay) lastChecked(hash string) (time.Time, bool) {
@@ -243,9 +274,42 @@ func (s *Service) ssoStart(w http.ResponseWriter, r *http.Request, name string) 
 		unavailable(w, r)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: OIDCCookie, Value: v, Path: "/", MaxAge: int(flowLifetime / time.Second),
+	s.dropOldFlows(w, r)
+	http.SetCookie(w, &http.Cookie{Name: flowCookieName(f.State), Value: v, Path: "/", MaxAge: int(flowLifetime / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, authURL, http.StatusSeeOther)
+}
+
+// dropOldFlows makes room for one more sign-in in r's browser: past
+// maxFlows - 1 flow cookies, the ones closest to expiry (or that do not
+// open) are deleted.
+func (s *Service) dropOldFlows(w http.ResponseWriter, r *http.Request) {
+	type held struct {
+		name    string
+		expires int64
+	}
+	var flows []held
+	for _, c := range r.Cookies() {
+		if !strings.HasPrefix(c.Name, OIDCCookie) {
+			continue
+		}
+		h := held{name: c.Name}
+		if f, err := s.openFlow(c.Value); err == nil {
+			h.expires = f.Expires
+		}
+		flows = append(flows, h)
+	}
+	if len(flows) < maxFlows {
+		return
+	}
+	slices.SortFunc(flows, func(a, b held) int { return cmp.Compare(a.expires, b.expires) })
+	for _, h := range flows[:len(flows)-maxFlows+1] {
+		clearFlowCookie(w, h.name)
+	}
+}
+
+func clearFlowCookie(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 }
 
 // providerError is the error parameter a provider may send back (RFC 6749
@@ -256,20 +320,38 @@ var providerError = regexp.MustCompile(`^[a-z_]{1,64}$`)
 // redeems the code, checks the ID token, and starts a session.
 func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	// Single use: whatever happens next, this browser's flow is over.
-	http.SetCookie(w, &http.Cookie{Name: OIDCCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	f, err := s.openFlow(cookieValue(r, OIDCCookie))
-	if err != nil {
-		s.ssoFailed(w, r, "", "", fmt.Errorf("%w: %v", oidc.ErrBadState, err))
-		return
-	}
 	state := q.Get("state")
-	if subtle.ConstantTimeCompare([]byte(state), []byte(f.State)) != 1 {
-		s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: state does not match this browser's sign-in", oidc.ErrBadState))
-		return
+	name := flowCookieName(state)
+	// Single use: whatever happens next, this sign-in is over.
+	clearFlowCookie(w, name)
+	f, err := s.openFlow(cookieValue(r, name))
+	switch {
+	case err != nil:
+		err = fmt.Errorf("%w: %v", oidc.ErrBadState, err)
+	case subtle.ConstantTimeCompare([]byte(state), []byte(f.State)) != 1:
+		err = fmt.Errorf("%w: state does not match this browser's sign-in", oidc.ErrBadState)
+	case !s.replay.useState(f.State, time.Unix(f.Expires, 0), f.ReturnTo):
+		err = fmt.Errorf("%w: state already used", oidc.ErrBadState)
 	}
-	if !s.replay.useState(f.State, time.Unix(f.Expires, 0)) {
-		s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: state already used", oidc.ErrBadState))
+	if err != nil {
+		// A callback this browser cannot finish (a restored tab, a
+		// second click) while it is signed in goes where it was headed
+		// rather than to an error (issue 12 #12).
+		if _, ss := signedIn(r); ss != nil && !ss.MustChangePassword {
+			returnTo := "/"
+			if f != nil {
+				returnTo = f.ReturnTo
+			} else if to, ok := s.replay.returnTo(state); ok {
+				returnTo = to
+			}
+			http.Redirect(w, r, returnTo, http.StatusSeeOther)
+			return
+		}
+		provider := ""
+		if f != nil {
+			provider = f.Provider
+		}
+		s.ssoFailed(w, r, provider, "", err)
 		return
 	}
 	p := s.sso.providers[f.Provider]

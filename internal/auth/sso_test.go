@@ -237,12 +237,18 @@ func TestSSORefusalsShowAPageThatSaysWhy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Someone who copied the callback and this browser's cookies.
+		u, _ := url.Parse(h.srv.URL)
+		thief := h.browser()
+		thief.Jar.SetCookies(u, c.Jar.Cookies(u))
 		wantRedirect(t, h.nav(c, "GET", cb.RequestURI(), nil), "/sso/")
-		resp := h.nav(c, "GET", cb.RequestURI(), nil)
+		resp := h.nav(thief, "GET", cb.RequestURI(), nil)
 		wantStatus(t, resp, http.StatusBadRequest)
 		if body := readBody(t, resp); !strings.Contains(body, "This sign-in has expired") {
 			t.Errorf("page does not say why:\n%s", body)
 		}
+		// The same callback again in the signed-in browser only leads on.
+		wantRedirect(t, h.nav(c, "GET", cb.RequestURI(), nil), "/sso/")
 	})
 	t.Run("a callback in another browser is refused", func(t *testing.T) {
 		cb, err := h.op.Login(context.Background(), h.toProvider(h.browser(), "/sso/"), "alice@example.com", ssoPassword)
@@ -271,7 +277,7 @@ func TestSSORefusalsShowAPageThatSaysWhy(t *testing.T) {
 		u, _ := url.Parse(h.srv.URL)
 		var state string
 		for _, ck := range c.Jar.Cookies(u) {
-			if ck.Name == OIDCCookie {
+			if strings.HasPrefix(ck.Name, OIDCCookie) {
 				f, err := h.svc.openFlow(ck.Value)
 				if err != nil {
 					t.Fatal(err)
@@ -575,5 +581,52 @@ func TestAProviderGroupWithACommaNeverReachesTheAppAsTwoGroups(t *testing.T) {
 	}
 	if g := got[HeaderUserGroups]; g != "customer-a,data team" {
 		t.Fatalf("X-Moat-User-Groups = %q, want customer-a,data team (moat-ops,staff dropped)", g)
+	}
+}
+
+// Issue 12 #12: two tabs signing in through SSO at once both failed (one
+// flow cookie per host: the second start overwrote the first, and the
+// first callback deleted the second's), which is what restoring several
+// tabs after a session ended does. Each sign-in has its own cookie, and a
+// callback that arrives while the browser is signed in leads on.
+func TestTwoTabsSigningInThroughSSOAtOnceBothLandWhereTheyWereGoing(t *testing.T) {
+	h := newSSOHarness(t, nil)
+	c := h.browser() // one browser, two tabs
+	first := h.toProvider(c, "/sso/")
+	second := h.toProvider(c, "/grp/")
+	cb1, err := h.op.Login(context.Background(), first, "alice@example.com", ssoPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb2, err := h.op.Login(context.Background(), second, "alice@example.com", ssoPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRedirect(t, h.nav(c, "GET", cb1.RequestURI(), nil), "/sso/")
+	wantRedirect(t, h.nav(c, "GET", cb2.RequestURI(), nil), "/grp/")
+	if status, _ := h.identity(c, "/sso/"); status != 200 {
+		t.Fatalf("GET /sso/ after both tabs signed in: %d", status)
+	}
+	// A stale callback while signed in leads on rather than failing.
+	wantRedirect(t, h.nav(c, "GET", cb1.RequestURI(), nil), "/sso/")
+}
+
+// A browser holds at most maxFlows sign-ins under way; starting another
+// drops the oldest.
+func TestABrowserHoldsABoundedNumberOfSSOSignIns(t *testing.T) {
+	h := newSSOHarness(t, nil)
+	c := h.browser()
+	for range maxFlows + 3 {
+		h.toProvider(c, "/sso/")
+	}
+	u, _ := url.Parse(h.srv.URL)
+	n := 0
+	for _, ck := range c.Jar.Cookies(u) {
+		if strings.HasPrefix(ck.Name, OIDCCookie) {
+			n++
+		}
+	}
+	if n != maxFlows {
+		t.Fatalf("%d sign-in cookies, want at most %d", n, maxFlows)
 	}
 }
