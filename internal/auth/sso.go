@@ -76,7 +76,7 @@ type ssoState struct {
 // when each session was last re-checked with its provider.
 type ssoReplay struct {
 	mu      sync.Mutex
-	used    map[string]usedFlow // state -> the sign-in it finished
+	used    map[string]usedFlow  // state -> the sign-in it finished
 	checked map[string]time.Time // session hash -> last successful re-check
 }
 
