@@ -518,3 +518,16 @@ func policyMessage(lang, pw string, minLength int, err error) string {
 	}
 	return web.T(lang, "auth.password.weak", err.Error())
 }
+
+// FlowPage reports whether path is a page of a sign-in on its way to a
+// route (login, second step, password change, SSO start and callback):
+// such a page runs under the security policy of the route its return_to
+// names (CallbackReturnTo for the callback), so a client a route's policy
+// refuses cannot sign in through that route (issue 12 #1).
+func FlowPage(path string) bool {
+	switch path {
+	case "/_moat/login", MFAPath, "/_moat/password", CallbackPath:
+		return true
+	}
+	return strings.HasPrefix(path, ssoStartPrefix)
+}

@@ -619,3 +619,18 @@ func (s *Process) keepGroups(id *oidc.Identity) {
 	}
 	id.Groups = kept
 }
+
+// CallbackReturnTo is where the sign-in a callback request finishes leads
+// (its return_to), or "" when r names none: the server routes the callback
+// under the security policy of that route (issue 12 #1).
+func (s *Process) CallbackReturnTo(r *http.Request) string {
+	state := r.URL.Query().Get("state")
+	if state == "" {
+		return ""
+	}
+	if f, err := s.openFlow(cookieValue(r, flowCookieName(state))); err == nil && f.State == state {
+		return f.ReturnTo
+	}
+	to, _ := s.replay.returnTo(state)
+	return to
+}

@@ -11,7 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moat-dev/moat/internal/auth"
+	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/directory"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/route"
@@ -57,13 +60,14 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 		return
 	}
 	if strings.HasPrefix(clean, moatPrefix) {
-		rt := wd.routes.HostRoute(host)
-		if rt == nil {
+		hostRt := wd.routes.HostRoute(host)
+		if hostRt == nil {
 			web.Error(w, r, http.StatusNotFound, "not_found")
 			return
 		}
+		rt, h := wd.ownPage(r, host, clean, hostRt)
 		info.Route = rt
-		wd.own[rt].ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 		return
 	}
 	rt := wd.routes.Lookup(host, clean)
@@ -78,6 +82,37 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBodyBytes)
 	wd.chains[rt].ServeHTTP(w, r)
+}
+
+// ownPage picks the route, and so the security policy, a page of moat's own
+// on host runs under (issue 12 #1: they all ran under the host's "/" route,
+// so a client an IP-restricted path_prefix route refuses could still test
+// passwords and reach the console through it):
+//   - static assets, the JWKS and sign-out: the host's route, as before;
+//     they open nothing;
+//   - a sign-in page (login, second step, password change, SSO start and
+//     callback) whose return_to names a signed-in route of the host: that
+//     route, so only a client the route admits signs in through it;
+//   - everything else, the console and the account page included, and a
+//     sign-in page headed nowhere in particular: the policy of every
+//     signed-in route of the host, since they speak for the whole host.
+func (wd *world) ownPage(r *http.Request, host, path string, hostRt *config.Route) (*config.Route, http.Handler) {
+	switch {
+	case strings.HasPrefix(path, web.StaticPrefix), path == "/_moat/jwks.json", path == "/_moat/logout":
+		return hostRt, wd.own[hostRt]
+	case auth.FlowPage(path):
+		returnTo := r.URL.Query().Get("return_to")
+		if path == auth.CallbackPath {
+			returnTo = wd.auth.CallbackReturnTo(r)
+		}
+		if returnTo != "" {
+			p, _, _ := strings.Cut(access.SafeReturnTo(returnTo), "?")
+			if rt := wd.routes.Lookup(host, cleanPath(p)); rt != nil && !rt.Public {
+				return rt, wd.own[rt]
+			}
+		}
+	}
+	return hostRt, wd.hostWide[hostRt]
 }
 
 // cleanPath is path.Clean that keeps a trailing slash and a leading one.

@@ -31,11 +31,15 @@ type world struct {
 	backends map[string]*proxy.Backend
 	// chains holds each route's handler: policy, sign-in, then the proxy.
 	chains map[*config.Route]http.Handler
-	// own holds moat's own pages for the host each route speaks for,
-	// behind that route's security policy.
-	own    map[*config.Route]http.Handler
-	auth   *auth.Service
-	cancel context.CancelFunc
+	// own holds moat's own pages behind one route's security policy, for
+	// the sign-in pages of a sign-in headed to that route.
+	own map[*config.Route]http.Handler
+	// hostWide holds moat's own pages behind the security policy of every
+	// signed-in route of a host (keyed by the host's route), for pages
+	// that speak for the whole host: the console, the account page.
+	hostWide map[*config.Route]http.Handler
+	auth     *auth.Service
+	cancel   context.CancelFunc
 }
 
 // build assembles a world from a validated configuration.
@@ -46,6 +50,7 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		backends: map[string]*proxy.Backend{},
 		chains:   map[*config.Route]http.Handler{},
 		own:      map[*config.Route]http.Handler{},
+		hostWide: map[*config.Route]http.Handler{},
 	}
 	resolver, err := clientip.New(cfg.Server.TrustedProxies)
 	if err != nil {
@@ -106,6 +111,32 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		// login page.
 		wd.chains[rt] = svc.Identify(engine.Handler(rt.SecurityPolicy, h))
 		wd.own[rt] = svc.Identify(engine.Handler(rt.SecurityPolicy, ownPages))
+	}
+	for _, rt := range cfg.Routes {
+		if wd.hostWide[rt] != nil {
+			continue
+		}
+		// Every distinct policy of the host's signed-in routes, one after
+		// the other; a host of public routes only keeps rt's own.
+		h := http.Handler(ownPages)
+		seen := map[string]bool{}
+		for _, other := range cfg.Routes {
+			if other.Host != rt.Host || other.Public {
+				continue
+			}
+			name := other.SecurityPolicy
+			if name == "" {
+				name = cfg.Server.DefaultSecurityPolicy
+			}
+			if !seen[name] {
+				seen[name] = true
+				h = engine.Handler(name, h)
+			}
+		}
+		if len(seen) == 0 {
+			h = engine.Handler(rt.SecurityPolicy, h)
+		}
+		wd.hostWide[rt] = svc.Identify(h)
 	}
 	return wd, nil
 }
