@@ -3,13 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/moat-dev/moat/internal/config"
-	"github.com/moat-dev/moat/internal/policy"
+	"github.com/moat-dev/moat/internal/server"
 )
 
 func init() { subcommands = append(subcommands, newCheckCommand) }
@@ -25,7 +26,9 @@ func newCheckCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := policy.Check(cfg); err != nil {
+			// Build everything serve builds (WAF, exclusions, SSO
+			// providers, …), listening on nothing.
+			if err := server.Check(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 				return err
 			}
 			printCheck(cmd.OutOrStdout(), cfg)
