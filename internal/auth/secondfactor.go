@@ -65,30 +65,44 @@ func (s *Service) beginSecondFactor(ctx context.Context, w http.ResponseWriter, 
 // carries, or nil when there is none, it expired, or it no longer fits the
 // user (password changed, disabled, deleted).
 func (s *Service) pendingUser(ctx context.Context, r *http.Request) (*store.User, error) {
-	v := cookieValue(r, PendingCookie)
-	if v == "" || len(v) > 512 {
+	p, ok := parsePending(cookieValue(r, PendingCookie))
+	if !ok || time.Now().Unix() > p.expires {
 		return nil, nil
 	}
-	parts := strings.Split(v, ".")
-	if len(parts) != 3 {
-		return nil, nil
-	}
-	id, err := base64.RawURLEncoding.DecodeString(parts[0])
-	exp, err2 := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil || err2 != nil || time.Now().Unix() > exp {
-		return nil, nil
-	}
-	u, err := s.store.GetUser(ctx, string(id))
+	u, err := s.store.GetUser(ctx, p.userID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	if u.Disabled || !hmac.Equal([]byte(parts[2]), []byte(s.pendingMAC(u.ID, parts[1], u.PasswordHash))) {
+	if u.Disabled || !hmac.Equal([]byte(p.mac), []byte(s.pendingMAC(u.ID, p.exp, u.PasswordHash))) {
 		return nil, nil
 	}
 	return u, nil
+}
+
+// pending is PendingCookie's value, read but not yet checked.
+type pending struct {
+	userID, exp, mac string
+	expires          int64
+}
+
+// parsePending reads "base64url(user id).expiry.mac", bounded.
+func parsePending(v string) (pending, bool) {
+	if v == "" || len(v) > 512 {
+		return pending{}, false
+	}
+	parts := strings.Split(v, ".")
+	if len(parts) != 3 {
+		return pending{}, false
+	}
+	id, err := base64.RawURLEncoding.DecodeString(parts[0])
+	exp, err2 := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || err2 != nil || len(id) == 0 {
+		return pending{}, false
+	}
+	return pending{userID: string(id), exp: parts[1], mac: parts[2], expires: exp}, true
 }
 
 func clearPending(w http.ResponseWriter) {

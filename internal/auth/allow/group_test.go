@@ -60,3 +60,21 @@ func TestARefusalNamesTheMembersTried(t *testing.T) {
 		t.Fatalf("Check(bob) = %v, %q", ok, tried)
 	}
 }
+
+// FuzzParse: a member parses or is refused, never panics, and what parses
+// is written back in a form that parses to the same member.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"user:alice@example.com", "domain:Example.com.", "group:staff", "role:x", "user:", ":", "group: a "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := Parse(s)
+		if err != nil {
+			return
+		}
+		again, err := Parse(m.String())
+		if err != nil || again.String() != m.String() {
+			t.Fatalf("Parse(%q) = %q, which parses to %v, %v", s, m.String(), again, err)
+		}
+	})
+}
