@@ -57,14 +57,14 @@ func (a *Account) recentSignIn(s *request.Session) bool {
 }
 
 // postCreateToken creates a personal access token and shows it once.
-func (a *Account) postCreateToken(w http.ResponseWriter, r *http.Request) {
-	if !a.form(w, r) {
-		return
+func (a *Account) postCreateToken(w http.ResponseWriter, r *http.Request) error {
+	if err := a.form(w, r); err != nil {
+		return err
 	}
 	wo := whoOf(r)
 	if !a.recentSignIn(wo.session) {
 		http.Redirect(w, r, "/_moat/login?reauth=1&return_to="+url.QueryEscape(Prefix), http.StatusSeeOther)
-		return
+		return nil
 	}
 	name, nameErr := directory.CleanTokenName(r.PostForm.Get("name"))
 	days, err := strconv.Atoi(r.PostForm.Get("days"))
@@ -75,12 +75,11 @@ func (a *Account) postCreateToken(w http.ResponseWriter, r *http.Request) {
 	if nameErr != nil || !valid {
 		p, err := a.base(r)
 		if err != nil {
-			a.fail(w, r, err)
-			return
+			return err
 		}
 		p.Error = web.T(web.Lang(r), "account.tokens.invalid", directory.MaxTokenName)
 		a.rerenderOverview(w, r, p)
-		return
+		return nil
 	}
 	secret, hash := pat.New()
 	t := &store.Token{Hash: hash, UserID: wo.user.ID, Name: name}
@@ -88,24 +87,23 @@ func (a *Account) postCreateToken(w http.ResponseWriter, r *http.Request) {
 		t.ExpiresAt = time.Now().Add(time.Duration(days) * 24 * time.Hour)
 	}
 	if err := a.st.CreateToken(r.Context(), t); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	a.audit(r.Context(), r, wo.user.Email, "token.create", wo.user.Email, "personal access token "+strconv.Quote(name))
 	a.render(w, r, http.StatusCreated, "account-token.html", "account.tokens.created", page{Email: wo.user.Email, Token: secret, Name: name, ReturnTo: Prefix})
+	return nil
 }
 
 // postRevokeToken revokes one of the user's own tokens.
-func (a *Account) postRevokeToken(w http.ResponseWriter, r *http.Request) {
-	if !a.form(w, r) {
-		return
+func (a *Account) postRevokeToken(w http.ResponseWriter, r *http.Request) error {
+	if err := a.form(w, r); err != nil {
+		return err
 	}
 	wo := whoOf(r)
 	id := r.PathValue("id")
 	list, err := a.st.ListTokens(r.Context(), wo.user.ID)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	var found *store.Token
 	for _, t := range list {
@@ -114,8 +112,7 @@ func (a *Account) postRevokeToken(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if found == nil {
-		web.Error(w, r, http.StatusNotFound, "not_found")
-		return
+		return web.NewProblem(http.StatusNotFound, "not_found")
 	}
 	if a.o.RevokeToken != nil {
 		err = a.o.RevokeToken(r.Context(), found.ID, found.Hash)
@@ -123,9 +120,9 @@ func (a *Account) postRevokeToken(w http.ResponseWriter, r *http.Request) {
 		err = a.st.RevokeToken(r.Context(), found.ID, time.Now())
 	}
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	a.audit(r.Context(), r, wo.user.Email, "token.revoke", wo.user.Email, "personal access token "+strconv.Quote(found.Name))
 	http.Redirect(w, r, Prefix+"?done=token_revoked", http.StatusSeeOther)
+	return nil
 }

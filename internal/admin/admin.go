@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/auth/allow"
-	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/auth/mfa"
+	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
@@ -50,11 +50,15 @@ const (
 
 // Options are the optional parts of a Console.
 type Options struct {
-	// Key is the instance key (sealing TOTP secrets, deriving the CSRF
-	// key), which the process loads once; required.
-	Key *instancekey.Key
-	// MFA enrols and resets second factors; built on the store when nil.
+	// CSRF guards the forms (the process's guard, shared by every page so
+	// one token works on all of them); required.
+	CSRF *csrf.Guard
+	// MFA enrols and resets second factors (the process's, so wrong codes
+	// count once wherever they are tried); required.
 	MFA *mfa.Service
+	// Limiter bounds the password hashes running at once (the process's);
+	// required.
+	Limiter *password.Limiter
 	// Revoke ends every session of a user and closes their WebSockets.
 	// When nil the sessions are revoked in the store only, and each
 	// instance closes the WebSockets within seconds when it polls.
@@ -95,8 +99,8 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 	if cfg == nil || st == nil {
 		return nil, errors.New("admin: config and store are required")
 	}
-	if o.Key == nil || o.TokenUser == nil {
-		return nil, errors.New("admin: the instance key and the token check are required")
+	if o.CSRF == nil || o.MFA == nil || o.TokenUser == nil || o.Limiter == nil {
+		return nil, errors.New("admin: the CSRF guard, the second factor, the token check and the hashing limiter are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -104,14 +108,10 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.MFA == nil {
-		o.MFA = mfa.New(st, o.Key)
-		o.MFA.Logger = o.Logger
-	}
 	c := &Console{
 		cfg: cfg, st: st, o: o,
 		log:    o.Logger.With("component", "admin"),
-		csrf:   csrf.New(o.Key.Derive("csrf")),
+		csrf:   o.CSRF,
 		group:  cfg.Identity.AdminGroup,
 		reauth: cfg.Identity.AdminReauth.D(),
 	}
@@ -123,21 +123,21 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 	}
 	c.pages = http.NewServeMux()
 	for _, rt := range c.pageRoutes() {
-		c.pages.HandleFunc(rt.Method+" "+strings.TrimSuffix(Prefix, "/")+rt.Path, rt.handler)
+		c.pages.Handle(rt.Method+" "+strings.TrimSuffix(Prefix, "/")+rt.Path, web.HandlerFunc(rt.handler))
 	}
-	c.pages.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) { web.Error(w, r, http.StatusNotFound, "not_found") })
+	c.pages.Handle(Prefix, web.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		return web.NewProblem(http.StatusNotFound, "not_found")
+	}))
 	c.api = http.NewServeMux()
 	for _, rt := range c.apiRoutes() {
-		c.api.HandleFunc(rt.Method+" "+strings.TrimSuffix(APIPrefix, "/")+rt.Path, rt.handler)
+		c.api.Handle(rt.Method+" "+strings.TrimSuffix(APIPrefix, "/")+rt.Path, web.APIHandlerFunc(rt.handler))
 	}
-	c.api.HandleFunc(APIPrefix, func(w http.ResponseWriter, r *http.Request) {
+	c.api.Handle(APIPrefix, web.APIHandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		if allow := c.allowed(r); allow != "" {
-			w.Header().Set("Allow", allow)
-			apiError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "this path allows "+allow)
-			return
+			return refuse(http.StatusMethodNotAllowed, "method_not_allowed", "this path allows %s", allow).(*web.Problem).With("Allow", allow)
 		}
-		apiError(w, r, http.StatusNotFound, "not_found", "no such API path")
-	})
+		return refuse(http.StatusNotFound, "not_found", "no such API path")
+	}))
 	return c, nil
 }
 
@@ -159,7 +159,7 @@ func (c *Console) allowed(r *http.Request) string {
 type route struct {
 	Method  string
 	Path    string // below Prefix or APIPrefix, with {id} wildcards
-	handler http.HandlerFunc
+	handler func(http.ResponseWriter, *http.Request) error
 }
 
 // admin is who is using the console: the admin's account and how they
@@ -190,7 +190,9 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if isAPI && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
 		u, err := c.o.TokenUser(r.Context(), strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")))
 		if err != nil {
-			apiError(w, r, http.StatusUnauthorized, "auth.unauthorized", "unknown, expired or revoked token, or its user cannot sign in")
+			p := refuse(http.StatusUnauthorized, "auth.unauthorized", "unknown, expired or revoked token, or its user cannot sign in").(*web.Problem)
+			p.Err = err
+			web.APIHandlerFunc(func(http.ResponseWriter, *http.Request) error { return p }).ServeHTTP(w, r)
 			return
 		}
 		a.user, a.token = u, true

@@ -39,12 +39,12 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	console, err := admin.New(cfg, st, admin.Options{Key: key, MFA: proc.MFA, TokenUser: proc.TokenUser,
+	console, err := admin.New(cfg, st, admin.Options{CSRF: proc.CSRF, MFA: proc.MFA, Limiter: proc.Limiter, TokenUser: proc.TokenUser,
 		Revoke: proc.RevokeUser, RevokeSession: proc.RevokeSession, RevokeToken: proc.RevokeToken})
 	if err != nil {
 		log.Fatal(err)
 	}
-	acct, err := account.New(cfg, st, account.Options{Key: key, MFA: proc.MFA, SessionChanged: proc.ReloadSession,
+	acct, err := account.New(cfg, st, account.Options{CSRF: proc.CSRF, MFA: proc.MFA, Limiter: proc.Limiter, SessionChanged: proc.ReloadSession,
 		RevokeSession: proc.RevokeSession, RevokeUser: proc.RevokeUser, RevokeToken: proc.RevokeToken})
 	if err != nil {
 		log.Fatal(err)

@@ -14,20 +14,13 @@ import (
 	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/web"
 )
 
-// opError is a refusal the console shows and the API returns: an HTTP
-// status, a stable code (a message key for the console) and a sentence.
-type opError struct {
-	status int
-	code   string
-	msg    string
-}
-
-func (e *opError) Error() string { return e.msg }
-
+// refuse is an operation's refusal as the console shows it and the API
+// returns it: a status, a stable code for scripts and a sentence.
 func refuse(status int, code, format string, args ...any) error {
-	return &opError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+	return &web.Problem{Status: status, Key: "admin.refused", Code: code, Sentence: fmt.Sprintf(format, args...)}
 }
 
 // Credential modes for a new user or a password reset.
@@ -141,10 +134,11 @@ func (c *Console) createUser(ctx context.Context, r *http.Request, in userInput)
 		return nil, nil, err
 	}
 	u := &store.User{Email: email, Name: name, Groups: groups, MustChangePassword: true}
-	pw := directory.GeneratePassword(c.cfg.Identity.Passwords.MinLength)
-	if u.PasswordHash, err = password.Hash(pw, password.DefaultParams); err != nil {
-		return nil, nil, err
+	pw, hash, err := c.passwords().OneTime(ctx)
+	if err != nil {
+		return nil, nil, web.Unavailable(err)
 	}
+	u.PasswordHash = hash
 	if err := c.st.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrDuplicate) {
 			return nil, nil, refuse(http.StatusConflict, "admin.duplicate", "user %s already exists", email)
@@ -273,8 +267,7 @@ func (c *Console) resetPassword(ctx context.Context, r *http.Request, id, mode s
 	if err != nil {
 		return nil, nil, err
 	}
-	pw := directory.GeneratePassword(c.cfg.Identity.Passwords.MinLength)
-	hash, err := password.Hash(pw, password.DefaultParams)
+	pw, hash, err := c.passwords().OneTime(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -499,4 +492,9 @@ func (c *Console) revokeToken(ctx context.Context, t *store.Token) error {
 		return c.o.RevokeToken(ctx, t.ID, t.Hash)
 	}
 	return c.st.RevokeToken(ctx, t.ID, c.o.Now())
+}
+
+// passwords hashes one-time passwords under the process's hashing limiter.
+func (c *Console) passwords() directory.Passwords {
+	return directory.Passwords{Limiter: c.o.Limiter, Policy: password.Policy{MinLength: c.cfg.Identity.Passwords.MinLength}}
 }

@@ -10,11 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
-	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
-	"github.com/moat-dev/moat/internal/csrf"
 	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
@@ -23,7 +20,6 @@ import (
 
 // Bounds on what a sign-in form may carry.
 const (
-	maxFormBytes    = 16 << 10
 	maxEmailLen     = 254
 	maxPasswordLen  = 1024
 	loginWorkBudget = 30 * time.Second
@@ -161,18 +157,12 @@ func hostOnly(hostport string) string {
 	return strings.ToLower(hostport)
 }
 
-// readForm parses a bounded POST form and checks CSRF; on failure it has
+// readForm reads a POST form of the sign-in pages with the one form
+// reader every page shares (csrf.Guard.ReadForm); on failure it has
 // answered.
 func (s *Service) readForm(w http.ResponseWriter, r *http.Request) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		web.Error(w, r, http.StatusBadRequest, "bad_request")
-		return false
-	}
-	if !s.CSRF.Check(r, r.PostForm.Get(csrf.Field)) {
-		info := request.From(r)
-		s.logger.Warn("refused a POST without a valid CSRF token or from another origin", "path", r.URL.Path, "client_ip", clientIP(info), "request_id", info.ID)
-		web.Error(w, r, http.StatusForbidden, "auth.csrf")
+	if err := s.CSRF.ReadForm(w, r); err != nil {
+		web.Fail(w, r, err)
 		return false
 	}
 	return true
@@ -431,7 +421,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 		p.Error = web.T(lang, "auth.password.same")
 	default:
 		if err := s.hasher.check(next, u.Email); err != nil {
-			p.Error = policyMessage(lang, next, p.MinLength, err)
+			p.Error = web.PasswordRefusal(lang, next, p.MinLength, err)
 		}
 	}
 	if p.Error != "" {
@@ -504,19 +494,6 @@ func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) {
 func unavailable(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Retry-After", "5")
 	web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
-}
-
-// policyMessage says in lang why the password policy refused pw; the
-// common cases have their own translated message, the rest the policy's
-// own (English) reason.
-func policyMessage(lang, pw string, minLength int, err error) string {
-	switch {
-	case utf8.RuneCountInString(pw) < max(minLength, 8):
-		return web.T(lang, "auth.password.too_short", max(minLength, 8))
-	case password.IsCommon(pw):
-		return web.T(lang, "auth.password.common")
-	}
-	return web.T(lang, "auth.password.weak", err.Error())
 }
 
 // FlowPage reports whether path is a page of a sign-in on its way to a

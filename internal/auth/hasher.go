@@ -18,7 +18,7 @@ type hasher struct {
 
 func newHasher(cfg *config.Config, p *Process) *hasher {
 	return &hasher{
-		limiter: p.limiter,
+		limiter: p.Limiter,
 		policy:  password.Policy{MinLength: cfg.Identity.Passwords.MinLength},
 		dummy:   p.dummy,
 	}

@@ -53,10 +53,11 @@ type Process struct {
 	iap        iapCache
 	keys       keyRing
 	replay     ssoReplay
-	// limiter bounds the password hashes running at once; dummy is the
-	// hash an unknown user's password is checked against.
-	limiter *password.Limiter
-	dummy   string
+	// Limiter bounds the password hashes running at once, for every page
+	// that checks or sets a password.
+	Limiter *password.Limiter
+	// dummy is the hash an unknown user's password is checked against.
+	dummy string
 	// idle is the current configuration's session idle timeout, which the
 	// background work reads; a world's Run sets it when it starts serving.
 	idle atomic.Int64
@@ -87,7 +88,7 @@ func NewProcess(st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Proc
 		logger:   logger.With("component", "auth"),
 		// A login flood takes at most half the cores and leaves the rest
 		// to proxied traffic.
-		limiter:       password.NewLimiter(max(1, runtime.GOMAXPROCS(0)/2), hasherWait),
+		Limiter:       password.NewLimiter(max(1, runtime.GOMAXPROCS(0)/2), hasherWait),
 		dummy:         password.DummyHash(password.DefaultParams),
 		throttleClock: time.Now,
 	}

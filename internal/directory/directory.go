@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/auth/pat"
 )
 
@@ -169,4 +171,31 @@ func LogPath(p string) string {
 		return SetPasswordPath + "…"
 	}
 	return p
+}
+
+// Passwords sets new passwords: the configuration's policy, then a hash
+// under the process's hashing limiter (so no page hashes past the bound a
+// login flood is held to). Every page that sets a password and the console
+// use it.
+type Passwords struct {
+	Limiter *password.Limiter
+	Policy  password.Policy
+}
+
+// Hash checks pw against the policy for the user with email (a
+// *password.PolicyError says why not) and returns its hash; a full limiter
+// gives password.ErrBusy.
+func (p Passwords) Hash(ctx context.Context, pw, email string) (string, error) {
+	if err := p.Policy.Check(pw, email); err != nil {
+		return "", err
+	}
+	return p.Limiter.Hash(ctx, pw, password.DefaultParams)
+}
+
+// OneTime makes a one-time password for an admin to hand out and its hash
+// (the policy holds by construction: GeneratePassword).
+func (p Passwords) OneTime(ctx context.Context) (pw, hash string, err error) {
+	pw = GeneratePassword(p.Policy.MinLength)
+	hash, err = p.Limiter.Hash(ctx, pw, password.DefaultParams)
+	return pw, hash, err
 }

@@ -6,7 +6,6 @@ package web
 import (
 	"bytes"
 	"embed"
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -90,25 +89,6 @@ type ErrorData struct {
 	Status  int
 	Heading string
 	Detail  string
-}
-
-// Error answers with moat's error page for status: HTML for a person's page
-// navigation, JSON for scripts and fetch/XHR calls. key names the message in
-// the catalogue ("not_found", "bad_gateway", …); args fill its detail.
-func Error(w http.ResponseWriter, r *http.Request, status int, key string, args ...any) {
-	lang := Lang(r)
-	heading := T(lang, key+".title")
-	detail := T(lang, key+".detail", args...)
-	if !WantsHTML(r) {
-		info := request.From(r)
-		SecurityHeaders(w.Header())
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(map[string]any{"error": key, "message": heading + ": " + detail, "request_id": info.ID})
-		return
-	}
-	Render(w, r, status, "error.html", heading, ErrorData{Status: status, Heading: heading, Detail: detail})
 }
 
 // WantsHTML reports whether r is a person's page navigation rather than a
