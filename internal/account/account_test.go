@@ -454,7 +454,7 @@ func TestEveryPageReadsFormsWithTheOneFormReaderAndCSRFGuard(t *testing.T) {
 	}
 	for _, path := range []string{"/_moat/logout", "/_moat/password", "/_moat/account/tokens"} {
 		for name, form := range map[string]url.Values{
-			"a wrong token":      {"csrf": {"x"}},
+			"a wrong token":     {"csrf": {"x"}},
 			"an oversized form": {"csrf": {tok}, "pad": {strings.Repeat("a", 70<<10)}},
 		} {
 			resp, body := h.do(c, "POST", path, form)
