@@ -76,14 +76,11 @@ func (s *Service) serveBearer(w http.ResponseWriter, r *http.Request, route *con
 	u, err := s.bearerUser(r.Context(), route, raw)
 	if err != nil {
 		s.logger.Warn("bearer token refused", "route", route.Name(), "client_ip", clientIP(info), "request_id", info.ID, "err", err)
-		status, key := http.StatusUnauthorized, "auth.bearer.invalid"
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		p := web.NewProblem(http.StatusUnauthorized, "auth.bearer.invalid").With("WWW-Authenticate", `Bearer error="invalid_token"`)
 		if errors.Is(err, oidc.ErrProviderDown) || errors.Is(err, errStoreDown) {
-			status, key = http.StatusServiceUnavailable, "unavailable"
-			w.Header().Set("Retry-After", "5")
-			w.Header().Del("WWW-Authenticate")
+			p = web.Unavailable(err)
 		}
-		web.Error(w, r, status, key)
+		web.Fail(w, r, p)
 		return true
 	}
 	info.User = u

@@ -37,27 +37,23 @@ const (
 // Mount it behind Identify, as every other page: the server identifies a
 // request once.
 func (s *Service) Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return web.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		switch r.URL.Path {
 		case "/_moat/login":
-			s.serveLogin(w, r)
+			return s.serveLogin(w, r)
 		case "/_moat/logout":
-			s.serveLogout(w, r)
+			return s.serveLogout(w, r)
 		case "/_moat/password":
-			s.servePassword(w, r)
+			return s.servePassword(w, r)
 		case MFAPath:
-			s.serveSecondFactor(w, r)
+			return s.serveSecondFactor(w, r)
 		case "/_moat/jwks.json":
-			s.serveJWKS(w, r)
-		case CallbackPath:
-			s.serveSSO(w, r)
-		default:
-			if strings.HasPrefix(r.URL.Path, ssoStartPrefix) {
-				s.serveSSO(w, r)
-				return
-			}
-			web.Error(w, r, http.StatusNotFound, "not_found")
+			return s.serveJWKS(w, r)
 		}
+		if r.URL.Path == CallbackPath || strings.HasPrefix(r.URL.Path, ssoStartPrefix) {
+			return s.serveSSO(w, r)
+		}
+		return web.NewProblem(http.StatusNotFound, "not_found")
 	})
 }
 
@@ -72,7 +68,7 @@ type loginPage struct {
 	Providers []string // SSO buttons (a later issue)
 }
 
-func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
+func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		returnTo := access.SafeReturnTo(r.URL.Query().Get("return_to"))
@@ -80,7 +76,7 @@ func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
 		// fresh sign-in (a route's max_age, the admin console's re-auth).
 		if _, ss := signedIn(r); ss != nil && !ss.MustChangePassword && !r.URL.Query().Has("reauth") {
 			http.Redirect(w, r, returnTo, http.StatusSeeOther)
-			return
+			return nil
 		}
 		p := s.loginData(w, r, returnTo)
 		if !p.Password && len(p.Providers) == 1 && r.URL.Query().Has("return_to") {
@@ -89,15 +85,13 @@ func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
 			// shows the button instead, or the provider's own session
 			// would sign the person straight back in.
 			http.Redirect(w, r, ssoStartURL(p.Providers[0], returnTo), http.StatusSeeOther)
-			return
+			return nil
 		}
 		s.renderLogin(w, r, http.StatusOK, p)
 	case http.MethodPost:
-		s.loginPost(w, r)
-	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		web.Error(w, r, http.StatusMethodNotAllowed, "bad_request")
+		return s.loginPost(w, r)
 	}
+	return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD, POST")
 }
 
 func (s *Service) renderLogin(w http.ResponseWriter, r *http.Request, status int, p loginPage) {
@@ -168,9 +162,9 @@ func (s *Service) readForm(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
-	if !s.readForm(w, r) {
-		return
+func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
+	if err := s.CSRF.ReadForm(w, r); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), loginWorkBudget)
 	defer cancel()
@@ -178,15 +172,14 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
 	returnTo := access.SafeReturnTo(r.PostForm.Get("return_to"))
 	p := s.loginData(w, r, returnTo)
 	if !p.Password {
-		web.Error(w, r, http.StatusForbidden, "auth.no_password_login")
-		return
+		return web.NewProblem(http.StatusForbidden, "auth.no_password_login")
 	}
 	email := store.NormalizeEmail(r.PostForm.Get("email"))
 	pw := r.PostForm.Get("password")
 	if len(email) > maxEmailLen || len(pw) > maxPasswordLen || email == "" || pw == "" {
 		p.Error = web.T(lang, "auth.login.failed")
 		s.renderLogin(w, r, http.StatusUnauthorized, p)
-		return
+		return nil
 	}
 	p.Email = email
 	info := request.From(r)
@@ -200,19 +193,17 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
 		d, locked, err := tk.t.Wait(ctx, tk.key, now)
 		if err != nil {
 			s.logger.Error("sign-in throttle could not be read", "client_ip", ip, "request_id", info.ID, "err", err)
-			unavailable(w, r)
-			return
+			return web.Unavailable(nil)
 		}
 		if d > 0 {
 			s.throttled(w, r, p, d, locked)
-			return
+			return nil
 		}
 	}
 	u, err := s.authenticate(ctx, email, pw)
 	if err != nil {
 		s.logger.Error("sign-in could not be checked", "client_ip", ip, "request_id", info.ID, "err", err)
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	if u == nil {
 		s.audit(ctx, "login.failure", email, ip, "password")
@@ -228,18 +219,17 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
 		}
 		p.Error = web.T(lang, "auth.login.failed")
 		s.renderLogin(w, r, http.StatusUnauthorized, p)
-		return
+		return nil
 	}
 	if err := s.Accounts.Reset(ctx, acctKey); err != nil {
 		s.logger.Warn("reset the sign-in throttle", "request_id", info.ID, "err", err)
 	}
-	if s.beginSecondFactor(ctx, w, r, u, returnTo) {
-		return
+	if answered, err := s.beginSecondFactor(ctx, w, r, u, returnTo); answered || err != nil {
+		return err
 	}
 	if _, err := s.startSession(ctx, w, r, u, "password"); err != nil {
 		s.logger.Error("start session", "user", email, "request_id", info.ID, "err", err)
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	if err := s.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
 		s.logger.Warn("record last login", "user", email, "err", err)
@@ -247,9 +237,10 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
 	s.audit(ctx, "login.success", email, ip, "password")
 	if u.MustChangePassword {
 		http.Redirect(w, r, "/_moat/password?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
-		return
+		return nil
 	}
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
+	return nil
 }
 
 // authenticate returns the user email and pw sign in as, or nil. Unknown
@@ -300,18 +291,18 @@ type logoutPage struct {
 	CSRF  string
 }
 
-func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
+func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		u, ss := signedIn(r)
 		if ss == nil {
 			http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
-			return
+			return nil
 		}
 		web.Render(w, r, http.StatusOK, "auth-logout.html", web.T(web.Lang(r), "auth.logout.title"), logoutPage{Email: u.Email, CSRF: s.CSRF.Token(w, r)})
 	case http.MethodPost:
-		if !s.readForm(w, r) {
-			return
+		if err := s.CSRF.ReadForm(w, r); err != nil {
+			return err
 		}
 		if u, ss := signedIn(r); ss != nil {
 			s.revoke(r.Context(), ss.IDHash)
@@ -322,9 +313,9 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
 		clearSessionCookie(w)
 		http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
 	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		web.Error(w, r, http.StatusMethodNotAllowed, "bad_request")
+		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD, POST")
 	}
+	return nil
 }
 
 // passwordPage fills auth-password.html.
@@ -337,34 +328,30 @@ type passwordPage struct {
 	MinLength int
 }
 
-func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
+func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) error {
 	user, ss := signedIn(r)
 	if ss == nil {
-		if web.IsNavigation(r) {
-			http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
-		} else {
-			web.Error(w, r, http.StatusUnauthorized, "auth.unauthorized")
+		if !web.IsNavigation(r) {
+			return web.NewProblem(http.StatusUnauthorized, "auth.unauthorized")
 		}
-		return
+		http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
+		return nil
 	}
 	lang := web.Lang(r)
 	if ss.Provider != "password" {
-		web.Error(w, r, http.StatusBadRequest, "auth.password.not_local")
-		return
+		return web.NewProblem(http.StatusBadRequest, "auth.password.not_local")
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		returnTo := access.SafeReturnTo(r.URL.Query().Get("return_to"))
 		s.renderPassword(w, r, http.StatusOK, passwordPage{Email: user.Email, Forced: ss.MustChangePassword, CSRF: s.CSRF.Token(w, r), ReturnTo: returnTo, MinLength: s.cfg.Identity.Passwords.MinLength})
-		return
+		return nil
 	case http.MethodPost:
 	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		web.Error(w, r, http.StatusMethodNotAllowed, "bad_request")
-		return
+		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD, POST")
 	}
-	if !s.readForm(w, r) {
-		return
+	if err := s.CSRF.ReadForm(w, r); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), loginWorkBudget)
 	defer cancel()
@@ -375,8 +362,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 	d, locked, err := s.Accounts.Wait(ctx, acctKey, s.throttleClock())
 	if err != nil {
 		s.logger.Error("password change: read throttle", "user", user.Email, "err", err)
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	if d > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
@@ -386,23 +372,21 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 			p.Error = web.T(lang, "auth.login.wait", int(d/time.Second)+1)
 		}
 		s.renderPassword(w, r, http.StatusTooManyRequests, p)
-		return
+		return nil
 	}
 	u, err := s.store.GetUser(ctx, user.ID)
 	if err != nil {
 		s.logger.Error("password change: load user", "user", user.Email, "err", err)
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	if len(current) > maxPasswordLen || len(next) > maxPasswordLen {
 		p.Error = web.T(lang, "auth.password.wrong_current")
 		s.renderPassword(w, r, http.StatusBadRequest, p)
-		return
+		return nil
 	}
 	ok, _, err := s.hasher.verify(ctx, u.PasswordHash, current)
 	if err != nil {
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	if !ok {
 		if locked, err := s.Accounts.Fail(ctx, acctKey, s.throttleClock()); err != nil {
@@ -412,7 +396,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 		}
 		p.Error = web.T(lang, "auth.password.wrong_current")
 		s.renderPassword(w, r, http.StatusBadRequest, p)
-		return
+		return nil
 	}
 	switch {
 	case next != confirm:
@@ -426,25 +410,23 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	if p.Error != "" {
 		s.renderPassword(w, r, http.StatusBadRequest, p)
-		return
+		return nil
 	}
 	hash, err := s.hasher.hash(ctx, next)
 	if err != nil {
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	// Only if the password is still the one just checked: an admin's
 	// reset in between wins.
 	changed, err := s.store.SetPasswordHash(ctx, u.ID, u.PasswordHash, hash, false)
 	if err != nil {
 		s.logger.Error("password change: save", "user", u.Email, "err", err)
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	if !changed {
 		p.Error = web.T(lang, "auth.password.wrong_current")
 		s.renderPassword(w, r, http.StatusConflict, p)
-		return
+		return nil
 	}
 	u.PasswordHash, u.MustChangePassword = hash, false
 	// A new password ends every session of the user, this one included;
@@ -464,20 +446,19 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 		s.logger.Error("password change: new session", "user", u.Email, "err", err)
 		clearSessionCookie(w)
 		http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
-		return
+		return nil
 	}
 	http.Redirect(w, r, p.ReturnTo, http.StatusSeeOther)
+	return nil
 }
 
 func (s *Service) renderPassword(w http.ResponseWriter, r *http.Request, status int, p passwordPage) {
 	web.Render(w, r, status, "auth-password.html", web.T(web.Lang(r), "auth.password.title"), p)
 }
 
-func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) {
+func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		web.Error(w, r, http.StatusMethodNotAllowed, "bad_request")
-		return
+		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD")
 	}
 	s.keys.mu.RLock()
 	body := s.keys.jwks
@@ -487,14 +468,9 @@ func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write(body)
+	return nil
 }
 
-// unavailable answers when a sign-in cannot be checked now (store down,
-// every hashing slot busy): try again in a few seconds.
-func unavailable(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Retry-After", "5")
-	web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
-}
 
 // FlowPage reports whether path is a page of a sign-in on its way to a
 // route (login, second step, password change, SSO start and callback):

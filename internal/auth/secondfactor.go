@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -43,22 +44,20 @@ func (s *Service) pendingMAC(userID, exp, pwHash string) string {
 
 // beginSecondFactor runs after a correct password: a user with a second
 // factor gets the code page instead of a session. It reports whether it
-// has answered the request.
-func (s *Service) beginSecondFactor(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, returnTo string) bool {
+// has answered the request (or failed: err).
+func (s *Service) beginSecondFactor(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, returnTo string) (bool, error) {
 	on, err := s.MFA.Enrolled(ctx, u.ID)
 	if err != nil {
-		s.logger.Error("sign-in: read second factor", "user", u.Email, "request_id", request.From(r).ID, "err", err)
-		unavailable(w, r)
-		return true
+		return true, web.Unavailable(fmt.Errorf("sign-in: read second factor: %w", err))
 	}
 	if !on {
-		return false
+		return false, nil
 	}
 	exp := strconv.FormatInt(time.Now().Add(pendingTTL).Unix(), 10)
 	v := base64.RawURLEncoding.EncodeToString([]byte(u.ID)) + "." + exp + "." + s.pendingMAC(u.ID, exp, u.PasswordHash)
 	http.SetCookie(w, &http.Cookie{Name: PendingCookie, Value: v, Path: "/", MaxAge: int(pendingTTL / time.Second), Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, MFAPath+"?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
-	return true
+	return true, nil
 }
 
 // pendingUser returns the user whose password sign-in r's pending cookie
@@ -120,7 +119,7 @@ type mfaPage struct {
 // serveSecondFactor is the login's second step: a TOTP code or a recovery
 // code after the password; then the session starts, marked as having
 // passed the second factor.
-func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) {
+func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) error {
 	lang := web.Lang(r)
 	ctx, cancel := context.WithTimeout(r.Context(), loginWorkBudget)
 	defer cancel()
@@ -129,30 +128,27 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead:
 		returnTo = access.SafeReturnTo(r.URL.Query().Get("return_to"))
 	case http.MethodPost:
-		if !s.readForm(w, r) {
-			return
+		if err := s.CSRF.ReadForm(w, r); err != nil {
+			return err
 		}
 		returnTo = access.SafeReturnTo(r.PostForm.Get("return_to"))
 	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		web.Error(w, r, http.StatusMethodNotAllowed, "bad_request")
-		return
+		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD, POST")
 	}
 	u, err := s.pendingUser(ctx, r)
 	if err != nil {
 		s.logger.Error("second factor: load user", "request_id", request.From(r).ID, "err", err)
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	if u == nil {
 		clearPending(w)
 		http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
-		return
+		return nil
 	}
 	p := mfaPage{Email: u.Email, CSRF: s.CSRF.Token(w, r), ReturnTo: returnTo}
 	if r.Method != http.MethodPost {
 		web.Render(w, r, http.StatusOK, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
-		return
+		return nil
 	}
 	ip := clientIP(request.From(r))
 	err = s.MFA.Verify(ctx, u.ID, u.Email, r.PostForm.Get("code"), ip)
@@ -163,27 +159,25 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(te.Wait/time.Second)+1))
 		p.Error = web.T(lang, "mfa.throttled", int(te.Wait/time.Second)+1)
 		web.Render(w, r, http.StatusTooManyRequests, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
-		return
+		return nil
 	case errors.Is(err, mfa.ErrInvalidCode):
 		p.Error = web.T(lang, "mfa.invalid")
 		web.Render(w, r, http.StatusUnauthorized, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
-		return
+		return nil
 	case errors.Is(err, mfa.ErrNotEnrolled):
 		// Reset by an admin meanwhile: sign in again from the start.
 		clearPending(w)
 		http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
-		return
+		return nil
 	default:
 		s.logger.Error("second factor: verify", "user", u.Email, "err", err)
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	clearPending(w)
 	e, err := s.startSession(ctx, w, r, u, "password")
 	if err != nil {
 		s.logger.Error("start session", "user", u.Email, "err", err)
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	e.sess.MFA = true // not yet seen by any other request
 	if sess, err := s.store.GetSession(ctx, e.hash); err == nil {
@@ -198,7 +192,8 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) {
 	s.audit(ctx, "login.success", u.Email, ip, "password+totp")
 	if u.MustChangePassword {
 		http.Redirect(w, r, "/_moat/password?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
-		return
+		return nil
 	}
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
+	return nil
 }

@@ -225,28 +225,24 @@ func ssoStartURL(provider, returnTo string) string {
 }
 
 // serveSSO answers /_moat/sso/NAME/start and /_moat/oidc/callback.
-func (s *Service) serveSSO(w http.ResponseWriter, r *http.Request) {
+func (s *Service) serveSSO(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		web.Error(w, r, http.StatusMethodNotAllowed, "bad_request")
-		return
+		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD")
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if r.URL.Path == CallbackPath {
-		s.ssoCallback(w, r)
-		return
+		return s.ssoCallback(w, r)
 	}
 	name, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, ssoStartPrefix), "/start")
 	if !ok || strings.Contains(name, "/") {
-		web.Error(w, r, http.StatusNotFound, "not_found")
-		return
+		return web.NewProblem(http.StatusNotFound, "not_found")
 	}
-	s.ssoStart(w, r, name)
+	return s.ssoStart(w, r, name)
 }
 
 // ssoStart sends the browser to provider name, if a route on this host
 // signs in with it.
-func (s *Service) ssoStart(w http.ResponseWriter, r *http.Request, name string) {
+func (s *Service) ssoStart(w http.ResponseWriter, r *http.Request, name string) error {
 	returnTo := access.SafeReturnTo(r.URL.Query().Get("return_to"))
 	p := s.sso.providers[name]
 	offered := false
@@ -256,8 +252,7 @@ func (s *Service) ssoStart(w http.ResponseWriter, r *http.Request, name string) 
 		}
 	}
 	if p == nil || !offered {
-		web.Error(w, r, http.StatusNotFound, "not_found")
-		return
+		return web.NewProblem(http.StatusNotFound, "not_found")
 	}
 	f := flow{Provider: name, State: oidc.RandomToken(), Nonce: oidc.RandomToken(), Verifier: oauth2.GenerateVerifier(),
 		ReturnTo: returnTo, Expires: time.Now().Add(flowLifetime).Unix()}
@@ -265,19 +260,18 @@ func (s *Service) ssoStart(w http.ResponseWriter, r *http.Request, name string) 
 	defer cancel()
 	authURL, err := p.AuthCodeURL(ctx, f.State, f.Nonce, f.Verifier, callbackURL(r))
 	if err != nil {
-		s.ssoFailed(w, r, name, "", err)
-		return
+		return s.ssoFailed(w, r, name, "", err)
 	}
 	v, err := s.sealFlow(f)
 	if err != nil {
 		s.logger.Error("seal sign-in cookie", "err", err)
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	s.dropOldFlows(w, r)
 	http.SetCookie(w, &http.Cookie{Name: flowCookieName(f.State), Value: v, Path: "/", MaxAge: int(flowLifetime / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, authURL, http.StatusSeeOther)
+	return nil
 }
 
 // dropOldFlows makes room for one more sign-in in r's browser: past
@@ -318,7 +312,7 @@ var providerError = regexp.MustCompile(`^[a-z_]{1,64}$`)
 
 // ssoCallback finishes a sign-in: it checks the flow cookie and state,
 // redeems the code, checks the ID token, and starts a session.
-func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) {
+func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	state := q.Get("state")
 	name := flowCookieName(state)
@@ -345,56 +339,48 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) {
 				returnTo = to
 			}
 			http.Redirect(w, r, returnTo, http.StatusSeeOther)
-			return
+			return nil
 		}
 		provider := ""
 		if f != nil {
 			provider = f.Provider
 		}
-		s.ssoFailed(w, r, provider, "", err)
-		return
+		return s.ssoFailed(w, r, provider, "", err)
 	}
 	p := s.sso.providers[f.Provider]
 	if p == nil {
-		s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: provider no longer configured", oidc.ErrBadState))
-		return
+		return s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: provider no longer configured", oidc.ErrBadState))
 	}
 	if e := q.Get("error"); e != "" {
 		if !providerError.MatchString(e) {
 			e = "invalid"
 		}
-		s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: the provider answered %s", errProviderRefused, e))
-		return
+		return s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: the provider answered %s", errProviderRefused, e))
 	}
 	code := q.Get("code")
 	if code == "" || len(code) > maxCodeLen {
-		s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: no code", oidc.ErrBadState))
-		return
+		return s.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: no code", oidc.ErrBadState))
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), ssoWorkBudget)
 	defer cancel()
 	id, tok, err := p.Exchange(ctx, code, f.Verifier, callbackURL(r), f.Nonce)
 	if err != nil {
-		s.ssoFailed(w, r, f.Provider, "", err)
-		return
+		return s.ssoFailed(w, r, f.Provider, "", err)
 	}
 	s.keepGroups(id)
 	u, err := s.ssoUser(ctx, id)
 	if errors.Is(err, errUserDisabled) {
-		s.ssoFailed(w, r, f.Provider, id.Email, err)
-		return
+		return s.ssoFailed(w, r, f.Provider, id.Email, err)
 	}
 	if err != nil {
 		s.logger.Error("sso: load or create user", "user", id.Email, "err", err)
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	var sealed []byte
 	if tok.RefreshToken != "" {
 		if sealed, err = s.Key.Seal([]byte(tok.RefreshToken), refreshAAD(f.Provider, u.ID)); err != nil {
 			s.logger.Error("sso: seal refresh token", "err", err)
-			unavailable(w, r)
-			return
+			return web.Unavailable(nil)
 		}
 	}
 	e, err := s.startSession(ctx, w, r, u, f.Provider, func(sess *store.Session) {
@@ -404,8 +390,7 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		s.logger.Error("sso: start session", "user", u.Email, "err", err)
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	s.replay.setChecked(e.hash, time.Now())
 	if err := s.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
@@ -413,6 +398,7 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	s.audit(ctx, "login.success", u.Email, clientIP(request.From(r)), "sso:"+f.Provider)
 	http.Redirect(w, r, f.ReturnTo, http.StatusSeeOther)
+	return nil
 }
 
 var (
@@ -449,15 +435,16 @@ func (s *Process) ssoUser(ctx context.Context, id *oidc.Identity) (*store.User, 
 	return nil, errors.New("user could not be created")
 }
 
-// ssoFailed answers a sign-in that did not work with a page the person can
-// act on, and logs and audits why (never a token).
-func (s *Service) ssoFailed(w http.ResponseWriter, r *http.Request, provider, email string, err error) {
+// ssoFailed is the answer to a sign-in that did not work: a page the person
+// can act on. It logs and audits why (never a token).
+func (s *Service) ssoFailed(w http.ResponseWriter, r *http.Request, provider, email string, err error) error {
 	info := request.From(r)
 	status, key, args := http.StatusBadGateway, "auth.sso.failed", []any(nil)
+	var header http.Header
 	switch {
 	case errors.Is(err, oidc.ErrProviderDown):
 		status, key = http.StatusServiceUnavailable, "auth.sso.down"
-		w.Header().Set("Retry-After", "30")
+		header = http.Header{"Retry-After": {"30"}}
 	case errors.Is(err, oidc.ErrBadState):
 		status, key = http.StatusBadRequest, "auth.sso.bad_state"
 	case errors.Is(err, oidc.ErrEmailNotVerified):
@@ -477,7 +464,7 @@ func (s *Service) ssoFailed(w http.ResponseWriter, r *http.Request, provider, em
 	if !errors.Is(err, oidc.ErrProviderDown) {
 		s.audit(r.Context(), "login.failure", email, clientIP(info), "sso:"+provider+": "+strings.TrimPrefix(key, "auth."))
 	}
-	web.Error(w, r, status, key, args...)
+	return &web.Problem{Status: status, Key: key, Args: args, Header: header}
 }
 
 // runRecheck re-checks SSO sessions with their provider until ctx ends.
