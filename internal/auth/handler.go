@@ -471,7 +471,6 @@ func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-
 // FlowPage reports whether path is a page of a sign-in on its way to a
 // route (login, second step, password change, SSO start and callback):
 // such a page runs under the security policy of the route its return_to
