@@ -69,6 +69,7 @@ type Account struct {
 	log  *slog.Logger
 	csrf *csrf.Guard
 	mux  *http.ServeMux
+	dir  *directory.Directory
 }
 
 // New builds the account pages for cfg on st.
@@ -83,6 +84,9 @@ func New(cfg *config.Config, st store.Store, o Options) (*Account, error) {
 		o.Logger = slog.Default()
 	}
 	a := &Account{cfg: cfg, st: st, o: o, log: o.Logger.With("component", "account"), csrf: o.CSRF}
+	a.dir = &directory.Directory{Store: st, MFA: o.MFA, AdminGroup: cfg.Identity.AdminGroup, Logger: a.log,
+		Passwords: directory.Passwords{Limiter: o.Limiter, Policy: password.Policy{MinLength: cfg.Identity.Passwords.MinLength}},
+		Revoke:    directory.Revokers{User: o.RevokeUser, Session: o.RevokeSession, Token: o.RevokeToken}}
 	a.mux = http.NewServeMux()
 	for _, rt := range a.routes() {
 		a.mux.Handle(rt.method+" "+Prefix+rt.path, web.HandlerFunc(rt.h))
@@ -148,10 +152,14 @@ func (a *Account) signedIn(next func(http.ResponseWriter, *http.Request) error) 
 	}
 }
 
-// passwords sets passwords under the configuration's policy and the
-// process's hashing limiter.
-func (a *Account) passwords() directory.Passwords {
-	return directory.Passwords{Limiter: a.o.Limiter, Policy: password.Policy{MinLength: a.cfg.Identity.Passwords.MinLength}}
+// actor is the signed-in user (or, on a set-password link, nobody yet)
+// making a change, for the directory's audit log.
+func (a *Account) actor(r *http.Request) directory.Actor {
+	act := directory.Actor{ClientIP: clientIP(r), RequestID: request.From(r).ID}
+	if wo, ok := r.Context().Value(whoKey{}).(*who); ok {
+		act.UserID, act.Name = wo.user.ID, wo.user.Email
+	}
+	return act
 }
 
 // form reads a POST form of the account pages (csrf.Guard.ReadForm).
@@ -164,15 +172,6 @@ func clientIP(r *http.Request) string {
 		return ip.String()
 	}
 	return ""
-}
-
-func (a *Account) audit(ctx context.Context, r *http.Request, actor, action, subject, detail string) {
-	a.log.Info("audit", "action", action, "user", subject, "client_ip", clientIP(r), "request_id", request.From(r).ID, "detail", detail)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := a.st.Audit(ctx, &store.AuditEvent{Time: time.Now(), Actor: actor, Action: action, Subject: subject, ClientIP: clientIP(r), Detail: detail}); err != nil {
-		a.log.Error("write audit event", "action", action, "err", err)
-	}
 }
 
 // page is what the account templates get as .Data.
@@ -265,19 +264,12 @@ func (a *Account) postRevokeSession(w http.ResponseWriter, r *http.Request) erro
 	}
 	wo := whoOf(r)
 	hash := r.PathValue("id")
-	s, err := a.st.GetSession(r.Context(), hash)
-	if err != nil || s.UserID != wo.user.ID {
-		return web.NewProblem(http.StatusNotFound, "not_found") // not yours: as if it did not exist
-	}
-	if a.o.RevokeSession != nil {
-		err = a.o.RevokeSession(r.Context(), hash)
-	} else {
-		err = a.st.RevokeSession(r.Context(), hash, time.Now())
-	}
-	if err != nil {
+	if _, err := a.dir.RevokeSession(r.Context(), a.actor(r), hash, wo.user.ID); err != nil {
+		if errors.Is(err, directory.ErrNotFound) {
+			return web.NewProblem(http.StatusNotFound, "not_found") // not yours: as if it did not exist
+		}
 		return err
 	}
-	a.audit(r.Context(), r, wo.user.Email, "session.revoke", wo.user.Email, "by the user, from the account page")
 	if hash == wo.session.IDHash {
 		http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
 		return nil
@@ -475,25 +467,9 @@ func (a *Account) postRecoveryCodes(w http.ResponseWriter, r *http.Request) erro
 	return nil
 }
 
-// linkUser returns the user a set-password link token opens, or nil.
-func (a *Account) linkUser(ctx context.Context, token string) (*store.Token, *store.User) {
-	if !directory.LooksLikeSetPasswordLink(token) {
-		return nil, nil
-	}
-	t, err := a.st.GetTokenByHash(ctx, directory.SetPasswordLinkHash(token))
-	if err != nil || t.Kind != store.TokenSetPassword || !t.RevokedAt.IsZero() || !t.ExpiresAt.IsZero() && !time.Now().Before(t.ExpiresAt) {
-		return nil, nil
-	}
-	u, err := a.st.GetUser(ctx, t.UserID)
-	if err != nil || u.Disabled {
-		return nil, nil
-	}
-	return t, u
-}
-
 func (a *Account) pageSetPassword(w http.ResponseWriter, r *http.Request) error {
 	tok := r.PathValue("token")
-	_, u := a.linkUser(r.Context(), tok)
+	_, u := a.dir.LinkUser(r.Context(), tok)
 	if u == nil {
 		return web.NewProblem(http.StatusNotFound, "account.link_invalid")
 	}
@@ -509,51 +485,32 @@ func (a *Account) postSetPassword(w http.ResponseWriter, r *http.Request) error 
 	}
 	ctx := r.Context()
 	tok := r.PathValue("token")
-	t, u := a.linkUser(ctx, tok)
+	_, u := a.dir.LinkUser(ctx, tok)
 	if u == nil {
 		return web.NewProblem(http.StatusNotFound, "account.link_invalid")
 	}
 	lang := web.Lang(r)
 	p := page{Email: u.Email, Token: tok, MinLength: a.cfg.Identity.Passwords.MinLength}
 	next, confirm := r.PostForm.Get("new"), r.PostForm.Get("confirm")
-	var hash string
-	var err error
 	if next != confirm {
 		p.Error = web.T(lang, "auth.password.mismatch")
-	} else if hash, err = a.passwords().Hash(ctx, next, u.Email); err != nil {
-		// The same policy, message and hashing limiter as the password
-		// page (issue 11: this page had its own, untranslated and
-		// unbounded).
-		var pe *password.PolicyError
-		if !errors.As(err, &pe) {
-			return web.Unavailable(err)
-		}
-		p.Error = web.PasswordRefusal(lang, next, p.MinLength, err)
-	}
-	if p.Error != "" {
 		a.render(w, r, http.StatusBadRequest, "account-set-password.html", "account.set_password.title", p)
 		return nil
 	}
-	// Revoke the link first: of two racing submissions only one wins.
-	if err := a.st.RevokeToken(ctx, t.ID, time.Now()); err != nil {
-		return err
-	}
-	ok, err := a.st.SetPasswordHash(ctx, u.ID, u.PasswordHash, hash, false)
-	if err != nil {
-		return err
-	}
-	if !ok {
+	// The same policy, message and hashing limiter as the password page
+	// (issue 11: this page had its own, untranslated and unbounded).
+	ok, err := a.dir.SetPasswordByLink(ctx, a.actor(r), tok, next)
+	var pe *password.PolicyError
+	switch {
+	case errors.As(err, &pe):
+		p.Error = web.PasswordRefusal(lang, next, p.MinLength, err)
+		a.render(w, r, http.StatusBadRequest, "account-set-password.html", "account.set_password.title", p)
+		return nil
+	case err != nil:
+		return web.Unavailable(err)
+	case !ok:
 		return web.NewProblem(http.StatusConflict, "account.link_invalid")
 	}
-	if a.o.RevokeUser != nil {
-		err = a.o.RevokeUser(ctx, u.ID)
-	} else {
-		_, err = a.st.RevokeUserSessions(ctx, u.ID, time.Now())
-	}
-	if err != nil {
-		a.log.Error("set password: end sessions", "user", u.Email, "err", err)
-	}
-	a.audit(ctx, r, u.Email, "password.set_by_link", u.Email, "")
 	http.Redirect(w, r, "/_moat/login?done=password_set", http.StatusSeeOther)
 	return nil
 }

@@ -1,16 +1,15 @@
 package account
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
-	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/request"
-	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
 )
 
@@ -27,14 +26,14 @@ type tokenRow struct {
 // tokens lists the user's live personal access tokens (never set-password
 // links).
 func (a *Account) tokens(r *http.Request, userID string) ([]tokenRow, error) {
-	list, err := a.st.ListTokens(r.Context(), userID)
+	list, err := a.dir.Tokens(r.Context(), userID)
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
 	var out []tokenRow
 	for _, t := range list {
-		if t.Kind != store.TokenPersonal || !t.RevokedAt.IsZero() || !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) {
+		if !t.RevokedAt.IsZero() || !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) {
 			continue
 		}
 		if len(out) == maxTokensShown {
@@ -81,15 +80,10 @@ func (a *Account) postCreateToken(w http.ResponseWriter, r *http.Request) error 
 		a.rerenderOverview(w, r, p)
 		return nil
 	}
-	secret, hash := pat.New()
-	t := &store.Token{Hash: hash, UserID: wo.user.ID, Name: name}
-	if days > 0 {
-		t.ExpiresAt = time.Now().Add(time.Duration(days) * 24 * time.Hour)
-	}
-	if err := a.st.CreateToken(r.Context(), t); err != nil {
+	secret, _, err := a.dir.CreateToken(r.Context(), a.actor(r), wo.user.ID, name, time.Duration(days)*24*time.Hour)
+	if err != nil {
 		return err
 	}
-	a.audit(r.Context(), r, wo.user.Email, "token.create", wo.user.Email, "personal access token "+strconv.Quote(name))
 	a.render(w, r, http.StatusCreated, "account-token.html", "account.tokens.created", page{Email: wo.user.Email, Token: secret, Name: name, ReturnTo: Prefix})
 	return nil
 }
@@ -100,29 +94,12 @@ func (a *Account) postRevokeToken(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	wo := whoOf(r)
-	id := r.PathValue("id")
-	list, err := a.st.ListTokens(r.Context(), wo.user.ID)
-	if err != nil {
-		return err
-	}
-	var found *store.Token
-	for _, t := range list {
-		if t.ID == id && t.Kind == store.TokenPersonal {
-			found = t
+	if _, err := a.dir.RevokeToken(r.Context(), a.actor(r), wo.user.ID, r.PathValue("id")); err != nil {
+		if errors.Is(err, directory.ErrNotFound) {
+			return web.NewProblem(http.StatusNotFound, "not_found")
 		}
-	}
-	if found == nil {
-		return web.NewProblem(http.StatusNotFound, "not_found")
-	}
-	if a.o.RevokeToken != nil {
-		err = a.o.RevokeToken(r.Context(), found.ID, found.Hash)
-	} else {
-		err = a.st.RevokeToken(r.Context(), found.ID, time.Now())
-	}
-	if err != nil {
 		return err
 	}
-	a.audit(r.Context(), r, wo.user.Email, "token.revoke", wo.user.Email, "personal access token "+strconv.Quote(found.Name))
 	http.Redirect(w, r, Prefix+"?done=token_revoked", http.StatusSeeOther)
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
 	hostroute "github.com/moat-dev/moat/internal/route"
@@ -92,6 +93,7 @@ type Console struct {
 	reauth time.Duration
 	pages  *http.ServeMux
 	api    *http.ServeMux
+	dir    *directory.Directory
 }
 
 // New builds the Console for cfg on st.
@@ -121,6 +123,9 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 	if c.reauth <= 0 {
 		c.reauth = config.DefaultAdminReauth
 	}
+	c.dir = &directory.Directory{Store: st, MFA: o.MFA, AdminGroup: c.group, Logger: c.log, Now: o.Now,
+		Passwords: directory.Passwords{Limiter: o.Limiter, Policy: password.Policy{MinLength: cfg.Identity.Passwords.MinLength}},
+		Revoke:    directory.Revokers{User: o.Revoke, Session: o.RevokeSession, Token: o.RevokeToken}}
 	c.pages = http.NewServeMux()
 	for _, rt := range c.pageRoutes() {
 		c.pages.Handle(rt.Method+" "+strings.TrimSuffix(Prefix, "/")+rt.Path, web.HandlerFunc(rt.handler))

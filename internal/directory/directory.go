@@ -16,28 +16,57 @@ import (
 	"github.com/moat-dev/moat/internal/auth/pat"
 )
 
-// ErrInvalid is wrapped by every refusal of this package: the input breaks
-// a rule, and the message says which and how to fix it.
-var ErrInvalid = errors.New("invalid")
+// Kind is why an operation was refused.
+type Kind int
 
-// ruleError is a refusal whose text is the whole message.
-type ruleError string
+// Kinds of refusal: the console and the API answer 400, 404 and 409.
+const (
+	// Invalid: the input breaks a rule.
+	Invalid Kind = iota
+	// NotFound: no such user, session or token.
+	NotFound
+	// Conflict: the change cannot be made now (it exists already, or it
+	// would lock the actor out).
+	Conflict
+)
 
-func (e ruleError) Error() string        { return string(e) }
-func (e ruleError) Is(target error) bool { return target == ErrInvalid }
+// ErrInvalid and ErrNotFound match (errors.Is) every Invalid and
+// NotFound refusal.
+var (
+	ErrInvalid  = errors.New("invalid")
+	ErrNotFound = errors.New("not found")
+)
 
-func invalid(format string, args ...any) error { return ruleError(fmt.Sprintf(format, args...)) }
+// Refusal is an operation refused for a reason the person can fix; its
+// message says which and how.
+type Refusal struct {
+	Kind Kind
+	// Code is a stable code for scripts (the admin API's error field).
+	Code string
+	Msg  string
+}
+
+func (e *Refusal) Error() string { return e.Msg }
+
+// Is makes a refusal match ErrInvalid or ErrNotFound by its kind.
+func (e *Refusal) Is(target error) bool {
+	return target == ErrInvalid && e.Kind == Invalid || target == ErrNotFound && e.Kind == NotFound
+}
+
+func refusal(kind Kind, code, format string, args ...any) error {
+	return &Refusal{Kind: kind, Code: code, Msg: fmt.Sprintf(format, args...)}
+}
 
 // ValidEmail checks an address typed by an admin (already normalized):
 // one plain addr-spec such as alice@example.com.
 func ValidEmail(email string) error {
 	if email == "" || len(email) > 254 {
-		return invalid("invalid email %q: write a plain address such as alice@example.com, at most 254 characters", email)
+		return refusal(Invalid, "admin.invalid_email", "invalid email %q: write a plain address such as alice@example.com, at most 254 characters", email)
 	}
 	a, err := mail.ParseAddress(email)
 	local, domain, ok := strings.Cut(email, "@")
 	if err != nil || a.Address != email || a.Name != "" || !ok || local == "" || domain == "" || strings.ContainsAny(email, " \t\r\n<>") {
-		return invalid("invalid email %q: write a plain address such as alice@example.com", email)
+		return refusal(Invalid, "admin.invalid_email", "invalid email %q: write a plain address such as alice@example.com", email)
 	}
 	return nil
 }
@@ -59,7 +88,7 @@ func CleanGroups(in []string) ([]string, error) {
 	for _, g := range in {
 		for _, part := range strings.FieldsFunc(g, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' || r == ' ' }) {
 			if !groupName.MatchString(part) {
-				return nil, invalid("invalid group name %q: letters, digits and . _ : @ -, at most 64", part)
+				return nil, refusal(Invalid, "admin.invalid_group", "invalid group name %q: letters, digits and . _ : @ -, at most 64", part)
 			}
 			if !slices.Contains(out, part) {
 				out = append(out, part)
@@ -67,7 +96,7 @@ func CleanGroups(in []string) ([]string, error) {
 		}
 	}
 	if len(out) > MaxGroups {
-		return nil, invalid("at most %d groups", MaxGroups)
+		return nil, refusal(Invalid, "admin.invalid_group", "at most %d groups", MaxGroups)
 	}
 	slices.Sort(out)
 	return out, nil
@@ -94,7 +123,7 @@ func ProviderGroups(in []string) (kept, dropped []string) {
 func CleanName(n string) (string, error) {
 	n = strings.TrimSpace(n)
 	if len(n) > 200 || strings.ContainsAny(n, "\r\n\x00") {
-		return "", invalid("the name must be one line of at most 200 bytes")
+		return "", refusal(Invalid, "admin.invalid_name", "the name must be one line of at most 200 bytes")
 	}
 	return n, nil
 }
@@ -107,7 +136,7 @@ const MaxTokenName = 100
 func CleanTokenName(n string) (string, error) {
 	n = strings.TrimSpace(n)
 	if n == "" || len(n) > MaxTokenName || strings.ContainsAny(n, "\r\n\x00") {
-		return "", invalid("invalid token name: one line of 1 to %d characters", MaxTokenName)
+		return "", refusal(Invalid, "admin.invalid_token_name", "invalid token name: one line of 1 to %d characters", MaxTokenName)
 	}
 	return n, nil
 }
