@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/moat-dev/moat/internal/auth"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 )
 
 func TestKeysRotateAddsAKeyAndKeepsTheOldOnePublished(t *testing.T) {
@@ -20,7 +20,7 @@ func TestKeysRotateAddsAKeyAndKeepsTheOldOnePublished(t *testing.T) {
 	if len(lines) != 3 || !strings.Contains(lines[1], "signing") || !strings.Contains(lines[2], "still published") {
 		t.Fatalf("keys list:\n%s", out)
 	}
-	keys, err := auth.ListKeys(t.Context(), e.store(t))
+	keys, err := assertion.ListKeys(t.Context(), e.store(t))
 	if err != nil || len(keys) != 2 || !keys[1].Published {
 		t.Fatalf("ListKeys = %+v, %v", keys, err)
 	}

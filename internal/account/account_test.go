@@ -44,6 +44,7 @@ type harness struct {
 	t       *testing.T
 	cfg     *config.Config
 	svc     *auth.Service
+	proc    *auth.Process
 	dash    *dashboard
 	st      store.Store
 	acct    *Account
@@ -90,22 +91,22 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, cfg: cfg, svc: svc, st: st, dash: newDashboard()}
-	svc.OnRevoke = h.dash.cut
+	h := &harness{t: t, cfg: cfg, svc: svc, proc: proc, st: st, dash: newDashboard()}
+	proc.OnRevoke = h.dash.cut
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = svc.Process.Run(runCtx) }()
+	go func() { defer close(done); _ = proc.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
-	h.acct, err = New(cfg, st, Options{CSRF: proc.CSRF, Limiter: proc.Limiter, Logger: quiet, MFA: svc.MFA, RevokeSession: proc.RevokeSession, RevokeUser: proc.RevokeUser, RevokeToken: proc.RevokeToken, SessionChanged: func(hash string) {
+	h.acct, err = New(cfg, st, Options{CSRF: proc.CSRF, Limiter: proc.Limiter, Logger: quiet, MFA: proc.MFA, RevokeSession: proc.RevokeSession, RevokeUser: proc.RevokeUser, RevokeToken: proc.RevokeToken, SessionChanged: func(hash string) {
 		h.mu.Lock()
 		h.changed = append(h.changed, hash)
 		h.mu.Unlock()
-		svc.ReloadSession(hash)
+		proc.ReloadSession(hash)
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	console, err := admin.New(cfg, st, admin.Options{CSRF: proc.CSRF, Limiter: proc.Limiter, Logger: quiet, MFA: svc.MFA, TokenUser: proc.TokenUser, Revoke: proc.RevokeUser, RevokeSession: proc.RevokeSession, RevokeToken: proc.RevokeToken})
+	console, err := admin.New(cfg, st, admin.Options{CSRF: proc.CSRF, Limiter: proc.Limiter, Logger: quiet, MFA: proc.MFA, TokenUser: proc.TokenUser, Revoke: proc.RevokeUser, RevokeSession: proc.RevokeSession, RevokeToken: proc.RevokeToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,10 +424,10 @@ func TestSetPasswordLinkUsesTheHashingLimiterAndTheLocalizedPolicyMessage(t *tes
 		held.Add(1)
 		go func() {
 			defer held.Done()
-			_ = h.svc.Limiter.Do(context.Background(), func() { <-release })
+			_ = h.proc.Limiter.Do(context.Background(), func() { <-release })
 		}()
 	}
-	for h.svc.Limiter.InUse() < max(1, runtime.GOMAXPROCS(0)/2) {
+	for h.proc.Limiter.InUse() < max(1, runtime.GOMAXPROCS(0)/2) {
 		runtime.Gosched()
 	}
 	resp, _ = h.do(c, "POST", path, url.Values{"csrf": {tok}, "new": {newPass}, "confirm": {newPass}})

@@ -69,7 +69,7 @@ func TestAStaleSignInIsAskedToReauthenticate(t *testing.T) {
 	if err := h.st.UpdateSession(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	h.auth.ReloadSession(s.IDHash) // as every change moat itself makes to a session does
+	h.proc.ReloadSession(s.IDHash) // as every change moat itself makes to a session does
 	resp, _ := h.do(c, "GET", "/_moat/admin/users/"+h.user.ID, nil, true, nil)
 	want := "/_moat/login?reauth=1&return_to=" + url.QueryEscape("/_moat/admin/users/"+h.user.ID)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
@@ -178,7 +178,7 @@ func TestWithTwoFactorRequiredAnAdminWithoutItIsSentToEnrol(t *testing.T) {
 	if err := h.st.UpdateSession(context.Background(), list[0]); err != nil {
 		t.Fatal(err)
 	}
-	h.auth.ReloadSession(list[0].IDHash) // as the account page does when the code passes
+	h.proc.ReloadSession(list[0].IDHash) // as the account page does when the code passes
 	if resp, _ := h.do(c, "GET", "/_moat/admin/users", nil, true, nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("after the second factor: %d", resp.StatusCode)
 	}

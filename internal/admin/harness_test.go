@@ -44,6 +44,7 @@ type harness struct {
 	cfg     *config.Config
 	st      store.Store
 	auth    *auth.Service
+	proc    *auth.Process
 	console *Console
 	srv     *httptest.Server
 	admin   *store.User
@@ -104,7 +105,7 @@ func newHarness(t *testing.T, open func(t *testing.T, dir string) store.Store) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, cfg: cfg, st: st, auth: svc}
+	h := &harness{t: t, cfg: cfg, st: st, auth: svc, proc: proc}
 	h.console, err = New(cfg, st, Options{CSRF: proc.CSRF, MFA: proc.MFA, Limiter: proc.Limiter, TokenUser: proc.TokenUser, RevokeSession: proc.RevokeSession, RevokeToken: proc.RevokeToken,
 		Logger: quiet, Revoke: func(ctx context.Context, userID string) error {
 			h.mu.Lock()

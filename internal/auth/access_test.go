@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"github.com/moat-dev/moat/internal/identity/access"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 	"net/http"
 	"net/url"
 	"strings"
@@ -32,7 +33,7 @@ func TestScriptsGet401AndPagesARedirect(t *testing.T) {
 	})
 	t.Run("a public route needs no session and gets no identity", func(t *testing.T) {
 		status, id := h.identity(c, "/public/x")
-		if status != 200 || id[HeaderUserEmail] != "" || id[HeaderAssertion] != "" {
+		if status != 200 || id[assertion.HeaderUserEmail] != "" || id[assertion.HeaderAssertion] != "" {
 			t.Fatalf("public route: %d %v", status, id)
 		}
 	})
@@ -164,10 +165,10 @@ func TestRevocationElsewhereEndsTheSessionWithinSeconds(t *testing.T) {
 	}
 	var mu sync.Mutex
 	revoked := make(chan string, 4)
-	h.svc.OnRevoke = func(hash string) { mu.Lock(); defer mu.Unlock(); revoked <- hash }
+	h.svc.p.OnRevoke = func(hash string) { mu.Lock(); defer mu.Unlock(); revoked <- hash }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = h.svc.Process.Run(ctx) }()
+	go func() { defer close(done); _ = h.svc.p.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
 	// As `moat users revoke-sessions` does, from another process.
@@ -259,10 +260,10 @@ func TestRepeatedFailuresAreThrottledThenLocked(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	h.svc.Accounts = newThrottle(limits{Free: 2, Base: time.Second, Max: 30 * time.Second, LockAfter: 4, LockFor: time.Minute})
+	h.svc.p.Accounts = newThrottle(limits{Free: 2, Base: time.Second, Max: 30 * time.Second, LockAfter: 4, LockFor: time.Minute})
 	var mu sync.Mutex
 	clock := time.Now()
-	h.svc.throttleClock = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	h.svc.p.throttleClock = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
 	c := h.browser()
 	fail := func() *http.Response { return h.login(c, "alice@example.com", "wrong password!!", "/") }
@@ -296,7 +297,7 @@ func TestRepeatedFailuresAreThrottledThenLocked(t *testing.T) {
 func TestManyFailuresFromOneAddressAreThrottled(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	h.svc.Clients = newThrottle(limits{Free: 3, Base: time.Minute, Max: time.Minute, LockAfter: 100, LockFor: time.Hour})
+	h.svc.p.Clients = newThrottle(limits{Free: 3, Base: time.Minute, Max: time.Minute, LockAfter: 100, LockFor: time.Hour})
 	c := h.browser()
 	for i := range 3 {
 		wantStatus(t, h.login(c, "user"+string(rune('a'+i))+"@example.com", "wrong password!!", "/"), http.StatusUnauthorized)

@@ -13,11 +13,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"net/http"
 	"time"
 
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 )
 
 // Cookie names. The __Host- prefix makes the browser refuse the cookie
@@ -52,14 +53,14 @@ const (
 // each configuration on the Process, which keeps everything that must
 // outlive a reload; it is safe for concurrent use.
 type Service struct {
-	*Process
+	p *Process
 
-	cfg    *config.Config
-	issuer string
-	maxAge time.Duration
-	idle   time.Duration
-	hasher *hasher
-	sso    *ssoState // single sign-on providers (sso.go)
+	cfg     *config.Config
+	headers *assertion.Headers
+	maxAge  time.Duration
+	idle    time.Duration
+	hasher  *hasher
+	sso     *ssoState // single sign-on providers (sso.go)
 }
 
 // New builds the Service for cfg on the process p. It contacts nothing:
@@ -69,9 +70,9 @@ func New(cfg *config.Config, p *Process) (*Service, error) {
 		return nil, errors.New("auth: config and process are required")
 	}
 	s := &Service{
-		Process: p,
+		p:       p,
 		cfg:     cfg,
-		issuer:  Issuer(cfg),
+		headers: assertion.NewHeaders(cfg, p.Signer),
 		maxAge:  cfg.Identity.Session.MaxAge.D(),
 		idle:    cfg.Identity.Session.IdleTimeout.D(),
 		hasher:  newHasher(cfg, p),
@@ -89,20 +90,6 @@ func New(cfg *config.Config, p *Process) (*Service, error) {
 	return s, nil
 }
 
-// Issuer is the iss of this instance's assertions: server.public_url, or
-// https:// plus the first route's host.
-func Issuer(cfg *config.Config) string {
-	if cfg.Server.PublicURL != "" {
-		return strings.TrimSuffix(cfg.Server.PublicURL, "/")
-	}
-	for _, r := range cfg.Routes {
-		if r != nil && r.Host != "" {
-			return "https://" + r.Host
-		}
-	}
-	return "https://localhost"
-}
-
 // InstanceKey loads the instance key for cfg (MOAT_SECRET_KEY or
 // data_dir/instance.key). The server calls it once per process, the CLI
 // once per command.
@@ -115,7 +102,11 @@ func InstanceKey(cfg *config.Config) (*instancekey.Key, error) {
 // sessions with their providers (refresh_interval). The server runs it
 // while the configuration serves.
 func (s *Service) Run(ctx context.Context) error {
-	s.Process.idle.Store(int64(s.idle))
+	s.p.idle.Store(int64(s.idle))
 	s.runRecheck(ctx)
 	return nil
 }
+
+// SetIdentity is the proxy's hook: it sets the identity headers and the
+// signed assertion of the request's user on out (assertion.Headers).
+func (s *Service) SetIdentity(out, in *http.Request) { s.headers.SetIdentity(out, in) }

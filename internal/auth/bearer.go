@@ -75,7 +75,7 @@ func (s *Service) serveBearer(w http.ResponseWriter, r *http.Request, route *con
 	info := request.From(r)
 	u, err := s.bearerUser(r.Context(), route, raw)
 	if err != nil {
-		s.logger.Warn("bearer token refused", "route", route.Name(), "client_ip", clientIP(info), "request_id", info.ID, "err", err)
+		s.p.logger.Warn("bearer token refused", "route", route.Name(), "client_ip", clientIP(info), "request_id", info.ID, "err", err)
 		p := web.NewProblem(http.StatusUnauthorized, "auth.bearer.invalid").With("WWW-Authenticate", `Bearer error="invalid_token"`)
 		if errors.Is(err, oidc.ErrProviderDown) || errors.Is(err, errStoreDown) {
 			p = web.Unavailable(err)
@@ -102,7 +102,7 @@ func (s *Service) bearerUser(ctx context.Context, route *config.Route, raw strin
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	if strings.HasPrefix(raw, pat.Prefix) {
-		return s.TokenUser(ctx, raw)
+		return s.p.TokenUser(ctx, raw)
 	}
 	p, err := s.bearerProvider(route, raw)
 	if err != nil {
@@ -112,8 +112,8 @@ func (s *Service) bearerUser(ctx context.Context, route *config.Route, raw strin
 	if err != nil {
 		return request.User{}, err
 	}
-	s.keepGroups(id)
-	u, err := s.ssoUser(ctx, id)
+	s.p.keepGroups(id)
+	u, err := s.p.ssoUser(ctx, id)
 	if err != nil {
 		if errors.Is(err, errUserDisabled) {
 			return request.User{}, err
@@ -226,7 +226,7 @@ const (
 // must still be valid; an ID token's user must still be enabled.
 func (s *Service) bearerAlive(ctx context.Context, id string) (alive, ok bool) {
 	if hash, ok := strings.CutPrefix(id, tokenSessionPrefix); ok {
-		_, err := s.tokenByHash(ctx, hash)
+		_, err := s.p.tokenByHash(ctx, hash)
 		return err == nil || errors.Is(err, errStoreDown), true // a store blip closes no socket
 	}
 	rest, ok := strings.CutPrefix(id, bearerSessionPrefix)
@@ -234,7 +234,7 @@ func (s *Service) bearerAlive(ctx context.Context, id string) (alive, ok bool) {
 		return false, false
 	}
 	_, userID, _ := strings.Cut(rest, ":")
-	u, err := s.store.GetUser(ctx, userID)
+	u, err := s.p.store.GetUser(ctx, userID)
 	if err != nil {
 		return !errors.Is(err, store.ErrNotFound), true
 	}

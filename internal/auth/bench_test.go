@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -86,7 +87,7 @@ func BenchmarkSignedInProxiedRequest(b *testing.B) {
 		handler.ServeHTTP(w, r)
 	}
 	b.StopTimer()
-	if out.Header.Get(HeaderAssertion) == "" {
+	if out.Header.Get(assertion.HeaderAssertion) == "" {
 		b.Fatal("no assertion set")
 	}
 }
@@ -101,7 +102,7 @@ func BenchmarkLoginThroughput(b *testing.B) {
 	csrfCookie := strings.Repeat("c", sessionIDLen)
 	seed := httptest.NewRequest("GET", "https://127.0.0.1/_moat/login", nil)
 	seed.Header.Set("Cookie", csrf.CookieName+"="+csrfCookie)
-	form := url.Values{"csrf": {h.svc.CSRF.Token(httptest.NewRecorder(), seed)}, "email": {"alice@example.com"}, "password": {alicePassword}, "return_to": {"/app/"}}.Encode()
+	form := url.Values{"csrf": {h.svc.p.CSRF.Token(httptest.NewRecorder(), seed)}, "email": {"alice@example.com"}, "password": {alicePassword}, "return_to": {"/app/"}}.Encode()
 	start := time.Now()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -144,7 +145,7 @@ func TestARecentlySeenSessionCostsNoStoreQuery(t *testing.T) {
 	c := h.browser()
 	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
 	counting := &countingStore{Store: h.store}
-	h.svc.store = counting
+	h.svc.p.store = counting
 	start := time.Now()
 	for range 20 {
 		if status, _ := h.identity(c, "/app/"); status != 200 {

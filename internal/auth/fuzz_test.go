@@ -30,7 +30,7 @@ func FuzzCookieValue(f *testing.F) {
 // never panics and opens only what this instance sealed.
 func FuzzOpenFlow(f *testing.F) {
 	h := newHarness(f, nil)
-	sealed, err := h.svc.sealFlow(flow{Provider: "p", State: "s", Nonce: "n", Verifier: "v", ReturnTo: "/app/", Expires: time.Now().Add(time.Hour).Unix()})
+	sealed, err := h.svc.p.sealFlow(flow{Provider: "p", State: "s", Nonce: "n", Verifier: "v", ReturnTo: "/app/", Expires: time.Now().Add(time.Hour).Unix()})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func FuzzOpenFlow(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		fl, err := h.svc.openFlow(v)
+		fl, err := h.svc.p.openFlow(v)
 		if err == nil && (v != sealed || fl.State != "s" || fl.ReturnTo != "/app/") {
 			t.Fatalf("openFlow(%q) opened %+v", v, fl)
 		}

@@ -102,7 +102,7 @@ func (s *Service) renderLogin(w http.ResponseWriter, r *http.Request, status int
 // come from the routes on that host.
 func (s *Service) loginData(w http.ResponseWriter, r *http.Request, returnTo string) loginPage {
 	host := hostOnly(r.Host)
-	p := loginPage{Heading: host, ReturnTo: returnTo, CSRF: s.CSRF.Token(w, r)}
+	p := loginPage{Heading: host, ReturnTo: returnTo, CSRF: s.p.CSRF.Token(w, r)}
 	routes := s.routesFor(r, host, returnTo)
 	for _, rt := range routes {
 		if rt.Title != "" && p.Heading == host {
@@ -155,7 +155,7 @@ func hostOnly(hostport string) string {
 // reader every page shares (csrf.Guard.ReadForm); on failure it has
 // answered.
 func (s *Service) readForm(w http.ResponseWriter, r *http.Request) bool {
-	if err := s.CSRF.ReadForm(w, r); err != nil {
+	if err := s.p.CSRF.ReadForm(w, r); err != nil {
 		web.Fail(w, r, err)
 		return false
 	}
@@ -163,7 +163,7 @@ func (s *Service) readForm(w http.ResponseWriter, r *http.Request) bool {
 }
 
 func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
-	if err := s.CSRF.ReadForm(w, r); err != nil {
+	if err := s.p.CSRF.ReadForm(w, r); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), loginWorkBudget)
@@ -185,14 +185,14 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
 	info := request.From(r)
 	ip := clientIP(info)
 	ipKey, acctKey := clientKey(info.ClientIP), email
-	now := s.throttleClock()
+	now := s.p.throttleClock()
 	for _, tk := range []struct {
 		t   Throttle
 		key string
-	}{{s.Clients, ipKey}, {s.Accounts, acctKey}} {
+	}{{s.p.Clients, ipKey}, {s.p.Accounts, acctKey}} {
 		d, locked, err := tk.t.Wait(ctx, tk.key, now)
 		if err != nil {
-			s.logger.Error("sign-in throttle could not be read", "client_ip", ip, "request_id", info.ID, "err", err)
+			s.p.logger.Error("sign-in throttle could not be read", "client_ip", ip, "request_id", info.ID, "err", err)
 			return web.Unavailable(nil)
 		}
 		if d > 0 {
@@ -202,39 +202,39 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
 	}
 	u, err := s.authenticate(ctx, email, pw)
 	if err != nil {
-		s.logger.Error("sign-in could not be checked", "client_ip", ip, "request_id", info.ID, "err", err)
+		s.p.logger.Error("sign-in could not be checked", "client_ip", ip, "request_id", info.ID, "err", err)
 		return web.Unavailable(nil)
 	}
 	if u == nil {
-		s.audit(ctx, "login.failure", email, ip, "password")
-		if locked, err := s.Accounts.Fail(ctx, acctKey, now); err != nil {
-			s.logger.Error("count a failed sign-in", "request_id", info.ID, "err", err)
+		s.p.audit(ctx, "login.failure", email, ip, "password")
+		if locked, err := s.p.Accounts.Fail(ctx, acctKey, now); err != nil {
+			s.p.logger.Error("count a failed sign-in", "request_id", info.ID, "err", err)
 		} else if locked {
-			s.audit(ctx, "login.locked", email, ip, fmt.Sprintf("account locked for %s after repeated failures", accountLimits.LockFor))
+			s.p.audit(ctx, "login.locked", email, ip, fmt.Sprintf("account locked for %s after repeated failures", accountLimits.LockFor))
 		}
-		if locked, err := s.Clients.Fail(ctx, ipKey, now); err != nil {
-			s.logger.Error("count a failed sign-in", "request_id", info.ID, "err", err)
+		if locked, err := s.p.Clients.Fail(ctx, ipKey, now); err != nil {
+			s.p.logger.Error("count a failed sign-in", "request_id", info.ID, "err", err)
 		} else if locked {
-			s.audit(ctx, "login.locked", "", ip, fmt.Sprintf("client address %s locked for %s after repeated failures", ipKey, clientLimits.LockFor))
+			s.p.audit(ctx, "login.locked", "", ip, fmt.Sprintf("client address %s locked for %s after repeated failures", ipKey, clientLimits.LockFor))
 		}
 		p.Error = web.T(lang, "auth.login.failed")
 		s.renderLogin(w, r, http.StatusUnauthorized, p)
 		return nil
 	}
-	if err := s.Accounts.Reset(ctx, acctKey); err != nil {
-		s.logger.Warn("reset the sign-in throttle", "request_id", info.ID, "err", err)
+	if err := s.p.Accounts.Reset(ctx, acctKey); err != nil {
+		s.p.logger.Warn("reset the sign-in throttle", "request_id", info.ID, "err", err)
 	}
 	if answered, err := s.beginSecondFactor(ctx, w, r, u, returnTo); answered || err != nil {
 		return err
 	}
 	if _, err := s.startSession(ctx, w, r, u, "password"); err != nil {
-		s.logger.Error("start session", "user", email, "request_id", info.ID, "err", err)
+		s.p.logger.Error("start session", "user", email, "request_id", info.ID, "err", err)
 		return web.Unavailable(nil)
 	}
-	if err := s.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
-		s.logger.Warn("record last login", "user", email, "err", err)
+	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
+		s.p.logger.Warn("record last login", "user", email, "err", err)
 	}
-	s.audit(ctx, "login.success", email, ip, "password")
+	s.p.audit(ctx, "login.success", email, ip, "password")
 	if u.MustChangePassword {
 		http.Redirect(w, r, "/_moat/password?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
 		return nil
@@ -248,7 +248,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
 // cost one password hash, so neither the answer nor its timing tells them
 // apart. err is set only when the check itself failed.
 func (s *Service) authenticate(ctx context.Context, email, pw string) (*store.User, error) {
-	u, err := s.store.GetUserByEmail(ctx, email)
+	u, err := s.p.store.GetUserByEmail(ctx, email)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("look up user: %w", err)
 	}
@@ -265,8 +265,8 @@ func (s *Service) authenticate(ctx context.Context, email, pw string) (*store.Us
 	if rehash != "" {
 		// Parameters changed since the hash was made: store today's, unless
 		// an admin reset the password meanwhile.
-		if _, err := s.store.SetPasswordHash(ctx, u.ID, u.PasswordHash, rehash, u.MustChangePassword); err != nil {
-			s.logger.Warn("rehash password", "user", u.Email, "err", err)
+		if _, err := s.p.store.SetPasswordHash(ctx, u.ID, u.PasswordHash, rehash, u.MustChangePassword); err != nil {
+			s.p.logger.Warn("rehash password", "user", u.Email, "err", err)
 		}
 	}
 	return u, nil
@@ -299,16 +299,16 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) error {
 			http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
 			return nil
 		}
-		web.Render(w, r, http.StatusOK, "auth-logout.html", web.T(web.Lang(r), "auth.logout.title"), logoutPage{Email: u.Email, CSRF: s.CSRF.Token(w, r)})
+		web.Render(w, r, http.StatusOK, "auth-logout.html", web.T(web.Lang(r), "auth.logout.title"), logoutPage{Email: u.Email, CSRF: s.p.CSRF.Token(w, r)})
 	case http.MethodPost:
-		if err := s.CSRF.ReadForm(w, r); err != nil {
+		if err := s.p.CSRF.ReadForm(w, r); err != nil {
 			return err
 		}
 		if u, ss := signedIn(r); ss != nil {
-			s.revoke(r.Context(), ss.IDHash)
-			s.audit(r.Context(), "logout", u.Email, clientIP(request.From(r)), "")
+			s.p.revoke(r.Context(), ss.IDHash)
+			s.p.audit(r.Context(), "logout", u.Email, clientIP(request.From(r)), "")
 		} else if id := cookieValue(r, SessionCookie); validID(id) {
-			s.revoke(r.Context(), hashID(id)) // expired or idle: end it anyway
+			s.p.revoke(r.Context(), hashID(id)) // expired or idle: end it anyway
 		}
 		clearSessionCookie(w)
 		http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
@@ -344,24 +344,24 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		returnTo := access.SafeReturnTo(r.URL.Query().Get("return_to"))
-		s.renderPassword(w, r, http.StatusOK, passwordPage{Email: user.Email, Forced: ss.MustChangePassword, CSRF: s.CSRF.Token(w, r), ReturnTo: returnTo, MinLength: s.cfg.Identity.Passwords.MinLength})
+		s.renderPassword(w, r, http.StatusOK, passwordPage{Email: user.Email, Forced: ss.MustChangePassword, CSRF: s.p.CSRF.Token(w, r), ReturnTo: returnTo, MinLength: s.cfg.Identity.Passwords.MinLength})
 		return nil
 	case http.MethodPost:
 	default:
 		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD, POST")
 	}
-	if err := s.CSRF.ReadForm(w, r); err != nil {
+	if err := s.p.CSRF.ReadForm(w, r); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), loginWorkBudget)
 	defer cancel()
 	info := request.From(r)
-	p := passwordPage{Email: user.Email, Forced: ss.MustChangePassword, CSRF: s.CSRF.Token(w, r), ReturnTo: access.SafeReturnTo(r.PostForm.Get("return_to")), MinLength: s.cfg.Identity.Passwords.MinLength}
+	p := passwordPage{Email: user.Email, Forced: ss.MustChangePassword, CSRF: s.p.CSRF.Token(w, r), ReturnTo: access.SafeReturnTo(r.PostForm.Get("return_to")), MinLength: s.cfg.Identity.Passwords.MinLength}
 	current, next, confirm := r.PostForm.Get("current"), r.PostForm.Get("new"), r.PostForm.Get("confirm")
 	acctKey := user.Email
-	d, locked, err := s.Accounts.Wait(ctx, acctKey, s.throttleClock())
+	d, locked, err := s.p.Accounts.Wait(ctx, acctKey, s.p.throttleClock())
 	if err != nil {
-		s.logger.Error("password change: read throttle", "user", user.Email, "err", err)
+		s.p.logger.Error("password change: read throttle", "user", user.Email, "err", err)
 		return web.Unavailable(nil)
 	}
 	if d > 0 {
@@ -374,9 +374,9 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) error {
 		s.renderPassword(w, r, http.StatusTooManyRequests, p)
 		return nil
 	}
-	u, err := s.store.GetUser(ctx, user.ID)
+	u, err := s.p.store.GetUser(ctx, user.ID)
 	if err != nil {
-		s.logger.Error("password change: load user", "user", user.Email, "err", err)
+		s.p.logger.Error("password change: load user", "user", user.Email, "err", err)
 		return web.Unavailable(nil)
 	}
 	if len(current) > maxPasswordLen || len(next) > maxPasswordLen {
@@ -389,10 +389,10 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) error {
 		return web.Unavailable(nil)
 	}
 	if !ok {
-		if locked, err := s.Accounts.Fail(ctx, acctKey, s.throttleClock()); err != nil {
-			s.logger.Error("password change: count failure", "user", u.Email, "err", err)
+		if locked, err := s.p.Accounts.Fail(ctx, acctKey, s.p.throttleClock()); err != nil {
+			s.p.logger.Error("password change: count failure", "user", u.Email, "err", err)
 		} else if locked {
-			s.audit(ctx, "login.locked", u.Email, clientIP(info), "account locked after wrong current passwords")
+			s.p.audit(ctx, "login.locked", u.Email, clientIP(info), "account locked after wrong current passwords")
 		}
 		p.Error = web.T(lang, "auth.password.wrong_current")
 		s.renderPassword(w, r, http.StatusBadRequest, p)
@@ -418,9 +418,9 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Only if the password is still the one just checked: an admin's
 	// reset in between wins.
-	changed, err := s.store.SetPasswordHash(ctx, u.ID, u.PasswordHash, hash, false)
+	changed, err := s.p.store.SetPasswordHash(ctx, u.ID, u.PasswordHash, hash, false)
 	if err != nil {
-		s.logger.Error("password change: save", "user", u.Email, "err", err)
+		s.p.logger.Error("password change: save", "user", u.Email, "err", err)
 		return web.Unavailable(nil)
 	}
 	if !changed {
@@ -431,19 +431,19 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) error {
 	u.PasswordHash, u.MustChangePassword = hash, false
 	// A new password ends every session of the user, this one included;
 	// this browser gets a fresh one.
-	hashes, err := s.store.RevokeUserSessions(ctx, u.ID, time.Now())
+	hashes, err := s.p.store.RevokeUserSessions(ctx, u.ID, time.Now())
 	if err != nil {
-		s.logger.Error("password change: revoke sessions", "user", u.Email, "err", err)
+		s.p.logger.Error("password change: revoke sessions", "user", u.Email, "err", err)
 	}
 	for _, h := range hashes {
-		s.Forget(Revoked{Session: h})
+		s.p.Forget(Revoked{Session: h})
 	}
-	if err := s.Accounts.Reset(ctx, acctKey); err != nil {
-		s.logger.Warn("password change: reset throttle", "user", u.Email, "err", err)
+	if err := s.p.Accounts.Reset(ctx, acctKey); err != nil {
+		s.p.logger.Warn("password change: reset throttle", "user", u.Email, "err", err)
 	}
-	s.audit(ctx, "password.change", u.Email, clientIP(info), fmt.Sprintf("%d session(s) ended", len(hashes)))
+	s.p.audit(ctx, "password.change", u.Email, clientIP(info), fmt.Sprintf("%d session(s) ended", len(hashes)))
 	if _, err := s.startSession(ctx, w, r, u, "password"); err != nil {
-		s.logger.Error("password change: new session", "user", u.Email, "err", err)
+		s.p.logger.Error("password change: new session", "user", u.Email, "err", err)
 		clearSessionCookie(w)
 		http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
 		return nil
@@ -460,9 +460,7 @@ func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD")
 	}
-	s.keys.mu.RLock()
-	body := s.keys.jwks
-	s.keys.mu.RUnlock()
+	body := s.p.Signer.JWKS()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	w.Header().Set("Access-Control-Allow-Origin", "*")

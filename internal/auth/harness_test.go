@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"encoding/json"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 	"io"
 	"log/slog"
 	"net"
@@ -129,7 +130,7 @@ func (h *harness) backend() http.Handler {
 		}
 		h.svc.SetIdentity(out, r)
 		got := map[string]string{}
-		for _, k := range []string{HeaderUserEmail, HeaderUserID, HeaderUserGroups, HeaderAssertion} {
+		for _, k := range []string{assertion.HeaderUserEmail, assertion.HeaderUserID, assertion.HeaderUserGroups, assertion.HeaderAssertion} {
 			got[k] = out.Header.Get(k)
 		}
 		w.Header().Set("Content-Type", "application/json")

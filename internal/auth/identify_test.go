@@ -17,7 +17,7 @@ func signedInRequest(t *testing.T, h *harness) *http.Request {
 	c := h.browser()
 	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
 	id := h.sessionCookie(c)
-	h.svc.ReloadSession(hashID(id))
+	h.svc.p.ReloadSession(hashID(id))
 	r := httptest.NewRequest("GET", "https://127.0.0.1/app/", nil)
 	r.AddCookie(&http.Cookie{Name: SessionCookie, Value: id})
 	return request.With(r, &request.Info{ID: "test", Start: time.Now(), Route: h.routes["/app/"]})
@@ -29,10 +29,10 @@ func TestRequireUsesTheSessionIdentifyFound(t *testing.T) {
 	h := newHarness(t, nil)
 	r := signedInRequest(t, h)
 	counter := &countingStore{Store: h.store}
-	h.svc.store = counter
+	h.svc.p.store = counter
 	passed := false
 	h.svc.Identify(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.svc.ReloadSession(request.From(r).Session.IDHash) // the cache changes between the two stages
+		h.svc.p.ReloadSession(request.From(r).Session.IDHash) // the cache changes between the two stages
 		before := counter.sessions.Load()
 		h.svc.Require(h.routes["/app/"], http.HandlerFunc(func(http.ResponseWriter, *http.Request) { passed = true })).ServeHTTP(w, r)
 		if n := counter.sessions.Load() - before; n != 0 {
@@ -50,7 +50,7 @@ func TestAPageBehindTwoIdentifyStagesIsIdentifiedOnce(t *testing.T) {
 	h := newHarness(t, nil)
 	r := signedInRequest(t, h)
 	counter := &countingStore{Store: h.store}
-	h.svc.store = counter
+	h.svc.p.store = counter
 	h.svc.Identify(h.svc.Identify(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))).ServeHTTP(httptest.NewRecorder(), r)
 	if n := counter.sessions.Load(); n != 1 {
 		t.Fatalf("the session was read %d times, want once", n)

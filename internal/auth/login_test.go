@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 	"net/http"
 	"net/url"
 	"strings"
@@ -35,7 +36,7 @@ func TestPasswordLoginOpensTheRouteAndReturnsToThePage(t *testing.T) {
 		t.Fatalf("session cookie = %+v, want __Host- style: Secure, HttpOnly, SameSite=Lax, Path=/, no Domain", cookie)
 	}
 	status, id := h.identity(c, "/app/report")
-	if status != 200 || id[HeaderUserEmail] != "alice@example.com" || id[HeaderUserGroups] != "staff" || id[HeaderAssertion] == "" {
+	if status != 200 || id[assertion.HeaderUserEmail] != "alice@example.com" || id[assertion.HeaderUserGroups] != "staff" || id[assertion.HeaderAssertion] == "" {
 		t.Fatalf("app saw %d %v", status, id)
 	}
 	// The store holds the hash, not the cookie value.
@@ -205,8 +206,8 @@ func TestLoginRotatesTheSessionID(t *testing.T) {
 			t.Fatalf("the replaced session still works: %d", status)
 		}
 		_, id := h.identity(victim, "/app/")
-		if id[HeaderUserEmail] != "alice@example.com" {
-			t.Fatalf("victim is %q", id[HeaderUserEmail])
+		if id[assertion.HeaderUserEmail] != "alice@example.com" {
+			t.Fatalf("victim is %q", id[assertion.HeaderUserEmail])
 		}
 	})
 }
@@ -219,7 +220,7 @@ func TestLogoutEndsTheSessionEverywhere(t *testing.T) {
 	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
 	stolen := h.sessionCookie(c)
 	var revoked []string
-	h.svc.OnRevoke = func(hash string) { revoked = append(revoked, hash) }
+	h.svc.p.OnRevoke = func(hash string) { revoked = append(revoked, hash) }
 
 	page := readBody(t, h.nav(c, "GET", "/_moat/logout", nil))
 	if !strings.Contains(page, "alice@example.com") {

@@ -14,6 +14,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -40,6 +41,8 @@ type Process struct {
 	Key *instancekey.Key
 	// CSRF guards every form moat renders (key derived from Key).
 	CSRF *csrf.Guard
+	// Signer signs the assertions the app receives, with the store's keys.
+	Signer *assertion.Signer
 	// Accounts and Clients count failed sign-ins per account and per
 	// client address (memory by default; see Throttle).
 	Accounts, Clients Throttle
@@ -47,12 +50,9 @@ type Process struct {
 	store  store.Store
 	logger *slog.Logger
 
-	sessions   sessionCache
-	tokens     tokenCache
-	assertions assertionCache
-	iap        iapCache
-	keys       keyRing
-	replay     ssoReplay
+	sessions sessionCache
+	tokens   tokenCache
+	replay   ssoReplay
 	// Limiter bounds the password hashes running at once, for every page
 	// that checks or sets a password.
 	Limiter *password.Limiter
@@ -96,14 +96,14 @@ func NewProcess(st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Proc
 	p.MFA.Logger = p.logger
 	p.sessions.m = make(map[string]*sessionEntry)
 	p.sessions.unknown = make(map[string]int64)
-	p.assertions.m = make(map[string]cachedAssertion)
 	p.replay.used = map[string]usedFlow{}
 	p.replay.checked = map[string]time.Time{}
 	p.tokens.ttl = tokenVerifyEvery
 	p.idle.Store(int64(config.DefaultSessionIdleTimeout))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := p.loadKeys(ctx); err != nil {
+	var err error
+	if p.Signer, err = assertion.NewSigner(ctx, st, ik, p.logger); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
 	return p, nil
@@ -153,7 +153,7 @@ func (p *Process) Run(ctx context.Context) error {
 		p.Clients.Sweep(now)
 		if now.Sub(lastKeys) >= keyReload {
 			lastKeys = now
-			if err := p.loadKeys(pollCtx); err != nil {
+			if err := p.Signer.Reload(pollCtx); err != nil {
 				p.logger.Error("reload signing keys", "err", err)
 			}
 		}
@@ -164,7 +164,7 @@ func (p *Process) Run(ctx context.Context) error {
 			} else if n > 0 {
 				p.logger.Info("deleted expired sessions", "count", n)
 			}
-			p.deleteOldKeys(pollCtx, now)
+			p.Signer.DeleteOld(pollCtx, now)
 		}
 		cancel()
 	}
@@ -199,8 +199,7 @@ func (p *Process) Forget(r Revoked) {
 		ended = append(ended, p.tokens.removeUser(r.User)...)
 	}
 	for _, id := range ended {
-		p.forgetAssertions(id)
-		p.forgetIAP(id)
+		p.Signer.Forget(id)
 		if p.OnRevoke != nil {
 			p.OnRevoke(id)
 		}

@@ -12,7 +12,7 @@ func (h *harness) reload(t *testing.T) *Service {
 	t.Helper()
 	next := *h.cfg
 	next.Identity.Passwords.MinLength++ // any change will do
-	svc, err := New(&next, h.svc.Process)
+	svc, err := New(&next, h.svc.p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,13 +24,13 @@ func (h *harness) reload(t *testing.T) *Service {
 func TestReloadKeepsThePasswordThrottles(t *testing.T) {
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	h.svc.Accounts = newThrottle(limits{Free: 1, Base: time.Hour, Max: time.Hour, LockAfter: 100, LockFor: time.Hour})
+	h.svc.p.Accounts = newThrottle(limits{Free: 1, Base: time.Hour, Max: time.Hour, LockAfter: 100, LockFor: time.Hour})
 	wantStatus(t, h.login(h.browser(), "alice@example.com", "wrong password!!", "/"), http.StatusUnauthorized)
 	next := h.reload(t)
-	if next.Accounts != h.svc.Accounts || next.Clients != h.svc.Clients || next.MFA != h.svc.MFA {
+	if next.p.Accounts != h.svc.p.Accounts || next.p.Clients != h.svc.p.Clients || next.p.MFA != h.svc.p.MFA {
 		t.Fatal("the new configuration's Service has its own throttles")
 	}
-	d, _, err := next.Accounts.Wait(t.Context(), "alice@example.com", time.Now())
+	d, _, err := next.p.Accounts.Wait(t.Context(), "alice@example.com", time.Now())
 	if err != nil || d <= 0 {
 		t.Fatalf("after the reload alice may try again at once (wait %v, %v): the failures were forgotten", d, err)
 	}
@@ -41,10 +41,10 @@ func TestReloadKeepsThePasswordThrottles(t *testing.T) {
 func TestReloadKeepsTheUsedOIDCStates(t *testing.T) {
 	h := newHarness(t, nil)
 	until := time.Now().Add(time.Minute)
-	if !h.svc.replay.useState("state-1", until, "/") {
+	if !h.svc.p.replay.useState("state-1", until, "/") {
 		t.Fatal("a fresh state was refused")
 	}
-	if h.reload(t).replay.useState("state-1", until, "/") {
+	if h.reload(t).p.replay.useState("state-1", until, "/") {
 		t.Fatal("after a reload the redeemed state was accepted again")
 	}
 }
@@ -59,7 +59,7 @@ func TestReloadKeepsTheSessionCacheAndTheHashingLimiter(t *testing.T) {
 	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
 	hash := hashID(h.sessionCookie(c))
 	next := h.reload(t)
-	if next.sessions.get(hash) == nil {
+	if next.p.sessions.get(hash) == nil {
 		t.Error("after a reload the signed-in session is no longer cached")
 	}
 	if next.hasher.limiter != h.svc.hasher.limiter {

@@ -45,7 +45,7 @@ func (s *Service) RouteRule(route *config.Route) access.Rule {
 	list, err := allow.ParseList(route.Allow)
 	if err != nil {
 		// Validation catches this first; refuse everyone if it did not.
-		s.logger.Error("route allow list unusable, refusing everyone", "route", route.Name(), "err", err)
+		s.p.logger.Error("route allow list unusable, refusing everyone", "route", route.Name(), "err", err)
 		return rule
 	}
 	rule.Allow = list
@@ -56,7 +56,7 @@ func (s *Service) RouteRule(route *config.Route) access.Rule {
 func (s *Service) refuse(w http.ResponseWriter, r *http.Request, rule access.Rule, d access.Decision) {
 	if d.Refusal == access.NotAllowed {
 		info := request.From(r)
-		s.logger.Info("allow list refused a signed-in user", "user", d.Email, "tried", d.Tried,
+		s.p.logger.Info("allow list refused a signed-in user", "user", d.Email, "tried", d.Tried,
 			"path", r.URL.Path, "client_ip", clientIP(info), "request_id", info.ID)
 	}
 	access.Refuse(w, r, rule, d)

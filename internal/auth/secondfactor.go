@@ -37,7 +37,7 @@ const (
 )
 
 func (s *Service) pendingMAC(userID, exp, pwHash string) string {
-	m := hmac.New(sha256.New, s.Key.Derive("mfa pending sign-in"))
+	m := hmac.New(sha256.New, s.p.Key.Derive("mfa pending sign-in"))
 	m.Write([]byte(userID + "|" + exp + "|" + pwHash))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
@@ -46,7 +46,7 @@ func (s *Service) pendingMAC(userID, exp, pwHash string) string {
 // factor gets the code page instead of a session. It reports whether it
 // has answered the request (or failed: err).
 func (s *Service) beginSecondFactor(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, returnTo string) (bool, error) {
-	on, err := s.MFA.Enrolled(ctx, u.ID)
+	on, err := s.p.MFA.Enrolled(ctx, u.ID)
 	if err != nil {
 		return true, web.Unavailable(fmt.Errorf("sign-in: read second factor: %w", err))
 	}
@@ -68,7 +68,7 @@ func (s *Service) pendingUser(ctx context.Context, r *http.Request) (*store.User
 	if !ok || time.Now().Unix() > p.expires {
 		return nil, nil
 	}
-	u, err := s.store.GetUser(ctx, p.userID)
+	u, err := s.p.store.GetUser(ctx, p.userID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
@@ -128,7 +128,7 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 	case http.MethodGet, http.MethodHead:
 		returnTo = access.SafeReturnTo(r.URL.Query().Get("return_to"))
 	case http.MethodPost:
-		if err := s.CSRF.ReadForm(w, r); err != nil {
+		if err := s.p.CSRF.ReadForm(w, r); err != nil {
 			return err
 		}
 		returnTo = access.SafeReturnTo(r.PostForm.Get("return_to"))
@@ -137,7 +137,7 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 	}
 	u, err := s.pendingUser(ctx, r)
 	if err != nil {
-		s.logger.Error("second factor: load user", "request_id", request.From(r).ID, "err", err)
+		s.p.logger.Error("second factor: load user", "request_id", request.From(r).ID, "err", err)
 		return web.Unavailable(nil)
 	}
 	if u == nil {
@@ -145,13 +145,13 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 		http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
 		return nil
 	}
-	p := mfaPage{Email: u.Email, CSRF: s.CSRF.Token(w, r), ReturnTo: returnTo}
+	p := mfaPage{Email: u.Email, CSRF: s.p.CSRF.Token(w, r), ReturnTo: returnTo}
 	if r.Method != http.MethodPost {
 		web.Render(w, r, http.StatusOK, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
 		return nil
 	}
 	ip := clientIP(request.From(r))
-	err = s.MFA.Verify(ctx, u.ID, u.Email, r.PostForm.Get("code"), ip)
+	err = s.p.MFA.Verify(ctx, u.ID, u.Email, r.PostForm.Get("code"), ip)
 	var te *mfa.ThrottledError
 	switch {
 	case err == nil:
@@ -170,26 +170,26 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 		http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
 		return nil
 	default:
-		s.logger.Error("second factor: verify", "user", u.Email, "err", err)
+		s.p.logger.Error("second factor: verify", "user", u.Email, "err", err)
 		return web.Unavailable(nil)
 	}
 	clearPending(w)
 	e, err := s.startSession(ctx, w, r, u, "password")
 	if err != nil {
-		s.logger.Error("start session", "user", u.Email, "err", err)
+		s.p.logger.Error("start session", "user", u.Email, "err", err)
 		return web.Unavailable(nil)
 	}
 	e.sess.MFA = true // not yet seen by any other request
-	if sess, err := s.store.GetSession(ctx, e.hash); err == nil {
+	if sess, err := s.p.store.GetSession(ctx, e.hash); err == nil {
 		sess.MFA = true
-		if err := s.store.UpdateSession(ctx, sess); err != nil {
-			s.logger.Error("second factor: mark session", "user", u.Email, "err", err)
+		if err := s.p.store.UpdateSession(ctx, sess); err != nil {
+			s.p.logger.Error("second factor: mark session", "user", u.Email, "err", err)
 		}
 	}
-	if err := s.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
-		s.logger.Warn("record last login", "user", u.Email, "err", err)
+	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
+		s.p.logger.Warn("record last login", "user", u.Email, "err", err)
 	}
-	s.audit(ctx, "login.success", u.Email, ip, "password+totp")
+	s.p.audit(ctx, "login.success", u.Email, ip, "password+totp")
 	if u.MustChangePassword {
 		http.Redirect(w, r, "/_moat/password?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
 		return nil

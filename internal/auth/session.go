@@ -189,7 +189,7 @@ func (s *Service) lookup(r *http.Request) *sessionEntry {
 	}
 	hash := hashID(id)
 	now := time.Now()
-	e := s.sessions.get(hash)
+	e := s.p.sessions.get(hash)
 	if e != nil {
 		age := now.Sub(time.Unix(0, e.verifiedAt.Load()))
 		// One request refreshes a stale entry; the others keep using it for
@@ -197,14 +197,14 @@ func (s *Service) lookup(r *http.Request) *sessionEntry {
 		if age >= verifyEvery {
 			if e.refreshing.CompareAndSwap(false, true) {
 				prev := e
-				e = s.refresh(r.Context(), hash, prev)
+				e = s.p.refresh(r.Context(), hash, prev)
 				prev.refreshing.Store(false)
 			} else if age >= 2*verifyEvery {
-				e = s.refresh(r.Context(), hash, e)
+				e = s.p.refresh(r.Context(), hash, e)
 			}
 		}
-	} else if !s.sessions.knownBad(hash, now) {
-		e = s.refresh(r.Context(), hash, nil)
+	} else if !s.p.sessions.knownBad(hash, now) {
+		e = s.p.refresh(r.Context(), hash, nil)
 	}
 	if e == nil || !s.live(e, now) {
 		return nil
@@ -333,18 +333,18 @@ func (s *Service) startSession(ctx context.Context, w http.ResponseWriter, r *ht
 	for _, o := range opts {
 		o(sess)
 	}
-	if err := s.store.CreateSession(ctx, sess); err != nil {
+	if err := s.p.store.CreateSession(ctx, sess); err != nil {
 		return nil, err
 	}
 	if old := cookieValue(r, SessionCookie); validID(old) {
-		s.revoke(ctx, hashID(old))
+		s.p.revoke(ctx, hashID(old))
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: SessionCookie, Value: id, Path: "/", MaxAge: int(s.maxAge / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 	})
-	e := s.entryFor(sess, u)
-	s.sessions.put(e)
+	e := s.p.entryFor(sess, u)
+	s.p.sessions.put(e)
 	return e, nil
 }
 
@@ -375,9 +375,9 @@ func (s *Service) Alive(ctx context.Context, sessionIDHash string, lastActive ti
 	if alive, ok := s.bearerAlive(ctx, sessionIDHash); ok {
 		return alive
 	}
-	e := s.sessions.get(sessionIDHash)
+	e := s.p.sessions.get(sessionIDHash)
 	if e == nil || time.Since(time.Unix(0, e.verifiedAt.Load())) >= verifyEvery {
-		e = s.refresh(ctx, sessionIDHash, e)
+		e = s.p.refresh(ctx, sessionIDHash, e)
 	}
 	if e == nil {
 		return false

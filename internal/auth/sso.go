@@ -262,9 +262,9 @@ func (s *Service) ssoStart(w http.ResponseWriter, r *http.Request, name string) 
 	if err != nil {
 		return s.ssoFailed(w, r, name, "", err)
 	}
-	v, err := s.sealFlow(f)
+	v, err := s.p.sealFlow(f)
 	if err != nil {
-		s.logger.Error("seal sign-in cookie", "err", err)
+		s.p.logger.Error("seal sign-in cookie", "err", err)
 		return web.Unavailable(nil)
 	}
 	s.dropOldFlows(w, r)
@@ -288,7 +288,7 @@ func (s *Service) dropOldFlows(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		h := held{name: c.Name}
-		if f, err := s.openFlow(c.Value); err == nil {
+		if f, err := s.p.openFlow(c.Value); err == nil {
 			h.expires = f.Expires
 		}
 		flows = append(flows, h)
@@ -318,13 +318,13 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) error {
 	name := flowCookieName(state)
 	// Single use: whatever happens next, this sign-in is over.
 	clearFlowCookie(w, name)
-	f, err := s.openFlow(cookieValue(r, name))
+	f, err := s.p.openFlow(cookieValue(r, name))
 	switch {
 	case err != nil:
 		err = fmt.Errorf("%w: %v", oidc.ErrBadState, err)
 	case subtle.ConstantTimeCompare([]byte(state), []byte(f.State)) != 1:
 		err = fmt.Errorf("%w: state does not match this browser's sign-in", oidc.ErrBadState)
-	case !s.replay.useState(f.State, time.Unix(f.Expires, 0), f.ReturnTo):
+	case !s.p.replay.useState(f.State, time.Unix(f.Expires, 0), f.ReturnTo):
 		err = fmt.Errorf("%w: state already used", oidc.ErrBadState)
 	}
 	if err != nil {
@@ -335,7 +335,7 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) error {
 			returnTo := "/"
 			if f != nil {
 				returnTo = f.ReturnTo
-			} else if to, ok := s.replay.returnTo(state); ok {
+			} else if to, ok := s.p.replay.returnTo(state); ok {
 				returnTo = to
 			}
 			http.Redirect(w, r, returnTo, http.StatusSeeOther)
@@ -367,19 +367,19 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return s.ssoFailed(w, r, f.Provider, "", err)
 	}
-	s.keepGroups(id)
-	u, err := s.ssoUser(ctx, id)
+	s.p.keepGroups(id)
+	u, err := s.p.ssoUser(ctx, id)
 	if errors.Is(err, errUserDisabled) {
 		return s.ssoFailed(w, r, f.Provider, id.Email, err)
 	}
 	if err != nil {
-		s.logger.Error("sso: load or create user", "user", id.Email, "err", err)
+		s.p.logger.Error("sso: load or create user", "user", id.Email, "err", err)
 		return web.Unavailable(nil)
 	}
 	var sealed []byte
 	if tok.RefreshToken != "" {
-		if sealed, err = s.Key.Seal([]byte(tok.RefreshToken), refreshAAD(f.Provider, u.ID)); err != nil {
-			s.logger.Error("sso: seal refresh token", "err", err)
+		if sealed, err = s.p.Key.Seal([]byte(tok.RefreshToken), refreshAAD(f.Provider, u.ID)); err != nil {
+			s.p.logger.Error("sso: seal refresh token", "err", err)
 			return web.Unavailable(nil)
 		}
 	}
@@ -389,14 +389,14 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) error {
 		sess.RefreshToken = sealed
 	})
 	if err != nil {
-		s.logger.Error("sso: start session", "user", u.Email, "err", err)
+		s.p.logger.Error("sso: start session", "user", u.Email, "err", err)
 		return web.Unavailable(nil)
 	}
-	s.replay.setChecked(e.hash, time.Now())
-	if err := s.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
-		s.logger.Warn("record last login", "user", u.Email, "err", err)
+	s.p.replay.setChecked(e.hash, time.Now())
+	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
+		s.p.logger.Warn("record last login", "user", u.Email, "err", err)
 	}
-	s.audit(ctx, "login.success", u.Email, clientIP(request.From(r)), "sso:"+f.Provider)
+	s.p.audit(ctx, "login.success", u.Email, clientIP(request.From(r)), "sso:"+f.Provider)
 	http.Redirect(w, r, f.ReturnTo, http.StatusSeeOther)
 	return nil
 }
@@ -459,10 +459,10 @@ func (s *Service) ssoFailed(w http.ResponseWriter, r *http.Request, provider, em
 	case errors.Is(err, errProviderRefused):
 		status, key = http.StatusForbidden, "auth.sso.refused"
 	}
-	s.logger.Warn("sso sign-in failed", "provider", provider, "reason", key, "user", email,
+	s.p.logger.Warn("sso sign-in failed", "provider", provider, "reason", key, "user", email,
 		"client_ip", clientIP(info), "request_id", info.ID, "err", err)
 	if !errors.Is(err, oidc.ErrProviderDown) {
-		s.audit(r.Context(), "login.failure", email, clientIP(info), "sso:"+provider+": "+strings.TrimPrefix(key, "auth."))
+		s.p.audit(r.Context(), "login.failure", email, clientIP(info), "sso:"+provider+": "+strings.TrimPrefix(key, "auth."))
 	}
 	return &web.Problem{Status: status, Key: key, Args: args, Header: header}
 }
@@ -498,23 +498,23 @@ func (s *Service) runRecheck(ctx context.Context) {
 // ends (fail closed, but not on a blip).
 func (s *Service) recheckSessions(ctx context.Context, now time.Time) {
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	sessions, err := s.store.ListSessions(lctx, "")
+	sessions, err := s.p.store.ListSessions(lctx, "")
 	cancel()
 	if err != nil {
-		s.logger.Warn("sso re-check: list sessions", "err", err)
+		s.p.logger.Warn("sso re-check: list sessions", "err", err)
 		return
 	}
 	live := make(map[string]bool, len(sessions))
 	for _, sess := range sessions {
 		live[sess.IDHash] = true
 	}
-	s.replay.mu.Lock()
-	for h := range s.replay.checked {
+	s.p.replay.mu.Lock()
+	for h := range s.p.replay.checked {
 		if !live[h] {
-			delete(s.replay.checked, h) // expired or revoked elsewhere
+			delete(s.p.replay.checked, h) // expired or revoked elsewhere
 		}
 	}
-	s.replay.mu.Unlock()
+	s.p.replay.mu.Unlock()
 	for _, sess := range sessions {
 		if ctx.Err() != nil {
 			return
@@ -523,7 +523,7 @@ func (s *Service) recheckSessions(ctx context.Context, now time.Time) {
 		if p == nil || p.RefreshInterval() <= 0 {
 			continue
 		}
-		last, ok := s.replay.lastChecked(sess.IDHash)
+		last, ok := s.p.replay.lastChecked(sess.IDHash)
 		if !ok {
 			last = sess.AuthTime
 			if last.IsZero() {
@@ -541,15 +541,15 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	end := func(why string) {
-		s.revoke(ctx, sess.IDHash)
-		s.replay.setChecked(sess.IDHash, time.Time{})
-		s.audit(ctx, "session.revoke", sess.Email, "", "sso:"+p.Name()+": "+why)
+		s.p.revoke(ctx, sess.IDHash)
+		s.p.replay.setChecked(sess.IDHash, time.Time{})
+		s.p.audit(ctx, "session.revoke", sess.Email, "", "sso:"+p.Name()+": "+why)
 	}
 	if len(sess.RefreshToken) == 0 {
 		end("no refresh token to re-check the sign-in with; sign in again")
 		return
 	}
-	rt, err := s.Key.Open(sess.RefreshToken, refreshAAD(p.Name(), sess.UserID))
+	rt, err := s.p.Key.Open(sess.RefreshToken, refreshAAD(p.Name(), sess.UserID))
 	if err != nil {
 		end("refresh token does not open")
 		return
@@ -560,7 +560,7 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 		if now.Sub(last) >= 2*p.RefreshInterval() {
 			end("provider unreachable for too long")
 		} else {
-			s.logger.Warn("sso re-check: provider unreachable, will retry", "provider", p.Name(), "user", sess.Email, "err", err)
+			s.p.logger.Warn("sso re-check: provider unreachable, will retry", "provider", p.Name(), "user", sess.Email, "err", err)
 		}
 		return
 	case err != nil:
@@ -570,29 +570,29 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 		end("provider now names another email")
 		return
 	}
-	s.keepGroups(id)
+	s.p.keepGroups(id)
 	// Read the session again just before writing, so a revocation made
 	// meanwhile is not undone.
-	cur, err := s.store.GetSession(ctx, sess.IDHash)
+	cur, err := s.p.store.GetSession(ctx, sess.IDHash)
 	if err != nil || !cur.RevokedAt.IsZero() {
 		return
 	}
 	cur.Groups = id.Groups
 	cur.HostedDomain = id.HostedDomain
 	if tok.RefreshToken != "" && tok.RefreshToken != string(rt) {
-		if cur.RefreshToken, err = s.Key.Seal([]byte(tok.RefreshToken), refreshAAD(p.Name(), sess.UserID)); err != nil {
-			s.logger.Error("sso re-check: seal refresh token", "err", err)
+		if cur.RefreshToken, err = s.p.Key.Seal([]byte(tok.RefreshToken), refreshAAD(p.Name(), sess.UserID)); err != nil {
+			s.p.logger.Error("sso re-check: seal refresh token", "err", err)
 			return
 		}
 	}
-	if err := s.store.UpdateSession(ctx, cur); err != nil {
-		s.logger.Warn("sso re-check: save session", "user", sess.Email, "err", err)
+	if err := s.p.store.UpdateSession(ctx, cur); err != nil {
+		s.p.logger.Warn("sso re-check: save session", "user", sess.Email, "err", err)
 		return
 	}
-	s.replay.setChecked(sess.IDHash, now)
+	s.p.replay.setChecked(sess.IDHash, now)
 	// The next request reloads the session with the provider's groups.
-	s.sessions.remove(sess.IDHash)
-	s.forgetAssertions(sess.IDHash)
+	s.p.sessions.remove(sess.IDHash)
+	s.p.Signer.Forget(sess.IDHash)
 }
 
 // keepGroups drops from id the groups the provider named that cannot travel

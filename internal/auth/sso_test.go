@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 	"html"
 	"net/http"
 	"net/http/httptest"
@@ -66,7 +67,7 @@ func newSSOHarness(t *testing.T, tweak func(*config.Config)) *ssoHarness {
 	t.Cleanup(func() { _ = st.Close() })
 	svc := newTestService(t, cfg, st)
 	h := &ssoHarness{harness: &harness{t: t, cfg: cfg, store: st, svc: svc, routes: map[string]*config.Route{}}, op: op}
-	svc.OnRevoke = func(hash string) {
+	svc.p.OnRevoke = func(hash string) {
 		h.mu.Lock()
 		h.revoked = append(h.revoked, hash)
 		h.mu.Unlock()
@@ -94,7 +95,7 @@ func (h *ssoHarness) appBackend() http.Handler {
 		if web.WantsHTML(r) {
 			// The dashboard, for the browser test.
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			fmt.Fprintf(w, "<!doctype html><title>Dashboard</title><h1 id=dashboard>Dashboard</h1><p id=who>Signed in as %s</p>", html.EscapeString(out.Header.Get(HeaderUserEmail)))
+			fmt.Fprintf(w, "<!doctype html><title>Dashboard</title><h1 id=dashboard>Dashboard</h1><p id=who>Signed in as %s</p>", html.EscapeString(out.Header.Get(assertion.HeaderUserEmail)))
 			return
 		}
 		got := map[string]string{}
@@ -193,8 +194,8 @@ func TestSSOAllowsAndRefusesByAllowList(t *testing.T) {
 			if status != tt.want {
 				t.Fatalf("GET %s as %s: %d, want %d", tt.path, tt.email, status, tt.want)
 			}
-			if status == 200 && got[HeaderUserEmail] != tt.email {
-				t.Errorf("app saw %q, want %s", got[HeaderUserEmail], tt.email)
+			if status == 200 && got[assertion.HeaderUserEmail] != tt.email {
+				t.Errorf("app saw %q, want %s", got[assertion.HeaderUserEmail], tt.email)
 			}
 		})
 	}
@@ -202,7 +203,7 @@ func TestSSOAllowsAndRefusesByAllowList(t *testing.T) {
 		c := h.browser()
 		h.ssoSignIn(c, "/sso/", "bob@example.com")
 		_, got := h.identity(c, "/sso/")
-		if g := got[HeaderUserGroups]; g != "moat-ops,staff" {
+		if g := got[assertion.HeaderUserGroups]; g != "moat-ops,staff" {
 			t.Errorf("groups = %q, want moat-ops,staff", g)
 		}
 	})
@@ -278,7 +279,7 @@ func TestSSORefusalsShowAPageThatSaysWhy(t *testing.T) {
 		var state string
 		for _, ck := range c.Jar.Cookies(u) {
 			if strings.HasPrefix(ck.Name, OIDCCookie) {
-				f, err := h.svc.openFlow(ck.Value)
+				f, err := h.svc.p.openFlow(ck.Value)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -457,7 +458,7 @@ func TestBearerTokens(t *testing.T) {
 			if tt.email != "" {
 				var got map[string]string
 				_ = json.Unmarshal([]byte(body), &got)
-				if got[HeaderUserEmail] != tt.email || got[HeaderAssertion] == "" {
+				if got[assertion.HeaderUserEmail] != tt.email || got[assertion.HeaderAssertion] == "" {
 					t.Errorf("app saw %v", got)
 				}
 			}
@@ -479,7 +480,7 @@ func TestBearerTokens(t *testing.T) {
 	t.Run("issue 12 #9: the bearer token moat consumed never reaches the app", func(t *testing.T) {
 		for name, token := range map[string]string{"ID token": idToken, "personal access token": good} {
 			status, got := bearer(token)
-			if status != 200 || got[HeaderUserEmail] == "" {
+			if status != 200 || got[assertion.HeaderUserEmail] == "" {
 				t.Fatalf("%s: %d %v", name, status, got)
 			}
 			if a, ok := got["Authorization"]; ok {
@@ -492,7 +493,7 @@ func TestBearerTokens(t *testing.T) {
 		if status, _ := bearer(raw); status != 200 {
 			t.Fatalf("before revocation: %d", status)
 		}
-		if err := h.svc.RevokeToken(ctx, tok.ID, tok.Hash); err != nil {
+		if err := h.svc.p.RevokeToken(ctx, tok.ID, tok.Hash); err != nil {
 			t.Fatal(err)
 		}
 		if status, _ := bearer(raw); status != http.StatusUnauthorized { // within tokenVerifyEvery of the last use
@@ -500,11 +501,11 @@ func TestBearerTokens(t *testing.T) {
 		}
 	})
 	t.Run("a revoked personal access token is refused within seconds", func(t *testing.T) {
-		h.svc.tokens.ttl = 300 * time.Millisecond // instead of tokenVerifyEvery
+		h.svc.p.tokens.ttl = 300 * time.Millisecond // instead of tokenVerifyEvery
 		if err := h.store.RevokeToken(ctx, goodTok.ID, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(h.svc.tokens.ttl + 2*time.Second)
+		deadline := time.Now().Add(h.svc.p.tokens.ttl + 2*time.Second)
 		for {
 			req, _ := http.NewRequest("GET", h.srv.URL+"/api/", nil)
 			req.Header.Set("Authorization", "Bearer "+good)
@@ -579,7 +580,7 @@ func TestAProviderGroupWithACommaNeverReachesTheAppAsTwoGroups(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("GET /grp/: %d", status)
 	}
-	if g := got[HeaderUserGroups]; g != "customer-a,data team" {
+	if g := got[assertion.HeaderUserGroups]; g != "customer-a,data team" {
 		t.Fatalf("X-Moat-User-Groups = %q, want customer-a,data team (moat-ops,staff dropped)", g)
 	}
 }

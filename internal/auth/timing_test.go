@@ -21,7 +21,7 @@ func TestUnknownUsersAndWrongPasswordsTakeTheSameTime(t *testing.T) {
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
 	off := limits{Free: 1 << 30, Base: time.Second, Max: time.Second, LockAfter: 1 << 30, LockFor: time.Minute}
-	h.svc.Accounts, h.svc.Clients = newThrottle(off), newThrottle(off)
+	h.svc.p.Accounts, h.svc.p.Clients = newThrottle(off), newThrottle(off)
 	c := h.browser()
 	tok := h.csrf(c, "/_moat/login")
 	attempt := func(email string) (wall, cpu time.Duration) {

@@ -103,7 +103,7 @@ func (wd *world) ownPage(r *http.Request, host, path string, hostRt *config.Rout
 	case auth.FlowPage(path):
 		returnTo := r.URL.Query().Get("return_to")
 		if path == auth.CallbackPath {
-			returnTo = wd.auth.CallbackReturnTo(r)
+			returnTo = wd.identity.CallbackReturnTo(r)
 		}
 		if returnTo != "" {
 			p, _, _ := strings.Cut(access.SafeReturnTo(returnTo), "?")

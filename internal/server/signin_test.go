@@ -217,8 +217,8 @@ func TestReloadKeepsTheFailedSignInsCountedAgainstAnAccount(t *testing.T) {
 	if err := m.server.Reload(context.Background(), "test"); err != nil {
 		t.Fatal(err)
 	}
-	if m.server.world.Load() == before || m.server.world.Load().auth.Process != before.auth.Process {
-		t.Fatal("the reload did not build a new world on the same process")
+	if m.server.world.Load() == before || m.server.world.Load().auth == before.auth {
+		t.Fatal("the reload did not build a new world")
 	}
 	if got := try(testPassword); got != http.StatusTooManyRequests {
 		t.Fatalf("right after a reload the right password answered %d, want 429: the failures were forgotten", got)

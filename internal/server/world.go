@@ -39,6 +39,8 @@ type world struct {
 	// that speak for the whole host: the console, the account page.
 	hostWide map[*config.Route]http.Handler
 	auth     *auth.Service
+	// identity is the process's sign-in state this world was built on.
+	identity *auth.Process
 	cancel   context.CancelFunc
 }
 
@@ -76,7 +78,7 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		wd.close()
 		return nil, err
 	}
-	wd.auth = svc
+	wd.auth, wd.identity = svc, s.identity
 	for _, b := range wd.backends {
 		b.SetIdentity = svc.SetIdentity
 	}
