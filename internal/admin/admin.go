@@ -134,7 +134,7 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 		return web.NewProblem(http.StatusNotFound, "not_found")
 	}))
 	c.api = http.NewServeMux()
-	for _, rt := range c.apiRoutes() {
+	for _, rt := range (&api{c: c}).apiRoutes() {
 		c.api.Handle(rt.Method+" "+strings.TrimSuffix(APIPrefix, "/")+rt.Path, web.APIHandlerFunc(rt.handler))
 	}
 	c.api.Handle(APIPrefix, web.APIHandlerFunc(func(w http.ResponseWriter, r *http.Request) error {

@@ -12,26 +12,29 @@ import (
 	"github.com/moat-dev/moat/internal/store"
 )
 
+// api is the console's JSON API: the same operations, for automation.
+type api struct{ c *Console }
+
 // apiRoutes is the JSON API; openapi.yaml documents exactly these (a test
 // keeps them equal).
-func (c *Console) apiRoutes() []route {
+func (a *api) apiRoutes() []route {
 	return []route{
-		{"GET", "/users", c.apiListUsers},
-		{"POST", "/users", c.apiCreateUser},
-		{"GET", "/users/{id}", c.apiGetUser},
-		{"PATCH", "/users/{id}", c.apiUpdateUser},
-		{"DELETE", "/users/{id}", c.apiDeleteUser},
-		{"POST", "/users/{id}/disable", c.apiDisable(true)},
-		{"POST", "/users/{id}/enable", c.apiDisable(false)},
-		{"POST", "/users/{id}/reset-password", c.apiResetPassword},
-		{"POST", "/users/{id}/revoke-sessions", c.apiRevokeUserSessions},
-		{"POST", "/users/{id}/reset-mfa", c.apiResetMFA},
-		{"GET", "/users/{id}/tokens", c.apiListTokens},
-		{"DELETE", "/users/{id}/tokens/{token}", c.apiRevokeToken},
-		{"GET", "/groups", c.apiGroups},
-		{"GET", "/sessions", c.apiSessions},
-		{"DELETE", "/sessions/{id}", c.apiRevokeSession},
-		{"GET", "/audit", c.apiAudit},
+		{"GET", "/users", a.apiListUsers},
+		{"POST", "/users", a.apiCreateUser},
+		{"GET", "/users/{id}", a.apiGetUser},
+		{"PATCH", "/users/{id}", a.apiUpdateUser},
+		{"DELETE", "/users/{id}", a.apiDeleteUser},
+		{"POST", "/users/{id}/disable", a.apiDisable(true)},
+		{"POST", "/users/{id}/enable", a.apiDisable(false)},
+		{"POST", "/users/{id}/reset-password", a.apiResetPassword},
+		{"POST", "/users/{id}/revoke-sessions", a.apiRevokeUserSessions},
+		{"POST", "/users/{id}/reset-mfa", a.apiResetMFA},
+		{"GET", "/users/{id}/tokens", a.apiListTokens},
+		{"DELETE", "/users/{id}/tokens/{token}", a.apiRevokeToken},
+		{"GET", "/groups", a.apiGroups},
+		{"GET", "/sessions", a.apiSessions},
+		{"DELETE", "/sessions/{id}", a.apiRevokeSession},
+		{"GET", "/audit", a.apiAudit},
 	}
 }
 
@@ -117,9 +120,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // apiChange checks that a change may be made: a token call needs nothing
 // more, a session call needs the CSRF token in X-CSRF-Token from the same
 // origin. It also reads the JSON body, if any, into v.
-func (c *Console) apiChange(w http.ResponseWriter, r *http.Request, v any) error {
-	if a := adminOf(r); a == nil || !a.token {
-		if err := c.csrf.CheckHeader(r); err != nil {
+func (a *api) apiChange(w http.ResponseWriter, r *http.Request, v any) error {
+	if ad := adminOf(r); ad == nil || !ad.token {
+		if err := a.c.csrf.CheckHeader(r); err != nil {
 			return err
 		}
 	}
@@ -158,43 +161,43 @@ func queryParam(r *http.Request, name string) string {
 	return v
 }
 
-func (c *Console) apiListUsers(w http.ResponseWriter, r *http.Request) error {
+func (a *api) apiListUsers(w http.ResponseWriter, r *http.Request) error {
 	limit := intParam(r, "limit", pageSize, maxPageSize)
 	if limit == 0 {
 		limit = pageSize
 	}
 	f := store.UserFilter{Query: queryParam(r, "q"), Group: queryParam(r, "group"), Limit: limit, Offset: intParam(r, "offset", 0, 1<<30)}
-	users, total, err := c.st.ListUsers(r.Context(), f)
+	users, total, err := a.c.st.ListUsers(r.Context(), f)
 	if err != nil {
 		return err
 	}
 	out := make([]UserJSON, 0, len(users))
 	for _, u := range users {
-		out = append(out, c.userJSON(r.Context(), u))
+		out = append(out, a.c.userJSON(r.Context(), u))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"users": out, "total": total, "limit": f.Limit, "offset": f.Offset})
 	return nil
 }
 
-func (c *Console) apiCreateUser(w http.ResponseWriter, r *http.Request) error {
+func (a *api) apiCreateUser(w http.ResponseWriter, r *http.Request) error {
 	var in userInput
-	if err := c.apiChange(w, r, &in); err != nil {
+	if err := a.apiChange(w, r, &in); err != nil {
 		return err
 	}
-	u, out, err := c.createUser(r.Context(), r, in)
+	u, out, err := a.c.createUser(r.Context(), r, in)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"user": c.userJSON(r.Context(), u), "credential": out})
+	writeJSON(w, http.StatusCreated, map[string]any{"user": a.c.userJSON(r.Context(), u), "credential": out})
 	return nil
 }
 
-func (c *Console) apiGetUser(w http.ResponseWriter, r *http.Request) error {
-	u, err := c.user(r.Context(), r.PathValue("id"))
+func (a *api) apiGetUser(w http.ResponseWriter, r *http.Request) error {
+	u, err := a.c.user(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, c.userJSON(r.Context(), u))
+	writeJSON(w, http.StatusOK, a.c.userJSON(r.Context(), u))
 	return nil
 }
 
@@ -204,68 +207,68 @@ type userPatch struct {
 	Groups *[]string `json:"groups"`
 }
 
-func (c *Console) apiUpdateUser(w http.ResponseWriter, r *http.Request) error {
+func (a *api) apiUpdateUser(w http.ResponseWriter, r *http.Request) error {
 	var in userPatch
-	if err := c.apiChange(w, r, &in); err != nil {
+	if err := a.apiChange(w, r, &in); err != nil {
 		return err
 	}
 	var groups []string
 	if in.Groups != nil {
 		groups = *in.Groups
 	}
-	u, err := c.updateUser(r.Context(), r, r.PathValue("id"), in.Name, groups, in.Groups != nil)
+	u, err := a.c.updateUser(r.Context(), r, r.PathValue("id"), in.Name, groups, in.Groups != nil)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, c.userJSON(r.Context(), u))
+	writeJSON(w, http.StatusOK, a.c.userJSON(r.Context(), u))
 	return nil
 }
 
-func (c *Console) apiDeleteUser(w http.ResponseWriter, r *http.Request) error {
-	if err := c.apiChange(w, r, nil); err != nil {
+func (a *api) apiDeleteUser(w http.ResponseWriter, r *http.Request) error {
+	if err := a.apiChange(w, r, nil); err != nil {
 		return err
 	}
-	if _, err := c.deleteUser(r.Context(), r, r.PathValue("id")); err != nil {
+	if _, err := a.c.deleteUser(r.Context(), r, r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-func (c *Console) apiDisable(disabled bool) func(http.ResponseWriter, *http.Request) error {
+func (a *api) apiDisable(disabled bool) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		if err := c.apiChange(w, r, nil); err != nil {
+		if err := a.apiChange(w, r, nil); err != nil {
 			return err
 		}
-		u, n, err := c.setDisabled(r.Context(), r, r.PathValue("id"), disabled)
+		u, n, err := a.c.setDisabled(r.Context(), r, r.PathValue("id"), disabled)
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"user": c.userJSON(r.Context(), u), "sessions_revoked": n})
+		writeJSON(w, http.StatusOK, map[string]any{"user": a.c.userJSON(r.Context(), u), "sessions_revoked": n})
 		return nil
 	}
 }
 
-func (c *Console) apiResetPassword(w http.ResponseWriter, r *http.Request) error {
+func (a *api) apiResetPassword(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
 		Mode string `json:"mode"`
 	}
-	if err := c.apiChange(w, r, &in); err != nil {
+	if err := a.apiChange(w, r, &in); err != nil {
 		return err
 	}
-	u, out, err := c.resetPassword(r.Context(), r, r.PathValue("id"), in.Mode)
+	u, out, err := a.c.resetPassword(r.Context(), r, r.PathValue("id"), in.Mode)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": c.userJSON(r.Context(), u), "credential": out})
+	writeJSON(w, http.StatusOK, map[string]any{"user": a.c.userJSON(r.Context(), u), "credential": out})
 	return nil
 }
 
-func (c *Console) apiRevokeUserSessions(w http.ResponseWriter, r *http.Request) error {
-	if err := c.apiChange(w, r, nil); err != nil {
+func (a *api) apiRevokeUserSessions(w http.ResponseWriter, r *http.Request) error {
+	if err := a.apiChange(w, r, nil); err != nil {
 		return err
 	}
-	_, n, err := c.revokeUserSessions(r.Context(), r, r.PathValue("id"))
+	_, n, err := a.c.revokeUserSessions(r.Context(), r, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -273,30 +276,30 @@ func (c *Console) apiRevokeUserSessions(w http.ResponseWriter, r *http.Request) 
 	return nil
 }
 
-func (c *Console) apiResetMFA(w http.ResponseWriter, r *http.Request) error {
-	if err := c.apiChange(w, r, nil); err != nil {
+func (a *api) apiResetMFA(w http.ResponseWriter, r *http.Request) error {
+	if err := a.apiChange(w, r, nil); err != nil {
 		return err
 	}
-	u, err := c.resetMFA(r.Context(), r, r.PathValue("id"))
+	u, err := a.c.resetMFA(r.Context(), r, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, c.userJSON(r.Context(), u))
+	writeJSON(w, http.StatusOK, a.c.userJSON(r.Context(), u))
 	return nil
 }
 
-func (c *Console) apiGroups(w http.ResponseWriter, r *http.Request) error {
-	gs, err := c.groups(r.Context())
+func (a *api) apiGroups(w http.ResponseWriter, r *http.Request) error {
+	gs, err := a.c.groups(r.Context())
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"groups": gs, "admin_group": c.group})
+	writeJSON(w, http.StatusOK, map[string]any{"groups": gs, "admin_group": a.c.group})
 	return nil
 }
 
-func (c *Console) apiSessions(w http.ResponseWriter, r *http.Request) error {
+func (a *api) apiSessions(w http.ResponseWriter, r *http.Request) error {
 	userID := queryParam(r, "user_id")
-	list, err := c.st.ListSessions(r.Context(), userID)
+	list, err := a.c.st.ListSessions(r.Context(), userID)
 	if err != nil {
 		return err
 	}
@@ -308,11 +311,11 @@ func (c *Console) apiSessions(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (c *Console) apiRevokeSession(w http.ResponseWriter, r *http.Request) error {
-	if err := c.apiChange(w, r, nil); err != nil {
+func (a *api) apiRevokeSession(w http.ResponseWriter, r *http.Request) error {
+	if err := a.apiChange(w, r, nil); err != nil {
 		return err
 	}
-	if err := c.revokeSession(r.Context(), r, r.PathValue("id")); err != nil {
+	if err := a.c.revokeSession(r.Context(), r, r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -356,12 +359,12 @@ func parseTime(v string, end bool) (time.Time, error) {
 	return time.Time{}, refuse(http.StatusBadRequest, "admin.invalid_time", "invalid time %q: use RFC 3339 or YYYY-MM-DD", v)
 }
 
-func (c *Console) apiAudit(w http.ResponseWriter, r *http.Request) error {
+func (a *api) apiAudit(w http.ResponseWriter, r *http.Request) error {
 	f, err := auditFilter(r)
 	if err != nil {
 		return err
 	}
-	events, err := c.st.ListAudit(r.Context(), f)
+	events, err := a.c.st.ListAudit(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -384,8 +387,8 @@ type TokenJSON struct {
 	Revoked   bool   `json:"revoked"`
 }
 
-func (c *Console) apiListTokens(w http.ResponseWriter, r *http.Request) error {
-	list, err := c.userTokens(r.Context(), r.PathValue("id"))
+func (a *api) apiListTokens(w http.ResponseWriter, r *http.Request) error {
+	list, err := a.c.userTokens(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -393,11 +396,11 @@ func (c *Console) apiListTokens(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (c *Console) apiRevokeToken(w http.ResponseWriter, r *http.Request) error {
-	if err := c.apiChange(w, r, nil); err != nil {
+func (a *api) apiRevokeToken(w http.ResponseWriter, r *http.Request) error {
+	if err := a.apiChange(w, r, nil); err != nil {
 		return err
 	}
-	if err := c.revokeUserToken(r.Context(), r, r.PathValue("id"), r.PathValue("token")); err != nil {
+	if err := a.c.revokeUserToken(r.Context(), r, r.PathValue("id"), r.PathValue("token")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

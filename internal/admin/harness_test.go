@@ -279,7 +279,7 @@ func (h *harness) everyPath() [][2]string {
 	for _, rt := range h.console.pageRoutes() {
 		out = append(out, [2]string{rt.Method, strings.TrimSuffix(Prefix, "/") + fill.Replace(rt.Path)})
 	}
-	for _, rt := range h.console.apiRoutes() {
+	for _, rt := range (&api{c: h.console}).apiRoutes() {
 		out = append(out, [2]string{rt.Method, strings.TrimSuffix(APIPrefix, "/") + fill.Replace(rt.Path)})
 	}
 	return out
