@@ -69,7 +69,7 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	cfg.Identity.Passwords.MinLength = 12
 	cfg.Identity.AdminGroup = "moat-admins"
 	cfg.Identity.AdminReauth = config.Duration(15 * time.Minute)
-	cfg.Routes = []*config.Route{{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: []string{"domain:example.com"}}}
+	cfg.Routes = []*config.Route{{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: config.Members("domain:example.com")}}
 	if tweak != nil {
 		tweak(cfg)
 	}

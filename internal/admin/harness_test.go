@@ -85,7 +85,7 @@ func newHarness(t *testing.T, open func(t *testing.T, dir string) store.Store) *
 	cfg.Identity.AdminGroup = config.DefaultAdminGroup
 	cfg.Identity.AdminReauth = config.Duration(15 * time.Minute)
 	cfg.Routes = []*config.Route{
-		{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: []string{"group:staff"}},
+		{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: config.Members("group:staff")},
 	}
 	if open == nil {
 		open = engines[0].open

@@ -52,8 +52,8 @@ func newHarness(t testing.TB, tweak func(*config.Config)) *harness {
 	cfg.Identity.Session = config.Session{MaxAge: config.Duration(12 * time.Hour), IdleTimeout: config.Duration(time.Hour)}
 	cfg.Identity.Passwords.MinLength = 12
 	cfg.Routes = []*config.Route{
-		{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: []string{"group:staff", "user:bob@other.org"}},
-		{Host: "127.0.0.1", PathPrefix: "/corp/", Backend: "b", Login: []string{"password"}, Allow: []string{"domain:example.com"}},
+		{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: config.Members("group:staff", "user:bob@other.org")},
+		{Host: "127.0.0.1", PathPrefix: "/corp/", Backend: "b", Login: []string{"password"}, Allow: config.Members("domain:example.com")},
 		{Host: "127.0.0.1", PathPrefix: "/public/", Backend: "b", Public: true},
 	}
 	if tweak != nil {
