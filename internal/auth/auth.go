@@ -1,12 +1,13 @@
-// Package auth signs people in and decides who may use a route: moat's
-// server-side sessions, the password login flow at /_moat/login, allow
-// lists, brute-force throttling, and the identity headers plus signed
-// assertion (X-Moat-Assertion) the app receives.
+// Package auth signs people in: moat's server-side sessions (found once
+// per request by Identify), the password, second-factor and SSO pages under
+// /_moat/, bearer tokens, and Require, which asks each route's one access
+// rule (internal/identity/access).
 //
-// The server assembles it as middleware: Identify (find the session) runs
-// before the security policy's per-user limits, Require (enforce sign-in
-// and the allow list) after them, Handler serves /_moat/ on every routed
-// host, and the proxy calls SetIdentity on each request it forwards.
+// It has two lifetimes. Process is built once per moat process and keeps
+// what must outlive a configuration (store, instance key, session and token
+// caches, signing keys, OIDC replay set, throttles, hashing limiter);
+// Service is built for each configuration on it, so a reload swaps only the
+// Service. Every revocation goes through Process.Forget.
 package auth
 
 import (
