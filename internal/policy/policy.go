@@ -70,7 +70,7 @@ type Options struct {
 	// Logger receives one record per decision. Nil means slog.Default().
 	Logger *slog.Logger
 
-	// skipWAF leaves WAF blocks out (for Check and Explain).
+	// skipWAF leaves WAF blocks out (for Check).
 	skipWAF bool
 }
 
