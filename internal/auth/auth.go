@@ -22,18 +22,8 @@ import (
 	"github.com/moat-dev/moat/internal/identity/assertion"
 )
 
-// Cookie names. The __Host- prefix makes the browser refuse the cookie
-// unless it is Secure, host-only and for Path=/, so a sibling subdomain
-// cannot plant or overwrite it.
+// Timing of the background work.
 const (
-	SessionCookie = "__Host-moat-session"
-)
-
-// Timing of the session cache and background work.
-const (
-	// verifyEvery is how long a cached session is trusted before it is
-	// checked against the store again.
-	verifyEvery = 4 * time.Second
 	// revokePoll is how often Run asks the store for revoked sessions.
 	revokePoll = 3 * time.Second
 	// revokeOverlap re-reads this much of the past at every poll, for clock
@@ -42,11 +32,6 @@ const (
 	// keyReload is how often Run re-reads the signing keys (rotation by the
 	// CLI or another instance).
 	keyReload = 30 * time.Second
-	// cacheIdle drops a cached session unused for this long.
-	cacheIdle = 10 * time.Minute
-	// maxCachedSessions bounds the session cache; past it sessions are still
-	// served, from the store.
-	maxCachedSessions = 200000
 )
 
 // Service is moat's sign-in for one configuration: login pages, allow
@@ -103,7 +88,7 @@ func InstanceKey(cfg *config.Config) (*instancekey.Key, error) {
 // sessions with their providers (refresh_interval). The server runs it
 // while the configuration serves.
 func (s *Service) Run(ctx context.Context) error {
-	s.p.idle.Store(int64(s.idle))
+	s.p.Sessions.SetIdle(s.idle)
 	s.runRecheck(ctx)
 	return nil
 }

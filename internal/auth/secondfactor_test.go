@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"github.com/moat-dev/moat/internal/identity/assertion"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -147,7 +148,7 @@ func TestARouteRequiringTwoFactorSendsAPasswordUserToEnrol(t *testing.T) {
 				t.Fatalf("a script's call: %d, want 403", code)
 			}
 			// Once the session is marked (the account page does it), the route opens.
-			hash := hashID(h.sessionCookie(c))
+			hash := session.HashID(h.sessionCookie(c))
 			s, _ := h.store.GetSession(context.Background(), hash)
 			s.MFA = true
 			if err := h.store.UpdateSession(context.Background(), s); err != nil {
