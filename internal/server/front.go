@@ -98,9 +98,12 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 //   - a sign-in page (login, second step, password change, SSO start and
 //     callback) whose return_to names a signed-in route of the host: that
 //     route, so only a client the route admits signs in through it;
+//   - a sign-in page headed nowhere in particular (where sign-out lands):
+//     the first signed-in route of the host whose policy admits the client
+//     (a dry run), as if return_to named it;
 //   - everything else, the console and the account page included, and a
-//     sign-in page headed nowhere in particular: the policy of every
-//     signed-in route of the host, since they speak for the whole host.
+//     sign-in page no route's policy admits: the policy of every signed-in
+//     route of the host, since they speak for the whole host.
 func (wd *world) ownPage(r *http.Request, host, path string, hostRt *config.Route) (rt *config.Route, hostWide bool) {
 	switch {
 	case strings.HasPrefix(path, web.StaticPrefix), path == "/_moat/jwks.json", path == "/_moat/logout":
@@ -113,6 +116,14 @@ func (wd *world) ownPage(r *http.Request, host, path string, hostRt *config.Rout
 		if returnTo != "" {
 			p, _, _ := strings.Cut(access.SafeReturnTo(returnTo), "?")
 			if rt := wd.routes.Lookup(host, cleanPath(p)); rt != nil && !rt.Public {
+				return rt, false
+			}
+		}
+		// Headed nowhere in particular (where sign-out lands): the first
+		// signed-in route of the host whose policy admits the client, as
+		// if return_to named it; none admitting, every policy answers.
+		for _, rt := range wd.cfg.Routes {
+			if rt.Host == hostRt.Host && !rt.Public && wd.engine.Admits(rt.SecurityPolicy, r) {
 				return rt, false
 			}
 		}
