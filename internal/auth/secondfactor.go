@@ -30,12 +30,9 @@ const PendingCookie = "__Host-moat-mfa"
 // pendingTTL is how long the code page waits after the password.
 const pendingTTL = 5 * time.Minute
 
-// MFAPath is the login's second step; EnrolPath is where a user without a
-// second factor is sent when a route requires one.
-const (
-	MFAPath   = "/_moat/mfa"
-	EnrolPath = "/_moat/account/mfa"
-)
+// MFAPath is the login's second step (access.EnrolPath is where a user
+// without a second factor is sent when a route requires one).
+const MFAPath = "/_moat/mfa"
 
 func (s *Service) pendingMAC(userID, exp, pwHash string) string {
 	m := hmac.New(sha256.New, s.p.Key.Derive("mfa pending sign-in"))

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"encoding/base64"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/identity/session"
 	"net/http"
@@ -143,7 +144,7 @@ func TestARouteRequiringTwoFactorSendsAPasswordUserToEnrol(t *testing.T) {
 			c := h.browser()
 			wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
 			resp := h.nav(c, "GET", "/app/x", nil)
-			wantRedirect(t, resp, EnrolPath+"?return_to="+url.QueryEscape("/app/x"))
+			wantRedirect(t, resp, access.EnrolPath+"?return_to="+url.QueryEscape("/app/x"))
 			if code, _ := h.identity(c, "/app/"); code != http.StatusForbidden {
 				t.Fatalf("a script's call: %d, want 403", code)
 			}
