@@ -265,8 +265,8 @@ func (l *loader) checkKeys(n *yaml.Node, t reflect.Type, path string) {
 		}
 		l.columns[path] = n.Column
 	}
-	if t == durationType || n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return
+	if t == durationType || reflect.PointerTo(t).Implements(unmarshalerType) || n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // a type that decodes itself (Duration, Member, …) has no keys
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -322,6 +322,8 @@ func (l *loader) checkKeys(n *yaml.Node, t reflect.Type, path string) {
 		}
 	}
 }
+
+var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 
 func join(path, key string) string {
 	if path == "" {

@@ -40,7 +40,9 @@ func applyDefaults(c *Config) {
 	s := &c.Server
 	def(&s.HTTPSAddr, DefaultHTTPSAddr)
 	def(&s.HTTPAddr, DefaultHTTPAddr)
-	def(&s.HTTPMode, "redirect")
+	if s.HTTPMode == "" {
+		s.HTTPMode = HTTPRedirect
+	}
 	def(&s.InternalAddr, DefaultInternalAddr)
 	def(&s.LogLevel, "info")
 	if s.LogFormat == "" {
@@ -175,8 +177,8 @@ func (v *validator) validateServer() {
 		v.errorAt("server.https_addr", "is off, so plain HTTP must serve the routes: set server.http_mode: serve (for a platform that terminates TLS, such as Cloud Run or a TLS-terminating ingress)")
 	}
 	switch s.HTTPMode {
-	case "redirect":
-	case "serve":
+	case HTTPRedirect:
+	case HTTPServe:
 		if v.cfg.TLS.ACME != nil {
 			v.errorAt("server.http_mode", "serve cannot be combined with tls.acme, whose HTTP-01 challenges need the redirecting listener")
 		}

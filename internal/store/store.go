@@ -71,11 +71,26 @@ type TOTP struct {
 	CreatedAt     time.Time
 }
 
-// Token is a personal access token; the store keeps only its hash.
+// TokenKind says what a Token is for.
+type TokenKind string
+
+// Token kinds.
+const (
+	// TokenPersonal is a personal access token: a script's bearer token.
+	TokenPersonal TokenKind = "personal"
+	// TokenSetPassword is a one-time link an admin hands out to set a
+	// password; it never opens anything else.
+	TokenSetPassword TokenKind = "set_password"
+)
+
+// Token is a personal access token or a set-password link; the store keeps
+// only its hash.
 type Token struct {
-	ID        string
-	Hash      string
-	UserID    string
+	ID     string
+	Hash   string
+	UserID string
+	// Kind is what the token is for (TokenPersonal when empty at creation).
+	Kind      TokenKind
 	Name      string
 	CreatedAt time.Time
 	ExpiresAt time.Time // zero: no expiry

@@ -1,17 +1,22 @@
-package auth
+package assertion
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/moat-dev/moat/internal/auth/instancekey"
+	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/store"
 )
 
 // Headers moat sets on a proxied request for a signed-in user.
@@ -64,6 +69,76 @@ type Claims struct {
 	Expiry   int64    `json:"exp"`
 }
 
+// Signer signs assertions with the store's signing keys and caches what it
+// signed per session and audience. One Signer serves the whole process
+// (reloads keep its keys and caches); create it with NewSigner.
+type Signer struct {
+	store  store.Store
+	key    *instancekey.Key
+	logger *slog.Logger
+
+	keys keyRing
+	moat assertionCache // X-Moat-Assertion
+	iap  assertionCache // X-Goog-IAP-JWT-Assertion
+}
+
+// NewSigner loads the signing keys from st (opened with the instance key
+// ik), creating the first one on a new store.
+func NewSigner(ctx context.Context, st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Signer, error) {
+	s := &Signer{store: st, key: ik, logger: logger}
+	s.moat.m = make(map[string]cachedAssertion)
+	s.iap.m = make(map[string]cachedAssertion)
+	if err := s.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// JWKS is the body of /_moat/jwks.json: the public keys that verify the
+// assertions.
+func (s *Signer) JWKS() []byte {
+	s.keys.mu.RLock()
+	defer s.keys.mu.RUnlock()
+	return s.keys.jwks
+}
+
+// Forget drops the assertions cached for one session (it was revoked).
+func (s *Signer) Forget(sessionID string) {
+	s.moat.forget(sessionID)
+	s.iap.forget(sessionID)
+}
+
+// Headers sets the identity headers of one configuration on the requests
+// the proxy forwards.
+type Headers struct {
+	Signer *Signer
+	// Issuer is the iss of X-Moat-Assertion (Issuer(cfg)).
+	Issuer string
+	// IAP also sets Google IAP's headers (identity.iap_compatible_headers),
+	// with IAPAudiences (identity.iap_audiences) as their aud.
+	IAP          bool
+	IAPAudiences map[string]string
+}
+
+// NewHeaders is the Headers of cfg.
+func NewHeaders(cfg *config.Config, s *Signer) *Headers {
+	return &Headers{Signer: s, Issuer: Issuer(cfg), IAP: cfg.Identity.IAPCompatibleHeaders, IAPAudiences: cfg.Identity.IAPAudiences}
+}
+
+// Issuer is the iss of this instance's assertions: server.public_url, or
+// https:// plus the first route's host.
+func Issuer(cfg *config.Config) string {
+	if cfg.Server.PublicURL != "" {
+		return strings.TrimSuffix(cfg.Server.PublicURL, "/")
+	}
+	for _, r := range cfg.Routes {
+		if r != nil && r.Host != "" {
+			return "https://" + r.Host
+		}
+	}
+	return "https://localhost"
+}
+
 // SetIdentity sets the identity headers on out, the request the proxy sends
 // to the backend, from the user moat signed in on in. The proxy has already
 // deleted every header moat owns (X-Moat-*, X-Goog-* and their look-alikes)
@@ -76,7 +151,7 @@ type Claims struct {
 // groups, iat and exp = iat + 5 minutes; its kid names a key in
 // /_moat/jwks.json. With identity.iap_compatible_headers the same identity
 // also goes out under IAP's header names.
-func (s *Service) SetIdentity(out *http.Request, in *http.Request) {
+func (h *Headers) SetIdentity(out *http.Request, in *http.Request) {
 	info := request.From(in)
 	u := info.User
 	if !u.SignedIn() || info.Route == nil || info.Route.Public {
@@ -86,66 +161,69 @@ func (s *Service) SetIdentity(out *http.Request, in *http.Request) {
 	out.Header.Set(HeaderUserID, u.ID)
 	groups := strings.Join(u.Groups, ",")
 	out.Header.Set(HeaderUserGroups, groups)
-	tok := s.assertion(u, groups, info.Route.Name())
+	tok := h.Signer.assertion(u, groups, h.Issuer, info.Route.Name())
 	if tok != "" {
 		out.Header.Set(HeaderAssertion, tok)
 	}
-	if s.cfg.Identity.IAPCompatibleHeaders {
+	if h.IAP {
 		// iap.go: IAP's own claims (iss https://cloud.google.com/iap, aud
 		// from identity.iap_audiences), signed with moat's key.
-		s.setIAPHeaders(out, u, info.Route)
+		h.setIAPHeaders(out, u, info.Route)
 	}
 }
 
 // assertion returns a signed assertion for u on route, reusing one signed
 // within the last minute.
-func (s *Service) assertion(u request.User, groups, route string) string {
+func (s *Signer) assertion(u request.User, groups, issuer, route string) string {
 	key := u.SessionID + "\x00" + route
 	now := time.Now()
-	s.assertions.mu.Lock()
-	c, ok := s.assertions.m[key]
-	s.assertions.mu.Unlock()
+	s.moat.mu.Lock()
+	c, ok := s.moat.m[key]
+	s.moat.mu.Unlock()
 	if ok && now.Sub(c.iat) < assertionReuse && !now.Before(c.iat) && c.id == u.ID && c.email == u.Email && c.groups == groups {
 		return c.token
 	}
 	tok, err := s.sign(Claims{
-		Issuer: s.issuer, Audience: route, Subject: u.ID, Email: u.Email, Groups: u.Groups,
+		Issuer: issuer, Audience: route, Subject: u.ID, Email: u.Email, Groups: u.Groups,
 		IssuedAt: now.Unix(), Expiry: now.Add(AssertionLifetime).Unix(),
 	})
 	if err != nil {
 		s.logger.Error("sign assertion", "route", route, "user", u.Email, "err", err)
 		return ""
 	}
-	s.assertions.mu.Lock()
-	if len(s.assertions.m) >= maxCachedAssertions {
-		s.assertions.m = make(map[string]cachedAssertion)
+	s.moat.mu.Lock()
+	if len(s.moat.m) >= maxCachedAssertions {
+		s.moat.m = make(map[string]cachedAssertion)
 	}
-	s.assertions.m[key] = cachedAssertion{token: tok, iat: time.Unix(now.Unix(), 0), id: u.ID, email: u.Email, groups: groups}
-	s.assertions.mu.Unlock()
+	s.moat.m[key] = cachedAssertion{token: tok, iat: time.Unix(now.Unix(), 0), id: u.ID, email: u.Email, groups: groups}
+	s.moat.mu.Unlock()
 	return tok
 }
 
-// forgetAssertions drops the cached assertions of one session.
-func (s *Service) forgetAssertions(sessionID string) {
+// forget drops the cached assertions of one session.
+func (c *assertionCache) forget(sessionID string) {
 	prefix := sessionID + "\x00"
-	s.assertions.mu.Lock()
-	for k := range s.assertions.m {
+	c.mu.Lock()
+	for k := range c.m {
 		if strings.HasPrefix(k, prefix) {
-			delete(s.assertions.m, k)
+			delete(c.m, k)
 		}
 	}
-	s.assertions.mu.Unlock()
+	c.mu.Unlock()
 }
 
-func (s *Service) clearAssertions() {
-	s.assertions.mu.Lock()
-	s.assertions.m = make(map[string]cachedAssertion)
-	s.assertions.mu.Unlock()
+// clear drops every cached assertion (the signing key changed).
+func (s *Signer) clear() {
+	for _, c := range []*assertionCache{&s.moat, &s.iap} {
+		c.mu.Lock()
+		c.m = make(map[string]cachedAssertion)
+		c.mu.Unlock()
+	}
 }
 
 // sign makes a compact ES256 JWS (RFC 7515, RFC 7518 §3.4) of c with the
 // current key.
-func (s *Service) sign(c Claims) (string, error) {
+func (s *Signer) sign(c Claims) (string, error) {
 	s.keys.mu.RLock()
 	k := s.keys.current
 	s.keys.mu.RUnlock()

@@ -1,10 +1,8 @@
-package auth
+package assertion
 
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/moat-dev/moat/internal/config"
@@ -36,27 +34,23 @@ type IAPClaims struct {
 	Expiry   int64  `json:"exp"`
 }
 
-type iapCache struct {
-	mu sync.Mutex
-	m  map[string]cachedAssertion
-}
-
 // iapAudience is the aud of route's IAP assertion.
-func (s *Service) iapAudience(route *config.Route) string {
-	if aud := s.cfg.Identity.IAPAudiences[route.Name()]; aud != "" {
+func (h *Headers) iapAudience(route *config.Route) string {
+	if aud := h.IAPAudiences[route.Name()]; aud != "" {
 		return aud
 	}
 	return route.Name()
 }
 
 // setIAPHeaders adds IAP's identity headers and signed assertion to out.
-func (s *Service) setIAPHeaders(out *http.Request, u request.User, route *config.Route) {
+func (h *Headers) setIAPHeaders(out *http.Request, u request.User, route *config.Route) {
 	out.Header.Set(HeaderIAPEmail, iapPrefix+u.Email)
 	out.Header.Set(HeaderIAPID, iapPrefix+u.ID)
-	aud := s.iapAudience(route)
+	aud := h.iapAudience(route)
 	key := u.SessionID + "\x00" + aud
 	now := time.Now()
-	c := &s.sso.iap
+	s := h.Signer
+	c := &s.iap
 	c.mu.Lock()
 	hit, ok := c.m[key]
 	c.mu.Unlock()
@@ -79,21 +73,8 @@ func (s *Service) setIAPHeaders(out *http.Request, u request.User, route *config
 	out.Header.Set(HeaderIAPAssertion, tok)
 }
 
-// forgetIAP drops the cached IAP assertions of one session.
-func (s *Service) forgetIAP(sessionID string) {
-	prefix := sessionID + "\x00"
-	c := &s.sso.iap
-	c.mu.Lock()
-	for k := range c.m {
-		if strings.HasPrefix(k, prefix) {
-			delete(c.m, k)
-		}
-	}
-	c.mu.Unlock()
-}
-
 // signJSON makes a compact ES256 JWS of claims with the current key.
-func (s *Service) signJSON(claims any) (string, error) {
+func (s *Signer) signJSON(claims any) (string, error) {
 	s.keys.mu.RLock()
 	k := s.keys.current
 	s.keys.mu.RUnlock()

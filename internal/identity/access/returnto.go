@@ -1,4 +1,4 @@
-package auth
+package access
 
 import (
 	"net/url"
@@ -8,13 +8,13 @@ import (
 // maxReturnTo bounds the return_to parameter.
 const maxReturnTo = 2048
 
-// safeReturnTo returns s when it is a path on this host ("/app?x=1"), and
+// SafeReturnTo returns s when it is a path on this host ("/app?x=1"), and
 // "/" otherwise: no scheme or host, no "//" or "/\" (which browsers read as
 // another host), no backslashes, whitespace or control characters (browsers
 // drop tabs and newlines, turning "/\t/evil" into "//evil"), and none of
 // these hidden behind percent-encoding. Pages of the sign-in flow itself
 // also give "/", to avoid loops.
-func safeReturnTo(s string) string {
+func SafeReturnTo(s string) string {
 	if !validReturnTo(s) {
 		return "/"
 	}

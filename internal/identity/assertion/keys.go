@@ -1,4 +1,4 @@
-package auth
+package assertion
 
 import (
 	"context"
@@ -126,9 +126,10 @@ func published(k *store.SigningKey, now time.Time) bool {
 	return k.RetireAt.IsZero() || now.Before(k.RetireAt.Add(AssertionLifetime+keyPublishSlack))
 }
 
-// loadKeys reads the signing keys from the store, creating the first one
-// when there is none.
-func (s *Service) loadKeys(ctx context.Context) error {
+// Reload reads the signing keys from the store, creating the first one
+// when there is none; the process calls it every keyReload so a rotation
+// by the CLI or another instance takes effect.
+func (s *Signer) Reload(ctx context.Context) error {
 	recs, err := s.store.ListSigningKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("load signing keys: %w", err)
@@ -138,7 +139,7 @@ func (s *Service) loadKeys(ctx context.Context) error {
 		hasCurrent = hasCurrent || r.RetireAt.IsZero()
 	}
 	if !hasCurrent {
-		k, err := newSigningKey(s.ikey)
+		k, err := newSigningKey(s.key)
 		if err != nil {
 			return fmt.Errorf("create signing key: %w", err)
 		}
@@ -178,12 +179,12 @@ func (s *Service) loadKeys(ctx context.Context) error {
 	s.keys.current, s.keys.all, s.keys.jwks = current, ring, jwks
 	s.keys.mu.Unlock()
 	if changed {
-		s.clearAssertions()
+		s.clear()
 	}
 	return nil
 }
 
-func (s *Service) openKey(r *store.SigningKey) (*signingKey, error) {
+func (s *Signer) openKey(r *store.SigningKey) (*signingKey, error) {
 	if r.Algorithm != "ES256" {
 		return nil, fmt.Errorf("unsupported algorithm %q", r.Algorithm)
 	}
@@ -199,7 +200,7 @@ func (s *Service) openKey(r *store.SigningKey) (*signingKey, error) {
 	if !r.RetireAt.IsZero() {
 		return k, nil // retired keys are only published
 	}
-	der, err := s.ikey.Open(r.PrivateKey, instancekey.SigningKeyAAD(r.ID))
+	der, err := s.key.Open(r.PrivateKey, instancekey.SigningKeyAAD(r.ID))
 	if err != nil {
 		return nil, err
 	}
@@ -246,9 +247,9 @@ func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 // for `moat keys list` and investigations.
 const keyRetention = 7 * 24 * time.Hour
 
-// deleteOldKeys removes keys retired long enough ago that no token they
-// signed can be valid.
-func (s *Service) deleteOldKeys(ctx context.Context, now time.Time) {
+// DeleteOld removes keys retired long enough ago that no token they signed
+// can be valid.
+func (s *Signer) DeleteOld(ctx context.Context, now time.Time) {
 	recs, err := s.store.ListSigningKeys(ctx)
 	if err != nil {
 		s.logger.Warn("list signing keys", "err", err)
