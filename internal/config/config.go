@@ -80,6 +80,7 @@ const Off = "off"
 
 // HTTPS reports whether moat terminates TLS itself (https_addr is not off).
 func (s *Server) HTTPS() bool { return s.HTTPSAddr != Off }
+
 // HTTPMode is server.http_mode: what the plain HTTP listener does.
 type HTTPMode string
 
