@@ -51,6 +51,8 @@ type proxyOpts struct {
 	server func(*http.Server)
 	tls    bool
 	hook   func(out, in *http.Request)
+	// route is the route every request matches; nil means testRoute.
+	route *config.Route
 }
 
 type testProxy struct {
@@ -83,8 +85,12 @@ func startProxy(t testing.TB, backendURL string, o proxyOpts) *testProxy {
 	b.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b.SetIdentity = o.hook
 	t.Cleanup(b.Close)
+	route := o.route
+	if route == nil {
+		route = testRoute
+	}
 	front := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		info := &request.Info{ID: request.NewID(), Start: time.Now(), Scheme: "http", Route: testRoute}
+		info := &request.Info{ID: request.NewID(), Start: time.Now(), Scheme: "http", Route: route}
 		if r.TLS != nil {
 			info.Scheme = "https"
 		}

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/web"
@@ -182,6 +183,17 @@ func (b *Backend) serveError(w http.ResponseWriter, r *http.Request, err error) 
 		r = in
 	}
 	info := request.From(r)
+	// A body cut for its size or pace fails the round trip, or (HTTP/1.1,
+	// whose server cancels the request when the read deadline passes)
+	// cancels it: either way the answer is 413 or 408, not 502, and the app
+	// saw its request aborted (issue 12, finding 7).
+	if cut := bodylimit.Err(r.Context()); cut != nil {
+		status, key, _ := bodylimit.Status(cut)
+		b.log().Info("proxy: request body cut", "request_id", info.ID, "route", routeName(info), "backend", b.name,
+			"status", status, "error", cut.Error())
+		web.Error(w, r, status, key)
+		return
+	}
 	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
 		// The client went away; nobody is left to read a page.
 		b.log().Debug("proxy: client canceled", "request_id", info.ID, "route", routeName(info), "backend", b.name)

@@ -87,6 +87,13 @@ routes:
 // dir and the backend URL) until the test ends.
 func startMoat(t *testing.T, backendURL string, yaml string) *testMoat {
 	t.Helper()
+	return startMoatLogging(t, backendURL, yaml, func(w io.Writer) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) })
+}
+
+// startMoatLogging is startMoat with the logger newLog makes on the
+// test's log sink.
+func startMoatLogging(t *testing.T, backendURL string, yaml string, newLog func(io.Writer) *slog.Logger) *testMoat {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "moat.yaml")
 	if err := os.WriteFile(path, []byte(fmt.Sprintf(yaml, dir, backendURL)), 0o600); err != nil {
@@ -97,7 +104,7 @@ func startMoat(t *testing.T, backendURL string, yaml string) *testMoat {
 		t.Fatalf("load config: %v", err)
 	}
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, nil))
+	log := newLog(logs)
 	srv, err := New(cfg, path, log)
 	if err != nil {
 		t.Fatal(err)
