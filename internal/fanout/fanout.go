@@ -16,6 +16,10 @@
 // event whenever events may have been missed — after the bus reconnects
 // from a gap, or when the subscriber fell behind — and then drops its
 // caches.
+//
+// Publish after the change has committed (see store.Store.InTx): an event
+// must never announce a change that is then rolled back, and one lost to a
+// crash between commit and publish is caught by the poll.
 package fanout
 
 import (

@@ -184,6 +184,7 @@ func TestSQLiteLockedPastTheDeadlineIsErrUnavailable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
 	err = s.CreateUser(ctx, &store.User{Email: "alice@example.com"})
+	t.Logf("a write behind another process's lock: %v", err)
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("a write behind another process's lock: err = %v, want ErrUnavailable", err)
 	}
