@@ -221,5 +221,8 @@ type Store interface {
 	// Until exclusive, Limit 0 means no limit.
 	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
 
+	// Usage keeps who used which route (usage.go).
+	Usage
+
 	Close() error
 }

@@ -41,6 +41,10 @@ func Run(t *testing.T, open Factory) {
 		{"signing keys are added, listed, retired and deleted", testSigningKeys},
 		{"audit events are filtered and paged newest first", testAudit},
 		{"concurrent writers all succeed", testConcurrentWriters},
+		{"usage from several instances adds up", testUsageInstancesAddUp},
+		{"usage is read by route and period", testUsageFilters},
+		{"usage older than the retention is deleted", testUsageRetention},
+		{"concurrent usage writers add up exactly", testUsageConcurrentWriters},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
