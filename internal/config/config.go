@@ -22,6 +22,7 @@ type Config struct {
 	Identity         Identity                   `yaml:"identity"`
 	SecurityPolicies map[string]*SecurityPolicy `yaml:"security_policies"`
 	Routes           []*Route                   `yaml:"routes"`
+	Usage            Usage                      `yaml:"usage"`
 
 	// Path is the file the configuration was loaded from.
 	Path string `yaml:"-"`

@@ -228,7 +228,7 @@ func (l *loader) checkKeys(n *yaml.Node, t reflect.Type, path string) {
 		}
 		l.columns[path] = n.Column
 	}
-	if t == durationType || n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+	if t == durationType || n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || t == usageType) {
 		return
 	}
 	switch t.Kind() {

@@ -76,6 +76,7 @@ func applyDefaults(c *Config) {
 		}
 	}
 	applyIdentityDefaults(&c.Identity)
+	applyUsageDefaults(&c.Usage)
 }
 
 func def(s *string, v string) {
@@ -108,6 +109,7 @@ func (v *validator) validate() {
 	v.validateIdentity()
 	v.validatePolicies()
 	v.validateRoutes()
+	v.validateUsage()
 }
 
 func (v *validator) validateServer() {
