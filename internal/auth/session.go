@@ -345,6 +345,9 @@ func (s *Service) startSession(ctx context.Context, w http.ResponseWriter, r *ht
 	})
 	e := s.p.entryFor(sess, u)
 	s.p.sessions.put(e)
+	if s.p.Usage != nil {
+		s.p.Usage.SignIn(info, provider)
+	}
 	return e, nil
 }
 
