@@ -101,13 +101,14 @@ type UsageUser struct {
 	LastSeen      time.Time
 }
 
-// usageDay is t's day number: whole days since 1970-01-01 UTC.
-func usageDay(t time.Time) int64 {
+// UsageDayNumber is t's day as usage counts days: whole days since 1970-01-01
+// UTC.
+func UsageDayNumber(t time.Time) int64 {
 	return t.Unix() / 86400
 }
 
-// dayTime is the midnight UTC that starts day number d.
-func dayTime(d int64) time.Time { return time.Unix(d*86400, 0).UTC() }
+// UsageDayStart is the midnight UTC that starts usage day d.
+func UsageDayStart(d int64) time.Time { return time.Unix(d*86400, 0).UTC() }
 
 // maxUsageDaySpan bounds the days one session's first and last use in a
 // batch may span: a batch covers seconds, or the time a store outage
@@ -122,7 +123,7 @@ func (s *sqlStore) AddUsage(ctx context.Context, b *UsageBatch) error {
 	// rows at once take their locks in the same order and never deadlock.
 	signins := slices.Clone(b.SignIns)
 	slices.SortFunc(signins, func(x, y UsageSignIns) int {
-		return cmp.Or(cmp.Compare(x.Route, y.Route), cmp.Compare(usageDay(x.Day), usageDay(y.Day)), cmp.Compare(x.Provider, y.Provider))
+		return cmp.Or(cmp.Compare(x.Route, y.Route), cmp.Compare(UsageDayNumber(x.Day), UsageDayNumber(y.Day)), cmp.Compare(x.Provider, y.Provider))
 	})
 	sessions := slices.Clone(b.Sessions)
 	slices.SortFunc(sessions, func(x, y UsageSession) int {
@@ -139,7 +140,7 @@ func (s *sqlStore) AddUsage(ctx context.Context, b *UsageBatch) error {
 		if u.Start.IsZero() || u.End.IsZero() {
 			continue
 		}
-		first, last := usageDay(u.Start), usageDay(u.End)
+		first, last := UsageDayNumber(u.Start), UsageDayNumber(u.End)
 		first = max(first, last-maxUsageDaySpan)
 		for d := first; d <= last; d++ {
 			ud := userDay{route: u.Route, day: d, email: u.Email}
@@ -159,7 +160,7 @@ func (s *sqlStore) AddUsage(ctx context.Context, b *UsageBatch) error {
 			}
 			if _, err := q.exec(ctx, `INSERT INTO usage_signins (route, day, provider, count) VALUES ($1, $2, $3, $4)
 				ON CONFLICT (route, day, provider) DO UPDATE SET count = usage_signins.count + excluded.count`,
-				c.Route, usageDay(c.Day), c.Provider, c.Count); err != nil {
+				c.Route, UsageDayNumber(c.Day), c.Provider, c.Count); err != nil {
 				return fmt.Errorf("sign-ins: %w", err)
 			}
 		}
@@ -214,9 +215,9 @@ func usageWhere(f UsageFilter, col string, conv func(t time.Time, end bool) int6
 // Until the day after the last one it includes.
 func dayBound(t time.Time, end bool) int64 {
 	if end {
-		return usageDay(t.Add(-time.Microsecond)) + 1
+		return UsageDayNumber(t.Add(-time.Microsecond)) + 1
 	}
-	return usageDay(t)
+	return UsageDayNumber(t)
 }
 
 func microBound(t time.Time, _ bool) int64 { return ts(t) }
@@ -230,7 +231,7 @@ func (s *sqlStore) UsageDays(ctx context.Context, f UsageFilter) ([]UsageDay, er
 	row := func(route string, day int64) *UsageDay {
 		k := key{route, day}
 		if byKey[k] == nil {
-			byKey[k] = &UsageDay{Route: route, Day: dayTime(day)}
+			byKey[k] = &UsageDay{Route: route, Day: UsageDayStart(day)}
 		}
 		return byKey[k]
 	}
@@ -376,7 +377,7 @@ func (s *sqlStore) DeleteUsageBefore(ctx context.Context, before time.Time) (int
 	var total int64
 	err := s.e.inTx(ctx, func(q querier) error {
 		total = 0
-		day := usageDay(before)
+		day := UsageDayNumber(before)
 		for _, st := range []struct {
 			q   string
 			arg int64

@@ -163,7 +163,7 @@ func (c *Collector) SignIn(info *request.Info, provider string) {
 	}
 	name := info.Route.Name()
 	metrics.SignIns.WithLabelValues(name, provider).Inc()
-	k := signinKey{route: name, day: c.now().Unix() / 86400, provider: provider}
+	k := signinKey{route: name, day: store.UsageDayNumber(c.now()), provider: provider}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.signins[k]; !ok && len(c.signins) >= c.maxEntries() {
@@ -314,7 +314,7 @@ func (c *Collector) take() *store.UsageBatch {
 		b.Sessions = append(b.Sessions, s)
 	}
 	for k, n := range signins {
-		b.SignIns = append(b.SignIns, store.UsageSignIns{Route: k.route, Day: time.Unix(k.day*86400, 0).UTC(), Provider: k.provider, Count: n})
+		b.SignIns = append(b.SignIns, store.UsageSignIns{Route: k.route, Day: store.UsageDayStart(k.day), Provider: k.provider, Count: n})
 	}
 	return b
 }
@@ -406,10 +406,10 @@ func (c *Collector) mergeRetry(old, b *store.UsageBatch) *store.UsageBatch {
 	}
 	counts := make(map[ck]int, len(b.SignIns))
 	for i, s := range b.SignIns {
-		counts[ck{s.Route, s.Provider, s.Day.Unix() / 86400}] = i
+		counts[ck{s.Route, s.Provider, store.UsageDayNumber(s.Day)}] = i
 	}
 	for _, s := range old.SignIns {
-		if i, ok := counts[ck{s.Route, s.Provider, s.Day.Unix() / 86400}]; ok {
+		if i, ok := counts[ck{s.Route, s.Provider, store.UsageDayNumber(s.Day)}]; ok {
 			b.SignIns[i].Count += s.Count
 			continue
 		}
