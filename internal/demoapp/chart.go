@@ -133,8 +133,6 @@ func (f *frame) bounds() (lo, hi float64) {
 	return lo, hi
 }
 
-
-
 // pointTitle is the hover text of one data point.
 func pointTitle(series string, i int, v float64) string {
 	return fmt.Sprintf("%s[%d] = %.4f", series, i, v)

@@ -22,8 +22,8 @@ type Usage interface {
 	// UsageDays lists, per day and route, the distinct users, sign-ins,
 	// sessions begun and active minutes; oldest day first, then by route.
 	UsageDays(ctx context.Context, f UsageFilter) ([]UsageDay, error)
-	// UsageUsers lists the users of the period, most active first (days
-	// with use, then active minutes, then sessions); Limit 0: all.
+	// UsageUsers lists the users of the period, most active first (active
+	// minutes, then days with use, then sessions); Limit 0: all.
 	UsageUsers(ctx context.Context, f UsageFilter) ([]UsageUser, error)
 	// UsageSessions lists the sessions used in the period, the most
 	// recently used first; Limit 0: all.
@@ -332,7 +332,7 @@ func (s *sqlStore) UsageUsers(ctx context.Context, f UsageFilter) ([]UsageUser, 
 		out = append(out, *u)
 	}
 	slices.SortFunc(out, func(x, y UsageUser) int {
-		return cmp.Or(cmp.Compare(y.Days, x.Days), cmp.Compare(y.ActiveMinutes, x.ActiveMinutes),
+		return cmp.Or(cmp.Compare(y.ActiveMinutes, x.ActiveMinutes), cmp.Compare(y.Days, x.Days),
 			cmp.Compare(y.Sessions, x.Sessions), cmp.Compare(x.Email, y.Email))
 	})
 	if f.Limit > 0 && len(out) > f.Limit {

@@ -37,8 +37,8 @@ type Report struct {
 	Totals Totals    `json:"totals"`
 	// Days has a row per day and route with any use, oldest first.
 	Days []Day `json:"days"`
-	// TopUsers are the most active users: days with use, then active
-	// minutes, then sessions.
+	// TopUsers are the most active users: active minutes, then days with
+	// use, then sessions.
 	TopUsers []User `json:"top_users"`
 	// RecentSessions are the sessions used last, the latest first.
 	RecentSessions []Session `json:"recent_sessions"`
