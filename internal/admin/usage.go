@@ -35,7 +35,7 @@ type usageView struct {
 
 type usageSessionRow struct {
 	usage.Session
-	StartText, EndText, Length, Connected string
+	StartText, EndText string
 }
 
 // pageUsage shows active users per day per route, the top users and the
@@ -94,8 +94,7 @@ func (c *Console) pageUsage(w http.ResponseWriter, r *http.Request) error {
 		v.TopChart = template.HTML(chart.Bars(web.T(lang, "admin.usage.top_chart"), bars))
 	}
 	for _, s := range rep.RecentSessions {
-		v.Sessions = append(v.Sessions, usageSessionRow{Session: s, StartText: fmtTime(s.Start), EndText: fmtTime(s.End),
-			Length: usage.Span(s.End.Sub(s.Start)), Connected: usage.Span(time.Duration(s.ConnectedSeconds) * time.Second)})
+		v.Sessions = append(v.Sessions, usageSessionRow{Session: s, StartText: fmtTime(s.Start), EndText: fmtTime(s.End)})
 	}
 	c.render(w, r, http.StatusOK, "admin-usage.html", "admin.usage.title", p)
 	return nil

@@ -83,6 +83,20 @@ type Session struct {
 	ActiveMinutes    int64     `json:"active_minutes"`
 }
 
+// Length is how long the session used its route, from first to last use,
+// as Span writes it; "-" when its first use is not known.
+func (s Session) Length() string {
+	if s.Start.IsZero() || s.End.IsZero() {
+		return "-"
+	}
+	return Span(s.End.Sub(s.Start))
+}
+
+// ConnectedTime is the session's connected time as Span writes it.
+func (s Session) ConnectedTime() string {
+	return Span(time.Duration(s.ConnectedSeconds) * time.Second)
+}
+
 // Load reads the report q asks for from st.
 func Load(ctx context.Context, st store.Usage, q Query) (*Report, error) {
 	if q.TopUsers <= 0 {
