@@ -70,7 +70,8 @@ const (
 	marginTop    = 44
 	marginBottom = 32
 	barRow       = 30
-	barLabel     = 230
+	barLabel     = 220 // the labels' column
+	barNote      = 250 // the notes' column, after the longest bar
 )
 
 // Lines draws series over the x labels as a line chart of whole counts
@@ -128,11 +129,17 @@ func Lines(title string, x []string, series []Series) string {
 				Num(xAt(0)), Num(y(0)), strings.Join(pts, " L"), Num(xAt(len(pts)-1)), Num(y(0)), color)
 		}
 		fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2.5" stroke-linejoin="round" stroke-linecap="round"/>`, strings.Join(pts, " "), color)
+		// Many days: a dot on the days with use only, or the baseline
+		// turns into a bead string.
+		many := len(pts) > 45
 		r := 3.5
-		if len(pts) > 45 {
-			r = 2
+		if many {
+			r = 2.5
 		}
 		for i, v := range s.Values {
+			if many && v == 0 {
+				continue
+			}
 			fmt.Fprintf(&b, `<circle class="point" cx="%s" cy="%s" r="%s" fill="%s"><title>%s</title></circle>`,
 				Num(xAt(i)), Num(y(v)), Num(r), color, html.EscapeString(fmt.Sprintf("%s · %s: %s", s.Name, x[min(i, len(x)-1)], TickLabel(v))))
 		}
@@ -173,7 +180,7 @@ func Bars(title string, bars []Bar) string {
 		hi = 1
 	}
 	height := max(1, len(bars))*barRow + 8
-	plotW := float64(width - barLabel - 150)
+	plotW := float64(width - barLabel - barNote)
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" class="chart chart-bars" viewBox="0 0 %d %d" role="img" font-family="system-ui, sans-serif" font-size="13">`, width, height)
 	fmt.Fprintf(&b, `<title>%s</title>`, html.EscapeString(title))

@@ -78,8 +78,8 @@ func TestBarsScaleToTheLargestAndEscape(t *testing.T) {
 	if strings.Contains(svg, "<i>") {
 		t.Errorf("a label reached the SVG unescaped:\n%s", svg)
 	}
-	if !strings.Contains(svg, `width="340.0"`) || !strings.Contains(svg, `width="85.0"`) {
-		t.Errorf("bars are not scaled to the largest (340 and 85 wide):\n%s", svg)
+	if !strings.Contains(svg, `width="250.0"`) || !strings.Contains(svg, `width="62.5"`) {
+		t.Errorf("bars are not scaled to the largest (250 and 62.5 wide):\n%s", svg)
 	}
 	wellFormed(t, Bars("none", nil))
 }

@@ -385,7 +385,7 @@ type noApp struct{}
 
 func (noApp) ServeHTTP(http.ResponseWriter, *http.Request) {}
 
-func TestTrackVisitsEveryRequestThatReachesTheApp(t *testing.T) {
+func TestTrackVisitsRequestsThatUseTheApp(t *testing.T) {
 	st := openStore(t, "")
 	c := newCollector(t, st, newClock(t0))
 	dash := &config.Route{Host: "dash.example.com"}
@@ -394,12 +394,15 @@ func TestTrackVisitsEveryRequestThatReachesTheApp(t *testing.T) {
 	r := httptest.NewRequest("GET", "https://dash.example.com/", nil)
 	h.ServeHTTP(httptest.NewRecorder(), request.With(r, visitor(dash, "s1", "alice@example.com", t0)))
 	h.ServeHTTP(httptest.NewRecorder(), r) // no request info: passes, not counted
+	favicon := httptest.NewRequest("GET", "https://dash.example.com/favicon.ico", nil)
+	favicon.Header.Set("Sec-Fetch-Mode", "no-cors")
+	h.ServeHTTP(httptest.NewRecorder(), request.With(favicon, visitor(dash, "s2", "admin@example.com", t0)))
 	if _, same := Track(nil, noApp{}).(noApp); !same {
 		t.Error("Track without a recorder wraps the handler")
 	}
 	flush(t, c)
 	sessions, _ := st.UsageSessions(t.Context(), store.UsageFilter{})
-	if reached != 2 || len(sessions) != 1 || sessions[0].Email != "alice@example.com" {
-		t.Errorf("reached the app %d times, sessions %+v; want 2 and alice's", reached, sessions)
+	if reached != 3 || len(sessions) != 1 || sessions[0].Email != "alice@example.com" {
+		t.Errorf("reached the app %d times, sessions %+v; want 3 and alice's alone (a favicon load is no use)", reached, sessions)
 	}
 }

@@ -39,14 +39,18 @@ type Recorder interface {
 	OpenSocket(info *request.Info) *Socket
 }
 
-// Track calls rec.Visit for every request that reaches next: wrap a
-// route's app with it, behind the route's access check.
+// Track calls rec.Visit for every request that reaches next and is use of
+// the app: wrap a route's app with it, behind the route's access check.
+// A browser's subresource loads (Sec-Fetch-Mode: no-cors: images,
+// stylesheets, scripts, the favicon any page of the host fetches) are not
+// use; page loads, the app's own fetch calls, WebSocket upgrades and
+// requests of clients that are not browsers are.
 func Track(rec Recorder, next http.Handler) http.Handler {
 	if rec == nil {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if info, ok := request.FromContext(r.Context()); ok {
+		if info, ok := request.FromContext(r.Context()); ok && r.Header.Get("Sec-Fetch-Mode") != "no-cors" {
 			rec.Visit(info)
 		}
 		next.ServeHTTP(w, r)
