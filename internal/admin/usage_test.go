@@ -37,7 +37,7 @@ func TestTheUsagePageShowsUsersPerDayTopUsersAndRecentSessions(t *testing.T) {
 	resp, body := h.do(c, "GET", "/_moat/admin/usage", nil, true, nil)
 	wantPage(t, resp, body, http.StatusOK, `id="total-users">3<`, `id="total-signins">3<`, `id="total-sessions">3<`, `id="total-active">0.8<`,
 		`<svg xmlns="http://www.w3.org/2000/svg" class="chart chart-lines"`, `class="chart chart-bars"`,
-		"alice@example.com", "42 min · 1 days · 1 sessions", "Usage is kept for 90 days")
+		"alice@example.com", "42 min · 1 day(s) · 1 session(s)", "Usage is kept for 90 days")
 	if strings.Contains(body, "<script>x") || !strings.Contains(body, "&lt;script&gt;x&lt;/script&gt;") {
 		t.Error("a route name from the store reached the page unescaped, or not at all")
 	}

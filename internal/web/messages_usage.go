@@ -23,7 +23,7 @@ var usageMessages = map[string]map[string]string{
 		"admin.usage.days_utc":       "Days are UTC days.",
 		"admin.usage.top_heading":    "Top users",
 		"admin.usage.top_chart":      "The most active users of the period",
-		"admin.usage.user_note":      "%d min · %d days · %d sessions",
+		"admin.usage.user_note":      "%d min · %d day(s) · %d session(s)",
 		"admin.usage.recent_heading": "Recent sessions",
 		"admin.usage.user":           "User",
 		"admin.usage.start":          "Start",
