@@ -68,8 +68,12 @@ func access(r *config.Route) string {
 	if r.Public {
 		return "public"
 	}
-	s := "login " + strings.Join(r.Login, "+") + "; allow " + strings.Join(r.Allow, ", ")
-	if r.MFA == "required" {
+	allow := make([]string, len(r.Allow))
+	for i, m := range r.Allow {
+		allow[i] = m.String()
+	}
+	s := "login " + strings.Join(r.Login, "+") + "; allow " + strings.Join(allow, ", ")
+	if r.MFA.Required() {
 		s += "; mfa required"
 	}
 	return s

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -9,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-dev/moat/internal/config"
-	"github.com/moat-dev/moat/internal/policy"
+	"github.com/moat-dev/moat/internal/server"
 )
 
 func init() { subcommands = append(subcommands, newPolicyCommand) }
@@ -29,10 +31,11 @@ func newPolicyExplainCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "explain",
 		Short: "Show which route, policy and rule a request would meet, and why",
-		Long: `Explain evaluates a request against the configuration without a running
-server: the route it reaches, the security policy that applies, and each
-rule in priority order with whether it matches and why. Rate limits are not
-counted and the WAF is not run.
+		Long: `Explain drives a request through the routing and security policies serve
+builds from the configuration, without listening: the route it reaches (or
+the route whose policy one of moat's own pages runs under), the security
+policies that apply, and each rule in priority order with whether it matches
+and why. Rate limits are not counted and the WAF is not run.
 
 Example:
   moat policy explain -c moat.yaml --host dash-partner.example.com --ip 203.0.113.7 \
@@ -50,7 +53,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			out, err := policy.Explain(cfg, host, ip, reqPath, strings.ToUpper(method), h)
+			out, err := server.Explain(cfg, host, ip, reqPath, strings.ToUpper(method), h, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err != nil {
 				return err
 			}

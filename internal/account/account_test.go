@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/moat-dev/moat/internal/auth/pat"
 	"io"
 	"log/slog"
 	"net"
@@ -69,7 +70,7 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	cfg.Identity.Passwords.MinLength = 12
 	cfg.Identity.AdminGroup = "moat-admins"
 	cfg.Identity.AdminReauth = config.Duration(15 * time.Minute)
-	cfg.Routes = []*config.Route{{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: []string{"domain:example.com"}}}
+	cfg.Routes = []*config.Route{{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: config.Members("domain:example.com")}}
 	if tweak != nil {
 		tweak(cfg)
 	}
@@ -128,7 +129,7 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	h.user = h.addUser(email, nil)
 	root := h.addUser("root@example.com", []string{"moat-admins"})
 	h.adminTk = "moat_pat_" + strings.Repeat("a", 43)
-	if err := st.CreateToken(context.Background(), &store.Token{Hash: admin.HashToken(h.adminTk), UserID: root.ID, Name: "t"}); err != nil {
+	if err := st.CreateToken(context.Background(), &store.Token{Hash: pat.Hash(h.adminTk), UserID: root.ID, Name: "t"}); err != nil {
 		t.Fatal(err)
 	}
 	return h

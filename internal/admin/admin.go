@@ -21,7 +21,6 @@ import (
 	"github.com/moat-dev/moat/internal/auth/allow"
 	"github.com/moat-dev/moat/internal/auth/mfa"
 	"github.com/moat-dev/moat/internal/auth/password"
-	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
 	"github.com/moat-dev/moat/internal/directory"
@@ -37,9 +36,6 @@ const (
 	Prefix    = "/_moat/admin/"
 	APIPrefix = "/_moat/admin/api/"
 )
-
-// TokenPrefix starts every personal access token (pat.Prefix).
-const TokenPrefix = pat.Prefix
 
 // Bounds on what a request may carry.
 const (
@@ -241,11 +237,6 @@ func (c *Console) rule(r *http.Request, isAPI bool) access.Rule {
 		JSON:         isAPI,
 	}
 }
-
-// HashToken is what the store keeps of a personal access token: the hex
-// SHA-256 of the whole token, as internal/auth/pat (and moat tokens)
-// computes it.
-func HashToken(token string) string { return pat.Hash(token) }
 
 func clientIP(r *http.Request) string {
 	if ip := request.From(r).ClientIP; ip.IsValid() {

@@ -210,7 +210,7 @@ func TestEveryAPIOperation(t *testing.T) {
 			if code := h.api(tok, "DELETE", "users/"+h.user.ID+"/tokens/"+toks.Tokens[0].ID, nil, nil); code != http.StatusNoContent {
 				t.Fatalf("revoke token: %d", code)
 			}
-			if tk, _ := h.st.GetTokenByHash(ctx, HashToken(userTok)); tk == nil || tk.RevokedAt.IsZero() || !h.audited("token.revoke", adminEmail, userEmail) {
+			if tk, _ := h.st.GetTokenByHash(ctx, pat.Hash(userTok)); tk == nil || tk.RevokedAt.IsZero() || !h.audited("token.revoke", adminEmail, userEmail) {
 				t.Fatal("token not revoked or not audited")
 			}
 
@@ -267,7 +267,7 @@ func TestRevokedAndExpiredTokensAreRefused(t *testing.T) {
 	h := newHarness(t, nil)
 	ctx := context.Background()
 	tok := h.token(h.admin)
-	tk, _ := h.st.GetTokenByHash(ctx, HashToken(tok))
+	tk, _ := h.st.GetTokenByHash(ctx, pat.Hash(tok))
 	if err := h.st.RevokeToken(ctx, tk.ID, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestRevokedAndExpiredTokensAreRefused(t *testing.T) {
 		t.Fatalf("revoked token: %d", code)
 	}
 	exp, _ := pat.New()
-	if err := h.st.CreateToken(ctx, &store.Token{Hash: HashToken(exp), UserID: h.admin.ID, Name: "old", ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
+	if err := h.st.CreateToken(ctx, &store.Token{Hash: pat.Hash(exp), UserID: h.admin.ID, Name: "old", ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	if code := h.api(exp, "GET", "users", nil, nil); code != http.StatusUnauthorized {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/directory"
 	"net/http"
 	"net/url"
@@ -94,12 +95,12 @@ func TestTheConsoleRunsEveryUserActionWithoutJavaScript(t *testing.T) {
 
 	// A personal access token of the user is listed and revoked.
 	ftok := h.token(frank)
-	ft, _ := h.st.GetTokenByHash(ctx, HashToken(ftok))
+	ft, _ := h.st.GetTokenByHash(ctx, pat.Hash(ftok))
 	resp, body = h.do(c, "GET", base, nil, true, nil)
 	wantPage(t, resp, body, 200, "/tokens/"+ft.ID+"/revoke")
 	resp, _ = h.post(c, base+"/tokens/"+ft.ID+"/revoke", url.Values{"csrf": {csrf}})
 	wantSeeOther(t, resp, base+"?done=token_revoked")
-	if ft, _ = h.st.GetTokenByHash(ctx, HashToken(ftok)); ft.RevokedAt.IsZero() {
+	if ft, _ = h.st.GetTokenByHash(ctx, pat.Hash(ftok)); ft.RevokedAt.IsZero() {
 		t.Fatal("token not revoked")
 	}
 

@@ -85,7 +85,7 @@ func newHarness(t *testing.T, open func(t *testing.T, dir string) store.Store) *
 	cfg.Identity.AdminGroup = config.DefaultAdminGroup
 	cfg.Identity.AdminReauth = config.Duration(15 * time.Minute)
 	cfg.Routes = []*config.Route{
-		{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: []string{"group:staff"}},
+		{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: config.Members("group:staff")},
 	}
 	if open == nil {
 		open = engines[0].open
@@ -221,7 +221,7 @@ func (h *harness) login(email, pw string) *http.Client {
 func (h *harness) token(u *store.User) string {
 	h.t.Helper()
 	tok, _ := pat.New()
-	if err := h.st.CreateToken(context.Background(), &store.Token{Hash: HashToken(tok), UserID: u.ID, Name: "test"}); err != nil {
+	if err := h.st.CreateToken(context.Background(), &store.Token{Hash: pat.Hash(tok), UserID: u.ID, Name: "test"}); err != nil {
 		h.t.Fatal(err)
 	}
 	return tok
@@ -270,7 +270,7 @@ func (h *harness) sessionsOf(u *store.User) int {
 // every route of the console and the API, with {id} filled in.
 func (h *harness) everyPath() [][2]string {
 	tok := h.token(h.user)
-	tk, err := h.st.GetTokenByHash(context.Background(), HashToken(tok))
+	tk, err := h.st.GetTokenByHash(context.Background(), pat.Hash(tok))
 	if err != nil {
 		h.t.Fatal(err)
 	}

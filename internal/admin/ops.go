@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
@@ -169,8 +170,8 @@ func (c *Console) groups(ctx context.Context) ([]groupInfo, error) {
 			continue
 		}
 		for _, m := range rt.Allow {
-			if n, ok := strings.CutPrefix(m, "group:"); ok {
-				g := get(n)
+			if m.Kind == config.MemberGroup {
+				g := get(m.Value)
 				if !slices.Contains(g.Routes, rt.Name()) {
 					g.Routes = append(g.Routes, rt.Name())
 				}

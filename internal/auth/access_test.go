@@ -4,6 +4,7 @@ import (
 	"context"
 	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/identity/assertion"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"net/http"
 	"net/url"
 	"strings"
@@ -179,7 +180,7 @@ func TestRevocationElsewhereEndsTheSessionWithinSeconds(t *testing.T) {
 	}
 	select {
 	case got := <-revoked:
-		if got != hashes[0] || got != hashID(h.sessionCookie(c)) {
+		if got != hashes[0] || got != session.HashID(h.sessionCookie(c)) {
 			t.Fatalf("OnRevoke(%q), want the session's hash", got)
 		}
 		t.Logf("OnRevoke after %v", time.Since(start).Round(time.Millisecond))
@@ -202,7 +203,7 @@ func TestDisabledUserIsCutOffAtTheNextCheck(t *testing.T) {
 	if err := h.store.UpdateUser(context.Background(), u); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(verifyEvery + 100*time.Millisecond)
+	time.Sleep(session.VerifyEvery + 100*time.Millisecond)
 	if status, _ := h.identity(c, "/app/"); status != http.StatusUnauthorized {
 		t.Fatalf("disabled user still gets in: %d", status)
 	}

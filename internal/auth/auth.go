@@ -1,12 +1,13 @@
-// Package auth signs people in and decides who may use a route: moat's
-// server-side sessions, the password login flow at /_moat/login, allow
-// lists, brute-force throttling, and the identity headers plus signed
-// assertion (X-Moat-Assertion) the app receives.
+// Package auth signs people in: moat's server-side sessions (found once
+// per request by Identify), the password, second-factor and SSO pages under
+// /_moat/, bearer tokens, and Require, which asks each route's one access
+// rule (internal/identity/access).
 //
-// The server assembles it as middleware: Identify (find the session) runs
-// before the security policy's per-user limits, Require (enforce sign-in
-// and the allow list) after them, Handler serves /_moat/ on every routed
-// host, and the proxy calls SetIdentity on each request it forwards.
+// It has two lifetimes. Process is built once per moat process and keeps
+// what must outlive a configuration (store, instance key, session and token
+// caches, signing keys, OIDC replay set, throttles, hashing limiter);
+// Service is built for each configuration on it, so a reload swaps only the
+// Service. Every revocation goes through Process.Forget.
 package auth
 
 import (
@@ -21,18 +22,8 @@ import (
 	"github.com/moat-dev/moat/internal/identity/assertion"
 )
 
-// Cookie names. The __Host- prefix makes the browser refuse the cookie
-// unless it is Secure, host-only and for Path=/, so a sibling subdomain
-// cannot plant or overwrite it.
+// Timing of the background work.
 const (
-	SessionCookie = "__Host-moat-session"
-)
-
-// Timing of the session cache and background work.
-const (
-	// verifyEvery is how long a cached session is trusted before it is
-	// checked against the store again.
-	verifyEvery = 4 * time.Second
 	// revokePoll is how often Run asks the store for revoked sessions.
 	revokePoll = 3 * time.Second
 	// revokeOverlap re-reads this much of the past at every poll, for clock
@@ -41,11 +32,6 @@ const (
 	// keyReload is how often Run re-reads the signing keys (rotation by the
 	// CLI or another instance).
 	keyReload = 30 * time.Second
-	// cacheIdle drops a cached session unused for this long.
-	cacheIdle = 10 * time.Minute
-	// maxCachedSessions bounds the session cache; past it sessions are still
-	// served, from the store.
-	maxCachedSessions = 200000
 )
 
 // Service is moat's sign-in for one configuration: login pages, allow
@@ -102,7 +88,7 @@ func InstanceKey(cfg *config.Config) (*instancekey.Key, error) {
 // sessions with their providers (refresh_interval). The server runs it
 // while the configuration serves.
 func (s *Service) Run(ctx context.Context) error {
-	s.p.idle.Store(int64(s.idle))
+	s.p.Sessions.SetIdle(s.idle)
 	s.runRecheck(ctx)
 	return nil
 }

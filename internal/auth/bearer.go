@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -122,7 +123,7 @@ func (s *Service) bearerUser(ctx context.Context, route *config.Route, raw strin
 	}
 	groups := append([]string(nil), u.Groups...)
 	for _, g := range id.Groups {
-		if !contains(groups, g) {
+		if !slices.Contains(groups, g) {
 			groups = append(groups, g)
 		}
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -88,6 +90,7 @@ func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 		s.renderLogin(w, r, http.StatusOK, p)
+		return nil
 	case http.MethodPost:
 		return s.loginPost(w, r)
 	}
@@ -111,7 +114,7 @@ func (s *Service) loginData(w http.ResponseWriter, r *http.Request, returnTo str
 		for _, m := range rt.Login {
 			if m == "password" {
 				p.Password = true
-			} else if !contains(p.Providers, m) {
+			} else if !slices.Contains(p.Providers, m) {
 				p.Providers = append(p.Providers, m)
 			}
 		}
@@ -305,12 +308,12 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		if u, ss := signedIn(r); ss != nil {
-			s.p.revoke(r.Context(), ss.IDHash)
+			s.p.Sessions.Revoke(r.Context(), ss.IDHash)
 			s.p.audit(r.Context(), "logout", u.Email, clientIP(request.From(r)), "")
-		} else if id := cookieValue(r, SessionCookie); validID(id) {
-			s.p.revoke(r.Context(), hashID(id)) // expired or idle: end it anyway
+		} else if id := session.CookieValue(r, session.Cookie); session.ValidID(id) {
+			s.p.Sessions.Revoke(r.Context(), session.HashID(id)) // expired or idle: end it anyway
 		}
-		clearSessionCookie(w)
+		session.ClearCookie(w)
 		http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
 	default:
 		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD, POST")
@@ -444,7 +447,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) error {
 	s.p.audit(ctx, "password.change", u.Email, clientIP(info), fmt.Sprintf("%d session(s) ended", len(hashes)))
 	if _, err := s.startSession(ctx, w, r, u, "password"); err != nil {
 		s.p.logger.Error("password change: new session", "user", u.Email, "err", err)
-		clearSessionCookie(w)
+		session.ClearCookie(w)
 		http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/moat-dev/moat/internal/identity/assertion"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"io"
 	"log/slog"
 	"net"
@@ -43,6 +44,8 @@ type harness struct {
 	svc    *Service
 	srv    *httptest.Server
 	routes map[string]*config.Route
+	// counted counts the session and user reads sign-in makes of the store.
+	counted *countingStore
 }
 
 func newHarness(t testing.TB, tweak func(*config.Config)) *harness {
@@ -52,8 +55,8 @@ func newHarness(t testing.TB, tweak func(*config.Config)) *harness {
 	cfg.Identity.Session = config.Session{MaxAge: config.Duration(12 * time.Hour), IdleTimeout: config.Duration(time.Hour)}
 	cfg.Identity.Passwords.MinLength = 12
 	cfg.Routes = []*config.Route{
-		{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: []string{"group:staff", "user:bob@other.org"}},
-		{Host: "127.0.0.1", PathPrefix: "/corp/", Backend: "b", Login: []string{"password"}, Allow: []string{"domain:example.com"}},
+		{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: config.Members("group:staff", "user:bob@other.org")},
+		{Host: "127.0.0.1", PathPrefix: "/corp/", Backend: "b", Login: []string{"password"}, Allow: config.Members("domain:example.com")},
 		{Host: "127.0.0.1", PathPrefix: "/public/", Backend: "b", Public: true},
 	}
 	if tweak != nil {
@@ -64,8 +67,9 @@ func newHarness(t testing.TB, tweak func(*config.Config)) *harness {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	svc := newTestService(t, cfg, st)
-	h := &harness{t: t, cfg: cfg, store: st, svc: svc, routes: map[string]*config.Route{}}
+	counted := &countingStore{Store: st}
+	svc := newTestService(t, cfg, counted)
+	h := &harness{t: t, cfg: cfg, store: st, svc: svc, routes: map[string]*config.Route{}, counted: counted}
 	mux := http.NewServeMux()
 	mux.Handle("/_moat/", svc.Identify(svc.Handler()))
 	for _, rt := range cfg.Routes {
@@ -240,7 +244,7 @@ func (h *harness) identity(c *http.Client, path string) (int, map[string]string)
 func (h *harness) sessionCookie(c *http.Client) string {
 	u, _ := url.Parse(h.srv.URL)
 	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == SessionCookie {
+		if ck.Name == session.Cookie {
 			return ck.Value
 		}
 	}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"github.com/moat-dev/moat/internal/identity/session"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -17,9 +18,9 @@ func signedInRequest(t *testing.T, h *harness) *http.Request {
 	c := h.browser()
 	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
 	id := h.sessionCookie(c)
-	h.svc.p.ReloadSession(hashID(id))
+	h.svc.p.ReloadSession(session.HashID(id))
 	r := httptest.NewRequest("GET", "https://127.0.0.1/app/", nil)
-	r.AddCookie(&http.Cookie{Name: SessionCookie, Value: id})
+	r.AddCookie(&http.Cookie{Name: session.Cookie, Value: id})
 	return request.With(r, &request.Info{ID: "test", Start: time.Now(), Route: h.routes["/app/"]})
 }
 
@@ -28,8 +29,7 @@ func signedInRequest(t *testing.T, h *harness) *http.Request {
 func TestRequireUsesTheSessionIdentifyFound(t *testing.T) {
 	h := newHarness(t, nil)
 	r := signedInRequest(t, h)
-	counter := &countingStore{Store: h.store}
-	h.svc.p.store = counter
+	counter := h.counted
 	passed := false
 	h.svc.Identify(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.svc.p.ReloadSession(request.From(r).Session.IDHash) // the cache changes between the two stages
@@ -49,8 +49,8 @@ func TestRequireUsesTheSessionIdentifyFound(t *testing.T) {
 func TestAPageBehindTwoIdentifyStagesIsIdentifiedOnce(t *testing.T) {
 	h := newHarness(t, nil)
 	r := signedInRequest(t, h)
-	counter := &countingStore{Store: h.store}
-	h.svc.p.store = counter
+	counter := h.counted
+	counter.sessions.Store(0)
 	h.svc.Identify(h.svc.Identify(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))).ServeHTTP(httptest.NewRecorder(), r)
 	if n := counter.sessions.Load(); n != 1 {
 		t.Fatalf("the session was read %d times, want once", n)

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"github.com/moat-dev/moat/internal/identity/assertion"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"net/http"
 	"net/url"
 	"strings"
@@ -28,7 +29,7 @@ func TestPasswordLoginOpensTheRouteAndReturnsToThePage(t *testing.T) {
 	wantRedirect(t, resp, "/app/report?q=1")
 	var cookie *http.Cookie
 	for _, ck := range resp.Cookies() {
-		if ck.Name == SessionCookie {
+		if ck.Name == session.Cookie {
 			cookie = ck
 		}
 	}
@@ -43,7 +44,7 @@ func TestPasswordLoginOpensTheRouteAndReturnsToThePage(t *testing.T) {
 	if _, err := h.store.GetSession(context.Background(), cookie.Value); err == nil {
 		t.Error("the store finds a session by the raw cookie value")
 	}
-	if _, err := h.store.GetSession(context.Background(), hashID(cookie.Value)); err != nil {
+	if _, err := h.store.GetSession(context.Background(), session.HashID(cookie.Value)); err != nil {
 		t.Errorf("session not stored under its hash: %v", err)
 	}
 	events, _ := h.store.ListAudit(context.Background(), store.AuditFilter{Action: "login.success"})
@@ -179,14 +180,14 @@ func TestLoginRotatesTheSessionID(t *testing.T) {
 
 	t.Run("a planted cookie value is never promoted", func(t *testing.T) {
 		c := h.browser()
-		planted := strings.Repeat("A", sessionIDLen)
-		c.Jar.SetCookies(srvURL, []*http.Cookie{{Name: SessionCookie, Value: planted, Path: "/"}})
+		planted := strings.Repeat("A", session.IDLen)
+		c.Jar.SetCookies(srvURL, []*http.Cookie{{Name: session.Cookie, Value: planted, Path: "/"}})
 		wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
 		if got := h.sessionCookie(c); got == planted || got == "" {
 			t.Fatalf("session cookie after login = %q", got)
 		}
 		attacker := h.browser()
-		attacker.Jar.SetCookies(srvURL, []*http.Cookie{{Name: SessionCookie, Value: planted, Path: "/"}})
+		attacker.Jar.SetCookies(srvURL, []*http.Cookie{{Name: session.Cookie, Value: planted, Path: "/"}})
 		if status, _ := h.identity(attacker, "/app/"); status != http.StatusUnauthorized {
 			t.Fatalf("planted cookie opens the app: %d", status)
 		}
@@ -197,7 +198,7 @@ func TestLoginRotatesTheSessionID(t *testing.T) {
 		planted := h.sessionCookie(attacker)
 		victim := h.browser()
 		tok := h.csrf(victim, "/_moat/login")
-		victim.Jar.SetCookies(srvURL, []*http.Cookie{{Name: SessionCookie, Value: planted, Path: "/"}})
+		victim.Jar.SetCookies(srvURL, []*http.Cookie{{Name: session.Cookie, Value: planted, Path: "/"}})
 		wantRedirect(t, h.nav(victim, "POST", "/_moat/login", url.Values{"csrf": {tok}, "email": {"alice@example.com"}, "password": {alicePassword}, "return_to": {"/app/"}}), "/app/")
 		if h.sessionCookie(victim) == planted {
 			t.Fatal("login kept the pre-existing session id")
@@ -231,12 +232,12 @@ func TestLogoutEndsTheSessionEverywhere(t *testing.T) {
 	if h.sessionCookie(c) != "" {
 		t.Error("the browser kept the session cookie")
 	}
-	if len(revoked) != 1 || revoked[0] != hashID(stolen) {
+	if len(revoked) != 1 || revoked[0] != session.HashID(stolen) {
 		t.Errorf("OnRevoke got %v", revoked)
 	}
 	replay := h.browser()
 	u, _ := url.Parse(h.srv.URL)
-	replay.Jar.SetCookies(u, []*http.Cookie{{Name: SessionCookie, Value: stolen, Path: "/"}})
+	replay.Jar.SetCookies(u, []*http.Cookie{{Name: session.Cookie, Value: stolen, Path: "/"}})
 	if status, _ := h.identity(replay, "/app/"); status != http.StatusUnauthorized {
 		t.Fatalf("a copy of the cookie still works after logout: %d", status)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"sync/atomic"
 	"time"
 
 	"github.com/moat-dev/moat/internal/auth/instancekey"
@@ -15,6 +14,7 @@ import (
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
 	"github.com/moat-dev/moat/internal/identity/assertion"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/usage"
 )
@@ -44,6 +44,8 @@ type Process struct {
 	Key *instancekey.Key
 	// CSRF guards every form moat renders (key derived from Key).
 	CSRF *csrf.Guard
+	// Sessions is the session cache over the store.
+	Sessions *session.Sessions
 	// Signer signs the assertions the app receives, with the store's keys.
 	Signer *assertion.Signer
 	// Accounts and Clients count failed sign-ins per account and per
@@ -53,17 +55,13 @@ type Process struct {
 	store  store.Store
 	logger *slog.Logger
 
-	sessions sessionCache
-	tokens   tokenCache
-	replay   ssoReplay
+	tokens tokenCache
+	replay ssoReplay
 	// Limiter bounds the password hashes running at once, for every page
 	// that checks or sets a password.
 	Limiter *password.Limiter
 	// dummy is the hash an unknown user's password is checked against.
 	dummy string
-	// idle is the current configuration's session idle timeout, which the
-	// background work reads; a world's Run sets it when it starts serving.
-	idle atomic.Int64
 	// throttleClock is the brute-force counters' clock (a fake in tests).
 	throttleClock func() time.Time
 }
@@ -97,12 +95,11 @@ func NewProcess(st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Proc
 	}
 	p.MFA = mfa.New(st, ik)
 	p.MFA.Logger = p.logger
-	p.sessions.m = make(map[string]*sessionEntry)
-	p.sessions.unknown = make(map[string]int64)
+	p.Sessions = session.New(st, p.logger, func(hash string) { p.Forget(Revoked{Session: hash}) })
+	p.Sessions.SetIdle(config.DefaultSessionIdleTimeout)
 	p.replay.used = map[string]usedFlow{}
 	p.replay.checked = map[string]time.Time{}
 	p.tokens.ttl = tokenVerifyEvery
-	p.idle.Store(int64(config.DefaultSessionIdleTimeout))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var err error
@@ -126,7 +123,7 @@ func (p *Process) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			p.persistLastSeen(context.Background(), time.Now())
+			p.Sessions.Persist(context.Background(), time.Now())
 			return nil
 		case <-tick.C:
 		}
@@ -150,8 +147,8 @@ func (p *Process) Run(ctx context.Context) error {
 				}
 			}
 		}
-		p.persistLastSeen(pollCtx, now)
-		p.sweepSessions(now)
+		p.Sessions.Persist(pollCtx, now)
+		p.Sessions.Sweep(now)
 		p.Accounts.Sweep(now)
 		p.Clients.Sweep(now)
 		if now.Sub(lastKeys) >= keyReload {
@@ -190,7 +187,7 @@ type Revoked struct {
 func (p *Process) Forget(r Revoked) {
 	var ended []string
 	if r.Session != "" {
-		p.sessions.remove(r.Session)
+		p.Sessions.Drop(r.Session)
 		ended = append(ended, r.Session)
 	}
 	if r.Token != "" {
@@ -198,7 +195,7 @@ func (p *Process) Forget(r Revoked) {
 		ended = append(ended, tokenSessionID(r.Token))
 	}
 	if r.User != "" {
-		ended = append(ended, p.sessions.removeUser(r.User)...)
+		ended = append(ended, p.Sessions.DropUser(r.User)...)
 		ended = append(ended, p.tokens.removeUser(r.User)...)
 	}
 	for _, id := range ended {
@@ -244,7 +241,7 @@ func (p *Process) RevokeToken(ctx context.Context, id, hash string) error {
 // ReloadSession makes the next request of the session read it from the
 // store again (its record changed: the account page marked its second
 // factor as passed).
-func (p *Process) ReloadSession(idHash string) { p.sessions.remove(idHash) }
+func (p *Process) ReloadSession(idHash string) { p.Sessions.Drop(idHash) }
 
 // audit records an event in the store and the log. Never pass a password,
 // session id or token.

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"github.com/moat-dev/moat/internal/identity/session"
 	"net/http"
 	"testing"
 	"time"
@@ -57,9 +58,9 @@ func TestReloadKeepsTheSessionCacheAndTheHashingLimiter(t *testing.T) {
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
 	c := h.browser()
 	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
-	hash := hashID(h.sessionCookie(c))
+	hash := session.HashID(h.sessionCookie(c))
 	next := h.reload(t)
-	if next.p.sessions.get(hash) == nil {
+	if !next.p.Sessions.Cached(hash) {
 		t.Error("after a reload the signed-in session is no longer cached")
 	}
 	if next.hasher.limiter != h.svc.hasher.limiter {

@@ -42,7 +42,7 @@ func (s *Service) RouteRule(route *config.Route) access.Rule {
 		return rule
 	}
 	rule.MaxAge = route.MaxAge.D()
-	list, err := allow.ParseList(route.Allow)
+	list, err := allow.FromConfig(route.Allow)
 	if err != nil {
 		// Validation catches this first; refuse everyone if it did not.
 		s.p.logger.Error("route allow list unusable, refusing everyone", "route", route.Name(), "err", err)

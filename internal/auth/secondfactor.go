@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -29,12 +30,9 @@ const PendingCookie = "__Host-moat-mfa"
 // pendingTTL is how long the code page waits after the password.
 const pendingTTL = 5 * time.Minute
 
-// MFAPath is the login's second step; EnrolPath is where a user without a
-// second factor is sent when a route requires one.
-const (
-	MFAPath   = "/_moat/mfa"
-	EnrolPath = "/_moat/account/mfa"
-)
+// MFAPath is the login's second step (access.EnrolPath is where a user
+// without a second factor is sent when a route requires one).
+const MFAPath = "/_moat/mfa"
 
 func (s *Service) pendingMAC(userID, exp, pwHash string) string {
 	m := hmac.New(sha256.New, s.p.Key.Derive("mfa pending sign-in"))
@@ -64,7 +62,7 @@ func (s *Service) beginSecondFactor(ctx context.Context, w http.ResponseWriter, 
 // carries, or nil when there is none, it expired, or it no longer fits the
 // user (password changed, disabled, deleted).
 func (s *Service) pendingUser(ctx context.Context, r *http.Request) (*store.User, error) {
-	p, ok := parsePending(cookieValue(r, PendingCookie))
+	p, ok := parsePending(session.CookieValue(r, PendingCookie))
 	if !ok || time.Now().Unix() > p.expires {
 		return nil, nil
 	}
@@ -174,17 +172,10 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 		return web.Unavailable(nil)
 	}
 	clearPending(w)
-	e, err := s.startSession(ctx, w, r, u, "password")
-	if err != nil {
+	// The session is born having passed the second factor.
+	if _, err := s.startSession(ctx, w, r, u, "password", func(sess *store.Session) { sess.MFA = true }); err != nil {
 		s.p.logger.Error("start session", "user", u.Email, "err", err)
 		return web.Unavailable(nil)
-	}
-	e.sess.MFA = true // not yet seen by any other request
-	if sess, err := s.p.store.GetSession(ctx, e.hash); err == nil {
-		sess.MFA = true
-		if err := s.p.store.UpdateSession(ctx, sess); err != nil {
-			s.p.logger.Error("second factor: mark session", "user", u.Email, "err", err)
-		}
 	}
 	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
 		s.p.logger.Warn("record last login", "user", u.Email, "err", err)

@@ -3,7 +3,9 @@ package auth
 import (
 	"context"
 	"encoding/base64"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/identity/assertion"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -142,12 +144,12 @@ func TestARouteRequiringTwoFactorSendsAPasswordUserToEnrol(t *testing.T) {
 			c := h.browser()
 			wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
 			resp := h.nav(c, "GET", "/app/x", nil)
-			wantRedirect(t, resp, EnrolPath+"?return_to="+url.QueryEscape("/app/x"))
+			wantRedirect(t, resp, access.EnrolPath+"?return_to="+url.QueryEscape("/app/x"))
 			if code, _ := h.identity(c, "/app/"); code != http.StatusForbidden {
 				t.Fatalf("a script's call: %d, want 403", code)
 			}
 			// Once the session is marked (the account page does it), the route opens.
-			hash := hashID(h.sessionCookie(c))
+			hash := session.HashID(h.sessionCookie(c))
 			s, _ := h.store.GetSession(context.Background(), hash)
 			s.MFA = true
 			if err := h.store.UpdateSession(context.Background(), s); err != nil {

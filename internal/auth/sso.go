@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -247,7 +248,7 @@ func (s *Service) ssoStart(w http.ResponseWriter, r *http.Request, name string) 
 	p := s.sso.providers[name]
 	offered := false
 	for _, rt := range s.routesFor(r, hostOnly(r.Host), returnTo) {
-		if contains(rt.Login, name) {
+		if slices.Contains(rt.Login, name) {
 			offered = true
 		}
 	}
@@ -318,7 +319,7 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) error {
 	name := flowCookieName(state)
 	// Single use: whatever happens next, this sign-in is over.
 	clearFlowCookie(w, name)
-	f, err := s.p.openFlow(cookieValue(r, name))
+	f, err := s.p.openFlow(session.CookieValue(r, name))
 	switch {
 	case err != nil:
 		err = fmt.Errorf("%w: %v", oidc.ErrBadState, err)
@@ -392,7 +393,7 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) error {
 		s.p.logger.Error("sso: start session", "user", u.Email, "err", err)
 		return web.Unavailable(nil)
 	}
-	s.p.replay.setChecked(e.hash, time.Now())
+	s.p.replay.setChecked(e.IDHash, time.Now())
 	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
 		s.p.logger.Warn("record last login", "user", u.Email, "err", err)
 	}
@@ -541,7 +542,7 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	end := func(why string) {
-		s.p.revoke(ctx, sess.IDHash)
+		s.p.Sessions.Revoke(ctx, sess.IDHash)
 		s.p.replay.setChecked(sess.IDHash, time.Time{})
 		s.p.audit(ctx, "session.revoke", sess.Email, "", "sso:"+p.Name()+": "+why)
 	}
@@ -591,7 +592,7 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 	}
 	s.p.replay.setChecked(sess.IDHash, now)
 	// The next request reloads the session with the provider's groups.
-	s.p.sessions.remove(sess.IDHash)
+	s.p.Sessions.Drop(sess.IDHash)
 	s.p.Signer.Forget(sess.IDHash)
 }
 
@@ -615,7 +616,7 @@ func (s *Process) CallbackReturnTo(r *http.Request) string {
 	if state == "" {
 		return ""
 	}
-	if f, err := s.openFlow(cookieValue(r, flowCookieName(state))); err == nil && f.State == state {
+	if f, err := s.openFlow(session.CookieValue(r, flowCookieName(state))); err == nil && f.State == state {
 		return f.ReturnTo
 	}
 	to, _ := s.replay.returnTo(state)

@@ -52,10 +52,10 @@ func newSSOHarness(t *testing.T, tweak func(*config.Config)) *ssoHarness {
 	cfg.Identity.Passwords.MinLength = 12
 	cfg.Identity.SSO = map[string]*config.SSOProvider{"test": op.Config()}
 	cfg.Routes = []*config.Route{
-		{Host: "127.0.0.1", PathPrefix: "/sso/", Backend: "b", Login: []string{"test"}, Allow: []string{"domain:example.com"}},
-		{Host: "127.0.0.1", PathPrefix: "/grp/", Backend: "b", Login: []string{"test"}, Allow: []string{"group:customer-a", "group:moat-ops"}},
-		{Host: "127.0.0.1", PathPrefix: "/usr/", Backend: "b", Login: []string{"test", "password"}, Allow: []string{"user:bob@example.com"}},
-		{Host: "127.0.0.1", PathPrefix: "/api/", Backend: "b", Login: []string{"test"}, Bearer: true, Allow: []string{"domain:example.com"}},
+		{Host: "127.0.0.1", PathPrefix: "/sso/", Backend: "b", Login: []string{"test"}, Allow: config.Members("domain:example.com")},
+		{Host: "127.0.0.1", PathPrefix: "/grp/", Backend: "b", Login: []string{"test"}, Allow: config.Members("group:customer-a", "group:moat-ops")},
+		{Host: "127.0.0.1", PathPrefix: "/usr/", Backend: "b", Login: []string{"test", "password"}, Allow: config.Members("user:bob@example.com")},
+		{Host: "127.0.0.1", PathPrefix: "/api/", Backend: "b", Login: []string{"test"}, Bearer: true, Allow: config.Members("domain:example.com")},
 	}
 	if tweak != nil {
 		tweak(cfg)

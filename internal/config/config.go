@@ -39,7 +39,7 @@ type Server struct {
 	// HTTPS and answers ACME challenges) or "serve" (plain HTTP serves the
 	// routes, for running behind a TLS-terminating load balancer such as
 	// Cloud Run's; set trusted_proxies to that balancer's ranges).
-	HTTPMode              string   `yaml:"http_mode"`
+	HTTPMode              HTTPMode `yaml:"http_mode"`
 	InternalAddr          string   `yaml:"internal_addr"`
 	TrustedProxies        []string `yaml:"trusted_proxies"`
 	ProxyProtocol         bool     `yaml:"proxy_protocol"`
@@ -56,6 +56,17 @@ type Server struct {
 	HSTS              *bool    `yaml:"hsts"`
 	LogLevel          string   `yaml:"log_level"`
 }
+
+// HTTPMode is server.http_mode: what the plain HTTP listener does.
+type HTTPMode string
+
+// HTTP modes.
+const (
+	// HTTPRedirect redirects to HTTPS and answers ACME challenges.
+	HTTPRedirect HTTPMode = "redirect"
+	// HTTPServe serves the routes, behind a TLS-terminating balancer.
+	HTTPServe HTTPMode = "serve"
+)
 
 // TLS says where certificates come from: exactly one of self_signed,
 // cert_file + key_file, or acme.
@@ -105,8 +116,8 @@ type Route struct {
 	Title          string   `yaml:"title"`
 	SecurityPolicy string   `yaml:"security_policy"`
 	Login          []string `yaml:"login"`
-	Allow          []string `yaml:"allow"`
-	MFA            string   `yaml:"mfa"`
+	Allow          []Member `yaml:"allow"`
+	MFA            MFAMode  `yaml:"mfa"`
 	Bearer         bool     `yaml:"bearer"`
 	MaxAge         Duration `yaml:"max_age"`
 	MaxBodyBytes   int64    `yaml:"max_body_bytes"`

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"reflect"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -25,8 +24,6 @@ type Usage struct {
 	// the store (default 10s).
 	FlushInterval Duration `yaml:"flush_interval"`
 }
-
-var usageType = reflect.TypeOf(Usage{})
 
 // UnmarshalYAML reads `usage: off` or a mapping of the keys above.
 func (u *Usage) UnmarshalYAML(n *yaml.Node) error {

@@ -32,7 +32,9 @@ func applyDefaults(c *Config) {
 	s := &c.Server
 	def(&s.HTTPSAddr, DefaultHTTPSAddr)
 	def(&s.HTTPAddr, DefaultHTTPAddr)
-	def(&s.HTTPMode, "redirect")
+	if s.HTTPMode == "" {
+		s.HTTPMode = HTTPRedirect
+	}
 	def(&s.InternalAddr, DefaultInternalAddr)
 	def(&s.LogLevel, "info")
 	defDur(&s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
@@ -146,8 +148,8 @@ func (v *validator) validateServer() {
 		}
 	}
 	switch s.HTTPMode {
-	case "redirect":
-	case "serve":
+	case HTTPRedirect:
+	case HTTPServe:
 		if v.cfg.TLS.ACME != nil {
 			v.errorAt("server.http_mode", "serve cannot be combined with tls.acme, whose HTTP-01 challenges need the redirecting listener")
 		}

@@ -27,23 +27,37 @@ import (
 // a throwaway process (an empty SQLite store in a temporary directory,
 // in-memory counters, a random instance key).
 func Check(cfg *config.Config, log *slog.Logger) error {
-	dir, err := os.MkdirTemp("", "moat-check-")
-	if err != nil {
-		return fmt.Errorf("check: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	p, err := throwawayProcess(dir, log)
-	if err != nil {
-		return fmt.Errorf("check: %w", err)
-	}
-	defer p.close()
-	s := &Server{log: log, process: p}
-	wd, err := s.build(cfg)
+	_, done, err := throwawayWorld(cfg, log)
 	if err != nil {
 		return err
 	}
-	wd.close()
+	done()
 	return nil
+}
+
+// throwawayWorld builds cfg's world as serve does, on a throwaway process;
+// done releases both.
+func throwawayWorld(cfg *config.Config, log *slog.Logger) (wd *world, done func(), err error) {
+	dir, err := os.MkdirTemp("", "moat-check-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("check: %w", err)
+	}
+	p, err := throwawayProcess(dir, log)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("check: %w", err)
+	}
+	s := &Server{log: log, process: p}
+	if wd, err = s.build(cfg); err != nil {
+		p.close()
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return wd, func() {
+		wd.close()
+		p.close()
+		os.RemoveAll(dir)
+	}, nil
 }
 
 // throwawayProcess is a process that shares nothing with a running moat.

@@ -65,7 +65,11 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 			web.Error(w, r, http.StatusNotFound, "not_found")
 			return
 		}
-		rt, h := wd.ownPage(r, host, clean, hostRt)
+		rt, hostWide := wd.ownPage(r, host, clean, hostRt)
+		h := wd.own[rt]
+		if hostWide {
+			h = wd.hostWide[rt]
+		}
 		info.Route = rt
 		h.ServeHTTP(w, r)
 		return
@@ -85,7 +89,8 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 }
 
 // ownPage picks the route, and so the security policy, a page of moat's own
-// on host runs under (issue 12 #1: they all ran under the host's "/" route,
+// on host runs under (hostWide: the policies of every signed-in route of
+// the host) (issue 12 #1: they all ran under the host's "/" route,
 // so a client an IP-restricted path_prefix route refuses could still test
 // passwords and reach the console through it):
 //   - static assets, the JWKS and sign-out: the host's route, as before;
@@ -93,13 +98,16 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 //   - a sign-in page (login, second step, password change, SSO start and
 //     callback) whose return_to names a signed-in route of the host: that
 //     route, so only a client the route admits signs in through it;
+//   - a sign-in page headed nowhere in particular (where sign-out lands):
+//     the first signed-in route of the host whose policy admits the client
+//     (a dry run), as if return_to named it;
 //   - everything else, the console and the account page included, and a
-//     sign-in page headed nowhere in particular: the policy of every
-//     signed-in route of the host, since they speak for the whole host.
-func (wd *world) ownPage(r *http.Request, host, path string, hostRt *config.Route) (*config.Route, http.Handler) {
+//     sign-in page no route's policy admits: the policy of every signed-in
+//     route of the host, since they speak for the whole host.
+func (wd *world) ownPage(r *http.Request, host, path string, hostRt *config.Route) (rt *config.Route, hostWide bool) {
 	switch {
 	case strings.HasPrefix(path, web.StaticPrefix), path == "/_moat/jwks.json", path == "/_moat/logout":
-		return hostRt, wd.own[hostRt]
+		return hostRt, false
 	case auth.FlowPage(path):
 		returnTo := r.URL.Query().Get("return_to")
 		if path == auth.CallbackPath {
@@ -108,11 +116,19 @@ func (wd *world) ownPage(r *http.Request, host, path string, hostRt *config.Rout
 		if returnTo != "" {
 			p, _, _ := strings.Cut(access.SafeReturnTo(returnTo), "?")
 			if rt := wd.routes.Lookup(host, cleanPath(p)); rt != nil && !rt.Public {
-				return rt, wd.own[rt]
+				return rt, false
+			}
+		}
+		// Headed nowhere in particular (where sign-out lands): the first
+		// signed-in route of the host whose policy admits the client, as
+		// if return_to named it; none admitting, every policy answers.
+		for _, rt := range wd.cfg.Routes {
+			if rt.Host == hostRt.Host && !rt.Public && wd.engine.Admits(rt.SecurityPolicy, r) {
+				return rt, false
 			}
 		}
 	}
-	return hostRt, wd.hostWide[hostRt]
+	return hostRt, true
 }
 
 // cleanPath is path.Clean that keeps a trailing slash and a leading one.

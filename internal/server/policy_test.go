@@ -111,6 +111,8 @@ security_policies:
 func TestSignInPagesOfAnIPRestrictedPathPrefixRouteRunUnderItsPolicy(t *testing.T) {
 	m := startMoat(t, echoBackend(t).URL, baseConfig+`  - {host: shop.example.com, backend: app, login: [password], allow: ["group:staff"]}
   - {host: shop.example.com, path_prefix: /partner/, backend: app, security_policy: customer-vpn-only, login: [password], allow: ["group:customer-a"]}
+  - {host: vpn.example.com, backend: app, public: true}
+  - {host: vpn.example.com, path_prefix: /partner/, backend: app, security_policy: customer-vpn-only, login: [password], allow: ["group:customer-a"]}
 security_policies:
   customer-vpn-only:
     rules:
@@ -126,16 +128,23 @@ security_policies:
 		{"the partner route's SSO-less second step refuses it too", "127.0.0.1", "/_moat/mfa?return_to=/partner/x", http.StatusForbidden},
 		{"the console refuses it", "127.0.0.1", "/_moat/admin/users", http.StatusForbidden},
 		{"the account page refuses it", "127.0.0.1", "/_moat/account", http.StatusForbidden},
-		{"a login headed nowhere in particular refuses it", "127.0.0.1", "/_moat/login", http.StatusForbidden},
+		{"a login headed nowhere in particular takes a route that admits it", "127.0.0.1", "/_moat/login", http.StatusOK},
 		{"the open route's login admits it", "127.0.0.1", "/_moat/login?return_to=/dashboard", http.StatusOK},
 		{"static assets stay reachable", "127.0.0.1", "/_moat/static/moat.css", http.StatusOK},
 		{"the VPN address gets the partner route's login", "127.0.0.2", "/_moat/login?return_to=/partner/x", http.StatusOK},
 		{"the VPN address reaches the account page's sign-in", "127.0.0.2", "/_moat/account", http.StatusSeeOther},
+		{"on a host whose only signed-in route refuses it, a bare login refuses it", "127.0.0.1", "vpn:/_moat/login", http.StatusForbidden},
+		{"and so does the partner route's login there", "127.0.0.1", "vpn:/_moat/login?return_to=/partner/", http.StatusForbidden},
+		{"the VPN address gets the bare login there", "127.0.0.2", "vpn:/_moat/login", http.StatusOK},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, _ := get(t, m.clientFrom(tt.src), "https://shop.example.com"+tt.path, nav...)
+			host, path := "shop.example.com", tt.path
+			if p, ok := strings.CutPrefix(path, "vpn:"); ok {
+				host, path = "vpn.example.com", p
+			}
+			resp, _ := get(t, m.clientFrom(tt.src), "https://"+host+path, nav...)
 			if resp.StatusCode != tt.want {
-				t.Fatalf("%s from %s: %d, want %d", tt.path, tt.src, resp.StatusCode, tt.want)
+				t.Fatalf("%s%s from %s: %d, want %d", host, path, tt.src, resp.StatusCode, tt.want)
 			}
 		})
 	}

@@ -157,7 +157,7 @@ func (s *Server) Run(ctx context.Context) error {
 		var handler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s.certs.Load().HTTPHandler(portOf(addrs.HTTPS)).ServeHTTP(w, r)
 		})
-		if cfg.Server.HTTPMode == "serve" {
+		if cfg.Server.HTTPMode == config.HTTPServe {
 			handler = s
 		}
 		plain := &http.Server{

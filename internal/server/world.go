@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/moat-dev/moat/internal/account"
 	"github.com/moat-dev/moat/internal/admin"
@@ -40,6 +41,7 @@ type world struct {
 	// that speak for the whole host: the console, the account page.
 	hostWide map[*config.Route]http.Handler
 	auth     *auth.Service
+	engine   *policy.Engine
 	// identity is the process's sign-in state this world was built on.
 	identity *auth.Process
 	cancel   context.CancelFunc
@@ -117,32 +119,38 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		wd.own[rt] = svc.Identify(engine.Handler(rt.SecurityPolicy, ownPages))
 	}
 	for _, rt := range cfg.Routes {
-		if wd.hostWide[rt] != nil {
-			continue
-		}
-		// Every distinct policy of the host's signed-in routes, one after
-		// the other; a host of public routes only keeps rt's own.
 		h := http.Handler(ownPages)
-		seen := map[string]bool{}
-		for _, other := range cfg.Routes {
-			if other.Host != rt.Host || other.Public {
-				continue
-			}
-			name := other.SecurityPolicy
-			if name == "" {
-				name = cfg.Server.DefaultSecurityPolicy
-			}
-			if !seen[name] {
-				seen[name] = true
-				h = engine.Handler(name, h)
-			}
-		}
-		if len(seen) == 0 {
-			h = engine.Handler(rt.SecurityPolicy, h)
+		for _, name := range hostPolicies(cfg, rt) {
+			h = engine.Handler(name, h)
 		}
 		wd.hostWide[rt] = svc.Identify(h)
 	}
+	wd.engine = engine
 	return wd, nil
+}
+
+// hostPolicies are the security policies a page speaking for rt's whole
+// host runs under: every distinct policy of the host's signed-in routes
+// ("" is server.default_security_policy), or rt's own on a host of public
+// routes only.
+func hostPolicies(cfg *config.Config, rt *config.Route) []string {
+	var names []string
+	for _, other := range cfg.Routes {
+		if other.Host != rt.Host || other.Public {
+			continue
+		}
+		name := other.SecurityPolicy
+		if name == "" {
+			name = cfg.Server.DefaultSecurityPolicy
+		}
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		names = []string{rt.SecurityPolicy}
+	}
+	return names
 }
 
 // start begins the world's background work (backend health checks).

@@ -1,6 +1,7 @@
 package allow
 
 import (
+	"github.com/moat-dev/moat/internal/config"
 	"strings"
 	"testing"
 
@@ -48,7 +49,7 @@ func allows(l List, u request.User) bool {
 }
 
 func TestARefusalNamesTheMembersTried(t *testing.T) {
-	l, err := ParseList([]string{"group:staff", "user:bob@example.com", "domain:example.org"})
+	l, err := FromConfig(config.Members("group:staff", "user:bob@example.com", "domain:example.org"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -166,11 +166,11 @@ func HostRoutes(cfg *config.Config, host string) []*config.Route {
 // a second factor to use any of routes: identity.passwords.mfa, or a
 // route's mfa, says required.
 func SecondFactorRequired(cfg *config.Config, routes ...*config.Route) bool {
-	if cfg.Identity.Passwords.MFA == "required" {
+	if cfg.Identity.Passwords.MFA.Required() {
 		return true
 	}
 	for _, rt := range routes {
-		if rt != nil && rt.MFA == "required" {
+		if rt != nil && rt.MFA.Required() {
 			return true
 		}
 	}
