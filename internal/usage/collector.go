@@ -29,6 +29,10 @@ const pruneEvery = time.Hour
 // writeTimeout bounds one write of usage to the store.
 const writeTimeout = 10 * time.Second
 
+// droppedFull counts what did not fit in memory; looked up once, as a
+// request may add to it.
+var droppedFull = metrics.UsageDropped.WithLabelValues("full")
+
 // Collector is the Recorder of a running moat: it counts in memory and
 // writes to the store from Run. Build it with New; it outlives
 // configuration reloads (Configure applies a new usage section).
@@ -147,7 +151,7 @@ func (c *Collector) use(k sessionKey, email, provider string) *sessionUse {
 	u := c.sessions[k]
 	if u == nil {
 		if len(c.sessions) >= c.maxEntries() {
-			metrics.UsageDropped.WithLabelValues("full").Inc()
+			droppedFull.Inc()
 			return nil
 		}
 		u = &sessionUse{email: email, provider: provider}
@@ -167,7 +171,7 @@ func (c *Collector) SignIn(info *request.Info, provider string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.signins[k]; !ok && len(c.signins) >= c.maxEntries() {
-		metrics.UsageDropped.WithLabelValues("full").Inc()
+		droppedFull.Inc()
 		return
 	}
 	c.signins[k]++
@@ -204,7 +208,7 @@ func (c *Collector) OpenSocket(info *request.Info) *Socket {
 	l := c.live[k]
 	if l == nil {
 		if len(c.live) >= c.maxEntries() {
-			metrics.UsageDropped.WithLabelValues("full").Inc()
+			droppedFull.Inc()
 			return nil
 		}
 		l = &liveSession{email: info.User.Email, provider: info.User.Provider, since: now}
