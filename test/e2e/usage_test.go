@@ -299,3 +299,47 @@ func seedUsageHistory(t *testing.T, dsn string) {
 		t.Fatal(err)
 	}
 }
+
+// TestStreamlitUseIsCountedAsActiveMinutes: a person signs in, the real
+// Streamlit dashboard renders in Chromium through moat and they switch its
+// mode; `moat usage` then shows their sign-in, their day, and an active
+// minute and connected time from the dashboard's WebSocket.
+func TestStreamlitUseIsCountedAsActiveMinutes(t *testing.T) {
+	t.Parallel()
+	st := sharedStreamlit(t)
+	m := startMoat(t, fmt.Sprintf(`usage: {flush_interval: 1s}
+backends:
+  dashboard: {url: %q, health_path: /_stcore/health}
+routes:
+  - {host: localhost, backend: dashboard, login: [password], allow: ["group:staff"]}
+`, st.URL))
+	const email, password = "ren@example.com", "a long passphrase for the dashboard"
+	addUser(t, m, email, password, "staff")
+	ctx := newBrowser(t, m.Cert)
+	within(t, ctx, 90*time.Second, "sign in and open the dashboard",
+		chromedp.Navigate(m.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=email]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=email]`), email),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), password),
+		chromedp.Submit(chromedp.CSS(`input[name=password]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="stRadioOption"]`)))
+	waitRendered(t, ctx, dashboardModes[0].kind, 60*time.Second)
+	selectMode(t, ctx, dashboardModes[2].label)
+	waitRendered(t, ctx, dashboardModes[2].kind, 30*time.Second)
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := usageReport(t, m)
+		if len(r.RecentSessions) == 1 && r.RecentSessions[0].ActiveMinutes >= 1 && r.RecentSessions[0].ConnectedSeconds >= 1 {
+			s := r.RecentSessions[0]
+			if s.Email != email || s.Route != "localhost" || s.Provider != "password" || r.Totals.SignIns != 1 || r.Totals.Users != 1 {
+				t.Errorf("usage = %+v; want ren's one password session on localhost, one sign-in", r)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s moat usage shows %+v; want ren's session with an active minute and connected time", r)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
