@@ -11,7 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/server"
+	"github.com/moat-dev/moat/internal/store"
 )
 
 func init() { subcommands = append(subcommands, newPolicyCommand) }
@@ -26,8 +28,8 @@ func newPolicyCommand() *cobra.Command {
 }
 
 func newPolicyExplainCommand() *cobra.Command {
-	var path, host, ip, reqPath, method string
-	var headers []string
+	var path, host, ip, reqPath, method, user string
+	var headers, groups []string
 	cmd := &cobra.Command{
 		Use:   "explain",
 		Short: "Show which route, policy and rule a request would meet, and why",
@@ -53,7 +55,11 @@ Example:
 			if err != nil {
 				return err
 			}
-			out, err := server.Explain(cfg, host, ip, reqPath, strings.ToUpper(method), h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			req := server.ExplainRequest{Host: host, IP: ip, Path: reqPath, Method: strings.ToUpper(method), Headers: h}
+			if user != "" {
+				req.User = &request.User{Email: store.NormalizeEmail(user), Groups: groups}
+			}
+			out, err := server.Explain(cfg, req, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err != nil {
 				return err
 			}
@@ -67,6 +73,8 @@ Example:
 	cmd.Flags().StringVar(&reqPath, "path", "/", "the request path, with an optional ?query")
 	cmd.Flags().StringVar(&method, "method", "GET", "the request method")
 	cmd.Flags().StringArrayVar(&headers, "header", nil, "a request header as 'Name: value' (repeatable)")
+	cmd.Flags().StringVar(&user, "user", "", "the signed-in user's email, to check the route's allow list")
+	cmd.Flags().StringArrayVar(&groups, "group", nil, "a group of --user (repeatable)")
 	return cmd
 }
 

@@ -5,6 +5,7 @@ import (
 	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/identity/session"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"net/http"
 	"net/url"
 	"strings"
@@ -261,7 +262,7 @@ func TestRepeatedFailuresAreThrottledThenLocked(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	h.svc.p.Accounts = newThrottle(limits{Free: 2, Base: time.Second, Max: 30 * time.Second, LockAfter: 4, LockFor: time.Minute})
+	h.svc.p.Accounts = throttle.NewMemory(throttle.Limits{Free: 2, Base: time.Second, Max: 30 * time.Second, LockAfter: 4, LockFor: time.Minute})
 	var mu sync.Mutex
 	clock := time.Now()
 	h.svc.p.throttleClock = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
@@ -298,7 +299,7 @@ func TestRepeatedFailuresAreThrottledThenLocked(t *testing.T) {
 func TestManyFailuresFromOneAddressAreThrottled(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	h.svc.p.Clients = newThrottle(limits{Free: 3, Base: time.Minute, Max: time.Minute, LockAfter: 100, LockFor: time.Hour})
+	h.svc.p.Clients = throttle.NewMemory(throttle.Limits{Free: 3, Base: time.Minute, Max: time.Minute, LockAfter: 100, LockFor: time.Hour})
 	c := h.browser()
 	for i := range 3 {
 		wantStatus(t, h.login(c, "user"+string(rune('a'+i))+"@example.com", "wrong password!!", "/"), http.StatusUnauthorized)

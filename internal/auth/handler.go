@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/moat-dev/moat/internal/identity/session"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"net"
 	"net/http"
 	"net/url"
@@ -187,10 +188,10 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
 	p.Email = email
 	info := request.From(r)
 	ip := clientIP(info)
-	ipKey, acctKey := clientKey(info.ClientIP), email
+	ipKey, acctKey := throttle.ClientKey(info.ClientIP), email
 	now := s.p.throttleClock()
 	for _, tk := range []struct {
-		t   Throttle
+		t   throttle.Throttle
 		key string
 	}{{s.p.Clients, ipKey}, {s.p.Accounts, acctKey}} {
 		d, locked, err := tk.t.Wait(ctx, tk.key, now)
@@ -213,12 +214,12 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
 		if locked, err := s.p.Accounts.Fail(ctx, acctKey, now); err != nil {
 			s.p.logger.Error("count a failed sign-in", "request_id", info.ID, "err", err)
 		} else if locked {
-			s.p.audit(ctx, "login.locked", email, ip, fmt.Sprintf("account locked for %s after repeated failures", accountLimits.LockFor))
+			s.p.audit(ctx, "login.locked", email, ip, fmt.Sprintf("account locked for %s after repeated failures", throttle.Accounts.LockFor))
 		}
 		if locked, err := s.p.Clients.Fail(ctx, ipKey, now); err != nil {
 			s.p.logger.Error("count a failed sign-in", "request_id", info.ID, "err", err)
 		} else if locked {
-			s.p.audit(ctx, "login.locked", "", ip, fmt.Sprintf("client address %s locked for %s after repeated failures", ipKey, clientLimits.LockFor))
+			s.p.audit(ctx, "login.locked", "", ip, fmt.Sprintf("client address %s locked for %s after repeated failures", ipKey, throttle.Clients.LockFor))
 		}
 		p.Error = web.T(lang, "auth.login.failed")
 		s.renderLogin(w, r, http.StatusUnauthorized, p)

@@ -15,6 +15,7 @@ import (
 	"github.com/moat-dev/moat/internal/csrf"
 	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/identity/session"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/usage"
 )
@@ -49,8 +50,8 @@ type Process struct {
 	// Signer signs the assertions the app receives, with the store's keys.
 	Signer *assertion.Signer
 	// Accounts and Clients count failed sign-ins per account and per
-	// client address (memory by default; see Throttle).
-	Accounts, Clients Throttle
+	// client address (memory by default; see throttle.Throttle).
+	Accounts, Clients throttle.Throttle
 
 	store  store.Store
 	logger *slog.Logger
@@ -83,8 +84,8 @@ func NewProcess(st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Proc
 	p := &Process{
 		Key:      ik,
 		CSRF:     csrf.New(ik.Derive("csrf")),
-		Accounts: newThrottle(accountLimits),
-		Clients:  newThrottle(clientLimits),
+		Accounts: throttle.NewMemory(throttle.Accounts),
+		Clients:  throttle.NewMemory(throttle.Clients),
 		store:    st,
 		logger:   logger.With("component", "auth"),
 		// A login flood takes at most half the cores and leaves the rest

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"github.com/moat-dev/moat/internal/identity/session"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"net/http"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func (h *harness) reload(t *testing.T) *Service {
 func TestReloadKeepsThePasswordThrottles(t *testing.T) {
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	h.svc.p.Accounts = newThrottle(limits{Free: 1, Base: time.Hour, Max: time.Hour, LockAfter: 100, LockFor: time.Hour})
+	h.svc.p.Accounts = throttle.NewMemory(throttle.Limits{Free: 1, Base: time.Hour, Max: time.Hour, LockAfter: 100, LockFor: time.Hour})
 	wantStatus(t, h.login(h.browser(), "alice@example.com", "wrong password!!", "/"), http.StatusUnauthorized)
 	next := h.reload(t)
 	if next.p.Accounts != h.svc.p.Accounts || next.p.Clients != h.svc.p.Clients || next.p.MFA != h.svc.p.MFA {

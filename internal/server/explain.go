@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/moat-dev/moat/internal/auth/allow"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/route"
@@ -19,7 +20,11 @@ import (
 // policy for moat's own pages, the same engine (issue 11: explain had its
 // own routing and path cleaning). Nothing listens, nothing is counted, the
 // WAF is not run.
-func Explain(cfg *config.Config, host, ip, target, method string, headers http.Header, log *slog.Logger) (string, error) {
+//
+// With a user, it also says whether the route's allow list admits them,
+// and which members it tried when it does not.
+func Explain(cfg *config.Config, req ExplainRequest, log *slog.Logger) (string, error) {
+	host, ip, target, method, headers := req.Host, req.IP, req.Path, req.Method, req.Headers
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
 		return "", fmt.Errorf("explain: invalid client IP %q", ip)
@@ -88,5 +93,35 @@ func Explain(cfg *config.Config, host, ip, target, method string, headers http.H
 	info.Route = rt
 	fmt.Fprintf(&b, "route:   %s (routes entry at line %d, backend %s)\n", rt.Name(), rt.Line, rt.Backend)
 	wd.engine.Explain(&b, rt.SecurityPolicy, "the route's security_policy", r)
+	if req.User != nil {
+		explainAccess(&b, rt, *req.User)
+	}
 	return b.String(), nil
+}
+
+// ExplainRequest is the request Explain drives through the world.
+type ExplainRequest struct {
+	Host, IP, Path, Method string
+	Headers                http.Header
+	// User, when set, is who the request is signed in as, for the route's
+	// allow list.
+	User *request.User
+}
+
+// explainAccess writes what the route's allow list says of u.
+func explainAccess(b *strings.Builder, rt *config.Route, u request.User) {
+	if rt.Public {
+		b.WriteString("access:  public route: no sign-in\n")
+		return
+	}
+	list, err := allow.FromConfig(rt.Allow)
+	if err != nil {
+		fmt.Fprintf(b, "access:  the allow list is unusable (%v): everyone is refused\n", err)
+		return
+	}
+	if ok, tried := list.Check(u); !ok {
+		fmt.Fprintf(b, "access:  %s is refused (403): tried %s\n", u.Email, strings.Join(tried, ", "))
+		return
+	}
+	fmt.Fprintf(b, "access:  %s is admitted by the allow list\n", u.Email)
 }

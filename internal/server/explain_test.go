@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/request"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -29,7 +30,7 @@ routes:
 		fmt.Println(err)
 		return
 	}
-	out, err := Explain(cfg, "dash-partner.example.com", "198.51.100.1", "/admin/users", "GET", nil, quiet)
+	out, err := Explain(cfg, ExplainRequest{Host: "dash-partner.example.com", IP: "198.51.100.1", Path: "/admin/users"}, quiet)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -72,7 +73,7 @@ func explain(t *testing.T, host, ip, path, method string, h http.Header) string 
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := Explain(cfg, host, ip, path, method, h, quiet)
+	out, err := Explain(cfg, ExplainRequest{Host: host, IP: ip, Path: path, Method: method, Headers: h}, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestExplainShowsExpressionsAndPreview(t *testing.T) {
 	wantLines(t, explain(t, "app.example.com", "2001:db8::1", "/x", "POST", http.Header{"X-Debug": {"1"}}),
 		"[preview]", "preview: would refuse with 404", "debug probes", "expr is false", "counted against 5 per 1m0s", "decision: allow")
 	cfg, _ := config.Parse("seed.yaml", []byte(explainSeed))
-	if _, err := Explain(cfg, "app.example.com", "nonsense", "/", "GET", nil, quiet); err == nil {
+	if _, err := Explain(cfg, ExplainRequest{Host: "app.example.com", IP: "nonsense", Path: "/"}, quiet); err == nil {
 		t.Error("a bad IP was accepted")
 	}
 }
@@ -119,4 +120,19 @@ func TestExplainDrivesTheRealRoutingIncludingMoatsOwnPages(t *testing.T) {
 		"moat's own page /_moat/login, under the policy of shop.example.com/partner/", "decision: refuse with 403")
 	wantLines(t, explain(t, "shop.example.com", "127.0.0.1", "/_moat/admin/users", "GET", nil),
 		"for the whole host", "policy:  none", "policy:  customer-vpn-only", "decision: refuse with 403")
+}
+
+// Issue 11: an allow list answered yes or no; it says which members it
+// tried, in the refusal's log line and here.
+func TestExplainSaysWhichAllowListMembersRefusedAUser(t *testing.T) {
+	cfg, _ := config.Parse("seed.yaml", []byte(explainSeed))
+	out, err := Explain(cfg, ExplainRequest{Host: "shop.example.com", IP: "127.0.0.1", Path: "/x",
+		User: &request.User{Email: "eve@example.com", Groups: []string{"guests"}}}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLines(t, out, "access:  eve@example.com is refused (403): tried group:staff")
+	out, _ = Explain(cfg, ExplainRequest{Host: "shop.example.com", IP: "127.0.0.1", Path: "/x",
+		User: &request.User{Email: "sam@example.com", Groups: []string{"staff"}}}, quiet)
+	wantLines(t, out, "access:  sam@example.com is admitted")
 }

@@ -1,4 +1,4 @@
-package auth
+package throttle
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 )
 
 func TestThrottleDoublesTheWaitThenLocks(t *testing.T) {
-	th := newThrottle(limits{Free: 2, Base: time.Second, Max: 4 * time.Second, LockAfter: 6, LockFor: time.Minute})
+	th := NewMemory(Limits{Free: 2, Base: time.Second, Max: 4 * time.Second, LockAfter: 6, LockFor: time.Minute}).(*memory)
 	now := time.Unix(1000, 0)
 	for i, want := range []time.Duration{0, 0, time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second} {
 		if d, locked := th.wait("k", now); d != want || locked {
@@ -36,7 +36,7 @@ func TestThrottleDoublesTheWaitThenLocks(t *testing.T) {
 }
 
 func TestThrottleStaysBounded(t *testing.T) {
-	th := newThrottle(clientLimits)
+	th := NewMemory(Clients).(*memory)
 	now := time.Now()
 	for i := range maxThrottleKeys + 500 {
 		th.fail(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String(), now)
@@ -53,11 +53,11 @@ func TestClientKeyGroupsAnIPv6Host(t *testing.T) {
 		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
 		{"2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"},
 	} {
-		if got := clientKey(netip.MustParseAddr(tc.ip)); got != tc.want {
-			t.Errorf("clientKey(%s) = %s, want %s", tc.ip, got, tc.want)
+		if got := ClientKey(netip.MustParseAddr(tc.ip)); got != tc.want {
+			t.Errorf("ClientKey(%s) = %s, want %s", tc.ip, got, tc.want)
 		}
 	}
-	if clientKey(netip.Addr{}) != "unknown" {
+	if ClientKey(netip.Addr{}) != "unknown" {
 		t.Error("no address is not one key")
 	}
 }

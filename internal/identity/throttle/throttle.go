@@ -1,4 +1,4 @@
-package auth
+package throttle
 
 import (
 	"context"
@@ -9,7 +9,8 @@ import (
 
 // Throttle counts failed attempts per key (an account, a client address)
 // and says how long the next attempt must wait. The process holds one per
-// kind of key, so a reload keeps the counts. The memory implementation
+// kind of key (passwords per account and per client, second-factor codes
+// per account), so a reload keeps the counts. The memory implementation
 // counts per instance; an implementation on Redis or the store counts for
 // the whole cluster. An error means the counts could not be read or
 // written: the caller answers 503 rather than guess.
@@ -26,22 +27,24 @@ type Throttle interface {
 	Sweep(now time.Time)
 }
 
-// limits shape the brute-force protection of one kind of key: the first
+// Limits shape the brute-force protection of one kind of key: the first
 // Free failures cost nothing, each further one doubles the wait before the
 // next attempt (from Base up to Max), and LockAfter failures lock the key
 // for LockFor. Failures are forgotten after LockFor without another.
-type limits struct {
+type Limits struct {
 	Free      int
 	Base, Max time.Duration
 	LockAfter int
 	LockFor   time.Duration
 }
 
-// Brute-force limits (issue 3 point 5). An account sees at most ~10 guesses
-// per 15 minutes; one address a few more, for offices behind one NAT.
+// Brute-force limits (issue 3 point 5). An account sees at most ~10
+// password guesses or second-factor codes per 15 minutes (a six-digit code
+// with ±1 step gives 3 in a million per guess); one address a few more,
+// for offices behind one NAT.
 var (
-	accountLimits = limits{Free: 3, Base: time.Second, Max: 30 * time.Second, LockAfter: 10, LockFor: 15 * time.Minute}
-	clientLimits  = limits{Free: 10, Base: time.Second, Max: 30 * time.Second, LockAfter: 50, LockFor: 15 * time.Minute}
+	Accounts = Limits{Free: 3, Base: time.Second, Max: 30 * time.Second, LockAfter: 10, LockFor: 15 * time.Minute}
+	Clients  = Limits{Free: 10, Base: time.Second, Max: 30 * time.Second, LockAfter: 50, LockFor: 15 * time.Minute}
 )
 
 // maxThrottleKeys bounds the memory the counters take.
@@ -53,24 +56,25 @@ type failures struct {
 	lockedUntil time.Time
 }
 
-// throttle is the memory Throttle: failed logins per key, per instance.
-type throttle struct {
-	lim     limits
+// memory is the memory Throttle: failures per key, per instance.
+type memory struct {
+	lim     Limits
 	mu      sync.Mutex
 	entries map[string]*failures
 }
 
-func newThrottle(l limits) *throttle {
-	return &throttle{lim: l, entries: make(map[string]*failures)}
+// NewMemory is a Throttle under l that counts in this instance's memory.
+func NewMemory(l Limits) Throttle {
+	return &memory{lim: l, entries: make(map[string]*failures)}
 }
 
 // Wait implements Throttle.
-func (t *throttle) Wait(_ context.Context, key string, now time.Time) (time.Duration, bool, error) {
+func (t *memory) Wait(_ context.Context, key string, now time.Time) (time.Duration, bool, error) {
 	d, locked := t.wait(key, now)
 	return d, locked, nil
 }
 
-func (t *throttle) wait(key string, now time.Time) (time.Duration, bool) {
+func (t *memory) wait(key string, now time.Time) (time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.entries[key]
@@ -93,7 +97,7 @@ func (t *throttle) wait(key string, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-func (t *throttle) delay(n int) time.Duration {
+func (t *memory) delay(n int) time.Duration {
 	d := t.lim.Base
 	for i := t.lim.Free; i < n && d < t.lim.Max; i++ {
 		d *= 2
@@ -102,11 +106,11 @@ func (t *throttle) delay(n int) time.Duration {
 }
 
 // Fail implements Throttle.
-func (t *throttle) Fail(_ context.Context, key string, now time.Time) (bool, error) {
+func (t *memory) Fail(_ context.Context, key string, now time.Time) (bool, error) {
 	return t.fail(key, now), nil
 }
 
-func (t *throttle) fail(key string, now time.Time) bool {
+func (t *memory) fail(key string, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.entries[key]
@@ -128,7 +132,7 @@ func (t *throttle) fail(key string, now time.Time) bool {
 }
 
 // Reset implements Throttle.
-func (t *throttle) Reset(_ context.Context, key string) error {
+func (t *memory) Reset(_ context.Context, key string) error {
 	t.mu.Lock()
 	delete(t.entries, key)
 	t.mu.Unlock()
@@ -138,7 +142,7 @@ func (t *throttle) Reset(_ context.Context, key string) error {
 // evictOldest makes room when the table is full: it drops a batch of
 // unlocked entries (map order is random, so no attacker picks which), to
 // keep each insertion cheap.
-func (t *throttle) evictOldest() {
+func (t *memory) evictOldest() {
 	n := max(1, len(t.entries)/100)
 	now := time.Now()
 	for k, f := range t.entries {
@@ -153,7 +157,7 @@ func (t *throttle) evictOldest() {
 }
 
 // Sweep implements Throttle.
-func (t *throttle) Sweep(now time.Time) {
+func (t *memory) Sweep(now time.Time) {
 	t.mu.Lock()
 	for k, f := range t.entries {
 		if now.After(f.lockedUntil) && now.Sub(f.last) > t.lim.LockFor {
@@ -163,9 +167,9 @@ func (t *throttle) Sweep(now time.Time) {
 	t.mu.Unlock()
 }
 
-// clientKey is the throttling key of a client address: the address for
+// ClientKey is the throttling key of a client address: the address for
 // IPv4, its /64 for IPv6 (one host usually holds a whole /64).
-func clientKey(ip netip.Addr) string {
+func ClientKey(ip netip.Addr) string {
 	if !ip.IsValid() {
 		return "unknown"
 	}
