@@ -26,6 +26,7 @@ type Config struct {
 	// bytes, from `moat keys init`); MOAT_SECRET_KEY is the other way to
 	// give it. Instances sharing a store need the same key.
 	SecretKeyFile string `yaml:"secret_key_file"`
+	Usage         Usage  `yaml:"usage"`
 
 	// Path is the file the configuration was loaded from.
 	Path string `yaml:"-"`

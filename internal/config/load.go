@@ -265,8 +265,10 @@ func (l *loader) checkKeys(n *yaml.Node, t reflect.Type, path string) {
 		}
 		l.columns[path] = n.Column
 	}
-	if t == durationType || reflect.PointerTo(t).Implements(unmarshalerType) || n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return // a type that decodes itself (Duration, Member, …) has no keys
+	if t == durationType || n.Kind != yaml.MappingNode && reflect.PointerTo(t).Implements(unmarshalerType) || n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		// A type that decodes itself from a scalar or a list (Duration,
+		// Member, usage: off, …) has no keys; a mapping it takes does.
+		return
 	}
 	switch t.Kind() {
 	case reflect.Struct:

@@ -96,6 +96,7 @@ func applyDefaults(c *Config) {
 		}
 	}
 	applyIdentityDefaults(&c.Identity)
+	applyUsageDefaults(&c.Usage)
 }
 
 func def(s *string, v string) {
@@ -128,6 +129,7 @@ func (v *validator) validate() {
 	v.validateIdentity()
 	v.validatePolicies()
 	v.validateRoutes()
+	v.validateUsage()
 }
 
 func (v *validator) validateServer() {

@@ -216,6 +216,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	go s.identity.Run(ctx)
+	go s.usage.Run(ctx)
 	wd.start(ctx)
 	defer func() { s.world.Load().close() }()
 	s.apps.reconcile(specs)
@@ -377,6 +378,7 @@ func (s *Server) Reload(ctx context.Context, why string) error {
 	next.start(ctx)
 	s.world.Swap(next).close()
 	s.apps.reconcile(next.apps)
+	s.usage.Configure(cfg.Usage)
 	metrics.ConfigReloads.WithLabelValues("ok").Inc()
 	for _, w := range cfg.Warnings {
 		s.log.Warn("configuration warning", "warning", w)

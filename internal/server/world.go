@@ -16,6 +16,7 @@ import (
 	"github.com/moat-dev/moat/internal/proxy"
 	"github.com/moat-dev/moat/internal/route"
 	"github.com/moat-dev/moat/internal/supervise"
+	"github.com/moat-dev/moat/internal/usage"
 	"github.com/moat-dev/moat/internal/web"
 )
 
@@ -112,7 +113,8 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 	ownPages.Handle(account.Prefix, acct)
 	ownPages.Handle(account.Prefix+"/", acct)
 	for _, rt := range cfg.Routes {
-		var h http.Handler = wd.backends[rt.Backend]
+		// Usage counts the requests that reach the app, so behind Require.
+		h := usage.Track(s.usage, wd.backends[rt.Backend])
 		if !rt.Public {
 			h = svc.Require(rt, h)
 		}

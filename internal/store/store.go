@@ -307,5 +307,8 @@ type Store interface {
 	// both run out before the given time, and reports how many.
 	DeleteExpiredFailures(ctx context.Context, before time.Time) (int, error)
 
+	// Usage keeps who used which route (usage.go).
+	Usage
+
 	Close() error
 }

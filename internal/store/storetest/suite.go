@@ -50,6 +50,10 @@ func Run(t *testing.T, open Factory) {
 		{"failures are counted, reset, locked and unlocked", testFailures},
 		{"failures and locks run out and are swept", testFailureWindow},
 		{"callers counting one key at once each get a count of their own", testFailureRace},
+		{"usage from several instances adds up", testUsageInstancesAddUp},
+		{"usage is read by route and period", testUsageFilters},
+		{"usage older than the retention is deleted", testUsageRetention},
+		{"concurrent usage writers add up exactly", testUsageConcurrentWriters},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
