@@ -8,6 +8,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/proxy"
 	"github.com/moat-dev/moat/internal/ratelimit"
 	"github.com/moat-dev/moat/internal/store"
@@ -54,6 +55,15 @@ func openProcess(cfg *config.Config, log *slog.Logger) (*process, error) {
 		p.close()
 		return nil, err
 	}
+	// The sign-in throttles count for the whole cluster: in Redis when
+	// counters: names one (counters_fail applies while it is down), else
+	// in the store.
+	th, err := throttle.Open(cfg.Counters, cfg.CountersFail, st, log)
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	p.identity.UseThrottle(th)
 	// A revoked session loses its open WebSockets at once (issue #3: within
 	// 10 s, also for revocations made elsewhere).
 	p.identity.OnRevoke = func(sessionID string) {
@@ -75,6 +85,9 @@ func (p *process) useUsage(c *usage.Collector) {
 func (p *process) close() {
 	if p.counter != nil {
 		p.counter.Close()
+	}
+	if p.identity != nil {
+		_ = p.identity.Throttle.Close()
 	}
 	if p.usage != nil {
 		p.usage.Close() // writes the last counts, before the store closes
