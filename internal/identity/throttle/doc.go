@@ -27,6 +27,6 @@
 // instance shares them), so the budget is the same for one instance or
 // ten, and a reload, which keeps the process, resets nothing. Where a
 // budget must be exact across instances, the attempt is counted before it
-// is checked (attempts.Counter.Fail returns its rank); the slow-down admits
-// one attempt per time slot, the slot's first.
+// is checked (attempts.Counter.Fail returns its rank); so is each turn of
+// the slow-down, which only the first of racing attempts gets.
 package throttle

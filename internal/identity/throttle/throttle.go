@@ -167,10 +167,7 @@ var (
 type Service struct {
 	// Limits are each factor's budgets: PasswordLimits and
 	// SecondFactorLimits unless replaced before use.
-	Limits map[Factor]Limits
-	// Now is the slow-down's clock (time.Now unless set before use).
-	Now func() time.Time
-
+	Limits  map[Factor]Limits
 	counter attempts.Counter
 	log     *slog.Logger
 	memo    refusals
@@ -183,7 +180,6 @@ func New(c attempts.Counter, log *slog.Logger) *Service {
 	}
 	return &Service{
 		Limits:  map[Factor]Limits{Password: PasswordLimits, SecondFactor: SecondFactorLimits},
-		Now:     time.Now,
 		counter: c,
 		log:     log,
 		memo:    refusals{until: map[string]time.Time{}},
@@ -259,9 +255,9 @@ func (s *Service) Begin(ctx context.Context, a Attempt) (Verdict, error) {
 }
 
 // beginUnknown applies the budgets of an unknown device, cheapest first,
-// so that a refused client costs as little as possible; the slot of the
-// slow-down is taken only by an attempt no other budget refuses, so a
-// refused attacker cannot take the turns of others.
+// so that a refused client costs as little as possible; the slow-down's
+// turn is taken only by an attempt no other budget refuses, so a refused
+// attacker cannot take the turns of others.
 func (s *Service) beginUnknown(ctx context.Context, a Attempt) (Verdict, error) {
 	lim, k := s.limits(a.Factor), s.keys(a)
 	if v, err := s.check(ctx, k.client, lim.Client, ReasonClient); err != nil || v.Refused() || a.Account == "" {
@@ -278,19 +274,38 @@ func (s *Service) beginUnknown(ctx context.Context, a Attempt) (Verdict, error) 
 		return Verdict{Wait: st.Locked, Reason: ReasonLocked}, nil
 	}
 	if d := lim.Account.Delay(st.Count); d > 0 {
-		// One attempt per slot of length d, the slot's first: exact
-		// across instances, however many clients fire at once.
-		now := s.Now().UnixNano()
-		slot := now / int64(d)
-		turn, err := s.counter.Fail(ctx, fmt.Sprintf("%s|%d|%d", k.slot, d.Milliseconds(), slot), d)
-		if err != nil {
-			return Verdict{}, err
-		}
-		if turn.Count > 1 {
-			return Verdict{Wait: time.Duration((slot+1)*int64(d) - now), Reason: ReasonAccount}, nil
+		if v, err := s.takeTurn(ctx, k, d, lim.Account.Max); err != nil || v.Refused() {
+			return v, err
 		}
 	}
 	return s.count(ctx, k.pair, lim.Pair, ReasonAccountClient)
+}
+
+// takeTurn admits one attempt per d at the account, however many clients
+// fire at once and through however many instances. k.turns counts the
+// turns taken (its SinceLast is the time since the last); the turn after
+// the nth is claimed by counting a failure of k.turns|n, and only its
+// first counter gets it: two racing attempts get ranks 1 and 2.
+func (s *Service) takeTurn(ctx context.Context, k keySet, d, maxDelay time.Duration) (Verdict, error) {
+	window := max(d, maxDelay)
+	turns, err := s.counter.Get(ctx, k.turns)
+	if err != nil {
+		return Verdict{}, err
+	}
+	if turns.Count > 0 && turns.SinceLast < d {
+		return Verdict{Wait: d - turns.SinceLast, Reason: ReasonAccount}, nil
+	}
+	claim, err := s.counter.Fail(ctx, fmt.Sprintf("%s|%d", k.turns, turns.Count), window)
+	if err != nil {
+		return Verdict{}, err
+	}
+	if claim.Count > 1 {
+		return Verdict{Wait: d, Reason: ReasonAccount}, nil
+	}
+	if _, err := s.counter.Fail(ctx, k.turns, window); err != nil {
+		return Verdict{}, err
+	}
+	return Verdict{}, nil
 }
 
 // check refuses once key has counted b.N times (without counting).
@@ -465,7 +480,7 @@ type keySet struct {
 	pair    string // attempts of the client at the account
 	device  string // attempts of the known device at the account
 	account string // failures of unknown devices at the account; its lock
-	slot    string // the slow-down's turns (with the delay and slot number)
+	turns   string // the slow-down's turns taken at the account
 	seen    string // failures of the client at the account, over the account's window (with the generation)
 	clients string // clients that failed at the account
 	// generation counts the account's unlocks: after one, every client
@@ -484,7 +499,7 @@ func (s *Service) keys(a Attempt) keySet {
 		pair:       p + "ac:" + acct + "|" + c,
 		device:     p + "d:" + acct + "|" + a.Device,
 		account:    p + "a:" + acct,
-		slot:       p + "t:" + acct,
+		turns:      p + "t:" + acct,
 		seen:       p + "s:" + acct + "|" + c,
 		clients:    p + "n:" + acct,
 		generation: p + "g:" + acct,

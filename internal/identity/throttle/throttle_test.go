@@ -140,14 +140,13 @@ func TestTheClientBudgetSpansAccounts(t *testing.T) {
 	}
 }
 
-// The slow-down lets one attempt per slot through, however many clients
-// fire at once: the budget is exact under concurrency.
+// The slow-down lets one attempt per turn through, however many clients
+// fire at once: the budget is exact under concurrency. The next turn comes
+// after the delay.
 func TestTheSlowDownAdmitsOneAttemptPerTurn(t *testing.T) {
 	l := testLimits()
-	l.Account = SlowDown{Free: 2, Base: time.Hour, Max: time.Hour, Window: time.Hour}
+	l.Account = SlowDown{Free: 2, Base: 300 * time.Millisecond, Max: 300 * time.Millisecond, Window: time.Hour}
 	s := newService(t, l)
-	at := time.Unix(1_800_000_000, 0)
-	s.Now = func() time.Time { return at }
 	for i := range 2 {
 		try(t, s, pw("alice@example.com", from(fmt.Sprintf("198.51.100.%d", i+1))))
 	}
@@ -163,7 +162,7 @@ func TestTheSlowDownAdmitsOneAttemptPerTurn(t *testing.T) {
 				return
 			}
 			if v.Refused() {
-				if v.Reason != ReasonAccount || v.Wait <= 0 || v.Wait > time.Hour {
+				if v.Reason != ReasonAccount || v.Wait <= 0 || v.Wait > l.Account.Max {
 					t.Errorf("refused with %+v, want the account's slow-down", v)
 				}
 				return
@@ -177,9 +176,19 @@ func TestTheSlowDownAdmitsOneAttemptPerTurn(t *testing.T) {
 	if len(admitted) != 1 {
 		t.Fatalf("%d of 20 clients were admitted in one turn (%v), want 1", len(admitted), admitted)
 	}
-	at = at.Add(time.Hour)
-	if v := try(t, s, pw("alice@example.com", from("192.0.2.1"))); v.Refused() {
-		t.Errorf("the next turn: %+v", v)
+	next := pw("alice@example.com", from("192.0.2.1"))
+	v, err := s.Begin(t.Context(), next)
+	if err != nil || v.Reason != ReasonAccount {
+		t.Fatalf("right after the turn was taken: %+v %v, want the slow-down", v, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for v.Refused() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no next turn within 5 s: %+v", v)
+		}
+		if v, err = s.Begin(t.Context(), next); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
