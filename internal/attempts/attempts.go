@@ -17,7 +17,8 @@
 // An error from a Counter means the counts could not be read or written
 // (ErrUnavailable when Redis or the database did not answer). A sign-in
 // that cannot check its budget must not proceed: it answers 503 rather
-// than guess.
+// than guess, unless counters_fail: open has the throttle count in the
+// instance's memory while Redis is down.
 package attempts
 
 import (
