@@ -28,7 +28,9 @@ var benchCounters = []struct {
 		b.Cleanup(func() { c.Close() })
 		return c
 	}},
-	{"sqlite", func(b *testing.B) attempts.Counter { return attempts.NewStore(benchStore(b, filepath.Join(b.TempDir(), "moat.db"))) }},
+	{"sqlite", func(b *testing.B) attempts.Counter {
+		return attempts.NewStore(benchStore(b, filepath.Join(b.TempDir(), "moat.db")))
+	}},
 	{"postgres", func(b *testing.B) attempts.Counter { return attempts.NewStore(benchStore(b, storetest.Postgres(b))) }},
 }
 

@@ -21,36 +21,42 @@ const (
 // instance a map lookup rather than a round trip to Redis or the database.
 type refusals struct {
 	mu    sync.Mutex
-	until map[string]time.Time
+	until map[string]refusal
 }
 
-// get returns how much longer key is refused; 0 when nothing is known.
+// refusal is until when a key is refused, and until when this instance
+// trusts that without asking the counter again (at most maxRefusalAge).
+type refusal struct{ until, trust time.Time }
+
+// get returns how much longer key is refused; 0 when nothing is known or
+// the refusal is no longer trusted.
 func (r *refusals) get(key string, now time.Time) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	until, ok := r.until[key]
+	f, ok := r.until[key]
 	if !ok {
 		return 0
 	}
-	if !now.Before(until) {
+	if !now.Before(f.trust) {
 		delete(r.until, key)
 		return 0
 	}
-	return until.Sub(now)
+	return f.until.Sub(now)
 }
 
-// set remembers that key is refused until then (at most maxRefusalAge).
+// set remembers that key is refused until then.
 func (r *refusals) set(key string, until time.Time) {
 	now := time.Now()
-	if limit := now.Add(maxRefusalAge); until.After(limit) {
-		until = limit
+	f := refusal{until: until, trust: until}
+	if limit := now.Add(maxRefusalAge); f.trust.After(limit) {
+		f.trust = limit
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.until[key]; !ok && len(r.until) >= maxRefusals {
 		r.evict(now)
 	}
-	r.until[key] = until
+	r.until[key] = f
 }
 
 // drop forgets key.
@@ -63,8 +69,8 @@ func (r *refusals) drop(key string) {
 // sweep forgets what has run out.
 func (r *refusals) sweep(now time.Time) {
 	r.mu.Lock()
-	for k, until := range r.until {
-		if !now.Before(until) {
+	for k, f := range r.until {
+		if !now.Before(f.trust) {
 			delete(r.until, k)
 		}
 	}
@@ -76,8 +82,8 @@ func (r *refusals) sweep(now time.Time) {
 // forgetting a refusal costs only a round trip to the counter.
 func (r *refusals) evict(now time.Time) {
 	n := len(r.until)
-	for k, until := range r.until {
-		if !now.Before(until) {
+	for k, f := range r.until {
+		if !now.Before(f.trust) {
 			delete(r.until, k)
 		}
 	}

@@ -182,7 +182,7 @@ func New(c attempts.Counter, log *slog.Logger) *Service {
 		Limits:  map[Factor]Limits{Password: PasswordLimits, SecondFactor: SecondFactorLimits},
 		counter: c,
 		log:     log,
-		memo:    refusals{until: map[string]time.Time{}},
+		memo:    refusals{until: map[string]refusal{}},
 	}
 }
 

@@ -313,6 +313,10 @@ func TestARefusedClientCostsOneRead(t *testing.T) {
 	if n := c.calls(); n != 1 {
 		t.Errorf("100 refused attempts made %d counter calls, want 1", n)
 	}
+	// The remembered refusal still says how long the whole window lasts.
+	if v := try(t, s, pw("b@example.com", from("198.51.100.7"))); v.Wait < l.Client.Window-time.Minute {
+		t.Errorf("a remembered refusal says wait %v, the window is %v", v.Wait, l.Client.Window)
+	}
 }
 
 // counters_fail: with Redis unreachable, "open" counts in this process's
@@ -374,7 +378,7 @@ func TestClientKeyGroupsAnIPv6Host(t *testing.T) {
 }
 
 func TestRefusalsStayBounded(t *testing.T) {
-	r := refusals{until: map[string]time.Time{}}
+	r := refusals{until: map[string]refusal{}}
 	later := time.Now().Add(time.Minute)
 	for i := range maxRefusals + 500 {
 		r.set(fmt.Sprint(i), later)
