@@ -113,6 +113,10 @@ func respond(w http.ResponseWriter, r *http.Request, d Decision) {
 		http.Redirect(w, r, d.Location, http.StatusFound)
 		return
 	}
+	if d.Status == request.StatusClientClosed {
+		w.WriteHeader(d.Status) // for the access log; the client is gone
+		return
+	}
 	if d.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(d.RetryAfter, 10))
 	}
@@ -343,7 +347,7 @@ func (ev *evaluation) inspect(d Decision) Decision {
 	v, err := ins.Inspect(ev.r)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
-			return Decision{Policy: ev.p.name, Priority: d.Priority, Action: "waf", Status: http.StatusBadRequest, Reason: "client went away during inspection"}
+			return Decision{Policy: ev.p.name, Priority: d.Priority, Action: "waf", Status: request.StatusClientClosed, Reason: "client went away during inspection"}
 		}
 		ev.p.e.log.Error("waf inspection failed; request refused", "policy", ev.p.name, "request_id", ev.info.ID, "err", err)
 		return Decision{Policy: ev.p.name, Priority: d.Priority, Action: "waf", Status: http.StatusForbidden, Reason: "waf failed: " + err.Error()}

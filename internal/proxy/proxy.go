@@ -173,10 +173,11 @@ func (b *Backend) serveError(w http.ResponseWriter, r *http.Request, err error) 
 		r = in
 	}
 	info := request.From(r)
-	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
-		// The client went away; nobody is left to read a page.
-		b.log().Debug("proxy: client canceled", "request_id", info.ID, "route", routeName(info), "backend", b.name)
-		w.WriteHeader(http.StatusBadGateway)
+	if errors.Is(r.Context().Err(), context.Canceled) {
+		// The client went away, whatever error that left the round trip
+		// with; nobody is left to read a page, and the backend did not fail.
+		b.log().Debug("proxy: client closed the request", "request_id", info.ID, "route", routeName(info), "backend", b.name, "error", err.Error())
+		w.WriteHeader(request.StatusClientClosed)
 		return
 	}
 	status, key := classify(err)
