@@ -55,6 +55,7 @@ type Backend struct {
 	preserveHost bool
 	sockets      *Sockets
 	transport    *http.Transport
+	upstream     *upstream
 	proxy        *httputil.ReverseProxy
 	dialer       *net.Dialer
 	healthy      atomic.Bool
@@ -98,9 +99,10 @@ func New(name string, cfg *config.Backend, sockets *Sockets) (*Backend, error) {
 		ReadBufferSize:         16 << 10,
 		WriteBufferSize:        16 << 10,
 	}
+	b.upstream = newUpstream(b.transport)
 	b.proxy = &httputil.ReverseProxy{
 		Rewrite:   b.rewrite,
-		Transport: b.transport,
+		Transport: b.upstream,
 		// 0: httputil flushes at once every response of unknown length
 		// (chunked, as Streamlit streams) and every text/event-stream,
 		// and lets a response of known length go out in one write rather
@@ -121,7 +123,7 @@ func (b *Backend) Name() string { return b.name }
 
 // Close releases the backend's idle connections. Open WebSockets are not
 // affected: they belong to the shared Sockets registry.
-func (b *Backend) Close() { b.transport.CloseIdleConnections() }
+func (b *Backend) Close() { b.upstream.CloseIdleConnections() }
 
 func (b *Backend) log() *slog.Logger {
 	if b.Log != nil {
