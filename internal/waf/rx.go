@@ -27,7 +27,9 @@ import (
 // input that is not valid UTF-8 (where RE2 would stop reading at the first
 // bad byte, and an attacker could put one before the payload) all go to Go's
 // regexp, as does every pattern until its RE2 twin is compiled in the
-// background (so start-up pays only for Go's compiler).
+// background. Twins are made only for patterns in use (re2After
+// evaluations), so that start-up pays only for Go's compiler (RE2's costs
+// as much again) and a rule that never runs costs no RE2 memory.
 func init() {
 	plugins.RegisterOperator("rx", newRX)
 }
@@ -35,7 +37,10 @@ func init() {
 // rxPattern is one compiled pattern, shared by every rule and firewall
 // that uses it (through Coraza's memoizer).
 type rxPattern struct {
-	std *regexp.Regexp
+	expr string
+	std  *regexp.Regexp
+	// uses counts evaluations on Go's regexp until the twin is asked for.
+	uses atomic.Int32
 	// fast is RE2's compilation of the same pattern, nil until the
 	// background compiler has done it, or for good when RE2 refuses it.
 	fast atomic.Pointer[re2.Regexp]
@@ -57,8 +62,10 @@ func newRX(o plugintypes.OperatorOptions) (plugintypes.Operator, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := &rxPattern{std: std}
-		re2Queue.add(p, expr)
+		p := &rxPattern{expr: expr, std: std}
+		if re2After == 0 {
+			re2Queue.add(p)
+		}
 		return p, nil
 	}
 	var v any
@@ -77,7 +84,11 @@ func newRX(o plugintypes.OperatorOptions) (plugintypes.Operator, error) {
 // Evaluate reports whether value matches, capturing groups 0–8 when the
 // rule captures, exactly as Coraza's own @rx does.
 func (o rxOperator) Evaluate(tx plugintypes.TransactionState, value string) bool {
-	if fast := o.p.fast.Load(); fast != nil && utf8.ValidString(value) && !fast.MatchString(value) {
+	if fast := o.p.fast.Load(); fast == nil {
+		if o.p.uses.Add(1) == re2After {
+			re2Queue.add(o.p)
+		}
+	} else if utf8.ValidString(value) && !fast.MatchString(value) {
 		return false
 	}
 	if !tx.Capturing() {
@@ -101,23 +112,23 @@ func (o rxOperator) Evaluate(tx plugintypes.TransactionState, value string) bool
 // goroutine, started on the first pattern.
 type re2Compiler struct {
 	mu      sync.Mutex
-	queue   []re2Job
+	queue   []*rxPattern
 	running bool
 	// pending counts queued patterns not compiled yet.
 	pending sync.WaitGroup
 }
 
-type re2Job struct {
-	p    *rxPattern
-	expr string
-}
+// re2After is how many evaluations on Go's regexp a pattern gets before its
+// RE2 twin is compiled; 0 compiles every twin at once (the tests do, so
+// that every case runs on the fast path).
+var re2After int32 = 16
 
 var re2Queue re2Compiler
 
-func (c *re2Compiler) add(p *rxPattern, expr string) {
+func (c *re2Compiler) add(p *rxPattern) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.queue = append(c.queue, re2Job{p, expr})
+	c.queue = append(c.queue, p)
 	c.pending.Add(1)
 	if !c.running {
 		c.running = true
@@ -133,12 +144,12 @@ func (c *re2Compiler) run() {
 			c.mu.Unlock()
 			return
 		}
-		j := c.queue[0]
+		p := c.queue[0]
 		c.queue = c.queue[1:]
 		c.mu.Unlock()
 		// A pattern RE2 refuses simply stays on Go's regexp.
-		if fast, err := re2.Compile(j.expr); err == nil {
-			j.p.fast.Store(fast)
+		if fast, err := re2.Compile(p.expr); err == nil {
+			p.fast.Store(fast)
 		}
 		c.pending.Done()
 	}

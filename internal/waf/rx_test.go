@@ -1,11 +1,19 @@
 package waf
 
 import (
+	"os"
 	"testing"
 
 	"github.com/corazawaf/coraza/v3/experimental/plugins/plugintypes"
 	re2 "github.com/wasilibs/go-re2"
 )
+
+// TestMain makes every RE2 twin at once, so that the tests (the CRS
+// regression suite among them) and benchmarks run on the fast path.
+func TestMain(m *testing.M) {
+	re2After = 0
+	os.Exit(m.Run())
+}
 
 // captureState is the part of Coraza's transaction an operator sees.
 type captureState struct {
@@ -73,5 +81,31 @@ func TestAPatternOfRawBytesRunsOnTheByteEngine(t *testing.T) {
 	}
 	if !op.Evaluate(&captureState{}, "a\xff\xfeb") {
 		t.Error("raw bytes not matched")
+	}
+}
+
+func TestOnlyAPatternInUseGetsItsRE2Twin(t *testing.T) {
+	re2After = 3
+	t.Cleanup(func() { re2After = 0 })
+	op, err := newRX(plugintypes.OperatorOptions{Arguments: `only-in-this-test-\d+`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := op.(rxOperator).p
+	for i := 1; i <= 3; i++ {
+		re2Queue.pending.Wait()
+		if p.fast.Load() != nil {
+			t.Fatalf("twin compiled after %d evaluations, want after 3", i-1)
+		}
+		if !op.Evaluate(&captureState{}, "only-in-this-test-42") {
+			t.Fatal("no match on Go's regexp")
+		}
+	}
+	re2Queue.pending.Wait()
+	if p.fast.Load() == nil {
+		t.Fatal("no twin after 3 evaluations")
+	}
+	if !op.Evaluate(&captureState{}, "only-in-this-test-42") || op.Evaluate(&captureState{}, "other") {
+		t.Error("the twin changed a verdict")
 	}
 }
