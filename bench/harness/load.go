@@ -184,21 +184,23 @@ func closeAll(conns []*websocket.Conn) {
 	}
 }
 
-// floodScript makes wrk post wrong passwords to moat's login form, as a
-// password-guessing client from one address does.
+// floodScript makes wrk post wrong passwords to moat's login form with a
+// valid CSRF token and cookie (from one visit to the login page), as a
+// password-guessing client from one address does: each attempt reaches the
+// login throttle, which soon answers 429.
 const floodScript = `wrk.method = "POST"
-wrk.body = "csrf=x&email=victim%40moat.test&password=guess&return_to=%2F"
+wrk.body = "csrf=TOKEN&email=victim%40moat.test&password=guess&return_to=%2F"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Origin"] = "ORIGIN"
+wrk.headers["Cookie"] = "COOKIE"
 wrk.headers["Accept"] = "text/html"
 wrk.headers["Sec-Fetch-Mode"] = "navigate"
 `
 
-// flooded measures url under wrk while another wrk floods loginURL, and
-// returns the measured result and the flood's attempts per second.
-func flooded(o options, url string, headers []string, loginURL, origin string) (result, float64) {
-	script := filepath.Join(o.dir, "flood.lua")
-	writeFile(script, strings.Replace(floodScript, "ORIGIN", origin, 1))
+// flooded measures url under wrk while another wrk runs script against
+// loginURL, and returns the measured result and the flood's attempts per
+// second.
+func flooded(o options, url string, headers []string, loginURL, script string) (result, float64) {
 	var wg sync.WaitGroup
 	var floodOut string
 	wg.Add(1)

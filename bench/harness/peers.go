@@ -191,44 +191,50 @@ func (l *lab) startMoat() {
 	waitOK(p, "http://localhost:"+port(httpAddr)+"/", http.Header{"Cookie": {l.moatCookie}})
 }
 
-// moatSignIn signs in through moat's login form as a browser would and
-// returns the Cookie header of the session.
-func (l *lab) moatSignIn(addr string) string {
-	base := "http://localhost:" + port(addr)
-	cookies := map[string]string{}
-	keep := func(resp *http.Response) {
-		for _, c := range resp.Cookies() {
-			cookies[c.Name] = c.Value
-		}
-	}
-	header := func() string {
-		var parts []string
-		for k, v := range cookies {
-			parts = append(parts, k+"="+v)
-		}
-		return strings.Join(parts, "; ")
-	}
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+// loginForm opens moat's login page as a browser would and returns its
+// CSRF token and the cookies it set (as name → value).
+func loginForm(base string) (string, map[string]string) {
 	req, _ := http.NewRequest(http.MethodGet, base+"/_moat/login?return_to=/", nil)
 	req.Header.Set("Accept", "text/html")
 	req.Header.Set("Sec-Fetch-Mode", "navigate")
-	resp, err := client.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fatalf("moat login page: %v", err)
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	keep(resp)
 	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(page)
 	if m == nil {
 		fatalf("moat login page (%s) has no CSRF token", resp.Status)
 	}
-	form := url.Values{"csrf": {string(m[1])}, "email": {benchUser}, "password": {benchPassword}, "return_to": {"/"}}
-	req, _ = http.NewRequest(http.MethodPost, base+"/_moat/login", strings.NewReader(form.Encode()))
+	cookies := map[string]string{}
+	for _, c := range resp.Cookies() {
+		cookies[c.Name] = c.Value
+	}
+	return string(m[1]), cookies
+}
+
+func cookieHeader(cookies map[string]string) string {
+	var parts []string
+	for k, v := range cookies {
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// moatSignIn signs in through moat's login form as a browser would and
+// returns the Cookie header of the session. moat's cookies are Secure, so
+// they are carried by hand over plain HTTP.
+func (l *lab) moatSignIn(addr string) string {
+	base := "http://localhost:" + port(addr)
+	token, cookies := loginForm(base)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	form := url.Values{"csrf": {token}, "email": {benchUser}, "password": {benchPassword}, "return_to": {"/"}}
+	req, _ := http.NewRequest(http.MethodPost, base+"/_moat/login", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", base)
-	req.Header.Set("Cookie", header())
-	resp, err = client.Do(req)
+	req.Header.Set("Cookie", cookieHeader(cookies))
+	resp, err := client.Do(req)
 	if err != nil {
 		fatalf("moat login: %v", err)
 	}
@@ -237,8 +243,20 @@ func (l *lab) moatSignIn(addr string) string {
 	if resp.StatusCode != http.StatusSeeOther {
 		fatalf("moat login answered %s, want 303:\n%.500s", resp.Status, body)
 	}
-	keep(resp)
-	return header()
+	for _, c := range resp.Cookies() {
+		cookies[c.Name] = c.Value
+	}
+	return cookieHeader(cookies)
+}
+
+// floodScript is the wrk script of the login flood, with a CSRF token and
+// cookie from a fresh visit to the login page.
+func (l *lab) floodScript() string {
+	base := "http://localhost:" + port(l.addrs["moat"])
+	token, cookies := loginForm(base)
+	script := filepath.Join(l.o.dir, "flood.lua")
+	writeFile(script, strings.NewReplacer("TOKEN", url.QueryEscape(token), "ORIGIN", base, "COOKIE", cookieHeader(cookies)).Replace(floodScript))
+	return script
 }
 
 // startNginx runs nginx with two workers and upstream keep-alive, as a

@@ -102,11 +102,11 @@ func run(o options, rep *report) {
 		fmt.Printf("\nLogin flood: signed-in route measured alone and while %d connections post wrong passwords to /_moat/login, alternating\n", o.floodConns)
 		signedIn := "http://localhost:" + port(l.addrs["moat"]) + "/"
 		login := "http://localhost:" + port(l.addrs["moat"]) + "/_moat/login"
-		origin := "http://localhost:" + port(l.addrs["moat"])
 		cookie := []string{"Cookie: " + l.moatCookie}
+		script := l.floodScript()
 		for round := 1; round <= o.rounds; round++ {
 			alone := wrk(o.bin["wrk"], o.conns, o.duration, signedIn, cookie)
-			under, floodRate := flooded(o, signedIn, cookie, login, origin)
+			under, floodRate := flooded(o, signedIn, cookie, login, script)
 			fmt.Printf("  round %d alone p99 %7.3f ms (%6.0f req/s); flooded p99 %7.3f ms (%6.0f req/s), flood %6.0f attempts/s\n",
 				round, alone.p99, alone.rps, under.p99, under.rps, floodRate)
 			rep.floodAlone = append(rep.floodAlone, alone)
@@ -172,7 +172,7 @@ func run(o options, rep *report) {
 		if o.sections["flood"] {
 			wait := profile(l.moatInternal, rep.dir, "moat-login-flood", o.duration)
 			flooded(o, "http://localhost:"+port(l.addrs["moat"])+"/", []string{"Cookie: " + l.moatCookie},
-				"http://localhost:"+port(l.addrs["moat"])+"/_moat/login", "http://localhost:"+port(l.addrs["moat"]))
+				"http://localhost:"+port(l.addrs["moat"])+"/_moat/login", l.floodScript())
 			wait()
 		}
 		if o.sections["h2"] && have(o.bin["h2load"]) {
