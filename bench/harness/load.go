@@ -186,14 +186,18 @@ func closeAll(conns []*websocket.Conn) {
 
 // floodScript makes wrk post wrong passwords to moat's login form with a
 // valid CSRF token and cookie (from one visit to the login page), as a
-// password-guessing client from one address does: each attempt reaches the
-// login throttle, which soon answers 429.
+// password-guessing tool from one address does: each attempt reaches the
+// login throttle, which soon answers 429. NAVIGATE is empty for a tool, or
+// the headers of a browser's page navigation, which a flood can forge to be
+// answered with the whole login page.
 const floodScript = `wrk.method = "POST"
 wrk.body = "csrf=TOKEN&email=victim%40moat.test&password=guess&return_to=%2F"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Origin"] = "ORIGIN"
 wrk.headers["Cookie"] = "COOKIE"
-wrk.headers["Accept"] = "text/html"
+NAVIGATE`
+
+const navigateHeaders = `wrk.headers["Accept"] = "text/html"
 wrk.headers["Sec-Fetch-Mode"] = "navigate"
 `
 

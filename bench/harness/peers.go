@@ -250,12 +250,18 @@ func (l *lab) moatSignIn(addr string) string {
 }
 
 // floodScript is the wrk script of the login flood, with a CSRF token and
-// cookie from a fresh visit to the login page.
-func (l *lab) floodScript() string {
+// cookie from a fresh visit to the login page; navigate forges a browser's
+// page navigation.
+func (l *lab) floodScript(navigate bool) string {
 	base := "http://localhost:" + port(l.addrs["moat"])
 	token, cookies := loginForm(base)
-	script := filepath.Join(l.o.dir, "flood.lua")
-	writeFile(script, strings.NewReplacer("TOKEN", url.QueryEscape(token), "ORIGIN", base, "COOKIE", cookieHeader(cookies)).Replace(floodScript))
+	nav, name := "", "flood-tool.lua"
+	if navigate {
+		nav, name = navigateHeaders, "flood-browser.lua"
+	}
+	script := filepath.Join(l.o.dir, name)
+	writeFile(script, strings.NewReplacer("TOKEN", url.QueryEscape(token), "ORIGIN", base,
+		"COOKIE", cookieHeader(cookies), "NAVIGATE", nav).Replace(floodScript))
 	return script
 }
 

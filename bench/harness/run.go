@@ -99,19 +99,21 @@ func run(o options, rep *report) {
 	}
 
 	if o.sections["flood"] {
-		fmt.Printf("\nLogin flood: signed-in route measured alone and while %d connections post wrong passwords to /_moat/login, alternating\n", o.floodConns)
+		fmt.Printf("\nLogin flood: signed-in route measured alone and while %d connections post wrong passwords to /_moat/login (as a tool, then forging a browser's navigation), alternating\n", o.floodConns)
 		signedIn := "http://localhost:" + port(l.addrs["moat"]) + "/"
 		login := "http://localhost:" + port(l.addrs["moat"]) + "/_moat/login"
 		cookie := []string{"Cookie: " + l.moatCookie}
-		script := l.floodScript()
+		scripts := map[string]string{"tool": l.floodScript(false), "browser": l.floodScript(true)}
 		for round := 1; round <= o.rounds; round++ {
 			alone := wrk(o.bin["wrk"], o.conns, o.duration, signedIn, cookie)
-			under, floodRate := flooded(o, signedIn, cookie, login, script)
-			fmt.Printf("  round %d alone p99 %7.3f ms (%6.0f req/s); flooded p99 %7.3f ms (%6.0f req/s), flood %6.0f attempts/s\n",
-				round, alone.p99, alone.rps, under.p99, under.rps, floodRate)
 			rep.floodAlone = append(rep.floodAlone, alone)
-			rep.floodUnder = append(rep.floodUnder, under)
-			rep.floodRate = append(rep.floodRate, floodRate)
+			fmt.Printf("  round %d alone            p99 %7.3f ms (%6.0f req/s)\n", round, alone.p99, alone.rps)
+			for _, kind := range []string{"tool", "browser"} {
+				under, rate := flooded(o, signedIn, cookie, login, scripts[kind])
+				fmt.Printf("  round %d flooded (%-7s) p99 %7.3f ms (%6.0f req/s), flood %6.0f attempts/s\n", round, kind, under.p99, under.rps, rate)
+				rep.floodUnder[kind] = append(rep.floodUnder[kind], under)
+				rep.floodRate[kind] = append(rep.floodRate[kind], rate)
+			}
 		}
 	}
 
@@ -172,7 +174,7 @@ func run(o options, rep *report) {
 		if o.sections["flood"] {
 			wait := profile(l.moatInternal, rep.dir, "moat-login-flood", o.duration)
 			flooded(o, "http://localhost:"+port(l.addrs["moat"])+"/", []string{"Cookie: " + l.moatCookie},
-				"http://localhost:"+port(l.addrs["moat"])+"/_moat/login", l.floodScript())
+				"http://localhost:"+port(l.addrs["moat"])+"/_moat/login", l.floodScript(true))
 			wait()
 		}
 		if o.sections["h2"] && have(o.bin["h2load"]) {

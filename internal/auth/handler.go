@@ -280,6 +280,14 @@ func (s *Service) throttled(w http.ResponseWriter, r *http.Request, p loginPage,
 	lang := web.Lang(r)
 	secs := int((d + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	if !web.WantsHTML(r) {
+		// A script (a password-guessing tool among them) gets the short
+		// answer; only a person's page navigation gets the login page
+		// back. Rendering it was the largest cost of a login flood
+		// (issue 13).
+		web.Error(w, r, http.StatusTooManyRequests, "too_many_requests")
+		return
+	}
 	if locked {
 		p.Error = web.T(lang, "auth.login.locked", (secs+59)/60)
 	} else {
