@@ -89,6 +89,7 @@ func parseWrk(out string) result {
 var (
 	h2ReqLine = regexp.MustCompile(`finished in [\d.]+m?s, ([\d.]+) req/s`)
 	h2Status  = regexp.MustCompile(`status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx`)
+	h2Counts  = regexp.MustCompile(`requests: \d+ total, \d+ started, (\d+) done, \d+ succeeded, (\d+) failed, (\d+) errored`)
 )
 
 // h2load runs h2load over HTTPS with HTTP/2 for d and returns requests/s.
@@ -107,6 +108,11 @@ func h2load(bin string, clients, streams int, d time.Duration, url string) resul
 	}
 	if string(s[3]) != "0" || string(s[4]) != "0" || string(s[1]) == "0" {
 		fatalf("h2load %s: not every answer was 2xx:\n%s", url, out)
+	}
+	// A server that closes connections early finishes with fewer requests
+	// than the clients could have sent; only a run without failures counts.
+	if c := h2Counts.FindSubmatch(out); c == nil || string(c[2]) != "0" || string(c[3]) != "0" {
+		fatalf("h2load %s: failed or errored requests:\n%s", url, out)
 	}
 	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
 	return r

@@ -314,12 +314,15 @@ error_log %[2]s/error.log warn;
 events { worker_connections 16384; }
 http {
   access_log off;
+  # nginx ends a connection after 1000 requests by default; h2load does not
+  # reconnect, and a tuned proxy would not churn.
+  keepalive_requests 1000000;
   client_body_temp_path %[2]s/body;
   proxy_temp_path %[2]s/proxy;
   fastcgi_temp_path %[2]s/fastcgi;
   uwsgi_temp_path %[2]s/uwsgi;
   scgi_temp_path %[2]s/scgi;
-  upstream app { server %[3]s; keepalive 64; }
+  upstream app { server %[3]s; keepalive 64; keepalive_requests 1000000; }
   map $http_upgrade $connection_upgrade { default upgrade; "" ""; }
   server {
     listen %[4]s;
