@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/policy"
+	"github.com/moat-dev/moat/internal/server"
 )
 
 func init() { subcommands = append(subcommands, newCheckCommand) }
@@ -21,11 +23,8 @@ func newCheckCommand() *cobra.Command {
 		Short: "Validate a configuration file and print the effective routing table",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
+			cfg, err := checkConfig(path)
 			if err != nil {
-				return err
-			}
-			if err := policy.Check(cfg); err != nil {
 				return err
 			}
 			printCheck(cmd.OutOrStdout(), cfg)
@@ -34,6 +33,22 @@ func newCheckCommand() *cobra.Command {
 	}
 	configFlag(cmd, &path)
 	return cmd
+}
+
+// checkConfig loads the file at path and compiles its security policies:
+// everything `moat check` validates.
+func checkConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := policy.Check(cfg); err != nil {
+		return nil, err
+	}
+	if _, err := server.AppSpecs(cfg, nil, ""); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // printCheck writes the warnings and the routing table of a valid config.
@@ -56,9 +71,23 @@ func printCheck(w io.Writer, cfg *config.Config) {
 		if policy == "" {
 			policy = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, prefix, r.Backend, cfg.Backends[r.Backend].URL, access(r), policy)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, prefix, r.Backend, strings.Join(cfg.Backends[r.Backend].Targets(), " "), access(r), policy)
 	}
 	tw.Flush()
+	names := make([]string, 0, len(cfg.Backends))
+	for name, b := range cfg.Backends {
+		if len(b.Command) > 0 {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for i, name := range names {
+		if i == 0 {
+			fmt.Fprintln(w, "\nmoat runs, for as long as it runs:")
+		}
+		b := cfg.Backends[name]
+		fmt.Fprintf(w, "  %s: %s (on %s)\n", name, strings.Join(b.Command, " "), b.URL)
+	}
 }
 
 func access(r *config.Route) string {

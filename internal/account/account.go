@@ -38,8 +38,8 @@ const maxFormBytes = 16 << 10
 
 // Options are the optional parts of an Account.
 type Options struct {
-	// Key is the instance key; loaded from cfg.DataDir / MOAT_SECRET_KEY
-	// when nil.
+	// Key is the instance key; loaded with instancekey.ForConfig when
+	// nil.
 	Key *instancekey.Key
 	// MFA enrols and checks second factors; built on the store when nil.
 	MFA *mfa.Service
@@ -72,7 +72,7 @@ func New(cfg *config.Config, st store.Store, o Options) (*Account, error) {
 		return nil, errors.New("account: config and store are required")
 	}
 	if o.Key == nil {
-		k, err := instancekey.Load(cfg.DataDir)
+		k, err := instancekey.ForConfig(context.Background(), cfg, st)
 		if err != nil {
 			return nil, fmt.Errorf("account: %w", err)
 		}

@@ -51,7 +51,7 @@ const (
 // Options are the optional parts of a Console.
 type Options struct {
 	// Key is the instance key (sealing TOTP secrets, deriving the CSRF
-	// key); loaded from cfg.DataDir / MOAT_SECRET_KEY when nil.
+	// key); loaded with instancekey.ForConfig when nil.
 	Key *instancekey.Key
 	// MFA enrols and resets second factors; built on the store when nil.
 	MFA *mfa.Service
@@ -88,7 +88,7 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 		return nil, errors.New("admin: config and store are required")
 	}
 	if o.Key == nil {
-		k, err := instancekey.Load(cfg.DataDir)
+		k, err := instancekey.ForConfig(context.Background(), cfg, st)
 		if err != nil {
 			return nil, fmt.Errorf("admin: %w", err)
 		}

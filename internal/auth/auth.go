@@ -86,8 +86,8 @@ type Service struct {
 }
 
 // New builds the Service for cfg on st: it loads the instance key
-// (MOAT_SECRET_KEY or data_dir/instance.key) and the signing keys, creating
-// the first signing key on a new store.
+// (instancekey.ForConfig) and the signing keys, creating the first signing
+// key on a new store.
 func New(cfg *config.Config, st store.Store, logger *slog.Logger) (*Service, error) {
 	if cfg == nil || st == nil {
 		return nil, errors.New("auth: config and store are required")
@@ -95,7 +95,9 @@ func New(cfg *config.Config, st store.Store, logger *slog.Logger) (*Service, err
 	if logger == nil {
 		logger = slog.Default()
 	}
-	ik, err := instancekey.Load(cfg.DataDir)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ik, err := instancekey.ForConfig(ctx, cfg, st)
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
@@ -128,8 +130,6 @@ func New(cfg *config.Config, st store.Store, logger *slog.Logger) (*Service, err
 	}
 	s.sessions.unknown = make(map[string]int64)
 	s.assertions.m = make(map[string]cachedAssertion)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	if err := s.loadKeys(ctx); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
@@ -150,9 +150,10 @@ func Issuer(cfg *config.Config) string {
 	return "https://localhost"
 }
 
-// InstanceKey loads the instance key for cfg, as New does (for the CLI).
-func InstanceKey(cfg *config.Config) (*instancekey.Key, error) {
-	return instancekey.Load(cfg.DataDir)
+// InstanceKey loads the instance key for cfg and checks it against st, as
+// New does (for the CLI).
+func InstanceKey(ctx context.Context, cfg *config.Config, st store.Store) (*instancekey.Key, error) {
+	return instancekey.ForConfig(ctx, cfg, st)
 }
 
 // Run does the background work until ctx ends, and must run for as long as

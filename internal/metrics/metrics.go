@@ -27,10 +27,11 @@ var (
 	WebSockets = register(prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "moat_websockets_open", Help: "Proxied WebSockets open now, by route.",
 	}, []string{"route"}))
-	// BackendUp is 1 while a backend's health check passes, else 0.
+	// BackendUp is 1 while a backend replica's health check passes, else
+	// 0; replica is the replica's URL (the backend's url when it has one).
 	BackendUp = register(prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "moat_backend_up", Help: "1 while the backend's health check passes, 0 otherwise.",
-	}, []string{"backend"}))
+		Name: "moat_backend_up", Help: "1 while the backend replica's health check passes, 0 otherwise.",
+	}, []string{"backend", "replica"}))
 	// ConfigReloads counts reload attempts by result (ok or error).
 	ConfigReloads = register(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "moat_config_reloads_total", Help: "Configuration reloads, by result.",

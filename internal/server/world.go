@@ -14,6 +14,7 @@ import (
 	"github.com/moat-dev/moat/internal/policy/wafhook"
 	"github.com/moat-dev/moat/internal/proxy"
 	"github.com/moat-dev/moat/internal/route"
+	"github.com/moat-dev/moat/internal/supervise"
 	"github.com/moat-dev/moat/internal/web"
 )
 
@@ -33,8 +34,10 @@ type world struct {
 	chains map[*config.Route]http.Handler
 	// own holds moat's own pages for the host each route speaks for,
 	// behind that route's security policy.
-	own    map[*config.Route]http.Handler
-	auth   *auth.Service
+	own  map[*config.Route]http.Handler
+	auth *auth.Service
+	// apps are what the backends with a command run.
+	apps   map[string]supervise.Spec
 	cancel context.CancelFunc
 }
 
@@ -52,6 +55,9 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		return nil, err
 	}
 	wd.clientIP = resolver
+	if wd.apps, err = s.appSpecs(cfg, s.jwksURL); err != nil {
+		return nil, err
+	}
 	for name, bc := range cfg.Backends {
 		b, err := proxy.New(name, bc, s.sockets)
 		if err != nil {
@@ -133,14 +139,15 @@ func (wd *world) close() {
 	}
 }
 
-// ready reports each backend's health for /readyz.
-func (wd *world) ready() (map[string]bool, bool) {
-	states := map[string]bool{}
-	all := true
+// ready reports each backend's health for /readyz (a backend is ready
+// while any of its replicas is), and each replica's.
+func (wd *world) ready() (backends map[string]bool, replicas map[string]map[string]bool, all bool) {
+	backends, replicas, all = map[string]bool{}, map[string]map[string]bool{}, true
 	for name, b := range wd.backends {
 		ok := b.Healthy()
-		states[name] = ok
+		backends[name] = ok
+		replicas[name] = b.ReplicaHealth()
 		all = all && ok
 	}
-	return states, all
+	return backends, replicas, all
 }

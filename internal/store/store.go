@@ -126,6 +126,17 @@ type UserFilter struct {
 	Offset int
 }
 
+// BlobInfo describes a stored blob without its value.
+type BlobInfo struct {
+	Key      string
+	Size     int64
+	Modified time.Time
+}
+
+// MaxBlobBytes bounds a blob's value: blobs are certificates, keys and
+// small JSON documents, never uploads.
+const MaxBlobBytes = 1 << 20
+
 // Store is the one interface both engines implement. Every method is safe
 // for concurrent use, and by several moat processes on the same database.
 type Store interface {
@@ -205,6 +216,30 @@ type Store interface {
 	// ListAudit lists matching events newest first; Since is inclusive,
 	// Until exclusive, Limit 0 means no limit.
 	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
+
+	// PutBlob creates or replaces the blob at key (at most MaxBlobBytes),
+	// for every instance to read.
+	PutBlob(ctx context.Context, key string, value []byte) error
+	// GetBlob returns the value at key and when it was written;
+	// ErrNotFound when there is none.
+	GetBlob(ctx context.Context, key string) ([]byte, time.Time, error)
+	// ListBlobs lists the blobs whose keys start with prefix, by key.
+	ListBlobs(ctx context.Context, prefix string) ([]BlobInfo, error)
+	// DeleteBlobs deletes the blob at key and every blob under key + "/",
+	// and reports how many it deleted.
+	DeleteBlobs(ctx context.Context, key string) (int, error)
+
+	// TryLock takes the lock called name for owner until ttl from now and
+	// reports whether it did. It succeeds when the lock is free, held by
+	// owner already (which extends it), or held by someone whose lease
+	// has run out: a crashed holder blocks the others for at most ttl.
+	TryLock(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
+	// RefreshLock extends owner's lease on name to ttl from now;
+	// ErrNotFound when owner no longer holds it.
+	RefreshLock(ctx context.Context, name, owner string, ttl time.Duration) error
+	// Unlock releases owner's lock on name. Releasing a lock that owner
+	// does not hold (any more) is not an error and changes nothing.
+	Unlock(ctx context.Context, name, owner string) error
 
 	Close() error
 }

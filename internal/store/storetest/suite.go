@@ -41,6 +41,9 @@ func Run(t *testing.T, open Factory) {
 		{"signing keys are added, listed, retired and deleted", testSigningKeys},
 		{"audit events are filtered and paged newest first", testAudit},
 		{"concurrent writers all succeed", testConcurrentWriters},
+		{"blobs are stored, listed by prefix and deleted with what lies under them", testBlobs},
+		{"a lock has one owner until it is released or its lease runs out", testLocks},
+		{"of many instances racing for a lock exactly one gets it", testLockRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
