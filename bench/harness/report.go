@@ -91,13 +91,13 @@ func (r *report) write() string {
 		w("\n")
 	}
 	if len(r.idle) > 0 {
-		w("Idle proxied WebSockets (%d), resident memory per socket:", r.o.sockets)
+		var parts []string
 		for _, name := range []string{"moat", "haproxy", "nginx", "caddy"} {
 			if v, ok := r.idle[name]; ok {
-				w(" %s %.1f KiB;", name, v)
+				parts = append(parts, fmt.Sprintf("%s %.1f KiB", name, v))
 			}
 		}
-		w("\n\n")
+		w("Idle proxied WebSockets (%d), resident memory per socket: %s.\n\n", r.o.sockets, strings.Join(parts, "; "))
 	}
 	if len(r.floodAlone) > 0 {
 		w("Login flood (%d connections posting wrong passwords from one address): signed-in p99 %.2f ms (%.0f req/s) alone; ",
