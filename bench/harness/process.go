@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -43,6 +44,9 @@ var (
 func start(name string, env []string, bin string, args ...string) *process {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
+	// A process group of its own, so that stop ends nginx's workers with
+	// their master (killed alone, the master leaves them running).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	log, err := os.CreateTemp(logDir, name+"-*.log")
 	if err != nil {
 		fatalf("%v", err)
@@ -60,16 +64,11 @@ func start(name string, env []string, bin string, args ...string) *process {
 }
 
 func (p *process) stop() {
-	if p.cmd.Process != nil && p.cmd.ProcessState == nil {
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
+	if p.cmd.Process == nil || p.cmd.ProcessState != nil {
+		return
 	}
-	// nginx's workers outlive a killed master; they are its children.
-	for _, pid := range childrenOf(p.cmd.Process.Pid) {
-		if proc, err := os.FindProcess(pid); err == nil {
-			proc.Kill()
-		}
-	}
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) // the whole group
+	p.cmd.Wait()
 }
 
 // stopAll stops every process the harness started (fatalf skips deferred
