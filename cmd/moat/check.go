@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -10,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-dev/moat/internal/config"
-	"github.com/moat-dev/moat/internal/policy"
 	"github.com/moat-dev/moat/internal/server"
 )
 
@@ -35,17 +35,16 @@ func newCheckCommand() *cobra.Command {
 	return cmd
 }
 
-// checkConfig loads the file at path and compiles its security policies:
-// everything `moat check` validates.
+// checkConfig loads the file at path and builds what serve would build from
+// it: everything `moat check` validates.
 func checkConfig(path string) (*config.Config, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, err
 	}
-	if err := policy.Check(cfg); err != nil {
-		return nil, err
-	}
-	if _, err := server.AppSpecs(cfg, nil, ""); err != nil {
+	// Build everything serve builds (WAF, exclusions, SSO providers, the
+	// backends' commands, …), listening on nothing.
+	if err := server.Check(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -94,8 +93,12 @@ func access(r *config.Route) string {
 	if r.Public {
 		return "public"
 	}
-	s := "login " + strings.Join(r.Login, "+") + "; allow " + strings.Join(r.Allow, ", ")
-	if r.MFA == "required" {
+	allow := make([]string, len(r.Allow))
+	for i, m := range r.Allow {
+		allow[i] = m.String()
+	}
+	s := "login " + strings.Join(r.Login, "+") + "; allow " + strings.Join(allow, ", ")
+	if r.MFA.Required() {
 		s += "; mfa required"
 	}
 	return s

@@ -21,6 +21,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/demoapp"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/server"
 	"github.com/moat-dev/moat/internal/store"
 )
@@ -215,7 +216,7 @@ func demoAdmin(ctx context.Context, cfgPath string) (string, error) {
 		return "", err
 	}
 	defer st.Close()
-	oneTime := generatePassword(cfg.Identity.Passwords.MinLength)
+	oneTime := directory.GeneratePassword(cfg.Identity.Passwords.MinLength)
 	hash, err := password.Hash(oneTime, password.DefaultParams)
 	if err != nil {
 		return "", err

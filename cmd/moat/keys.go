@@ -11,6 +11,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -43,7 +44,7 @@ func newKeysCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withStore(cmd, func(ctx context.Context, st store.Store, _ *config.Config) error {
-				keys, err := auth.ListKeys(ctx, st)
+				keys, err := assertion.ListKeys(ctx, st)
 				if err != nil {
 					return err
 				}
@@ -76,14 +77,14 @@ func newKeysCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				kid, err := auth.RotateKey(ctx, st, ik)
+				kid, err := assertion.RotateKey(ctx, st, ik)
 				if err != nil {
 					return err
 				}
 				if err := st.Audit(ctx, &store.AuditEvent{Time: time.Now(), Actor: cliActor, Action: "keys.rotate", Detail: "new signing key " + kid}); err != nil {
 					return fmt.Errorf("record audit event: %w", err)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "new signing key %s; the previous key stays published for %s\n", kid, auth.AssertionLifetime+time.Minute)
+				fmt.Fprintf(cmd.OutOrStdout(), "new signing key %s; the previous key stays published for %s\n", kid, assertion.AssertionLifetime+time.Minute)
 				return nil
 			})
 		},

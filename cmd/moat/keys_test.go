@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/auth/instancekey"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/store/storetest"
 )
 
@@ -25,7 +25,7 @@ func TestKeysRotateAddsAKeyAndKeepsTheOldOnePublished(t *testing.T) {
 	if len(lines) != 3 || !strings.Contains(lines[1], "signing") || !strings.Contains(lines[2], "still published") {
 		t.Fatalf("keys list:\n%s", out)
 	}
-	keys, err := auth.ListKeys(t.Context(), e.store(t))
+	keys, err := assertion.ListKeys(t.Context(), e.store(t))
 	if err != nil || len(keys) != 2 || !keys[1].Published {
 		t.Fatalf("ListKeys = %+v, %v", keys, err)
 	}
@@ -75,7 +75,7 @@ func TestKeysRotateRefusesAKeyThatCannotOpenTheStoresKey(t *testing.T) {
 	e := newCLIEnv(t)
 	t.Setenv("MOAT_SECRET_KEY", "")
 	e.mustMoat(t, "", "keys", "rotate") // a brand-new store: data_dir/instance.key is made
-	before, err := auth.ListKeys(t.Context(), e.store(t))
+	before, err := assertion.ListKeys(t.Context(), e.store(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestKeysRotateRefusesAKeyThatCannotOpenTheStoresKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cannot open the store's signing key") {
 		t.Fatalf("rotate with another key: %v\n%s", err, out)
 	}
-	if after, _ := auth.ListKeys(t.Context(), e.store(t)); len(after) != len(before) {
+	if after, _ := assertion.ListKeys(t.Context(), e.store(t)); len(after) != len(before) {
 		t.Errorf("a refused rotate still added a key: %d keys, want %d", len(after), len(before))
 	}
 	if strings.Count(errorText(err), "\n") != 1 {
@@ -112,7 +112,7 @@ func TestKeysRotateOnASharedStoreNeedsTheKeyAndWorksWithIt(t *testing.T) {
 	t.Setenv("MOAT_SECRET_KEY", key)
 	e.mustMoat(t, "", "keys", "rotate")
 	e.mustMoat(t, "", "keys", "rotate")
-	if keys, err := auth.ListKeys(t.Context(), e.store(t)); err != nil || len(keys) != 2 {
+	if keys, err := assertion.ListKeys(t.Context(), e.store(t)); err != nil || len(keys) != 2 {
 		t.Fatalf("ListKeys = %d keys, %v; want 2", len(keys), err)
 	}
 }

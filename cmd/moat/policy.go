@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -9,7 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-dev/moat/internal/config"
-	"github.com/moat-dev/moat/internal/policy"
+	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/server"
+	"github.com/moat-dev/moat/internal/store"
 )
 
 func init() { subcommands = append(subcommands, newPolicyCommand) }
@@ -24,15 +28,16 @@ func newPolicyCommand() *cobra.Command {
 }
 
 func newPolicyExplainCommand() *cobra.Command {
-	var path, host, ip, reqPath, method string
-	var headers []string
+	var path, host, ip, reqPath, method, user string
+	var headers, groups []string
 	cmd := &cobra.Command{
 		Use:   "explain",
 		Short: "Show which route, policy and rule a request would meet, and why",
-		Long: `Explain evaluates a request against the configuration without a running
-server: the route it reaches, the security policy that applies, and each
-rule in priority order with whether it matches and why. Rate limits are not
-counted and the WAF is not run.
+		Long: `Explain drives a request through the routing and security policies serve
+builds from the configuration, without listening: the route it reaches (or
+the route whose policy one of moat's own pages runs under), the security
+policies that apply, and each rule in priority order with whether it matches
+and why. Rate limits are not counted and the WAF is not run.
 
 Example:
   moat policy explain -c moat.yaml --host dash-partner.example.com --ip 203.0.113.7 \
@@ -50,7 +55,11 @@ Example:
 			if err != nil {
 				return err
 			}
-			out, err := policy.Explain(cfg, host, ip, reqPath, strings.ToUpper(method), h)
+			req := server.ExplainRequest{Host: host, IP: ip, Path: reqPath, Method: strings.ToUpper(method), Headers: h}
+			if user != "" {
+				req.User = &request.User{Email: store.NormalizeEmail(user), Groups: groups}
+			}
+			out, err := server.Explain(cfg, req, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err != nil {
 				return err
 			}
@@ -64,6 +73,8 @@ Example:
 	cmd.Flags().StringVar(&reqPath, "path", "/", "the request path, with an optional ?query")
 	cmd.Flags().StringVar(&method, "method", "GET", "the request method")
 	cmd.Flags().StringArrayVar(&headers, "header", nil, "a request header as 'Name: value' (repeatable)")
+	cmd.Flags().StringVar(&user, "user", "", "the signed-in user's email, to check the route's allow list")
+	cmd.Flags().StringArrayVar(&groups, "group", nil, "a group of --user (repeatable)")
 	return cmd
 }
 

@@ -4,30 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/store"
 )
 
 func init() { subcommands = append(subcommands, newTokensCommand) }
-
-// maxTokenTTL bounds a personal access token's life: a token for a script
-// should be rotated at least yearly.
-const maxTokenTTL = 366 * 24 * time.Hour
-
-// maxTokenName bounds the label an admin gives a token.
-const maxTokenName = 100
-
-// reservedTokenName starts the names of store.Token rows that are not
-// personal access tokens, such as internal/admin's set-password links
-// ("moat:set-password"): they are neither listed nor creatable here.
-const reservedTokenName = "moat:"
 
 func newTokensCommand() *cobra.Command {
 	c := &usersCLI{}
@@ -49,30 +36,16 @@ func tokensCreateCommand(c *usersCLI) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d, err := config.ParseDuration(ttl)
-			if err != nil || d <= 0 || d > maxTokenTTL {
+			if err != nil || d <= 0 || d > directory.MaxTokenTTL {
 				return fmt.Errorf("invalid --ttl %q: give a duration between 1m and 366d, such as 720h or 30d", ttl)
-			}
-			if len(name) > maxTokenName {
-				return fmt.Errorf("invalid --name: longer than %d characters", maxTokenName)
-			}
-			if strings.HasPrefix(name, reservedTokenName) {
-				return fmt.Errorf("invalid --name %q: names starting with %q are moat's own", name, reservedTokenName)
 			}
 			return c.run(cmd, func(ctx context.Context) error {
 				u, err := c.user(ctx, args[0])
 				if err != nil {
 					return err
 				}
-				if u.Disabled {
-					return fmt.Errorf("user %s is disabled: enable it first (moat users enable)", u.Email)
-				}
-				token, hash := pat.New()
-				now := time.Now()
-				t := &store.Token{Hash: hash, UserID: u.ID, Name: name, CreatedAt: now, ExpiresAt: now.Add(d)}
-				if err := c.st.CreateToken(ctx, t); err != nil {
-					return err
-				}
-				if err := c.audit(ctx, "token.create", u.Email, fmt.Sprintf("token %s %q expires %s", t.ID, name, timeString(t.ExpiresAt))); err != nil {
+				token, t, err := c.dir.CreateToken(ctx, cli, u.ID, name, d)
+				if err != nil {
 					return err
 				}
 				fmt.Fprintf(c.out, "Token %s for %s (expires %s). Copy it now, it is not shown again:\n%s\n",
@@ -98,15 +71,9 @@ func tokensListCommand(c *usersCLI) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				all, err := c.st.ListTokens(ctx, u.ID)
+				toks, err := c.dir.Tokens(ctx, u.ID) // never set-password links
 				if err != nil {
 					return err
-				}
-				var toks []*store.Token
-				for _, t := range all {
-					if !strings.HasPrefix(t.Name, reservedTokenName) { // set-password links
-						toks = append(toks, t)
-					}
 				}
 				now := time.Now()
 				if asJSON {
@@ -163,14 +130,10 @@ func tokensRevokeCommand(c *usersCLI) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.run(cmd, func(ctx context.Context) error {
-				err := c.st.RevokeToken(ctx, args[0], time.Now())
-				if errors.Is(err, store.ErrNotFound) {
-					return fmt.Errorf("no token %s (see moat tokens list EMAIL)", args[0])
-				}
-				if err != nil {
-					return err
-				}
-				if err := c.audit(ctx, "token.revoke", args[0], "token "+args[0]); err != nil {
+				if _, err := c.dir.RevokeToken(ctx, cli, "", args[0]); err != nil {
+					if errors.Is(err, directory.ErrNotFound) {
+						return fmt.Errorf("%w (see moat tokens list EMAIL)", err)
+					}
 					return err
 				}
 				fmt.Fprintf(c.out, "Token %s revoked.\n", args[0])

@@ -3,12 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/mail"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -45,6 +45,10 @@ type usersCLI struct {
 	st      store.Store
 	cfg     *config.Config
 	out     io.Writer
+	// dir is the directory's operations, with the console's rules: the
+	// CLI makes no change past them (issue 11). It revokes in the store
+	// only; running instances follow within seconds.
+	dir *directory.Directory
 }
 
 // run opens the store, runs fn and closes the store.
@@ -59,6 +63,9 @@ func (c *usersCLI) run(cmd *cobra.Command, fn func(ctx context.Context) error) e
 	}
 	defer st.Close()
 	c.st, c.cfg, c.out = st, cfg, cmd.OutOrStdout()
+	c.dir = &directory.Directory{Store: st, AdminGroup: cfg.Identity.AdminGroup,
+		Passwords: directory.Passwords{Limiter: password.NewLimiter(1, 0), Policy: password.Policy{MinLength: cfg.Identity.Passwords.MinLength}},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil))}
 	return fn(ctx)
 }
 
@@ -76,62 +83,16 @@ func newUsersCommand() *cobra.Command {
 	return cmd
 }
 
-// validEmail checks an address typed by an admin: one plain addr-spec.
-func validEmail(email string) error {
-	if len(email) > 254 {
-		return fmt.Errorf("invalid email %q: longer than 254 characters", email)
-	}
-	a, err := mail.ParseAddress(email)
-	if err != nil || a.Address != email || a.Name != "" {
-		return fmt.Errorf("invalid email %q: write a plain address such as alice@example.com", email)
-	}
-	local, domain, ok := strings.Cut(email, "@")
-	if !ok || local == "" || domain == "" || strings.ContainsAny(email, " \t\r\n") {
-		return fmt.Errorf("invalid email %q: write a plain address such as alice@example.com", email)
-	}
-	return nil
-}
+// cli is the audit actor of every change made from the command line.
+var cli = directory.Actor{Name: cliActor}
 
 // user fetches a user by email with a clear error for an unknown one.
 func (c *usersCLI) user(ctx context.Context, email string) (*store.User, error) {
-	u, err := c.st.GetUserByEmail(ctx, email)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("no user %s (see moat users list)", store.NormalizeEmail(email))
+	u, err := c.dir.UserByEmail(ctx, email)
+	if errors.Is(err, directory.ErrNotFound) {
+		return nil, fmt.Errorf("%w (see moat users list)", err)
 	}
 	return u, err
-}
-
-// modify reads the user, applies change and writes it back, reading again
-// when a sign-in or another admin changed the user in between.
-func (c *usersCLI) modify(ctx context.Context, email string, change func(u *store.User)) (*store.User, error) {
-	for attempt := 0; ; attempt++ {
-		u, err := c.user(ctx, email)
-		if err != nil {
-			return nil, err
-		}
-		change(u)
-		err = c.st.UpdateUser(ctx, u)
-		if errors.Is(err, store.ErrConflict) && attempt < 5 {
-			continue
-		}
-		return u, err
-	}
-}
-
-func (c *usersCLI) audit(ctx context.Context, action, subject, detail string) error {
-	return c.st.Audit(ctx, &store.AuditEvent{Actor: cliActor, Action: action, Subject: subject, Detail: detail})
-}
-
-// revoke ends every session of u and records it.
-func (c *usersCLI) revoke(ctx context.Context, u *store.User, why string) (int, error) {
-	hashes, err := c.st.RevokeUserSessions(ctx, u.ID, time.Now())
-	if err != nil {
-		return 0, err
-	}
-	if err := c.audit(ctx, "session.revoke_all", u.Email, fmt.Sprintf("%d session(s) ended: %s", len(hashes), why)); err != nil {
-		return 0, err
-	}
-	return len(hashes), nil
 }
 
 // readPassword reads one line from r, bounded by password.MaxLength.
@@ -151,51 +112,21 @@ func readPassword(r io.Reader) (string, error) {
 	return line, nil
 }
 
-// otpAlphabet has no look-alikes (0/O, 1/l/I), so a password read aloud
-// or copied from a terminal survives.
-const otpAlphabet = "abcdefghijkmnpqrstuvwxyz23456789"
-
-// generatePassword returns a random one-time password of at least n
-// letters and digits (5 bits each; 20 of them are 100 bits), in groups of
-// five joined by dashes.
-func generatePassword(n int) string {
-	n = max(n, 20)
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic("crypto/rand: " + err.Error())
+// stdinPassword reads the password of --password-stdin, or "" without it.
+func stdinPassword(cmd *cobra.Command, fromStdin bool) (string, error) {
+	if !fromStdin {
+		return "", nil
 	}
-	var sb strings.Builder
-	for i, v := range b {
-		if i > 0 && i%5 == 0 {
-			sb.WriteByte('-')
-		}
-		sb.WriteByte(otpAlphabet[int(v)%len(otpAlphabet)]) // 256 % 32 == 0: no bias
-	}
-	return sb.String()
+	return readPassword(cmd.InOrStdin())
 }
 
-// newPassword returns the hash of the password read from stdin (checked
-// against the policy) or of a generated one-time password, which it
-// returns too.
-func (c *usersCLI) newPassword(cmd *cobra.Command, email string, fromStdin bool) (hash, oneTime string, err error) {
-	var pw string
-	if fromStdin {
-		if pw, err = readPassword(cmd.InOrStdin()); err != nil {
-			return "", "", err
-		}
-		policy := password.Policy{MinLength: c.cfg.Identity.Passwords.MinLength}
-		if err := policy.Check(pw, email); err != nil {
-			return "", "", fmt.Errorf("weak password: %w", err)
-		}
-	} else {
-		pw = generatePassword(c.cfg.Identity.Passwords.MinLength)
-		oneTime = pw
+// weak words a password the policy refused as the CLI always has.
+func weak(err error) error {
+	var pe *password.PolicyError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("weak password: %w", err)
 	}
-	hash, err = password.Hash(pw, password.DefaultParams)
-	if err != nil {
-		return "", "", err
-	}
-	return hash, oneTime, nil
+	return err
 }
 
 func printOneTime(w io.Writer, email, pw string) {
@@ -211,31 +142,18 @@ func (c *usersCLI) addCommand() *cobra.Command {
 		Short: "Create a user; without --password-stdin, print a one-time password",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			email := store.NormalizeEmail(args[0])
-			if err := validEmail(email); err != nil {
-				return err
-			}
 			return c.run(cmd, func(ctx context.Context) error {
-				if _, err := c.st.GetUserByEmail(ctx, email); err == nil {
-					return fmt.Errorf("user %s already exists", email)
-				}
-				hash, oneTime, err := c.newPassword(cmd, email, fromStdin)
+				pw, err := stdinPassword(cmd, fromStdin)
 				if err != nil {
 					return err
 				}
-				u := &store.User{Email: email, Name: strings.TrimSpace(name), Groups: groups, PasswordHash: hash, MustChangePassword: oneTime != ""}
-				if err := c.st.CreateUser(ctx, u); err != nil {
-					if errors.Is(err, store.ErrDuplicate) {
-						return fmt.Errorf("user %s already exists", email)
-					}
-					return err
-				}
-				if err := c.audit(ctx, "user.create", u.Email, fmt.Sprintf("groups: %s", strings.Join(u.Groups, ","))); err != nil {
-					return err
+				u, out, err := c.dir.CreateUser(ctx, cli, directory.NewUser{Email: args[0], Name: name, Groups: groups, Password: pw})
+				if err != nil {
+					return weak(err)
 				}
 				fmt.Fprintf(c.out, "created user %s (id %s)\n", u.Email, u.ID)
-				if oneTime != "" {
-					printOneTime(c.out, u.Email, oneTime)
+				if out != nil {
+					printOneTime(c.out, u.Email, out.Password)
 				}
 				return nil
 			})
@@ -389,9 +307,9 @@ func (c *usersCLI) showCommand() *cobra.Command {
 // disableCommand is `disable` (which also ends the user's sessions) or
 // `enable`.
 func (c *usersCLI) disableCommand(disable bool) *cobra.Command {
-	use, short, action := "enable EMAIL", "Let a disabled user sign in again", "user.enable"
+	use, short := "enable EMAIL", "Let a disabled user sign in again"
 	if disable {
-		use, short, action = "disable EMAIL", "Stop a user from signing in and end their sessions", "user.disable"
+		use, short = "disable EMAIL", "Stop a user from signing in and end their sessions"
 	}
 	return &cobra.Command{
 		Use:   use,
@@ -399,26 +317,17 @@ func (c *usersCLI) disableCommand(disable bool) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.run(cmd, func(ctx context.Context) error {
-				changed := false
-				u, err := c.modify(ctx, args[0], func(u *store.User) {
-					changed = u.Disabled != disable
-					u.Disabled = disable
-				})
+				u, err := c.user(ctx, args[0])
 				if err != nil {
 					return err
 				}
-				if changed {
-					if err := c.audit(ctx, action, u.Email, ""); err != nil {
-						return err
-					}
+				u, n, err := c.dir.SetDisabled(ctx, cli, u.ID, disable)
+				if err != nil {
+					return err
 				}
 				if !disable {
 					fmt.Fprintf(c.out, "enabled %s\n", u.Email)
 					return nil
-				}
-				n, err := c.revoke(ctx, u, "user disabled")
-				if err != nil {
-					return err
 				}
 				fmt.Fprintf(c.out, "disabled %s; %d session(s) ended\n", u.Email, n)
 				return nil
@@ -442,14 +351,8 @@ func (c *usersCLI) deleteCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				n, err := c.revoke(ctx, u, "user deleted")
+				u, n, err := c.dir.DeleteUser(ctx, cli, u.ID)
 				if err != nil {
-					return err
-				}
-				if err := c.st.DeleteUser(ctx, u.ID); err != nil {
-					return err
-				}
-				if err := c.audit(ctx, "user.delete", u.Email, ""); err != nil {
 					return err
 				}
 				fmt.Fprintf(c.out, "deleted %s; %d session(s) ended\n", u.Email, n)
@@ -468,19 +371,16 @@ func (c *usersCLI) setGroupsCommand() *cobra.Command {
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.run(cmd, func(ctx context.Context) error {
-				var before string
-				u, err := c.modify(ctx, args[0], func(u *store.User) {
-					before = strings.Join(u.Groups, ",")
-					u.Groups = args[1:]
-				})
+				u, err := c.user(ctx, args[0])
 				if err != nil {
 					return err
 				}
-				after := strings.Join(u.Groups, ",")
-				if err := c.audit(ctx, "user.groups", u.Email, fmt.Sprintf("groups: %s -> %s", orDash(before), orDash(after))); err != nil {
+				// The console's group-name rule holds here too (issue 11).
+				u, err = c.dir.UpdateUser(ctx, cli, u.ID, nil, args[1:], true)
+				if err != nil {
 					return err
 				}
-				fmt.Fprintf(c.out, "%s is now in: %s\n", u.Email, orDash(after))
+				fmt.Fprintf(c.out, "%s is now in: %s\n", u.Email, orDash(strings.Join(u.Groups, ",")))
 				return nil
 			})
 		},
@@ -499,26 +399,17 @@ func (c *usersCLI) resetPasswordCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				hash, oneTime, err := c.newPassword(cmd, u.Email, fromStdin)
+				pw, err := stdinPassword(cmd, fromStdin)
 				if err != nil {
 					return err
 				}
-				u, err = c.modify(ctx, u.Email, func(u *store.User) {
-					u.PasswordHash, u.MustChangePassword = hash, oneTime != ""
-				})
+				u, out, n, err := c.dir.ResetPassword(ctx, cli, u.ID, directory.ModePassword, pw)
 				if err != nil {
-					return err
-				}
-				if err := c.audit(ctx, "user.password_reset", u.Email, map[bool]string{true: "one-time password", false: "password from stdin"}[oneTime != ""]); err != nil {
-					return err
-				}
-				n, err := c.revoke(ctx, u, "password reset")
-				if err != nil {
-					return err
+					return weak(err)
 				}
 				fmt.Fprintf(c.out, "password of %s reset; %d session(s) ended\n", u.Email, n)
-				if oneTime != "" {
-					printOneTime(c.out, u.Email, oneTime)
+				if out != nil {
+					printOneTime(c.out, u.Email, out.Password)
 				}
 				return nil
 			})
@@ -539,7 +430,7 @@ func (c *usersCLI) revokeSessionsCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				n, err := c.revoke(ctx, u, "revoked by an admin")
+				_, n, err := c.dir.RevokeUserSessions(ctx, cli, u.ID)
 				if err != nil {
 					return err
 				}

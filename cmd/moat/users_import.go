@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-dev/moat/internal/auth/password"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/firebaseexport"
 	"github.com/moat-dev/moat/internal/store"
 )
@@ -104,26 +105,19 @@ func (c *usersCLI) importAccounts(ctx context.Context, accounts []firebaseexport
 	}
 	created, existing := 0, 0
 	for _, a := range accounts {
-		email := store.NormalizeEmail(a.Email)
-		if err := validEmail(email); err != nil {
-			fmt.Fprintf(c.out, "skipped %s: %v\n", a.LocalID, err)
+		_, err := c.dir.ImportUser(ctx, cli, directory.ImportedUser{Email: a.Email, Name: strings.TrimSpace(a.Name), Groups: groups,
+			PasswordHash: a.PasswordHash, Disabled: a.Disabled, From: "firebase uid " + a.LocalID})
+		var refused *directory.Refusal
+		switch {
+		case errors.As(err, &refused) && refused.Kind == directory.Conflict:
+			existing++
+			fmt.Fprintf(c.out, "skipped %s: already a user (left as it is)\n", store.NormalizeEmail(a.Email))
 			continue
-		}
-		u := &store.User{Email: email, Name: strings.TrimSpace(a.Name), Groups: groups, PasswordHash: a.PasswordHash, Disabled: a.Disabled}
-		if err := c.st.CreateUser(ctx, u); err != nil {
-			if errors.Is(err, store.ErrDuplicate) {
-				existing++
-				fmt.Fprintf(c.out, "skipped %s: already a user (left as it is)\n", email)
-				continue
-			}
-			return fmt.Errorf("create user %s: %w", email, err)
-		}
-		detail := fmt.Sprintf("from firebase uid %s; groups: %s", a.LocalID, strings.Join(u.Groups, ","))
-		if u.Disabled {
-			detail += "; disabled"
-		}
-		if err := c.audit(ctx, "user.import", u.Email, detail); err != nil {
-			return err
+		case errors.As(err, &refused):
+			fmt.Fprintf(c.out, "skipped %s: %s\n", a.LocalID, refused.Msg)
+			continue
+		case err != nil:
+			return fmt.Errorf("create user %s: %w", store.NormalizeEmail(a.Email), err)
 		}
 		created++
 	}

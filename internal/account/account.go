@@ -12,21 +12,20 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
-	"github.com/moat-dev/moat/internal/admin"
-	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/auth/mfa"
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
+	"github.com/moat-dev/moat/internal/directory"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
+	hostroute "github.com/moat-dev/moat/internal/route"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
 )
@@ -34,14 +33,13 @@ import (
 // Prefix is where the account pages live.
 const Prefix = "/_moat/account"
 
-const maxFormBytes = 16 << 10
-
 // Options are the optional parts of an Account.
 type Options struct {
-	// Key is the instance key; loaded with instancekey.ForConfig when
-	// nil.
-	Key *instancekey.Key
-	// MFA enrols and checks second factors; built on the store when nil.
+	// CSRF guards the forms (the process's guard, shared by every page so
+	// one token works on all of them); required.
+	CSRF *csrf.Guard
+	// MFA enrols and checks second factors (the process's, so wrong codes
+	// count once wherever they are tried); required.
 	MFA *mfa.Service
 	// RevokeSession ends one session (by id hash) and closes its
 	// WebSockets; store.RevokeSession when nil.
@@ -49,6 +47,13 @@ type Options struct {
 	// RevokeUser ends every session of a user and closes their
 	// WebSockets; store.RevokeUserSessions when nil.
 	RevokeUser func(ctx context.Context, userID string) error
+	// RevokeToken revokes a personal access token (by id and hash) and
+	// drops it from the sign-in's cache, so it stops at once;
+	// store.RevokeToken when nil.
+	RevokeToken func(ctx context.Context, id, hash string) error
+	// Limiter bounds the password hashes running at once (the process's,
+	// shared with the sign-in); required.
+	Limiter *password.Limiter
 	// SessionChanged tells the sign-in's session cache that a session's
 	// record changed (its second factor passed), so it reads it again.
 	SessionChanged func(idHash string)
@@ -64,6 +69,7 @@ type Account struct {
 	log  *slog.Logger
 	csrf *csrf.Guard
 	mux  *http.ServeMux
+	dir  *directory.Directory
 }
 
 // New builds the account pages for cfg on st.
@@ -71,32 +77,29 @@ func New(cfg *config.Config, st store.Store, o Options) (*Account, error) {
 	if cfg == nil || st == nil {
 		return nil, errors.New("account: config and store are required")
 	}
-	if o.Key == nil {
-		k, err := instancekey.ForConfig(context.Background(), cfg, st)
-		if err != nil {
-			return nil, fmt.Errorf("account: %w", err)
-		}
-		o.Key = k
+	if o.CSRF == nil || o.MFA == nil || o.Limiter == nil {
+		return nil, errors.New("account: the CSRF guard, the second factor and the hashing limiter are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.MFA == nil {
-		o.MFA = mfa.New(st, o.Key)
-		o.MFA.Logger = o.Logger
-	}
-	a := &Account{cfg: cfg, st: st, o: o, log: o.Logger.With("component", "account"), csrf: csrf.New(o.Key.Derive("csrf"))}
+	a := &Account{cfg: cfg, st: st, o: o, log: o.Logger.With("component", "account"), csrf: o.CSRF}
+	a.dir = &directory.Directory{Store: st, MFA: o.MFA, AdminGroup: cfg.Identity.AdminGroup, Logger: a.log,
+		Passwords: directory.Passwords{Limiter: o.Limiter, Policy: password.Policy{MinLength: cfg.Identity.Passwords.MinLength}},
+		Revoke:    directory.Revokers{User: o.RevokeUser, Session: o.RevokeSession, Token: o.RevokeToken}}
 	a.mux = http.NewServeMux()
 	for _, rt := range a.routes() {
-		a.mux.HandleFunc(rt.method+" "+Prefix+rt.path, rt.h)
+		a.mux.Handle(rt.method+" "+Prefix+rt.path, web.HandlerFunc(rt.h))
 	}
-	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { web.Error(w, r, http.StatusNotFound, "not_found") })
+	a.mux.Handle("/", web.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		return web.NewProblem(http.StatusNotFound, "not_found")
+	}))
 	return a, nil
 }
 
 type route struct {
 	method, path string
-	h            http.HandlerFunc
+	h            func(http.ResponseWriter, *http.Request) error
 }
 
 func (a *Account) routes() []route {
@@ -120,52 +123,48 @@ func (a *Account) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(w, r)
 }
 
-// who is the signed-in user and session of a request.
+// who is the signed-in user and session of a request, as Identify found
+// them (never fetched again).
 type who struct {
-	user    *store.User
-	session *store.Session
+	user    request.User
+	session *request.Session
 }
 
 type whoKey struct{}
 
 func whoOf(r *http.Request) *who { return r.Context().Value(whoKey{}).(*who) }
 
-// signedIn lets only a request with a live session through.
-func (a *Account) signedIn(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		u := request.From(r).User
-		if u.SignedIn() && u.SessionID != "" {
-			sess, err := a.st.GetSession(r.Context(), u.SessionID)
-			if err == nil && sess.RevokedAt.IsZero() {
-				su, err := a.st.GetUser(r.Context(), u.ID)
-				if err == nil && !su.Disabled {
-					next(w, r.WithContext(context.WithValue(r.Context(), whoKey{}, &who{user: su, session: sess})))
-					return
-				}
+// signedIn lets through only a request with a live session, answering the
+// others with the one access rule every page shares (access.Rule: signed
+// in, and a one-time password already replaced).
+func (a *Account) signedIn(next func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		info := request.From(r)
+		var rule access.Rule
+		if d := rule.Check(info.User, info.Session, time.Now()); d.Refusal != access.Pass || info.Session == nil {
+			if d.Refusal == access.Pass {
+				d.Refusal = access.SignIn // a bearer token opens no account page
 			}
+			access.Refuse(w, r, rule, d)
+			return nil
 		}
-		if web.IsNavigation(r) {
-			http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-			return
-		}
-		web.Error(w, r, http.StatusUnauthorized, "auth.unauthorized")
+		return next(w, r.WithContext(context.WithValue(r.Context(), whoKey{}, &who{user: info.User, session: info.Session})))
 	}
 }
 
-// form parses a bounded POST and checks its origin and CSRF token; on
-// failure it has answered.
-func (a *Account) form(w http.ResponseWriter, r *http.Request) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		web.Error(w, r, http.StatusBadRequest, "bad_request")
-		return false
+// actor is the signed-in user (or, on a set-password link, nobody yet)
+// making a change, for the directory's audit log.
+func (a *Account) actor(r *http.Request) directory.Actor {
+	act := directory.Actor{ClientIP: clientIP(r), RequestID: request.From(r).ID}
+	if wo, ok := r.Context().Value(whoKey{}).(*who); ok {
+		act.UserID, act.Name = wo.user.ID, wo.user.Email
 	}
-	if !a.csrf.Check(r, r.PostForm.Get(csrf.Field)) {
-		a.log.Warn("refused a POST without a valid CSRF token or from another origin", "path", admin.LogPath(r.URL.Path), "client_ip", clientIP(r), "request_id", request.From(r).ID)
-		web.Error(w, r, http.StatusForbidden, "auth.csrf")
-		return false
-	}
-	return true
+	return act
+}
+
+// form reads a POST form of the account pages (csrf.Guard.ReadForm).
+func (a *Account) form(w http.ResponseWriter, r *http.Request) error {
+	return a.csrf.ReadForm(w, r)
 }
 
 func clientIP(r *http.Request) string {
@@ -173,39 +172,6 @@ func clientIP(r *http.Request) string {
 		return ip.String()
 	}
 	return ""
-}
-
-// safeReturnTo accepts only a same-host relative path.
-func safeReturnTo(v string) string {
-	if v == "" || len(v) > 2048 || v[0] != '/' || strings.HasPrefix(v, "//") || strings.HasPrefix(v, "/\\") || strings.ContainsAny(v, "\\\r\n\t") {
-		return "/"
-	}
-	if u, err := url.Parse(v); err != nil || u.Scheme != "" || u.Host != "" {
-		return "/"
-	}
-	return v
-}
-
-func (a *Account) audit(ctx context.Context, r *http.Request, actor, action, subject, detail string) {
-	a.log.Info("audit", "action", action, "user", subject, "client_ip", clientIP(r), "request_id", request.From(r).ID, "detail", detail)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := a.st.Audit(ctx, &store.AuditEvent{Time: time.Now(), Actor: actor, Action: action, Subject: subject, ClientIP: clientIP(r), Detail: detail}); err != nil {
-		a.log.Error("write audit event", "action", action, "err", err)
-	}
-}
-
-func (a *Account) fail(w http.ResponseWriter, r *http.Request, err error) {
-	a.log.Error("account page", "path", admin.LogPath(r.URL.Path), "request_id", request.From(r).ID, "err", err)
-	w.Header().Set("Retry-After", "5")
-	web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
-}
-
-// MFARequired reports whether cfg makes a second factor compulsory for
-// password sign-ins on route (nil: for everyone): identity.passwords.mfa
-// or the route's mfa.
-func MFARequired(cfg *config.Config, route *config.Route) bool {
-	return cfg.Identity.Passwords.MFA == "required" || route != nil && route.MFA == "required"
 }
 
 // page is what the account templates get as .Data.
@@ -257,8 +223,8 @@ func fmtTime(t time.Time) string {
 
 func (a *Account) base(r *http.Request) (page, error) {
 	wo := whoOf(r)
-	p := page{Email: wo.user.Email, Name: wo.user.Name, Lifetimes: tokenLifetimes, Provider: wo.session.Provider, Password: wo.user.PasswordHash != "" && wo.session.Provider == "password",
-		Verified: wo.session.MFA, Required: MFARequired(a.cfg, request.From(r).Route), MinLength: a.cfg.Identity.Passwords.MinLength}
+	p := page{Email: wo.user.Email, Name: wo.user.Name, Lifetimes: tokenLifetimes, Provider: wo.session.Provider, Password: wo.session.Provider == "password",
+		Verified: wo.session.MFA, Required: access.SecondFactorRequired(a.cfg, access.HostRoutes(a.cfg, hostroute.Host(r.Host))...), MinLength: a.cfg.Identity.Passwords.MinLength}
 	var err error
 	if p.Enrolled, err = a.o.MFA.Enrolled(r.Context(), wo.user.ID); err != nil {
 		return p, err
@@ -271,67 +237,56 @@ func (a *Account) base(r *http.Request) (page, error) {
 	return p, nil
 }
 
-func (a *Account) pageOverview(w http.ResponseWriter, r *http.Request) {
+func (a *Account) pageOverview(w http.ResponseWriter, r *http.Request) error {
 	p, err := a.base(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	wo := whoOf(r)
 	list, err := a.st.ListSessions(r.Context(), wo.user.ID)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	for _, s := range list {
-		p.Sessions = append(p.Sessions, sessionRow{ID: s.IDHash, ClientIP: s.ClientIP, Device: admin.Platform(s.UserAgent), Since: fmtTime(s.CreatedAt),
+		p.Sessions = append(p.Sessions, sessionRow{ID: s.IDHash, ClientIP: s.ClientIP, Device: web.Platform(s.UserAgent), Since: fmtTime(s.CreatedAt),
 			Seen: fmtTime(s.LastSeen), Provider: s.Provider, MFA: s.MFA, Current: s.IDHash == wo.session.IDHash})
 	}
 	if p.Tokens, err = a.tokens(r, wo.user.ID); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	a.render(w, r, http.StatusOK, "account-overview.html", "account.title", p)
+	return nil
 }
 
-func (a *Account) postRevokeSession(w http.ResponseWriter, r *http.Request) {
-	if !a.form(w, r) {
-		return
+func (a *Account) postRevokeSession(w http.ResponseWriter, r *http.Request) error {
+	if err := a.form(w, r); err != nil {
+		return err
 	}
 	wo := whoOf(r)
 	hash := r.PathValue("id")
-	s, err := a.st.GetSession(r.Context(), hash)
-	if err != nil || s.UserID != wo.user.ID {
-		web.Error(w, r, http.StatusNotFound, "not_found") // not yours: as if it did not exist
-		return
+	if _, err := a.dir.RevokeSession(r.Context(), a.actor(r), hash, wo.user.ID); err != nil {
+		if errors.Is(err, directory.ErrNotFound) {
+			return web.NewProblem(http.StatusNotFound, "not_found") // not yours: as if it did not exist
+		}
+		return err
 	}
-	if a.o.RevokeSession != nil {
-		err = a.o.RevokeSession(r.Context(), hash)
-	} else {
-		err = a.st.RevokeSession(r.Context(), hash, time.Now())
-	}
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.audit(r.Context(), r, wo.user.Email, "session.revoke", wo.user.Email, "by the user, from the account page")
 	if hash == wo.session.IDHash {
 		http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
-		return
+		return nil
 	}
 	http.Redirect(w, r, Prefix+"?done=session_revoked", http.StatusSeeOther)
+	return nil
 }
 
 // pageMFA is the second-factor page: enrolment (QR code, key as text and a
 // code to confirm) for a user without one, or a code to verify this
 // session for a user who has one.
-func (a *Account) pageMFA(w http.ResponseWriter, r *http.Request) {
+func (a *Account) pageMFA(w http.ResponseWriter, r *http.Request) error {
 	p, err := a.base(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
-	p.ReturnTo = safeReturnTo(r.URL.Query().Get("return_to"))
+	p.ReturnTo = access.SafeReturnTo(r.URL.Query().Get("return_to"))
 	if r.URL.Query().Get("return_to") == "" {
 		p.ReturnTo = Prefix
 	}
@@ -339,12 +294,12 @@ func (a *Account) pageMFA(w http.ResponseWriter, r *http.Request) {
 		// Enrolling binds the account to a phone: a forgotten open
 		// browser must not be enough.
 		http.Redirect(w, r, "/_moat/login?reauth=1&return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return
+		return nil
 	}
-	a.mfaPage(w, r, http.StatusOK, p)
+	return a.mfaPage(w, r, http.StatusOK, p)
 }
 
-func (a *Account) mfaPage(w http.ResponseWriter, r *http.Request, status int, p page) {
+func (a *Account) mfaPage(w http.ResponseWriter, r *http.Request, status int, p page) error {
 	wo := whoOf(r)
 	if !p.Enrolled {
 		e, err := a.o.MFA.Pending(r.Context(), wo.user.ID, wo.user.Email)
@@ -352,13 +307,13 @@ func (a *Account) mfaPage(w http.ResponseWriter, r *http.Request, status int, p 
 			e, err = a.o.MFA.Begin(r.Context(), wo.user.ID, wo.user.Email)
 		}
 		if err != nil {
-			a.fail(w, r, err)
-			return
+			return err
 		}
 		p.Secret = e.Secret
 		p.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(e.QR))
 	}
 	a.render(w, r, status, "mfa-enrol.html", "mfa.title", p)
+	return nil
 }
 
 // codeError turns a failed check into the message shown.
@@ -371,58 +326,52 @@ func codeError(lang string, err error) string {
 }
 
 // codePassed finishes checking a second-factor code whose check returned
-// err: a wrong or throttled code shows the page again with why, any other
-// error fails; a good one marks the session. It reports whether the code
-// passed; otherwise it has answered.
-func (a *Account) codePassed(w http.ResponseWriter, r *http.Request, p page, s *store.Session, err error) bool {
+// err: a wrong or throttled code shows the page again with why (passed is
+// false, and so is the error), any other error is returned; a good one
+// marks the session.
+func (a *Account) codePassed(w http.ResponseWriter, r *http.Request, p page, s *request.Session, err error) (passed bool, _ error) {
 	if err != nil {
 		if !errors.Is(err, mfa.ErrInvalidCode) && !isThrottled(err) {
-			a.fail(w, r, err)
-			return false
+			return false, err
 		}
 		p.Error = codeError(web.Lang(r), err)
-		a.mfaPage(w, r, http.StatusBadRequest, p)
-		return false
+		return false, a.mfaPage(w, r, http.StatusBadRequest, p)
 	}
-	if err := a.markVerified(r.Context(), s); err != nil {
-		a.fail(w, r, err)
-		return false
-	}
-	return true
+	return true, a.markVerified(r.Context(), s)
 }
 
 // postMFA confirms an enrolment (then shows the recovery codes once) or
 // verifies a code for this session; either way the session is marked as
 // having passed the second factor.
-func (a *Account) postMFA(w http.ResponseWriter, r *http.Request) {
-	if !a.form(w, r) {
-		return
+func (a *Account) postMFA(w http.ResponseWriter, r *http.Request) error {
+	if err := a.form(w, r); err != nil {
+		return err
 	}
 	p, err := a.base(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	wo := whoOf(r)
-	p.ReturnTo = safeReturnTo(r.PostForm.Get("return_to"))
+	p.ReturnTo = access.SafeReturnTo(r.PostForm.Get("return_to"))
 	code := r.PostForm.Get("code")
 	if p.Enrolled {
-		err := a.o.MFA.Verify(r.Context(), wo.user.ID, wo.user.Email, code, clientIP(r))
-		if a.codePassed(w, r, p, wo.session, err) {
+		passed, err := a.codePassed(w, r, p, wo.session, a.o.MFA.Verify(r.Context(), wo.user.ID, wo.user.Email, code, clientIP(r)))
+		if passed && err == nil {
 			http.Redirect(w, r, p.ReturnTo, http.StatusSeeOther)
 		}
-		return
+		return err
 	}
 	if !a.recentSignIn(wo.session) {
 		http.Redirect(w, r, "/_moat/login?reauth=1&return_to="+url.QueryEscape(Prefix+"/mfa?return_to="+url.QueryEscape(p.ReturnTo)), http.StatusSeeOther)
-		return
+		return nil
 	}
 	codes, err := a.o.MFA.Confirm(r.Context(), wo.user.ID, wo.user.Email, code, clientIP(r))
-	if !a.codePassed(w, r, p, wo.session, err) {
-		return
+	if passed, err := a.codePassed(w, r, p, wo.session, err); !passed || err != nil {
+		return err
 	}
 	p.Codes, p.Enrolled, p.Verified = codes, true, true
 	a.render(w, r, http.StatusOK, "account-codes.html", "mfa.codes.title", p)
+	return nil
 }
 
 func isThrottled(err error) bool {
@@ -431,12 +380,16 @@ func isThrottled(err error) bool {
 }
 
 // markVerified records that the session passed the second factor.
-func (a *Account) markVerified(ctx context.Context, s *store.Session) error {
+func (a *Account) markVerified(ctx context.Context, s *request.Session) error {
 	if s.MFA {
 		return nil
 	}
-	s.MFA = true
-	if err := a.st.UpdateSession(ctx, s); err != nil {
+	sess, err := a.st.GetSession(ctx, s.IDHash)
+	if err != nil {
+		return err
+	}
+	sess.MFA = true
+	if err := a.st.UpdateSession(ctx, sess); err != nil {
 		return err
 	}
 	if a.o.SessionChanged != nil {
@@ -446,41 +399,39 @@ func (a *Account) markVerified(ctx context.Context, s *store.Session) error {
 }
 
 // postRemoveMFA removes the second factor after a current code.
-func (a *Account) postRemoveMFA(w http.ResponseWriter, r *http.Request) {
-	if !a.form(w, r) {
-		return
+func (a *Account) postRemoveMFA(w http.ResponseWriter, r *http.Request) error {
+	if err := a.form(w, r); err != nil {
+		return err
 	}
 	wo := whoOf(r)
 	p, err := a.base(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	if !p.Enrolled {
 		http.Redirect(w, r, Prefix, http.StatusSeeOther)
-		return
+		return nil
 	}
 	if err := a.o.MFA.Verify(r.Context(), wo.user.ID, wo.user.Email, r.PostForm.Get("code"), clientIP(r)); err != nil {
 		if !errors.Is(err, mfa.ErrInvalidCode) && !isThrottled(err) {
-			a.fail(w, r, err)
-			return
+			return err
 		}
 		p.Error = codeError(web.Lang(r), err)
 		a.rerenderOverview(w, r, p)
-		return
+		return nil
 	}
 	if err := a.o.MFA.Remove(r.Context(), wo.user.ID, wo.user.Email, wo.user.Email, clientIP(r)); err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	http.Redirect(w, r, Prefix+"?done=mfa_removed", http.StatusSeeOther)
+	return nil
 }
 
 func (a *Account) rerenderOverview(w http.ResponseWriter, r *http.Request, p page) {
 	wo := whoOf(r)
 	list, _ := a.st.ListSessions(r.Context(), wo.user.ID)
 	for _, s := range list {
-		p.Sessions = append(p.Sessions, sessionRow{ID: s.IDHash, ClientIP: s.ClientIP, Device: admin.Platform(s.UserAgent), Since: fmtTime(s.CreatedAt),
+		p.Sessions = append(p.Sessions, sessionRow{ID: s.IDHash, ClientIP: s.ClientIP, Device: web.Platform(s.UserAgent), Since: fmtTime(s.CreatedAt),
 			Seen: fmtTime(s.LastSeen), Provider: s.Provider, MFA: s.MFA, Current: s.IDHash == wo.session.IDHash})
 	}
 	p.Tokens, _ = a.tokens(r, wo.user.ID)
@@ -489,113 +440,77 @@ func (a *Account) rerenderOverview(w http.ResponseWriter, r *http.Request, p pag
 
 // postRecoveryCodes replaces the recovery codes after a current code and
 // shows the new ones once.
-func (a *Account) postRecoveryCodes(w http.ResponseWriter, r *http.Request) {
-	if !a.form(w, r) {
-		return
+func (a *Account) postRecoveryCodes(w http.ResponseWriter, r *http.Request) error {
+	if err := a.form(w, r); err != nil {
+		return err
 	}
 	wo := whoOf(r)
 	p, err := a.base(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	if err := a.o.MFA.Verify(r.Context(), wo.user.ID, wo.user.Email, r.PostForm.Get("code"), clientIP(r)); err != nil {
 		if !errors.Is(err, mfa.ErrInvalidCode) && !isThrottled(err) && !errors.Is(err, mfa.ErrNotEnrolled) {
-			a.fail(w, r, err)
-			return
+			return err
 		}
 		p.Error = codeError(web.Lang(r), err)
 		a.rerenderOverview(w, r, p)
-		return
+		return nil
 	}
 	codes, err := a.o.MFA.RegenerateRecoveryCodes(r.Context(), wo.user.ID, wo.user.Email, clientIP(r))
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return err
 	}
 	p.Codes = codes
 	p.ReturnTo = Prefix
 	a.render(w, r, http.StatusOK, "account-codes.html", "mfa.codes.title", p)
+	return nil
 }
 
-// linkUser returns the user a set-password link token opens, or nil.
-func (a *Account) linkUser(ctx context.Context, token string) (*store.Token, *store.User) {
-	if !strings.HasPrefix(token, "moat_setpw_") || len(token) > 128 {
-		return nil, nil
-	}
-	t, err := a.st.GetTokenByHash(ctx, admin.SetPasswordTokenHash(token))
-	if err != nil || t.Name != admin.SetPasswordTokenName || !t.RevokedAt.IsZero() || !t.ExpiresAt.IsZero() && !time.Now().Before(t.ExpiresAt) {
-		return nil, nil
-	}
-	u, err := a.st.GetUser(ctx, t.UserID)
-	if err != nil || u.Disabled {
-		return nil, nil
-	}
-	return t, u
-}
-
-func (a *Account) pageSetPassword(w http.ResponseWriter, r *http.Request) {
+func (a *Account) pageSetPassword(w http.ResponseWriter, r *http.Request) error {
 	tok := r.PathValue("token")
-	_, u := a.linkUser(r.Context(), tok)
+	_, u := a.dir.LinkUser(r.Context(), tok)
 	if u == nil {
-		web.Error(w, r, http.StatusNotFound, "account.link_invalid")
-		return
+		return web.NewProblem(http.StatusNotFound, "account.link_invalid")
 	}
 	a.render(w, r, http.StatusOK, "account-set-password.html", "account.set_password.title", page{Email: u.Email, Token: tok, MinLength: a.cfg.Identity.Passwords.MinLength})
+	return nil
 }
 
 // postSetPassword sets the password a link was issued for, once: the link
 // is revoked, the user's sessions end, and they sign in with it.
-func (a *Account) postSetPassword(w http.ResponseWriter, r *http.Request) {
-	if !a.form(w, r) {
-		return
+func (a *Account) postSetPassword(w http.ResponseWriter, r *http.Request) error {
+	if err := a.form(w, r); err != nil {
+		return err
 	}
 	ctx := r.Context()
 	tok := r.PathValue("token")
-	t, u := a.linkUser(ctx, tok)
+	_, u := a.dir.LinkUser(ctx, tok)
 	if u == nil {
-		web.Error(w, r, http.StatusNotFound, "account.link_invalid")
-		return
+		return web.NewProblem(http.StatusNotFound, "account.link_invalid")
 	}
 	lang := web.Lang(r)
 	p := page{Email: u.Email, Token: tok, MinLength: a.cfg.Identity.Passwords.MinLength}
 	next, confirm := r.PostForm.Get("new"), r.PostForm.Get("confirm")
 	if next != confirm {
 		p.Error = web.T(lang, "auth.password.mismatch")
-	} else if err := (password.Policy{MinLength: a.cfg.Identity.Passwords.MinLength}).Check(next, u.Email); err != nil {
-		p.Error = web.T(lang, "auth.password.weak", err.Error())
-	}
-	if p.Error != "" {
 		a.render(w, r, http.StatusBadRequest, "account-set-password.html", "account.set_password.title", p)
-		return
+		return nil
 	}
-	hash, err := password.Hash(next, password.DefaultParams)
-	if err != nil {
-		a.fail(w, r, err)
-		return
+	// The same policy, message and hashing limiter as the password page
+	// (issue 11: this page had its own, untranslated and unbounded).
+	ok, err := a.dir.SetPasswordByLink(ctx, a.actor(r), tok, next)
+	var pe *password.PolicyError
+	switch {
+	case errors.As(err, &pe):
+		p.Error = web.PasswordRefusal(lang, next, p.MinLength, err)
+		a.render(w, r, http.StatusBadRequest, "account-set-password.html", "account.set_password.title", p)
+		return nil
+	case err != nil:
+		return web.Unavailable(err)
+	case !ok:
+		return web.NewProblem(http.StatusConflict, "account.link_invalid")
 	}
-	// Revoke the link first: of two racing submissions only one wins.
-	if err := a.st.RevokeToken(ctx, t.ID, time.Now()); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	ok, err := a.st.SetPasswordHash(ctx, u.ID, u.PasswordHash, hash, false)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if !ok {
-		web.Error(w, r, http.StatusConflict, "account.link_invalid")
-		return
-	}
-	if a.o.RevokeUser != nil {
-		err = a.o.RevokeUser(ctx, u.ID)
-	} else {
-		_, err = a.st.RevokeUserSessions(ctx, u.ID, time.Now())
-	}
-	if err != nil {
-		a.log.Error("set password: end sessions", "user", u.Email, "err", err)
-	}
-	a.audit(ctx, r, u.Email, "password.set_by_link", u.Email, "")
 	http.Redirect(w, r, "/_moat/login?done=password_set", http.StatusSeeOther)
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/moat-dev/moat/internal/auth/pat"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +28,8 @@ import (
 	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/directory"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
@@ -41,6 +45,7 @@ type harness struct {
 	t       *testing.T
 	cfg     *config.Config
 	svc     *auth.Service
+	proc    *auth.Process
 	dash    *dashboard
 	st      store.Store
 	acct    *Account
@@ -65,7 +70,7 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	cfg.Identity.Passwords.MinLength = 12
 	cfg.Identity.AdminGroup = "moat-admins"
 	cfg.Identity.AdminReauth = config.Duration(15 * time.Minute)
-	cfg.Routes = []*config.Route{{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: []string{"domain:example.com"}}}
+	cfg.Routes = []*config.Route{{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: config.Members("domain:example.com")}}
 	if tweak != nil {
 		tweak(cfg)
 	}
@@ -75,31 +80,39 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := auth.New(cfg, st, quiet)
+	ik, err := auth.InstanceKey(context.Background(), cfg, st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, cfg: cfg, svc: svc, st: st, dash: newDashboard()}
-	svc.OnRevoke = h.dash.cut
+	proc, err := auth.NewProcess(st, ik, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := auth.New(cfg, proc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, cfg: cfg, svc: svc, proc: proc, st: st, dash: newDashboard()}
+	proc.OnRevoke = h.dash.cut
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = svc.Run(runCtx) }()
+	go func() { defer close(done); _ = proc.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
-	h.acct, err = New(cfg, st, Options{Logger: quiet, MFA: svc.MFA, SessionChanged: func(hash string) {
+	h.acct, err = New(cfg, st, Options{CSRF: proc.CSRF, Limiter: proc.Limiter, Logger: quiet, MFA: proc.MFA, RevokeSession: proc.RevokeSession, RevokeUser: proc.RevokeUser, RevokeToken: proc.RevokeToken, SessionChanged: func(hash string) {
 		h.mu.Lock()
 		h.changed = append(h.changed, hash)
 		h.mu.Unlock()
-		svc.ReloadSession(hash)
+		proc.ReloadSession(hash)
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	console, err := admin.New(cfg, st, admin.Options{Logger: quiet, MFA: svc.MFA})
+	console, err := admin.New(cfg, st, admin.Options{CSRF: proc.CSRF, Limiter: proc.Limiter, Logger: quiet, MFA: proc.MFA, TokenUser: proc.TokenUser, Revoke: proc.RevokeUser, RevokeSession: proc.RevokeSession, RevokeToken: proc.RevokeToken})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/_moat/", svc.Handler())
+	mux.Handle("/_moat/", svc.Identify(svc.Handler()))
 	mux.Handle(web.StaticPrefix, web.Static())
 	mux.Handle(Prefix, svc.Identify(h.acct))
 	mux.Handle(Prefix+"/", svc.Identify(h.acct))
@@ -116,7 +129,7 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	h.user = h.addUser(email, nil)
 	root := h.addUser("root@example.com", []string{"moat-admins"})
 	h.adminTk = "moat_pat_" + strings.Repeat("a", 43)
-	if err := st.CreateToken(context.Background(), &store.Token{Hash: admin.HashToken(h.adminTk), UserID: root.ID, Name: "t"}); err != nil {
+	if err := st.CreateToken(context.Background(), &store.Token{Hash: pat.Hash(h.adminTk), UserID: root.ID, Name: "t"}); err != nil {
 		t.Fatal(err)
 	}
 	return h
@@ -354,7 +367,7 @@ func TestASetPasswordLinkWorksOnce(t *testing.T) {
 	resp2, body = h.do(c, "POST", u.Path, url.Values{"csrf": {tok}, "new": {newPass}, "confirm": {newPass + "x"}})
 	want(t, resp2, body, http.StatusBadRequest, "differ")
 	resp2, body = h.do(c, "POST", u.Path, url.Values{"csrf": {tok}, "new": {"password1234"}, "confirm": {"password1234"}})
-	want(t, resp2, body, http.StatusBadRequest, "cannot be used")
+	want(t, resp2, body, http.StatusBadRequest, "commonly used passwords") // the password page's message
 	resp2, _ = h.do(c, "POST", u.Path, url.Values{"csrf": {tok}, "new": {newPass}, "confirm": {newPass}})
 	if resp2.StatusCode != http.StatusSeeOther {
 		t.Fatalf("set password: %d", resp2.StatusCode)
@@ -372,10 +385,85 @@ func TestASetPasswordLinkWorksOnce(t *testing.T) {
 	}
 }
 
-func TestSafeReturnToRefusesOtherSites(t *testing.T) {
-	for in, out := range map[string]string{"/app/?x=1": "/app/?x=1", "//evil.example": "/", "https://evil.example/": "/", "/\\evil": "/", "": "/", "app": "/"} {
-		if got := safeReturnTo(in); got != out {
-			t.Errorf("safeReturnTo(%q) = %q, want %q", in, got, out)
+// Issue 11: the account page had its own safeReturnTo, which kept
+// percent-encoded and tab-split forms the sign-in refuses; there is one
+// rule now (access.SafeReturnTo).
+func TestTheAccountPageAndTheSignInShareOneReturnToRule(t *testing.T) {
+	for in, out := range map[string]string{"/app/?x=1": "/app/?x=1", "//evil.example": "/", "https://evil.example/": "/", "/\\evil": "/", "": "/", "app": "/",
+		"/%2F%2Fevil.example": "/", "/%5Cevil.example": "/", "/%09/evil.example": "/", "/_moat/login?return_to=//evil": "/"} {
+		if got := access.SafeReturnTo(in); got != out {
+			t.Errorf("SafeReturnTo(%q) = %q, want %q", in, got, out)
+		}
+	}
+}
+
+// Issue 11: the set-password page checked the policy itself, with an
+// untranslated message, and hashed outside the process's hashing limiter
+// (a flood of link submissions could take every core). It goes through
+// directory.Passwords and web.PasswordRefusal like the password page.
+func TestSetPasswordLinkUsesTheHashingLimiterAndTheLocalizedPolicyMessage(t *testing.T) {
+	h := newHarness(t)
+	link, hash := directory.NewSetPasswordLink()
+	if err := h.st.CreateToken(context.Background(), &store.Token{Hash: hash, UserID: h.user.ID, Kind: store.TokenSetPassword,
+		ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	path := "/_moat/account/set-password/" + link
+	c := h.browser()
+	u, _ := url.Parse(h.srv.URL)
+	c.Jar.SetCookies(u, []*http.Cookie{{Name: web.LangCookie, Value: "ja"}})
+	tok := h.csrf(c, path)
+	resp, body := h.do(c, "POST", path, url.Values{"csrf": {tok}, "new": {"short"}, "confirm": {"short"}})
+	if want := web.T("ja", "auth.password.too_short", 12); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, want) {
+		t.Fatalf("a short password: %d, want 400 with %q:\n%s", resp.StatusCode, want, body)
+	}
+	// Every hashing slot taken: the page answers "busy", it does not hash
+	// past the bound.
+	release := make(chan struct{})
+	var held sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		held.Add(1)
+		go func() {
+			defer held.Done()
+			_ = h.proc.Limiter.Do(context.Background(), func() { <-release })
+		}()
+	}
+	for h.proc.Limiter.InUse() < max(1, runtime.GOMAXPROCS(0)/2) {
+		runtime.Gosched()
+	}
+	resp, _ = h.do(c, "POST", path, url.Values{"csrf": {tok}, "new": {newPass}, "confirm": {newPass}})
+	close(release)
+	held.Wait()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("with every hashing slot taken: %d, want 503", resp.StatusCode)
+	}
+	if resp, _ = h.do(c, "POST", path, url.Values{"csrf": {tok}, "new": {newPass}, "confirm": {newPass}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("with the slots free again: %d, want 303", resp.StatusCode)
+	}
+}
+
+// Issue 11: the sign-in, the account page and the console each parsed
+// forms and checked CSRF with their own copy (and bounds). There is one
+// reader (csrf.Guard.ReadForm) under one guard: a token of one page works
+// on the others, and every page refuses the same way (the console reads
+// its forms the same way, after its access rule).
+func TestEveryPageReadsFormsWithTheOneFormReaderAndCSRFGuard(t *testing.T) {
+	h := newHarness(t)
+	c := h.login(email, pw)
+	tok := h.csrf(c, "/_moat/login?reauth=1") // the sign-in page's token
+	if resp, body := h.do(c, "POST", "/_moat/account/tokens", url.Values{"csrf": {tok}, "name": {"ci"}, "days": {"30"}}); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("the account page refused the sign-in page's token: %d\n%.300s", resp.StatusCode, body)
+	}
+	for _, path := range []string{"/_moat/logout", "/_moat/password", "/_moat/account/tokens"} {
+		for name, form := range map[string]url.Values{
+			"a wrong token":     {"csrf": {"x"}},
+			"an oversized form": {"csrf": {tok}, "pad": {strings.Repeat("a", 70<<10)}},
+		} {
+			resp, body := h.do(c, "POST", path, form)
+			want := map[string]int{"a wrong token": http.StatusForbidden, "an oversized form": http.StatusBadRequest}[name]
+			if resp.StatusCode != want {
+				t.Errorf("POST %s with %s: %d, want %d\n%.200s", path, name, resp.StatusCode, want, body)
+			}
 		}
 	}
 }

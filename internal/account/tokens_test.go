@@ -83,6 +83,7 @@ func TestCreatingATokenNeedsARecentSignIn(t *testing.T) {
 	if err := h.st.UpdateSession(ctx, list[0]); err != nil {
 		t.Fatal(err)
 	}
+	h.proc.ReloadSession(list[0].IDHash) // as every change moat itself makes to a session does
 	resp, _ := h.do(c, "POST", "/_moat/account/tokens", url.Values{"csrf": {tok}, "name": {"ci"}, "days": {"30"}})
 	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/_moat/login?reauth=1") {
 		t.Fatalf("stale sign-in: %d to %s", resp.StatusCode, resp.Header.Get("Location"))
@@ -101,6 +102,7 @@ func TestEnrollingNeedsARecentSignIn(t *testing.T) {
 	if err := h.st.UpdateSession(ctx, list[0]); err != nil {
 		t.Fatal(err)
 	}
+	h.proc.ReloadSession(list[0].IDHash) // as every change moat itself makes to a session does
 	resp, _ := h.do(c, "GET", "/_moat/account/mfa", nil)
 	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/_moat/login?reauth=1") {
 		t.Fatalf("stale sign-in: %d to %s", resp.StatusCode, resp.Header.Get("Location"))

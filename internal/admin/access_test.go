@@ -69,6 +69,7 @@ func TestAStaleSignInIsAskedToReauthenticate(t *testing.T) {
 	if err := h.st.UpdateSession(ctx, s); err != nil {
 		t.Fatal(err)
 	}
+	h.proc.ReloadSession(s.IDHash) // as every change moat itself makes to a session does
 	resp, _ := h.do(c, "GET", "/_moat/admin/users/"+h.user.ID, nil, true, nil)
 	want := "/_moat/login?reauth=1&return_to=" + url.QueryEscape("/_moat/admin/users/"+h.user.ID)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
@@ -177,7 +178,24 @@ func TestWithTwoFactorRequiredAnAdminWithoutItIsSentToEnrol(t *testing.T) {
 	if err := h.st.UpdateSession(context.Background(), list[0]); err != nil {
 		t.Fatal(err)
 	}
+	h.proc.ReloadSession(list[0].IDHash) // as the account page does when the code passes
 	if resp, _ := h.do(c, "GET", "/_moat/admin/users", nil, true, nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("after the second factor: %d", resp.StatusCode)
+	}
+}
+
+// Issue 11: the console and the API checked only identity.passwords.mfa,
+// so an admin without a second factor managed users of a host whose route
+// says mfa: required.
+func TestConsoleAndAPIRequireTheSecondFactorARouteOfTheHostRequires(t *testing.T) {
+	h := newHarness(t, nil)
+	h.cfg.Routes[0].MFA = "required" // identity.passwords.mfa stays optional
+	c := h.login(adminEmail, adminPassword)
+	resp, _ := h.do(c, "GET", "/_moat/admin/users", nil, true, nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/_moat/account/mfa?return_to="+url.QueryEscape("/_moat/admin/users") {
+		t.Fatalf("console: %d to %q, want 303 to the enrolment page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, _ := h.do(c, "GET", "/_moat/admin/api/users", nil, false, nil); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("API: %d, want 403", resp.StatusCode)
 	}
 }

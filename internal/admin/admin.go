@@ -13,20 +13,20 @@ import (
 	"context"
 	_ "embed"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/moat-dev/moat/internal/auth/instancekey"
+	"github.com/moat-dev/moat/internal/auth/allow"
 	"github.com/moat-dev/moat/internal/auth/mfa"
-	"github.com/moat-dev/moat/internal/auth/pat"
+	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
+	"github.com/moat-dev/moat/internal/directory"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
+	hostroute "github.com/moat-dev/moat/internal/route"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
 )
@@ -36,9 +36,6 @@ const (
 	Prefix    = "/_moat/admin/"
 	APIPrefix = "/_moat/admin/api/"
 )
-
-// TokenPrefix starts every personal access token (pat.Prefix).
-const TokenPrefix = pat.Prefix
 
 // Bounds on what a request may carry.
 const (
@@ -50,11 +47,15 @@ const (
 
 // Options are the optional parts of a Console.
 type Options struct {
-	// Key is the instance key (sealing TOTP secrets, deriving the CSRF
-	// key); loaded with instancekey.ForConfig when nil.
-	Key *instancekey.Key
-	// MFA enrols and resets second factors; built on the store when nil.
+	// CSRF guards the forms (the process's guard, shared by every page so
+	// one token works on all of them); required.
+	CSRF *csrf.Guard
+	// MFA enrols and resets second factors (the process's, so wrong codes
+	// count once wherever they are tried); required.
 	MFA *mfa.Service
+	// Limiter bounds the password hashes running at once (the process's);
+	// required.
+	Limiter *password.Limiter
 	// Revoke ends every session of a user and closes their WebSockets.
 	// When nil the sessions are revoked in the store only, and each
 	// instance closes the WebSockets within seconds when it polls.
@@ -62,6 +63,14 @@ type Options struct {
 	// RevokeSession ends one session (by its id hash) and closes its
 	// WebSockets; store.RevokeSession when nil.
 	RevokeSession func(ctx context.Context, idHash string) error
+	// RevokeToken revokes a personal access token (by id and hash) and
+	// drops it from the sign-in's cache, so it stops at once;
+	// store.RevokeToken when nil.
+	RevokeToken func(ctx context.Context, id, hash string) error
+	// TokenUser checks a personal access token sent to the API and returns
+	// its user (the sign-in's check, with its cache and its revocation
+	// hook); required.
+	TokenUser func(ctx context.Context, token string) (request.User, error)
 	// Logger receives audit lines and errors (slog.Default when nil).
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
@@ -80,6 +89,7 @@ type Console struct {
 	reauth time.Duration
 	pages  *http.ServeMux
 	api    *http.ServeMux
+	dir    *directory.Directory
 }
 
 // New builds the Console for cfg on st.
@@ -87,12 +97,8 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 	if cfg == nil || st == nil {
 		return nil, errors.New("admin: config and store are required")
 	}
-	if o.Key == nil {
-		k, err := instancekey.ForConfig(context.Background(), cfg, st)
-		if err != nil {
-			return nil, fmt.Errorf("admin: %w", err)
-		}
-		o.Key = k
+	if o.CSRF == nil || o.MFA == nil || o.TokenUser == nil || o.Limiter == nil {
+		return nil, errors.New("admin: the CSRF guard, the second factor, the token check and the hashing limiter are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -100,14 +106,10 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.MFA == nil {
-		o.MFA = mfa.New(st, o.Key)
-		o.MFA.Logger = o.Logger
-	}
 	c := &Console{
 		cfg: cfg, st: st, o: o,
 		log:    o.Logger.With("component", "admin"),
-		csrf:   csrf.New(o.Key.Derive("csrf")),
+		csrf:   o.CSRF,
 		group:  cfg.Identity.AdminGroup,
 		reauth: cfg.Identity.AdminReauth.D(),
 	}
@@ -117,23 +119,26 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 	if c.reauth <= 0 {
 		c.reauth = config.DefaultAdminReauth
 	}
+	c.dir = &directory.Directory{Store: st, MFA: o.MFA, AdminGroup: c.group, Logger: c.log, Now: o.Now,
+		Passwords: directory.Passwords{Limiter: o.Limiter, Policy: password.Policy{MinLength: cfg.Identity.Passwords.MinLength}},
+		Revoke:    directory.Revokers{User: o.Revoke, Session: o.RevokeSession, Token: o.RevokeToken}}
 	c.pages = http.NewServeMux()
 	for _, rt := range c.pageRoutes() {
-		c.pages.HandleFunc(rt.Method+" "+strings.TrimSuffix(Prefix, "/")+rt.Path, rt.handler)
+		c.pages.Handle(rt.Method+" "+strings.TrimSuffix(Prefix, "/")+rt.Path, web.HandlerFunc(rt.handler))
 	}
-	c.pages.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) { web.Error(w, r, http.StatusNotFound, "not_found") })
+	c.pages.Handle(Prefix, web.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		return web.NewProblem(http.StatusNotFound, "not_found")
+	}))
 	c.api = http.NewServeMux()
-	for _, rt := range c.apiRoutes() {
-		c.api.HandleFunc(rt.Method+" "+strings.TrimSuffix(APIPrefix, "/")+rt.Path, rt.handler)
+	for _, rt := range (&api{c: c}).apiRoutes() {
+		c.api.Handle(rt.Method+" "+strings.TrimSuffix(APIPrefix, "/")+rt.Path, web.APIHandlerFunc(rt.handler))
 	}
-	c.api.HandleFunc(APIPrefix, func(w http.ResponseWriter, r *http.Request) {
+	c.api.Handle(APIPrefix, web.APIHandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		if allow := c.allowed(r); allow != "" {
-			w.Header().Set("Allow", allow)
-			apiError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "this path allows "+allow)
-			return
+			return refuse(http.StatusMethodNotAllowed, "method_not_allowed", "this path allows %s", allow).(*web.Problem).With("Allow", allow)
 		}
-		apiError(w, r, http.StatusNotFound, "not_found", "no such API path")
-	})
+		return refuse(http.StatusNotFound, "not_found", "no such API path")
+	}))
 	return c, nil
 }
 
@@ -155,13 +160,13 @@ func (c *Console) allowed(r *http.Request) string {
 type route struct {
 	Method  string
 	Path    string // below Prefix or APIPrefix, with {id} wildcards
-	handler http.HandlerFunc
+	handler func(http.ResponseWriter, *http.Request) error
 }
 
 // admin is who is using the console: the admin's account and how they
 // proved it.
 type admin struct {
-	user    *store.User
+	user    request.User
 	session string // session id hash; "" for a token
 	token   bool
 }
@@ -174,18 +179,39 @@ func adminOf(r *http.Request) *admin {
 }
 
 // ServeHTTP lets an admin through to the console or the API; everyone
-// else is sent to sign in (no session), refused with 403 (not an admin) or
-// asked to sign in again (a sign-in older than admin_reauth).
+// else is refused by the one access rule of the console (access.Rule):
+// sent to sign in (no session), refused with 403 (not an admin), asked to
+// sign in again (a sign-in older than admin_reauth), to choose a password
+// or to pass the second factor that identity.passwords.mfa or a route of
+// the host asks for.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	isAPI := strings.HasPrefix(r.URL.Path, APIPrefix) || r.URL.Path == strings.TrimSuffix(APIPrefix, "/")
-	var a *admin
-	var ok bool
+	info := request.From(r)
+	a := &admin{user: info.User}
 	if isAPI && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
-		a, ok = c.tokenAdmin(w, r)
+		u, err := c.o.TokenUser(r.Context(), strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")))
+		if err != nil {
+			p := refuse(http.StatusUnauthorized, "auth.unauthorized", "unknown, expired or revoked token, or its user cannot sign in").(*web.Problem)
+			p.Err = err
+			web.APIHandlerFunc(func(http.ResponseWriter, *http.Request) error { return p }).ServeHTTP(w, r)
+			return
+		}
+		a.user, a.token = u, true
+	} else if info.Session != nil {
+		a.session = info.Session.IDHash
 	} else {
-		a, ok = c.sessionAdmin(w, r, isAPI)
+		a.user = request.User{} // a bearer user of a route is no console user
 	}
-	if !ok {
+	rule := c.rule(r, isAPI)
+	var session *request.Session
+	if !a.token {
+		session = info.Session
+	}
+	if d := rule.Check(a.user, session, c.o.Now()); d.Refusal != access.Pass {
+		if d.Refusal == access.NotAllowed {
+			c.log.Warn("admin: refused a non-admin", "user", d.Email, "path", r.URL.Path, "client_ip", clientIP(r), "request_id", info.ID)
+		}
+		access.Refuse(w, r, rule, d)
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), adminKey{}, a))
@@ -197,119 +223,19 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.pages.ServeHTTP(w, r)
 }
 
-// isAdmin reports whether groups hold the admin group.
-func (c *Console) isAdmin(groups []string) bool { return slices.Contains(groups, c.group) }
-
-func (c *Console) sessionAdmin(w http.ResponseWriter, r *http.Request, isAPI bool) (*admin, bool) {
-	info := request.From(r)
-	u := info.User
-	if !u.SignedIn() || u.SessionID == "" {
-		if isAPI || !web.IsNavigation(r) {
-			apiError(w, r, http.StatusUnauthorized, "auth.unauthorized", "sign in, or send an admin's personal access token")
-			return nil, false
-		}
-		http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return nil, false
+// rule is the console's access rule on r's host: members of the admin
+// group, with a sign-in younger than admin_reauth and the second factor
+// that identity.passwords.mfa or any signed-in route of the host requires
+// (an admin is no exception to a route's mfa: required).
+func (c *Console) rule(r *http.Request, isAPI bool) access.Rule {
+	return access.Rule{
+		Allow:        allow.List{allow.Group(c.group)},
+		MaxAge:       c.reauth,
+		MFA:          access.SecondFactorRequired(c.cfg, access.HostRoutes(c.cfg, hostroute.Host(r.Host))...),
+		ReauthKey:    "admin.reauth",
+		ForbiddenKey: "admin.forbidden",
+		JSON:         isAPI,
 	}
-	if !c.isAdmin(u.Groups) {
-		c.forbidden(w, r, isAPI, u.Email)
-		return nil, false
-	}
-	ctx := r.Context()
-	sess, err := c.st.GetSession(ctx, u.SessionID)
-	if err != nil || !sess.RevokedAt.IsZero() {
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			c.log.Error("admin: read session", "user", u.Email, "request_id", info.ID, "err", err)
-		}
-		c.unauthorized(w, r, isAPI)
-		return nil, false
-	}
-	su, err := c.st.GetUser(ctx, u.ID)
-	if err != nil || su.Disabled {
-		c.unauthorized(w, r, isAPI)
-		return nil, false
-	}
-	if c.o.Now().Sub(sess.AuthTime) > c.reauth {
-		if isAPI || !web.IsNavigation(r) {
-			apiError(w, r, http.StatusUnauthorized, "admin.reauth", fmt.Sprintf("the admin console needs a sign-in from the last %s: sign in again", c.reauth))
-			return nil, false
-		}
-		http.Redirect(w, r, "/_moat/login?reauth=1&return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return nil, false
-	}
-	if c.cfg.Identity.Passwords.MFA == "required" && sess.Provider == "password" && !sess.MFA {
-		// Two-factor is compulsory here: administrators are no exception.
-		if isAPI || !web.IsNavigation(r) {
-			apiError(w, r, http.StatusForbidden, "mfa.required", "sign in with your second factor first")
-			return nil, false
-		}
-		http.Redirect(w, r, "/_moat/account/mfa?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return nil, false
-	}
-	if su.MustChangePassword && sess.Provider == "password" {
-		if isAPI || !web.IsNavigation(r) {
-			apiError(w, r, http.StatusForbidden, "auth.change_required", "choose a new password first")
-			return nil, false
-		}
-		http.Redirect(w, r, "/_moat/password?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return nil, false
-	}
-	return &admin{user: su, session: u.SessionID}, true
-}
-
-// HashToken is what the store keeps of a personal access token: the hex
-// SHA-256 of the whole token, as internal/auth/pat (and moat tokens)
-// computes it.
-func HashToken(token string) string { return pat.Hash(token) }
-
-// tokenAdmin authorises an API call by a personal access token.
-func (c *Console) tokenAdmin(w http.ResponseWriter, r *http.Request) (*admin, bool) {
-	raw := strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
-	if !pat.Valid(raw) {
-		apiError(w, r, http.StatusUnauthorized, "auth.unauthorized", "not a moat personal access token")
-		return nil, false
-	}
-	ctx := r.Context()
-	now := c.o.Now()
-	tok, err := c.st.GetTokenByHash(ctx, HashToken(raw))
-	if err != nil || !tok.RevokedAt.IsZero() || !tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt) || tok.Name == SetPasswordTokenName {
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			c.log.Error("admin: read token", "err", err)
-		}
-		apiError(w, r, http.StatusUnauthorized, "auth.unauthorized", "unknown, expired or revoked token")
-		return nil, false
-	}
-	u, err := c.st.GetUser(ctx, tok.UserID)
-	if err != nil || u.Disabled {
-		apiError(w, r, http.StatusUnauthorized, "auth.unauthorized", "the token's user cannot sign in")
-		return nil, false
-	}
-	if !c.isAdmin(u.Groups) {
-		c.forbidden(w, r, true, u.Email)
-		return nil, false
-	}
-	if err := c.st.TouchToken(ctx, tok.ID, now); err != nil {
-		c.log.Warn("admin: record token use", "err", err)
-	}
-	return &admin{user: u, token: true}, true
-}
-
-func (c *Console) unauthorized(w http.ResponseWriter, r *http.Request, isAPI bool) {
-	if isAPI || !web.IsNavigation(r) {
-		apiError(w, r, http.StatusUnauthorized, "auth.unauthorized", "sign in again")
-		return
-	}
-	http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-}
-
-func (c *Console) forbidden(w http.ResponseWriter, r *http.Request, isAPI bool, email string) {
-	info := request.From(r)
-	c.log.Warn("admin: refused a non-admin", "user", email, "path", r.URL.Path, "client_ip", clientIP(r), "request_id", info.ID)
-	if isAPI {
-		apiError(w, r, http.StatusForbidden, "admin.forbidden", fmt.Sprintf("%s is not in the admin group %s", email, c.group))
-		return
-	}
-	web.Error(w, r, http.StatusForbidden, "admin.forbidden", email)
 }
 
 func clientIP(r *http.Request) string {

@@ -3,37 +3,38 @@ package admin
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 )
 
+// api is the console's JSON API: the same operations, for automation.
+type api struct{ c *Console }
+
 // apiRoutes is the JSON API; openapi.yaml documents exactly these (a test
 // keeps them equal).
-func (c *Console) apiRoutes() []route {
+func (a *api) apiRoutes() []route {
 	return []route{
-		{"GET", "/users", c.apiListUsers},
-		{"POST", "/users", c.apiCreateUser},
-		{"GET", "/users/{id}", c.apiGetUser},
-		{"PATCH", "/users/{id}", c.apiUpdateUser},
-		{"DELETE", "/users/{id}", c.apiDeleteUser},
-		{"POST", "/users/{id}/disable", c.apiDisable(true)},
-		{"POST", "/users/{id}/enable", c.apiDisable(false)},
-		{"POST", "/users/{id}/reset-password", c.apiResetPassword},
-		{"POST", "/users/{id}/revoke-sessions", c.apiRevokeUserSessions},
-		{"POST", "/users/{id}/reset-mfa", c.apiResetMFA},
-		{"GET", "/users/{id}/tokens", c.apiListTokens},
-		{"DELETE", "/users/{id}/tokens/{token}", c.apiRevokeToken},
-		{"GET", "/groups", c.apiGroups},
-		{"GET", "/sessions", c.apiSessions},
-		{"DELETE", "/sessions/{id}", c.apiRevokeSession},
-		{"GET", "/audit", c.apiAudit},
+		{"GET", "/users", a.apiListUsers},
+		{"POST", "/users", a.apiCreateUser},
+		{"GET", "/users/{id}", a.apiGetUser},
+		{"PATCH", "/users/{id}", a.apiUpdateUser},
+		{"DELETE", "/users/{id}", a.apiDeleteUser},
+		{"POST", "/users/{id}/disable", a.apiDisable(true)},
+		{"POST", "/users/{id}/enable", a.apiDisable(false)},
+		{"POST", "/users/{id}/reset-password", a.apiResetPassword},
+		{"POST", "/users/{id}/revoke-sessions", a.apiRevokeUserSessions},
+		{"POST", "/users/{id}/reset-mfa", a.apiResetMFA},
+		{"GET", "/users/{id}/tokens", a.apiListTokens},
+		{"DELETE", "/users/{id}/tokens/{token}", a.apiRevokeToken},
+		{"GET", "/groups", a.apiGroups},
+		{"GET", "/sessions", a.apiSessions},
+		{"DELETE", "/sessions/{id}", a.apiRevokeSession},
+		{"GET", "/audit", a.apiAudit},
 	}
 }
 
@@ -107,12 +108,6 @@ func auditJSON(e *store.AuditEvent) AuditJSON {
 	return AuditJSON{ID: e.ID, Time: timeString(e.Time), Actor: e.Actor, Action: e.Action, Subject: e.Subject, ClientIP: e.ClientIP, Detail: e.Detail}
 }
 
-// apiError answers with the API's error shape.
-func apiError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	writeJSON(w, status, map[string]string{"error": code, "message": msg, "request_id": request.From(r).ID})
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -122,47 +117,31 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// fail answers an operation's error: a refusal as itself, anything else as
-// 500 with the request id in the log.
-func (c *Console) apiFail(w http.ResponseWriter, r *http.Request, err error) {
-	var oe *opError
-	if errors.As(err, &oe) {
-		apiError(w, r, oe.status, oe.code, oe.msg)
-		return
-	}
-	info := request.From(r)
-	c.log.Error("admin api", "path", r.URL.Path, "request_id", info.ID, "err", err)
-	apiError(w, r, http.StatusInternalServerError, "internal", "the operation failed; see the log for request "+info.ID)
-}
-
 // apiChange checks that a change may be made: a token call needs nothing
 // more, a session call needs the CSRF token in X-CSRF-Token from the same
 // origin. It also reads the JSON body, if any, into v.
-func (c *Console) apiChange(w http.ResponseWriter, r *http.Request, v any) bool {
-	if a := adminOf(r); a == nil || !a.token {
-		if !c.csrf.Check(r, r.Header.Get("X-CSRF-Token")) {
-			apiError(w, r, http.StatusForbidden, "auth.csrf", "a change by a signed-in admin needs the X-CSRF-Token header from the same origin")
-			return false
+func (a *api) apiChange(w http.ResponseWriter, r *http.Request, v any) error {
+	if ad := adminOf(r); ad == nil || !ad.token {
+		if err := a.c.csrf.CheckHeader(r); err != nil {
+			return err
 		}
 	}
 	if v == nil {
-		return true
+		return nil
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
-		apiError(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "the body is larger than 64 KiB")
-		return false
+		return refuse(http.StatusRequestEntityTooLarge, "body_too_large", "the body is larger than 64 KiB")
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
-		return true
+		return nil
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		apiError(w, r, http.StatusBadRequest, "bad_request", "invalid JSON body: "+err.Error())
-		return false
+		return refuse(http.StatusBadRequest, "bad_request", "invalid JSON body: %v", err)
 	}
-	return true
+	return nil
 }
 
 // intParam reads a bounded non-negative integer query parameter.
@@ -182,44 +161,44 @@ func queryParam(r *http.Request, name string) string {
 	return v
 }
 
-func (c *Console) apiListUsers(w http.ResponseWriter, r *http.Request) {
+func (a *api) apiListUsers(w http.ResponseWriter, r *http.Request) error {
 	limit := intParam(r, "limit", pageSize, maxPageSize)
 	if limit == 0 {
 		limit = pageSize
 	}
 	f := store.UserFilter{Query: queryParam(r, "q"), Group: queryParam(r, "group"), Limit: limit, Offset: intParam(r, "offset", 0, 1<<30)}
-	users, total, err := c.st.ListUsers(r.Context(), f)
+	users, total, err := a.c.st.ListUsers(r.Context(), f)
 	if err != nil {
-		c.apiFail(w, r, err)
-		return
+		return err
 	}
 	out := make([]UserJSON, 0, len(users))
 	for _, u := range users {
-		out = append(out, c.userJSON(r.Context(), u))
+		out = append(out, a.c.userJSON(r.Context(), u))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"users": out, "total": total, "limit": f.Limit, "offset": f.Offset})
+	return nil
 }
 
-func (c *Console) apiCreateUser(w http.ResponseWriter, r *http.Request) {
+func (a *api) apiCreateUser(w http.ResponseWriter, r *http.Request) error {
 	var in userInput
-	if !c.apiChange(w, r, &in) {
-		return
+	if err := a.apiChange(w, r, &in); err != nil {
+		return err
 	}
-	u, out, err := c.createUser(r.Context(), r, in)
+	u, out, err := a.c.createUser(r.Context(), r, in)
 	if err != nil {
-		c.apiFail(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"user": c.userJSON(r.Context(), u), "credential": out})
+	writeJSON(w, http.StatusCreated, map[string]any{"user": a.c.userJSON(r.Context(), u), "credential": out})
+	return nil
 }
 
-func (c *Console) apiGetUser(w http.ResponseWriter, r *http.Request) {
-	u, err := c.user(r.Context(), r.PathValue("id"))
+func (a *api) apiGetUser(w http.ResponseWriter, r *http.Request) error {
+	u, err := a.c.user(r.Context(), r.PathValue("id"))
 	if err != nil {
-		c.apiFail(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, c.userJSON(r.Context(), u))
+	writeJSON(w, http.StatusOK, a.c.userJSON(r.Context(), u))
+	return nil
 }
 
 // userPatch is what PATCH /users/{id} may change.
@@ -228,119 +207,119 @@ type userPatch struct {
 	Groups *[]string `json:"groups"`
 }
 
-func (c *Console) apiUpdateUser(w http.ResponseWriter, r *http.Request) {
+func (a *api) apiUpdateUser(w http.ResponseWriter, r *http.Request) error {
 	var in userPatch
-	if !c.apiChange(w, r, &in) {
-		return
+	if err := a.apiChange(w, r, &in); err != nil {
+		return err
 	}
 	var groups []string
 	if in.Groups != nil {
 		groups = *in.Groups
 	}
-	u, err := c.updateUser(r.Context(), r, r.PathValue("id"), in.Name, groups, in.Groups != nil)
+	u, err := a.c.updateUser(r.Context(), r, r.PathValue("id"), in.Name, groups, in.Groups != nil)
 	if err != nil {
-		c.apiFail(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, c.userJSON(r.Context(), u))
+	writeJSON(w, http.StatusOK, a.c.userJSON(r.Context(), u))
+	return nil
 }
 
-func (c *Console) apiDeleteUser(w http.ResponseWriter, r *http.Request) {
-	if !c.apiChange(w, r, nil) {
-		return
+func (a *api) apiDeleteUser(w http.ResponseWriter, r *http.Request) error {
+	if err := a.apiChange(w, r, nil); err != nil {
+		return err
 	}
-	if _, err := c.deleteUser(r.Context(), r, r.PathValue("id")); err != nil {
-		c.apiFail(w, r, err)
-		return
+	if _, err := a.c.deleteUser(r.Context(), r, r.PathValue("id")); err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
-func (c *Console) apiDisable(disabled bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !c.apiChange(w, r, nil) {
-			return
+func (a *api) apiDisable(disabled bool) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := a.apiChange(w, r, nil); err != nil {
+			return err
 		}
-		u, n, err := c.setDisabled(r.Context(), r, r.PathValue("id"), disabled)
+		u, n, err := a.c.setDisabled(r.Context(), r, r.PathValue("id"), disabled)
 		if err != nil {
-			c.apiFail(w, r, err)
-			return
+			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"user": c.userJSON(r.Context(), u), "sessions_revoked": n})
+		writeJSON(w, http.StatusOK, map[string]any{"user": a.c.userJSON(r.Context(), u), "sessions_revoked": n})
+		return nil
 	}
 }
 
-func (c *Console) apiResetPassword(w http.ResponseWriter, r *http.Request) {
+func (a *api) apiResetPassword(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
 		Mode string `json:"mode"`
 	}
-	if !c.apiChange(w, r, &in) {
-		return
+	if err := a.apiChange(w, r, &in); err != nil {
+		return err
 	}
-	u, out, err := c.resetPassword(r.Context(), r, r.PathValue("id"), in.Mode)
+	u, out, err := a.c.resetPassword(r.Context(), r, r.PathValue("id"), in.Mode)
 	if err != nil {
-		c.apiFail(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": c.userJSON(r.Context(), u), "credential": out})
+	writeJSON(w, http.StatusOK, map[string]any{"user": a.c.userJSON(r.Context(), u), "credential": out})
+	return nil
 }
 
-func (c *Console) apiRevokeUserSessions(w http.ResponseWriter, r *http.Request) {
-	if !c.apiChange(w, r, nil) {
-		return
+func (a *api) apiRevokeUserSessions(w http.ResponseWriter, r *http.Request) error {
+	if err := a.apiChange(w, r, nil); err != nil {
+		return err
 	}
-	_, n, err := c.revokeUserSessions(r.Context(), r, r.PathValue("id"))
+	_, n, err := a.c.revokeUserSessions(r.Context(), r, r.PathValue("id"))
 	if err != nil {
-		c.apiFail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"sessions_revoked": n})
+	return nil
 }
 
-func (c *Console) apiResetMFA(w http.ResponseWriter, r *http.Request) {
-	if !c.apiChange(w, r, nil) {
-		return
+func (a *api) apiResetMFA(w http.ResponseWriter, r *http.Request) error {
+	if err := a.apiChange(w, r, nil); err != nil {
+		return err
 	}
-	u, err := c.resetMFA(r.Context(), r, r.PathValue("id"))
+	u, err := a.c.resetMFA(r.Context(), r, r.PathValue("id"))
 	if err != nil {
-		c.apiFail(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, c.userJSON(r.Context(), u))
+	writeJSON(w, http.StatusOK, a.c.userJSON(r.Context(), u))
+	return nil
 }
 
-func (c *Console) apiGroups(w http.ResponseWriter, r *http.Request) {
-	gs, err := c.groups(r.Context())
+func (a *api) apiGroups(w http.ResponseWriter, r *http.Request) error {
+	gs, err := a.c.groups(r.Context())
 	if err != nil {
-		c.apiFail(w, r, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"groups": gs, "admin_group": c.group})
+	writeJSON(w, http.StatusOK, map[string]any{"groups": gs, "admin_group": a.c.group})
+	return nil
 }
 
-func (c *Console) apiSessions(w http.ResponseWriter, r *http.Request) {
+func (a *api) apiSessions(w http.ResponseWriter, r *http.Request) error {
 	userID := queryParam(r, "user_id")
-	list, err := c.st.ListSessions(r.Context(), userID)
+	list, err := a.c.st.ListSessions(r.Context(), userID)
 	if err != nil {
-		c.apiFail(w, r, err)
-		return
+		return err
 	}
 	out := make([]SessionJSON, 0, len(list))
 	for _, s := range list {
 		out = append(out, sessionJSON(s))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+	return nil
 }
 
-func (c *Console) apiRevokeSession(w http.ResponseWriter, r *http.Request) {
-	if !c.apiChange(w, r, nil) {
-		return
+func (a *api) apiRevokeSession(w http.ResponseWriter, r *http.Request) error {
+	if err := a.apiChange(w, r, nil); err != nil {
+		return err
 	}
-	if err := c.revokeSession(r.Context(), r, r.PathValue("id")); err != nil {
-		c.apiFail(w, r, err)
-		return
+	if err := a.c.revokeSession(r.Context(), r, r.PathValue("id")); err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // auditFilter reads the audit filter from the query: user (subject),
@@ -380,22 +359,21 @@ func parseTime(v string, end bool) (time.Time, error) {
 	return time.Time{}, refuse(http.StatusBadRequest, "admin.invalid_time", "invalid time %q: use RFC 3339 or YYYY-MM-DD", v)
 }
 
-func (c *Console) apiAudit(w http.ResponseWriter, r *http.Request) {
+func (a *api) apiAudit(w http.ResponseWriter, r *http.Request) error {
 	f, err := auditFilter(r)
 	if err != nil {
-		c.apiFail(w, r, err)
-		return
+		return err
 	}
-	events, err := c.st.ListAudit(r.Context(), f)
+	events, err := a.c.st.ListAudit(r.Context(), f)
 	if err != nil {
-		c.apiFail(w, r, err)
-		return
+		return err
 	}
 	out := make([]AuditJSON, 0, len(events))
 	for _, e := range events {
 		out = append(out, auditJSON(e))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"events": out, "limit": f.Limit, "offset": f.Offset})
+	return nil
 }
 
 // TokenJSON is a personal access token as the API shows it: never the
@@ -409,22 +387,22 @@ type TokenJSON struct {
 	Revoked   bool   `json:"revoked"`
 }
 
-func (c *Console) apiListTokens(w http.ResponseWriter, r *http.Request) {
-	list, err := c.userTokens(r.Context(), r.PathValue("id"))
+func (a *api) apiListTokens(w http.ResponseWriter, r *http.Request) error {
+	list, err := a.c.userTokens(r.Context(), r.PathValue("id"))
 	if err != nil {
-		c.apiFail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tokens": list})
+	return nil
 }
 
-func (c *Console) apiRevokeToken(w http.ResponseWriter, r *http.Request) {
-	if !c.apiChange(w, r, nil) {
-		return
+func (a *api) apiRevokeToken(w http.ResponseWriter, r *http.Request) error {
+	if err := a.apiChange(w, r, nil); err != nil {
+		return err
 	}
-	if err := c.revokeUserToken(r.Context(), r, r.PathValue("id"), r.PathValue("token")); err != nil {
-		c.apiFail(w, r, err)
-		return
+	if err := a.c.revokeUserToken(r.Context(), r, r.PathValue("id"), r.PathValue("token")); err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }

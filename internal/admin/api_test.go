@@ -2,6 +2,8 @@ package admin
 
 import (
 	"context"
+	"github.com/moat-dev/moat/internal/auth/pat"
+	"github.com/moat-dev/moat/internal/directory"
 	"net/http"
 	"os"
 	"slices"
@@ -70,11 +72,11 @@ func TestEveryAPIOperation(t *testing.T) {
 			if code := h.api(tok, "POST", "users", map[string]any{"email": "erin@example.com", "mode": "link"}, &linked); code != http.StatusCreated {
 				t.Fatalf("create with link: %d", code)
 			}
-			if !strings.Contains(linked.Credential.Link, SetPasswordPath+"moat_setpw_") || linked.Credential.Password != "" {
+			if !strings.Contains(linked.Credential.Link, directory.SetPasswordPath+"moat_setpw_") || linked.Credential.Password != "" {
 				t.Fatalf("link credential %+v", linked.Credential)
 			}
 			link := linked.Credential.Link[strings.LastIndex(linked.Credential.Link, "/")+1:]
-			if tk, err := h.st.GetTokenByHash(ctx, SetPasswordTokenHash(link)); err != nil || tk.UserID != linked.User.ID {
+			if tk, err := h.st.GetTokenByHash(ctx, directory.SetPasswordLinkHash(link)); err != nil || tk.UserID != linked.User.ID {
 				t.Fatalf("link token not stored for the user: %v", err)
 			}
 			// A link is no bearer token.
@@ -208,7 +210,7 @@ func TestEveryAPIOperation(t *testing.T) {
 			if code := h.api(tok, "DELETE", "users/"+h.user.ID+"/tokens/"+toks.Tokens[0].ID, nil, nil); code != http.StatusNoContent {
 				t.Fatalf("revoke token: %d", code)
 			}
-			if tk, _ := h.st.GetTokenByHash(ctx, HashToken(userTok)); tk == nil || tk.RevokedAt.IsZero() || !h.audited("token.revoke", adminEmail, userEmail) {
+			if tk, _ := h.st.GetTokenByHash(ctx, pat.Hash(userTok)); tk == nil || tk.RevokedAt.IsZero() || !h.audited("token.revoke", adminEmail, userEmail) {
 				t.Fatal("token not revoked or not audited")
 			}
 
@@ -265,15 +267,15 @@ func TestRevokedAndExpiredTokensAreRefused(t *testing.T) {
 	h := newHarness(t, nil)
 	ctx := context.Background()
 	tok := h.token(h.admin)
-	tk, _ := h.st.GetTokenByHash(ctx, HashToken(tok))
+	tk, _ := h.st.GetTokenByHash(ctx, pat.Hash(tok))
 	if err := h.st.RevokeToken(ctx, tk.ID, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if code := h.api(tok, "GET", "users", nil, nil); code != http.StatusUnauthorized {
 		t.Fatalf("revoked token: %d", code)
 	}
-	exp := randomToken(TokenPrefix)
-	if err := h.st.CreateToken(ctx, &store.Token{Hash: HashToken(exp), UserID: h.admin.ID, Name: "old", ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
+	exp, _ := pat.New()
+	if err := h.st.CreateToken(ctx, &store.Token{Hash: pat.Hash(exp), UserID: h.admin.ID, Name: "old", ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	if code := h.api(exp, "GET", "users", nil, nil); code != http.StatusUnauthorized {
@@ -306,7 +308,7 @@ func TestTheOpenAPIFileMatchesTheRoutesTheAPIServes(t *testing.T) {
 	}
 	h := newHarness(t, nil)
 	var served []string
-	for _, rt := range h.console.apiRoutes() {
+	for _, rt := range (&api{c: h.console}).apiRoutes() {
 		served = append(served, rt.Method+" "+strings.TrimSuffix(APIPrefix, "/")+rt.Path)
 	}
 	sort.Strings(documented)

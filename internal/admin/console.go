@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moat-dev/moat/internal/csrf"
-	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
 )
@@ -20,8 +18,9 @@ import (
 // credential); every page works without JavaScript.
 func (c *Console) pageRoutes() []route {
 	return []route{
-		{"GET", "/{$}", func(w http.ResponseWriter, r *http.Request) {
+		{"GET", "/{$}", func(w http.ResponseWriter, r *http.Request) error {
 			http.Redirect(w, r, Prefix+"users", http.StatusSeeOther)
+			return nil
 		}},
 		{"GET", "/users", c.pageUsers},
 		{"GET", "/users/new", c.pageNewUser},
@@ -40,6 +39,7 @@ func (c *Console) pageRoutes() []route {
 		{"POST", "/sessions/{id}/revoke", c.postRevokeSession},
 		{"POST", "/users/{id}/tokens/{token}/revoke", c.postRevokeToken},
 		{"GET", "/audit", c.pageAudit},
+		{"GET", "/usage", c.pageUsage},
 	}
 }
 
@@ -72,6 +72,8 @@ type page struct {
 	// audit
 	Events []AuditJSON
 	Filter auditForm
+	// usage (usage.go)
+	Usage *usageView
 }
 
 type userRow struct {
@@ -139,33 +141,9 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 // doneKeys are the confirmations a redirect after a change may ask for.
 var doneKeys = []string{"updated", "disabled", "enabled", "revoked", "mfa_reset", "deleted", "session_revoked", "token_revoked"}
 
-// form parses a bounded POST form and checks its CSRF token; on failure it
-// has answered.
-func (c *Console) form(w http.ResponseWriter, r *http.Request) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-	if err := r.ParseForm(); err != nil {
-		web.Error(w, r, http.StatusBadRequest, "bad_request")
-		return false
-	}
-	if !c.csrf.Check(r, r.PostForm.Get(csrf.Field)) {
-		info := request.From(r)
-		c.log.Warn("refused a POST without a valid CSRF token or from another origin", "path", r.URL.Path, "client_ip", clientIP(r), "request_id", info.ID)
-		web.Error(w, r, http.StatusForbidden, "auth.csrf")
-		return false
-	}
-	return true
-}
-
-// fail shows an operation's error as a page.
-func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var oe *opError
-	if errors.As(err, &oe) {
-		web.Error(w, r, oe.status, "admin.refused", oe.msg)
-		return
-	}
-	info := request.From(r)
-	c.log.Error("admin console", "path", r.URL.Path, "request_id", info.ID, "err", err)
-	web.Error(w, r, http.StatusInternalServerError, "admin.failed")
+// form reads a POST form of the console (csrf.Guard.ReadForm).
+func (c *Console) form(w http.ResponseWriter, r *http.Request) error {
+	return c.csrf.ReadForm(w, r)
 }
 
 func userURL(id, done string) string {
@@ -176,13 +154,12 @@ func userURL(id, done string) string {
 	return u
 }
 
-func (c *Console) pageUsers(w http.ResponseWriter, r *http.Request) {
+func (c *Console) pageUsers(w http.ResponseWriter, r *http.Request) error {
 	q, group := queryParam(r, "q"), queryParam(r, "group")
 	pg := max(1, intParam(r, "page", 1, 1<<20))
 	users, total, err := c.st.ListUsers(r.Context(), store.UserFilter{Query: q, Group: group, Limit: pageSize, Offset: (pg - 1) * pageSize})
 	if err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	p := page{Section: "users", Query: q, Total: total, PageNo: pg, Pages: max(1, (total+pageSize-1)/pageSize)}
 	for _, u := range users {
@@ -205,52 +182,52 @@ func (c *Console) pageUsers(w http.ResponseWriter, r *http.Request) {
 		p.NextURL = link(pg + 1)
 	}
 	c.render(w, r, http.StatusOK, "admin-users.html", "admin.users.title", p)
+	return nil
 }
 
-func (c *Console) pageNewUser(w http.ResponseWriter, r *http.Request) {
+func (c *Console) pageNewUser(w http.ResponseWriter, r *http.Request) error {
 	c.render(w, r, http.StatusOK, "admin-new-user.html", "admin.new_user.title", page{Section: "users", Form: userInput{Mode: ModePassword}})
+	return nil
 }
 
-func (c *Console) postCreateUser(w http.ResponseWriter, r *http.Request) {
-	if !c.form(w, r) {
-		return
+func (c *Console) postCreateUser(w http.ResponseWriter, r *http.Request) error {
+	if err := c.form(w, r); err != nil {
+		return err
 	}
 	in := userInput{Email: r.PostForm.Get("email"), Name: r.PostForm.Get("name"), Groups: []string{r.PostForm.Get("groups")}, Mode: r.PostForm.Get("mode")}
 	u, out, err := c.createUser(r.Context(), r, in)
 	if err != nil {
-		var oe *opError
-		if errors.As(err, &oe) && oe.status < 500 {
-			c.render(w, r, oe.status, "admin-new-user.html", "admin.new_user.title", page{Section: "users", Form: in, Error: oe.msg})
-			return
+		var p *web.Problem
+		if errors.As(err, &p) && p.Status < 500 {
+			c.render(w, r, p.Status, "admin-new-user.html", "admin.new_user.title", page{Section: "users", Form: in, Error: p.Sentence})
+			return nil
 		}
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	c.render(w, r, http.StatusCreated, "admin-issued.html", "admin.issued.title", page{Section: "users", Issued: out, Subject: u.Email, User: ptr(c.row(r, u))})
+	return nil
 }
 
 func ptr[T any](v T) *T { return &v }
 
-func (c *Console) pageUser(w http.ResponseWriter, r *http.Request) {
+func (c *Console) pageUser(w http.ResponseWriter, r *http.Request) error {
 	u, err := c.user(r.Context(), r.PathValue("id"))
 	if err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	list, err := c.st.ListSessions(r.Context(), u.ID)
 	if err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	p := page{Section: "users", User: ptr(c.row(r, u)), Sessions: c.sessionRows(r, list)}
 	if p.Tokens, err = c.userTokens(r.Context(), u.ID); err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	for i := range p.Tokens {
 		p.Tokens[i].CreatedAt, p.Tokens[i].ExpiresAt, p.Tokens[i].LastUsed = fmtRFC(p.Tokens[i].CreatedAt), fmtRFC(p.Tokens[i].ExpiresAt), fmtRFC(p.Tokens[i].LastUsed)
 	}
 	c.render(w, r, http.StatusOK, "admin-user.html", "admin.user.title", p)
+	return nil
 }
 
 func (c *Console) sessionRows(r *http.Request, list []*store.Session) []sessionRow {
@@ -265,191 +242,152 @@ func (c *Console) sessionRows(r *http.Request, list []*store.Session) []sessionR
 			break
 		}
 		out = append(out, sessionRow{SessionJSON: sessionJSON(s), Created: fmtTime(s.CreatedAt), Seen: fmtTime(s.LastSeen),
-			AuthAge: now.Sub(s.AuthTime).Round(time.Minute).String(), Current: s.IDHash == cur, Platform: Platform(s.UserAgent)})
+			AuthAge: now.Sub(s.AuthTime).Round(time.Minute).String(), Current: s.IDHash == cur, Platform: web.Platform(s.UserAgent)})
 	}
 	return out
 }
 
-// Platform names a browser and system from a User-Agent, roughly, for
-// people to recognise their sessions.
-func Platform(ua string) string {
-	var b, o string
-	switch {
-	case strings.Contains(ua, "Edg/"):
-		b = "Edge"
-	case strings.Contains(ua, "Chrome/"):
-		b = "Chrome"
-	case strings.Contains(ua, "Firefox/"):
-		b = "Firefox"
-	case strings.Contains(ua, "Safari/"):
-		b = "Safari"
-	case ua == "":
-		return "-"
-	default:
-		b = ua
-		if len(b) > 40 {
-			b = b[:40] + "…"
-		}
-	}
-	switch {
-	case strings.Contains(ua, "Android"):
-		o = "Android"
-	case strings.Contains(ua, "iPhone"), strings.Contains(ua, "iPad"):
-		o = "iOS"
-	case strings.Contains(ua, "Windows"):
-		o = "Windows"
-	case strings.Contains(ua, "Mac OS"):
-		o = "macOS"
-	case strings.Contains(ua, "Linux"):
-		o = "Linux"
-	}
-	if o == "" {
-		return b
-	}
-	return b + " · " + o
-}
-
-func (c *Console) postUpdateUser(w http.ResponseWriter, r *http.Request) {
-	if !c.form(w, r) {
-		return
+func (c *Console) postUpdateUser(w http.ResponseWriter, r *http.Request) error {
+	if err := c.form(w, r); err != nil {
+		return err
 	}
 	name := r.PostForm.Get("name")
 	if _, err := c.updateUser(r.Context(), r, r.PathValue("id"), &name, []string{r.PostForm.Get("groups")}, true); err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	http.Redirect(w, r, userURL(r.PathValue("id"), "updated"), http.StatusSeeOther)
+	return nil
 }
 
-func (c *Console) postDisable(disabled bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !c.form(w, r) {
-			return
+func (c *Console) postDisable(disabled bool) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := c.form(w, r); err != nil {
+			return err
 		}
 		if _, _, err := c.setDisabled(r.Context(), r, r.PathValue("id"), disabled); err != nil {
-			c.fail(w, r, err)
-			return
+			return err
 		}
 		done := "enabled"
 		if disabled {
 			done = "disabled"
 		}
 		http.Redirect(w, r, userURL(r.PathValue("id"), done), http.StatusSeeOther)
+		return nil
 	}
 }
 
-func (c *Console) postResetPassword(w http.ResponseWriter, r *http.Request) {
-	if !c.form(w, r) {
-		return
+func (c *Console) postResetPassword(w http.ResponseWriter, r *http.Request) error {
+	if err := c.form(w, r); err != nil {
+		return err
 	}
 	u, out, err := c.resetPassword(r.Context(), r, r.PathValue("id"), r.PostForm.Get("mode"))
 	if err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	c.render(w, r, http.StatusOK, "admin-issued.html", "admin.issued.title", page{Section: "users", Issued: out, Subject: u.Email, User: ptr(c.row(r, u))})
+	return nil
 }
 
-func (c *Console) postRevokeUserSessions(w http.ResponseWriter, r *http.Request) {
-	if !c.form(w, r) {
-		return
+func (c *Console) postRevokeUserSessions(w http.ResponseWriter, r *http.Request) error {
+	if err := c.form(w, r); err != nil {
+		return err
 	}
 	if _, _, err := c.revokeUserSessions(r.Context(), r, r.PathValue("id")); err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	http.Redirect(w, r, userURL(r.PathValue("id"), "revoked"), http.StatusSeeOther)
+	return nil
 }
 
-func (c *Console) postResetMFA(w http.ResponseWriter, r *http.Request) {
-	if !c.form(w, r) {
-		return
+func (c *Console) postResetMFA(w http.ResponseWriter, r *http.Request) error {
+	if err := c.form(w, r); err != nil {
+		return err
 	}
 	if _, err := c.resetMFA(r.Context(), r, r.PathValue("id")); err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	http.Redirect(w, r, userURL(r.PathValue("id"), "mfa_reset"), http.StatusSeeOther)
+	return nil
 }
 
-func (c *Console) pageDelete(w http.ResponseWriter, r *http.Request) {
+func (c *Console) pageDelete(w http.ResponseWriter, r *http.Request) error {
 	u, err := c.user(r.Context(), r.PathValue("id"))
 	if err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	c.render(w, r, http.StatusOK, "admin-delete.html", "admin.delete.title", page{Section: "users", User: ptr(c.row(r, u))})
+	return nil
 }
 
 // postDelete deletes only when the form confirms with the user's email
 // typed again; otherwise it shows the confirmation step.
-func (c *Console) postDelete(w http.ResponseWriter, r *http.Request) {
-	if !c.form(w, r) {
-		return
+func (c *Console) postDelete(w http.ResponseWriter, r *http.Request) error {
+	if err := c.form(w, r); err != nil {
+		return err
 	}
 	u, err := c.user(r.Context(), r.PathValue("id"))
 	if err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	if store.NormalizeEmail(r.PostForm.Get("confirm")) != u.Email {
 		c.render(w, r, http.StatusBadRequest, "admin-delete.html", "admin.delete.title", page{Section: "users", User: ptr(c.row(r, u)), Error: web.T(web.Lang(r), "admin.delete.mismatch")})
-		return
+		return nil
 	}
 	if _, err := c.deleteUser(r.Context(), r, u.ID); err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	http.Redirect(w, r, Prefix+"users?done=deleted", http.StatusSeeOther)
+	return nil
 }
 
-func (c *Console) pageGroups(w http.ResponseWriter, r *http.Request) {
+func (c *Console) pageGroups(w http.ResponseWriter, r *http.Request) error {
 	gs, err := c.groups(r.Context())
 	if err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	c.render(w, r, http.StatusOK, "admin-groups.html", "admin.groups.title", page{Section: "groups", Groups: gs})
+	return nil
 }
 
-func (c *Console) pageSessions(w http.ResponseWriter, r *http.Request) {
+func (c *Console) pageSessions(w http.ResponseWriter, r *http.Request) error {
 	list, err := c.st.ListSessions(r.Context(), "")
 	if err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	c.render(w, r, http.StatusOK, "admin-sessions.html", "admin.sessions.title", page{Section: "sessions", Sessions: c.sessionRows(r, list), Total: len(list)})
+	return nil
 }
 
-func (c *Console) postRevokeSession(w http.ResponseWriter, r *http.Request) {
-	if !c.form(w, r) {
-		return
+func (c *Console) postRevokeSession(w http.ResponseWriter, r *http.Request) error {
+	if err := c.form(w, r); err != nil {
+		return err
 	}
 	if err := c.revokeSession(r.Context(), r, r.PathValue("id")); err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	back := Prefix + "sessions?done=session_revoked"
 	if uid := r.PostForm.Get("user_id"); uid != "" && len(uid) <= 128 {
 		back = userURL(uid, "session_revoked")
 	}
 	http.Redirect(w, r, back, http.StatusSeeOther)
+	return nil
 }
 
-func (c *Console) pageAudit(w http.ResponseWriter, r *http.Request) {
+func (c *Console) pageAudit(w http.ResponseWriter, r *http.Request) error {
 	p := page{Section: "audit", Filter: auditForm{User: queryParam(r, "user"), Actor: queryParam(r, "actor"), Action: queryParam(r, "action"), Since: queryParam(r, "since"), Until: queryParam(r, "until")}}
 	f, err := auditFilter(r)
 	if err != nil {
-		var oe *opError
-		errors.As(err, &oe)
-		p.Error = oe.msg
+		var refusal *web.Problem
+		if !errors.As(err, &refusal) {
+			return err
+		}
+		p.Error = refusal.Sentence
 		c.render(w, r, http.StatusBadRequest, "admin-audit.html", "admin.audit.title", p)
-		return
+		return nil
 	}
 	events, err := c.st.ListAudit(r.Context(), f)
 	if err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	for _, e := range events {
 		j := auditJSON(e)
@@ -466,6 +404,7 @@ func (c *Console) pageAudit(w http.ResponseWriter, r *http.Request) {
 		p.NextURL = Prefix + "audit?" + q.Encode()
 	}
 	c.render(w, r, http.StatusOK, "admin-audit.html", "admin.audit.title", p)
+	return nil
 }
 
 func fmtRFC(s string) string {
@@ -476,13 +415,13 @@ func fmtRFC(s string) string {
 	return fmtTime(t)
 }
 
-func (c *Console) postRevokeToken(w http.ResponseWriter, r *http.Request) {
-	if !c.form(w, r) {
-		return
+func (c *Console) postRevokeToken(w http.ResponseWriter, r *http.Request) error {
+	if err := c.form(w, r); err != nil {
+		return err
 	}
 	if err := c.revokeUserToken(r.Context(), r, r.PathValue("id"), r.PathValue("token")); err != nil {
-		c.fail(w, r, err)
-		return
+		return err
 	}
 	http.Redirect(w, r, userURL(r.PathValue("id"), "token_revoked"), http.StatusSeeOther)
+	return nil
 }

@@ -2,6 +2,8 @@ package admin
 
 import (
 	"context"
+	"github.com/moat-dev/moat/internal/auth/pat"
+	"github.com/moat-dev/moat/internal/directory"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -62,7 +64,7 @@ func TestTheConsoleRunsEveryUserActionWithoutJavaScript(t *testing.T) {
 	wantPage(t, resp, body, http.StatusConflict, "already exists", `value="frank@example.com"`)
 	// Create with a set-password link.
 	resp, body = h.post(c, "/_moat/admin/users", url.Values{"csrf": {csrf}, "email": {"gina@example.com"}, "mode": {"link"}})
-	wantPage(t, resp, body, http.StatusCreated, "set-password-link", SetPasswordPath+"moat_setpw_")
+	wantPage(t, resp, body, http.StatusCreated, "set-password-link", directory.SetPasswordPath+"moat_setpw_")
 
 	base := "/_moat/admin/users/" + frank.ID
 	resp, body = h.do(c, "GET", base, nil, true, nil)
@@ -93,12 +95,12 @@ func TestTheConsoleRunsEveryUserActionWithoutJavaScript(t *testing.T) {
 
 	// A personal access token of the user is listed and revoked.
 	ftok := h.token(frank)
-	ft, _ := h.st.GetTokenByHash(ctx, HashToken(ftok))
+	ft, _ := h.st.GetTokenByHash(ctx, pat.Hash(ftok))
 	resp, body = h.do(c, "GET", base, nil, true, nil)
 	wantPage(t, resp, body, 200, "/tokens/"+ft.ID+"/revoke")
 	resp, _ = h.post(c, base+"/tokens/"+ft.ID+"/revoke", url.Values{"csrf": {csrf}})
 	wantSeeOther(t, resp, base+"?done=token_revoked")
-	if ft, _ = h.st.GetTokenByHash(ctx, HashToken(ftok)); ft.RevokedAt.IsZero() {
+	if ft, _ = h.st.GetTokenByHash(ctx, pat.Hash(ftok)); ft.RevokedAt.IsZero() {
 		t.Fatal("token not revoked")
 	}
 

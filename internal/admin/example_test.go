@@ -17,7 +17,7 @@ import (
 // Example mounts the admin console and the account page the way the
 // server does: behind the sign-in's Identify, which finds the session
 // (request.From(r).User). Revocations reach open WebSockets through
-// auth.Service.OnRevoke, which the sign-in calls for every revoked session
+// auth.Process.OnRevoke, which the sign-in calls for every revoked session
 // it sees in the store.
 func Example() {
 	cfg := &config.Config{DataDir: filepath.Join("/var/lib/moat")}
@@ -27,20 +27,30 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	signIn, err := auth.New(cfg, st, nil)
+	key, err := auth.InstanceKey(context.Background(), cfg, st) // once per process
 	if err != nil {
 		log.Fatal(err)
 	}
-	console, err := admin.New(cfg, st, admin.Options{})
+	proc, err := auth.NewProcess(st, key, nil) // outlives every reload
 	if err != nil {
 		log.Fatal(err)
 	}
-	acct, err := account.New(cfg, st, account.Options{})
+	signIn, err := auth.New(cfg, proc) // one per configuration
+	if err != nil {
+		log.Fatal(err)
+	}
+	console, err := admin.New(cfg, st, admin.Options{CSRF: proc.CSRF, MFA: proc.MFA, Limiter: proc.Limiter, TokenUser: proc.TokenUser,
+		Revoke: proc.RevokeUser, RevokeSession: proc.RevokeSession, RevokeToken: proc.RevokeToken})
+	if err != nil {
+		log.Fatal(err)
+	}
+	acct, err := account.New(cfg, st, account.Options{CSRF: proc.CSRF, MFA: proc.MFA, Limiter: proc.Limiter, SessionChanged: proc.ReloadSession,
+		RevokeSession: proc.RevokeSession, RevokeUser: proc.RevokeUser, RevokeToken: proc.RevokeToken})
 	if err != nil {
 		log.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/_moat/", signIn.Handler())
+	mux.Handle("/_moat/", signIn.Identify(signIn.Handler()))
 	mux.Handle(admin.Prefix, signIn.Identify(console))
 	mux.Handle(account.Prefix, signIn.Identify(acct))
 	mux.Handle(account.Prefix+"/", signIn.Identify(acct))

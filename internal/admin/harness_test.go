@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/moat-dev/moat/internal/auth/pat"
 	"io"
 	"log/slog"
 	"net"
@@ -43,6 +44,7 @@ type harness struct {
 	cfg     *config.Config
 	st      store.Store
 	auth    *auth.Service
+	proc    *auth.Process
 	console *Console
 	srv     *httptest.Server
 	admin   *store.User
@@ -83,7 +85,7 @@ func newHarness(t *testing.T, open func(t *testing.T, dir string) store.Store) *
 	cfg.Identity.AdminGroup = config.DefaultAdminGroup
 	cfg.Identity.AdminReauth = config.Duration(15 * time.Minute)
 	cfg.Routes = []*config.Route{
-		{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: []string{"group:staff"}},
+		{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: config.Members("group:staff")},
 	}
 	if open == nil {
 		open = engines[0].open
@@ -91,23 +93,31 @@ func newHarness(t *testing.T, open func(t *testing.T, dir string) store.Store) *
 	st := open(t, dir)
 	t.Cleanup(func() { _ = st.Close() })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := auth.New(cfg, st, quiet)
+	ik, err := auth.InstanceKey(context.Background(), cfg, st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, cfg: cfg, st: st, auth: svc}
-	h.console, err = New(cfg, st, Options{Logger: quiet, Revoke: func(ctx context.Context, userID string) error {
-		h.mu.Lock()
-		h.revoked = append(h.revoked, userID)
-		h.mu.Unlock()
-		_, err := st.RevokeUserSessions(ctx, userID, time.Now())
-		return err
-	}})
+	proc, err := auth.NewProcess(st, ik, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := auth.New(cfg, proc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, cfg: cfg, st: st, auth: svc, proc: proc}
+	h.console, err = New(cfg, st, Options{CSRF: proc.CSRF, MFA: proc.MFA, Limiter: proc.Limiter, TokenUser: proc.TokenUser, RevokeSession: proc.RevokeSession, RevokeToken: proc.RevokeToken,
+		Logger: quiet, Revoke: func(ctx context.Context, userID string) error {
+			h.mu.Lock()
+			h.revoked = append(h.revoked, userID)
+			h.mu.Unlock()
+			return proc.RevokeUser(ctx, userID)
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/_moat/", svc.Handler())
+	mux.Handle("/_moat/", svc.Identify(svc.Handler()))
 	mux.Handle(Prefix, svc.Identify(h.console))
 	h.srv = httptest.NewTLSServer(withInfo(mux))
 	t.Cleanup(h.srv.Close)
@@ -210,8 +220,8 @@ func (h *harness) login(email, pw string) *http.Client {
 // token creates a personal access token for u and returns it.
 func (h *harness) token(u *store.User) string {
 	h.t.Helper()
-	tok := randomToken(TokenPrefix)
-	if err := h.st.CreateToken(context.Background(), &store.Token{Hash: HashToken(tok), UserID: u.ID, Name: "test"}); err != nil {
+	tok, _ := pat.New()
+	if err := h.st.CreateToken(context.Background(), &store.Token{Hash: pat.Hash(tok), UserID: u.ID, Name: "test"}); err != nil {
 		h.t.Fatal(err)
 	}
 	return tok
@@ -260,7 +270,7 @@ func (h *harness) sessionsOf(u *store.User) int {
 // every route of the console and the API, with {id} filled in.
 func (h *harness) everyPath() [][2]string {
 	tok := h.token(h.user)
-	tk, err := h.st.GetTokenByHash(context.Background(), HashToken(tok))
+	tk, err := h.st.GetTokenByHash(context.Background(), pat.Hash(tok))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -269,7 +279,7 @@ func (h *harness) everyPath() [][2]string {
 	for _, rt := range h.console.pageRoutes() {
 		out = append(out, [2]string{rt.Method, strings.TrimSuffix(Prefix, "/") + fill.Replace(rt.Path)})
 	}
-	for _, rt := range h.console.apiRoutes() {
+	for _, rt := range (&api{c: h.console}).apiRoutes() {
 		out = append(out, [2]string{rt.Method, strings.TrimSuffix(APIPrefix, "/") + fill.Replace(rt.Path)})
 	}
 	return out

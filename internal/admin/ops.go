@@ -2,73 +2,31 @@ package admin
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/mail"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/moat-dev/moat/internal/auth/password"
+	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/web"
 )
 
-// opError is a refusal the console shows and the API returns: an HTTP
-// status, a stable code (a message key for the console) and a sentence.
-type opError struct {
-	status int
-	code   string
-	msg    string
-}
-
-func (e *opError) Error() string { return e.msg }
-
+// refuse is an operation's refusal as the console shows it and the API
+// returns it: a status, a stable code for scripts and a sentence.
 func refuse(status int, code, format string, args ...any) error {
-	return &opError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+	return &web.Problem{Status: status, Key: "admin.refused", Code: code, Sentence: fmt.Sprintf(format, args...)}
 }
-
-var (
-	groupName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$`)
-	// maxGroups bounds a user's groups.
-	maxGroups = 64
-)
 
 // Credential modes for a new user or a password reset.
 const (
-	ModePassword = "password" // a one-time password shown once
-	ModeLink     = "link"     // a one-time link to set a password
+	ModePassword = directory.ModePassword
+	ModeLink     = directory.ModeLink
 )
-
-// SetPasswordTokenName marks the store.Token rows that are set-password
-// links, never personal access tokens.
-const SetPasswordTokenName = "moat:set-password"
-
-// SetPasswordLinkTTL is how long a set-password link works.
-const SetPasswordLinkTTL = 72 * time.Hour
-
-// SetPasswordPath is where a set-password link points, followed by the
-// token.
-const SetPasswordPath = "/_moat/account/set-password/"
-
-// LogPath is a request path as logs may show it: the token of a
-// set-password link, a secret, is cut off.
-func LogPath(p string) string {
-	if strings.HasPrefix(p, SetPasswordPath) && len(p) > len(SetPasswordPath) {
-		return SetPasswordPath + "…"
-	}
-	return p
-}
-
-// SetPasswordTokenHash is what the store keeps of a set-password link's
-// token. It differs from HashToken on purpose: a link presented as a
-// bearer token matches no personal access token.
-func SetPasswordTokenHash(token string) string { return HashToken("moat set-password: " + token) }
 
 // issued is a credential handed out once: a one-time password or a link.
 type issued struct {
@@ -78,129 +36,33 @@ type issued struct {
 	Expires  string `json:"expires_at,omitempty"`
 }
 
-// validEmail checks an address typed by an admin: one plain addr-spec.
-func validEmail(email string) error {
-	if email == "" || len(email) > 254 {
-		return refuse(http.StatusBadRequest, "admin.invalid_email", "invalid email %q", email)
-	}
-	a, err := mail.ParseAddress(email)
-	local, domain, ok := strings.Cut(email, "@")
-	if err != nil || a.Address != email || a.Name != "" || !ok || local == "" || domain == "" || strings.ContainsAny(email, " \t\r\n<>") {
-		return refuse(http.StatusBadRequest, "admin.invalid_email", "invalid email %q: write a plain address such as alice@example.com", email)
-	}
-	return nil
-}
-
-// cleanGroups trims, de-duplicates and checks group names.
-func cleanGroups(in []string) ([]string, error) {
-	var out []string
-	for _, g := range in {
-		for _, part := range strings.FieldsFunc(g, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' || r == ' ' }) {
-			if !groupName.MatchString(part) {
-				return nil, refuse(http.StatusBadRequest, "admin.invalid_group", "invalid group name %q: letters, digits and . _ : @ -, at most 64", part)
-			}
-			if !slices.Contains(out, part) {
-				out = append(out, part)
-			}
+// actor is who r makes a change as, for the directory's audit log.
+func actor(r *http.Request) directory.Actor {
+	a := directory.Actor{Name: "admin", ClientIP: clientIP(r), RequestID: request.From(r).ID}
+	if ad := adminOf(r); ad != nil {
+		a.UserID, a.Name = ad.user.ID, ad.user.Email
+		if ad.token {
+			a.Via = "personal access token"
 		}
 	}
-	if len(out) > maxGroups {
-		return nil, refuse(http.StatusBadRequest, "admin.invalid_group", "at most %d groups", maxGroups)
-	}
-	slices.Sort(out)
-	return out, nil
+	return a
 }
 
-func cleanName(n string) (string, error) {
-	n = strings.TrimSpace(n)
-	if len(n) > 200 || strings.ContainsAny(n, "\r\n\x00") {
-		return "", refuse(http.StatusBadRequest, "admin.invalid_name", "the name must be one line of at most 200 bytes")
+// answer turns a directory refusal into the console's and the API's
+// answer: 400, 404 or 409 with its code and sentence.
+func answer(err error) error {
+	var rf *directory.Refusal
+	if !errors.As(err, &rf) {
+		return err
 	}
-	return n, nil
+	status := map[directory.Kind]int{directory.Invalid: http.StatusBadRequest, directory.NotFound: http.StatusNotFound, directory.Conflict: http.StatusConflict}[rf.Kind]
+	return refuse(status, rf.Code, "%s", rf.Msg)
 }
 
-// otpAlphabet has no look-alikes (0/O, 1/l/I).
-const otpAlphabet = "abcdefghijkmnpqrstuvwxyz23456789"
-
-// generatePassword returns a random one-time password of at least n
-// letters and digits (5 bits each), in groups of five joined by dashes.
-func generatePassword(n int) string {
-	n = max(n, 20)
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	var sb strings.Builder
-	for i, v := range b {
-		if i > 0 && i%5 == 0 {
-			sb.WriteByte('-')
-		}
-		sb.WriteByte(otpAlphabet[int(v)%len(otpAlphabet)])
-	}
-	return sb.String()
-}
-
-func randomToken(prefix string) string {
-	var raw [32]byte
-	_, _ = rand.Read(raw[:])
-	return prefix + base64.RawURLEncoding.EncodeToString(raw[:])
-}
-
-// audit records an admin's change in the store and the log.
-func (c *Console) audit(ctx context.Context, r *http.Request, action, subject, detail string) {
-	actor := "admin"
-	if a := adminOf(r); a != nil {
-		actor = a.user.Email
-		if a.token {
-			detail = strings.TrimSpace(detail + " (personal access token)")
-		}
-	}
-	info := request.From(r)
-	c.log.Info("audit", "action", action, "actor", actor, "user", subject, "client_ip", clientIP(r), "request_id", info.ID, "detail", detail)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := c.st.Audit(ctx, &store.AuditEvent{Time: c.o.Now(), Actor: actor, Action: action, Subject: subject, ClientIP: clientIP(r), Detail: detail}); err != nil {
-		c.log.Error("write audit event", "action", action, "err", err)
-	}
-}
-
-// user loads a user by id with a 404 refusal for an unknown one.
+// user loads a user by id.
 func (c *Console) user(ctx context.Context, id string) (*store.User, error) {
-	if id == "" || len(id) > 128 {
-		return nil, refuse(http.StatusNotFound, "admin.no_user", "no such user")
-	}
-	u, err := c.st.GetUser(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, refuse(http.StatusNotFound, "admin.no_user", "no such user")
-	}
-	return u, err
-}
-
-// modify reads the user, applies change and writes it back, reading again
-// when a sign-in or another admin changed the user in between.
-func (c *Console) modify(ctx context.Context, id string, change func(u *store.User) error) (*store.User, error) {
-	for attempt := 0; ; attempt++ {
-		u, err := c.user(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := change(u); err != nil {
-			return nil, err
-		}
-		err = c.st.UpdateUser(ctx, u)
-		if errors.Is(err, store.ErrConflict) && attempt < 5 {
-			continue
-		}
-		return u, err
-	}
-}
-
-// revokeAll ends every session of the user, closing their WebSockets.
-func (c *Console) revokeAll(ctx context.Context, userID string) (int, error) {
-	if c.o.Revoke != nil {
-		before, _ := c.st.ListSessions(ctx, userID)
-		return len(before), c.o.Revoke(ctx, userID)
-	}
-	hashes, err := c.st.RevokeUserSessions(ctx, userID, c.o.Now())
-	return len(hashes), err
+	u, err := c.dir.User(ctx, id)
+	return u, answer(err)
 }
 
 // userInput is what creating a user takes.
@@ -212,277 +74,65 @@ type userInput struct {
 }
 
 func (c *Console) createUser(ctx context.Context, r *http.Request, in userInput) (*store.User, *issued, error) {
-	email := store.NormalizeEmail(in.Email)
-	if err := validEmail(email); err != nil {
-		return nil, nil, err
-	}
-	name, err := cleanName(in.Name)
+	u, out, err := c.dir.CreateUser(ctx, actor(r), directory.NewUser{Email: in.Email, Name: in.Name, Groups: in.Groups, Mode: in.Mode})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, answer(err)
 	}
-	groups, err := cleanGroups(in.Groups)
-	if err != nil {
-		return nil, nil, err
-	}
-	mode, err := checkMode(in.Mode)
-	if err != nil {
-		return nil, nil, err
-	}
-	u := &store.User{Email: email, Name: name, Groups: groups, MustChangePassword: true}
-	pw := generatePassword(c.cfg.Identity.Passwords.MinLength)
-	if u.PasswordHash, err = password.Hash(pw, password.DefaultParams); err != nil {
-		return nil, nil, err
-	}
-	if err := c.st.CreateUser(ctx, u); err != nil {
-		if errors.Is(err, store.ErrDuplicate) {
-			return nil, nil, refuse(http.StatusConflict, "admin.duplicate", "user %s already exists", email)
+	return u, issuedOf(r, out), nil
+}
+
+// issuedOf is a credential as the console shows it and the API returns it:
+// a set-password link's token becomes its URL on r's host.
+func issuedOf(r *http.Request, in *directory.Issued) *issued {
+	out := &issued{Mode: in.Mode, Password: in.Password}
+	if in.Link != "" {
+		scheme := request.From(r).Scheme
+		if scheme == "" {
+			scheme = "https"
 		}
-		return nil, nil, err
+		out.Link = scheme + "://" + r.Host + directory.SetPasswordPath + in.Link
+		out.Expires = in.Expires.UTC().Format(time.RFC3339)
 	}
-	out, err := c.issue(ctx, r, u, mode, pw)
-	if err != nil {
-		return nil, nil, err
-	}
-	c.audit(ctx, r, "user.create", u.Email, fmt.Sprintf("groups: %s; %s", strings.Join(u.Groups, ","), modeDetail(mode)))
-	return u, out, nil
-}
-
-func checkMode(m string) (string, error) {
-	switch m {
-	case "", ModePassword:
-		return ModePassword, nil
-	case ModeLink:
-		return ModeLink, nil
-	}
-	return "", refuse(http.StatusBadRequest, "admin.invalid_mode", "mode must be %s or %s", ModePassword, ModeLink)
-}
-
-func modeDetail(mode string) string {
-	if mode == ModeLink {
-		return "set-password link issued"
-	}
-	return "one-time password issued"
-}
-
-// issue hands out the credential for u: pw itself (already its password)
-// or a set-password link, which replaces any earlier link of u.
-func (c *Console) issue(ctx context.Context, r *http.Request, u *store.User, mode, pw string) (*issued, error) {
-	if mode == ModePassword {
-		return &issued{Mode: mode, Password: pw}, nil
-	}
-	if err := c.revokeLinks(ctx, u.ID); err != nil {
-		return nil, err
-	}
-	tok := randomToken("moat_setpw_")
-	exp := c.o.Now().Add(SetPasswordLinkTTL)
-	if err := c.st.CreateToken(ctx, &store.Token{Hash: SetPasswordTokenHash(tok), UserID: u.ID, Name: SetPasswordTokenName, ExpiresAt: exp}); err != nil {
-		return nil, err
-	}
-	scheme := request.From(r).Scheme
-	if scheme == "" {
-		scheme = "https"
-	}
-	return &issued{Mode: mode, Link: scheme + "://" + r.Host + SetPasswordPath + tok, Expires: exp.UTC().Format(time.RFC3339)}, nil
-}
-
-// revokeLinks revokes the user's unused set-password links.
-func (c *Console) revokeLinks(ctx context.Context, userID string) error {
-	toks, err := c.st.ListTokens(ctx, userID)
-	if err != nil {
-		return err
-	}
-	for _, t := range toks {
-		if t.Name == SetPasswordTokenName && t.RevokedAt.IsZero() {
-			if err := c.st.RevokeToken(ctx, t.ID, c.o.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// self refuses an admin acting on their own account in a way that would
-// lock them out.
-func self(r *http.Request, u *store.User, what string) error {
-	if a := adminOf(r); a != nil && a.user.ID == u.ID {
-		return refuse(http.StatusConflict, "admin.self", "you cannot %s your own account here", what)
-	}
-	return nil
+	return out
 }
 
 func (c *Console) setDisabled(ctx context.Context, r *http.Request, id string, disabled bool) (*store.User, int, error) {
-	u, err := c.modify(ctx, id, func(u *store.User) error {
-		if disabled {
-			if err := self(r, u, "disable"); err != nil {
-				return err
-			}
-		}
-		u.Disabled = disabled
-		return nil
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	if !disabled {
-		c.audit(ctx, r, "user.enable", u.Email, "")
-		return u, 0, nil
-	}
-	n, err := c.revokeAll(ctx, u.ID)
-	if err != nil {
-		return nil, 0, err
-	}
-	c.audit(ctx, r, "user.disable", u.Email, fmt.Sprintf("%d session(s) ended", n))
-	return u, n, nil
+	u, n, err := c.dir.SetDisabled(ctx, actor(r), id, disabled)
+	return u, n, answer(err)
 }
 
 func (c *Console) deleteUser(ctx context.Context, r *http.Request, id string) (*store.User, error) {
-	u, err := c.user(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if err := self(r, u, "delete"); err != nil {
-		return nil, err
-	}
-	// End the sessions first, so every instance sees them revoked (and
-	// closes their WebSockets) before the rows go with the user.
-	n, err := c.revokeAll(ctx, u.ID)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.st.DeleteUser(ctx, u.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, err
-	}
-	c.audit(ctx, r, "user.delete", u.Email, fmt.Sprintf("%d session(s) ended", n))
-	return u, nil
+	u, _, err := c.dir.DeleteUser(ctx, actor(r), id)
+	return u, answer(err)
 }
 
 func (c *Console) resetPassword(ctx context.Context, r *http.Request, id, mode string) (*store.User, *issued, error) {
-	mode, err := checkMode(mode)
+	u, out, _, err := c.dir.ResetPassword(ctx, actor(r), id, mode, "")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, answer(err)
 	}
-	pw := generatePassword(c.cfg.Identity.Passwords.MinLength)
-	hash, err := password.Hash(pw, password.DefaultParams)
-	if err != nil {
-		return nil, nil, err
-	}
-	u, err := c.modify(ctx, id, func(u *store.User) error {
-		u.PasswordHash, u.MustChangePassword = hash, true
-		return nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	n, err := c.revokeAll(ctx, u.ID)
-	if err != nil {
-		return nil, nil, err
-	}
-	out, err := c.issue(ctx, r, u, mode, pw)
-	if err != nil {
-		return nil, nil, err
-	}
-	c.audit(ctx, r, "user.reset_password", u.Email, fmt.Sprintf("%s; %d session(s) ended", modeDetail(mode), n))
-	return u, out, nil
+	return u, issuedOf(r, out), nil
 }
 
 func (c *Console) updateUser(ctx context.Context, r *http.Request, id string, name *string, groups []string, setGroups bool) (*store.User, error) {
-	var clean []string
-	if setGroups {
-		var err error
-		if clean, err = cleanGroups(groups); err != nil {
-			return nil, err
-		}
-	}
-	var cleanN string
-	if name != nil {
-		var err error
-		if cleanN, err = cleanName(*name); err != nil {
-			return nil, err
-		}
-	}
-	var before []string
-	u, err := c.modify(ctx, id, func(u *store.User) error {
-		before = slices.Clone(u.Groups)
-		if setGroups {
-			if a := adminOf(r); a != nil && a.user.ID == u.ID && slices.Contains(before, c.group) && !slices.Contains(clean, c.group) {
-				return refuse(http.StatusConflict, "admin.self", "you cannot remove yourself from %s here", c.group)
-			}
-			u.Groups = clean
-		}
-		if name != nil {
-			u.Name = cleanN
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if setGroups && !slices.Equal(before, clean) {
-		c.audit(ctx, r, "user.groups", u.Email, fmt.Sprintf("groups: %s (were: %s)", strings.Join(clean, ","), strings.Join(before, ",")))
-	}
-	if name != nil {
-		c.audit(ctx, r, "user.update", u.Email, "name changed")
-	}
-	return u, nil
+	u, err := c.dir.UpdateUser(ctx, actor(r), id, name, groups, setGroups)
+	return u, answer(err)
 }
 
 func (c *Console) revokeUserSessions(ctx context.Context, r *http.Request, id string) (*store.User, int, error) {
-	u, err := c.user(ctx, id)
-	if err != nil {
-		return nil, 0, err
-	}
-	n, err := c.revokeAll(ctx, u.ID)
-	if err != nil {
-		return nil, 0, err
-	}
-	c.audit(ctx, r, "session.revoke_all", u.Email, fmt.Sprintf("%d session(s) ended", n))
-	return u, n, nil
+	u, n, err := c.dir.RevokeUserSessions(ctx, actor(r), id)
+	return u, n, answer(err)
 }
 
 func (c *Console) resetMFA(ctx context.Context, r *http.Request, id string) (*store.User, error) {
-	u, err := c.user(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	actor := ""
-	if a := adminOf(r); a != nil {
-		actor = a.user.Email
-	}
-	if err := c.o.MFA.Remove(ctx, u.ID, actor, u.Email, clientIP(r)); err != nil {
-		return nil, err
-	}
-	return u, nil
+	u, err := c.dir.ResetMFA(ctx, actor(r), id)
+	return u, answer(err)
 }
 
 // revokeSession ends one session, found by its id hash.
 func (c *Console) revokeSession(ctx context.Context, r *http.Request, hash string) error {
-	if len(hash) != 64 {
-		return refuse(http.StatusNotFound, "admin.no_session", "no such session")
-	}
-	s, err := c.st.GetSession(ctx, hash)
-	if errors.Is(err, store.ErrNotFound) {
-		return refuse(http.StatusNotFound, "admin.no_session", "no such session")
-	}
-	if err != nil {
-		return err
-	}
-	if c.o.RevokeSession != nil {
-		err = c.o.RevokeSession(ctx, hash)
-	} else {
-		err = c.st.RevokeSession(ctx, hash, c.o.Now())
-	}
-	if err != nil {
-		return err
-	}
-	c.audit(ctx, r, "session.revoke", s.Email, fmt.Sprintf("session from %s started %s", orDash(s.ClientIP), s.CreatedAt.UTC().Format(time.RFC3339)))
-	return nil
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
+	_, err := c.dir.RevokeSession(ctx, actor(r), hash, "")
+	return answer(err)
 }
 
 // groupInfo is one group: its members and the routes that allow it.
@@ -520,8 +170,8 @@ func (c *Console) groups(ctx context.Context) ([]groupInfo, error) {
 			continue
 		}
 		for _, m := range rt.Allow {
-			if n, ok := strings.CutPrefix(m, "group:"); ok {
-				g := get(n)
+			if m.Kind == config.MemberGroup {
+				g := get(m.Value)
 				if !slices.Contains(g.Routes, rt.Name()) {
 					g.Routes = append(g.Routes, rt.Name())
 				}
@@ -537,21 +187,18 @@ func (c *Console) groups(ctx context.Context) ([]groupInfo, error) {
 }
 
 // userTokens lists a user's personal access tokens (not set-password
-// links), newest first as the store returns them.
+// links), as the store returns them.
 func (c *Console) userTokens(ctx context.Context, id string) ([]TokenJSON, error) {
 	u, err := c.user(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	list, err := c.st.ListTokens(ctx, u.ID)
+	list, err := c.dir.Tokens(ctx, u.ID)
 	if err != nil {
 		return nil, err
 	}
 	out := []TokenJSON{}
 	for _, t := range list {
-		if t.Name == SetPasswordTokenName {
-			continue
-		}
 		out = append(out, TokenJSON{ID: t.ID, Name: t.Name, CreatedAt: timeString(t.CreatedAt), ExpiresAt: timeString(t.ExpiresAt),
 			LastUsed: timeString(t.LastUsed), Revoked: !t.RevokedAt.IsZero()})
 	}
@@ -560,22 +207,6 @@ func (c *Console) userTokens(ctx context.Context, id string) ([]TokenJSON, error
 
 // revokeUserToken revokes one of the user's personal access tokens.
 func (c *Console) revokeUserToken(ctx context.Context, r *http.Request, userID, tokenID string) error {
-	u, err := c.user(ctx, userID)
-	if err != nil {
-		return err
-	}
-	list, err := c.st.ListTokens(ctx, u.ID)
-	if err != nil {
-		return err
-	}
-	for _, t := range list {
-		if t.ID == tokenID && t.Name != SetPasswordTokenName {
-			if err := c.st.RevokeToken(ctx, t.ID, c.o.Now()); err != nil {
-				return err
-			}
-			c.audit(ctx, r, "token.revoke", u.Email, "personal access token "+strconv.Quote(t.Name))
-			return nil
-		}
-	}
-	return refuse(http.StatusNotFound, "admin.no_token", "no such token")
+	_, err := c.dir.RevokeToken(ctx, actor(r), userID, tokenID)
+	return answer(err)
 }

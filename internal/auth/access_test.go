@@ -2,6 +2,10 @@ package auth
 
 import (
 	"context"
+	"github.com/moat-dev/moat/internal/identity/access"
+	"github.com/moat-dev/moat/internal/identity/assertion"
+	"github.com/moat-dev/moat/internal/identity/session"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"net/http"
 	"net/url"
 	"strings"
@@ -31,7 +35,7 @@ func TestScriptsGet401AndPagesARedirect(t *testing.T) {
 	})
 	t.Run("a public route needs no session and gets no identity", func(t *testing.T) {
 		status, id := h.identity(c, "/public/x")
-		if status != 200 || id[HeaderUserEmail] != "" || id[HeaderAssertion] != "" {
+		if status != 200 || id[assertion.HeaderUserEmail] != "" || id[assertion.HeaderAssertion] != "" {
 			t.Fatalf("public route: %d %v", status, id)
 		}
 	})
@@ -96,7 +100,7 @@ func TestReturnToNeverLeavesTheHost(t *testing.T) {
 		"/%2F/evil.example", "/%2f%2fevil.example", "/%5Cevil.example", "%2F%2Fevil.example",
 		"/%252F%252Fevil.example", "/\t/evil.example", "/%09/evil.example", "/\n/evil.example",
 		"javascript:alert(1)", "evil.example", "", "/_moat/login?return_to=//evil", "http:/evil.example",
-		"/" + strings.Repeat("a", maxReturnTo),
+		"/" + strings.Repeat("a", 2048),
 	} {
 		t.Run(url.QueryEscape(attack), func(t *testing.T) {
 			c := h.browser()
@@ -104,8 +108,8 @@ func TestReturnToNeverLeavesTheHost(t *testing.T) {
 		})
 	}
 	for _, ok := range []string{"/app/", "/app/report?q=a%20b&x=1", "/app/%E3%83%AC%E3%83%9D%E3%83%BC%E3%83%88"} {
-		if got := safeReturnTo(ok); got != ok {
-			t.Errorf("safeReturnTo(%q) = %q, want it kept", ok, got)
+		if got := access.SafeReturnTo(ok); got != ok {
+			t.Errorf("SafeReturnTo(%q) = %q, want it kept", ok, got)
 		}
 	}
 }
@@ -163,10 +167,10 @@ func TestRevocationElsewhereEndsTheSessionWithinSeconds(t *testing.T) {
 	}
 	var mu sync.Mutex
 	revoked := make(chan string, 4)
-	h.svc.OnRevoke = func(hash string) { mu.Lock(); defer mu.Unlock(); revoked <- hash }
+	h.svc.p.OnRevoke = func(hash string) { mu.Lock(); defer mu.Unlock(); revoked <- hash }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = h.svc.Run(ctx) }()
+	go func() { defer close(done); _ = h.svc.p.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
 	// As `moat users revoke-sessions` does, from another process.
@@ -177,7 +181,7 @@ func TestRevocationElsewhereEndsTheSessionWithinSeconds(t *testing.T) {
 	}
 	select {
 	case got := <-revoked:
-		if got != hashes[0] || got != hashID(h.sessionCookie(c)) {
+		if got != hashes[0] || got != session.HashID(h.sessionCookie(c)) {
 			t.Fatalf("OnRevoke(%q), want the session's hash", got)
 		}
 		t.Logf("OnRevoke after %v", time.Since(start).Round(time.Millisecond))
@@ -200,7 +204,7 @@ func TestDisabledUserIsCutOffAtTheNextCheck(t *testing.T) {
 	if err := h.store.UpdateUser(context.Background(), u); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(verifyEvery + 100*time.Millisecond)
+	time.Sleep(session.VerifyEvery + 100*time.Millisecond)
 	if status, _ := h.identity(c, "/app/"); status != http.StatusUnauthorized {
 		t.Fatalf("disabled user still gets in: %d", status)
 	}
@@ -258,10 +262,10 @@ func TestRepeatedFailuresAreThrottledThenLocked(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	h.svc.accounts = newThrottle(limits{Free: 2, Base: time.Second, Max: 30 * time.Second, LockAfter: 4, LockFor: time.Minute})
+	h.svc.p.Accounts = throttle.NewMemory(throttle.Limits{Free: 2, Base: time.Second, Max: 30 * time.Second, LockAfter: 4, LockFor: time.Minute})
 	var mu sync.Mutex
 	clock := time.Now()
-	h.svc.throttleClock = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	h.svc.p.throttleClock = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
 	c := h.browser()
 	fail := func() *http.Response { return h.login(c, "alice@example.com", "wrong password!!", "/") }
@@ -295,7 +299,7 @@ func TestRepeatedFailuresAreThrottledThenLocked(t *testing.T) {
 func TestManyFailuresFromOneAddressAreThrottled(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	h.svc.clients = newThrottle(limits{Free: 3, Base: time.Minute, Max: time.Minute, LockAfter: 100, LockFor: time.Hour})
+	h.svc.p.Clients = throttle.NewMemory(throttle.Limits{Free: 3, Base: time.Minute, Max: time.Minute, LockAfter: 100, LockFor: time.Hour})
 	c := h.browser()
 	for i := range 3 {
 		wantStatus(t, h.login(c, "user"+string(rune('a'+i))+"@example.com", "wrong password!!", "/"), http.StatusUnauthorized)
@@ -309,7 +313,7 @@ func TestManyFailuresFromOneAddressAreThrottled(t *testing.T) {
 func TestAThrottledScriptGetsTheShortAnswerNotTheLoginPage(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	h.svc.clients = newThrottle(limits{Free: 1, Base: time.Minute, Max: time.Minute, LockAfter: 100, LockFor: time.Hour})
+	h.svc.p.Clients = throttle.NewMemory(throttle.Limits{Free: 1, Base: time.Minute, Max: time.Minute, LockAfter: 100, LockFor: time.Hour})
 	c := h.browser()
 	wantStatus(t, h.login(c, "a@example.com", "wrong password!!", "/"), http.StatusUnauthorized)
 	tok := h.csrf(c, "/_moat/login?return_to=/")

@@ -7,14 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/moat-dev/moat/internal/auth/allow"
 	"github.com/moat-dev/moat/internal/auth/oidc"
 	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
@@ -32,10 +33,6 @@ const ProviderToken = "token"
 // tokenVerifyEvery is how long a checked personal access token is trusted
 // before the store is asked again; a revocation takes effect within it.
 const tokenVerifyEvery = 4 * time.Second
-
-// reservedTokenName starts the names of store.Token rows that are not
-// personal access tokens (internal/admin's "moat:set-password" links).
-const reservedTokenName = "moat:"
 
 // maxCachedTokens bounds the token cache; past it the cache starts over.
 const maxCachedTokens = 10000
@@ -71,7 +68,7 @@ func bearerToken(r *http.Request) (string, bool) {
 // is no such header (the caller goes on as usual); otherwise it has
 // answered: 401 for a token that is not valid, 403 for a user the allow
 // list refuses, else next.
-func (s *Service) serveBearer(w http.ResponseWriter, r *http.Request, route *config.Route, list allow.List, next http.Handler) bool {
+func (s *Service) serveBearer(w http.ResponseWriter, r *http.Request, route *config.Route, rule access.Rule, next http.Handler) bool {
 	raw, ok := bearerToken(r)
 	if !ok {
 		return false
@@ -79,22 +76,22 @@ func (s *Service) serveBearer(w http.ResponseWriter, r *http.Request, route *con
 	info := request.From(r)
 	u, err := s.bearerUser(r.Context(), route, raw)
 	if err != nil {
-		s.logger.Warn("bearer token refused", "route", route.Name(), "client_ip", clientIP(info), "request_id", info.ID, "err", err)
-		status, key := http.StatusUnauthorized, "auth.bearer.invalid"
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		s.p.logger.Warn("bearer token refused", "route", route.Name(), "client_ip", clientIP(info), "request_id", info.ID, "err", err)
+		p := web.NewProblem(http.StatusUnauthorized, "auth.bearer.invalid").With("WWW-Authenticate", `Bearer error="invalid_token"`)
 		if errors.Is(err, oidc.ErrProviderDown) || errors.Is(err, errStoreDown) {
-			status, key = http.StatusServiceUnavailable, "unavailable"
-			w.Header().Set("Retry-After", "5")
-			w.Header().Del("WWW-Authenticate")
+			p = web.Unavailable(err)
 		}
-		web.Error(w, r, status, key)
+		web.Fail(w, r, p)
 		return true
 	}
 	info.User = u
-	if !list.Allows(u) {
-		web.Error(w, r, http.StatusForbidden, "auth.not_allowed", u.Email)
+	if d := rule.Check(u, nil, time.Now()); d.Refusal != access.Pass {
+		s.refuse(w, r, rule, d)
 		return true
 	}
+	// The token was moat's to check, not the app's (issue 12 #9): it
+	// would let the app, or anything it logs to, act as the user.
+	r.Header.Del("Authorization")
 	next.ServeHTTP(w, r)
 	return true
 }
@@ -106,7 +103,7 @@ func (s *Service) bearerUser(ctx context.Context, route *config.Route, raw strin
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	if strings.HasPrefix(raw, pat.Prefix) {
-		return s.tokenUser(ctx, raw)
+		return s.p.TokenUser(ctx, raw)
 	}
 	p, err := s.bearerProvider(route, raw)
 	if err != nil {
@@ -116,7 +113,8 @@ func (s *Service) bearerUser(ctx context.Context, route *config.Route, raw strin
 	if err != nil {
 		return request.User{}, err
 	}
-	u, err := s.ssoUser(ctx, id)
+	s.p.keepGroups(id)
+	u, err := s.p.ssoUser(ctx, id)
 	if err != nil {
 		if errors.Is(err, errUserDisabled) {
 			return request.User{}, err
@@ -125,12 +123,12 @@ func (s *Service) bearerUser(ctx context.Context, route *config.Route, raw strin
 	}
 	groups := append([]string(nil), u.Groups...)
 	for _, g := range id.Groups {
-		if !contains(groups, g) {
+		if !slices.Contains(groups, g) {
 			groups = append(groups, g)
 		}
 	}
 	return request.User{ID: u.ID, Email: u.Email, Name: u.Name, Groups: groups, Provider: p.Name(),
-		HostedDomain: id.HostedDomain, SessionID: "bearer:" + p.Name() + ":" + u.ID}, nil
+		HostedDomain: id.HostedDomain, SessionID: bearerSessionPrefix + p.Name() + ":" + u.ID}, nil
 }
 
 // bearerProvider picks, by the token's (unverified) iss, which of the
@@ -159,20 +157,21 @@ func (s *Service) bearerProvider(route *config.Route, raw string) (*oidc.Provide
 	return nil, fmt.Errorf("%w: issuer %q is not a provider of this route", oidc.ErrInvalidToken, c.Iss)
 }
 
-// tokenUser checks a personal access token: known, not revoked, not
-// expired, its user enabled.
-func (s *Service) tokenUser(ctx context.Context, raw string) (request.User, error) {
+// TokenUser checks a personal access token: known, a personal access
+// token (not a set-password link), not revoked, not expired, its user
+// enabled. A token checked within tokenVerifyEvery is answered from
+// memory; a revocation through this instance (Forget) takes effect at once.
+func (s *Process) TokenUser(ctx context.Context, raw string) (request.User, error) {
 	if !pat.Valid(raw) {
 		return request.User{}, errors.New("malformed personal access token")
 	}
-	hash := pat.Hash(raw)
+	return s.tokenByHash(ctx, pat.Hash(raw))
+}
+
+func (s *Process) tokenByHash(ctx context.Context, hash string) (request.User, error) {
 	now := time.Now()
-	tokens := &s.sso.tokens
-	tokens.mu.Lock()
-	c, ok := tokens.m[hash]
-	tokens.mu.Unlock()
-	if ok && now.Sub(c.checked) < tokens.ttl && (c.expires.IsZero() || now.Before(c.expires)) {
-		return c.user, nil
+	if u, ok := s.tokens.get(hash, now); ok {
+		return u, nil
 	}
 	t, err := s.store.GetTokenByHash(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {
@@ -182,9 +181,9 @@ func (s *Service) tokenUser(ctx context.Context, raw string) (request.User, erro
 		return request.User{}, fmt.Errorf("%w: %v", errStoreDown, err)
 	}
 	switch {
-	case strings.HasPrefix(t.Name, reservedTokenName):
-		// A set-password link (internal/admin) lives in the same table; it
-		// is never a bearer token, whatever its hash.
+	case t.Kind != store.TokenPersonal:
+		// A set-password link lives in the same table; it is never a
+		// bearer token, whatever its hash.
 		return request.User{}, errors.New("not a personal access token")
 	case !t.RevokedAt.IsZero():
 		return request.User{}, fmt.Errorf("personal access token %s was revoked", t.ID)
@@ -202,17 +201,82 @@ func (s *Service) tokenUser(ctx context.Context, raw string) (request.User, erro
 		return request.User{}, fmt.Errorf("personal access token %s: %w", t.ID, errUserDisabled)
 	}
 	user := request.User{ID: u.ID, Email: u.Email, Name: u.Name, Groups: append([]string(nil), u.Groups...),
-		Provider: ProviderToken, SessionID: "token:" + t.ID}
+		Provider: ProviderToken, SessionID: tokenSessionID(hash)}
 	if t.LastUsed.IsZero() || now.Sub(t.LastUsed) > time.Minute {
 		if err := s.store.TouchToken(ctx, t.ID, now); err != nil {
 			s.logger.Warn("record token use", "err", err)
 		}
 	}
-	tokens.mu.Lock()
-	if tokens.m == nil || len(tokens.m) >= maxCachedTokens {
-		tokens.m = make(map[string]cachedToken)
-	}
-	tokens.m[hash] = cachedToken{user: user, checked: now, expires: t.ExpiresAt}
-	tokens.mu.Unlock()
+	s.tokens.put(hash, cachedToken{user: user, checked: now, expires: t.ExpiresAt})
 	return user, nil
+}
+
+// tokenSessionID is request.User.SessionID for a personal access token:
+// what its WebSockets are registered under.
+func tokenSessionID(hash string) string { return tokenSessionPrefix + hash }
+
+// Prefixes of request.User.SessionID for bearer tokens, which have no
+// session in the store.
+const (
+	tokenSessionPrefix  = "token:"
+	bearerSessionPrefix = "bearer:"
+)
+
+// bearerAlive answers Alive for a WebSocket opened with a bearer token:
+// ok is false when id is a browser session's. A personal access token
+// must still be valid; an ID token's user must still be enabled.
+func (s *Service) bearerAlive(ctx context.Context, id string) (alive, ok bool) {
+	if hash, ok := strings.CutPrefix(id, tokenSessionPrefix); ok {
+		_, err := s.p.tokenByHash(ctx, hash)
+		return err == nil || errors.Is(err, errStoreDown), true // a store blip closes no socket
+	}
+	rest, ok := strings.CutPrefix(id, bearerSessionPrefix)
+	if !ok {
+		return false, false
+	}
+	_, userID, _ := strings.Cut(rest, ":")
+	u, err := s.p.store.GetUser(ctx, userID)
+	if err != nil {
+		return !errors.Is(err, store.ErrNotFound), true
+	}
+	return !u.Disabled, true
+}
+
+func (c *tokenCache) get(hash string, now time.Time) (request.User, bool) {
+	c.mu.Lock()
+	e, ok := c.m[hash]
+	c.mu.Unlock()
+	if ok && now.Sub(e.checked) < c.ttl && (e.expires.IsZero() || now.Before(e.expires)) {
+		return e.user, true
+	}
+	return request.User{}, false
+}
+
+func (c *tokenCache) put(hash string, e cachedToken) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedTokens {
+		c.m = make(map[string]cachedToken)
+	}
+	c.m[hash] = e
+	c.mu.Unlock()
+}
+
+func (c *tokenCache) remove(hash string) {
+	c.mu.Lock()
+	delete(c.m, hash)
+	c.mu.Unlock()
+}
+
+// removeUser drops a user's cached tokens and returns their session ids.
+func (c *tokenCache) removeUser(userID string) []string {
+	var out []string
+	c.mu.Lock()
+	for h, e := range c.m {
+		if e.user.ID == userID {
+			delete(c.m, h)
+			out = append(out, tokenSessionID(h))
+		}
+	}
+	c.mu.Unlock()
+	return out
 }

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"github.com/moat-dev/moat/internal/identity/assertion"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -30,7 +32,7 @@ func benchSession(b *testing.B, h *harness) string {
 		b.Fatal(err)
 	}
 	for _, c := range rec.Result().Cookies() {
-		if c.Name == SessionCookie {
+		if c.Name == session.Cookie {
 			return c.Value
 		}
 	}
@@ -47,7 +49,7 @@ func BenchmarkIdentifyCachedSession(b *testing.B) {
 	var seen request.User
 	handler := h.svc.Identify(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = request.From(r).User }))
 	r := httptest.NewRequest("GET", "https://127.0.0.1/app/", nil)
-	r.Header.Set("Cookie", "_ga=GA1.2.3; "+SessionCookie+"="+cookie+"; other=1")
+	r.Header.Set("Cookie", "_ga=GA1.2.3; "+session.Cookie+"="+cookie+"; other=1")
 	info := &request.Info{ID: "bench", ClientIP: netip.MustParseAddr("127.0.0.1")}
 	r = request.With(r, info)
 	w := httptest.NewRecorder()
@@ -75,7 +77,7 @@ func BenchmarkSignedInProxiedRequest(b *testing.B) {
 		h.svc.SetIdentity(out, r)
 	})))
 	r := httptest.NewRequest("GET", "https://127.0.0.1/app/", nil)
-	r.Header.Set("Cookie", SessionCookie+"="+cookie)
+	r.Header.Set("Cookie", session.Cookie+"="+cookie)
 	info := &request.Info{ID: "bench", ClientIP: netip.MustParseAddr("127.0.0.1"), Route: route}
 	r = request.With(r, info)
 	w := httptest.NewRecorder()
@@ -86,7 +88,7 @@ func BenchmarkSignedInProxiedRequest(b *testing.B) {
 		handler.ServeHTTP(w, r)
 	}
 	b.StopTimer()
-	if out.Header.Get(HeaderAssertion) == "" {
+	if out.Header.Get(assertion.HeaderAssertion) == "" {
 		b.Fatal("no assertion set")
 	}
 }
@@ -97,11 +99,11 @@ func BenchmarkSignedInProxiedRequest(b *testing.B) {
 func BenchmarkLoginThroughput(b *testing.B) {
 	h := newHarness(b, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	handler := h.svc.Handler()
-	csrfCookie := strings.Repeat("c", sessionIDLen)
+	handler := h.svc.Identify(h.svc.Handler())
+	csrfCookie := strings.Repeat("c", session.IDLen)
 	seed := httptest.NewRequest("GET", "https://127.0.0.1/_moat/login", nil)
 	seed.Header.Set("Cookie", csrf.CookieName+"="+csrfCookie)
-	form := url.Values{"csrf": {h.svc.csrf.Token(httptest.NewRecorder(), seed)}, "email": {"alice@example.com"}, "password": {alicePassword}, "return_to": {"/app/"}}.Encode()
+	form := url.Values{"csrf": {h.svc.p.CSRF.Token(httptest.NewRecorder(), seed)}, "email": {"alice@example.com"}, "password": {alicePassword}, "return_to": {"/app/"}}.Encode()
 	start := time.Now()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -143,30 +145,31 @@ func TestARecentlySeenSessionCostsNoStoreQuery(t *testing.T) {
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
 	c := h.browser()
 	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
-	counting := &countingStore{Store: h.store}
-	h.svc.store = counting
+	counting := h.counted
+	counting.sessions.Store(0)
+	counting.users.Store(0)
 	start := time.Now()
 	for range 20 {
 		if status, _ := h.identity(c, "/app/"); status != 200 {
 			t.Fatalf("status %d", status)
 		}
 	}
-	// Once per verifyEvery (session + user) is the most allowed; on a
+	// Once per session.VerifyEvery (session + user) is the most allowed; on a
 	// quick machine that is none at all.
-	allowed := 2 * int64(time.Since(start)/verifyEvery)
+	allowed := 2 * int64(time.Since(start)/session.VerifyEvery)
 	if n := counting.sessions.Load() + counting.users.Load(); n > allowed {
 		t.Errorf("%d store queries for 20 requests of a fresh session, want at most %d", n, allowed)
 	}
 	counting.sessions.Store(0)
 	start = time.Now()
-	// A made-up cookie costs one query, then none until verifyEvery.
+	// A made-up cookie costs one query, then none until session.VerifyEvery.
 	bad := h.browser()
 	u, _ := url.Parse(h.srv.URL)
-	bad.Jar.SetCookies(u, []*http.Cookie{{Name: SessionCookie, Value: strings.Repeat("Z", sessionIDLen), Path: "/"}})
+	bad.Jar.SetCookies(u, []*http.Cookie{{Name: session.Cookie, Value: strings.Repeat("Z", session.IDLen), Path: "/"}})
 	for range 10 {
 		h.identity(bad, "/app/")
 	}
-	if n, allowed := counting.sessions.Load(), 1+int64(time.Since(start)/verifyEvery); n > allowed {
+	if n, allowed := counting.sessions.Load(), 1+int64(time.Since(start)/session.VerifyEvery); n > allowed {
 		t.Errorf("%d store queries for 10 requests with an unknown cookie, want at most %d", n, allowed)
 	}
 }

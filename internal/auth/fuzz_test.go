@@ -2,52 +2,60 @@ package auth
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
-// FuzzSafeReturnTo holds safeReturnTo to its promise: whatever comes in,
-// what goes out is the input or "/", and a browser resolving it against
-// this host stays on this host.
-func FuzzSafeReturnTo(f *testing.F) {
-	for _, s := range []string{"/app/", "//evil", "/\\evil", "/%2F%2Fevil", "https://evil/", "/\t/evil", "/a?b=%2F%2F", ""} {
+// FuzzOpenFlow: whatever a browser sends as a sign-in cookie, openFlow
+// never panics and opens only what this instance sealed.
+func FuzzOpenFlow(f *testing.F) {
+	h := newHarness(f, nil)
+	sealed, err := h.svc.p.sealFlow(flow{Provider: "p", State: "s", Nonce: "n", Verifier: "v", ReturnTo: "/app/", Expires: time.Now().Add(time.Hour).Unix()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{sealed, sealed[:len(sealed)-2], "", "a.b.c", strings.Repeat("A", 5000), "%%%"} {
 		f.Add(s)
 	}
-	base, _ := url.Parse("https://moat.example/_moat/login")
-	f.Fuzz(func(t *testing.T, s string) {
-		got := safeReturnTo(s)
-		if got != "/" && got != s {
-			t.Fatalf("safeReturnTo(%q) = %q: neither the input nor /", s, got)
-		}
-		u, err := url.Parse(got)
-		if err != nil {
-			t.Fatalf("safeReturnTo(%q) = %q does not parse: %v", s, got, err)
-		}
-		if dest := base.ResolveReference(u); dest.Host != "moat.example" || dest.Scheme != "https" {
-			t.Fatalf("safeReturnTo(%q) = %q leads to %s", s, got, dest)
-		}
-		if strings.ContainsAny(got, "\\\t\r\n") {
-			t.Fatalf("safeReturnTo(%q) = %q holds a character browsers rewrite", s, got)
+	f.Fuzz(func(t *testing.T, v string) {
+		fl, err := h.svc.p.openFlow(v)
+		if err == nil && (v != sealed || fl.State != "s" || fl.ReturnTo != "/app/") {
+			t.Fatalf("openFlow(%q) opened %+v", v, fl)
 		}
 	})
 }
 
-// FuzzCookieValue checks the allocation-free cookie reader against
-// net/http's parser for the session cookie.
-func FuzzCookieValue(f *testing.F) {
-	f.Add(SessionCookie + "=" + strings.Repeat("a", sessionIDLen))
-	f.Add("a=b; " + SessionCookie + "=x;c=d")
-	f.Add(SessionCookie + "x=1; " + SessionCookie + "=2")
-	f.Fuzz(func(t *testing.T, header string) {
-		r := &http.Request{Header: http.Header{"Cookie": {header}}}
-		got := cookieValue(r, SessionCookie)
-		if !validID(got) {
-			return // anything not shaped like an id is ignored anyway
+// FuzzParsePending: the pending second-factor cookie is read within its
+// bounds and never panics; what it yields names a user.
+func FuzzParsePending(f *testing.F) {
+	for _, s := range []string{"YWxpY2U.1700000000.mac", "", "..", "a.b", "YWxpY2U.x.mac", strings.Repeat("A.", 300)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		p, ok := parsePending(v)
+		if ok && (len(v) > 512 || p.userID == "" || strings.Count(v, ".") != 2) {
+			t.Fatalf("parsePending(%q) = %+v", v, p)
 		}
-		c, err := r.Cookie(SessionCookie)
-		if err != nil || c.Value != got {
-			t.Fatalf("cookieValue(%q) = %q, net/http says %v %v", header, got, c, err)
+	})
+}
+
+// FuzzBearerToken: any Authorization header gives a token only for the
+// Bearer scheme, trimmed, and never panics.
+func FuzzBearerToken(f *testing.F) {
+	for _, s := range []string{"Bearer moat_pat_x", "bearer  x ", "Basic YWxpY2U6cHc=", "Bearer", "", "BEARER\tx"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		r, _ := http.NewRequest("GET", "https://moat.example/", nil)
+		r.Header.Set("Authorization", header)
+		tok, ok := bearerToken(r)
+		if !ok {
+			return
+		}
+		scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || tok != strings.TrimSpace(tok) {
+			t.Fatalf("bearerToken(%q) = %q", header, tok)
 		}
 	})
 }

@@ -4,17 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/moat-dev/moat/internal/identity/session"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
-	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
-	"github.com/moat-dev/moat/internal/csrf"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
@@ -22,7 +23,6 @@ import (
 
 // Bounds on what a sign-in form may carry.
 const (
-	maxFormBytes    = 16 << 10
 	maxEmailLen     = 254
 	maxPasswordLen  = 1024
 	loginWorkBudget = 30 * time.Second
@@ -37,29 +37,27 @@ const (
 //	/_moat/jwks.json the public keys that verify X-Moat-Assertion
 //
 // Every POST needs the CSRF token of its form and a same-origin browser.
+// Mount it behind Identify, as every other page: the server identifies a
+// request once.
 func (s *Service) Handler() http.Handler {
-	return s.Identify(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return web.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		switch r.URL.Path {
 		case "/_moat/login":
-			s.serveLogin(w, r)
+			return s.serveLogin(w, r)
 		case "/_moat/logout":
-			s.serveLogout(w, r)
+			return s.serveLogout(w, r)
 		case "/_moat/password":
-			s.servePassword(w, r)
+			return s.servePassword(w, r)
 		case MFAPath:
-			s.serveSecondFactor(w, r)
+			return s.serveSecondFactor(w, r)
 		case "/_moat/jwks.json":
-			s.serveJWKS(w, r)
-		case CallbackPath:
-			s.serveSSO(w, r)
-		default:
-			if strings.HasPrefix(r.URL.Path, ssoStartPrefix) {
-				s.serveSSO(w, r)
-				return
-			}
-			web.Error(w, r, http.StatusNotFound, "not_found")
+			return s.serveJWKS(w, r)
 		}
-	}))
+		if r.URL.Path == CallbackPath || strings.HasPrefix(r.URL.Path, ssoStartPrefix) {
+			return s.serveSSO(w, r)
+		}
+		return web.NewProblem(http.StatusNotFound, "not_found")
+	})
 }
 
 // loginPage fills login.html.
@@ -73,15 +71,15 @@ type loginPage struct {
 	Providers []string // SSO buttons (a later issue)
 }
 
-func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
+func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		returnTo := safeReturnTo(r.URL.Query().Get("return_to"))
+		returnTo := access.SafeReturnTo(r.URL.Query().Get("return_to"))
 		// Signed in already: back to the page, unless that page asked for a
 		// fresh sign-in (a route's max_age, the admin console's re-auth).
-		if e := s.sessionOf(r); e != nil && !e.mustChange && !r.URL.Query().Has("reauth") {
+		if _, ss := signedIn(r); ss != nil && !ss.MustChangePassword && !r.URL.Query().Has("reauth") {
 			http.Redirect(w, r, returnTo, http.StatusSeeOther)
-			return
+			return nil
 		}
 		p := s.loginData(w, r, returnTo)
 		if !p.Password && len(p.Providers) == 1 && r.URL.Query().Has("return_to") {
@@ -90,15 +88,14 @@ func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) {
 			// shows the button instead, or the provider's own session
 			// would sign the person straight back in.
 			http.Redirect(w, r, ssoStartURL(p.Providers[0], returnTo), http.StatusSeeOther)
-			return
+			return nil
 		}
 		s.renderLogin(w, r, http.StatusOK, p)
+		return nil
 	case http.MethodPost:
-		s.loginPost(w, r)
-	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		web.Error(w, r, http.StatusMethodNotAllowed, "bad_request")
+		return s.loginPost(w, r)
 	}
+	return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD, POST")
 }
 
 func (s *Service) renderLogin(w http.ResponseWriter, r *http.Request, status int, p loginPage) {
@@ -109,7 +106,7 @@ func (s *Service) renderLogin(w http.ResponseWriter, r *http.Request, status int
 // come from the routes on that host.
 func (s *Service) loginData(w http.ResponseWriter, r *http.Request, returnTo string) loginPage {
 	host := hostOnly(r.Host)
-	p := loginPage{Heading: host, ReturnTo: returnTo, CSRF: s.csrf.Token(w, r)}
+	p := loginPage{Heading: host, ReturnTo: returnTo, CSRF: s.p.CSRF.Token(w, r)}
 	routes := s.routesFor(r, host, returnTo)
 	for _, rt := range routes {
 		if rt.Title != "" && p.Heading == host {
@@ -118,7 +115,7 @@ func (s *Service) loginData(w http.ResponseWriter, r *http.Request, returnTo str
 		for _, m := range rt.Login {
 			if m == "password" {
 				p.Password = true
-			} else if !contains(p.Providers, m) {
+			} else if !slices.Contains(p.Providers, m) {
 				p.Providers = append(p.Providers, m)
 			}
 		}
@@ -158,92 +155,96 @@ func hostOnly(hostport string) string {
 	return strings.ToLower(hostport)
 }
 
-// readForm parses a bounded POST form and checks CSRF; on failure it has
+// readForm reads a POST form of the sign-in pages with the one form
+// reader every page shares (csrf.Guard.ReadForm); on failure it has
 // answered.
 func (s *Service) readForm(w http.ResponseWriter, r *http.Request) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		web.Error(w, r, http.StatusBadRequest, "bad_request")
-		return false
-	}
-	if !s.csrf.Check(r, r.PostForm.Get(csrf.Field)) {
-		info := request.From(r)
-		s.logger.Warn("refused a POST without a valid CSRF token or from another origin", "path", r.URL.Path, "client_ip", clientIP(info), "request_id", info.ID)
-		web.Error(w, r, http.StatusForbidden, "auth.csrf")
+	if err := s.p.CSRF.ReadForm(w, r); err != nil {
+		web.Fail(w, r, err)
 		return false
 	}
 	return true
 }
 
-func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
-	if !s.readForm(w, r) {
-		return
+func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
+	if err := s.p.CSRF.ReadForm(w, r); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), loginWorkBudget)
 	defer cancel()
 	lang := web.Lang(r)
-	returnTo := safeReturnTo(r.PostForm.Get("return_to"))
+	returnTo := access.SafeReturnTo(r.PostForm.Get("return_to"))
 	p := s.loginData(w, r, returnTo)
 	if !p.Password {
-		web.Error(w, r, http.StatusForbidden, "auth.no_password_login")
-		return
+		return web.NewProblem(http.StatusForbidden, "auth.no_password_login")
 	}
 	email := store.NormalizeEmail(r.PostForm.Get("email"))
 	pw := r.PostForm.Get("password")
 	if len(email) > maxEmailLen || len(pw) > maxPasswordLen || email == "" || pw == "" {
 		p.Error = web.T(lang, "auth.login.failed")
 		s.renderLogin(w, r, http.StatusUnauthorized, p)
-		return
+		return nil
 	}
 	p.Email = email
 	info := request.From(r)
 	ip := clientIP(info)
-	ipKey, acctKey := clientKey(info.ClientIP), email
-	now := s.throttleClock()
-	if d, locked := s.clients.wait(ipKey, now); d > 0 {
-		s.throttled(w, r, p, d, locked)
-		return
-	}
-	if d, locked := s.accounts.wait(acctKey, now); d > 0 {
-		s.throttled(w, r, p, d, locked)
-		return
+	ipKey, acctKey := throttle.ClientKey(info.ClientIP), email
+	now := s.p.throttleClock()
+	for _, tk := range []struct {
+		t   throttle.Throttle
+		key string
+	}{{s.p.Clients, ipKey}, {s.p.Accounts, acctKey}} {
+		d, locked, err := tk.t.Wait(ctx, tk.key, now)
+		if err != nil {
+			s.p.logger.Error("sign-in throttle could not be read", "client_ip", ip, "request_id", info.ID, "err", err)
+			return web.Unavailable(nil)
+		}
+		if d > 0 {
+			s.throttled(w, r, p, d, locked)
+			return nil
+		}
 	}
 	u, err := s.authenticate(ctx, email, pw)
 	if err != nil {
-		s.logger.Error("sign-in could not be checked", "client_ip", ip, "request_id", info.ID, "err", err)
-		unavailable(w, r)
-		return
+		s.p.logger.Error("sign-in could not be checked", "client_ip", ip, "request_id", info.ID, "err", err)
+		return web.Unavailable(nil)
 	}
 	if u == nil {
-		s.audit(ctx, "login.failure", email, ip, "password")
-		if s.accounts.fail(acctKey, now) {
-			s.audit(ctx, "login.locked", email, ip, fmt.Sprintf("account locked for %s after repeated failures", accountLimits.LockFor))
+		s.p.audit(ctx, "login.failure", email, ip, "password")
+		if locked, err := s.p.Accounts.Fail(ctx, acctKey, now); err != nil {
+			s.p.logger.Error("count a failed sign-in", "request_id", info.ID, "err", err)
+		} else if locked {
+			s.p.audit(ctx, "login.locked", email, ip, fmt.Sprintf("account locked for %s after repeated failures", throttle.Accounts.LockFor))
 		}
-		if s.clients.fail(ipKey, now) {
-			s.audit(ctx, "login.locked", "", ip, fmt.Sprintf("client address %s locked for %s after repeated failures", ipKey, clientLimits.LockFor))
+		if locked, err := s.p.Clients.Fail(ctx, ipKey, now); err != nil {
+			s.p.logger.Error("count a failed sign-in", "request_id", info.ID, "err", err)
+		} else if locked {
+			s.p.audit(ctx, "login.locked", "", ip, fmt.Sprintf("client address %s locked for %s after repeated failures", ipKey, throttle.Clients.LockFor))
 		}
 		p.Error = web.T(lang, "auth.login.failed")
 		s.renderLogin(w, r, http.StatusUnauthorized, p)
-		return
+		return nil
 	}
-	s.accounts.reset(acctKey)
-	if s.beginSecondFactor(ctx, w, r, u, returnTo) {
-		return
+	if err := s.p.Accounts.Reset(ctx, acctKey); err != nil {
+		s.p.logger.Warn("reset the sign-in throttle", "request_id", info.ID, "err", err)
+	}
+	if answered, err := s.beginSecondFactor(ctx, w, r, u, returnTo); answered || err != nil {
+		return err
 	}
 	if _, err := s.startSession(ctx, w, r, u, "password"); err != nil {
-		s.logger.Error("start session", "user", email, "request_id", info.ID, "err", err)
-		unavailable(w, r)
-		return
+		s.p.logger.Error("start session", "user", email, "request_id", info.ID, "err", err)
+		return web.Unavailable(nil)
 	}
-	if err := s.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
-		s.logger.Warn("record last login", "user", email, "err", err)
+	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
+		s.p.logger.Warn("record last login", "user", email, "err", err)
 	}
-	s.audit(ctx, "login.success", email, ip, "password")
+	s.p.audit(ctx, "login.success", email, ip, "password")
 	if u.MustChangePassword {
 		http.Redirect(w, r, "/_moat/password?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
-		return
+		return nil
 	}
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
+	return nil
 }
 
 // authenticate returns the user email and pw sign in as, or nil. Unknown
@@ -251,7 +252,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) {
 // cost one password hash, so neither the answer nor its timing tells them
 // apart. err is set only when the check itself failed.
 func (s *Service) authenticate(ctx context.Context, email, pw string) (*store.User, error) {
-	u, err := s.store.GetUserByEmail(ctx, email)
+	u, err := s.p.store.GetUserByEmail(ctx, email)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("look up user: %w", err)
 	}
@@ -268,8 +269,8 @@ func (s *Service) authenticate(ctx context.Context, email, pw string) (*store.Us
 	if rehash != "" {
 		// Parameters changed since the hash was made: store today's, unless
 		// an admin reset the password meanwhile.
-		if _, err := s.store.SetPasswordHash(ctx, u.ID, u.PasswordHash, rehash, u.MustChangePassword); err != nil {
-			s.logger.Warn("rehash password", "user", u.Email, "err", err)
+		if _, err := s.p.store.SetPasswordHash(ctx, u.ID, u.PasswordHash, rehash, u.MustChangePassword); err != nil {
+			s.p.logger.Warn("rehash password", "user", u.Email, "err", err)
 		}
 	}
 	return u, nil
@@ -302,31 +303,31 @@ type logoutPage struct {
 	CSRF  string
 }
 
-func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) {
+func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		e := s.sessionOf(r)
-		if e == nil {
+		u, ss := signedIn(r)
+		if ss == nil {
 			http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
-			return
+			return nil
 		}
-		web.Render(w, r, http.StatusOK, "auth-logout.html", web.T(web.Lang(r), "auth.logout.title"), logoutPage{Email: e.user.Email, CSRF: s.csrf.Token(w, r)})
+		web.Render(w, r, http.StatusOK, "auth-logout.html", web.T(web.Lang(r), "auth.logout.title"), logoutPage{Email: u.Email, CSRF: s.p.CSRF.Token(w, r)})
 	case http.MethodPost:
-		if !s.readForm(w, r) {
-			return
+		if err := s.p.CSRF.ReadForm(w, r); err != nil {
+			return err
 		}
-		if e := s.sessionOf(r); e != nil {
-			s.revoke(r.Context(), e.hash)
-			s.audit(r.Context(), "logout", e.user.Email, clientIP(request.From(r)), "")
-		} else if id := cookieValue(r, SessionCookie); validID(id) {
-			s.revoke(r.Context(), hashID(id)) // expired or idle: end it anyway
+		if u, ss := signedIn(r); ss != nil {
+			s.p.Sessions.Revoke(r.Context(), ss.IDHash)
+			s.p.audit(r.Context(), "logout", u.Email, clientIP(request.From(r)), "")
+		} else if id := session.CookieValue(r, session.Cookie); session.ValidID(id) {
+			s.p.Sessions.Revoke(r.Context(), session.HashID(id)) // expired or idle: end it anyway
 		}
-		clearSessionCookie(w)
+		session.ClearCookie(w)
 		http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
 	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		web.Error(w, r, http.StatusMethodNotAllowed, "bad_request")
+		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD, POST")
 	}
+	return nil
 }
 
 // passwordPage fills auth-password.html.
@@ -339,42 +340,43 @@ type passwordPage struct {
 	MinLength int
 }
 
-func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
-	e := s.sessionOf(r)
-	if e == nil {
-		if web.IsNavigation(r) {
-			http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
-		} else {
-			web.Error(w, r, http.StatusUnauthorized, "auth.unauthorized")
+func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) error {
+	user, ss := signedIn(r)
+	if ss == nil {
+		if !web.IsNavigation(r) {
+			return web.NewProblem(http.StatusUnauthorized, "auth.unauthorized")
 		}
-		return
+		http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
+		return nil
 	}
 	lang := web.Lang(r)
-	if e.user.Provider != "password" {
-		web.Error(w, r, http.StatusBadRequest, "auth.password.not_local")
-		return
+	if ss.Provider != "password" {
+		return web.NewProblem(http.StatusBadRequest, "auth.password.not_local")
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		returnTo := safeReturnTo(r.URL.Query().Get("return_to"))
-		s.renderPassword(w, r, http.StatusOK, passwordPage{Email: e.user.Email, Forced: e.mustChange, CSRF: s.csrf.Token(w, r), ReturnTo: returnTo, MinLength: s.cfg.Identity.Passwords.MinLength})
-		return
+		returnTo := access.SafeReturnTo(r.URL.Query().Get("return_to"))
+		s.renderPassword(w, r, http.StatusOK, passwordPage{Email: user.Email, Forced: ss.MustChangePassword, CSRF: s.p.CSRF.Token(w, r), ReturnTo: returnTo, MinLength: s.cfg.Identity.Passwords.MinLength})
+		return nil
 	case http.MethodPost:
 	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		web.Error(w, r, http.StatusMethodNotAllowed, "bad_request")
-		return
+		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD, POST")
 	}
-	if !s.readForm(w, r) {
-		return
+	if err := s.p.CSRF.ReadForm(w, r); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), loginWorkBudget)
 	defer cancel()
 	info := request.From(r)
-	p := passwordPage{Email: e.user.Email, Forced: e.mustChange, CSRF: s.csrf.Token(w, r), ReturnTo: safeReturnTo(r.PostForm.Get("return_to")), MinLength: s.cfg.Identity.Passwords.MinLength}
+	p := passwordPage{Email: user.Email, Forced: ss.MustChangePassword, CSRF: s.p.CSRF.Token(w, r), ReturnTo: access.SafeReturnTo(r.PostForm.Get("return_to")), MinLength: s.cfg.Identity.Passwords.MinLength}
 	current, next, confirm := r.PostForm.Get("current"), r.PostForm.Get("new"), r.PostForm.Get("confirm")
-	acctKey := e.user.Email
-	if d, locked := s.accounts.wait(acctKey, s.throttleClock()); d > 0 {
+	acctKey := user.Email
+	d, locked, err := s.p.Accounts.Wait(ctx, acctKey, s.p.throttleClock())
+	if err != nil {
+		s.p.logger.Error("password change: read throttle", "user", user.Email, "err", err)
+		return web.Unavailable(nil)
+	}
+	if d > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
 		if locked {
 			p.Error = web.T(lang, "auth.login.locked", int(d/time.Minute)+1)
@@ -382,31 +384,31 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 			p.Error = web.T(lang, "auth.login.wait", int(d/time.Second)+1)
 		}
 		s.renderPassword(w, r, http.StatusTooManyRequests, p)
-		return
+		return nil
 	}
-	u, err := s.store.GetUser(ctx, e.user.ID)
+	u, err := s.p.store.GetUser(ctx, user.ID)
 	if err != nil {
-		s.logger.Error("password change: load user", "user", e.user.Email, "err", err)
-		unavailable(w, r)
-		return
+		s.p.logger.Error("password change: load user", "user", user.Email, "err", err)
+		return web.Unavailable(nil)
 	}
 	if len(current) > maxPasswordLen || len(next) > maxPasswordLen {
 		p.Error = web.T(lang, "auth.password.wrong_current")
 		s.renderPassword(w, r, http.StatusBadRequest, p)
-		return
+		return nil
 	}
 	ok, _, err := s.hasher.verify(ctx, u.PasswordHash, current)
 	if err != nil {
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	if !ok {
-		if s.accounts.fail(acctKey, s.throttleClock()) {
-			s.audit(ctx, "login.locked", u.Email, clientIP(info), "account locked after wrong current passwords")
+		if locked, err := s.p.Accounts.Fail(ctx, acctKey, s.p.throttleClock()); err != nil {
+			s.p.logger.Error("password change: count failure", "user", u.Email, "err", err)
+		} else if locked {
+			s.p.audit(ctx, "login.locked", u.Email, clientIP(info), "account locked after wrong current passwords")
 		}
 		p.Error = web.T(lang, "auth.password.wrong_current")
 		s.renderPassword(w, r, http.StatusBadRequest, p)
-		return
+		return nil
 	}
 	switch {
 	case next != confirm:
@@ -415,88 +417,79 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) {
 		p.Error = web.T(lang, "auth.password.same")
 	default:
 		if err := s.hasher.check(next, u.Email); err != nil {
-			p.Error = policyMessage(lang, next, p.MinLength, err)
+			p.Error = web.PasswordRefusal(lang, next, p.MinLength, err)
 		}
 	}
 	if p.Error != "" {
 		s.renderPassword(w, r, http.StatusBadRequest, p)
-		return
+		return nil
 	}
 	hash, err := s.hasher.hash(ctx, next)
 	if err != nil {
-		unavailable(w, r)
-		return
+		return web.Unavailable(nil)
 	}
 	// Only if the password is still the one just checked: an admin's
 	// reset in between wins.
-	changed, err := s.store.SetPasswordHash(ctx, u.ID, u.PasswordHash, hash, false)
+	changed, err := s.p.store.SetPasswordHash(ctx, u.ID, u.PasswordHash, hash, false)
 	if err != nil {
-		s.logger.Error("password change: save", "user", u.Email, "err", err)
-		unavailable(w, r)
-		return
+		s.p.logger.Error("password change: save", "user", u.Email, "err", err)
+		return web.Unavailable(nil)
 	}
 	if !changed {
 		p.Error = web.T(lang, "auth.password.wrong_current")
 		s.renderPassword(w, r, http.StatusConflict, p)
-		return
+		return nil
 	}
 	u.PasswordHash, u.MustChangePassword = hash, false
 	// A new password ends every session of the user, this one included;
 	// this browser gets a fresh one.
-	hashes, err := s.store.RevokeUserSessions(ctx, u.ID, time.Now())
+	hashes, err := s.p.store.RevokeUserSessions(ctx, u.ID, time.Now())
 	if err != nil {
-		s.logger.Error("password change: revoke sessions", "user", u.Email, "err", err)
+		s.p.logger.Error("password change: revoke sessions", "user", u.Email, "err", err)
 	}
 	for _, h := range hashes {
-		s.dropSession(h)
+		s.p.Forget(Revoked{Session: h})
 	}
-	s.accounts.reset(acctKey)
-	s.audit(ctx, "password.change", u.Email, clientIP(info), fmt.Sprintf("%d session(s) ended", len(hashes)))
+	if err := s.p.Accounts.Reset(ctx, acctKey); err != nil {
+		s.p.logger.Warn("password change: reset throttle", "user", u.Email, "err", err)
+	}
+	s.p.audit(ctx, "password.change", u.Email, clientIP(info), fmt.Sprintf("%d session(s) ended", len(hashes)))
 	if _, err := s.startSession(ctx, w, r, u, "password"); err != nil {
-		s.logger.Error("password change: new session", "user", u.Email, "err", err)
-		clearSessionCookie(w)
+		s.p.logger.Error("password change: new session", "user", u.Email, "err", err)
+		session.ClearCookie(w)
 		http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
-		return
+		return nil
 	}
 	http.Redirect(w, r, p.ReturnTo, http.StatusSeeOther)
+	return nil
 }
 
 func (s *Service) renderPassword(w http.ResponseWriter, r *http.Request, status int, p passwordPage) {
 	web.Render(w, r, status, "auth-password.html", web.T(web.Lang(r), "auth.password.title"), p)
 }
 
-func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) {
+func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		web.Error(w, r, http.StatusMethodNotAllowed, "bad_request")
-		return
+		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD")
 	}
-	s.keys.mu.RLock()
-	body := s.keys.jwks
-	s.keys.mu.RUnlock()
+	body := s.p.Signer.JWKS()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write(body)
+	return nil
 }
 
-// unavailable answers when a sign-in cannot be checked now (store down,
-// every hashing slot busy): try again in a few seconds.
-func unavailable(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Retry-After", "5")
-	web.Error(w, r, http.StatusServiceUnavailable, "unavailable")
-}
-
-// policyMessage says in lang why the password policy refused pw; the
-// common cases have their own translated message, the rest the policy's
-// own (English) reason.
-func policyMessage(lang, pw string, minLength int, err error) string {
-	switch {
-	case utf8.RuneCountInString(pw) < max(minLength, 8):
-		return web.T(lang, "auth.password.too_short", max(minLength, 8))
-	case password.IsCommon(pw):
-		return web.T(lang, "auth.password.common")
+// FlowPage reports whether path is a page of a sign-in on its way to a
+// route (login, second step, password change, SSO start and callback):
+// such a page runs under the security policy of the route its return_to
+// names (CallbackReturnTo for the callback), so a client a route's policy
+// refuses cannot sign in through that route (issue 12 #1).
+func FlowPage(path string) bool {
+	switch path {
+	case "/_moat/login", MFAPath, "/_moat/password", CallbackPath:
+		return true
 	}
-	return web.T(lang, "auth.password.weak", err.Error())
+	return strings.HasPrefix(path, ssoStartPrefix)
 }

@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"encoding/json"
+	"github.com/moat-dev/moat/internal/identity/assertion"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"io"
 	"log/slog"
 	"net"
@@ -42,6 +44,8 @@ type harness struct {
 	svc    *Service
 	srv    *httptest.Server
 	routes map[string]*config.Route
+	// counted counts the session and user reads sign-in makes of the store.
+	counted *countingStore
 }
 
 func newHarness(t testing.TB, tweak func(*config.Config)) *harness {
@@ -51,8 +55,8 @@ func newHarness(t testing.TB, tweak func(*config.Config)) *harness {
 	cfg.Identity.Session = config.Session{MaxAge: config.Duration(12 * time.Hour), IdleTimeout: config.Duration(time.Hour)}
 	cfg.Identity.Passwords.MinLength = 12
 	cfg.Routes = []*config.Route{
-		{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: []string{"group:staff", "user:bob@other.org"}},
-		{Host: "127.0.0.1", PathPrefix: "/corp/", Backend: "b", Login: []string{"password"}, Allow: []string{"domain:example.com"}},
+		{Host: "127.0.0.1", PathPrefix: "/app/", Backend: "b", Title: "Sales dashboard", Login: []string{"password"}, Allow: config.Members("group:staff", "user:bob@other.org")},
+		{Host: "127.0.0.1", PathPrefix: "/corp/", Backend: "b", Login: []string{"password"}, Allow: config.Members("domain:example.com")},
 		{Host: "127.0.0.1", PathPrefix: "/public/", Backend: "b", Public: true},
 	}
 	if tweak != nil {
@@ -63,13 +67,11 @@ func newHarness(t testing.TB, tweak func(*config.Config)) *harness {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	svc, err := New(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("auth.New: %v", err)
-	}
-	h := &harness{t: t, cfg: cfg, store: st, svc: svc, routes: map[string]*config.Route{}}
+	counted := &countingStore{Store: st}
+	svc := newTestService(t, cfg, counted)
+	h := &harness{t: t, cfg: cfg, store: st, svc: svc, routes: map[string]*config.Route{}, counted: counted}
 	mux := http.NewServeMux()
-	mux.Handle("/_moat/", svc.Handler())
+	mux.Handle("/_moat/", svc.Identify(svc.Handler()))
 	for _, rt := range cfg.Routes {
 		h.routes[rt.PathPrefix] = rt
 		mux.Handle(rt.PathPrefix, withRoute(rt, svc.Identify(svc.Require(rt, h.backend()))))
@@ -77,6 +79,25 @@ func newHarness(t testing.TB, tweak func(*config.Config)) *harness {
 	h.srv = httptest.NewTLSServer(withInfo(mux))
 	t.Cleanup(h.srv.Close)
 	return h
+}
+
+// newTestService builds a Process on st with the instance key of
+// cfg.DataDir, and the Service for cfg on it, as the server does.
+func newTestService(t testing.TB, cfg *config.Config, st store.Store) *Service {
+	t.Helper()
+	ik, err := InstanceKey(context.Background(), cfg, st)
+	if err != nil {
+		t.Fatalf("instance key: %v", err)
+	}
+	proc, err := NewProcess(st, ik, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatalf("auth.NewProcess: %v", err)
+	}
+	svc, err := New(cfg, proc)
+	if err != nil {
+		t.Fatalf("auth.New: %v", err)
+	}
+	return svc
 }
 
 // withInfo does what the server's front stage does: a request.Info with
@@ -113,7 +134,7 @@ func (h *harness) backend() http.Handler {
 		}
 		h.svc.SetIdentity(out, r)
 		got := map[string]string{}
-		for _, k := range []string{HeaderUserEmail, HeaderUserID, HeaderUserGroups, HeaderAssertion} {
+		for _, k := range []string{assertion.HeaderUserEmail, assertion.HeaderUserID, assertion.HeaderUserGroups, assertion.HeaderAssertion} {
 			got[k] = out.Header.Get(k)
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -223,7 +244,7 @@ func (h *harness) identity(c *http.Client, path string) (int, map[string]string)
 func (h *harness) sessionCookie(c *http.Client) string {
 	u, _ := url.Parse(h.srv.URL)
 	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == SessionCookie {
+		if ck.Name == session.Cookie {
 			return ck.Value
 		}
 	}

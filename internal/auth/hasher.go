@@ -2,31 +2,25 @@ package auth
 
 import (
 	"context"
-	"runtime"
-	"time"
 
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 )
 
-// hasherWait is how long a login waits for a free hashing slot before it is
-// answered "busy".
-const hasherWait = 2 * time.Second
-
-// hasher runs every password hash of the login flow under one
-// password.Limiter, so a login flood takes at most half the cores and
-// leaves the rest to proxied traffic.
+// hasher runs every password hash of the login flow under the process's
+// password.Limiter (so a reload does not open a second set of slots), with
+// the configuration's password policy.
 type hasher struct {
 	limiter *password.Limiter
 	policy  password.Policy
 	dummy   string
 }
 
-func newHasher(cfg *config.Config) *hasher {
+func newHasher(cfg *config.Config, p *Process) *hasher {
 	return &hasher{
-		limiter: password.NewLimiter(max(1, runtime.GOMAXPROCS(0)/2), hasherWait),
+		limiter: p.Limiter,
 		policy:  password.Policy{MinLength: cfg.Identity.Passwords.MinLength},
-		dummy:   password.DummyHash(password.DefaultParams),
+		dummy:   p.dummy,
 	}
 }
 

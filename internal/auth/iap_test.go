@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"github.com/moat-dev/moat/internal/identity/assertion"
 	"net/http"
 	"strings"
 	"testing"
@@ -33,17 +34,17 @@ func TestAppVerifiesTheIAPAssertionAsGoogleDocumentsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := got[http.CanonicalHeaderKey(HeaderIAPEmail)]; e != "accounts.google.com:alice@example.com" {
-		t.Errorf("%s = %q", HeaderIAPEmail, e)
+	if e := got[http.CanonicalHeaderKey(assertion.HeaderIAPEmail)]; e != "accounts.google.com:alice@example.com" {
+		t.Errorf("%s = %q", assertion.HeaderIAPEmail, e)
 	}
-	if id := got[http.CanonicalHeaderKey(HeaderIAPID)]; id != "accounts.google.com:"+u.ID {
-		t.Errorf("%s = %q", HeaderIAPID, id)
+	if id := got[http.CanonicalHeaderKey(assertion.HeaderIAPID)]; id != "accounts.google.com:"+u.ID {
+		t.Errorf("%s = %q", assertion.HeaderIAPID, id)
 	}
-	tok := got[http.CanonicalHeaderKey(HeaderIAPAssertion)]
+	tok := got[http.CanonicalHeaderKey(assertion.HeaderIAPAssertion)]
 	if tok == "" {
-		t.Fatalf("no %s; app saw %v", HeaderIAPAssertion, got)
+		t.Fatalf("no %s; app saw %v", assertion.HeaderIAPAssertion, got)
 	}
-	claims := verifyAsAnApp(t, h.srv.Client(), h.srv.URL+"/_moat/jwks.json", tok, IAPIssuer, aud)
+	claims := verifyAsAnApp(t, h.srv.Client(), h.srv.URL+"/_moat/jwks.json", tok, assertion.IAPIssuer, aud)
 	if claims.Email != "alice@example.com" || claims.Subject != "accounts.google.com:"+u.ID {
 		t.Errorf("claims = %+v", claims)
 	}
@@ -58,7 +59,7 @@ func TestAppVerifiesTheIAPAssertionAsGoogleDocumentsIt(t *testing.T) {
 		b := h.browser()
 		h.ssoSignIn(b, "/api/", "bob@example.com")
 		_, got := h.identity(b, "/api/")
-		verifyAsAnApp(t, h.srv.Client(), h.srv.URL+"/_moat/jwks.json", got[http.CanonicalHeaderKey(HeaderIAPAssertion)], IAPIssuer, "127.0.0.1/api/")
+		verifyAsAnApp(t, h.srv.Client(), h.srv.URL+"/_moat/jwks.json", got[http.CanonicalHeaderKey(assertion.HeaderIAPAssertion)], assertion.IAPIssuer, "127.0.0.1/api/")
 	})
 }
 
@@ -68,7 +69,7 @@ func TestIAPHeadersAreOffByDefaultAndNeverForged(t *testing.T) {
 	h.ssoSignIn(c, "/sso/", "alice@example.com")
 	req, _ := http.NewRequest("GET", h.srv.URL+"/sso/", nil)
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set(HeaderIAPEmail, "accounts.google.com:mallory@example.com")
+	req.Header.Set(assertion.HeaderIAPEmail, "accounts.google.com:mallory@example.com")
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)

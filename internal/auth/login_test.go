@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"github.com/moat-dev/moat/internal/identity/assertion"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"net/http"
 	"net/url"
 	"strings"
@@ -27,7 +29,7 @@ func TestPasswordLoginOpensTheRouteAndReturnsToThePage(t *testing.T) {
 	wantRedirect(t, resp, "/app/report?q=1")
 	var cookie *http.Cookie
 	for _, ck := range resp.Cookies() {
-		if ck.Name == SessionCookie {
+		if ck.Name == session.Cookie {
 			cookie = ck
 		}
 	}
@@ -35,14 +37,14 @@ func TestPasswordLoginOpensTheRouteAndReturnsToThePage(t *testing.T) {
 		t.Fatalf("session cookie = %+v, want __Host- style: Secure, HttpOnly, SameSite=Lax, Path=/, no Domain", cookie)
 	}
 	status, id := h.identity(c, "/app/report")
-	if status != 200 || id[HeaderUserEmail] != "alice@example.com" || id[HeaderUserGroups] != "staff" || id[HeaderAssertion] == "" {
+	if status != 200 || id[assertion.HeaderUserEmail] != "alice@example.com" || id[assertion.HeaderUserGroups] != "staff" || id[assertion.HeaderAssertion] == "" {
 		t.Fatalf("app saw %d %v", status, id)
 	}
 	// The store holds the hash, not the cookie value.
 	if _, err := h.store.GetSession(context.Background(), cookie.Value); err == nil {
 		t.Error("the store finds a session by the raw cookie value")
 	}
-	if _, err := h.store.GetSession(context.Background(), hashID(cookie.Value)); err != nil {
+	if _, err := h.store.GetSession(context.Background(), session.HashID(cookie.Value)); err != nil {
 		t.Errorf("session not stored under its hash: %v", err)
 	}
 	events, _ := h.store.ListAudit(context.Background(), store.AuditFilter{Action: "login.success"})
@@ -178,14 +180,14 @@ func TestLoginRotatesTheSessionID(t *testing.T) {
 
 	t.Run("a planted cookie value is never promoted", func(t *testing.T) {
 		c := h.browser()
-		planted := strings.Repeat("A", sessionIDLen)
-		c.Jar.SetCookies(srvURL, []*http.Cookie{{Name: SessionCookie, Value: planted, Path: "/"}})
+		planted := strings.Repeat("A", session.IDLen)
+		c.Jar.SetCookies(srvURL, []*http.Cookie{{Name: session.Cookie, Value: planted, Path: "/"}})
 		wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
 		if got := h.sessionCookie(c); got == planted || got == "" {
 			t.Fatalf("session cookie after login = %q", got)
 		}
 		attacker := h.browser()
-		attacker.Jar.SetCookies(srvURL, []*http.Cookie{{Name: SessionCookie, Value: planted, Path: "/"}})
+		attacker.Jar.SetCookies(srvURL, []*http.Cookie{{Name: session.Cookie, Value: planted, Path: "/"}})
 		if status, _ := h.identity(attacker, "/app/"); status != http.StatusUnauthorized {
 			t.Fatalf("planted cookie opens the app: %d", status)
 		}
@@ -196,7 +198,7 @@ func TestLoginRotatesTheSessionID(t *testing.T) {
 		planted := h.sessionCookie(attacker)
 		victim := h.browser()
 		tok := h.csrf(victim, "/_moat/login")
-		victim.Jar.SetCookies(srvURL, []*http.Cookie{{Name: SessionCookie, Value: planted, Path: "/"}})
+		victim.Jar.SetCookies(srvURL, []*http.Cookie{{Name: session.Cookie, Value: planted, Path: "/"}})
 		wantRedirect(t, h.nav(victim, "POST", "/_moat/login", url.Values{"csrf": {tok}, "email": {"alice@example.com"}, "password": {alicePassword}, "return_to": {"/app/"}}), "/app/")
 		if h.sessionCookie(victim) == planted {
 			t.Fatal("login kept the pre-existing session id")
@@ -205,8 +207,8 @@ func TestLoginRotatesTheSessionID(t *testing.T) {
 			t.Fatalf("the replaced session still works: %d", status)
 		}
 		_, id := h.identity(victim, "/app/")
-		if id[HeaderUserEmail] != "alice@example.com" {
-			t.Fatalf("victim is %q", id[HeaderUserEmail])
+		if id[assertion.HeaderUserEmail] != "alice@example.com" {
+			t.Fatalf("victim is %q", id[assertion.HeaderUserEmail])
 		}
 	})
 }
@@ -219,7 +221,7 @@ func TestLogoutEndsTheSessionEverywhere(t *testing.T) {
 	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
 	stolen := h.sessionCookie(c)
 	var revoked []string
-	h.svc.OnRevoke = func(hash string) { revoked = append(revoked, hash) }
+	h.svc.p.OnRevoke = func(hash string) { revoked = append(revoked, hash) }
 
 	page := readBody(t, h.nav(c, "GET", "/_moat/logout", nil))
 	if !strings.Contains(page, "alice@example.com") {
@@ -230,12 +232,12 @@ func TestLogoutEndsTheSessionEverywhere(t *testing.T) {
 	if h.sessionCookie(c) != "" {
 		t.Error("the browser kept the session cookie")
 	}
-	if len(revoked) != 1 || revoked[0] != hashID(stolen) {
+	if len(revoked) != 1 || revoked[0] != session.HashID(stolen) {
 		t.Errorf("OnRevoke got %v", revoked)
 	}
 	replay := h.browser()
 	u, _ := url.Parse(h.srv.URL)
-	replay.Jar.SetCookies(u, []*http.Cookie{{Name: SessionCookie, Value: stolen, Path: "/"}})
+	replay.Jar.SetCookies(u, []*http.Cookie{{Name: session.Cookie, Value: stolen, Path: "/"}})
 	if status, _ := h.identity(replay, "/app/"); status != http.StatusUnauthorized {
 		t.Fatalf("a copy of the cookie still works after logout: %d", status)
 	}

@@ -2,93 +2,62 @@ package auth
 
 import (
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/moat-dev/moat/internal/auth/allow"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
-	"github.com/moat-dev/moat/internal/web"
 )
 
 // Require lets a request through to next only when route is public, or the
 // request is signed in (Identify ran before) by a user the route's allow
-// list admits. Otherwise a page navigation is redirected to the login page
-// (303) and any other request gets 401 JSON, never a redirect; a signed-in
-// user who is not allowed gets a 403 page saying who they are signed in as;
-// a user who must change their password is sent to that page first.
+// list admits, with a sign-in younger than the route's max_age and, where
+// the route or identity.passwords.mfa asks, a second factor: the one
+// access.Rule of the route, answered by access.Refuse. On a route with
+// bearer: true a script may send a token instead (bearer.go).
 func (s *Service) Require(route *config.Route, next http.Handler) http.Handler {
 	if route != nil && route.Public {
 		return next
 	}
-	var list allow.List
-	if route != nil {
-		var err error
-		if list, err = allow.ParseList(route.Allow); err != nil {
-			// Validation catches this first; refuse everyone if it did not.
-			s.logger.Error("route allow list unusable, refusing everyone", "route", route.Name(), "err", err)
-			list = nil
-		}
-	}
+	rule := s.RouteRule(route)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u := request.From(r).User
-		if !u.SignedIn() && route != nil && route.Bearer && s.serveBearer(w, r, route, list, next) {
+		info := request.From(r)
+		if !info.User.SignedIn() && route != nil && route.Bearer && s.serveBearer(w, r, route, rule, next) {
 			return // bearer.go
 		}
-		if !u.SignedIn() {
-			s.challenge(w, r)
-			return
-		}
-		e := s.sessionOf(r)
-		// A route's max_age asks for a sign-in younger than that: an older
-		// one goes through the login page again.
-		if route != nil && route.MaxAge > 0 && e != nil && time.Since(e.authTime) > route.MaxAge.D() {
-			s.challengeWith(w, r, "reauth=1&")
-			return
-		}
-		if e != nil && e.mustChange {
-			if web.IsNavigation(r) {
-				http.Redirect(w, r, "/_moat/password?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-				return
-			}
-			web.Error(w, r, http.StatusForbidden, "auth.change_required")
-			return
-		}
-		if !list.Allows(u) {
-			s.forbidden(w, r, u)
-			return
-		}
-		if s.missingSecondFactor(route, e) {
-			requireSecondFactor(w, r)
+		if d := rule.Check(info.User, info.Session, time.Now()); d.Refusal != access.Pass {
+			s.refuse(w, r, rule, d)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// challenge answers a request that needs a session and has none.
-func (s *Service) challenge(w http.ResponseWriter, r *http.Request) { s.challengeWith(w, r, "") }
-
-// challengeWith is challenge with extra login-page query parameters
-// (ending in "&").
-func (s *Service) challengeWith(w http.ResponseWriter, r *http.Request, query string) {
-	if web.IsNavigation(r) {
-		http.Redirect(w, r, "/_moat/login?"+query+"return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return
+// RouteRule is what route asks of a request: its allow list, max_age and
+// second factor.
+func (s *Service) RouteRule(route *config.Route) access.Rule {
+	rule := access.Rule{Allow: allow.List{}, MFA: access.SecondFactorRequired(s.cfg, route)}
+	if route == nil {
+		return rule
 	}
-	web.Error(w, r, http.StatusUnauthorized, "auth.unauthorized")
+	rule.MaxAge = route.MaxAge.D()
+	list, err := allow.FromConfig(route.Allow)
+	if err != nil {
+		// Validation catches this first; refuse everyone if it did not.
+		s.p.logger.Error("route allow list unusable, refusing everyone", "route", route.Name(), "err", err)
+		return rule
+	}
+	rule.Allow = list
+	return rule
 }
 
-// forbiddenPage fills auth-forbidden.html.
-type forbiddenPage struct {
-	Email string
-	Name  string
-}
-
-func (s *Service) forbidden(w http.ResponseWriter, r *http.Request, u request.User) {
-	if !web.IsNavigation(r) {
-		web.Error(w, r, http.StatusForbidden, "auth.not_allowed", u.Email)
-		return
+// refuse logs a refusal with its reasons and answers it.
+func (s *Service) refuse(w http.ResponseWriter, r *http.Request, rule access.Rule, d access.Decision) {
+	if d.Refusal == access.NotAllowed {
+		info := request.From(r)
+		s.p.logger.Info("allow list refused a signed-in user", "user", d.Email, "tried", d.Tried,
+			"path", r.URL.Path, "client_ip", clientIP(info), "request_id", info.ID)
 	}
-	web.Render(w, r, http.StatusForbidden, "auth-forbidden.html", web.T(web.Lang(r), "auth.not_allowed.title"), forbiddenPage{Email: u.Email, Name: u.Name})
+	access.Refuse(w, r, rule, d)
 }

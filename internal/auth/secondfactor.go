@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -13,7 +15,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/auth/mfa"
-	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
@@ -28,67 +30,76 @@ const PendingCookie = "__Host-moat-mfa"
 // pendingTTL is how long the code page waits after the password.
 const pendingTTL = 5 * time.Minute
 
-// MFAPath is the login's second step; EnrolPath is where a user without a
-// second factor is sent when a route requires one.
-const (
-	MFAPath   = "/_moat/mfa"
-	EnrolPath = "/_moat/account/mfa"
-)
+// MFAPath is the login's second step (access.EnrolPath is where a user
+// without a second factor is sent when a route requires one).
+const MFAPath = "/_moat/mfa"
 
 func (s *Service) pendingMAC(userID, exp, pwHash string) string {
-	m := hmac.New(sha256.New, s.ikey.Derive("mfa pending sign-in"))
+	m := hmac.New(sha256.New, s.p.Key.Derive("mfa pending sign-in"))
 	m.Write([]byte(userID + "|" + exp + "|" + pwHash))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // beginSecondFactor runs after a correct password: a user with a second
 // factor gets the code page instead of a session. It reports whether it
-// has answered the request.
-func (s *Service) beginSecondFactor(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, returnTo string) bool {
-	on, err := s.MFA.Enrolled(ctx, u.ID)
+// has answered the request (or failed: err).
+func (s *Service) beginSecondFactor(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, returnTo string) (bool, error) {
+	on, err := s.p.MFA.Enrolled(ctx, u.ID)
 	if err != nil {
-		s.logger.Error("sign-in: read second factor", "user", u.Email, "request_id", request.From(r).ID, "err", err)
-		unavailable(w, r)
-		return true
+		return true, web.Unavailable(fmt.Errorf("sign-in: read second factor: %w", err))
 	}
 	if !on {
-		return false
+		return false, nil
 	}
 	exp := strconv.FormatInt(time.Now().Add(pendingTTL).Unix(), 10)
 	v := base64.RawURLEncoding.EncodeToString([]byte(u.ID)) + "." + exp + "." + s.pendingMAC(u.ID, exp, u.PasswordHash)
 	http.SetCookie(w, &http.Cookie{Name: PendingCookie, Value: v, Path: "/", MaxAge: int(pendingTTL / time.Second), Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, MFAPath+"?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
-	return true
+	return true, nil
 }
 
 // pendingUser returns the user whose password sign-in r's pending cookie
 // carries, or nil when there is none, it expired, or it no longer fits the
 // user (password changed, disabled, deleted).
 func (s *Service) pendingUser(ctx context.Context, r *http.Request) (*store.User, error) {
-	v := cookieValue(r, PendingCookie)
-	if v == "" || len(v) > 512 {
+	p, ok := parsePending(session.CookieValue(r, PendingCookie))
+	if !ok || time.Now().Unix() > p.expires {
 		return nil, nil
 	}
-	parts := strings.Split(v, ".")
-	if len(parts) != 3 {
-		return nil, nil
-	}
-	id, err := base64.RawURLEncoding.DecodeString(parts[0])
-	exp, err2 := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil || err2 != nil || time.Now().Unix() > exp {
-		return nil, nil
-	}
-	u, err := s.store.GetUser(ctx, string(id))
+	u, err := s.p.store.GetUser(ctx, p.userID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	if u.Disabled || !hmac.Equal([]byte(parts[2]), []byte(s.pendingMAC(u.ID, parts[1], u.PasswordHash))) {
+	if u.Disabled || !hmac.Equal([]byte(p.mac), []byte(s.pendingMAC(u.ID, p.exp, u.PasswordHash))) {
 		return nil, nil
 	}
 	return u, nil
+}
+
+// pending is PendingCookie's value, read but not yet checked.
+type pending struct {
+	userID, exp, mac string
+	expires          int64
+}
+
+// parsePending reads "base64url(user id).expiry.mac", bounded.
+func parsePending(v string) (pending, bool) {
+	if v == "" || len(v) > 512 {
+		return pending{}, false
+	}
+	parts := strings.Split(v, ".")
+	if len(parts) != 3 {
+		return pending{}, false
+	}
+	id, err := base64.RawURLEncoding.DecodeString(parts[0])
+	exp, err2 := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || err2 != nil || len(id) == 0 {
+		return pending{}, false
+	}
+	return pending{userID: string(id), exp: parts[1], mac: parts[2], expires: exp}, true
 }
 
 func clearPending(w http.ResponseWriter) {
@@ -106,42 +117,39 @@ type mfaPage struct {
 // serveSecondFactor is the login's second step: a TOTP code or a recovery
 // code after the password; then the session starts, marked as having
 // passed the second factor.
-func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) {
+func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) error {
 	lang := web.Lang(r)
 	ctx, cancel := context.WithTimeout(r.Context(), loginWorkBudget)
 	defer cancel()
 	var returnTo string
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		returnTo = safeReturnTo(r.URL.Query().Get("return_to"))
+		returnTo = access.SafeReturnTo(r.URL.Query().Get("return_to"))
 	case http.MethodPost:
-		if !s.readForm(w, r) {
-			return
+		if err := s.p.CSRF.ReadForm(w, r); err != nil {
+			return err
 		}
-		returnTo = safeReturnTo(r.PostForm.Get("return_to"))
+		returnTo = access.SafeReturnTo(r.PostForm.Get("return_to"))
 	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		web.Error(w, r, http.StatusMethodNotAllowed, "bad_request")
-		return
+		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD, POST")
 	}
 	u, err := s.pendingUser(ctx, r)
 	if err != nil {
-		s.logger.Error("second factor: load user", "request_id", request.From(r).ID, "err", err)
-		unavailable(w, r)
-		return
+		s.p.logger.Error("second factor: load user", "request_id", request.From(r).ID, "err", err)
+		return web.Unavailable(nil)
 	}
 	if u == nil {
 		clearPending(w)
 		http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
-		return
+		return nil
 	}
-	p := mfaPage{Email: u.Email, CSRF: s.csrf.Token(w, r), ReturnTo: returnTo}
+	p := mfaPage{Email: u.Email, CSRF: s.p.CSRF.Token(w, r), ReturnTo: returnTo}
 	if r.Method != http.MethodPost {
 		web.Render(w, r, http.StatusOK, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
-		return
+		return nil
 	}
 	ip := clientIP(request.From(r))
-	err = s.MFA.Verify(ctx, u.ID, u.Email, r.PostForm.Get("code"), ip)
+	err = s.p.MFA.Verify(ctx, u.ID, u.Email, r.PostForm.Get("code"), ip)
 	var te *mfa.ThrottledError
 	switch {
 	case err == nil:
@@ -149,70 +157,34 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(te.Wait/time.Second)+1))
 		p.Error = web.T(lang, "mfa.throttled", int(te.Wait/time.Second)+1)
 		web.Render(w, r, http.StatusTooManyRequests, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
-		return
+		return nil
 	case errors.Is(err, mfa.ErrInvalidCode):
 		p.Error = web.T(lang, "mfa.invalid")
 		web.Render(w, r, http.StatusUnauthorized, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
-		return
+		return nil
 	case errors.Is(err, mfa.ErrNotEnrolled):
 		// Reset by an admin meanwhile: sign in again from the start.
 		clearPending(w)
 		http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
-		return
+		return nil
 	default:
-		s.logger.Error("second factor: verify", "user", u.Email, "err", err)
-		unavailable(w, r)
-		return
+		s.p.logger.Error("second factor: verify", "user", u.Email, "err", err)
+		return web.Unavailable(nil)
 	}
 	clearPending(w)
-	e, err := s.startSession(ctx, w, r, u, "password")
-	if err != nil {
-		s.logger.Error("start session", "user", u.Email, "err", err)
-		unavailable(w, r)
-		return
+	// The session is born having passed the second factor.
+	if _, err := s.startSession(ctx, w, r, u, "password", func(sess *store.Session) { sess.MFA = true }); err != nil {
+		s.p.logger.Error("start session", "user", u.Email, "err", err)
+		return web.Unavailable(nil)
 	}
-	e.mfa = true // not yet seen by any other request
-	if sess, err := s.store.GetSession(ctx, e.hash); err == nil {
-		sess.MFA = true
-		if err := s.store.UpdateSession(ctx, sess); err != nil {
-			s.logger.Error("second factor: mark session", "user", u.Email, "err", err)
-		}
+	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
+		s.p.logger.Warn("record last login", "user", u.Email, "err", err)
 	}
-	if err := s.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
-		s.logger.Warn("record last login", "user", u.Email, "err", err)
-	}
-	s.audit(ctx, "login.success", u.Email, ip, "password+totp")
+	s.p.audit(ctx, "login.success", u.Email, ip, "password+totp")
 	if u.MustChangePassword {
 		http.Redirect(w, r, "/_moat/password?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
-		return
+		return nil
 	}
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
+	return nil
 }
-
-// MFARequired reports whether a password sign-in on route must have
-// passed a second factor: identity.passwords.mfa or the route's mfa says
-// required.
-func MFARequired(cfg *config.Config, route *config.Route) bool {
-	return cfg.Identity.Passwords.MFA == "required" || route != nil && route.MFA == "required"
-}
-
-// missingSecondFactor reports whether e may not use route until it passes
-// a second factor (SSO sign-ins are the provider's business).
-func (s *Service) missingSecondFactor(route *config.Route, e *sessionEntry) bool {
-	return e != nil && !e.mfa && e.user.Provider == "password" && MFARequired(s.cfg, route)
-}
-
-// requireSecondFactor sends a navigation to the account's two-factor page
-// (enrolment, or a code for this session) and refuses anything else.
-func requireSecondFactor(w http.ResponseWriter, r *http.Request) {
-	if web.IsNavigation(r) {
-		http.Redirect(w, r, EnrolPath+"?return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return
-	}
-	web.Error(w, r, http.StatusForbidden, "mfa.required")
-}
-
-// ReloadSession makes the next request of the session read it from the
-// store again (its record changed: the account page marked its second
-// factor as passed).
-func (s *Service) ReloadSession(idHash string) { s.sessions.remove(idHash) }

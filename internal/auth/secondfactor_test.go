@@ -3,6 +3,9 @@ package auth
 import (
 	"context"
 	"encoding/base64"
+	"github.com/moat-dev/moat/internal/identity/access"
+	"github.com/moat-dev/moat/internal/identity/assertion"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -22,11 +25,11 @@ import (
 func (h *harness) enrolTOTP(u *store.User) (string, []string) {
 	h.t.Helper()
 	ctx := context.Background()
-	e, err := h.svc.MFA.Begin(ctx, u.ID, u.Email)
+	e, err := h.svc.p.MFA.Begin(ctx, u.ID, u.Email)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	codes, err := h.svc.MFA.Confirm(ctx, u.ID, u.Email, totpCode(h.t, e.Secret, time.Now().Add(-30*time.Second)), "")
+	codes, err := h.svc.p.MFA.Confirm(ctx, u.ID, u.Email, totpCode(h.t, e.Secret, time.Now().Add(-30*time.Second)), "")
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -72,7 +75,7 @@ func TestASecondFactorIsAskedAfterThePasswordAndEachCodeWorksOnce(t *testing.T) 
 	wantStatus(t, h.secondStep(c, "000000", "/app/"), http.StatusUnauthorized)
 	good := totpCode(t, secret, time.Now())
 	wantRedirect(t, h.secondStep(c, good, "/app/"), "/app/")
-	if code, got := h.identity(c, "/app/"); code != 200 || got[HeaderUserEmail] != "alice@example.com" {
+	if code, got := h.identity(c, "/app/"); code != 200 || got[assertion.HeaderUserEmail] != "alice@example.com" {
 		t.Fatalf("the app after the second factor: %d %v", code, got)
 	}
 	list, _ := h.store.ListSessions(context.Background(), u.ID)
@@ -141,18 +144,18 @@ func TestARouteRequiringTwoFactorSendsAPasswordUserToEnrol(t *testing.T) {
 			c := h.browser()
 			wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
 			resp := h.nav(c, "GET", "/app/x", nil)
-			wantRedirect(t, resp, EnrolPath+"?return_to="+url.QueryEscape("/app/x"))
+			wantRedirect(t, resp, access.EnrolPath+"?return_to="+url.QueryEscape("/app/x"))
 			if code, _ := h.identity(c, "/app/"); code != http.StatusForbidden {
 				t.Fatalf("a script's call: %d, want 403", code)
 			}
 			// Once the session is marked (the account page does it), the route opens.
-			hash := hashID(h.sessionCookie(c))
+			hash := session.HashID(h.sessionCookie(c))
 			s, _ := h.store.GetSession(context.Background(), hash)
 			s.MFA = true
 			if err := h.store.UpdateSession(context.Background(), s); err != nil {
 				t.Fatal(err)
 			}
-			h.svc.ReloadSession(hash)
+			h.svc.p.ReloadSession(hash)
 			if code, _ := h.identity(c, "/app/"); code != 200 {
 				t.Fatalf("after the second factor: %d", code)
 			}

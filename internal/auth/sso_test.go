@@ -4,9 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 	"html"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -53,10 +52,10 @@ func newSSOHarness(t *testing.T, tweak func(*config.Config)) *ssoHarness {
 	cfg.Identity.Passwords.MinLength = 12
 	cfg.Identity.SSO = map[string]*config.SSOProvider{"test": op.Config()}
 	cfg.Routes = []*config.Route{
-		{Host: "127.0.0.1", PathPrefix: "/sso/", Backend: "b", Login: []string{"test"}, Allow: []string{"domain:example.com"}},
-		{Host: "127.0.0.1", PathPrefix: "/grp/", Backend: "b", Login: []string{"test"}, Allow: []string{"group:customer-a", "group:moat-ops"}},
-		{Host: "127.0.0.1", PathPrefix: "/usr/", Backend: "b", Login: []string{"test", "password"}, Allow: []string{"user:bob@example.com"}},
-		{Host: "127.0.0.1", PathPrefix: "/api/", Backend: "b", Login: []string{"test"}, Bearer: true, Allow: []string{"domain:example.com"}},
+		{Host: "127.0.0.1", PathPrefix: "/sso/", Backend: "b", Login: []string{"test"}, Allow: config.Members("domain:example.com")},
+		{Host: "127.0.0.1", PathPrefix: "/grp/", Backend: "b", Login: []string{"test"}, Allow: config.Members("group:customer-a", "group:moat-ops")},
+		{Host: "127.0.0.1", PathPrefix: "/usr/", Backend: "b", Login: []string{"test", "password"}, Allow: config.Members("user:bob@example.com")},
+		{Host: "127.0.0.1", PathPrefix: "/api/", Backend: "b", Login: []string{"test"}, Bearer: true, Allow: config.Members("domain:example.com")},
 	}
 	if tweak != nil {
 		tweak(cfg)
@@ -66,18 +65,15 @@ func newSSOHarness(t *testing.T, tweak func(*config.Config)) *ssoHarness {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	svc, err := New(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatalf("auth.New: %v", err)
-	}
+	svc := newTestService(t, cfg, st)
 	h := &ssoHarness{harness: &harness{t: t, cfg: cfg, store: st, svc: svc, routes: map[string]*config.Route{}}, op: op}
-	svc.OnRevoke = func(hash string) {
+	svc.p.OnRevoke = func(hash string) {
 		h.mu.Lock()
 		h.revoked = append(h.revoked, hash)
 		h.mu.Unlock()
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/_moat/", svc.Handler())
+	mux.Handle("/_moat/", svc.Identify(svc.Handler()))
 	for _, rt := range cfg.Routes {
 		h.routes[rt.PathPrefix] = rt
 		mux.Handle(rt.PathPrefix, withRoute(rt, svc.Identify(svc.Require(rt, h.appBackend()))))
@@ -99,12 +95,12 @@ func (h *ssoHarness) appBackend() http.Handler {
 		if web.WantsHTML(r) {
 			// The dashboard, for the browser test.
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			fmt.Fprintf(w, "<!doctype html><title>Dashboard</title><h1 id=dashboard>Dashboard</h1><p id=who>Signed in as %s</p>", html.EscapeString(out.Header.Get(HeaderUserEmail)))
+			fmt.Fprintf(w, "<!doctype html><title>Dashboard</title><h1 id=dashboard>Dashboard</h1><p id=who>Signed in as %s</p>", html.EscapeString(out.Header.Get(assertion.HeaderUserEmail)))
 			return
 		}
 		got := map[string]string{}
 		for k := range out.Header {
-			if l := strings.ToLower(k); strings.HasPrefix(l, "x-moat") || strings.HasPrefix(l, "x-goog") {
+			if l := strings.ToLower(k); strings.HasPrefix(l, "x-moat") || strings.HasPrefix(l, "x-goog") || l == "authorization" {
 				got[k] = out.Header.Get(k)
 			}
 		}
@@ -198,8 +194,8 @@ func TestSSOAllowsAndRefusesByAllowList(t *testing.T) {
 			if status != tt.want {
 				t.Fatalf("GET %s as %s: %d, want %d", tt.path, tt.email, status, tt.want)
 			}
-			if status == 200 && got[HeaderUserEmail] != tt.email {
-				t.Errorf("app saw %q, want %s", got[HeaderUserEmail], tt.email)
+			if status == 200 && got[assertion.HeaderUserEmail] != tt.email {
+				t.Errorf("app saw %q, want %s", got[assertion.HeaderUserEmail], tt.email)
 			}
 		})
 	}
@@ -207,16 +203,8 @@ func TestSSOAllowsAndRefusesByAllowList(t *testing.T) {
 		c := h.browser()
 		h.ssoSignIn(c, "/sso/", "bob@example.com")
 		_, got := h.identity(c, "/sso/")
-		if g := got[HeaderUserGroups]; g != "moat-ops,staff" {
+		if g := got[assertion.HeaderUserGroups]; g != "moat-ops,staff" {
 			t.Errorf("groups = %q, want moat-ops,staff", g)
-		}
-	})
-	t.Run("a Workspace user of the allowed hosted domain gets in with a secondary address", func(t *testing.T) {
-		h.op.SetUser(oidctest.User{Email: "dave@example-alias.net", Password: ssoPassword, EmailVerified: true, HostedDomain: "example.com"})
-		c := h.browser()
-		wantRedirect(t, h.ssoSignIn(c, "/sso/", "dave@example-alias.net"), "/sso/")
-		if status, _ := h.identity(c, "/sso/"); status != 200 {
-			t.Fatalf("GET /sso/ as a user with hd example.com: %d, want 200", status)
 		}
 	})
 	t.Run("a first SSO sign-in creates a user without a password", func(t *testing.T) {
@@ -250,12 +238,18 @@ func TestSSORefusalsShowAPageThatSaysWhy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Someone who copied the callback and this browser's cookies.
+		u, _ := url.Parse(h.srv.URL)
+		thief := h.browser()
+		thief.Jar.SetCookies(u, c.Jar.Cookies(u))
 		wantRedirect(t, h.nav(c, "GET", cb.RequestURI(), nil), "/sso/")
-		resp := h.nav(c, "GET", cb.RequestURI(), nil)
+		resp := h.nav(thief, "GET", cb.RequestURI(), nil)
 		wantStatus(t, resp, http.StatusBadRequest)
 		if body := readBody(t, resp); !strings.Contains(body, "This sign-in has expired") {
 			t.Errorf("page does not say why:\n%s", body)
 		}
+		// The same callback again in the signed-in browser only leads on.
+		wantRedirect(t, h.nav(c, "GET", cb.RequestURI(), nil), "/sso/")
 	})
 	t.Run("a callback in another browser is refused", func(t *testing.T) {
 		cb, err := h.op.Login(context.Background(), h.toProvider(h.browser(), "/sso/"), "alice@example.com", ssoPassword)
@@ -284,8 +278,8 @@ func TestSSORefusalsShowAPageThatSaysWhy(t *testing.T) {
 		u, _ := url.Parse(h.srv.URL)
 		var state string
 		for _, ck := range c.Jar.Cookies(u) {
-			if ck.Name == OIDCCookie {
-				f, err := h.svc.openFlow(ck.Value)
+			if strings.HasPrefix(ck.Name, OIDCCookie) {
+				f, err := h.svc.p.openFlow(ck.Value)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -464,18 +458,54 @@ func TestBearerTokens(t *testing.T) {
 			if tt.email != "" {
 				var got map[string]string
 				_ = json.Unmarshal([]byte(body), &got)
-				if got[HeaderUserEmail] != tt.email || got[HeaderAssertion] == "" {
+				if got[assertion.HeaderUserEmail] != tt.email || got[assertion.HeaderAssertion] == "" {
 					t.Errorf("app saw %v", got)
 				}
 			}
 		})
 	}
+	bearer := func(token string) (int, map[string]string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", h.srv.URL+"/api/", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := h.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]string
+		_ = json.Unmarshal([]byte(readBody(t, resp)), &got)
+		resp.Body.Close()
+		return resp.StatusCode, got
+	}
+	t.Run("issue 12 #9: the bearer token moat consumed never reaches the app", func(t *testing.T) {
+		for name, token := range map[string]string{"ID token": idToken, "personal access token": good} {
+			status, got := bearer(token)
+			if status != 200 || got[assertion.HeaderUserEmail] == "" {
+				t.Fatalf("%s: %d %v", name, status, got)
+			}
+			if a, ok := got["Authorization"]; ok {
+				t.Errorf("%s: the app received Authorization %q", name, a)
+			}
+		}
+	})
+	t.Run("issue 12 #11: a personal access token revoked through this instance stops at once", func(t *testing.T) {
+		raw, tok := mk("hana@example.com", time.Now().Add(time.Hour))
+		if status, _ := bearer(raw); status != 200 {
+			t.Fatalf("before revocation: %d", status)
+		}
+		if err := h.svc.p.RevokeToken(ctx, tok.ID, tok.Hash); err != nil {
+			t.Fatal(err)
+		}
+		if status, _ := bearer(raw); status != http.StatusUnauthorized { // within tokenVerifyEvery of the last use
+			t.Fatalf("right after revocation: %d, want 401", status)
+		}
+	})
 	t.Run("a revoked personal access token is refused within seconds", func(t *testing.T) {
-		h.svc.sso.tokens.ttl = 300 * time.Millisecond // instead of tokenVerifyEvery
+		h.svc.p.tokens.ttl = 300 * time.Millisecond // instead of tokenVerifyEvery
 		if err := h.store.RevokeToken(ctx, goodTok.ID, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(h.svc.sso.tokens.ttl + 2*time.Second)
+		deadline := time.Now().Add(h.svc.p.tokens.ttl + 2*time.Second)
 		for {
 			req, _ := http.NewRequest("GET", h.srv.URL+"/api/", nil)
 			req.Header.Set("Authorization", "Bearer "+good)
@@ -510,4 +540,94 @@ func TestBearerTokens(t *testing.T) {
 			t.Fatalf("status %d, want 401", resp.StatusCode)
 		}
 	})
+}
+
+// domain: matches the Workspace a trusted hd claim names, so a user with a
+// secondary address gets in (as with IAP's domain:).
+func TestAWorkspaceUserOfTheHostedDomainGetsInWithASecondaryAddress(t *testing.T) {
+	h := newSSOHarness(t, func(cfg *config.Config) { cfg.Identity.SSO["test"].HostedDomain = "example.com" })
+	h.svc.Provider("test").TrustHostedDomain = true // as for Google's issuer
+	h.op.SetUser(oidctest.User{Email: "dave@example-alias.net", Password: ssoPassword, EmailVerified: true, HostedDomain: "example.com"})
+	c := h.browser()
+	wantRedirect(t, h.ssoSignIn(c, "/sso/", "dave@example-alias.net"), "/sso/")
+	if status, _ := h.identity(c, "/sso/"); status != 200 {
+		t.Fatalf("GET /sso/ as a user with hd example.com: %d, want 200", status)
+	}
+}
+
+// Issue 12 #13: an hd claim from a provider other than Google satisfied
+// domain: (with or without hosted_domain); it vouches for nothing there.
+func TestAnHdClaimFromAProviderOtherThanGoogleDoesNotSatisfyDomain(t *testing.T) {
+	h := newSSOHarness(t, nil)
+	h.op.SetUser(oidctest.User{Email: "dave@example-alias.net", Password: ssoPassword, EmailVerified: true, HostedDomain: "example.com"})
+	c := h.browser()
+	h.ssoSignIn(c, "/sso/", "dave@example-alias.net")
+	if status, got := h.identity(c, "/sso/"); status != http.StatusForbidden {
+		t.Fatalf("GET /sso/ (domain:example.com) as dave@example-alias.net with a self-made hd: %d %v, want 403", status, got)
+	}
+}
+
+// Issue 12 #5: a group name with a comma from the provider's groups claim
+// reached the app as two groups in X-Moat-User-Groups ("a,b" and "c" read
+// as a, b, c). Such names are dropped; the others arrive unchanged.
+func TestAProviderGroupWithACommaNeverReachesTheAppAsTwoGroups(t *testing.T) {
+	h := newSSOHarness(t, nil)
+	h.op.SetUser(oidctest.User{Email: "erin@example.com", Password: ssoPassword, EmailVerified: true,
+		Groups: []string{"customer-a", "moat-ops,staff", "data team"}})
+	c := h.browser()
+	wantRedirect(t, h.ssoSignIn(c, "/grp/", "erin@example.com"), "/grp/")
+	status, got := h.identity(c, "/grp/")
+	if status != 200 {
+		t.Fatalf("GET /grp/: %d", status)
+	}
+	if g := got[assertion.HeaderUserGroups]; g != "customer-a,data team" {
+		t.Fatalf("X-Moat-User-Groups = %q, want customer-a,data team (moat-ops,staff dropped)", g)
+	}
+}
+
+// Issue 12 #12: two tabs signing in through SSO at once both failed (one
+// flow cookie per host: the second start overwrote the first, and the
+// first callback deleted the second's), which is what restoring several
+// tabs after a session ended does. Each sign-in has its own cookie, and a
+// callback that arrives while the browser is signed in leads on.
+func TestTwoTabsSigningInThroughSSOAtOnceBothLandWhereTheyWereGoing(t *testing.T) {
+	h := newSSOHarness(t, nil)
+	c := h.browser() // one browser, two tabs
+	first := h.toProvider(c, "/sso/")
+	second := h.toProvider(c, "/grp/")
+	cb1, err := h.op.Login(context.Background(), first, "alice@example.com", ssoPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb2, err := h.op.Login(context.Background(), second, "alice@example.com", ssoPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRedirect(t, h.nav(c, "GET", cb1.RequestURI(), nil), "/sso/")
+	wantRedirect(t, h.nav(c, "GET", cb2.RequestURI(), nil), "/grp/")
+	if status, _ := h.identity(c, "/sso/"); status != 200 {
+		t.Fatalf("GET /sso/ after both tabs signed in: %d", status)
+	}
+	// A stale callback while signed in leads on rather than failing.
+	wantRedirect(t, h.nav(c, "GET", cb1.RequestURI(), nil), "/sso/")
+}
+
+// A browser holds at most maxFlows sign-ins under way; starting another
+// drops the oldest.
+func TestABrowserHoldsABoundedNumberOfSSOSignIns(t *testing.T) {
+	h := newSSOHarness(t, nil)
+	c := h.browser()
+	for range maxFlows + 3 {
+		h.toProvider(c, "/sso/")
+	}
+	u, _ := url.Parse(h.srv.URL)
+	n := 0
+	for _, ck := range c.Jar.Cookies(u) {
+		if strings.HasPrefix(ck.Name, OIDCCookie) {
+			n++
+		}
+	}
+	if n != maxFlows {
+		t.Fatalf("%d sign-in cookies, want at most %d", n, maxFlows)
+	}
 }

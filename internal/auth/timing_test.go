@@ -2,6 +2,7 @@ package auth
 
 import (
 	"fmt"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,8 +21,8 @@ import (
 func TestUnknownUsersAndWrongPasswordsTakeTheSameTime(t *testing.T) {
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	off := limits{Free: 1 << 30, Base: time.Second, Max: time.Second, LockAfter: 1 << 30, LockFor: time.Minute}
-	h.svc.accounts, h.svc.clients = newThrottle(off), newThrottle(off)
+	off := throttle.Limits{Free: 1 << 30, Base: time.Second, Max: time.Second, LockAfter: 1 << 30, LockFor: time.Minute}
+	h.svc.p.Accounts, h.svc.p.Clients = throttle.NewMemory(off), throttle.NewMemory(off)
 	c := h.browser()
 	tok := h.csrf(c, "/_moat/login")
 	attempt := func(email string) (wall, cpu time.Duration) {

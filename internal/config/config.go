@@ -26,6 +26,7 @@ type Config struct {
 	// bytes, from `moat keys init`); MOAT_SECRET_KEY is the other way to
 	// give it. Instances sharing a store need the same key.
 	SecretKeyFile string `yaml:"secret_key_file"`
+	Usage         Usage  `yaml:"usage"`
 
 	// Path is the file the configuration was loaded from.
 	Path string `yaml:"-"`
@@ -44,7 +45,7 @@ type Server struct {
 	// HTTPS and answers ACME challenges) or "serve" (plain HTTP serves the
 	// routes, for running behind a TLS-terminating load balancer such as
 	// Cloud Run's; set trusted_proxies to that balancer's ranges).
-	HTTPMode              string   `yaml:"http_mode"`
+	HTTPMode              HTTPMode `yaml:"http_mode"`
 	InternalAddr          string   `yaml:"internal_addr"`
 	TrustedProxies        []string `yaml:"trusted_proxies"`
 	ProxyProtocol         bool     `yaml:"proxy_protocol"`
@@ -80,6 +81,17 @@ const Off = "off"
 
 // HTTPS reports whether moat terminates TLS itself (https_addr is not off).
 func (s *Server) HTTPS() bool { return s.HTTPSAddr != Off }
+
+// HTTPMode is server.http_mode: what the plain HTTP listener does.
+type HTTPMode string
+
+// HTTP modes.
+const (
+	// HTTPRedirect redirects to HTTPS and answers ACME challenges.
+	HTTPRedirect HTTPMode = "redirect"
+	// HTTPServe serves the routes, behind a TLS-terminating balancer.
+	HTTPServe HTTPMode = "serve"
+)
 
 // TLS says where certificates come from: exactly one of self_signed,
 // cert_file + key_file, or acme.
@@ -155,8 +167,8 @@ type Route struct {
 	Title          string   `yaml:"title"`
 	SecurityPolicy string   `yaml:"security_policy"`
 	Login          []string `yaml:"login"`
-	Allow          []string `yaml:"allow"`
-	MFA            string   `yaml:"mfa"`
+	Allow          []Member `yaml:"allow"`
+	MFA            MFAMode  `yaml:"mfa"`
 	Bearer         bool     `yaml:"bearer"`
 	MaxAge         Duration `yaml:"max_age"`
 	MaxBodyBytes   int64    `yaml:"max_body_bytes"`

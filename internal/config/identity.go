@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
-	"regexp"
+	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Identity configures sign-in: sessions, SSO providers and the built-in
@@ -32,9 +34,22 @@ type Session struct {
 
 // Passwords configures the built-in user directory's password policy.
 type Passwords struct {
-	MinLength int    `yaml:"min_length"`
-	MFA       string `yaml:"mfa"`
+	MinLength int     `yaml:"min_length"`
+	MFA       MFAMode `yaml:"mfa"`
 }
+
+// MFAMode is identity.passwords.mfa or routes[].mfa: whether password
+// sign-ins need a second factor.
+type MFAMode string
+
+// MFA modes ("" is optional).
+const (
+	MFAOptional MFAMode = "optional"
+	MFARequired MFAMode = "required"
+)
+
+// Required reports whether the mode asks for a second factor.
+func (m MFAMode) Required() bool { return m == MFARequired }
 
 // SSOProvider is one OpenID Connect provider.
 type SSOProvider struct {
@@ -76,7 +91,7 @@ func (v *validator) validateIdentity() {
 		v.errorAt("identity.passwords.min_length", "must be between 8 and 128")
 	}
 	switch id.Passwords.MFA {
-	case "", "optional", "required":
+	case "", MFAOptional, MFARequired:
 	default:
 		v.errorAt("identity.passwords.mfa", "must be optional or required, not %q", id.Passwords.MFA)
 	}
@@ -145,7 +160,72 @@ func isLoopbackHost(h string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-var memberPattern = regexp.MustCompile(`^(user|domain|group):(.+)$`)
+// Kinds of allow-list member.
+const (
+	MemberUser   = "user"
+	MemberDomain = "domain"
+	MemberGroup  = "group"
+)
+
+// Member is one entry of a route's allow list (routes[].allow), decoded
+// once when the configuration is read: user:EMAIL, domain:DOMAIN or
+// group:NAME, its value normalized (an email or a domain lower-case, a
+// domain without a leading @ or trailing dot). Everything after matches on
+// Kind and Value and never parses the text again.
+type Member struct {
+	Kind  string
+	Value string
+	// text is what was written, kept when it is not a member.
+	text string
+}
+
+// ParseMember decodes one allow-list member; Valid says whether it is one.
+func ParseMember(s string) Member {
+	kind, value, ok := strings.Cut(s, ":")
+	value = strings.TrimSpace(value)
+	switch {
+	case !ok || value == "":
+		return Member{text: s}
+	case kind == MemberUser:
+		value = strings.ToLower(value)
+	case kind == MemberDomain:
+		value = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(value, "@"), "."))
+	case kind == MemberGroup:
+	default:
+		return Member{text: s}
+	}
+	if value == "" {
+		return Member{text: s}
+	}
+	return Member{Kind: kind, Value: value}
+}
+
+// Members decodes several members (for configurations built in code).
+func Members(ss ...string) []Member {
+	out := make([]Member, len(ss))
+	for i, s := range ss {
+		out[i] = ParseMember(s)
+	}
+	return out
+}
+
+// Valid reports whether m is a member of a known kind with a value.
+func (m Member) Valid() bool { return m.Kind != "" }
+
+// String writes m as the configuration does (normalized).
+func (m Member) String() string {
+	if !m.Valid() {
+		return m.text
+	}
+	return m.Kind + ":" + m.Value
+}
+
+// UnmarshalYAML decodes a member; one that is not is reported by the
+// validator, with its path and line.
+func (m *Member) UnmarshalYAML(n *yaml.Node) error {
+	*m = ParseMember(n.Value)
+	return nil
+}
 
 // validateLogin checks a signed-in route's login methods and allow list.
 func (v *validator) validateLogin(path string, r *Route) {
@@ -158,12 +238,12 @@ func (v *validator) validateLogin(path string, r *Route) {
 		v.errorAt(path, "a route with login needs an allow list, such as allow: [\"domain:example.com\", \"group:staff\"]")
 	}
 	for i, m := range r.Allow {
-		if !memberPattern.MatchString(m) {
+		if !m.Valid() {
 			v.errorAt(fmt.Sprintf("%s.allow[%d]", path, i), "invalid member %q: write user:EMAIL, domain:DOMAIN or group:NAME", m)
 		}
 	}
 	switch r.MFA {
-	case "", "optional", "required":
+	case "", MFAOptional, MFARequired:
 	default:
 		v.errorAt(path+".mfa", "must be optional or required, not %q", r.MFA)
 	}

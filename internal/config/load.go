@@ -265,7 +265,9 @@ func (l *loader) checkKeys(n *yaml.Node, t reflect.Type, path string) {
 		}
 		l.columns[path] = n.Column
 	}
-	if t == durationType || n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+	if t == durationType || n.Kind != yaml.MappingNode && reflect.PointerTo(t).Implements(unmarshalerType) || n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		// A type that decodes itself from a scalar or a list (Duration,
+		// Member, usage: off, …) has no keys; a mapping it takes does.
 		return
 	}
 	switch t.Kind() {
@@ -322,6 +324,8 @@ func (l *loader) checkKeys(n *yaml.Node, t reflect.Type, path string) {
 		}
 	}
 }
+
+var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 
 func join(path, key string) string {
 	if path == "" {

@@ -40,7 +40,9 @@ func applyDefaults(c *Config) {
 	s := &c.Server
 	def(&s.HTTPSAddr, DefaultHTTPSAddr)
 	def(&s.HTTPAddr, DefaultHTTPAddr)
-	def(&s.HTTPMode, "redirect")
+	if s.HTTPMode == "" {
+		s.HTTPMode = HTTPRedirect
+	}
 	def(&s.InternalAddr, DefaultInternalAddr)
 	def(&s.LogLevel, "info")
 	if s.LogFormat == "" {
@@ -94,6 +96,7 @@ func applyDefaults(c *Config) {
 		}
 	}
 	applyIdentityDefaults(&c.Identity)
+	applyUsageDefaults(&c.Usage)
 }
 
 func def(s *string, v string) {
@@ -126,6 +129,7 @@ func (v *validator) validate() {
 	v.validateIdentity()
 	v.validatePolicies()
 	v.validateRoutes()
+	v.validateUsage()
 }
 
 func (v *validator) validateServer() {
@@ -175,8 +179,8 @@ func (v *validator) validateServer() {
 		v.errorAt("server.https_addr", "is off, so plain HTTP must serve the routes: set server.http_mode: serve (for a platform that terminates TLS, such as Cloud Run or a TLS-terminating ingress)")
 	}
 	switch s.HTTPMode {
-	case "redirect":
-	case "serve":
+	case HTTPRedirect:
+	case HTTPServe:
 		if v.cfg.TLS.ACME != nil {
 			v.errorAt("server.http_mode", "serve cannot be combined with tls.acme, whose HTTP-01 challenges need the redirecting listener")
 		}

@@ -9,10 +9,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/web"
 )
 
 // CookieName is the pre-session cookie tokens are bound to.
@@ -94,3 +96,34 @@ func cookieValue(r *http.Request) string {
 	}
 	return ""
 }
+
+// MaxFormBytes bounds what a form of moat's pages may carry.
+const MaxFormBytes = 64 << 10
+
+// ReadForm parses r's POST form (at most MaxFormBytes) and checks it is
+// same-origin and carries the token of its cookie: the one form reader of
+// every page moat renders (sign-in, account, console). A refusal is a
+// *web.Problem: 400 for a form that does not parse, 403 for a missing or
+// wrong token or another origin.
+func (g *Guard) ReadForm(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		return &web.Problem{Status: http.StatusBadRequest, Key: "bad_request", Err: err}
+	}
+	if !g.Check(r, r.PostForm.Get(Field)) {
+		return &web.Problem{Status: http.StatusForbidden, Key: "auth.csrf", Err: errRefused}
+	}
+	return nil
+}
+
+// CheckHeader is ReadForm's check for a JSON API called from a signed-in
+// page: the token in the X-CSRF-Token header, from the same origin.
+func (g *Guard) CheckHeader(r *http.Request) error {
+	if !g.Check(r, r.Header.Get("X-CSRF-Token")) {
+		return &web.Problem{Status: http.StatusForbidden, Key: "auth.csrf", Code: "auth.csrf", Err: errRefused,
+			Sentence: "a change by a signed-in admin needs the X-CSRF-Token header from the same origin"}
+	}
+	return nil
+}
+
+var errRefused = errors.New("refused a change without a valid CSRF token or from another origin")

@@ -3,6 +3,7 @@ package csrf
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -67,4 +68,24 @@ func TestTokenKeepsAnExistingCookie(t *testing.T) {
 	if again := g.Token(w, r); again != token || len(w.Result().Cookies()) != 0 {
 		t.Errorf("second Token = %q (cookies %v), want the same token and no new cookie", again, w.Result().Cookies())
 	}
+}
+
+// FuzzCheck: whatever cookie and token a request carries, Check accepts
+// only the token this guard derived for that cookie, and never panics.
+func FuzzCheck(f *testing.F) {
+	g := New([]byte("fuzz key"))
+	good := strings.Repeat("a", cookieLen)
+	f.Add(good, g.tokenFor(good))
+	f.Add(good, "")
+	f.Add("short", g.tokenFor("short"))
+	f.Add("", "x")
+	f.Fuzz(func(t *testing.T, cookie, token string) {
+		r, _ := http.NewRequest("POST", "https://moat.example/_moat/login", nil)
+		r.Header.Set("Cookie", CookieName+"="+cookie)
+		if g.Check(r, token) {
+			if v := cookieValue(r); len(v) != cookieLen || token != g.tokenFor(v) {
+				t.Fatalf("Check accepted cookie %q with token %q", cookie, token)
+			}
+		}
+	})
 }

@@ -449,3 +449,14 @@ func (p *Policy) decisionCounter(d Decision, preview bool) prometheus.Counter {
 	p.counters.Store(k, c)
 	return c
 }
+
+// Admits reports, in a dry run, whether p's rules let r through: nothing
+// is counted or logged and the WAF is not run (a throttle rule answers as
+// under its limit). The server uses it to pick the route whose policy a
+// sign-in page headed nowhere in particular runs under.
+func (p *Policy) Admits(r *http.Request) bool {
+	info := request.From(r)
+	ip := clientIP(r, info)
+	ev := &evaluation{p: p, r: r, info: info, ip: ip, act: newActivation(r, ip, schemeOf(r, info)), dryRun: true}
+	return ev.run().Allowed
+}

@@ -70,7 +70,7 @@ type Options struct {
 	// Logger receives one record per decision. Nil means slog.Default().
 	Logger *slog.Logger
 
-	// skipWAF leaves WAF blocks out (for Check and Explain).
+	// skipWAF leaves WAF blocks out (for Check).
 	skipWAF bool
 }
 
@@ -372,4 +372,18 @@ func (e *Engine) logFailure(policy string, err error) {
 		mode = "closed"
 	}
 	e.log.Error("rate-limit counters unavailable", "policy", policy, "counters_fail", mode, "err", err)
+}
+
+// Admits is Policy.Admits for the policy name (server.
+// default_security_policy when empty; no policy admits everyone, an
+// unknown one nobody).
+func (e *Engine) Admits(name string, r *http.Request) bool {
+	if name == "" {
+		name = e.defaultPolicy
+	}
+	if name == "" {
+		return true
+	}
+	p := e.policies[name]
+	return p != nil && p.Admits(r)
 }

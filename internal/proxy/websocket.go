@@ -23,6 +23,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/usage"
 	"github.com/moat-dev/moat/internal/web"
 )
 
@@ -149,6 +150,7 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 		done:      make(chan struct{}),
 		sessionID: info.User.SessionID,
 		sockets:   b.sockets,
+		usage:     b.sockets.openUsage(info),
 		gauge:     metrics.WebSockets.WithLabelValues(routeName(info)),
 		idle:      b.cfg.WebSocketIdleTimeout.D(),
 	}
@@ -257,6 +259,8 @@ type wsConn struct {
 	sessionID string
 	sockets   *Sockets
 	gauge     prometheus.Gauge
+	// usage follows the socket for usage counts (nil: not counted).
+	usage *usage.Socket
 
 	idle       time.Duration
 	lastActive atomic.Int64
@@ -284,9 +288,12 @@ func (c *wsConn) start(maxLifetime time.Duration) {
 }
 
 // touch records that a frame moved, for the idle timeout and for
-// Sockets.Sessions (so sign-in sees a session in use over its socket).
-func (c *wsConn) touch() {
-	c.lastActive.Store(time.Now().UnixNano())
+// Sockets.Sessions (so sign-in sees a session in use over its socket),
+// and returns the time it read (Unix nanoseconds).
+func (c *wsConn) touch() int64 {
+	now := time.Now().UnixNano()
+	c.lastActive.Store(now)
+	return now
 }
 
 func (c *wsConn) checkIdle() {
@@ -312,11 +319,16 @@ func (c *wsConn) pump(src io.Reader, dst net.Conn, lock chan struct{}, sealed *a
 		if _, err := io.ReadFull(src, hdr[:2]); err != nil {
 			return
 		}
-		c.touch()
+		now := c.touch()
 		if fromClient && hdr[1]&0x80 == 0 {
 			// RFC 6455 section 5.1: a client must mask every frame.
 			c.closeWith(1002, "unmasked client frame")
 			return
+		}
+		if fromClient && hdr[0]&0x8 == 0 {
+			// A data frame from the browser is use; pings, pongs and
+			// the backend's pushes are not.
+			c.usage.Message(now)
 		}
 		hl := frameHeaderLen(hdr[1])
 		if hl > 2 {
@@ -491,5 +503,6 @@ func (c *wsConn) teardown() {
 		}
 		c.sockets.remove(c)
 		c.gauge.Dec()
+		c.usage.Close()
 	})
 }

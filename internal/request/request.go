@@ -38,6 +38,10 @@ type Info struct {
 	// User is the signed-in user, when the request carries a valid session
 	// or token; empty otherwise.
 	User User
+	// Session is the sign-in the request's cookie names, as sign-in found
+	// it (nil for anonymous requests and bearer tokens). Every later check
+	// reads it here rather than fetching the session again.
+	Session *Session
 	// Decision notes what the security policy did, for the access log.
 	Decision string
 }
@@ -55,6 +59,24 @@ type User struct {
 	// SessionID is the server-side session's hash, used to find and close
 	// the WebSockets it opened when it is revoked; never the cookie value.
 	SessionID string
+}
+
+// Session is a browser sign-in as the checks after sign-in need it. It is
+// shared by the requests of one session and never changed: a change (a
+// second factor passed) makes a new one.
+type Session struct {
+	// IDHash is the session id's hash, as the store keeps it.
+	IDHash string
+	// Provider is "password" or the SSO provider signed in with.
+	Provider string
+	// AuthTime is when the user last proved who they are (for max_age and
+	// the console's re-authentication).
+	AuthTime time.Time
+	// MFA reports whether the session passed a second factor.
+	MFA bool
+	// MustChangePassword: a one-time password signed this session in, and
+	// nothing opens until the user chooses their own.
+	MustChangePassword bool
 }
 
 // SignedIn reports whether u names a user.

@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/supervise"
 )
 
@@ -72,7 +72,7 @@ func AppSpecs(cfg *config.Config, commands map[string]AppCommand, jwksURL string
 		u, _ := url.Parse(b.URL) // CheckCommand parsed it
 		port, _ := strconv.Atoi(u.Port())
 		app := supervise.App{Backend: name, Argv: argv, Dir: dir, Port: port, HealthPath: b.HealthPath,
-			Issuer: auth.Issuer(cfg), JWKSURL: jwksURL}
+			Issuer: assertion.Issuer(cfg), JWKSURL: jwksURL}
 		for _, r := range cfg.Routes {
 			if r.Backend == name {
 				app.Prefixes = append(app.Prefixes, r.PathPrefix)

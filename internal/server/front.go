@@ -12,8 +12,11 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/moat-dev/moat/internal/admin"
+	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/bodylimit"
+	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/directory"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/logging"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
@@ -72,13 +75,18 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 	// (issue 12, finding 4); a route's body is bounded in size too.
 	limits := bodylimit.Limits{Stall: wd.cfg.Server.BodyStallTimeout.D(), MinRate: wd.cfg.Server.BodyMinRate}
 	if strings.HasPrefix(clean, moatPrefix) {
-		rt := wd.routes.HostRoute(host)
-		if rt == nil {
+		hostRt := wd.routes.HostRoute(host)
+		if hostRt == nil {
 			web.Error(w, r, http.StatusNotFound, "not_found")
 			return
 		}
+		rt, hostWide := wd.ownPage(r, host, clean, hostRt)
+		h := wd.own[rt]
+		if hostWide {
+			h = wd.hostWide[rt]
+		}
 		info.Route = rt
-		wd.own[rt].ServeHTTP(w, bodylimit.Wrap(w, r, limits))
+		h.ServeHTTP(w, bodylimit.Wrap(w, r, limits))
 		return
 	}
 	rt := wd.routes.Lookup(host, clean)
@@ -119,6 +127,49 @@ func ambiguousPath(p string) bool {
 	return false
 }
 
+// ownPage picks the route, and so the security policy, a page of moat's own
+// on host runs under (hostWide: the policies of every signed-in route of
+// the host) (issue 12 #1: they all ran under the host's "/" route,
+// so a client an IP-restricted path_prefix route refuses could still test
+// passwords and reach the console through it):
+//   - static assets, the JWKS and sign-out: the host's route, as before;
+//     they open nothing;
+//   - a sign-in page (login, second step, password change, SSO start and
+//     callback) whose return_to names a signed-in route of the host: that
+//     route, so only a client the route admits signs in through it;
+//   - a sign-in page headed nowhere in particular (where sign-out lands):
+//     the first signed-in route of the host whose policy admits the client
+//     (a dry run), as if return_to named it;
+//   - everything else, the console and the account page included, and a
+//     sign-in page no route's policy admits: the policy of every signed-in
+//     route of the host, since they speak for the whole host.
+func (wd *world) ownPage(r *http.Request, host, path string, hostRt *config.Route) (rt *config.Route, hostWide bool) {
+	switch {
+	case strings.HasPrefix(path, web.StaticPrefix), path == "/_moat/jwks.json", path == "/_moat/logout":
+		return hostRt, false
+	case auth.FlowPage(path):
+		returnTo := r.URL.Query().Get("return_to")
+		if path == auth.CallbackPath {
+			returnTo = wd.identity.CallbackReturnTo(r)
+		}
+		if returnTo != "" {
+			p, _, _ := strings.Cut(access.SafeReturnTo(returnTo), "?")
+			if rt := wd.routes.Lookup(host, cleanPath(p)); rt != nil && !rt.Public {
+				return rt, false
+			}
+		}
+		// Headed nowhere in particular (where sign-out lands): the first
+		// signed-in route of the host whose policy admits the client, as
+		// if return_to named it; none admitting, every policy answers.
+		for _, rt := range wd.cfg.Routes {
+			if rt.Host == hostRt.Host && !rt.Public && wd.engine.Admits(rt.SecurityPolicy, r) {
+				return rt, false
+			}
+		}
+	}
+	return hostRt, true
+}
+
 // cleanPath is path.Clean that keeps a trailing slash and a leading one.
 func cleanPath(p string) string {
 	if p == "" {
@@ -152,7 +203,7 @@ func (s *Server) accessLog(rec *recorder, r *http.Request, info *request.Info) {
 		slog.String(logging.KeyMethod, r.Method),
 		slog.String(logging.KeyScheme, info.Scheme),
 		slog.String(logging.KeyHost, r.Host),
-		slog.String(logging.KeyPath, admin.LogPath(r.URL.Path)),
+		slog.String(logging.KeyPath, directory.LogPath(r.URL.Path)),
 		slog.Int(logging.KeyStatus, status),
 		slog.Float64(logging.KeyDuration, float64(elapsed.Microseconds())/1000),
 		slog.Int64(logging.KeyBytes, rec.bytes),

@@ -101,3 +101,51 @@ security_policies:
 		t.Errorf("instance B answered another client %d, want 200", resp.StatusCode)
 	}
 }
+
+// Issue 12 #1: the sign-in pages of an IP-restricted path_prefix route
+// ran under the policy of the host's "/" route, so a client the route
+// refuses got the login form (/_moat/login?return_to=/partner/x → 200),
+// could test passwords and reach the console. A sign-in page runs under
+// the policy of the route its return_to names; pages that speak for the
+// whole host (console, account) under every signed-in route's policy.
+func TestSignInPagesOfAnIPRestrictedPathPrefixRouteRunUnderItsPolicy(t *testing.T) {
+	m := startMoat(t, echoBackend(t).URL, baseConfig+`  - {host: shop.example.com, backend: app, login: [password], allow: ["group:staff"]}
+  - {host: shop.example.com, path_prefix: /partner/, backend: app, security_policy: customer-vpn-only, login: [password], allow: ["group:customer-a"]}
+  - {host: vpn.example.com, backend: app, public: true}
+  - {host: vpn.example.com, path_prefix: /partner/, backend: app, security_policy: customer-vpn-only, login: [password], allow: ["group:customer-a"]}
+security_policies:
+  customer-vpn-only:
+    rules:
+      - {priority: 0, match: {src_ip_ranges: ["127.0.0.2/32"]}, action: allow}
+      - {priority: 2147483647, match: {src_ip_ranges: ["*"]}, action: "deny(403)"}
+`)
+	nav := []string{"Accept", "text/html", "Sec-Fetch-Mode", "navigate"}
+	for _, tt := range []struct {
+		name, src, path string
+		want            int
+	}{
+		{"the partner route's login refuses an outside address", "127.0.0.1", "/_moat/login?return_to=/partner/x", http.StatusForbidden},
+		{"the partner route's SSO-less second step refuses it too", "127.0.0.1", "/_moat/mfa?return_to=/partner/x", http.StatusForbidden},
+		{"the console refuses it", "127.0.0.1", "/_moat/admin/users", http.StatusForbidden},
+		{"the account page refuses it", "127.0.0.1", "/_moat/account", http.StatusForbidden},
+		{"a login headed nowhere in particular takes a route that admits it", "127.0.0.1", "/_moat/login", http.StatusOK},
+		{"the open route's login admits it", "127.0.0.1", "/_moat/login?return_to=/dashboard", http.StatusOK},
+		{"static assets stay reachable", "127.0.0.1", "/_moat/static/moat.css", http.StatusOK},
+		{"the VPN address gets the partner route's login", "127.0.0.2", "/_moat/login?return_to=/partner/x", http.StatusOK},
+		{"the VPN address reaches the account page's sign-in", "127.0.0.2", "/_moat/account", http.StatusSeeOther},
+		{"on a host whose only signed-in route refuses it, a bare login refuses it", "127.0.0.1", "vpn:/_moat/login", http.StatusForbidden},
+		{"and so does the partner route's login there", "127.0.0.1", "vpn:/_moat/login?return_to=/partner/", http.StatusForbidden},
+		{"the VPN address gets the bare login there", "127.0.0.2", "vpn:/_moat/login", http.StatusOK},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			host, path := "shop.example.com", tt.path
+			if p, ok := strings.CutPrefix(path, "vpn:"); ok {
+				host, path = "vpn.example.com", p
+			}
+			resp, _ := get(t, m.clientFrom(tt.src), "https://"+host+path, nav...)
+			if resp.StatusCode != tt.want {
+				t.Fatalf("%s%s from %s: %d, want %d", host, path, tt.src, resp.StatusCode, tt.want)
+			}
+		})
+	}
+}

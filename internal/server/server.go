@@ -29,9 +29,6 @@ import (
 	"github.com/moat-dev/moat/internal/clientip"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/metrics"
-	"github.com/moat-dev/moat/internal/proxy"
-	"github.com/moat-dev/moat/internal/ratelimit"
-	"github.com/moat-dev/moat/internal/store"
 )
 
 // watchInterval is how often the configuration file is checked for changes.
@@ -42,14 +39,11 @@ var socketCheckInterval = 5 * time.Second
 
 // Server is one running moat instance.
 type Server struct {
-	log     *slog.Logger
-	path    string // configuration file, re-read on reload
-	world   atomic.Pointer[world]
-	sockets *proxy.Sockets
-	// store and counter live as long as the process: a reload keeps them
-	// (changing store or counters needs a restart).
-	store   store.Store
-	counter ratelimit.Counter
+	log   *slog.Logger
+	path  string // configuration file, re-read on reload
+	world atomic.Pointer[world]
+	// process lives as long as moat runs: a reload keeps it.
+	*process
 
 	mu       sync.Mutex // serializes reloads
 	certs    atomic.Pointer[certs.Source]
@@ -80,21 +74,15 @@ type Addrs struct {
 // New prepares a server for the configuration in cfg (already loaded from
 // path). Nothing listens until Run.
 func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
-	s := &Server{log: log, path: path, sockets: proxy.NewSockets(), apps: apps{log: log}}
+	s := &Server{log: log, path: path, apps: apps{log: log}}
 	if data, err := config.ReadFile(path); err == nil {
 		s.fileHash = sha256.Sum256(data)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := store.Open(ctx, cfg.StoreDSN())
+	proc, err := openProcess(cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	s.store = st
-	if s.counter, err = ratelimit.Open(cfg.Counters); err != nil {
-		st.Close()
 		return nil, err
 	}
+	s.process = proc
 	wd, err := s.build(cfg)
 	if err != nil {
 		s.close()
@@ -102,12 +90,6 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
 	}
 	s.world.Store(wd)
 	return s, nil
-}
-
-// close releases what the server holds for its whole life.
-func (s *Server) close() {
-	s.counter.Close()
-	s.store.Close()
 }
 
 // Run serves until ctx is cancelled or SIGTERM/SIGINT arrives, then drains:
@@ -218,7 +200,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			s.certs.Load().HTTPHandler(portOf(addrs.HTTPS)).ServeHTTP(w, r)
 		})
-		if cfg.Server.HTTPMode == "serve" {
+		if cfg.Server.HTTPMode == config.HTTPServe {
 			handler = s
 		}
 		plain := &http.Server{
@@ -233,6 +215,8 @@ func (s *Server) Run(ctx context.Context) error {
 		addrs.HTTP = httpLn.Addr().String()
 	}
 
+	go s.identity.Run(ctx)
+	go s.usage.Run(ctx)
 	wd.start(ctx)
 	defer func() { s.world.Load().close() }()
 	s.apps.reconcile(specs)
@@ -394,6 +378,7 @@ func (s *Server) Reload(ctx context.Context, why string) error {
 	next.start(ctx)
 	s.world.Swap(next).close()
 	s.apps.reconcile(next.apps)
+	s.usage.Configure(cfg.Usage)
 	metrics.ConfigReloads.WithLabelValues("ok").Inc()
 	for _, w := range cfg.Warnings {
 		s.log.Warn("configuration warning", "warning", w)

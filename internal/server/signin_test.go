@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/moat-dev/moat/internal/auth/password"
+	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -183,4 +184,93 @@ func TestRouteThatRequiresASecondFactorDoesNotOpenOnAPasswordAlone(t *testing.T)
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("a script on the mfa route with a password alone: %d, want 403", resp.StatusCode)
 	}
+}
+
+// Issue 11: a reload rebuilt sign-in and so forgot the failed passwords
+// counted against an account; they belong to the process now.
+func TestReloadKeepsTheFailedSignInsCountedAgainstAnAccount(t *testing.T) {
+	m := startMoat(t, echoBackend(t).URL, signInConfig)
+	_, u := signIn(t, m)
+	c := m.client()
+	c.Jar, _ = cookiejar.New(nil)
+	try := func(pw string) int {
+		_, page := get(t, c, "https://app.example.com/_moat/login?return_to=/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+		token := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+		if token == nil {
+			t.Fatalf("login page has no CSRF token:\n%s", page)
+		}
+		form := url.Values{"csrf": {token[1]}, "email": {u.Email}, "password": {pw}, "return_to": {"/"}}
+		req, _ := http.NewRequest(http.MethodPost, "https://app.example.com/_moat/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "https://app.example.com")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for range 4 { // three free failures, then a wait
+		try("not the password at all")
+	}
+	before := m.server.world.Load()
+	if err := m.server.Reload(context.Background(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if m.server.world.Load() == before || m.server.world.Load().auth == before.auth {
+		t.Fatal("the reload did not build a new world")
+	}
+	if got := try(testPassword); got != http.StatusTooManyRequests {
+		t.Fatalf("right after a reload the right password answered %d, want 429: the failures were forgotten", got)
+	}
+}
+
+// Issue 12 #6: a WebSocket opened with a personal access token on a
+// bearer: true route was closed within seconds as "session ended" (the
+// socket check looked for a browser session). It lives while the token
+// does, and a revocation through this instance (issue 12 #11) closes it at
+// once.
+func TestAWebSocketOpenedWithAPersonalAccessTokenLivesUntilTheTokenIsRevoked(t *testing.T) {
+	old := socketCheckInterval
+	socketCheckInterval = 100 * time.Millisecond
+	t.Cleanup(func() { socketCheckInterval = old })
+	m := startMoat(t, wsEchoBackend(t).URL, baseConfig+`  - {host: api.example.com, backend: app, login: [password], allow: ["group:staff"], bearer: true}
+`)
+	ctx := context.Background()
+	u := &store.User{Email: "robot@example.com", Groups: []string{"staff"}}
+	if err := m.server.store.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	raw, hash := pat.New()
+	tok := &store.Token{Hash: hash, UserID: u.ID, Name: "ci"}
+	if err := m.server.store.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	hc := m.client()
+	hc.Timeout = 0
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(dctx, "wss://api.example.com/stream", &websocket.DialOptions{HTTPClient: hc,
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + raw}}})
+	if err != nil {
+		t.Fatalf("dial with a personal access token: %v", err)
+	}
+	defer ws.CloseNow()
+	// Many socket checks later, the socket still works.
+	for range 20 {
+		echo(t, ws, "still here")
+		time.Sleep(50 * time.Millisecond)
+	}
+	revokedAt := time.Now()
+	if err := m.server.identity.RevokeToken(ctx, tok.ID, tok.Hash); err != nil {
+		t.Fatal(err)
+	}
+	readCtx, cancelRead := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelRead()
+	_, _, err = ws.Read(readCtx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocketPolicyViolation {
+		t.Fatalf("after the revocation: %v, want close %d", err, websocketPolicyViolation)
+	}
+	t.Logf("closed %s after the revocation", time.Since(revokedAt).Round(time.Millisecond))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/moat-dev/moat/internal/account"
 	"github.com/moat-dev/moat/internal/admin"
@@ -15,6 +16,7 @@ import (
 	"github.com/moat-dev/moat/internal/proxy"
 	"github.com/moat-dev/moat/internal/route"
 	"github.com/moat-dev/moat/internal/supervise"
+	"github.com/moat-dev/moat/internal/usage"
 	"github.com/moat-dev/moat/internal/web"
 )
 
@@ -32,10 +34,17 @@ type world struct {
 	backends map[string]*proxy.Backend
 	// chains holds each route's handler: policy, sign-in, then the proxy.
 	chains map[*config.Route]http.Handler
-	// own holds moat's own pages for the host each route speaks for,
-	// behind that route's security policy.
-	own  map[*config.Route]http.Handler
-	auth *auth.Service
+	// own holds moat's own pages behind one route's security policy, for
+	// the sign-in pages of a sign-in headed to that route.
+	own map[*config.Route]http.Handler
+	// hostWide holds moat's own pages behind the security policy of every
+	// signed-in route of a host (keyed by the host's route), for pages
+	// that speak for the whole host: the console, the account page.
+	hostWide map[*config.Route]http.Handler
+	auth     *auth.Service
+	engine   *policy.Engine
+	// identity is the process's sign-in state this world was built on.
+	identity *auth.Process
 	// apps are what the backends with a command run.
 	apps   map[string]supervise.Spec
 	cancel context.CancelFunc
@@ -49,6 +58,7 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		backends: map[string]*proxy.Backend{},
 		chains:   map[*config.Route]http.Handler{},
 		own:      map[*config.Route]http.Handler{},
+		hostWide: map[*config.Route]http.Handler{},
 	}
 	resolver, err := clientip.New(cfg.Server.TrustedProxies)
 	if err != nil {
@@ -72,28 +82,26 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		wd.close()
 		return nil, err
 	}
-	svc, err := auth.New(cfg, s.store, s.log)
+	svc, err := auth.New(cfg, s.identity)
 	if err != nil {
 		wd.close()
 		return nil, err
 	}
-	// A revoked session loses its open WebSockets at once (issue #3: within
-	// 10 s, also for revocations made elsewhere).
-	svc.OnRevoke = func(sessionID string) {
-		go s.sockets.CloseSession(sessionID, websocketPolicyViolation, "signed out")
-	}
-	wd.auth = svc
+	wd.auth, wd.identity = svc, s.identity
 	for _, b := range wd.backends {
 		b.SetIdentity = svc.SetIdentity
 	}
 	// One second-factor service for the login step, the console and the
 	// account page, so wrong codes count once wherever they are tried.
-	console, err := admin.New(cfg, s.store, admin.Options{MFA: svc.MFA, Logger: s.log})
+	id := s.identity
+	console, err := admin.New(cfg, s.store, admin.Options{CSRF: id.CSRF, MFA: id.MFA, Limiter: id.Limiter, TokenUser: id.TokenUser,
+		Revoke: id.RevokeUser, RevokeSession: id.RevokeSession, RevokeToken: id.RevokeToken, Logger: s.log})
 	if err != nil {
 		wd.close()
 		return nil, err
 	}
-	acct, err := account.New(cfg, s.store, account.Options{MFA: svc.MFA, SessionChanged: svc.ReloadSession, Logger: s.log})
+	acct, err := account.New(cfg, s.store, account.Options{CSRF: id.CSRF, MFA: id.MFA, Limiter: id.Limiter, SessionChanged: id.ReloadSession,
+		RevokeSession: id.RevokeSession, RevokeUser: id.RevokeUser, RevokeToken: id.RevokeToken, Logger: s.log})
 	if err != nil {
 		wd.close()
 		return nil, err
@@ -105,7 +113,8 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 	ownPages.Handle(account.Prefix, acct)
 	ownPages.Handle(account.Prefix+"/", acct)
 	for _, rt := range cfg.Routes {
-		var h http.Handler = wd.backends[rt.Backend]
+		// Usage counts the requests that reach the app, so behind Require.
+		h := usage.Track(s.usage, wd.backends[rt.Backend])
 		if !rt.Public {
 			h = svc.Require(rt, h)
 		}
@@ -115,7 +124,39 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		wd.chains[rt] = svc.Identify(engine.Handler(rt.SecurityPolicy, h))
 		wd.own[rt] = svc.Identify(engine.Handler(rt.SecurityPolicy, ownPages))
 	}
+	for _, rt := range cfg.Routes {
+		h := http.Handler(ownPages)
+		for _, name := range hostPolicies(cfg, rt) {
+			h = engine.Handler(name, h)
+		}
+		wd.hostWide[rt] = svc.Identify(h)
+	}
+	wd.engine = engine
 	return wd, nil
+}
+
+// hostPolicies are the security policies a page speaking for rt's whole
+// host runs under: every distinct policy of the host's signed-in routes
+// ("" is server.default_security_policy), or rt's own on a host of public
+// routes only.
+func hostPolicies(cfg *config.Config, rt *config.Route) []string {
+	var names []string
+	for _, other := range cfg.Routes {
+		if other.Host != rt.Host || other.Public {
+			continue
+		}
+		name := other.SecurityPolicy
+		if name == "" {
+			name = cfg.Server.DefaultSecurityPolicy
+		}
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		names = []string{rt.SecurityPolicy}
+	}
+	return names
 }
 
 // start begins the world's background work (backend health checks).

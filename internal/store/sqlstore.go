@@ -621,15 +621,17 @@ func (s *sqlStore) UseRecoveryCode(ctx context.Context, userID, hash string) (bo
 
 // ---- tokens ----
 
-const tokenCols = `id, hash, user_id, name, created_at, expires_at, revoked_at, last_used`
+const tokenCols = `id, hash, user_id, name, created_at, expires_at, revoked_at, last_used, kind`
 
 func scanToken(r row) (*Token, error) {
 	var t Token
 	var created, expires, revoked, used int64
-	if err := r.Scan(&t.ID, &t.Hash, &t.UserID, &t.Name, &created, &expires, &revoked, &used); err != nil {
+	var kind string
+	if err := r.Scan(&t.ID, &t.Hash, &t.UserID, &t.Name, &created, &expires, &revoked, &used, &kind); err != nil {
 		return nil, err
 	}
 	t.CreatedAt, t.ExpiresAt, t.RevokedAt, t.LastUsed = tm(created), tm(expires), tm(revoked), tm(used)
+	t.Kind = TokenKind(kind)
 	return &t, nil
 }
 
@@ -644,8 +646,14 @@ func (s *sqlStore) CreateToken(ctx context.Context, t *Token) error {
 	if t.CreatedAt.IsZero() {
 		t.CreatedAt = now()
 	}
-	_, err := s.e.exec(ctx, `INSERT INTO tokens (`+tokenCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		t.ID, t.Hash, t.UserID, t.Name, ts(t.CreatedAt), ts(t.ExpiresAt), ts(t.RevokedAt), ts(t.LastUsed))
+	if t.Kind == "" {
+		t.Kind = TokenPersonal
+	}
+	if t.Kind != TokenPersonal && t.Kind != TokenSetPassword {
+		return fmt.Errorf("create token: unknown kind %q", t.Kind)
+	}
+	_, err := s.e.exec(ctx, `INSERT INTO tokens (`+tokenCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		t.ID, t.Hash, t.UserID, t.Name, ts(t.CreatedAt), ts(t.ExpiresAt), ts(t.RevokedAt), ts(t.LastUsed), string(t.Kind))
 	if err != nil {
 		if s.e.isDuplicate(err) {
 			return fmt.Errorf("create token: %w", ErrDuplicate)

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/moat-dev/moat/internal/auth"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 )
 
 func TestSpecAddsStreamlitsFlagsBeforeTheScript(t *testing.T) {
@@ -90,7 +90,7 @@ func TestTrustedUserHeadersNameMoatsHeaders(t *testing.T) {
 	if err := json.Unmarshal([]byte(TrustedUserHeaders), &m); err != nil {
 		t.Fatal(err)
 	}
-	for header, key := range map[string]string{auth.HeaderUserEmail: "email", auth.HeaderUserID: "sub", auth.HeaderUserGroups: "groups"} {
+	for header, key := range map[string]string{assertion.HeaderUserEmail: "email", assertion.HeaderUserID: "sub", assertion.HeaderUserGroups: "groups"} {
 		if m[header] != key {
 			t.Errorf("trustedUserHeaders maps %s to %q, want %q", header, m[header], key)
 		}

@@ -1,6 +1,11 @@
 package web
 
-import "fmt"
+import (
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/moat-dev/moat/internal/auth/password"
+)
 
 // catalogue holds every string moat shows a person, by key, in each
 // language. A key missing in Japanese falls back to English; a key missing
@@ -464,4 +469,17 @@ func T(lang, key string, args ...any) string {
 		return fmt.Sprintf(s, args...)
 	}
 	return s
+}
+
+// PasswordRefusal says in lang why the password policy refused pw; the
+// common cases have their own translated message, the rest the policy's
+// own (English) reason.
+func PasswordRefusal(lang, pw string, minLength int, err error) string {
+	switch {
+	case utf8.RuneCountInString(pw) < max(minLength, 8):
+		return T(lang, "auth.password.too_short", max(minLength, 8))
+	case password.IsCommon(pw):
+		return T(lang, "auth.password.common")
+	}
+	return T(lang, "auth.password.weak", err.Error())
 }

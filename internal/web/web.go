@@ -6,7 +6,6 @@ package web
 import (
 	"bytes"
 	"embed"
-	"encoding/json"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -92,25 +91,6 @@ type ErrorData struct {
 	Detail  string
 }
 
-// Error answers with moat's error page for status: HTML for a person's page
-// navigation, JSON for scripts and fetch/XHR calls. key names the message in
-// the catalogue ("not_found", "bad_gateway", …); args fill its detail.
-func Error(w http.ResponseWriter, r *http.Request, status int, key string, args ...any) {
-	lang := Lang(r)
-	heading := T(lang, key+".title")
-	detail := T(lang, key+".detail", args...)
-	if !WantsHTML(r) {
-		info := request.From(r)
-		SecurityHeaders(w.Header())
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(map[string]any{"error": key, "message": heading + ": " + detail, "request_id": info.ID})
-		return
-	}
-	Render(w, r, status, "error.html", heading, ErrorData{Status: status, Heading: heading, Detail: detail})
-}
-
 // WantsHTML reports whether r is a person's page navigation rather than a
 // script, fetch or XHR call. Browsers send Sec-Fetch-Mode: navigate for
 // navigations; older clients are judged by Accept.
@@ -169,4 +149,43 @@ func langURLs(r *http.Request) map[string]string {
 		out[l] = r.URL.Path + "?" + q.Encode()
 	}
 	return out
+}
+
+// Platform names a browser and system from a User-Agent, roughly, for
+// people to recognise their sessions.
+func Platform(ua string) string {
+	var b, o string
+	switch {
+	case strings.Contains(ua, "Edg/"):
+		b = "Edge"
+	case strings.Contains(ua, "Chrome/"):
+		b = "Chrome"
+	case strings.Contains(ua, "Firefox/"):
+		b = "Firefox"
+	case strings.Contains(ua, "Safari/"):
+		b = "Safari"
+	case ua == "":
+		return "-"
+	default:
+		b = ua
+		if len(b) > 40 {
+			b = b[:40] + "…"
+		}
+	}
+	switch {
+	case strings.Contains(ua, "Android"):
+		o = "Android"
+	case strings.Contains(ua, "iPhone"), strings.Contains(ua, "iPad"):
+		o = "iOS"
+	case strings.Contains(ua, "Windows"):
+		o = "Windows"
+	case strings.Contains(ua, "Mac OS"):
+		o = "macOS"
+	case strings.Contains(ua, "Linux"):
+		o = "Linux"
+	}
+	if o == "" {
+		return b
+	}
+	return b + " · " + o
 }

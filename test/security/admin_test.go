@@ -56,7 +56,7 @@ func TestCrossOriginAdminCallsAreRefused(t *testing.T) {
 
 		// The form's own token, as if the attacker had it.
 		_, page := do(t, c, http.MethodGet, console, nil, "Accept", "text/html", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Site", "same-origin")
-		fields, ok := formFields(page, "/_moat/admin/users")
+		fields, _, ok := formFields(page, "/_moat/admin/users")
 		if !ok {
 			t.Fatalf("the console has no new-user form:\n%.2000s", page)
 		}

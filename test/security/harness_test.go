@@ -357,11 +357,13 @@ var (
 )
 
 // formFields returns the fields a browser would send from the form of page
-// whose action is action: hidden and text inputs with their values, the
-// checked radio buttons.
-func formFields(page, action string) (url.Values, bool) {
+// whose action's path is action (its query, such as the return_to a
+// sign-in form carries, may differ): hidden and text inputs with their
+// values, the checked radio buttons; and the form's whole action.
+func formFields(page, action string) (url.Values, string, bool) {
 	for _, f := range formRe.FindAllStringSubmatch(page, -1) {
-		if html.UnescapeString(f[1]) != action {
+		full := html.UnescapeString(f[1])
+		if path, _, _ := strings.Cut(full, "?"); path != action {
 			continue
 		}
 		v := url.Values{}
@@ -375,9 +377,9 @@ func formFields(page, action string) (url.Values, bool) {
 			}
 			v.Set(attrs["name"], attrs["value"])
 		}
-		return v, true
+		return v, full, true
 	}
-	return nil, false
+	return nil, "", false
 }
 
 // submit opens pageURL with c, fills the form posting to action with
@@ -385,7 +387,7 @@ func formFields(page, action string) (url.Values, bool) {
 func submit(t *testing.T, c *http.Client, pageURL, action string, fields url.Values) (*http.Response, string) {
 	t.Helper()
 	_, page := do(t, c, http.MethodGet, pageURL, nil, "Accept", "text/html", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Site", "same-origin")
-	v, ok := formFields(page, action)
+	v, full, ok := formFields(page, action)
 	if !ok {
 		t.Fatalf("%s has no form posting to %s:\n%.2000s", pageURL, action, page)
 	}
@@ -394,7 +396,7 @@ func submit(t *testing.T, c *http.Client, pageURL, action string, fields url.Val
 	}
 	u, _ := url.Parse(pageURL)
 	origin := u.Scheme + "://" + u.Host
-	return do(t, c, http.MethodPost, origin+action, strings.NewReader(v.Encode()),
+	return do(t, c, http.MethodPost, origin+full, strings.NewReader(v.Encode()),
 		"Content-Type", "application/x-www-form-urlencoded", "Origin", origin,
 		"Sec-Fetch-Site", "same-origin", "Sec-Fetch-Mode", "navigate", "Accept", "text/html")
 }

@@ -6,8 +6,8 @@ package allow
 
 import (
 	"fmt"
-	"strings"
 
+	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
 )
 
@@ -19,51 +19,54 @@ type Member interface {
 	String() string
 }
 
-// kinds maps a member's prefix to its parser.
-var kinds = map[string]func(value string) (Member, error){}
+// kinds maps a member's kind to the matcher of a (decoded) value.
+var kinds = map[string]func(value string) Member{}
 
-func register(kind string, parse func(string) (Member, error)) { kinds[kind] = parse }
+func register(kind string, fromValue func(string) Member) { kinds[kind] = fromValue }
 
-// Parse reads one member such as "user:alice@example.com".
+// Parse reads one member such as "user:alice@example.com" (with the
+// configuration's decoder, config.ParseMember).
 func Parse(s string) (Member, error) {
-	kind, value, ok := strings.Cut(s, ":")
-	parse := kinds[kind]
-	if !ok || parse == nil {
-		return nil, fmt.Errorf("invalid member %q: write user:EMAIL, domain:DOMAIN or group:NAME", s)
+	l, err := FromConfig([]config.Member{config.ParseMember(s)})
+	if err != nil {
+		return nil, err
 	}
-	if strings.TrimSpace(value) == "" {
-		return nil, fmt.Errorf("invalid member %q: empty %s", s, kind)
-	}
-	return parse(value)
+	return l[0], nil
 }
 
-// List is a parsed allow list. A user is allowed when any member allows
-// them; an empty list allows nobody (fail closed).
+// List is an allow list. A user is allowed when any member allows them; an
+// empty list allows nobody (fail closed).
 type List []Member
 
-// ParseList parses every member of an allow list.
-func ParseList(members []string) (List, error) {
+// FromConfig builds the allow list of members the configuration decoded
+// (routes[].allow), without parsing any text again.
+func FromConfig(members []config.Member) (List, error) {
 	l := make(List, 0, len(members))
 	for _, m := range members {
-		p, err := Parse(m)
-		if err != nil {
-			return nil, err
+		from := kinds[m.Kind]
+		if !m.Valid() || from == nil {
+			return nil, fmt.Errorf("invalid member %q: write user:EMAIL, domain:DOMAIN or group:NAME", m.String())
 		}
-		l = append(l, p)
+		l = append(l, from(m.Value))
 	}
 	return l, nil
 }
 
-// Allows reports whether some member of l allows u. An anonymous user is
-// never allowed.
-func (l List) Allows(u request.User) bool {
+// Check reports whether some member of l allows u and, when none does,
+// which members were tried (for the log line of the refusal and for
+// policy explain). An anonymous user is never allowed.
+func (l List) Check(u request.User) (ok bool, tried []string) {
 	if !u.SignedIn() {
-		return false
+		return false, nil
 	}
 	for _, m := range l {
 		if m.Allows(u) {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	tried = make([]string, len(l))
+	for i, m := range l {
+		tried[i] = m.String()
+	}
+	return false, tried
 }

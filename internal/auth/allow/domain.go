@@ -3,13 +3,12 @@ package allow
 import (
 	"strings"
 
+	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
 )
 
 func init() {
-	register("domain", func(v string) (Member, error) {
-		return Domain(strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(v), "@"), "."))), nil
-	})
+	register(config.MemberDomain, func(v string) Member { return Domain(v) })
 }
 
 // Domain allows everyone whose email address is at exactly this domain

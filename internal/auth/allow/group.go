@@ -1,13 +1,12 @@
 package allow
 
 import (
-	"strings"
-
+	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
 )
 
 func init() {
-	register("group", func(v string) (Member, error) { return Group(strings.TrimSpace(v)), nil })
+	register(config.MemberGroup, func(v string) Member { return Group(v) })
 }
 
 // Group allows the members of a group ("group:customer-a"): a group of the

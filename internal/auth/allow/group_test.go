@@ -1,6 +1,8 @@
 package allow
 
 import (
+	"github.com/moat-dev/moat/internal/config"
+	"strings"
 	"testing"
 
 	"github.com/moat-dev/moat/internal/request"
@@ -36,7 +38,44 @@ func TestParseRefusesUnknownKindsAndEmptyValues(t *testing.T) {
 			t.Errorf("Parse(%q) succeeded", s)
 		}
 	}
-	if (List{}).Allows(request.User{Email: "a@b.c"}) {
+	if allows(List{}, request.User{Email: "a@b.c"}) {
 		t.Error("an empty list allowed someone")
 	}
+}
+
+func allows(l List, u request.User) bool {
+	ok, _ := l.Check(u)
+	return ok
+}
+
+func TestARefusalNamesTheMembersTried(t *testing.T) {
+	l, err := FromConfig(config.Members("group:staff", "user:bob@example.com", "domain:example.org"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, tried := l.Check(request.User{Email: "mallory@evil.example", Groups: []string{"guests"}})
+	if ok || strings.Join(tried, " ") != "group:staff user:bob@example.com domain:example.org" {
+		t.Fatalf("Check = %v, %q; want a refusal naming the three members", ok, tried)
+	}
+	if ok, tried := l.Check(request.User{Email: "bob@example.com"}); !ok || tried != nil {
+		t.Fatalf("Check(bob) = %v, %q", ok, tried)
+	}
+}
+
+// FuzzParse: a member parses or is refused, never panics, and what parses
+// is written back in a form that parses to the same member.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"user:alice@example.com", "domain:Example.com.", "group:staff", "role:x", "user:", ":", "group: a "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := Parse(s)
+		if err != nil {
+			return
+		}
+		again, err := Parse(m.String())
+		if err != nil || again.String() != m.String() {
+			t.Fatalf("Parse(%q) = %q, which parses to %v, %v", s, m.String(), again, err)
+		}
+	})
 }

@@ -3,11 +3,12 @@ package allow
 import (
 	"strings"
 
+	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
 )
 
 func init() {
-	register("user", func(v string) (Member, error) { return User(strings.ToLower(strings.TrimSpace(v))), nil })
+	register(config.MemberUser, func(v string) Member { return User(v) })
 }
 
 // User allows one person by email address ("user:alice@example.com"),

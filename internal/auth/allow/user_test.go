@@ -23,7 +23,7 @@ func TestUserMember(t *testing.T) {
 		{"anonymous is refused", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := (List{m}).Allows(request.User{Email: tc.email}); got != tc.want {
+			if got := allows(List{m}, request.User{Email: tc.email}); got != tc.want {
 				t.Errorf("Allows(%q) = %v, want %v", tc.email, got, tc.want)
 			}
 		})

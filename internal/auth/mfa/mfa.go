@@ -28,6 +28,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/moat-dev/moat/internal/auth/instancekey"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -85,14 +86,17 @@ type Service struct {
 	// Logger receives audit lines (slog.Default unless set).
 	Logger *slog.Logger
 
-	store    store.Store
-	key      *instancekey.Key
-	failures *throttle
+	// Failures counts wrong codes per account (memory by default; the
+	// same throttle.Throttle as passwords).
+	Failures throttle.Throttle
+
+	store store.Store
+	key   *instancekey.Key
 }
 
 // New returns a Service keeping second factors in st, sealed with key.
 func New(st store.Store, key *instancekey.Key) *Service {
-	return &Service{Issuer: "moat", Now: time.Now, store: st, key: key, failures: newThrottle()}
+	return &Service{Issuer: "moat", Now: time.Now, store: st, key: key, Failures: throttle.NewMemory(throttle.Accounts)}
 }
 
 func (s *Service) now() time.Time {
@@ -217,8 +221,8 @@ func (s *Service) Confirm(ctx context.Context, userID, account, code, clientIP s
 	if t.Confirmed {
 		return nil, ErrEnrolled
 	}
-	if d, locked := s.failures.wait(userID, s.now()); d > 0 {
-		return nil, &ThrottledError{Wait: d, Locked: locked}
+	if err := s.throttled(ctx, userID, s.now()); err != nil {
+		return nil, err
 	}
 	if err := s.checkTOTP(ctx, t, account, code, clientIP); err != nil {
 		return nil, err
@@ -269,9 +273,8 @@ func (s *Service) RecoveryCodesLeft(ctx context.Context, userID string) (int, er
 // returns a *ThrottledError without looking at the code, and a lock is an
 // audit event.
 func (s *Service) Verify(ctx context.Context, userID, account, code, clientIP string) error {
-	now := s.now()
-	if d, locked := s.failures.wait(userID, now); d > 0 {
-		return &ThrottledError{Wait: d, Locked: locked}
+	if err := s.throttled(ctx, userID, s.now()); err != nil {
+		return err
 	}
 	t, err := s.store.GetTOTP(ctx, userID)
 	if errors.Is(err, store.ErrNotFound) || err == nil && !t.Confirmed {
@@ -290,9 +293,22 @@ func (s *Service) Verify(ctx context.Context, userID, account, code, clientIP st
 		err = s.failed(ctx, userID, account, clientIP, "malformed code")
 	}
 	if err == nil {
-		s.failures.reset(userID)
+		_ = s.Failures.Reset(ctx, userID)
 	}
 	return err
+}
+
+// throttled is a *ThrottledError when the account must wait before its
+// next code (or the count cannot be read: fail closed).
+func (s *Service) throttled(ctx context.Context, userID string, now time.Time) error {
+	d, locked, err := s.Failures.Wait(ctx, userID, now)
+	if err != nil {
+		return fmt.Errorf("second factor: read throttle: %w", err)
+	}
+	if d > 0 {
+		return &ThrottledError{Wait: d, Locked: locked}
+	}
+	return nil
 }
 
 // checkTOTP accepts code if it matches a step within ±Skew of now that is
@@ -347,8 +363,10 @@ func (s *Service) useRecovery(ctx context.Context, t *store.TOTP, account, code,
 // failed counts a wrong code and returns ErrInvalidCode.
 func (s *Service) failed(ctx context.Context, userID, account, clientIP, why string) error {
 	s.audit(ctx, account, "mfa.failure", account, clientIP, why)
-	if s.failures.fail(userID, s.now()) {
-		s.audit(ctx, account, "mfa.locked", account, clientIP, fmt.Sprintf("second factor locked for %s after repeated wrong codes", lockFor))
+	if locked, err := s.Failures.Fail(ctx, userID, s.now()); err != nil {
+		s.logger().Error("count a wrong second-factor code", "err", err)
+	} else if locked {
+		s.audit(ctx, account, "mfa.locked", account, clientIP, fmt.Sprintf("second factor locked for %s after repeated wrong codes", throttle.Accounts.LockFor))
 	}
 	return ErrInvalidCode
 }
@@ -381,7 +399,7 @@ func (s *Service) Remove(ctx context.Context, userID, actor, subject, clientIP s
 	if err := s.store.DeleteTOTP(ctx, userID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("remove second factor: %w", err)
 	}
-	s.failures.reset(userID)
+	_ = s.Failures.Reset(ctx, userID)
 	s.audit(ctx, actor, "mfa.remove", subject, clientIP, "")
 	return nil
 }

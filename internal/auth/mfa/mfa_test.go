@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"image/png"
 	"path/filepath"
 	"strings"
@@ -263,7 +264,7 @@ func TestWrongCodesAreThrottledThenLockedWithAnAuditEvent(t *testing.T) {
 	if err != nil || len(events) != 1 || events[0].Subject != f.user.Email {
 		t.Fatalf("lock audit events %v (%v), want one for %s", events, err, f.user.Email)
 	}
-	f.clock.add(lockFor + time.Second)
+	f.clock.add(throttle.Accounts.LockFor + time.Second)
 	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, f.code(t, secret, f.clock.now()), ""); err != nil {
 		t.Fatalf("after the lock ends: %v", err)
 	}

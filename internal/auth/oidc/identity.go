@@ -14,7 +14,7 @@ type Identity struct {
 	Email         string // lower-case
 	EmailVerified bool   // always true in an Identity this package returns
 	Name          string
-	HostedDomain  string   // the hd claim (Google Workspace), if any
+	HostedDomain  string   // the hd claim, from Google with hosted_domain set only
 	Groups        []string // from groups_claim, if configured
 	Expiry        time.Time
 }
@@ -51,7 +51,15 @@ func (p *Provider) parseIdentity(raw json.RawMessage, expiry time.Time) (*Identi
 	id.Subject = str("sub")
 	id.Email = strings.ToLower(strings.TrimSpace(str("email")))
 	id.Name = str("name")
-	id.HostedDomain = strings.ToLower(str("hd"))
+	// hd is Google's claim, checked by Google against the Workspace; any
+	// other provider may let users or admins map their own claims (Keycloak
+	// mappers, Authelia custom claims), so an hd from it vouches for
+	// nothing. It counts only from Google with hosted_domain set (issue 12
+	// #13), and is then the hosted domain itself.
+	hd := strings.ToLower(str("hd"))
+	if p.TrustHostedDomain && p.cfg.HostedDomain != "" {
+		id.HostedDomain = hd
+	}
 	if id.Subject == "" {
 		return nil, fmt.Errorf("%w: no sub claim", ErrInvalidToken)
 	}
@@ -62,8 +70,8 @@ func (p *Provider) parseIdentity(raw json.RawMessage, expiry time.Time) (*Identi
 	if !id.EmailVerified {
 		return nil, fmt.Errorf("%w: %s", ErrEmailNotVerified, id.Email)
 	}
-	if hd := p.cfg.HostedDomain; hd != "" && !strings.EqualFold(id.HostedDomain, hd) {
-		return nil, fmt.Errorf("%w: want %s, token has %q", ErrDomainMismatch, hd, id.HostedDomain)
+	if want := p.cfg.HostedDomain; want != "" && !strings.EqualFold(hd, want) {
+		return nil, fmt.Errorf("%w: want %s, token has %q", ErrDomainMismatch, want, hd)
 	}
 	if p.cfg.GroupsClaim != "" {
 		groups, err := groupsClaim(c[p.cfg.GroupsClaim])

@@ -177,6 +177,7 @@ func TestHostedDomain(t *testing.T) {
 			cfg := op.Config()
 			cfg.HostedDomain = tt.hd
 			p := newProvider(t, cfg)
+			p.TrustHostedDomain = true // as for Google's issuer
 			f := begin(t, p)
 			u, _ := url.Parse(f.authURL)
 			if u.Query().Get("hd") != tt.hd {
@@ -386,5 +387,46 @@ func TestNewRefusesAPlainHTTPIssuerOffLoopback(t *testing.T) {
 		if _, err := oidc.New("x", &config.SSOProvider{Issuer: iss, ClientID: "c"}); err != nil {
 			t.Errorf("issuer %q refused: %v", iss, err)
 		}
+	}
+}
+
+// Issue 12 #13: an hd claim from any provider satisfied domain:, although
+// only Google checks it; where users or admins map their own claims
+// (Keycloak mappers, Authelia custom claims) that walked past a domain
+// rule. hd counts only from Google, and only with hosted_domain set.
+func TestAnHdClaimCountsOnlyFromGoogleWithHostedDomainSet(t *testing.T) {
+	op := oidctest.Start(t)
+	for _, tt := range []struct {
+		name  string
+		trust bool // the provider is Google
+		hd    string
+		want  string
+	}{
+		{"another provider's hd is ignored", false, "", ""},
+		{"another provider's hd is ignored even with hosted_domain", false, "partner.example", ""},
+		{"Google's hd without hosted_domain is ignored", true, "", ""},
+		{"Google's hd with hosted_domain counts", true, "partner.example", "partner.example"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := op.Config()
+			cfg.HostedDomain = tt.hd
+			p := newProvider(t, cfg)
+			p.TrustHostedDomain = tt.trust
+			f := begin(t, p)
+			code := callback(t, op, f, "carol@partner.example") // the test provider sends hd partner.example
+			id, _, err := p.Exchange(context.Background(), code, f.verifier, redirectURL, f.nonce)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id.HostedDomain != tt.want {
+				t.Fatalf("HostedDomain = %q, want %q", id.HostedDomain, tt.want)
+			}
+		})
+	}
+	if p, _ := oidc.New("google", &config.SSOProvider{Issuer: "https://accounts.google.com", ClientID: "x"}); !p.TrustHostedDomain {
+		t.Error("Google's provider does not trust its hd claim")
+	}
+	if p, _ := oidc.New("corp", &config.SSOProvider{Issuer: "https://sso.example.com", ClientID: "x"}); p.TrustHostedDomain {
+		t.Error("another provider trusts its hd claim")
 	}
 }

@@ -64,6 +64,11 @@ type Provider struct {
 	Audiences []string
 	// Now is the clock (a fake in tests); nil means time.Now.
 	Now func() time.Time
+	// TrustHostedDomain: the provider's hd claim is Google's, checked by
+	// Google against the Workspace, so with hosted_domain set it becomes
+	// Identity.HostedDomain (which domain: allow members match). New sets
+	// it for Google's issuer only; tests set it for their provider.
+	TrustHostedDomain bool
 
 	name   string
 	cfg    config.SSOProvider
@@ -104,7 +109,7 @@ func New(name string, cfg *config.SSOProvider) (*Provider, error) {
 	if cfg.RefreshInterval > 0 && cfg.Issuer != googleIssuer && !slices.Contains(scopes, gooidc.ScopeOfflineAccess) {
 		scopes = append(scopes, gooidc.ScopeOfflineAccess)
 	}
-	return &Provider{name: name, cfg: *cfg, scopes: scopes}, nil
+	return &Provider{name: name, cfg: *cfg, scopes: scopes, TrustHostedDomain: cfg.Issuer == googleIssuer}, nil
 }
 
 func isLoopback(host string) bool {

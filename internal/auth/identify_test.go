@@ -1,0 +1,58 @@
+package auth
+
+import (
+	"github.com/moat-dev/moat/internal/identity/session"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/moat-dev/moat/internal/request"
+)
+
+// signedInRequest signs alice in on h and returns a request carrying her
+// session cookie, with the session dropped from the cache.
+func signedInRequest(t *testing.T, h *harness) *http.Request {
+	t.Helper()
+	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
+	c := h.browser()
+	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
+	id := h.sessionCookie(c)
+	h.svc.p.ReloadSession(session.HashID(id))
+	r := httptest.NewRequest("GET", "https://127.0.0.1/app/", nil)
+	r.AddCookie(&http.Cookie{Name: session.Cookie, Value: id})
+	return request.With(r, &request.Info{ID: "test", Start: time.Now(), Route: h.routes["/app/"]})
+}
+
+// Issue 11: Require fetched the session again instead of taking the one
+// Identify found; the request carries it now.
+func TestRequireUsesTheSessionIdentifyFound(t *testing.T) {
+	h := newHarness(t, nil)
+	r := signedInRequest(t, h)
+	counter := h.counted
+	passed := false
+	h.svc.Identify(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.svc.p.ReloadSession(request.From(r).Session.IDHash) // the cache changes between the two stages
+		before := counter.sessions.Load()
+		h.svc.Require(h.routes["/app/"], http.HandlerFunc(func(http.ResponseWriter, *http.Request) { passed = true })).ServeHTTP(w, r)
+		if n := counter.sessions.Load() - before; n != 0 {
+			t.Errorf("Require read the session from the store %d time(s), want none", n)
+		}
+	})).ServeHTTP(httptest.NewRecorder(), r)
+	if !passed {
+		t.Fatal("alice did not pass Require")
+	}
+}
+
+// Issue 11: /_moat/ pages ran Identify twice (the server's and Handler's
+// own); a request is identified once.
+func TestAPageBehindTwoIdentifyStagesIsIdentifiedOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	r := signedInRequest(t, h)
+	counter := h.counted
+	counter.sessions.Store(0)
+	h.svc.Identify(h.svc.Identify(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))).ServeHTTP(httptest.NewRecorder(), r)
+	if n := counter.sessions.Load(); n != 1 {
+		t.Fatalf("the session was read %d times, want once", n)
+	}
+}

@@ -1,0 +1,255 @@
+package assertion
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moat-dev/moat/internal/auth/instancekey"
+	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/store"
+)
+
+// Headers moat sets on a proxied request for a signed-in user.
+const (
+	HeaderUserEmail  = "X-Moat-User-Email"
+	HeaderUserID     = "X-Moat-User-Id"
+	HeaderUserGroups = "X-Moat-User-Groups"
+	HeaderAssertion  = "X-Moat-Assertion"
+
+	// With identity.iap_compatible_headers, the names Google's IAP uses,
+	// so apps written for IAP run unchanged (they must verify the
+	// assertion with moat's JWKS, issuer and audience, not Google's).
+	HeaderIAPEmail     = "X-Goog-Authenticated-User-Email"
+	HeaderIAPID        = "X-Goog-Authenticated-User-Id"
+	HeaderIAPAssertion = "X-Goog-IAP-JWT-Assertion"
+)
+
+// iapPrefix is how IAP qualifies the email and id it sends.
+const iapPrefix = "accounts.google.com:"
+
+// assertionReuse is how long a signed assertion is reused for the same
+// session and route; it keeps at least AssertionLifetime - assertionReuse of
+// validity when sent.
+const assertionReuse = time.Minute
+
+// maxCachedAssertions bounds the assertion cache; past it the cache starts
+// over.
+const maxCachedAssertions = 50000
+
+type cachedAssertion struct {
+	token string
+	iat   time.Time
+	// What the token says; a change (groups edited) signs anew.
+	id, email, groups string
+}
+
+type assertionCache struct {
+	mu sync.Mutex
+	m  map[string]cachedAssertion
+}
+
+// Claims is the payload of X-Moat-Assertion.
+type Claims struct {
+	Issuer   string   `json:"iss"`
+	Audience string   `json:"aud"` // the route's name: host + path prefix
+	Subject  string   `json:"sub"` // the user's id
+	Email    string   `json:"email"`
+	Groups   []string `json:"groups"`
+	IssuedAt int64    `json:"iat"`
+	Expiry   int64    `json:"exp"`
+}
+
+// Signer signs assertions with the store's signing keys and caches what it
+// signed per session and audience. One Signer serves the whole process
+// (reloads keep its keys and caches); create it with NewSigner.
+type Signer struct {
+	store  store.Store
+	key    *instancekey.Key
+	logger *slog.Logger
+
+	keys keyRing
+	moat assertionCache // X-Moat-Assertion
+	iap  assertionCache // X-Goog-IAP-JWT-Assertion
+}
+
+// NewSigner loads the signing keys from st (opened with the instance key
+// ik), creating the first one on a new store.
+func NewSigner(ctx context.Context, st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Signer, error) {
+	s := &Signer{store: st, key: ik, logger: logger}
+	s.moat.m = make(map[string]cachedAssertion)
+	s.iap.m = make(map[string]cachedAssertion)
+	if err := s.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// JWKS is the body of /_moat/jwks.json: the public keys that verify the
+// assertions.
+func (s *Signer) JWKS() []byte {
+	s.keys.mu.RLock()
+	defer s.keys.mu.RUnlock()
+	return s.keys.jwks
+}
+
+// Forget drops the assertions cached for one session (it was revoked).
+func (s *Signer) Forget(sessionID string) {
+	s.moat.forget(sessionID)
+	s.iap.forget(sessionID)
+}
+
+// Headers sets the identity headers of one configuration on the requests
+// the proxy forwards.
+type Headers struct {
+	Signer *Signer
+	// Issuer is the iss of X-Moat-Assertion (Issuer(cfg)).
+	Issuer string
+	// IAP also sets Google IAP's headers (identity.iap_compatible_headers),
+	// with IAPAudiences (identity.iap_audiences) as their aud.
+	IAP          bool
+	IAPAudiences map[string]string
+}
+
+// NewHeaders is the Headers of cfg.
+func NewHeaders(cfg *config.Config, s *Signer) *Headers {
+	return &Headers{Signer: s, Issuer: Issuer(cfg), IAP: cfg.Identity.IAPCompatibleHeaders, IAPAudiences: cfg.Identity.IAPAudiences}
+}
+
+// Issuer is the iss of this instance's assertions: server.public_url, or
+// https:// plus the first route's host.
+func Issuer(cfg *config.Config) string {
+	if cfg.Server.PublicURL != "" {
+		return strings.TrimSuffix(cfg.Server.PublicURL, "/")
+	}
+	for _, r := range cfg.Routes {
+		if r != nil && r.Host != "" {
+			return "https://" + r.Host
+		}
+	}
+	return "https://localhost"
+}
+
+// SetIdentity sets the identity headers on out, the request the proxy sends
+// to the backend, from the user moat signed in on in. The proxy has already
+// deleted every header moat owns (X-Moat-*, X-Goog-* and their look-alikes)
+// and moat's cookies from out; nothing is set for anonymous requests or
+// public routes.
+//
+// X-Moat-Assertion is an ES256 JWT with iss = the instance's public URL,
+// aud = the route's name (config.Route.Name: host plus path prefix, such as
+// "dash.example.com" or "example.com/app/"), sub = the user's id, email,
+// groups, iat and exp = iat + 5 minutes; its kid names a key in
+// /_moat/jwks.json. With identity.iap_compatible_headers the same identity
+// also goes out under IAP's header names.
+func (h *Headers) SetIdentity(out *http.Request, in *http.Request) {
+	info := request.From(in)
+	u := info.User
+	if !u.SignedIn() || info.Route == nil || info.Route.Public {
+		return
+	}
+	out.Header.Set(HeaderUserEmail, u.Email)
+	out.Header.Set(HeaderUserID, u.ID)
+	groups := strings.Join(u.Groups, ",")
+	out.Header.Set(HeaderUserGroups, groups)
+	tok := h.Signer.assertion(u, groups, h.Issuer, info.Route.Name())
+	if tok != "" {
+		out.Header.Set(HeaderAssertion, tok)
+	}
+	if h.IAP {
+		// iap.go: IAP's own claims (iss https://cloud.google.com/iap, aud
+		// from identity.iap_audiences), signed with moat's key.
+		h.setIAPHeaders(out, u, info.Route)
+	}
+}
+
+// assertion returns a signed assertion for u on route, reusing one signed
+// within the last minute.
+func (s *Signer) assertion(u request.User, groups, issuer, route string) string {
+	key := u.SessionID + "\x00" + route
+	now := time.Now()
+	s.moat.mu.Lock()
+	c, ok := s.moat.m[key]
+	s.moat.mu.Unlock()
+	if ok && now.Sub(c.iat) < assertionReuse && !now.Before(c.iat) && c.id == u.ID && c.email == u.Email && c.groups == groups {
+		return c.token
+	}
+	tok, err := s.sign(Claims{
+		Issuer: issuer, Audience: route, Subject: u.ID, Email: u.Email, Groups: u.Groups,
+		IssuedAt: now.Unix(), Expiry: now.Add(AssertionLifetime).Unix(),
+	})
+	if err != nil {
+		s.logger.Error("sign assertion", "route", route, "user", u.Email, "err", err)
+		return ""
+	}
+	s.moat.mu.Lock()
+	if len(s.moat.m) >= maxCachedAssertions {
+		s.moat.m = make(map[string]cachedAssertion)
+	}
+	s.moat.m[key] = cachedAssertion{token: tok, iat: time.Unix(now.Unix(), 0), id: u.ID, email: u.Email, groups: groups}
+	s.moat.mu.Unlock()
+	return tok
+}
+
+// forget drops the cached assertions of one session.
+func (c *assertionCache) forget(sessionID string) {
+	prefix := sessionID + "\x00"
+	c.mu.Lock()
+	for k := range c.m {
+		if strings.HasPrefix(k, prefix) {
+			delete(c.m, k)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// clear drops every cached assertion (the signing key changed).
+func (s *Signer) clear() {
+	for _, c := range []*assertionCache{&s.moat, &s.iap} {
+		c.mu.Lock()
+		c.m = make(map[string]cachedAssertion)
+		c.mu.Unlock()
+	}
+}
+
+// sign makes a compact ES256 JWS (RFC 7515, RFC 7518 §3.4) of c with the
+// current key.
+func (s *Signer) sign(c Claims) (string, error) {
+	s.keys.mu.RLock()
+	k := s.keys.current
+	s.keys.mu.RUnlock()
+	if c.Groups == nil {
+		c.Groups = []string{}
+	}
+	header, err := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "kid": k.rec.ID})
+	if err != nil {
+		return "", err
+	}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	signingInput := b64(header) + "." + b64(payload)
+	return signES256(k.priv, signingInput)
+}
+
+func signES256(priv *ecdsa.PrivateKey, signingInput string) (string, error) {
+	sum := sha256.Sum256([]byte(signingInput))
+	r, sv, err := ecdsa.Sign(rand.Reader, priv, sum[:])
+	if err != nil {
+		return "", err
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	sv.FillBytes(sig[32:])
+	return signingInput + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+}

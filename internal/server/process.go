@@ -1,0 +1,83 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/moat-dev/moat/internal/auth"
+	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/proxy"
+	"github.com/moat-dev/moat/internal/ratelimit"
+	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/usage"
+)
+
+// process is what outlives every configuration: the store, the rate-limit
+// counters, the registry of open WebSockets, and sign-in's process state
+// (instance key, session cache, throttles, OIDC replay, hashing limiter,
+// signing keys). It is built once when moat starts; each world is built on
+// it, and a reload swaps only the world. Changing store or counters needs a
+// restart. (The certificate source is swapped apart from the world too, but
+// only when tls or the hosts change: see Server.certs.)
+type process struct {
+	store    store.Store
+	counter  ratelimit.Counter
+	sockets  *proxy.Sockets
+	identity *auth.Process
+	// usage counts who used which route; sign-in, the sockets and each
+	// route's chain report to it.
+	usage *usage.Collector
+}
+
+// openProcess opens what cfg's process needs: the store, the counters and
+// the instance key, loaded here and nowhere else.
+func openProcess(cfg *config.Config, log *slog.Logger) (*process, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, cfg.StoreDSN())
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	p := &process{store: st, sockets: proxy.NewSockets()}
+	if p.counter, err = ratelimit.Open(cfg.Counters); err != nil {
+		st.Close()
+		return nil, err
+	}
+	key, err := auth.InstanceKey(ctx, cfg, st)
+	if err != nil {
+		p.close()
+		return nil, fmt.Errorf("instance key: %w", err)
+	}
+	if p.identity, err = auth.NewProcess(st, key, log); err != nil {
+		p.close()
+		return nil, err
+	}
+	// A revoked session loses its open WebSockets at once (issue #3: within
+	// 10 s, also for revocations made elsewhere).
+	p.identity.OnRevoke = func(sessionID string) {
+		go p.sockets.CloseSession(sessionID, websocketPolicyViolation, "signed out")
+	}
+	p.useUsage(usage.New(st, cfg.Usage, log))
+	return p, nil
+}
+
+// useUsage makes c the process's usage counter, the one sign-in and the
+// sockets report to.
+func (p *process) useUsage(c *usage.Collector) {
+	p.usage = c
+	p.sockets.Usage = c
+	p.identity.Usage = c
+}
+
+// close releases what the process holds.
+func (p *process) close() {
+	if p.counter != nil {
+		p.counter.Close()
+	}
+	if p.usage != nil {
+		p.usage.Close() // writes the last counts, before the store closes
+	}
+	p.store.Close()
+}
