@@ -41,6 +41,10 @@ func Run(t *testing.T, open Factory) {
 		{"signing keys are added, listed, retired and deleted", testSigningKeys},
 		{"audit events are filtered and paged newest first", testAudit},
 		{"concurrent writers all succeed", testConcurrentWriters},
+		{"passkeys are stored per user, found by credential id and deleted", testPasskeys},
+		{"a passkey's signature counter only moves forward", testPasskeyCounter},
+		{"concurrent uses of one passkey counter accept exactly one", testPasskeyCounterConcurrent},
+		{"a passkey challenge is used once, also under concurrency", testPasskeyChallenges},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
