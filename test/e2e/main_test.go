@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moat-dev/moat/internal/store/storetest"
 )
 
 // Shared by every test in the package: built and started once in TestMain,
@@ -65,5 +67,8 @@ func run(m *testing.M) int {
 			dashboard.stop()
 		}
 	}()
+	// Tests that share a PostgreSQL (storetest.Postgres) start one server
+	// for the run; stop it after the last.
+	defer storetest.Stop()
 	return m.Run()
 }
