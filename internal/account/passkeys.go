@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/moat-dev/moat/internal/auth/passkey"
 	"github.com/moat-dev/moat/internal/directory"
@@ -56,7 +57,7 @@ func (a *Account) passkeyCeremony(w http.ResponseWriter, r *http.Request) error 
 	if purpose != "add" && purpose != "verify" || step != "begin" && step != "finish" {
 		return web.NewProblem(http.StatusNotFound, "not_found")
 	}
-	if err := a.csrf.CheckHeader(r); err != nil {
+	if err := passkey.CheckToken(a.csrf, r); err != nil {
 		return err
 	}
 	in, err := passkey.ReadRequest(w, r)
@@ -154,6 +155,13 @@ func (a *Account) postRemovePasskey(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	wo := whoOf(r)
+	list, err := a.dir.Passkeys(r.Context(), wo.user.ID)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(list, func(p *store.Passkey) bool { return p.ID == r.PathValue("id") }) {
+		return web.NewProblem(http.StatusNotFound, "not_found") // not yours: as if it did not exist
+	}
 	if !wo.session.MFA {
 		http.Redirect(w, r, Prefix+"/mfa?return_to="+Prefix, http.StatusSeeOther)
 		return nil

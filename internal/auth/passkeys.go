@@ -38,7 +38,7 @@ func (s *Service) servePasskey(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "POST")
 	}
-	if err := s.p.CSRF.CheckHeader(r); err != nil {
+	if err := passkey.CheckToken(s.p.CSRF, r); err != nil {
 		return err
 	}
 	in, err := passkey.ReadRequest(w, r)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/auth/mfa"
+	"github.com/moat-dev/moat/internal/csrf"
 	"github.com/moat-dev/moat/internal/web"
 )
 
@@ -66,4 +67,14 @@ func ReadRequest(w http.ResponseWriter, r *http.Request) (Request, error) {
 		return in, &web.Problem{Status: http.StatusBadRequest, Key: "bad_request", Err: err}
 	}
 	return in, nil
+}
+
+// CheckToken checks a ceremony call of a page's script: the page's CSRF
+// token in X-CSRF-Token, from the same origin. A refusal is the sign-in
+// pages' own (the form expired: reload the page).
+func CheckToken(g *csrf.Guard, r *http.Request) error {
+	if !g.Check(r, r.Header.Get("X-CSRF-Token")) {
+		return web.NewProblem(http.StatusForbidden, "auth.csrf")
+	}
+	return nil
 }
