@@ -30,7 +30,9 @@ func newPasskeyHarness(t *testing.T, tweak func(*config.Config)) *harness {
 	})
 }
 
-func (h *harness) host() string { return "localhost:" + h.srv.URL[strings.LastIndex(h.srv.URL, ":")+1:] }
+func (h *harness) host() string {
+	return "localhost:" + h.srv.URL[strings.LastIndex(h.srv.URL, ":")+1:]
+}
 
 func (h *harness) origin() string { return "https://" + h.host() }
 
