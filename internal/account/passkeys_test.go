@@ -18,7 +18,7 @@ import (
 	"github.com/moat-dev/moat/internal/store"
 )
 
-// passkeyHost is the harness with its route on localhost (a passkey needs
+// newPasskeyHarness is the harness with its route on localhost (a passkey needs
 // a host name, not 127.0.0.1); requests name it in Host.
 func newPasskeyHarness(t *testing.T, tweak func(*config.Config)) *harness {
 	t.Helper()
