@@ -10,11 +10,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/moat-dev/moat/internal/auth"
+	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/identity/access"
+	"github.com/moat-dev/moat/internal/logging"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/route"
@@ -28,15 +31,18 @@ const moatPrefix = "/_moat/"
 // client, finds the route in the current world, hands the request to that
 // route's chain, and writes the access log line and metrics.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	wd := s.world.Load()
-	info := &request.Info{ID: request.NewID(), Start: time.Now(), Scheme: "https"}
-	if r.TLS == nil {
-		info.Scheme = "http"
+	if s.serveHealth(w, r) {
+		return
 	}
+	wd := s.world.Load()
+	info := &request.Info{ID: request.NewID(), Start: time.Now()}
+	// Behind a trusted TLS-terminating front the client used https even
+	// though moat's listener is plain (issue 12, finding 10).
+	info.Scheme = wd.clientIP.Scheme(r)
 	info.ClientIP = wd.clientIP.Resolve(r)
 	r = request.With(r, info)
 	rec := &recorder{ResponseWriter: w}
-	if *wd.cfg.Server.HSTS && r.TLS != nil {
+	if *wd.cfg.Server.HSTS && info.Scheme == "https" {
 		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
 	}
 	wd.serve(rec, r, info)
@@ -46,6 +52,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve routes r within one world.
 func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Info) {
 	host := route.Host(r.Host)
+	// A path the app may read differently from moat is refused before any
+	// route is chosen.
+	if ambiguousPath(r.URL.Path) {
+		web.Error(w, r, http.StatusBadRequest, "bad_request")
+		return
+	}
 	// Route on the cleaned path so /public/../private cannot reach a route
 	// the raw path does not name; a browser is sent to the clean path.
 	clean := cleanPath(r.URL.Path)
@@ -59,6 +71,9 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 		web.Error(w, r, http.StatusBadRequest, "bad_request")
 		return
 	}
+	// Every body is bounded in time, sign-in forms as much as uploads
+	// (issue 12, finding 4); a route's body is bounded in size too.
+	limits := bodylimit.Limits{Stall: wd.cfg.Server.BodyStallTimeout.D(), MinRate: wd.cfg.Server.BodyMinRate}
 	if strings.HasPrefix(clean, moatPrefix) {
 		hostRt := wd.routes.HostRoute(host)
 		if hostRt == nil {
@@ -71,7 +86,7 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 			h = wd.hostWide[rt]
 		}
 		info.Route = rt
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(w, bodylimit.Wrap(w, r, limits))
 		return
 	}
 	rt := wd.routes.Lookup(host, clean)
@@ -80,12 +95,36 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 		return
 	}
 	info.Route = rt
+	// A declared length over the bound is refused before anything reaches
+	// the app; a chunked body is cut at the bound (issue 12, finding 7).
 	if r.ContentLength > rt.MaxBodyBytes {
 		web.Error(w, r, http.StatusRequestEntityTooLarge, "body_too_large")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBodyBytes)
-	wd.chains[rt].ServeHTTP(w, r)
+	limits.MaxBytes = rt.MaxBodyBytes
+	wd.chains[rt].ServeHTTP(w, bodylimit.Wrap(w, r, limits))
+}
+
+// ambiguousPath reports whether a decoded request path could name another
+// place to the app than to moat's router: a backslash (a separator on
+// Windows and to some frameworks), a control character (a NUL ends the path
+// in C), or a dot, slash, backslash or NUL still percent-encoded after
+// decoding (an app that decodes twice sees "../"). Peers' routers were
+// bypassed by each (Traefik GHSA-gm3x-23wp-hc2c, Caddy GHSA-qrp7-cvwr-j2c6);
+// no browser sends them, so moat refuses them rather than guess.
+func ambiguousPath(p string) bool {
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '\\', c < 0x20, c == 0x7f:
+			return true
+		case c == '%' && i+2 < len(p):
+			switch strings.ToLower(p[i+1 : i+3]) {
+			case "2e", "2f", "5c", "00":
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ownPage picks the route, and so the security policy, a page of moat's own
@@ -161,14 +200,18 @@ func (s *Server) accessLog(rec *recorder, r *http.Request, info *request.Info) {
 	attrs := []slog.Attr{
 		slog.String("request_id", info.ID),
 		slog.String("route", routeName),
-		slog.String("method", r.Method),
-		slog.String("host", r.Host),
-		slog.String("path", directory.LogPath(r.URL.Path)),
-		slog.Int("status", status),
-		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
-		slog.Int64("bytes", rec.bytes),
-		slog.String("client_ip", info.ClientIP.String()),
-		slog.String("proto", r.Proto),
+		slog.String(logging.KeyMethod, r.Method),
+		slog.String(logging.KeyScheme, info.Scheme),
+		slog.String(logging.KeyHost, r.Host),
+		slog.String(logging.KeyPath, directory.LogPath(r.URL.Path)),
+		slog.Int(logging.KeyStatus, status),
+		slog.Float64(logging.KeyDuration, float64(elapsed.Microseconds())/1000),
+		slog.Int64(logging.KeyBytes, rec.bytes),
+		slog.String(logging.KeyClientIP, info.ClientIP.String()),
+		slog.String(logging.KeyProto, r.Proto),
+	}
+	if ua := r.UserAgent(); ua != "" {
+		attrs = append(attrs, slog.String(logging.KeyUserAgent, truncate(ua, maxLoggedUserAgent)))
 	}
 	if rec.hijacked {
 		attrs = append(attrs, slog.Bool("websocket", true))
@@ -179,7 +222,21 @@ func (s *Server) accessLog(rec *recorder, r *http.Request, info *request.Info) {
 	if info.Decision != "" {
 		attrs = append(attrs, slog.String("decision", info.Decision))
 	}
-	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, logging.AccessMessage, attrs...)
+}
+
+// maxLoggedUserAgent bounds the User-Agent an access line repeats.
+const maxLoggedUserAgent = 256
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // recorder notes the status and size of a response for the access log. It

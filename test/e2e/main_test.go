@@ -62,6 +62,9 @@ func run(m *testing.M) int {
 	}
 
 	workDir = tmp
+	// Tests that share a PostgreSQL (several instances) get it from
+	// storetest, which starts one server for the run.
+	defer storetest.Stop()
 	defer func() {
 		if dashboard != nil {
 			dashboard.stop()

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -64,8 +63,6 @@ func (b *browserOf) on(m *Moat) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
-
-var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // do sends a request to m and returns the status and body.
 func (b *browserOf) do(m *Moat, method, path string, body io.Reader, header http.Header) (int, string, http.Header) {
