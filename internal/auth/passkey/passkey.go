@@ -28,6 +28,7 @@ import (
 	"net"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
@@ -44,7 +45,7 @@ const (
 	CeremonyTTL = 5 * time.Minute
 	// MaxPerUser bounds the passkeys of one account.
 	MaxPerUser = 20
-	// MaxName bounds a passkey's name, in bytes.
+	// MaxName bounds a passkey's name, in characters.
 	MaxName = 64
 	// MaxResponse bounds the browser's answer to a ceremony (an attestation
 	// with a certificate chain is a few KiB).
@@ -164,14 +165,14 @@ func (s *Service) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// CleanName checks a passkey's name: one line of 1 to MaxName bytes
+// CleanName checks a passkey's name: one line of 1 to MaxName characters
 // (fallback when empty); ErrName when it breaks the rule.
 func CleanName(name, fallback string) (string, error) {
 	name = strings.TrimSpace(name)
 	if name == "" {
 		name = strings.TrimSpace(fallback)
 	}
-	if name == "" || len(name) > MaxName || strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+	if name == "" || utf8.RuneCountInString(name) > MaxName || !utf8.ValidString(name) || strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return "", ErrName
 	}
 	return name, nil

@@ -527,12 +527,12 @@ func TestRPOfNeedsAHostName(t *testing.T) {
 }
 
 func TestCleanName(t *testing.T) {
-	for in, want := range map[string]string{"  Laptop ": "Laptop", "": "Chrome · Linux", "一台目のキー": "一台目のキー"} {
+	for in, want := range map[string]string{"  Laptop ": "Laptop", "": "Chrome · Linux", "一台目のキー": "一台目のキー", strings.Repeat("鍵", MaxName): strings.Repeat("鍵", MaxName)} {
 		if got, err := CleanName(in, "Chrome · Linux"); err != nil || got != want {
 			t.Errorf("CleanName(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"a\nb", strings.Repeat("x", MaxName+1), "tab\there"} {
+	for _, bad := range []string{"a\nb", strings.Repeat("x", MaxName+1), "tab\there", "\xff"} {
 		if _, err := CleanName(bad, ""); !errors.Is(err, ErrName) {
 			t.Errorf("CleanName(%q): %v, want ErrName", bad, err)
 		}
