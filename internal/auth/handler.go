@@ -35,6 +35,7 @@ const (
 //	/_moat/login     GET the form, POST email + password
 //	/_moat/logout    GET a confirmation button, POST to sign out
 //	/_moat/password  change the password (forced after a one-time password)
+//	/_moat/passkey/  sign in with a passkey alone, or as the second step (JSON, passkeys.go)
 //	/_moat/jwks.json the public keys that verify X-Moat-Assertion
 //
 // Every POST needs the CSRF token of its form and a same-origin browser.
