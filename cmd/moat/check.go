@@ -59,7 +59,14 @@ func printCheck(w io.Writer, cfg *config.Config) {
 		if policy == "" {
 			policy = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, prefix, r.Backend, cfg.Backends[r.Backend].URL, access(r), policy)
+		backend, url := r.Backend, ""
+		if r.ForwardAuth {
+			// The ingress in front proxies; moat answers its auth requests.
+			backend, url = "forward_auth", "(the ingress's)"
+		} else {
+			url = cfg.Backends[r.Backend].URL
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, prefix, backend, url, access(r), policy)
 	}
 	tw.Flush()
 }

@@ -106,11 +106,17 @@ type Backend struct {
 	PreserveHost *bool `yaml:"preserve_host"`
 }
 
-// Route maps a host (and optional path prefix) to a backend.
+// Route maps a host (and optional path prefix) to a backend, or, with
+// forward_auth, to the ingress in front of moat that proxies to the app
+// itself and asks moat at /_moat/auth whether each request may pass.
 type Route struct {
-	Host           string   `yaml:"host"`
-	PathPrefix     string   `yaml:"path_prefix"`
-	Backend        string   `yaml:"backend"`
+	Host       string `yaml:"host"`
+	PathPrefix string `yaml:"path_prefix"`
+	Backend    string `yaml:"backend"`
+	// ForwardAuth: moat does not proxy this route; an ingress (nginx
+	// auth_request, Caddy forward_auth, Traefik ForwardAuth) asks moat
+	// about each request and proxies to the app itself.
+	ForwardAuth    bool     `yaml:"forward_auth"`
 	Public         bool     `yaml:"public"`
 	Title          string   `yaml:"title"`
 	SecurityPolicy string   `yaml:"security_policy"`

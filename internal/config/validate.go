@@ -303,8 +303,12 @@ func (v *validator) validateRoutes() {
 		}
 		seen[key] = i
 		switch {
+		case r.ForwardAuth && r.Backend != "":
+			v.errorAt(path+".backend", "a forward_auth route has no backend: the ingress in front of moat proxies to the app; remove backend (or forward_auth, for moat to proxy)")
+		case r.ForwardAuth:
+			v.validateForwardAuth(path, r)
 		case r.Backend == "":
-			v.errorAt(path, "backend is required%s", known(c.Backends))
+			v.errorAt(path, "backend is required%s; or set forward_auth: true when an ingress in front of moat proxies to the app", known(c.Backends))
 		case c.Backends[r.Backend] == nil:
 			v.errorAt(path+".backend", "unknown backend %q%s", r.Backend, known(c.Backends))
 		}
@@ -315,6 +319,18 @@ func (v *validator) validateRoutes() {
 			v.errorAt(path+".max_body_bytes", "must not be negative")
 		}
 		v.validateRouteAccess(path, r)
+	}
+}
+
+// validateForwardAuth checks a route an ingress proxies: moat answers its
+// auth requests only from server.trusted_proxies, and a bearer token would
+// reach the app through the ingress, which moat cannot strip it from.
+func (v *validator) validateForwardAuth(path string, r *Route) {
+	if len(v.cfg.Server.TrustedProxies) == 0 {
+		v.errorAt(path+".forward_auth", "forward_auth needs server.trusted_proxies: list the ingress's addresses, the only peers whose auth requests moat answers")
+	}
+	if r.Bearer {
+		v.errorAt(path+".bearer", "a forward_auth route takes no bearer tokens: the ingress would pass the Authorization header, token and all, on to the app")
 	}
 }
 

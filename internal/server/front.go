@@ -14,6 +14,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/directory"
+	"github.com/moat-dev/moat/internal/forwardauth"
 	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
@@ -46,17 +47,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serve routes r within one world.
 func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Info) {
 	host := route.Host(r.Host)
-	// Route on the cleaned path so /public/../private cannot reach a route
-	// the raw path does not name; a browser is sent to the clean path.
-	clean := cleanPath(r.URL.Path)
-	if clean != r.URL.Path {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			u := *r.URL
-			u.Path, u.RawPath = clean, ""
-			http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
-			return
-		}
-		web.Error(w, r, http.StatusBadRequest, "bad_request")
+	clean, ok := routable(w, r)
+	if !ok {
+		return
+	}
+	if wd.forwardAuth != nil && forwardauth.Serves(clean) {
+		wd.forwardAuth.ServeHTTP(w, r)
 		return
 	}
 	if strings.HasPrefix(clean, moatPrefix) {
@@ -75,7 +71,9 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 		return
 	}
 	rt := wd.routes.Lookup(host, clean)
-	if rt == nil {
+	if rt == nil || rt.ForwardAuth {
+		// A forward_auth route is the ingress's to proxy: moat has no
+		// backend for it.
 		web.Error(w, r, http.StatusNotFound, "not_found")
 		return
 	}
@@ -86,6 +84,49 @@ func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Inf
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBodyBytes)
 	wd.chains[rt].ServeHTTP(w, r)
+}
+
+// authorize answers an ingress's auth request about orig (see
+// forwardauth.Endpoint) as serve would route orig: on the cleaned path, by
+// host then longest path prefix, then the route's chain — its security
+// policy and access rule, ending in forwardauth.Grant. Only a forward_auth
+// route is answered for; moat's own pages are never the ingress's to
+// authorize (it forwards /_moat/ to moat).
+func (wd *world) authorize(w http.ResponseWriter, orig *http.Request) {
+	clean, ok := routable(w, orig)
+	if !ok {
+		return
+	}
+	var rt *config.Route
+	if !strings.HasPrefix(clean, moatPrefix) {
+		rt = wd.routes.Lookup(route.Host(orig.Host), clean)
+	}
+	if rt == nil || !rt.ForwardAuth {
+		web.Error(w, orig, http.StatusNotFound, "not_found")
+		return
+	}
+	request.From(orig).Route = rt
+	wd.chains[rt].ServeHTTP(w, orig)
+}
+
+// routable returns the path r is routed on: its path cleaned, so that
+// /public/../private cannot reach a route the raw path does not name. A
+// path that is not clean is answered here (ok false): a browser's GET or
+// HEAD is sent to the clean path, anything else refused.
+func routable(w http.ResponseWriter, r *http.Request) (clean string, ok bool) {
+	clean = cleanPath(r.URL.Path)
+	if clean == r.URL.Path {
+		return clean, true
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		u := *r.URL
+		u.Scheme, u.Host = "", ""
+		u.Path, u.RawPath = clean, ""
+		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
+		return "", false
+	}
+	web.Error(w, r, http.StatusBadRequest, "bad_request")
+	return "", false
 }
 
 // ownPage picks the route, and so the security policy, a page of moat's own
@@ -178,6 +219,9 @@ func (s *Server) accessLog(rec *recorder, r *http.Request, info *request.Info) {
 	}
 	if info.Decision != "" {
 		attrs = append(attrs, slog.String("decision", info.Decision))
+	}
+	if info.Original != "" {
+		attrs = append(attrs, slog.String("forward_auth", info.Original))
 	}
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
