@@ -22,6 +22,7 @@ type Config struct {
 	Identity         Identity                   `yaml:"identity"`
 	SecurityPolicies map[string]*SecurityPolicy `yaml:"security_policies"`
 	Routes           []*Route                   `yaml:"routes"`
+	Tracing          Tracing                    `yaml:"tracing"`
 
 	// Path is the file the configuration was loaded from.
 	Path string `yaml:"-"`
@@ -129,6 +130,27 @@ type Route struct {
 
 	// Line is where the route starts in the file, for messages.
 	Line int `yaml:"-"`
+}
+
+// Tracing is OpenTelemetry tracing of the front door's stages, exported
+// over OTLP/HTTP; off unless OTLPEndpoint is set.
+type Tracing struct {
+	// OTLPEndpoint is the collector: http://collector:4318 (spans are
+	// posted to its /v1/traces) or a full URL with a path.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// SampleRatio is the share of requests traced, from 0 to 1 (default
+	// 1); a caller's traceparent never raises it.
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	// ServiceName is service.name in the traces (default "moat").
+	ServiceName string `yaml:"service_name"`
+}
+
+// Ratio is the share of requests traced: sample_ratio, or 1.
+func (t Tracing) Ratio() float64 {
+	if t.SampleRatio == nil {
+		return 1
+	}
+	return *t.SampleRatio
 }
 
 // StoreDSN is what the store opens: the store: setting, or the embedded

@@ -110,6 +110,30 @@ func (v *validator) validate() {
 	v.validateIdentity()
 	v.validatePolicies()
 	v.validateRoutes()
+	v.validateTracing()
+}
+
+// validateTracing checks the collector's URL and the sample ratio.
+func (v *validator) validateTracing() {
+	t := &v.cfg.Tracing
+	if t.OTLPEndpoint == "" {
+		if t.SampleRatio != nil || t.ServiceName != "" {
+			v.errorAt("tracing", "tracing needs otlp_endpoint, the collector to send spans to (such as http://127.0.0.1:4318)")
+		}
+		return
+	}
+	u, err := url.Parse(t.OTLPEndpoint)
+	switch {
+	case err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		v.errorAt("tracing.otlp_endpoint", "invalid collector URL %q: write http://host:4318 or https://host/v1/traces", t.OTLPEndpoint)
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		v.errorAt("tracing.otlp_endpoint", "a collector URL takes no credentials, query or fragment (headers go in OTEL_EXPORTER_OTLP_HEADERS)")
+	case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+		v.warn("tracing.otlp_endpoint", "spans (client addresses, user ids, paths) go to %s unencrypted; use https:// unless the network is private", u.Host)
+	}
+	if r := t.SampleRatio; r != nil && (*r < 0 || *r > 1 || *r != *r) {
+		v.errorAt("tracing.sample_ratio", "must be between 0 and 1 (the share of requests traced), not %g", *r)
+	}
 }
 
 func (v *validator) validateServer() {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/tracing"
 	"github.com/moat-dev/moat/internal/web"
 )
 
@@ -99,8 +100,9 @@ func New(name string, cfg *config.Backend, sockets *Sockets) (*Backend, error) {
 		WriteBufferSize:        16 << 10,
 	}
 	b.proxy = &httputil.ReverseProxy{
-		Rewrite:   b.rewrite,
-		Transport: b.transport,
+		Rewrite: b.rewrite,
+		// Each round trip is a span whose context the app receives.
+		Transport: tracing.Transport(b.transport),
 		// 0: httputil flushes at once every response of unknown length
 		// (chunked, as Streamlit streams) and every text/event-stream,
 		// and lets a response of known length go out in one write rather
@@ -138,6 +140,8 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		info = request.From(r)
 		r = request.With(r, info)
 	}
+	r, span := tracing.StartRequest(r, "moat.proxy")
+	defer span.End()
 	if r.Header.Get("Upgrade") != "" {
 		if isWebSocketUpgrade(r) {
 			b.serveWebSocket(w, r, info)
@@ -173,6 +177,7 @@ func (b *Backend) serveError(w http.ResponseWriter, r *http.Request, err error) 
 		r = in
 	}
 	info := request.From(r)
+	tracing.Fail(r.Context(), err)
 	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
 		// The client went away; nobody is left to read a page.
 		b.log().Debug("proxy: client canceled", "request_id", info.ID, "route", routeName(info), "backend", b.name)

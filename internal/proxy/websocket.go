@@ -22,6 +22,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/tracing"
 )
 
 const (
@@ -67,10 +68,14 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 		out.Header["User-Agent"] = []string{""} // do not invent Go's
 	}
 
+	// The handshake is the round trip to the app: a span whose context
+	// the app receives.
+	span := tracing.Backend(out)
 	ctx, cancel := context.WithTimeout(r.Context(), b.dialer.Timeout)
 	backend, err := b.dialBackend(ctx)
 	cancel()
 	if err != nil {
+		span.Status(0, err)
 		b.serveError(w, r, err)
 		return
 	}
@@ -83,12 +88,18 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 
 	_ = backend.SetDeadline(time.Now().Add(b.transport.ResponseHeaderTimeout))
 	if err := out.Write(backend); err != nil {
+		span.Status(0, err)
 		b.serveError(w, r, fmt.Errorf("write websocket handshake: %w", err))
 		return
 	}
 	lr := &io.LimitedReader{R: backend, N: maxHandshakeBytes}
 	br := bufio.NewReaderSize(lr, 4<<10)
 	resp, err := http.ReadResponse(br, out)
+	if resp != nil {
+		span.Status(resp.StatusCode, err)
+	} else {
+		span.Status(0, err)
+	}
 	if err != nil {
 		b.serveError(w, r, fmt.Errorf("read websocket handshake response: %w", err))
 		return

@@ -19,6 +19,7 @@ import (
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/route"
+	"github.com/moat-dev/moat/internal/tracing"
 	"github.com/moat-dev/moat/internal/web"
 )
 
@@ -34,56 +35,72 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS == nil {
 		info.Scheme = "http"
 	}
-	info.ClientIP = wd.clientIP.Resolve(r)
 	r = request.With(r, info)
+	// The request's span; a caller's traceparent counts only from a
+	// trusted proxy (internal/tracing).
+	r, span := s.tracer.Start(r, wd.clientIP)
+	ipSpan := tracing.Start(r.Context(), "moat.client_ip")
+	info.ClientIP = wd.clientIP.Resolve(r)
+	ipSpan.End()
 	rec := &recorder{ResponseWriter: w}
 	if *wd.cfg.Server.HSTS && r.TLS != nil {
 		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
 	}
 	wd.serve(rec, r, info)
 	s.accessLog(rec, r, info)
+	traceRequest(span, rec, r, info)
 }
 
-// serve routes r within one world.
+// serve routes r within one world and hands it to its handler.
 func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Info) {
+	span := tracing.Start(r.Context(), "moat.route")
+	h := wd.route(w, r, info)
+	span.End()
+	if h != nil {
+		h.ServeHTTP(w, r)
+	}
+}
+
+// route finds the handler of r — a route's chain, moat's own pages under
+// the right policy, the forward-auth endpoint — noting the route on info;
+// or answers r itself (not found, a path to clean, a body too large) and
+// returns nil.
+func (wd *world) route(w http.ResponseWriter, r *http.Request, info *request.Info) http.Handler {
 	host := route.Host(r.Host)
 	clean, ok := routable(w, r)
 	if !ok {
-		return
+		return nil
 	}
 	if wd.forwardAuth != nil && forwardauth.Serves(clean) {
-		wd.forwardAuth.ServeHTTP(w, r)
-		return
+		return wd.forwardAuth
 	}
 	if strings.HasPrefix(clean, moatPrefix) {
 		hostRt := wd.routes.HostRoute(host)
 		if hostRt == nil {
 			web.Error(w, r, http.StatusNotFound, "not_found")
-			return
+			return nil
 		}
 		rt, hostWide := wd.ownPage(r, host, clean, hostRt)
-		h := wd.own[rt]
-		if hostWide {
-			h = wd.hostWide[rt]
-		}
 		info.Route = rt
-		h.ServeHTTP(w, r)
-		return
+		if hostWide {
+			return wd.hostWide[rt]
+		}
+		return wd.own[rt]
 	}
 	rt := wd.routes.Lookup(host, clean)
 	if rt == nil || rt.ForwardAuth {
 		// A forward_auth route is the ingress's to proxy: moat has no
 		// backend for it.
 		web.Error(w, r, http.StatusNotFound, "not_found")
-		return
+		return nil
 	}
 	info.Route = rt
 	if r.ContentLength > rt.MaxBodyBytes {
 		web.Error(w, r, http.StatusRequestEntityTooLarge, "body_too_large")
-		return
+		return nil
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBodyBytes)
-	wd.chains[rt].ServeHTTP(w, r)
+	return wd.chains[rt]
 }
 
 // authorize answers an ingress's auth request about orig (see

@@ -11,6 +11,7 @@ import (
 	"github.com/moat-dev/moat/internal/proxy"
 	"github.com/moat-dev/moat/internal/ratelimit"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/tracing"
 )
 
 // process is what outlives every configuration: the store, the rate-limit
@@ -25,6 +26,8 @@ type process struct {
 	counter  ratelimit.Counter
 	sockets  *proxy.Sockets
 	identity *auth.Process
+	// tracer traces requests (tracing.otlp_endpoint); nil when off.
+	tracer *tracing.Tracer
 }
 
 // openProcess opens what cfg's process needs: the store, the counters and
@@ -55,11 +58,20 @@ func openProcess(cfg *config.Config, log *slog.Logger) (*process, error) {
 	p.identity.OnRevoke = func(sessionID string) {
 		go p.sockets.CloseSession(sessionID, websocketPolicyViolation, "signed out")
 	}
+	if p.tracer, err = tracing.New(cfg.Tracing, log); err != nil {
+		p.close()
+		return nil, err
+	}
 	return p, nil
 }
 
-// close releases what the process holds.
+// close releases what the process holds, sending the spans still queued.
 func (p *process) close() {
+	if p.tracer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = p.tracer.Shutdown(ctx)
+		cancel()
+	}
 	if p.counter != nil {
 		p.counter.Close()
 	}

@@ -339,8 +339,9 @@ func (s *Server) checkStatic(cfg *config.Config) error {
 	a.PublicURL, b.PublicURL = "", ""
 	a.LogLevel, b.LogLevel = "", ""
 	a.HSTS, b.HSTS = nil, nil
-	if !reflect.DeepEqual(a, b) || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Counters != old.Counters {
-		return errors.New("server settings (but default_security_policy, public_url, log_level and hsts), data_dir, store and counters change only with a restart: restart moat to apply them")
+	if !reflect.DeepEqual(a, b) || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Counters != old.Counters ||
+		!reflect.DeepEqual(cfg.Tracing, old.Tracing) {
+		return errors.New("server settings (but default_security_policy, public_url, log_level and hsts), data_dir, store, counters and tracing change only with a restart: restart moat to apply them")
 	}
 	return nil
 }
