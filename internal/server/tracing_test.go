@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -230,5 +231,23 @@ func TestSampleRatioZeroExportsNothingWhateverTheCallerAsks(t *testing.T) {
 	m.done <- err
 	if spans := col.Spans(); len(spans) != 0 {
 		t.Errorf("sample_ratio 0 exported %d spans, first %+v", len(spans), spans[0])
+	}
+}
+
+func TestTracingChangesOnlyWithARestart(t *testing.T) {
+	m := startMoat(t, echoBackend(t).URL, baseConfig)
+	data, err := os.ReadFile(m.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(m.path, append(data, "tracing: {otlp_endpoint: \"http://127.0.0.1:4318\"}\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = m.server.Reload(context.Background(), "test")
+	if err == nil || !strings.Contains(err.Error(), "tracing change only with a restart") {
+		t.Fatalf("reload with tracing turned on: %v, want a refusal naming tracing", err)
+	}
+	if m.server.process.tracer != nil {
+		t.Error("a refused reload turned tracing on")
 	}
 }
