@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -23,13 +24,8 @@ func newCheckCommand() *cobra.Command {
 		Short: "Validate a configuration file and print the effective routing table",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
+			cfg, err := checkConfig(path)
 			if err != nil {
-				return err
-			}
-			// Build everything serve builds (WAF, exclusions, SSO
-			// providers, …), listening on nothing.
-			if err := server.Check(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 				return err
 			}
 			printCheck(cmd.OutOrStdout(), cfg)
@@ -38,6 +34,21 @@ func newCheckCommand() *cobra.Command {
 	}
 	configFlag(cmd, &path)
 	return cmd
+}
+
+// checkConfig loads the file at path and builds what serve would build from
+// it: everything `moat check` validates.
+func checkConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	// Build everything serve builds (WAF, exclusions, SSO providers, the
+	// backends' commands, …), listening on nothing.
+	if err := server.Check(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // printCheck writes the warnings and the routing table of a valid config.
@@ -71,11 +82,25 @@ func printCheck(w io.Writer, cfg *config.Config) {
 			// The ingress in front proxies; moat answers its auth requests.
 			backend, url = "forward_auth", "(the ingress's)"
 		} else {
-			url = cfg.Backends[r.Backend].URL
+			url = strings.Join(cfg.Backends[r.Backend].Targets(), " ")
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, prefix, backend, url, access(r), policy)
 	}
 	tw.Flush()
+	names := make([]string, 0, len(cfg.Backends))
+	for name, b := range cfg.Backends {
+		if len(b.Command) > 0 {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for i, name := range names {
+		if i == 0 {
+			fmt.Fprintln(w, "\nmoat runs, for as long as it runs:")
+		}
+		b := cfg.Backends[name]
+		fmt.Fprintf(w, "  %s: %s (on %s)\n", name, strings.Join(b.Command, " "), b.URL)
+	}
 }
 
 func access(r *config.Route) string {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-dev/moat/internal/auth"
+	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/store"
@@ -20,7 +21,7 @@ func newKeysCommand() *cobra.Command {
 	var cfgPath string
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Manage the keys that sign X-Moat-Assertion (works while serve runs)",
+		Short: "Make the instance key; manage the keys that sign X-Moat-Assertion (works while serve runs)",
 		Args:  cobra.NoArgs,
 	}
 	cmd.PersistentFlags().StringVarP(&cfgPath, "config", "c", "moat.yaml", "configuration file")
@@ -36,6 +37,7 @@ func newKeysCommand() *cobra.Command {
 		defer st.Close()
 		return fn(ctx, st, cfg)
 	}
+	cmd.AddCommand(newKeysInitCommand())
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
 		Short: "List the signing keys, newest first",
@@ -71,7 +73,7 @@ func newKeysCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withStore(cmd, func(ctx context.Context, st store.Store, cfg *config.Config) error {
-				ik, err := auth.InstanceKey(cfg)
+				ik, err := auth.InstanceKey(ctx, cfg, st)
 				if err != nil {
 					return err
 				}
@@ -87,5 +89,38 @@ func newKeysCommand() *cobra.Command {
 			})
 		},
 	})
+	return cmd
+}
+
+// newKeysInitCommand makes an instance key. It needs no configuration: the
+// key is made before the first instance starts.
+func newKeysInitCommand() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Make a new instance key (MOAT_SECRET_KEY or secret_key_file)",
+		Long: "init makes a new instance key: 32 random bytes in base64, which seal the secrets moat keeps\n" +
+			"in its store. Without --file it prints the key (for MOAT_SECRET_KEY or a secret manager); with\n" +
+			"--file it writes the file (mode 0600) that secret_key_file names, and refuses to replace one.\n" +
+			"Every instance sharing a store needs the same key: make it once.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file != "" {
+				if err := instancekey.WriteFile(file); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "wrote a new instance key to %s; set secret_key_file: %s on every instance sharing the store\n", file, file)
+				return nil
+			}
+			key, err := instancekey.Generate()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), key)
+			fmt.Fprintf(cmd.ErrOrStderr(), "give this key to every instance sharing the store as %s (or in the file secret_key_file names); keep it secret\n", instancekey.EnvVar)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&file, "file", "", "write the key to this file instead of printing it")
 	return cmd
 }

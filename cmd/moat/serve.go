@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/logging"
 	"github.com/moat-dev/moat/internal/server"
 )
 
@@ -27,16 +28,17 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), cfg, path, nil)
+			return serve(cmd.Context(), cfg, path, nil, nil)
 		},
 	}
 	configFlag(cmd, &path)
 	return cmd
 }
 
-// serve runs a server for cfg until a signal stops it.
-func serve(ctx context.Context, cfg *config.Config, path string, ready func(server.Addrs)) error {
-	log := newLogger(cfg.Server.LogLevel)
+// serve runs a server for cfg until a signal stops it, with apps to run
+// for backends besides the configuration's commands (moat run).
+func serve(ctx context.Context, cfg *config.Config, path string, apps map[string]server.AppCommand, ready func(server.Addrs)) error {
+	log := logging.New(os.Stderr, cfg.Server.LogFormat, cfg.Server.LogLevel)
 	slog.SetDefault(log)
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration warning", "warning", w)
@@ -46,14 +48,9 @@ func serve(ctx context.Context, cfg *config.Config, path string, ready func(serv
 		return err
 	}
 	srv.Ready = ready
+	srv.AppCommands = apps
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	return srv.Run(ctx)
-}
-
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }

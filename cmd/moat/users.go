@@ -79,7 +79,7 @@ func newUsersCommand() *cobra.Command {
 	cmd.PersistentFlags().StringVarP(&c.cfgPath, "config", "c", "moat.yaml", "configuration file")
 	cmd.AddCommand(c.addCommand(), c.listCommand(), c.showCommand(),
 		c.disableCommand(true), c.disableCommand(false), c.deleteCommand(),
-		c.setGroupsCommand(), c.resetPasswordCommand(), c.revokeSessionsCommand())
+		c.setGroupsCommand(), c.resetPasswordCommand(), c.revokeSessionsCommand(), c.importCommand())
 	return cmd
 }
 

@@ -80,7 +80,7 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ik, err := auth.InstanceKey(cfg)
+	ik, err := auth.InstanceKey(context.Background(), cfg, st)
 	if err != nil {
 		t.Fatal(err)
 	}

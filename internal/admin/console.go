@@ -39,6 +39,7 @@ func (c *Console) pageRoutes() []route {
 		{"POST", "/sessions/{id}/revoke", c.postRevokeSession},
 		{"POST", "/users/{id}/tokens/{token}/revoke", c.postRevokeToken},
 		{"GET", "/audit", c.pageAudit},
+		{"GET", "/usage", c.pageUsage},
 	}
 }
 
@@ -71,6 +72,8 @@ type page struct {
 	// audit
 	Events []AuditJSON
 	Filter auditForm
+	// usage (usage.go)
+	Usage *usageView
 }
 
 type userRow struct {

@@ -27,7 +27,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	key, err := auth.InstanceKey(cfg) // once per process
+	key, err := auth.InstanceKey(context.Background(), cfg, st) // once per process
 	if err != nil {
 		log.Fatal(err)
 	}

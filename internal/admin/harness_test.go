@@ -93,7 +93,7 @@ func newHarness(t *testing.T, open func(t *testing.T, dir string) store.Store) *
 	st := open(t, dir)
 	t.Cleanup(func() { _ = st.Close() })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ik, err := auth.InstanceKey(cfg)
+	ik, err := auth.InstanceKey(context.Background(), cfg, st)
 	if err != nil {
 		t.Fatal(err)
 	}

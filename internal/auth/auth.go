@@ -20,6 +20,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/identity/assertion"
+	"github.com/moat-dev/moat/internal/store"
 )
 
 // Timing of the background work.
@@ -76,11 +77,12 @@ func New(cfg *config.Config, p *Process) (*Service, error) {
 	return s, nil
 }
 
-// InstanceKey loads the instance key for cfg (MOAT_SECRET_KEY or
-// data_dir/instance.key). The server calls it once per process, the CLI
-// once per command.
-func InstanceKey(cfg *config.Config) (*instancekey.Key, error) {
-	return instancekey.Load(cfg.DataDir)
+// InstanceKey loads the instance key for cfg (instancekey.ForConfig:
+// MOAT_SECRET_KEY, secret_key_file or data_dir/instance.key) and checks it
+// against the signing keys in st. The server calls it once per process, the
+// CLI once per command.
+func InstanceKey(ctx context.Context, cfg *config.Config, st store.Store) (*instancekey.Key, error) {
+	return instancekey.ForConfig(ctx, cfg, st)
 }
 
 // Run does the configuration's background work until ctx ends: it makes

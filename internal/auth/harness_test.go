@@ -85,7 +85,7 @@ func newHarness(t testing.TB, tweak func(*config.Config)) *harness {
 // cfg.DataDir, and the Service for cfg on it, as the server does.
 func newTestService(t testing.TB, cfg *config.Config, st store.Store) *Service {
 	t.Helper()
-	ik, err := InstanceKey(cfg)
+	ik, err := InstanceKey(context.Background(), cfg, st)
 	if err != nil {
 		t.Fatalf("instance key: %v", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/moat-dev/moat/internal/identity/session"
 	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/usage"
 )
 
 // Process is the part of sign-in that outlives a configuration: the store,
@@ -34,6 +35,8 @@ type Process struct {
 	// Run starts; it may be called from Run's goroutine and from request
 	// handlers (logout, password change, login replacing a session).
 	OnRevoke func(sessionIDHash string)
+	// Usage, when set, counts every successful sign-in (internal/usage).
+	Usage usage.Recorder
 	// MFA is the second factor (TOTP) of password sign-ins, shared by the
 	// login step, the console and the account page so wrong codes count
 	// once wherever they are tried.

@@ -22,9 +22,14 @@ func (s *Service) lifetimes() session.Lifetimes {
 	return session.Lifetimes{MaxAge: s.maxAge, Idle: s.idle}
 }
 
-// startSession signs u in with provider: a new session, its cookie set.
+// startSession signs u in with provider: a new session, its cookie set,
+// the sign-in counted (Process.Usage).
 func (s *Service) startSession(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, provider string, opts ...func(*store.Session)) (*request.Session, error) {
-	return s.p.Sessions.Start(ctx, w, r, u, provider, s.lifetimes(), opts...)
+	sess, err := s.p.Sessions.Start(ctx, w, r, u, provider, s.lifetimes(), opts...)
+	if err == nil && s.p.Usage != nil {
+		s.p.Usage.SignIn(request.From(r), provider)
+	}
+	return sess, err
 }
 
 // Alive reports whether the sign-in a WebSocket was opened with is still

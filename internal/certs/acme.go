@@ -7,27 +7,49 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/acme"
-	"golang.org/x/crypto/acme/autocert"
+	"github.com/caddyserver/certmagic"
 
 	"github.com/moat-dev/moat/internal/config"
 )
 
-// initACME sets up an autocert manager for exactly the routed hosts, with
-// its cache in dataDir/acme.
-func (s *Source) initACME(cfg config.ACME, dataDir string, hosts []string) error {
-	if dataDir == "" {
-		return errors.New("acme: data_dir is not set")
+// defaultRenewInterval is how often certificates are checked for renewal
+// when tls.acme.renew_interval is not set (certmagic's and Caddy's
+// default).
+const defaultRenewInterval = 10 * time.Minute
+
+// acmeIssuing is the ACME side of a Source: certmagic, configured for
+// exactly the routed hosts, with its state in moat's store.
+//
+// Why certmagic rather than x/crypto/acme/autocert: autocert's Cache has
+// no lock, so every instance orders its own certificate at start and
+// renews it on its own timer, and N instances soon hit the CA's rate
+// limits. certmagic's Storage has a cluster-wide lock around every order,
+// renewal and ARI refresh, re-reads the store after taking it (so the
+// instance that waited loads what the other obtained), keeps challenge
+// answers in the store so that any instance the CA reaches can answer
+// (HTTP-01 and TLS-ALPN-01), and reloads a certificate another instance
+// renewed. It is what Caddy runs in clusters, and it also speaks ACME
+// Renewal Information (RFC 9773).
+type acmeIssuing struct {
+	cache  *certmagic.Cache
+	config *certmagic.Config
+	names  []string
+}
+
+// initACME sets up certmagic for the routed hosts that can have a public
+// certificate.
+func (s *Source) initACME(cfg config.ACME, o Options) error {
+	if o.Store == nil {
+		return errors.New("acme: no store to keep certificates in")
 	}
 	var names []string
-	for _, h := range hosts {
+	for _, h := range o.Hosts {
 		h = normalizeHost(h)
 		if strings.HasPrefix(h, "*.") {
 			return fmt.Errorf("acme: HTTP-01 cannot issue a certificate for the wildcard %q: use cert_file and key_file", h)
@@ -47,32 +69,83 @@ func (s *Source) initACME(cfg config.ACME, dataDir string, hosts []string) error
 	}
 	dir := cfg.DirectoryURL
 	if dir == "" {
-		dir = autocert.DefaultACMEDirectory
+		dir = certmagic.LetsEncryptProductionCA
 	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.TLSHandshakeTimeout = 10 * time.Second
-	transport.ResponseHeaderTimeout = 30 * time.Second
+	var roots *x509.CertPool
 	if cfg.CAFile != "" {
 		pool, err := caPool(cfg.CAFile)
 		if err != nil {
 			return fmt.Errorf("acme: %w", err)
 		}
-		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		roots = pool
 	}
-	s.manager = &autocert.Manager{
-		Prompt:     autocert.AcceptTOS,
-		Cache:      autocert.DirCache(filepath.Join(dataDir, "acme")),
-		HostPolicy: autocert.HostWhitelist(names...),
-		Email:      cfg.Email,
-		Client: &acme.Client{
-			DirectoryURL: dir,
-			UserAgent:    "moat",
-			HTTPClient:   &http.Client{Transport: transport, Timeout: time.Minute},
-		},
+	interval := cfg.RenewInterval.D()
+	if interval <= 0 {
+		interval = defaultRenewInterval
 	}
-	s.acmeHosts = names
-	s.acmeHandler = s.manager.HTTPHandler(http.NotFoundHandler())
-	s.logger.Info("certificates from ACME", "directory_url", dir, "hosts", names, "cache", filepath.Join(dataDir, "acme"))
+
+	zl := zapLogger(s.logger)
+	var cmc *certmagic.Config
+	cache := certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return cmc, nil },
+		RenewCheckInterval: interval,
+		Logger:             zl,
+	})
+	cmc = certmagic.New(cache, certmagic.Config{
+		Storage: newStorage(o.Store, s.logger),
+		Logger:  zl,
+		OnEvent: s.acmeEvent,
+	})
+	issuer := certmagic.ACMEIssuer{
+		CA:           dir,
+		Email:        cfg.Email,
+		Agreed:       true,
+		TrustedRoots: roots,
+		Logger:       zl,
+	}
+	// certmagic binds a challenge port itself unless something already
+	// listens there: point it at moat's own listeners, which answer from
+	// the store, so it never opens a port of its own.
+	if o.HTTPAddr == "" || o.HTTPAddr == "off" {
+		issuer.DisableHTTPChallenge = true
+	} else if host, port, err := listenerAddr(o.HTTPAddr); err == nil {
+		issuer.ListenHost, issuer.AltHTTPPort = host, port
+	}
+	if host, port, err := listenerAddr(o.HTTPSAddr); err == nil {
+		issuer.AltTLSALPNPort = port
+		if issuer.ListenHost == "" {
+			issuer.ListenHost = host
+		}
+	}
+	cmc.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(cmc, issuer)}
+
+	s.acme = &acmeIssuing{cache: cache, config: cmc, names: names}
+	s.acmeIssuer = cmc.Issuers[0].(*certmagic.ACMEIssuer)
+	s.logger.Info("certificates from ACME, kept in the store", "directory_url", dir, "hosts", names, "renew_interval", interval.String())
+	return nil
+}
+
+// listenerAddr splits a listen address such as ":80" or "127.0.0.1:8080".
+func listenerAddr(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, err
+	}
+	return host, port, nil
+}
+
+// acmeEvent logs certmagic's milestones under moat's own, stable messages.
+func (s *Source) acmeEvent(_ context.Context, event string, data map[string]any) error {
+	switch event {
+	case "cert_obtained":
+		s.logger.Info("obtained an ACME certificate", "host", data["identifier"], "renewal", data["renewal"], "issuer", data["issuer"])
+	case "cert_failed":
+		s.logger.Error("could not obtain an ACME certificate; retrying with backoff", "host", data["identifier"], "renewal", data["renewal"], "err", data["error"])
+	}
 	return nil
 }
 
@@ -93,9 +166,9 @@ func caPool(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// acmeCertificate serves a handshake in ACME mode. Names that are not
-// routed are refused before autocert sees them, so scanners cannot make moat
-// ask the CA for anything.
+// acmeCertificate serves a handshake in ACME mode, TLS-ALPN-01 challenges
+// included. Names that are not routed are refused before certmagic sees
+// them.
 func (s *Source) acmeCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := normalizeHost(hello.ServerName)
 	if name == "" {
@@ -105,46 +178,29 @@ func (s *Source) acmeCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		s.logger.Debug("TLS handshake for a host moat does not route", "server_name", name)
 		return nil, fmt.Errorf("acme: host %q is not routed", name)
 	}
-	cert, err := s.manager.GetCertificate(hello)
+	cert, err := s.acme.config.GetCertificate(hello)
 	if err != nil {
-		s.logger.Warn("could not get an ACME certificate", "server_name", name, "err", err)
+		s.logger.Debug("no ACME certificate for this handshake yet", "server_name", name, "err", err)
 		return nil, fmt.Errorf("acme: %w", err)
 	}
 	return cert, nil
 }
 
-// Obtain makes sure every routed host has a certificate now rather than at
-// its first handshake, so the first visitor does not wait for the CA. Call it
-// once the plain-HTTP listener serves HTTPHandler (the CA connects to it for
-// HTTP-01). Certificates already cached are only loaded. It does nothing
-// unless the source is ACME, and returns the errors of all hosts that failed.
+// Obtain starts managing the routed hosts' certificates: those in the
+// store are loaded, missing ones are ordered (by one instance at a time;
+// the others wait and then load it), and all are renewed in time. Call it
+// once the listeners accept connections, since the CA connects back to
+// them. It returns at once; orders and their retries run until Close. It
+// does nothing unless the source is ACME.
 func (s *Source) Obtain(ctx context.Context) error {
-	if s.manager == nil {
+	if s.acme == nil {
 		return nil
 	}
-	var errs []error
-	for _, host := range s.acmeHosts {
-		done := make(chan error, 1)
-		go func() {
-			// The hello of a modern client, so the ECDSA certificate that
-			// browsers get is the one obtained.
-			_, err := s.manager.GetCertificate(&tls.ClientHelloInfo{
-				ServerName:        host,
-				CipherSuites:      []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
-				SignatureSchemes:  []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256},
-				SupportedCurves:   []tls.CurveID{tls.CurveP256},
-				SupportedVersions: []uint16{tls.VersionTLS13, tls.VersionTLS12},
-			})
-			done <- err
-		}()
-		select {
-		case err := <-done:
-			if err != nil {
-				errs = append(errs, fmt.Errorf("acme: obtain a certificate for %s: %w", host, err))
-			}
-		case <-ctx.Done():
-			return fmt.Errorf("acme: obtain certificates: %w", ctx.Err())
-		}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	return errors.Join(errs...)
+	if err := s.acme.config.ManageAsync(s.ctx, s.acme.names); err != nil {
+		return fmt.Errorf("acme: %w", err)
+	}
+	return nil
 }

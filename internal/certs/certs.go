@@ -1,9 +1,13 @@
-// Package certs supplies moat's TLS certificates: a self-signed certificate
-// kept in the data directory, a certificate/key pair read from files and
-// picked up again when they change, or certificates issued over ACME (Let's
-// Encrypt, or any RFC 8555 CA such as Pebble) and cached in the data
-// directory. It also serves the plain-HTTP listener, which answers ACME
-// HTTP-01 challenges and redirects everything else to HTTPS.
+// Package certs supplies moat's TLS certificates: a self-signed certificate,
+// a certificate/key pair read from files and picked up again when they
+// change, or certificates issued over ACME (Let's Encrypt, or any RFC 8555
+// CA such as Pebble). Self-signed and ACME certificates, the ACME account
+// and pending challenge answers live in moat's store, so every instance on
+// one database serves the same certificate, one instance at a time orders
+// or renews it, and a challenge is answered by whichever instance the CA
+// reaches; an instance needs no writable disk for them. The package also
+// serves the plain-HTTP listener, which answers ACME HTTP-01 challenges
+// and redirects everything else to HTTPS.
 package certs
 
 import (
@@ -12,20 +16,35 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/crypto/acme"
-	"golang.org/x/crypto/acme/autocert"
+	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3"
 
 	"github.com/moat-dev/moat/internal/config"
 )
 
-// pollInterval is how often certificate files are checked for changes (and a
-// self-signed certificate for approaching expiry). Tests shorten it.
+// pollInterval is how often certificate files are checked for changes (and
+// the store for the shared self-signed certificate). Tests shorten it.
 var pollInterval = 3 * time.Second
+
+// Options are what a Source needs besides the tls configuration.
+type Options struct {
+	// Store keeps self-signed and ACME certificates for every instance.
+	// Required for those two; certificate files do not use it.
+	Store Store
+	// Hosts are the routed hosts (wildcards such as *.example.com
+	// allowed, except with ACME).
+	Hosts []string
+	// HTTPAddr and HTTPSAddr are the listen addresses of moat's plain-HTTP
+	// listener ("off" when there is none) and HTTPS listener, which answer
+	// ACME challenges, so that the ACME client opens no port of its own.
+	HTTPAddr, HTTPSAddr string
+	// Logger receives the source's log lines; nil discards them.
+	Logger *slog.Logger
+}
 
 // Source hands out the certificate for each TLS handshake. Build one with
 // New, serve TLSConfig on the HTTPS listener and HTTPHandler on the plain-HTTP
@@ -44,34 +63,35 @@ type Source struct {
 	stamp             fileStamp // of the pair last tried, good or bad
 
 	// self_signed mode.
-	selfSignedDir string
-	selfSignedFor []string
+	selfSigned *selfSigning
 
 	// acme mode.
-	manager     *autocert.Manager
-	acmeHosts   []string
-	acmeHandler http.Handler
+	acme       *acmeIssuing
+	acmeIssuer *certmagic.ACMEIssuer
 
 	pollInterval time.Duration
-	stop         chan struct{}
-	done         chan struct{}
-	closeOnce    sync.Once
+	// ctx ends at Close (or when New's ctx ends): it stops the watch,
+	// a wait for the store's lock, and ACME orders and their retries.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	done      chan struct{} // closed when the watch has stopped
+	closeOnce sync.Once
 }
 
-// New builds the certificate source that tlsCfg asks for. hosts are the
-// routed hosts (wildcards such as *.example.com allowed, except with ACME);
-// dataDir holds the self-signed certificate (dataDir/certs) and the ACME
-// cache (dataDir/acme). Certificate files and the self-signed certificate are
-// loaded before New returns, so a broken pair fails start-up. Background
-// work (watching files) runs until Close or until ctx is cancelled.
-func New(ctx context.Context, tlsCfg config.TLS, dataDir string, hosts []string, logger *slog.Logger) (*Source, error) {
+// New builds the certificate source that tlsCfg asks for. Certificate
+// files and the self-signed certificate are loaded (or made) before New
+// returns, so a broken pair fails start-up. Background work (watching
+// files, following the shared self-signed certificate) runs until Close or
+// until ctx is cancelled; ACME starts with Obtain.
+func New(ctx context.Context, tlsCfg config.TLS, o Options) (*Source, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("certs: %w", err)
 	}
+	logger := o.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	hs, err := newHostSet(hosts)
+	hs, err := newHostSet(o.Hosts)
 	if err != nil {
 		return nil, fmt.Errorf("certs: %w", err)
 	}
@@ -79,7 +99,6 @@ func New(ctx context.Context, tlsCfg config.TLS, dataDir string, hosts []string,
 		logger:       logger.With("component", "certs"),
 		hosts:        hs,
 		pollInterval: pollInterval,
-		stop:         make(chan struct{}),
 		done:         make(chan struct{}),
 	}
 	set := 0
@@ -95,21 +114,23 @@ func New(ctx context.Context, tlsCfg config.TLS, dataDir string, hosts []string,
 	if set != 1 {
 		return nil, errors.New("certs: choose exactly one certificate source: self_signed, cert_file + key_file, or acme")
 	}
+	s.ctx, s.cancel = context.WithCancel(ctx)
 	switch {
 	case tlsCfg.SelfSigned:
 		s.kind = "self_signed"
-		err = s.initSelfSigned(dataDir, hosts)
+		err = s.initSelfSigned(s.ctx, o.Store, o.Hosts)
 	case tlsCfg.ACME != nil:
 		s.kind = "acme"
-		err = s.initACME(*tlsCfg.ACME, dataDir, hosts)
+		err = s.initACME(*tlsCfg.ACME, o)
 	default:
 		s.kind = "files"
 		err = s.initFiles(tlsCfg.CertFile, tlsCfg.KeyFile)
 	}
 	if err != nil {
+		s.cancel()
 		return nil, fmt.Errorf("certs: %w", err)
 	}
-	go s.watch(ctx)
+	go s.watch()
 	return s, nil
 }
 
@@ -119,8 +140,8 @@ func New(ctx context.Context, tlsCfg config.TLS, dataDir string, hosts []string,
 // TLS-ALPN-01 challenges. Each call returns a new value the caller may adjust.
 func (s *Source) TLSConfig() *tls.Config {
 	protos := []string{"h2", "http/1.1"}
-	if s.manager != nil {
-		protos = append(protos, acme.ALPNProto)
+	if s.acme != nil {
+		protos = append(protos, acmez.ACMETLS1Protocol)
 	}
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
@@ -140,10 +161,10 @@ func (s *Source) TLSConfig() *tls.Config {
 }
 
 // GetCertificate returns the certificate for a handshake. It is the
-// tls.Config hook TLSConfig installs; with ACME it obtains a certificate on
-// the first handshake for a routed host and refuses any other name.
+// tls.Config hook TLSConfig installs; with ACME it refuses names that are
+// not routed and answers TLS-ALPN-01 challenges.
 func (s *Source) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if s.manager == nil {
+	if s.acme == nil {
 		return s.cert.Load(), nil
 	}
 	return s.acmeCertificate(hello)
@@ -154,54 +175,53 @@ func (s *Source) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 func (s *Source) Kind() string { return s.kind }
 
 // Reload reads the certificate files again now, without waiting for the next
-// poll, and for a self-signed certificate renews it if it is about to
-// expire. A broken pair is returned as an error and the old certificate keeps
+// poll, and for a self-signed certificate takes the one in the store or
+// renews it if it is about to expire. A broken pair is returned as an error and the old certificate keeps
 // serving. With ACME it does nothing: renewal is automatic.
 func (s *Source) Reload() error {
 	switch s.kind {
 	case "files":
 		return s.reloadFiles(true)
 	case "self_signed":
-		return s.renewSelfSigned()
+		return s.followSelfSigned(s.ctx)
 	}
 	return nil
 }
 
-// Close stops the background work. It is safe to call more than once.
+// Close stops the background work, ACME orders and renewals included. It
+// is safe to call more than once.
 func (s *Source) Close() error {
-	s.closeOnce.Do(func() { close(s.stop) })
-	<-s.done
+	s.closeOnce.Do(func() {
+		s.cancel()
+		<-s.done
+		if s.acme != nil {
+			s.acme.cache.Stop()
+		}
+	})
 	return nil
 }
 
-// watch polls the certificate files (or the self-signed certificate's
-// expiry) until Close or ctx is done.
-func (s *Source) watch(ctx context.Context) {
+// watch polls the certificate files (or the shared self-signed
+// certificate) until Close or New's ctx is done.
+func (s *Source) watch() {
 	defer close(s.done)
 	if s.kind == "acme" {
-		select {
-		case <-s.stop:
-		case <-ctx.Done():
-		}
+		<-s.ctx.Done()
 		return
 	}
 	t := time.NewTicker(s.pollInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.stop:
-			return
-		case <-ctx.Done():
+		case <-s.ctx.Done():
 			return
 		case <-t.C:
 		}
-		var err error
-		if s.kind == "files" {
-			err = s.reloadFiles(false)
-		} else {
-			err = s.renewSelfSigned()
+		if s.kind == "self_signed" {
+			s.pollSelfSigned(s.ctx)
+			continue
 		}
-		if err != nil {
+		if err := s.reloadFiles(false); err != nil {
 			s.logger.Error("certificate reload failed; the previous certificate keeps serving", "err", err)
 		}
 	}

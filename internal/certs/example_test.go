@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 
 	"github.com/moat-dev/moat/internal/certs"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/store"
 )
 
 // A server wires a Source into its two listeners: TLSConfig on HTTPS,
@@ -16,9 +18,19 @@ import (
 func Example() {
 	dataDir, _ := os.MkdirTemp("", "moat-example")
 	defer os.RemoveAll(dataDir)
+	// The store shares the self-signed certificate with every instance
+	// on it (SQLite here; PostgreSQL for many instances).
+	st, err := store.Open(context.Background(), filepath.Join(dataDir, "moat.db"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer st.Close()
 
-	src, err := certs.New(context.Background(), config.TLS{SelfSigned: true}, dataDir,
-		[]string{"dash.example.com"}, slog.New(slog.DiscardHandler))
+	src, err := certs.New(context.Background(), config.TLS{SelfSigned: true}, certs.Options{
+		Store: st, Hosts: []string{"dash.example.com"},
+		HTTPAddr: ":8080", HTTPSAddr: ":8443", Logger: slog.New(slog.DiscardHandler),
+	})
 	if err != nil {
 		fmt.Println(err)
 		return

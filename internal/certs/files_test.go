@@ -33,7 +33,7 @@ func servedCN(t *testing.T, addr string) string {
 
 func TestCertificateFilesAreServed(t *testing.T) {
 	cfg := pairFiles(t, t.TempDir(), "first")
-	s, _ := newSource(t, cfg, t.TempDir(), []string{"dash.example.com"})
+	s, _ := newSource(t, cfg, nil, []string{"dash.example.com"})
 	if got := servedCN(t, serveTLS(t, s)); got != "first" {
 		t.Errorf("served %q, want first", got)
 	}
@@ -42,7 +42,7 @@ func TestCertificateFilesAreServed(t *testing.T) {
 func TestChangedCertificateFilesArePickedUpWithoutARestart(t *testing.T) {
 	dir := t.TempDir()
 	cfg := pairFiles(t, dir, "first")
-	s, logs := newSource(t, cfg, t.TempDir(), []string{"dash.example.com"})
+	s, logs := newSource(t, cfg, nil, []string{"dash.example.com"})
 	addr := serveTLS(t, s)
 
 	pairFiles(t, dir, "second")
@@ -89,7 +89,7 @@ func TestBrokenCertificateFilesKeepTheOldCertificateServing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			cfg := pairFiles(t, dir, "good")
-			s, logs := newSource(t, cfg, t.TempDir(), []string{"dash.example.com"})
+			s, logs := newSource(t, cfg, nil, []string{"dash.example.com"})
 			addr := serveTLS(t, s)
 
 			tt.break_(t, cfg)
@@ -117,12 +117,12 @@ func TestBrokenCertificateFilesFailStartUp(t *testing.T) {
 	cfg := pairFiles(t, dir, "good")
 	writeFile(t, cfg.KeyFile, []byte("garbage"), 0o600)
 	logger, _ := newLogger()
-	if s, err := New(context.Background(), cfg, t.TempDir(), []string{"dash.example.com"}, logger); err == nil {
+	if s, err := New(context.Background(), cfg, Options{Hosts: []string{"dash.example.com"}, Logger: logger}); err == nil {
 		s.Close()
 		t.Fatal("New accepted a broken pair")
 	}
 	cfg.KeyFile = filepath.Join(dir, "missing.key")
-	if s, err := New(context.Background(), cfg, t.TempDir(), []string{"dash.example.com"}, logger); err == nil {
+	if s, err := New(context.Background(), cfg, Options{Hosts: []string{"dash.example.com"}, Logger: logger}); err == nil {
 		s.Close()
 		t.Fatal("New accepted a missing key file")
 	}
@@ -131,7 +131,7 @@ func TestBrokenCertificateFilesFailStartUp(t *testing.T) {
 func TestCloseStopsWatchingFiles(t *testing.T) {
 	dir := t.TempDir()
 	cfg := pairFiles(t, dir, "first")
-	s, _ := newSource(t, cfg, t.TempDir(), []string{"dash.example.com"})
+	s, _ := newSource(t, cfg, nil, []string{"dash.example.com"})
 	addr := serveTLS(t, s)
 	s.Close()
 	s.Close() // twice is fine

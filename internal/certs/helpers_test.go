@@ -14,16 +14,23 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/store/storetest"
 )
 
+func TestMain(m *testing.M) { storetest.Main(m) }
+
 func init() {
-	// Notice changed certificate files within a test's patience.
+	// Notice changed certificate files within a test's patience, and
+	// take a lock soon after another instance releases it.
 	pollInterval = 50 * time.Millisecond
+	lockPoll = 50 * time.Millisecond
 }
 
 // logBuffer collects log lines for assertions; safe for concurrent use.
@@ -49,11 +56,24 @@ func newLogger() (*slog.Logger, *logBuffer) {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
 
-// newSource builds a Source and closes it when the test ends.
-func newSource(t *testing.T, cfg config.TLS, dataDir string, hosts []string) (*Source, *logBuffer) {
+// newStore opens a SQLite store in a temporary directory, closed when the
+// test ends.
+func newStore(t testing.TB) store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "moat.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// newSource builds a Source on st (nil for certificate files) and closes
+// it when the test ends.
+func newSource(t *testing.T, cfg config.TLS, st Store, hosts []string) (*Source, *logBuffer) {
 	t.Helper()
 	logger, logs := newLogger()
-	s, err := New(context.Background(), cfg, dataDir, hosts, logger)
+	s, err := New(context.Background(), cfg, Options{Store: st, Hosts: hosts, Logger: logger})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -65,10 +85,17 @@ func newSource(t *testing.T, cfg config.TLS, dataDir string, hosts []string) (*S
 // address. Connections complete the handshake and are closed.
 func serveTLS(t *testing.T, s *Source) string {
 	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", s.TLSConfig())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveTLSConfigOn(t, s.TLSConfig(), ln)
+}
+
+// serveTLSConfigOn serves conf on a listener the test opened already.
+func serveTLSConfigOn(t *testing.T, conf *tls.Config, tcp net.Listener) string {
+	t.Helper()
+	ln := tls.NewListener(tcp, conf)
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -102,6 +129,31 @@ func handshake(t *testing.T, addr string, cfg *tls.Config) (*x509.Certificate, t
 	defer c.Close()
 	st := c.(*tls.Conn).ConnectionState()
 	return st.PeerCertificates[0], st, nil
+}
+
+// handshakeUntil retries handshake until it succeeds or d passes, and
+// returns the leaf of the first success or the last error.
+func handshakeUntil(t *testing.T, addr string, cfg *tls.Config, d time.Duration) (*x509.Certificate, error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		leaf, _, err := handshake(t, addr, cfg)
+		if err == nil || time.Now().After(deadline) {
+			return leaf, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// freePort returns a port that was free on 127.0.0.1 a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // insecure is a client config that accepts any certificate, for tests that

@@ -49,12 +49,14 @@ func (h *redirector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		web.Error(w, r, http.StatusNotFound, "not_found")
 		return
 	}
-	if h.src.acmeHandler != nil && strings.HasPrefix(r.URL.Path, acmeChallengePrefix) {
-		// autocert checks its host policy against r.Host, which must
-		// therefore be the bare name (the CA sends host:port).
+	if h.src.acmeIssuer != nil && strings.HasPrefix(r.URL.Path, acmeChallengePrefix) {
+		// The answer comes from the store, whichever instance asked the
+		// CA; certmagic checks the host against the challenge's.
 		r2 := r.Clone(r.Context())
 		r2.Host = host
-		h.src.acmeHandler.ServeHTTP(w, r2)
+		if !h.src.acmeIssuer.HandleHTTPChallenge(w, r2) {
+			web.Error(w, r, http.StatusNotFound, "not_found")
+		}
 		return
 	}
 	uri := r.URL.RequestURI()

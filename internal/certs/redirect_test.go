@@ -44,7 +44,7 @@ var redirectTests = []struct {
 }
 
 func TestHTTPHandlerRedirectsRoutedHostsToHTTPS(t *testing.T) {
-	s, _ := newSource(t, selfSigned, t.TempDir(), []string{"dash.example.com", "*.apps.example.com", "127.0.0.1", "::1"})
+	s, _ := newSource(t, selfSigned, newStore(t), []string{"dash.example.com", "*.apps.example.com", "127.0.0.1", "::1"})
 	handlers := map[string]*httptest.Server{}
 	t.Cleanup(func() {
 		for _, srv := range handlers {
@@ -84,7 +84,7 @@ func TestHTTPHandlerRedirectsRoutedHostsToHTTPS(t *testing.T) {
 }
 
 func TestHTTPHandlerErrorsAreMoatPages(t *testing.T) {
-	s, _ := newSource(t, selfSigned, t.TempDir(), []string{"dash.example.com"})
+	s, _ := newSource(t, selfSigned, newStore(t), []string{"dash.example.com"})
 	srv := httptest.NewServer(s.HTTPHandler("443"))
 	t.Cleanup(srv.Close)
 	req, _ := http.NewRequest("GET", srv.URL+"/", nil)

@@ -1,6 +1,8 @@
 package certs
 
 import (
+	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,10 +12,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 )
@@ -23,38 +24,137 @@ const (
 	selfSignedValidity = 365 * 24 * time.Hour
 	// selfSignedRenewBefore is how long before expiry it is replaced.
 	selfSignedRenewBefore = 30 * 24 * time.Hour
-	selfSignedCertName    = "self-signed.crt"
-	selfSignedKeyName     = "self-signed.key"
+	// selfSignedKey is the store key (under tls/) of the certificate and
+	// its private key, kept together in one PEM blob so that no reader
+	// ever sees one without the other.
+	selfSignedKey = "self_signed/certificate.pem"
+	// selfSignedLock is held while a new one is made, so that instances
+	// starting together make one.
+	selfSignedLock = "self_signed"
 )
 
-// initSelfSigned loads dataDir/certs/self-signed.{crt,key} when it covers
-// every routed host (plus localhost and the loopback addresses) and is valid
-// for more than 30 days, and writes a new one otherwise.
-func (s *Source) initSelfSigned(dataDir string, hosts []string) error {
-	if dataDir == "" {
-		return errors.New("self-signed certificate: data_dir is not set")
-	}
-	s.selfSignedDir = filepath.Join(dataDir, "certs")
-	s.selfSignedFor = selfSignedNames(hosts)
-	if cert, err := s.loadSelfSigned(time.Now()); err == nil {
-		s.cert.Store(cert)
-		s.logger.Info("using the stored self-signed certificate", "path", filepath.Join(s.selfSignedDir, selfSignedCertName), "not_after", cert.Leaf.NotAfter)
-		return nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		s.logger.Info("replacing the stored self-signed certificate", "reason", err.Error())
-	}
-	return s.writeSelfSigned()
+// selfSigning is the self-signed side of a Source: one certificate in the
+// store, shared by every instance.
+type selfSigning struct {
+	storage *storage
+	names   []string // what this instance needs it to cover
+	pem     []byte   // the stored PEM now served
+	failing string   // the poll error logged last
 }
 
-// renewSelfSigned replaces the certificate when it is within 30 days of
-// expiry, so a server that runs for a year keeps a valid certificate.
-func (s *Source) renewSelfSigned() error {
+// initSelfSigned serves the self-signed certificate in the store when it
+// covers every routed host (plus localhost and the loopback addresses) and
+// is valid for more than 30 days, and makes and stores a new one otherwise.
+func (s *Source) initSelfSigned(ctx context.Context, st Store, hosts []string) error {
+	if st == nil {
+		return errors.New("self-signed certificate: no store to keep it in")
+	}
+	s.selfSigned = &selfSigning{storage: newStorage(st, s.logger), names: selfSignedNames(hosts)}
+	return s.followSelfSigned(ctx)
+}
+
+// followSelfSigned serves the stored certificate if it changed and suits
+// this instance; if it does not (missing, about to expire, or lacking a
+// routed host), it makes a new one under the store's lock. On error the
+// certificate already served stays.
+func (s *Source) followSelfSigned(ctx context.Context) error {
+	ss := s.selfSigned
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	if c := s.cert.Load(); c != nil && c.Leaf != nil && time.Until(c.Leaf.NotAfter) > selfSignedRenewBefore {
+	stored, cert, reason, err := ss.load(ctx)
+	if err != nil {
+		return err
+	}
+	if reason == "" {
+		if !bytes.Equal(stored, ss.pem) {
+			ss.pem = stored
+			s.cert.Store(cert)
+			s.logger.Info("serving the self-signed certificate from the store", "not_after", cert.Leaf.NotAfter, "names", certNames(cert.Leaf))
+		}
 		return nil
 	}
-	return s.writeSelfSigned()
+
+	if err := ss.storage.Lock(ctx, selfSignedLock); err != nil {
+		return fmt.Errorf("self-signed certificate: %w", err)
+	}
+	defer func() {
+		if err := ss.storage.Unlock(context.WithoutCancel(ctx), selfSignedLock); err != nil {
+			s.logger.Warn("could not release the self-signed certificate lock; it expires on its own", "err", err)
+		}
+	}()
+	// Another instance may have made one while this one waited.
+	stored, cert, reason, err = ss.load(ctx)
+	if err != nil {
+		return err
+	}
+	if reason != "" {
+		// Keep the names of a stored certificate that is still in use,
+		// so instances whose routes differ for a while (a rolling
+		// configuration change) do not replace each other's in turn.
+		names := ss.names
+		if cert != nil && time.Now().Before(cert.Leaf.NotAfter) {
+			for _, n := range certNames(cert.Leaf) {
+				if !slices.Contains(names, n) {
+					names = append(names, n)
+				}
+			}
+		}
+		if stored, cert, err = newSelfSigned(names); err != nil {
+			return err
+		}
+		if err := ss.storage.Store(ctx, selfSignedKey, stored); err != nil {
+			return fmt.Errorf("self-signed certificate: store: %w", err)
+		}
+		s.logger.Info("made a new self-signed certificate", "reason", reason, "names", names, "not_after", cert.Leaf.NotAfter)
+	}
+	ss.pem = stored
+	s.cert.Store(cert)
+	return nil
+}
+
+// pollSelfSigned follows the stored certificate (see followSelfSigned)
+// and logs a failure once, not at every poll while the store is down.
+func (s *Source) pollSelfSigned(ctx context.Context) {
+	ss := s.selfSigned
+	err := s.followSelfSigned(ctx)
+	switch {
+	case err != nil && err.Error() != ss.failing:
+		ss.failing = err.Error()
+		s.logger.Error("cannot read the self-signed certificate from the store; the current one keeps serving", "err", err)
+	case err == nil && ss.failing != "":
+		ss.failing = ""
+		s.logger.Info("the self-signed certificate in the store is readable again")
+	}
+}
+
+// load reads the stored certificate. reason is empty when it suits this
+// instance, and says why not otherwise; cert is set whenever the blob
+// parses, suitable or not. err is for a store that cannot be read.
+func (ss *selfSigning) load(ctx context.Context) (stored []byte, cert *tls.Certificate, reason string, err error) {
+	stored, err = ss.storage.Load(ctx, selfSignedKey)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, "there is none in the store", nil
+	}
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("self-signed certificate: load from the store: %w", err)
+	}
+	c, err := tls.X509KeyPair(stored, stored)
+	if err != nil {
+		return stored, nil, "the stored one does not load: " + err.Error(), nil
+	}
+	now, leaf := time.Now(), c.Leaf
+	switch {
+	case now.Before(leaf.NotBefore):
+		return stored, &c, fmt.Sprintf("the stored one is not valid before %s", leaf.NotBefore), nil
+	case leaf.NotAfter.Sub(now) <= selfSignedRenewBefore:
+		return stored, &c, fmt.Sprintf("the stored one expires at %s", leaf.NotAfter), nil
+	}
+	for _, name := range ss.names {
+		if !covers(leaf, name) {
+			return stored, &c, fmt.Sprintf("the stored one does not cover %s", name), nil
+		}
+	}
+	return stored, &c, "", nil
 }
 
 // selfSignedNames is hosts (wildcards kept: they are valid in a
@@ -70,30 +170,13 @@ func selfSignedNames(hosts []string) []string {
 	return names
 }
 
-// loadSelfSigned reads the stored pair and checks that it is still good.
-func (s *Source) loadSelfSigned(now time.Time) (*tls.Certificate, error) {
-	certPath := filepath.Join(s.selfSignedDir, selfSignedCertName)
-	keyPath := filepath.Join(s.selfSignedDir, selfSignedKeyName)
-	if _, err := os.Stat(certPath); err != nil {
-		return nil, err
+// certNames lists a certificate's DNS names and IP addresses.
+func certNames(leaf *x509.Certificate) []string {
+	names := slices.Clone(leaf.DNSNames)
+	for _, ip := range leaf.IPAddresses {
+		names = append(names, ip.String())
 	}
-	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
-	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", certPath, err)
-	}
-	leaf := cert.Leaf
-	if now.Before(leaf.NotBefore) {
-		return nil, fmt.Errorf("%s is not valid before %s", certPath, leaf.NotBefore)
-	}
-	if leaf.NotAfter.Sub(now) <= selfSignedRenewBefore {
-		return nil, fmt.Errorf("%s expires at %s", certPath, leaf.NotAfter)
-	}
-	for _, name := range s.selfSignedFor {
-		if !covers(leaf, name) {
-			return nil, fmt.Errorf("%s does not cover %s", certPath, name)
-		}
-	}
-	return &cert, nil
+	return names
 }
 
 // covers reports whether name is literally among the certificate's names:
@@ -105,16 +188,16 @@ func covers(leaf *x509.Certificate, name string) bool {
 	return slices.Contains(leaf.DNSNames, name)
 }
 
-// writeSelfSigned makes a new ECDSA P-256 key and a self-signed leaf
-// certificate (no CA) for s.selfSignedFor, stores both and serves them.
-func (s *Source) writeSelfSigned() error {
+// newSelfSigned makes a new ECDSA P-256 key and a self-signed leaf
+// certificate (no CA) for names, and returns both as one PEM blob.
+func newSelfSigned(names []string) ([]byte, *tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return fmt.Errorf("self-signed certificate: generate key: %w", err)
+		return nil, nil, fmt.Errorf("self-signed certificate: generate key: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
-		return fmt.Errorf("self-signed certificate: serial: %w", err)
+		return nil, nil, fmt.Errorf("self-signed certificate: serial: %w", err)
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -126,7 +209,7 @@ func (s *Source) writeSelfSigned() error {
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 	}
-	for _, n := range s.selfSignedFor {
+	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		} else {
@@ -135,64 +218,17 @@ func (s *Source) writeSelfSigned() error {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return fmt.Errorf("self-signed certificate: create: %w", err)
+		return nil, nil, fmt.Errorf("self-signed certificate: create: %w", err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return fmt.Errorf("self-signed certificate: marshal key: %w", err)
+		return nil, nil, fmt.Errorf("self-signed certificate: marshal key: %w", err)
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-
-	if err := os.MkdirAll(s.selfSignedDir, 0o700); err != nil {
-		return fmt.Errorf("self-signed certificate: %w", err)
-	}
-	if err := os.Chmod(s.selfSignedDir, 0o700); err != nil {
-		return fmt.Errorf("self-signed certificate: %w", err)
-	}
-	// Key first: a crash in between leaves a pair that fails to load and
-	// is regenerated, never a certificate beside someone else's key.
-	if err := writeFileAtomic(filepath.Join(s.selfSignedDir, selfSignedKeyName), keyPEM, 0o600); err != nil {
-		return fmt.Errorf("self-signed certificate: %w", err)
-	}
-	if err := writeFileAtomic(filepath.Join(s.selfSignedDir, selfSignedCertName), certPEM, 0o644); err != nil {
-		return fmt.Errorf("self-signed certificate: %w", err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	blob := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	blob = append(blob, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...)
+	cert, err := tls.X509KeyPair(blob, blob)
 	if err != nil {
-		return fmt.Errorf("self-signed certificate: %w", err)
+		return nil, nil, fmt.Errorf("self-signed certificate: %w", err)
 	}
-	s.cert.Store(&cert)
-	s.logger.Info("wrote a new self-signed certificate", "path", filepath.Join(s.selfSignedDir, selfSignedCertName), "hosts", s.selfSignedFor, "not_after", tmpl.NotAfter)
-	return nil
-}
-
-// writeFileAtomic writes data to a temporary file in the same directory and
-// renames it over path, so readers never see half a file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return blob, &cert, nil
 }

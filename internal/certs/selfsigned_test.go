@@ -2,32 +2,42 @@ package certs
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
-	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/store/storetest"
 )
 
 var selfSigned = config.TLS{SelfSigned: true}
 
-func storedCert(t *testing.T, dataDir string) []byte {
+// storedCert returns the self-signed certificate's blob in the store.
+func storedCert(t *testing.T, st Store) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dataDir, "certs", "self-signed.crt"))
+	b, _, err := st.GetBlob(context.Background(), keyPrefix+selfSignedKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
+func putStored(t *testing.T, st Store, blob []byte) {
+	t.Helper()
+	if err := st.PutBlob(context.Background(), keyPrefix+selfSignedKey, blob); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestSelfSignedCertificateCoversRoutedHostsAndLoopback(t *testing.T) {
-	dir := t.TempDir()
-	s, _ := newSource(t, selfSigned, dir, []string{"dash.example.com", "*.apps.example.com", "10.0.0.7"})
+	s, _ := newSource(t, selfSigned, newStore(t), []string{"dash.example.com", "*.apps.example.com", "10.0.0.7"})
 	leaf := s.cert.Load().Leaf
 
 	for _, name := range []string{"dash.example.com", "*.apps.example.com", "localhost"} {
@@ -50,23 +60,16 @@ func TestSelfSignedCertificateCoversRoutedHostsAndLoopback(t *testing.T) {
 	if d := leaf.NotAfter.Sub(time.Now()); d < 364*24*time.Hour || d > 366*24*time.Hour {
 		t.Errorf("valid for %s, want about a year", d)
 	}
+}
 
-	for path, want := range map[string]os.FileMode{
-		filepath.Join(dir, "certs"):                    0o700 | os.ModeDir,
-		filepath.Join(dir, "certs", "self-signed.key"): 0o600,
-	} {
-		fi, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fi.Mode() != want {
-			t.Errorf("%s has mode %v, want %v", path, fi.Mode(), want)
-		}
+func TestSelfSignedCertificateNeedsAStore(t *testing.T) {
+	if _, err := New(context.Background(), selfSigned, Options{Hosts: []string{"dash.example.com"}}); err == nil {
+		t.Error("a self-signed source without a store was accepted")
 	}
 }
 
 func TestSelfSignedCertificateServesAVerifiableHandshake(t *testing.T) {
-	s, _ := newSource(t, selfSigned, t.TempDir(), []string{"dash.example.com", "*.apps.example.com"})
+	s, _ := newSource(t, selfSigned, newStore(t), []string{"dash.example.com", "*.apps.example.com"})
 	addr := serveTLS(t, s)
 	roots := x509.NewCertPool()
 	roots.AddCert(s.cert.Load().Leaf)
@@ -86,7 +89,7 @@ func TestSelfSignedCertificateServesAVerifiableHandshake(t *testing.T) {
 }
 
 func TestTLSConfigRefusesOldVersionsAndWeakCiphers(t *testing.T) {
-	s, _ := newSource(t, selfSigned, t.TempDir(), []string{"dash.example.com"})
+	s, _ := newSource(t, selfSigned, newStore(t), []string{"dash.example.com"})
 	addr := serveTLS(t, s)
 	tests := []struct {
 		name   string
@@ -111,22 +114,22 @@ func TestTLSConfigRefusesOldVersionsAndWeakCiphers(t *testing.T) {
 }
 
 func TestSelfSignedCertificateIsReusedAcrossRestarts(t *testing.T) {
-	dir := t.TempDir()
+	st := newStore(t)
 	hosts := []string{"dash.example.com", "*.apps.example.com"}
-	s1, _ := newSource(t, selfSigned, dir, hosts)
-	first := storedCert(t, dir)
+	s1, _ := newSource(t, selfSigned, st, hosts)
+	first := storedCert(t, st)
 	s1.Close()
 
 	// Same hosts, and a subset: both are covered by the stored certificate.
 	for _, hs := range [][]string{hosts, hosts[:1]} {
-		s2, logs := newSource(t, selfSigned, dir, hs)
-		if !bytes.Equal(storedCert(t, dir), first) {
+		s2, logs := newSource(t, selfSigned, st, hs)
+		if !bytes.Equal(storedCert(t, st), first) {
 			t.Fatalf("hosts %v: the certificate was rewritten", hs)
 		}
 		if !bytes.Equal(s2.cert.Load().Certificate[0], s1.cert.Load().Certificate[0]) {
 			t.Fatalf("hosts %v: a different certificate is served", hs)
 		}
-		if !bytes.Contains([]byte(logs.String()), []byte("using the stored self-signed certificate")) {
+		if !bytes.Contains([]byte(logs.String()), []byte("serving the self-signed certificate from the store")) {
 			t.Errorf("log does not say the stored certificate is used:\n%s", logs)
 		}
 	}
@@ -136,50 +139,49 @@ func TestSelfSignedCertificateIsRegenerated(t *testing.T) {
 	hosts := []string{"dash.example.com"}
 	all := selfSignedNames(hosts)
 	now := time.Now()
+	pair := func(t *testing.T, cn string, notBefore, notAfter time.Time) []byte {
+		c, k := makePair(t, cn, all, notBefore, notAfter)
+		return append(c, k...)
+	}
 	tests := []struct {
 		name  string
 		hosts []string
-		// prepare replaces the stored pair before the restart.
-		prepare func(t *testing.T, certPath, keyPath string)
+		// stored replaces the stored blob before the restart.
+		stored func(t *testing.T, old []byte) []byte
 	}{
 		{name: "when a routed host is added", hosts: append(hosts, "new.example.com")},
-		{name: "when it expires within 30 days", hosts: hosts, prepare: func(t *testing.T, certPath, keyPath string) {
-			c, k := makePair(t, "old", all, now.Add(-300*24*time.Hour), now.Add(20*24*time.Hour))
-			writeFile(t, certPath, c, 0o644)
-			writeFile(t, keyPath, k, 0o600)
+		{name: "when it expires within 30 days", hosts: hosts, stored: func(t *testing.T, _ []byte) []byte {
+			return pair(t, "old", now.Add(-300*24*time.Hour), now.Add(20*24*time.Hour))
 		}},
-		{name: "when it is not yet valid", hosts: hosts, prepare: func(t *testing.T, certPath, keyPath string) {
-			c, k := makePair(t, "future", all, now.Add(24*time.Hour), now.Add(400*24*time.Hour))
-			writeFile(t, certPath, c, 0o644)
-			writeFile(t, keyPath, k, 0o600)
+		{name: "when it is not yet valid", hosts: hosts, stored: func(t *testing.T, _ []byte) []byte {
+			return pair(t, "future", now.Add(24*time.Hour), now.Add(400*24*time.Hour))
 		}},
-		{name: "when the key does not match", hosts: hosts, prepare: func(t *testing.T, certPath, keyPath string) {
+		{name: "when the key does not match", hosts: hosts, stored: func(t *testing.T, old []byte) []byte {
+			c, _ := makePair(t, "one", all, now, now.Add(400*24*time.Hour))
 			_, k := makePair(t, "other", all, now, now.Add(400*24*time.Hour))
-			writeFile(t, keyPath, k, 0o600)
+			return append(c, k...)
 		}},
-		{name: "when the certificate file is garbage", hosts: hosts, prepare: func(t *testing.T, certPath, keyPath string) {
-			writeFile(t, certPath, []byte("not a certificate"), 0o644)
+		{name: "when the blob is garbage", hosts: hosts, stored: func(t *testing.T, _ []byte) []byte {
+			return []byte("not a certificate")
 		}},
-		{name: "when the key file is missing", hosts: hosts, prepare: func(t *testing.T, certPath, keyPath string) {
-			if err := os.Remove(keyPath); err != nil {
-				t.Fatal(err)
-			}
+		{name: "when the key is missing", hosts: hosts, stored: func(t *testing.T, _ []byte) []byte {
+			c, _ := makePair(t, "keyless", all, now, now.Add(400*24*time.Hour))
+			return c
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			s1, _ := newSource(t, selfSigned, dir, hosts)
+			st := newStore(t)
+			s1, _ := newSource(t, selfSigned, st, hosts)
 			s1.Close()
-			certPath := filepath.Join(dir, "certs", "self-signed.crt")
-			keyPath := filepath.Join(dir, "certs", "self-signed.key")
-			if tt.prepare != nil {
-				tt.prepare(t, certPath, keyPath)
+			if tt.stored != nil {
+				putStored(t, st, tt.stored(t, storedCert(t, st)))
 			}
-			before := storedCert(t, dir)
+			before := storedCert(t, st)
 
-			s2, _ := newSource(t, selfSigned, dir, tt.hosts)
-			if bytes.Equal(storedCert(t, dir), before) {
+			s2, _ := newSource(t, selfSigned, st, tt.hosts)
+			after := storedCert(t, st)
+			if bytes.Equal(after, before) {
 				t.Fatal("the stored certificate was not replaced")
 			}
 			leaf := s2.cert.Load().Leaf
@@ -191,24 +193,98 @@ func TestSelfSignedCertificateIsRegenerated(t *testing.T) {
 			if time.Until(leaf.NotAfter) < 360*24*time.Hour {
 				t.Errorf("new certificate expires at %s", leaf.NotAfter)
 			}
-			if _, err := tls.LoadX509KeyPair(certPath, keyPath); err != nil {
-				t.Errorf("stored pair does not load: %v", err)
+			if c, err := tls.X509KeyPair(after, after); err != nil || !c.Leaf.Equal(leaf) {
+				t.Errorf("stored pair does not load as the one served: %v", err)
 			}
 		})
 	}
 }
 
 func TestRunningServerRenewsASelfSignedCertificateNearExpiry(t *testing.T) {
-	dir := t.TempDir()
-	s, _ := newSource(t, selfSigned, dir, []string{"dash.example.com"})
-	// Pretend a year went by: serve a certificate that expires in 10 days.
+	st := newStore(t)
+	s, _ := newSource(t, selfSigned, st, []string{"dash.example.com"})
+	// Pretend a year went by: the store holds a certificate that expires
+	// in 10 days.
 	c, k := makePair(t, "old", selfSignedNames([]string{"dash.example.com"}), time.Now().Add(-355*24*time.Hour), time.Now().Add(10*24*time.Hour))
-	old, err := tls.X509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.cert.Store(&old)
+	putStored(t, st, append(c, k...))
 	eventually(t, 5*time.Second, "the certificate was not renewed", func() bool {
 		return time.Until(s.cert.Load().Leaf.NotAfter) > 300*24*time.Hour
 	})
+	if leaf := s.cert.Load().Leaf; leaf.Subject.CommonName == "old" {
+		t.Error("the expiring certificate is served")
+	}
+}
+
+// TestInstancesOnOneStoreServeOneSelfSignedCertificate starts several
+// sources at once on one PostgreSQL database, as instances of a cluster:
+// one makes the certificate, all serve it, and a certificate one of them
+// replaces (a routed host added by its configuration) reaches the others.
+func TestInstancesOnOneStoreServeOneSelfSignedCertificate(t *testing.T) {
+	dsn := storetest.Postgres(t)
+	hosts := []string{"dash.example.com"}
+	const n = 3
+	sources := make([]*Source, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		st, err := store.Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		wg.Go(func() {
+			logger, _ := newLogger()
+			s, err := New(context.Background(), selfSigned, Options{Store: st, Hosts: hosts, Logger: logger})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			t.Cleanup(func() { s.Close() })
+			sources[i] = s
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	first := sources[0].cert.Load().Leaf
+	for i, s := range sources[1:] {
+		if !s.cert.Load().Leaf.Equal(first) {
+			t.Fatalf("instance %d serves another certificate than instance 0", i+1)
+		}
+	}
+
+	// An instance whose configuration gains a host makes a new one that
+	// keeps the old names; the others follow within a poll.
+	st, err := store.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	grown, _ := newSource(t, selfSigned, st, append(hosts, "new.example.com"))
+	leaf := grown.cert.Load().Leaf
+	if leaf.Equal(first) || !covers(leaf, "new.example.com") || !covers(leaf, "dash.example.com") {
+		t.Fatalf("the grown instance serves %v", leaf.DNSNames)
+	}
+	for _, s := range sources {
+		eventually(t, 5*time.Second, "an instance did not take the new certificate", func() bool {
+			return s.cert.Load().Leaf.Equal(leaf)
+		})
+	}
+}
+
+func TestSelfSignedKeepsServingWhenTheStoreFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "moat.db")
+	st, err := store.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := newSource(t, selfSigned, st, []string{"dash.example.com"})
+	served := s.cert.Load()
+	st.Close()
+	if err := s.Reload(); err == nil {
+		t.Error("Reload with a closed store reported no error")
+	}
+	if s.cert.Load() != served {
+		t.Error("the certificate changed while the store failed")
+	}
 }

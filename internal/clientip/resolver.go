@@ -1,6 +1,7 @@
 // Package clientip finds the client's address behind trusted proxies: from
 // X-Forwarded-For or Forwarded (RFC 7239) when the peer is a trusted proxy,
-// and from a PROXY protocol (v1 or v2) header on a listener that enables it.
+// and from a PROXY protocol (v1 or v2) header on a listener that enables it;
+// and the scheme the client used, from X-Forwarded-Proto of a trusted proxy.
 //
 // Only trusted peers are believed. A spoofed header from anyone else is
 // ignored, and a malformed one makes moat fall back to the peer's address.
@@ -59,6 +60,33 @@ func (res *Resolver) Resolve(r *http.Request) netip.Addr {
 	// Every hop is a trusted proxy: the left-most one is the closest to
 	// the client that we know of.
 	return chain[0]
+}
+
+// Scheme returns the scheme the client used: "https" on a TLS connection;
+// on a plain one from a trusted proxy (a TLS-terminating load balancer, as
+// in server.http_mode: serve), what its X-Forwarded-Proto says when that is
+// "http" or "https" (the right-most value, which the nearest proxy wrote);
+// otherwise "http". A client's own X-Forwarded-Proto is never believed.
+func (res *Resolver) Scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	values := r.Header.Values("X-Forwarded-Proto")
+	if len(values) == 0 {
+		return "http"
+	}
+	if peer := PeerAddr(r.RemoteAddr); !peer.IsValid() || !res.IsTrusted(peer) {
+		return "http"
+	}
+	last := values[len(values)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	switch p := strings.ToLower(strings.TrimSpace(last)); p {
+	case "http", "https":
+		return p
+	}
+	return "http"
 }
 
 // New returns a Resolver trusting the given CIDRs or addresses (as in

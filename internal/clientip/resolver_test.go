@@ -1,6 +1,7 @@
 package clientip
 
 import (
+	"crypto/tls"
 	"net/http"
 	"net/netip"
 	"testing"
@@ -29,6 +30,10 @@ var resolveCases = []struct {
 	{name: "Forwarded for= names the client", remote: "10.0.0.1:1", fwd: []string{`for=192.0.2.60;proto=https;by=203.0.113.43, for="[2001:db8:cafe::17]:4711"`}, want: "2001:db8:cafe::17", trusted: []string{"10.0.0.0/8"}},
 	{name: "Forwarded for=unknown yields the peer", remote: "10.0.0.1:1", fwd: []string{"for=unknown"}, want: "10.0.0.1", trusted: []string{"10.0.0.0/8"}},
 	{name: "an unterminated Forwarded quote yields the peer", remote: "10.0.0.1:1", fwd: []string{`for="192.0.2.1`}, want: "10.0.0.1", trusted: []string{"10.0.0.0/8"}},
+	// Google's external Application Load Balancer appends "<client>, <forwarding rule IP>"
+	// to what the client sent; Cloud Run's front end connects from a link-local
+	// address (deploy/terraform/cloud-run renders these trusted_proxies).
+	{name: "behind Google's load balancer and Cloud Run the client is left of the balancer's IP", remote: "169.254.169.126:40000", xff: []string{"203.0.113.7, 198.51.100.23, 34.120.0.9"}, want: "198.51.100.23", trusted: []string{"169.254.0.0/16", "34.120.0.9/32"}},
 	{name: "X-Forwarded-For is preferred over Forwarded", remote: "10.0.0.1:1", xff: []string{"203.0.113.9"}, fwd: []string{"for=192.0.2.1"}, want: "203.0.113.9", trusted: []string{"10.0.0.0/8"}},
 }
 
@@ -111,5 +116,39 @@ func TestNewParsesTrustedProxies(t *testing.T) {
 	}
 	if _, err := New([]string{"nonsense"}); err == nil {
 		t.Error("a bad range was accepted")
+	}
+}
+
+func TestScheme(t *testing.T) {
+	trusted := &Resolver{Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	for _, tc := range []struct {
+		name   string
+		remote string
+		tls    bool
+		xfp    []string
+		want   string
+	}{
+		{name: "a TLS connection is https whatever it claims", remote: "198.51.100.7:1", tls: true, xfp: []string{"http"}, want: "https"},
+		{name: "a plain connection without a claim is http", remote: "10.0.0.1:1", want: "http"},
+		{name: "a trusted front's https is believed", remote: "10.0.0.1:1", xfp: []string{"https"}, want: "https"},
+		{name: "a trusted front's value is read without case", remote: "10.0.0.1:1", xfp: []string{" HTTPS "}, want: "https"},
+		{name: "the right-most value is the nearest proxy's", remote: "10.0.0.1:1", xfp: []string{"http, https"}, want: "https"},
+		{name: "the last header is the nearest proxy's", remote: "10.0.0.1:1", xfp: []string{"https", "http"}, want: "http"},
+		{name: "an unknown scheme is http", remote: "10.0.0.1:1", xfp: []string{"wss"}, want: "http"},
+		{name: "an untrusted client's https is not believed", remote: "198.51.100.7:1", xfp: []string{"https"}, want: "http"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := http.NewRequest("GET", "http://x/", nil)
+			r.RemoteAddr = tc.remote
+			if tc.tls {
+				r.TLS = &tls.ConnectionState{}
+			}
+			for _, v := range tc.xfp {
+				r.Header.Add("X-Forwarded-Proto", v)
+			}
+			if got := trusted.Scheme(r); got != tc.want {
+				t.Fatalf("Scheme = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -22,7 +22,12 @@ type Config struct {
 	Identity         Identity                   `yaml:"identity"`
 	SecurityPolicies map[string]*SecurityPolicy `yaml:"security_policies"`
 	Routes           []*Route                   `yaml:"routes"`
-	Tracing          Tracing                    `yaml:"tracing"`
+	// SecretKeyFile names a file holding the instance key (base64 of 32
+	// bytes, from `moat keys init`); MOAT_SECRET_KEY is the other way to
+	// give it. Instances sharing a store need the same key.
+	SecretKeyFile string  `yaml:"secret_key_file"`
+	Usage         Usage   `yaml:"usage"`
+	Tracing       Tracing `yaml:"tracing"`
 
 	// Path is the file the configuration was loaded from.
 	Path string `yaml:"-"`
@@ -33,6 +38,8 @@ type Config struct {
 
 // Server holds the listeners and connection limits.
 type Server struct {
+	// HTTPSAddr is the HTTPS listener, or "off" behind a platform that
+	// terminates TLS itself (then http_mode must be serve).
 	HTTPSAddr string `yaml:"https_addr"`
 	HTTPAddr  string `yaml:"http_addr"`
 	// HTTPMode is "redirect" (the default: plain HTTP only redirects to
@@ -55,7 +62,26 @@ type Server struct {
 	ShutdownGrace     Duration `yaml:"shutdown_grace"`
 	HSTS              *bool    `yaml:"hsts"`
 	LogLevel          string   `yaml:"log_level"`
+	// LogFormat is "json" (slog's JSON lines) or "gcp" (Cloud Logging's
+	// structured form: severity, message, httpRequest). The default is gcp
+	// when K_SERVICE is set (Cloud Run), else json.
+	LogFormat string `yaml:"log_format"`
+
+	// BodyStallTimeout cuts a request body (a sign-in form, a proxied
+	// upload) on which no byte arrives for this long.
+	BodyStallTimeout Duration `yaml:"body_stall_timeout"`
+	// BodyMinRate is the lowest average rate, in bytes per second, at
+	// which a request body may arrive once its first body_stall_timeout
+	// has passed; a slower one is cut, however steadily it trickles.
+	BodyMinRate int64 `yaml:"body_min_rate"`
 }
+
+// Off is the value that turns a listener off (server.https_addr,
+// server.http_addr).
+const Off = "off"
+
+// HTTPS reports whether moat terminates TLS itself (https_addr is not off).
+func (s *Server) HTTPS() bool { return s.HTTPSAddr != Off }
 
 // HTTPMode is server.http_mode: what the plain HTTP listener does.
 type HTTPMode string
@@ -85,11 +111,18 @@ type ACME struct {
 	// CAFile is a PEM bundle to trust for the ACME directory itself (a
 	// private CA such as Pebble's).
 	CAFile string `yaml:"ca_file"`
+	// RenewInterval is how often certificates are checked for renewal
+	// (default 10m, as in Caddy's renew_interval).
+	RenewInterval Duration `yaml:"renew_interval"`
 }
 
-// Backend is an upstream application.
+// Backend is an upstream application: one URL, or several replicas of
+// the app.
 type Backend struct {
-	URL                   string   `yaml:"url"`
+	URL string `yaml:"url"`
+	// URLs are the replicas of a backend that runs several copies of the
+	// app; set url or urls, not both. Each user sticks to one replica.
+	URLs                  []string `yaml:"urls"`
 	HealthPath            string   `yaml:"health_path"`
 	HealthInterval        Duration `yaml:"health_interval"`
 	DialTimeout           Duration `yaml:"dial_timeout"`
@@ -105,6 +138,25 @@ type Backend struct {
 	// default) so that apps checking Origin against Host, like Streamlit
 	// with enableXsrfProtection and enableCORS on, accept the request.
 	PreserveHost *bool `yaml:"preserve_host"`
+	// Command, when set, is the app moat runs for this backend on the
+	// loopback port of URL, for as long as moat runs (internal/supervise):
+	// restarted when it exits, stopped with moat, and left running by a
+	// reload that does not change it.
+	Command []string `yaml:"command"`
+	// CommandDir is the command's working directory; default: the
+	// directory of the configuration file.
+	CommandDir string `yaml:"command_dir"`
+
+	// CommandLine is where command is in the file, for messages.
+	CommandLine int `yaml:"-"`
+}
+
+// Targets lists the backend's URLs: its replicas, or its one url.
+func (b *Backend) Targets() []string {
+	if len(b.URLs) > 0 {
+		return b.URLs
+	}
+	return []string{b.URL}
 }
 
 // Route maps a host (and optional path prefix) to a backend, or, with
@@ -127,6 +179,11 @@ type Route struct {
 	Bearer         bool     `yaml:"bearer"`
 	MaxAge         Duration `yaml:"max_age"`
 	MaxBodyBytes   int64    `yaml:"max_body_bytes"`
+	// AllowedOrigins are the other origins (scheme://host[:port]) whose
+	// pages may open WebSockets to this route; its own origin always may.
+	// A browser's cross-site upgrade from anywhere else is refused, so a
+	// page elsewhere cannot ride the user's cookie into the app.
+	AllowedOrigins []string `yaml:"allowed_origins"`
 
 	// Line is where the route starts in the file, for messages.
 	Line int `yaml:"-"`

@@ -16,9 +16,10 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// maxFileSize bounds the configuration file (and any *_file secret) so that
-// pointing moat at a device or a huge file fails fast.
-const maxFileSize = 4 << 20
+// MaxFileSize bounds the configuration file (and any *_file secret) so that
+// pointing moat at a device or a huge file fails fast. ReadFile enforces it
+// for every reader: check, serve and live reload alike.
+const MaxFileSize = 4 << 20
 
 // Problem is one error or warning found in a configuration file.
 type Problem struct {
@@ -61,7 +62,7 @@ func (e Errors) Error() string {
 // Load reads, expands, decodes, defaults and validates the file at path.
 // The error, if any, is an Errors listing every problem found.
 func Load(path string) (*Config, error) {
-	data, err := readBounded(path)
+	data, err := ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
@@ -98,11 +99,26 @@ func Parse(name string, data []byte) (*Config, error) {
 			}
 		}
 	}
+	// An empty entry ("routes: [~]", "name:" with nothing under it) decodes
+	// to nil; validation reports it.
 	for i, r := range cfg.Routes {
-		r.Line = l.lines[fmt.Sprintf("routes[%d]", i)]
+		if r != nil {
+			r.Line = l.lines[fmt.Sprintf("routes[%d]", i)]
+		}
+	}
+	for name, b := range cfg.Backends {
+		if b != nil {
+			b.CommandLine = l.line("backends." + name + ".command")
+		}
 	}
 	for name, p := range cfg.SecurityPolicies {
+		if p == nil {
+			continue
+		}
 		for i, r := range p.Rules {
+			if r == nil {
+				continue
+			}
 			path := fmt.Sprintf("security_policies.%s.rules[%d]", name, i)
 			r.Line = l.lines[path]
 			r.ExprLine, r.ExprColumn = l.lines[path+".expr"], l.columns[path+".expr"]
@@ -118,19 +134,22 @@ func Parse(name string, data []byte) (*Config, error) {
 	return cfg, nil
 }
 
-func readBounded(path string) ([]byte, error) {
+// ReadFile reads a configuration or secret file of at most MaxFileSize
+// bytes. It reads one byte past the bound and no more, so a device or a
+// runaway file costs at most that much memory.
+func ReadFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	var b bytes.Buffer
-	n, err := b.ReadFrom(io.LimitReader(f, maxFileSize+1))
+	n, err := b.ReadFrom(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, err
 	}
-	if n > maxFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxFileSize)
+	if n > MaxFileSize {
+		return nil, fmt.Errorf("%s is larger than %d MiB, the most moat reads from a configuration or secret file: shorten it", path, MaxFileSize>>20)
 	}
 	return b.Bytes(), nil
 }
@@ -187,18 +206,11 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 // is how a front door ends up open.
 func (l *loader) expandEnv(n *yaml.Node) {
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
-		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
-			m := envRef.FindStringSubmatch(ref)
-			if v, ok := os.LookupEnv(m[1]); ok {
-				return v
-			}
-			if m[2] != "" {
-				return m[3]
-			}
-			l.errs = append(l.errs, Problem{File: l.file, Line: n.Line,
-				Msg: fmt.Sprintf("environment variable %s is not set (write ${%s:-default} for an optional one)", m[1], m[1])})
-			return ""
-		})
+		var problems []string
+		n.Value, problems = expand(n.Value, os.LookupEnv)
+		for _, msg := range problems {
+			l.errs = append(l.errs, Problem{File: l.file, Line: n.Line, Msg: msg})
+		}
 		// An expanded value is a string even if it looks like a number.
 		if n.Tag == "" || n.Tag == "!" {
 			n.Tag = "!!str"
@@ -207,6 +219,31 @@ func (l *loader) expandEnv(n *yaml.Node) {
 	for _, c := range n.Content {
 		l.expandEnv(c)
 	}
+}
+
+// expand replaces ${NAME} and ${NAME:-default} in s in one pass, looking
+// names up with lookup: an inserted value is taken as it is, never expanded
+// again. It returns a message for each reference it cannot resolve: an
+// unset name without a default, and a default holding another ${…} (which
+// one pass would cut short, leaving a stray "}" in the value).
+func expand(s string, lookup func(string) (string, bool)) (string, []string) {
+	var problems []string
+	out := envRef.ReplaceAllStringFunc(s, func(ref string) string {
+		m := envRef.FindStringSubmatch(ref)
+		if m[2] != "" && strings.Contains(m[3], "${") {
+			problems = append(problems, fmt.Sprintf("the default of ${%s} holds another ${…}: defaults are used as written, so write the default value itself", m[1]))
+			return ""
+		}
+		if v, ok := lookup(m[1]); ok {
+			return v
+		}
+		if m[2] != "" {
+			return m[3]
+		}
+		problems = append(problems, fmt.Sprintf("environment variable %s is not set (write ${%s:-default} for an optional one)", m[1], m[1]))
+		return ""
+	})
+	return out, problems
 }
 
 var durationType = reflect.TypeOf(Duration(0))
@@ -228,8 +265,10 @@ func (l *loader) checkKeys(n *yaml.Node, t reflect.Type, path string) {
 		}
 		l.columns[path] = n.Column
 	}
-	if t == durationType || reflect.PointerTo(t).Implements(unmarshalerType) || n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return // a type that decodes itself (Duration, Member, …) has no keys
+	if t == durationType || n.Kind != yaml.MappingNode && reflect.PointerTo(t).Implements(unmarshalerType) || n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		// A type that decodes itself from a scalar or a list (Duration,
+		// Member, usage: off, …) has no keys; a mapping it takes does.
+		return
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -370,7 +409,7 @@ func ParseDuration(s string) (time.Duration, error) {
 // ReadSecretFile reads a *_file secret: the file's content without the
 // trailing newline. Errors are reported against path.
 func (v *validator) readSecretFile(path, file string) string {
-	data, err := readBounded(file)
+	data, err := ReadFile(file)
 	if err != nil {
 		v.errorAt(path, "cannot read secret file: %v", err)
 		return ""

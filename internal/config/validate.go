@@ -1,10 +1,13 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -26,6 +29,11 @@ const (
 	DefaultResponseTimeout   = 60 * time.Second
 	DefaultMaxConnsPerIP     = 1000
 	DefaultMaxBodyBytes      = 32 << 20
+	// DefaultBodyStallTimeout and DefaultBodyMinRate are Apache
+	// mod_reqtimeout's defaults for request bodies (body=20,MinRate=500):
+	// a 200 MB upload passes at any speed above 0.5 KB/s.
+	DefaultBodyStallTimeout = 20 * time.Second
+	DefaultBodyMinRate      = 500
 )
 
 func applyDefaults(c *Config) {
@@ -37,9 +45,19 @@ func applyDefaults(c *Config) {
 	}
 	def(&s.InternalAddr, DefaultInternalAddr)
 	def(&s.LogLevel, "info")
+	if s.LogFormat == "" {
+		s.LogFormat = "json"
+		if os.Getenv("K_SERVICE") != "" {
+			s.LogFormat = "gcp" // Cloud Run sets K_SERVICE
+		}
+	}
 	defDur(&s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	defDur(&s.IdleTimeout, DefaultIdleTimeout)
 	defDur(&s.ShutdownGrace, DefaultShutdownGrace)
+	defDur(&s.BodyStallTimeout, DefaultBodyStallTimeout)
+	if s.BodyMinRate == 0 {
+		s.BodyMinRate = DefaultBodyMinRate
+	}
 	if s.MaxHeaderBytes == 0 {
 		s.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
@@ -51,7 +69,7 @@ func applyDefaults(c *Config) {
 		s.HSTS = &t
 	}
 	def(&c.DataDir, DefaultDataDir)
-	if !c.TLS.SelfSigned && c.TLS.CertFile == "" && c.TLS.KeyFile == "" && c.TLS.ACME == nil {
+	if s.HTTPS() && !c.TLS.SelfSigned && c.TLS.CertFile == "" && c.TLS.KeyFile == "" && c.TLS.ACME == nil {
 		c.TLS.SelfSigned = true
 		c.Warnings = append(c.Warnings, "tls: no certificate source set, so moat uses a self-signed certificate; browsers will warn (set tls.acme or tls.cert_file + tls.key_file)")
 	}
@@ -78,6 +96,7 @@ func applyDefaults(c *Config) {
 		}
 	}
 	applyIdentityDefaults(&c.Identity)
+	applyUsageDefaults(&c.Usage)
 }
 
 func def(s *string, v string) {
@@ -110,6 +129,7 @@ func (v *validator) validate() {
 	v.validateIdentity()
 	v.validatePolicies()
 	v.validateRoutes()
+	v.validateUsage()
 	v.validateTracing()
 }
 
@@ -141,7 +161,7 @@ func (v *validator) validateServer() {
 	for _, a := range []struct{ path, addr string }{
 		{"server.https_addr", s.HTTPSAddr}, {"server.http_addr", s.HTTPAddr}, {"server.internal_addr", s.InternalAddr},
 	} {
-		if a.addr == "off" && a.path == "server.http_addr" {
+		if a.addr == Off && a.path != "server.internal_addr" {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
@@ -152,6 +172,12 @@ func (v *validator) validateServer() {
 	// 64 KiB (internal/policy), so headers may not grow past that.
 	if s.MaxHeaderBytes < 4<<10 || s.MaxHeaderBytes > 64<<10 {
 		v.errorAt("server.max_header_bytes", "must be between 4096 and 65536")
+	}
+	if d := s.BodyStallTimeout.D(); d < 100*time.Millisecond || d > time.Hour {
+		v.errorAt("server.body_stall_timeout", "must be between 100ms and 1h, such as 20s")
+	}
+	if s.BodyMinRate < 1 || s.BodyMinRate > 1<<30 {
+		v.errorAt("server.body_min_rate", "must be between 1 and 1073741824 bytes per second, such as 500")
 	}
 	if host, _, err := net.SplitHostPort(s.InternalAddr); err == nil {
 		if ip, err := netip.ParseAddr(host); host == "" || err == nil && !ip.IsLoopback() {
@@ -168,6 +194,13 @@ func (v *validator) validateServer() {
 		if err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
 			v.errorAt("server.public_url", "invalid URL %q: write https://host", s.PublicURL)
 		}
+	}
+	switch {
+	case s.HTTPS():
+	case s.HTTPAddr == Off:
+		v.errorAt("server.https_addr", "is off and so is server.http_addr, so nobody could reach moat: turn one on")
+	case s.HTTPMode != "serve":
+		v.errorAt("server.https_addr", "is off, so plain HTTP must serve the routes: set server.http_mode: serve (for a platform that terminates TLS, such as Cloud Run or a TLS-terminating ingress)")
 	}
 	switch s.HTTPMode {
 	case HTTPRedirect:
@@ -188,6 +221,18 @@ func (v *validator) validateServer() {
 	}
 	if s.DefaultSecurityPolicy != "" && v.cfg.SecurityPolicies[s.DefaultSecurityPolicy] == nil {
 		v.errorAt("server.default_security_policy", "unknown security policy %q%s", s.DefaultSecurityPolicy, known(v.cfg.SecurityPolicies))
+	}
+	switch s.LogFormat {
+	case "json", "gcp":
+	default:
+		v.errorAt("server.log_format", "unknown log format %q: use json, or gcp for Cloud Logging", s.LogFormat)
+	}
+	if f := v.cfg.SecretKeyFile; f != "" {
+		if fh, err := os.Open(f); err != nil {
+			v.errorAt("secret_key_file", "cannot read the instance key: %v (make one with: moat keys init --file %s)", err, f)
+		} else {
+			fh.Close()
+		}
 	}
 	switch v.cfg.CountersFail {
 	case "open", "closed":
@@ -215,6 +260,12 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 
 func (v *validator) validateTLS() {
 	t := &v.cfg.TLS
+	if !v.cfg.Server.HTTPS() {
+		if t.SelfSigned || t.CertFile != "" || t.KeyFile != "" || t.ACME != nil {
+			v.errorAt("tls", "has no use while server.https_addr is off: remove it (the platform in front terminates TLS)")
+		}
+		return
+	}
 	modes := 0
 	if t.SelfSigned {
 		modes++
@@ -234,6 +285,9 @@ func (v *validator) validateTLS() {
 		}
 		if t.ACME.Email != "" && !strings.Contains(t.ACME.Email, "@") {
 			v.errorAt("tls.acme.email", "invalid email %q", t.ACME.Email)
+		}
+		if d := t.ACME.RenewInterval.D(); d != 0 && (d < time.Second || d > 24*time.Hour) {
+			v.errorAt("tls.acme.renew_interval", "must be between 1s and 24h, such as 10m")
 		}
 		for i, r := range v.cfg.Routes {
 			if r != nil && strings.HasPrefix(r.Host, "*.") {
@@ -259,20 +313,89 @@ func (v *validator) validateBackends() {
 			v.errorAt(path, "backend has no settings: set url")
 			continue
 		}
-		u, err := url.Parse(b.URL)
 		switch {
+		case b.URL != "" && b.URLs != nil:
+			v.errorAt(path+".urls", "set url (one app) or urls (its replicas), not both")
+		case b.URLs != nil:
+			if len(b.URLs) == 0 {
+				v.errorAt(path+".urls", "urls is empty: list the replicas, such as [http://10.0.0.1:8501, http://10.0.0.2:8501]")
+			}
+			seen := map[string]bool{}
+			for i, raw := range b.URLs {
+				p := fmt.Sprintf("%s.urls[%d]", path, i)
+				v.validateBackendURL(p, raw)
+				if seen[raw] {
+					v.errorAt(p, "replica %q is listed twice", raw)
+				}
+				seen[raw] = true
+			}
 		case b.URL == "":
-			v.errorAt(path, "url is required, such as http://127.0.0.1:8501")
-		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-			v.errorAt(path+".url", "invalid backend URL %q: write http://host:port or https://host:port", b.URL)
-		case u.User != nil:
-			v.errorAt(path+".url", "credentials in a backend URL are not supported")
-		case u.RawQuery != "" || u.Fragment != "":
-			v.errorAt(path+".url", "a backend URL takes no query or fragment")
+			v.errorAt(path, "url is required, such as http://127.0.0.1:8501 (or urls, for replicas)")
+		default:
+			v.validateBackendURL(path+".url", b.URL)
 		}
 		if b.HealthPath != "" && !strings.HasPrefix(b.HealthPath, "/") {
 			v.errorAt(path+".health_path", "must start with /, such as /_stcore/health")
 		}
+		v.validateCommand(path, b)
+	}
+}
+
+// validateCommand checks a backend's command: moat starts it on the
+// loopback port of the backend's url, so the url must name one.
+func (v *validator) validateCommand(path string, b *Backend) {
+	if len(b.Command) == 0 {
+		if b.CommandDir != "" {
+			v.errorAt(path+".command_dir", "has no effect without command")
+		}
+		return
+	}
+	if err := b.CheckCommand(); err != nil {
+		v.errorAt(path+".command", "%v", err)
+	}
+	dir, err := filepath.Abs(filepath.Dir(v.file))
+	if err != nil {
+		dir = filepath.Dir(v.file)
+	}
+	if b.CommandDir == "" {
+		b.CommandDir = dir
+	} else if !filepath.IsAbs(b.CommandDir) {
+		b.CommandDir = filepath.Join(dir, b.CommandDir)
+	}
+	if fi, err := os.Stat(b.CommandDir); err != nil || !fi.IsDir() {
+		v.errorAt(path+".command_dir", "%s is not a directory", b.CommandDir)
+	}
+}
+
+// CheckCommand reports what stops moat from running b's command: an empty
+// program, or a url that is not http:// on a loopback address with a port
+// (moat starts the app there, reachable by moat alone).
+func (b *Backend) CheckCommand() error {
+	if len(b.Command) == 0 || strings.TrimSpace(b.Command[0]) == "" {
+		return errors.New("the command is empty: write it as a list, such as [streamlit, run, app.py]")
+	}
+	if len(b.URLs) > 0 {
+		return errors.New("moat runs one copy of the command, on the port of url; a backend with replicas (urls) cannot have one: run each replica yourself, or give it url")
+	}
+	u, err := url.Parse(b.URL)
+	if err != nil || u.Scheme != "http" || u.Port() == "" || !isLoopbackHost(u.Hostname()) {
+		return fmt.Errorf("moat runs the command on the port of url, so url must be http://127.0.0.1:PORT (a loopback address and a port), not %q", b.URL)
+	}
+	return nil
+}
+
+// validateBackendURL checks one backend or replica URL.
+func (v *validator) validateBackendURL(path, raw string) {
+	u, err := url.Parse(raw)
+	switch {
+	case raw == "":
+		v.errorAt(path, "empty URL: write http://host:port or https://host:port")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		v.errorAt(path, "invalid backend URL %q: write http://host:port or https://host:port", raw)
+	case u.User != nil:
+		v.errorAt(path, "credentials in a backend URL are not supported")
+	case u.RawQuery != "" || u.Fragment != "":
+		v.errorAt(path, "a backend URL takes no query or fragment")
 	}
 }
 
@@ -341,6 +464,16 @@ func (v *validator) validateRoutes() {
 		}
 		if r.MaxBodyBytes < 0 {
 			v.errorAt(path+".max_body_bytes", "must not be negative")
+		}
+		// Stored canonical, so the proxy compares an Origin header with
+		// plain string equality.
+		for j, o := range r.AllowedOrigins {
+			canon, err := ParseOrigin(o)
+			if err != nil {
+				v.errorAt(fmt.Sprintf("%s.allowed_origins[%d]", path, j), "invalid origin %q: %v, such as https://dash.example.com", o, err)
+				continue
+			}
+			r.AllowedOrigins[j] = canon
 		}
 		v.validateRouteAccess(path, r)
 	}

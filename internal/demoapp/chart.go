@@ -2,9 +2,9 @@ package demoapp
 
 import (
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
+
+	"github.com/moat-dev/moat/internal/chart"
 )
 
 // Chart geometry, in SVG user units. The SVG scales to its container
@@ -31,7 +31,7 @@ var seriesColors = [len(columns)]string{"#1f77b4", "#e8710a", "#2ca02c"}
 // styles, so the chart looks right under a CSP without 'unsafe-inline'.
 func (f *frame) chart(m mode) string {
 	lo, hi := f.bounds()
-	ticks := niceTicks(lo, hi, 6)
+	ticks := chart.Ticks(lo, hi, 6)
 	lo, hi = min(lo, ticks[0]), max(hi, ticks[len(ticks)-1])
 	y := func(v float64) float64 {
 		return marginTop + (hi-v)/(hi-lo)*plotHeight
@@ -56,11 +56,11 @@ func (f *frame) chart(m mode) string {
 	// Grid and y axis labels.
 	b.WriteString(`<g class="grid" stroke="#d5dbe3" stroke-width="1">`)
 	for _, t := range ticks {
-		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%s" y2="%s"/>`, marginLeft, chartWidth-marginRight, num(y(t)), num(y(t)))
+		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%s" y2="%s"/>`, marginLeft, chartWidth-marginRight, chart.Num(y(t)), chart.Num(y(t)))
 	}
 	b.WriteString(`</g><g class="axis axis-y" fill="#445" text-anchor="end">`)
 	for _, t := range ticks {
-		fmt.Fprintf(&b, `<text x="%d" y="%s" dy="4">%s</text>`, marginLeft-6, num(y(t)), tickLabel(t))
+		fmt.Fprintf(&b, `<text x="%d" y="%s" dy="4">%s</text>`, marginLeft-6, chart.Num(y(t)), chart.TickLabel(t))
 	}
 	b.WriteString(`</g>`)
 
@@ -68,10 +68,10 @@ func (f *frame) chart(m mode) string {
 	fmt.Fprintf(&b, `<g class="axis axis-x" fill="#445" text-anchor="middle"><line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#445"/>`,
 		marginLeft, chartWidth-marginRight, chartHeight-marginBottom, chartHeight-marginBottom)
 	for i := 0; i < rows; i += 2 {
-		fmt.Fprintf(&b, `<text x="%s" y="%d">%d</text>`, num(x(i)), chartHeight-marginBottom+16, i)
+		fmt.Fprintf(&b, `<text x="%s" y="%d">%d</text>`, chart.Num(x(i)), chartHeight-marginBottom+16, i)
 	}
 	fmt.Fprintf(&b, `</g><line class="zero" x1="%d" x2="%d" y1="%s" y2="%s" stroke="#445" stroke-width="1"/>`,
-		marginLeft, chartWidth-marginRight, num(y(0)), num(y(0)))
+		marginLeft, chartWidth-marginRight, chart.Num(y(0)), chart.Num(y(0)))
 	fmt.Fprintf(&b, `<line class="axis-line" x1="%d" x2="%d" y1="%d" y2="%d" stroke="#445"/>`,
 		marginLeft, marginLeft, marginTop, chartHeight-marginBottom)
 
@@ -87,22 +87,22 @@ func (f *frame) chart(m mode) string {
 				left := x(i) - band*0.4 + float64(j)*w
 				top, bottom := y(max(v, 0)), y(min(v, 0))
 				fmt.Fprintf(&b, `<rect class="point" x="%s" y="%s" width="%s" height="%s" fill="%s"><title>%s</title></rect>`,
-					num(left), num(top), num(w), num(max(bottom-top, 0.5)), color, pointTitle(name, i, v))
+					chart.Num(left), chart.Num(top), chart.Num(w), chart.Num(max(bottom-top, 0.5)), color, pointTitle(name, i, v))
 			}
 		case modeArea, modeLine:
 			pts := make([]string, rows)
 			for i := range rows {
-				pts[i] = num(x(i)) + "," + num(y(f[i][j]))
+				pts[i] = chart.Num(x(i)) + "," + chart.Num(y(f[i][j]))
 			}
 			if m == modeArea {
 				fmt.Fprintf(&b, `<path class="area" d="M%s,%s L%s L%s,%s Z" fill="%s" fill-opacity="0.22"/>`,
-					num(x(0)), num(y(0)), strings.Join(pts, " L"), num(x(rows-1)), num(y(0)), color)
+					chart.Num(x(0)), chart.Num(y(0)), strings.Join(pts, " L"), chart.Num(x(rows-1)), chart.Num(y(0)), color)
 			}
 			fmt.Fprintf(&b, `<polyline class="line" points="%s" fill="none" stroke="%s" stroke-width="2" stroke-linejoin="round"/>`,
 				strings.Join(pts, " "), color)
 			for i := range rows {
 				fmt.Fprintf(&b, `<circle class="point" cx="%s" cy="%s" r="3" fill="%s"><title>%s</title></circle>`,
-					num(x(i)), num(y(f[i][j])), color, pointTitle(name, i, f[i][j]))
+					chart.Num(x(i)), chart.Num(y(f[i][j])), color, pointTitle(name, i, f[i][j]))
 			}
 		}
 		b.WriteString(`</g>`)
@@ -133,43 +133,7 @@ func (f *frame) bounds() (lo, hi float64) {
 	return lo, hi
 }
 
-// niceTicks returns evenly spaced round values (steps of 1, 2 or 5 times a
-// power of ten) covering [lo, hi] with about n ticks.
-func niceTicks(lo, hi float64, n int) []float64 {
-	raw := (hi - lo) / float64(n-1)
-	mag := math.Pow(10, math.Floor(math.Log10(raw)))
-	step := mag * 10
-	for _, s := range []float64{1, 2, 5, 10} {
-		if raw <= s*mag {
-			step = s * mag
-			break
-		}
-	}
-	first := math.Floor(lo/step) * step
-	last := math.Ceil(hi/step) * step
-	var ticks []float64
-	for t := first; t <= last+step/2; t += step {
-		// Snap away floating-point dust so 0 prints as "0", not "-0.0".
-		ticks = append(ticks, math.Round(t/step)*step)
-	}
-	return ticks
-}
-
-// tickLabel formats an axis value with as few digits as it needs.
-func tickLabel(v float64) string {
-	if v == 0 {
-		return "0"
-	}
-	// Round away floating-point dust (0.30000000000000004) first.
-	return strconv.FormatFloat(math.Round(v*1e9)/1e9, 'f', -1, 64)
-}
-
 // pointTitle is the hover text of one data point.
 func pointTitle(series string, i int, v float64) string {
 	return fmt.Sprintf("%s[%d] = %.4f", series, i, v)
-}
-
-// num formats an SVG coordinate with one decimal, enough at this size.
-func num(v float64) string {
-	return strconv.FormatFloat(v, 'f', 1, 64)
 }

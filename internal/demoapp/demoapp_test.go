@@ -412,28 +412,3 @@ func TestTableHasTwentyRowsOfThreeValues(t *testing.T) {
 		}
 	}
 }
-
-var tickTests = []struct {
-	name   string
-	lo, hi float64
-	want   string
-}{
-	{"a standard normal range gets whole steps", -2.3, 2.1, "-3 -2 -1 0 1 2 3"},
-	{"a narrow range gets steps without float dust", 0.1, 0.6, "0.1 0.2 0.3 0.4 0.5 0.6"},
-	{"a range of ten gets steps of two", 0, 10, "0 2 4 6 8 10"},
-	{"a tiny range gets small steps", -0.01, 0.03, "-0.01 0 0.01 0.02 0.03"},
-}
-
-func TestNiceTicksCoverTheRangeInRoundSteps(t *testing.T) {
-	for _, tt := range tickTests {
-		t.Run(tt.name, func(t *testing.T) {
-			var got []string
-			for _, v := range niceTicks(tt.lo, tt.hi, 6) {
-				got = append(got, tickLabel(v))
-			}
-			if strings.Join(got, " ") != tt.want {
-				t.Errorf("niceTicks(%v, %v) = %v, want %s", tt.lo, tt.hi, got, tt.want)
-			}
-		})
-	}
-}

@@ -212,6 +212,50 @@ func (d *Directory) CreateUser(ctx context.Context, a Actor, in NewUser) (*store
 	return u, out, nil
 }
 
+// ImportedUser is a user brought over from another identity system with
+// the password hash it had there (a form internal/auth/password verifies,
+// such as Firebase's modified scrypt, rehashed to argon2id at the first
+// sign-in). From says where it came from, for the audit event.
+type ImportedUser struct {
+	Email        string
+	Name         string
+	Groups       []string
+	PasswordHash string
+	Disabled     bool
+	From         string
+}
+
+// ImportUser creates a user with an imported password hash, by the same
+// rules as CreateUser; a user that exists already is refused (Conflict)
+// and left as it is.
+func (d *Directory) ImportUser(ctx context.Context, a Actor, in ImportedUser) (*store.User, error) {
+	email := store.NormalizeEmail(in.Email)
+	if err := ValidEmail(email); err != nil {
+		return nil, err
+	}
+	name, err := CleanName(in.Name)
+	if err != nil {
+		return nil, err
+	}
+	groups, err := CleanGroups(in.Groups)
+	if err != nil {
+		return nil, err
+	}
+	u := &store.User{Email: email, Name: name, Groups: groups, PasswordHash: in.PasswordHash, Disabled: in.Disabled}
+	if err := d.Store.CreateUser(ctx, u); err != nil {
+		if errors.Is(err, store.ErrDuplicate) {
+			return nil, refusal(Conflict, "admin.duplicate", "user %s already exists", email)
+		}
+		return nil, err
+	}
+	detail := fmt.Sprintf("from %s; groups: %s", in.From, strings.Join(u.Groups, ","))
+	if u.Disabled {
+		detail += "; disabled"
+	}
+	d.audit(ctx, a, "user.import", u.Email, detail)
+	return u, nil
+}
+
 func checkMode(m string) (string, error) {
 	switch m {
 	case "", ModePassword:

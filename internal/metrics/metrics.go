@@ -27,14 +27,45 @@ var (
 	WebSockets = register(prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "moat_websockets_open", Help: "Proxied WebSockets open now, by route.",
 	}, []string{"route"}))
-	// BackendUp is 1 while a backend's health check passes, else 0.
+	// BackendUp is 1 while a backend replica's health check passes, else
+	// 0; replica is the replica's URL (the backend's url when it has one).
 	BackendUp = register(prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "moat_backend_up", Help: "1 while the backend's health check passes, 0 otherwise.",
-	}, []string{"backend"}))
+		Name: "moat_backend_up", Help: "1 while the backend replica's health check passes, 0 otherwise.",
+	}, []string{"backend", "replica"}))
 	// ConfigReloads counts reload attempts by result (ok or error).
 	ConfigReloads = register(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "moat_config_reloads_total", Help: "Configuration reloads, by result.",
 	}, []string{"result"}))
+
+	// Usage (internal/usage): counts without per-user labels, so a
+	// dashboard of them never names a person.
+
+	// SignIns counts successful sign-ins by the route they were headed to
+	// and the provider (password or an SSO provider's name).
+	SignIns = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "moat_signins_total", Help: "Successful sign-ins, by the route they were headed to and provider.",
+	}, []string{"route", "provider"}))
+	// WebSocketSeconds counts the time sign-in sessions had at least one
+	// WebSocket open, by route.
+	WebSocketSeconds = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "moat_websocket_seconds_total", Help: "Seconds signed-in sessions had a WebSocket open, by route.",
+	}, []string{"route"}))
+	// WebSocketActiveMinutes counts the minutes in which a session's
+	// browser sent a message over a WebSocket, by route.
+	WebSocketActiveMinutes = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "moat_websocket_active_minutes_total", Help: "Minutes in which a signed-in session's browser sent a WebSocket message, by route.",
+	}, []string{"route"}))
+	// UsageWrites counts the writes of usage to the store by result (ok
+	// or error).
+	UsageWrites = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "moat_usage_writes_total", Help: "Writes of counted usage to the store, by result.",
+	}, []string{"result"}))
+	// UsageDropped counts usage this instance counted but could not keep:
+	// reason is "full" (more sessions at once than it holds in memory) or
+	// "store" (the store stayed unreachable until the retry bound).
+	UsageDropped = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "moat_usage_dropped_total", Help: "Usage records dropped, by reason (full: memory bound; store: store unreachable).",
+	}, []string{"reason"}))
 )
 
 func init() {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/tracing"
@@ -132,6 +133,10 @@ func statusKey(code int) string {
 		return "bad_gateway"
 	case http.StatusBadRequest:
 		return "bad_request"
+	case http.StatusRequestEntityTooLarge:
+		return "body_too_large"
+	case http.StatusRequestTimeout:
+		return "body_timeout"
 	}
 	return "forbidden"
 }
@@ -345,6 +350,11 @@ func (ev *evaluation) inspect(d Decision) Decision {
 	}
 	v, err := ins.Inspect(ev.r)
 	if err != nil {
+		// A body cut for its size or pace is the client's doing: 413 or
+		// 408, as the proxy would answer, not a WAF failure.
+		if status, _, ok := bodylimit.Status(err); ok {
+			return Decision{Policy: ev.p.name, Priority: d.Priority, Action: "waf", Status: status, Reason: err.Error()}
+		}
 		if errors.Is(err, context.Canceled) {
 			return Decision{Policy: ev.p.name, Priority: d.Priority, Action: "waf", Status: http.StatusBadRequest, Reason: "client went away during inspection"}
 		}

@@ -1,12 +1,14 @@
 package policy
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/config"
 )
 
@@ -144,6 +146,10 @@ waf: {rule_sets: [sqli], paranoia: 1}`)
 				return WAFVerdict{WouldBlock: true, Status: 403, RuleIDs: []int{942100}}, nil
 			case strings.Contains(r.URL.RawQuery, "broken"):
 				return WAFVerdict{}, errTest
+			case strings.Contains(r.URL.RawQuery, "huge"):
+				return WAFVerdict{}, fmt.Errorf("waf: read request body: %w", &http.MaxBytesError{Limit: 1})
+			case strings.Contains(r.URL.RawQuery, "trickle"):
+				return WAFVerdict{}, fmt.Errorf("waf: read request body: %w", bodylimit.ErrTooSlow)
 			}
 			return WAFVerdict{}, nil
 		}), nil
@@ -157,14 +163,16 @@ waf: {rule_sets: [sqli], paranoia: 1}`)
 		{"192.0.2.1", "https://app.example.com/?q=maybe", 200},
 		{"192.0.2.1", "https://app.example.com/?q=broken", 403},
 		{"192.0.2.1", "https://app.example.com/?q=fine", 200},
+		{"192.0.2.1", "https://app.example.com/?q=huge", 413},
+		{"192.0.2.1", "https://app.example.com/?q=trickle", 408},
 		{"10.0.0.1", "https://app.example.com/?q=attack", 404},
 	} {
 		if w := serve(h, req{ip: tc.ip, target: tc.target}); w.Code != tc.want {
 			t.Errorf("%s %s: status %d, want %d", tc.ip, tc.target, w.Code, tc.want)
 		}
 	}
-	if calls != 4 {
-		t.Fatalf("inspector ran %d times, want 4 (not for requests the rules refused)", calls)
+	if calls != 6 {
+		t.Fatalf("inspector ran %d times, want 6 (not for requests the rules refused)", calls)
 	}
 }
 

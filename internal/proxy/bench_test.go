@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"runtime"
@@ -16,6 +17,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/request"
 )
 
 // BenchmarkProxyHTTP measures small GETs through the proxy; compare with
@@ -23,12 +27,24 @@ import (
 // the ratio means much).
 func BenchmarkProxyHTTP(b *testing.B) {
 	p := startProxy(b, startBackend(b, trivial()).URL, proxyOpts{})
-	benchGET(b, p.URL)
+	benchGET(b, p.URL+"/")
+}
+
+// BenchmarkProxyHTTPReplicas is BenchmarkProxyHTTP to a backend with
+// three replicas, for signed-in users (each request picks a replica by
+// its session id).
+func BenchmarkProxyHTTPReplicas(b *testing.B) {
+	var urls []string
+	for range 3 {
+		urls = append(urls, startBackend(b, trivial()).URL)
+	}
+	p := startProxy(b, "", proxyOpts{cfg: config.Backend{URLs: urls}})
+	benchGET(b, p.URL+"/?session=a-signed-in-session-id-hash")
 }
 
 // BenchmarkDirectHTTP is BenchmarkProxyHTTP without the proxy.
 func BenchmarkDirectHTTP(b *testing.B) {
-	benchGET(b, startBackend(b, trivial()).URL)
+	benchGET(b, startBackend(b, trivial()).URL+"/")
 }
 
 func trivial() http.Handler {
@@ -47,7 +63,7 @@ func benchGET(b *testing.B, url string) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			resp, err := client.Get(url + "/")
+			resp, err := client.Get(url)
 			if err != nil {
 				b.Error(err)
 				return
@@ -222,4 +238,30 @@ func rss() int64 {
 	}
 	pages, _ := strconv.ParseInt(f[1], 10, 64)
 	return pages * int64(os.Getpagesize())
+}
+
+// BenchmarkPickReplica measures choosing one of three replicas, for a
+// signed-in session and for a visitor with an affinity cookie.
+func BenchmarkPickReplica(b *testing.B) {
+	be, err := New("app", &config.Backend{URLs: []string{"http://10.0.0.1:8501", "http://10.0.0.2:8501", "http://10.0.0.3:8501"}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("session", func(b *testing.B) {
+		r := httptest.NewRequest("GET", "/", nil)
+		info := &request.Info{User: request.User{SessionID: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}}
+		b.ReportAllocs()
+		for b.Loop() {
+			be.pick(r, info)
+		}
+	})
+	b.Run("cookie", func(b *testing.B) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Cookie", "_streamlit_xsrf=abc; "+AffinityCookie+"=AAAAAAAAAAAAAAAAAAAAAA")
+		info := &request.Info{}
+		b.ReportAllocs()
+		for b.Loop() {
+			be.pick(r, info)
+		}
+	})
 }

@@ -4,14 +4,28 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 
 	"github.com/moat-dev/moat/internal/request"
 )
 
-// ownedPrefixes are the header name prefixes moat sets itself; a client may
-// never send them to a backend. Names are compared after normalize.
-var ownedPrefixes = []string{"x-moat-", "x-goog-"}
+// ownedPrefixes are the header name prefixes moat owns: identity headers
+// (X-Moat-*, Google IAP's X-Goog-*) and forwarding headers (X-Forwarded-*),
+// which tell the app who the client is and how it came. A client may never
+// send them to a backend, whatever moat itself sets: an app behind a proxy
+// trusts them all, X-Forwarded-Prefix, -Port and -Uri included (Traefik
+// CVE-2026-35051, CVE-2026-54764). Names are compared after foldByte.
+var ownedPrefixes = []string{"x-moat-", "x-goog-", "x-forwarded-"}
+
+// ownedNames are the other headers moat owns, whole names compared after
+// foldByte: forwarding information without the X-Forwarded- prefix, and
+// headers through which frameworks let a client redefine the path or the
+// scheme the app sees.
+var ownedNames = []string{
+	"forwarded", "x-real-ip", "x-client-ip", "true-client-ip", "x-request-id",
+	"x-original-url", "x-rewrite-url", "front-end-https", "x-url-scheme",
+}
 
 // ownedCookiePrefixes name the cookies moat sets; they never reach a backend
 // (oauth2-proxy leaked its own cookie to the app: oauth2-proxy#388).
@@ -31,17 +45,6 @@ var hopHeaders = []string{
 	"Upgrade",
 }
 
-// forwardingHeaders are the headers that tell a backend who the client is;
-// moat always sets them from its own view, never from what the client sent.
-var forwardingHeaders = []string{
-	"Forwarded",
-	"X-Forwarded-For",
-	"X-Forwarded-Host",
-	"X-Forwarded-Proto",
-	"X-Real-Ip",
-	"X-Request-Id",
-}
-
 // foldByte lower-cases c and turns every byte that is not a letter or
 // digit into '-', so that look-alikes such as X_Moat_User, x.moat.user or
 // X-MOAT-User all read "x-moat-user". Caddy let an underscore alias of an
@@ -57,30 +60,41 @@ func foldByte(c byte) byte {
 	return '-'
 }
 
-// owned reports whether a header name belongs to moat. It folds the name
-// byte by byte (see foldByte) without allocating.
+// owned reports whether a header name belongs to moat (ownedPrefixes,
+// ownedNames). It folds the name byte by byte (see foldByte) without
+// allocating.
 func owned(name string) bool {
-next:
 	for _, p := range ownedPrefixes {
-		if len(name) < len(p) {
-			continue
+		if len(name) >= len(p) && foldedEqual(name[:len(p)], p) {
+			return true
 		}
-		for i := 0; i < len(p); i++ {
-			if foldByte(name[i]) != p[i] {
-				continue next
-			}
+	}
+	for _, n := range ownedNames {
+		if len(name) == len(n) && foldedEqual(name, n) {
+			return true
 		}
-		return true
 	}
 	return false
 }
 
+// foldedEqual reports whether s, folded by foldByte, is folded (which is
+// already lower-case with '-' for punctuation); len(s) == len(folded).
+func foldedEqual(s, folded string) bool {
+	for i := 0; i < len(folded); i++ {
+		if foldByte(s[i]) != folded[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // StripOwned deletes from h every header moat owns: any whose name, folded
 // by case and with '_' (or any other non-alphanumeric character) read as
-// '-', starts with "x-moat-" or "x-goog-"; and moat's own cookies (names
-// starting "__Host-moat" or "moat_") from the Cookie header, keeping the
-// app's other cookies. Several Cookie headers (as HTTP/2 clients send them)
-// are joined into one.
+// '-', starts with "x-moat-", "x-goog-" or "x-forwarded-", or is one of
+// ownedNames (Forwarded, X-Real-Ip, X-Request-Id, …); and moat's own
+// cookies (names starting "__Host-moat" or "moat_") from the Cookie header,
+// keeping the app's other cookies. Several Cookie headers (as HTTP/2
+// clients send them) are joined into one.
 func StripOwned(h http.Header) {
 	for name := range h {
 		if owned(name) {
@@ -178,16 +192,14 @@ func headerHasToken(h http.Header, name, token string) bool {
 // prepareOutbound applies moat's header rules to out, the request sent to
 // the backend, built from in, the client's request. It deletes first and
 // sets afterwards, so a forgotten step cannot let a spoofed header through.
-// Hop-by-hop headers must already be gone from out.
-func (b *Backend) prepareOutbound(out, in *http.Request, info *request.Info) {
+// Hop-by-hop headers must already be gone from out. target is the
+// replica's URL.
+func (b *Backend) prepareOutbound(out, in *http.Request, info *request.Info, target *url.URL) {
 	StripOwned(out.Header)
-	for _, name := range forwardingHeaders {
-		delete(out.Header, name)
-	}
 
-	out.URL.Scheme = b.target.Scheme
-	out.URL.Host = b.target.Host
-	out.URL.Path, out.URL.RawPath = joinURLPath(b.target, in.URL)
+	out.URL.Scheme = target.Scheme
+	out.URL.Host = target.Host
+	out.URL.Path, out.URL.RawPath = joinURLPath(target, in.URL)
 	if b.preserveHost {
 		out.Host = in.Host
 	} else {
@@ -196,15 +208,8 @@ func (b *Backend) prepareOutbound(out, in *http.Request, info *request.Info) {
 
 	// moat's view of the client replaces whatever the client claimed; the
 	// server has already resolved ClientIP through trusted proxies.
-	scheme := info.Scheme
-	if scheme == "" {
-		scheme = "http"
-		if in.TLS != nil {
-			scheme = "https"
-		}
-	}
 	// One backing array for the four values: one allocation, not four.
-	vals := []string{clientIP(in, info), scheme, in.Host, info.ID}
+	vals := []string{clientIP(in, info), schemeOf(in, info), in.Host, info.ID}
 	if vals[0] != "" {
 		out.Header["X-Forwarded-For"] = vals[0:1:1]
 	}

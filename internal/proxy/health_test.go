@@ -14,10 +14,10 @@ import (
 	"github.com/moat-dev/moat/internal/metrics"
 )
 
-func backendUp(t *testing.T, name string) float64 {
+func backendUp(t *testing.T, name, replica string) float64 {
 	t.Helper()
 	var m dto.Metric
-	if err := metrics.BackendUp.WithLabelValues(name).Write(&m); err != nil {
+	if err := metrics.BackendUp.WithLabelValues(name, replica).Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	return m.GetGauge().GetValue()
@@ -47,13 +47,13 @@ func TestHealthCheckFollowsTheBackend(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	eventually(t, "a first failing check", func() bool { return path.Load() != nil })
-	if b.Healthy() || backendUp(t, "health-test") != 0 {
+	if b.Healthy() || backendUp(t, "health-test", srv.URL) != 0 {
 		t.Fatal("a 503 counted as healthy")
 	}
 	status.Store(http.StatusOK)
 	eventually(t, "healthy", b.Healthy)
-	if backendUp(t, "health-test") != 1 || path.Load() != "/_stcore/health" {
-		t.Fatalf("metric %v, path %v", backendUp(t, "health-test"), path.Load())
+	if backendUp(t, "health-test", srv.URL) != 1 || path.Load() != "/_stcore/health" {
+		t.Fatalf("metric %v, path %v", backendUp(t, "health-test", srv.URL), path.Load())
 	}
 	status.Store(http.StatusInternalServerError)
 	eventually(t, "unhealthy", func() bool { return !b.Healthy() })
@@ -70,7 +70,7 @@ func TestBackendWithoutHealthPathIsAlwaysHealthy(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { b.Run(ctx); close(done) }()
-	eventually(t, "metric up", func() bool { return backendUp(t, "no-health") == 1 })
+	eventually(t, "metric up", func() bool { return backendUp(t, "no-health", b.replicas[0].label) == 1 })
 	cancel()
 	<-done
 }

@@ -51,6 +51,8 @@ type proxyOpts struct {
 	server func(*http.Server)
 	tls    bool
 	hook   func(out, in *http.Request)
+	// route is the route every request matches; nil means testRoute.
+	route *config.Route
 }
 
 type testProxy struct {
@@ -63,12 +65,15 @@ type testProxy struct {
 // startProxy starts a front server that does what moat's server does
 // before the proxy (request id, client IP, scheme, route; the session id
 // from the "session" query parameter, standing in for sign-in) and then
-// hands the request to a Backend for backendURL. The request id is echoed
-// in the X-Test-Request-Id response header.
+// hands the request to a Backend for backendURL, or for the replicas in
+// o.cfg.URLs. The request id is echoed in the X-Test-Request-Id response
+// header.
 func startProxy(t testing.TB, backendURL string, o proxyOpts) *testProxy {
 	t.Helper()
 	cfg := o.cfg
-	cfg.URL = backendURL
+	if len(cfg.URLs) == 0 {
+		cfg.URL = backendURL
+	}
 	if o.sockets == nil {
 		o.sockets = NewSockets()
 	}
@@ -80,8 +85,12 @@ func startProxy(t testing.TB, backendURL string, o proxyOpts) *testProxy {
 	b.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b.SetIdentity = o.hook
 	t.Cleanup(b.Close)
+	route := o.route
+	if route == nil {
+		route = testRoute
+	}
 	front := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		info := &request.Info{ID: request.NewID(), Start: time.Now(), Scheme: "http", Route: testRoute}
+		info := &request.Info{ID: request.NewID(), Start: time.Now(), Scheme: "http", Route: route}
 		if r.TLS != nil {
 			info.Scheme = "https"
 		}

@@ -21,9 +21,9 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/tracing"
@@ -38,8 +38,9 @@ const (
 	defaultHealthInterval  = 10 * time.Second
 )
 
-// Backend proxies requests to one configured backend. Build it with New;
-// it is safe for concurrent use.
+// Backend proxies requests to one configured backend: one URL, or several
+// replicas of the app, among which each user sticks to one (see pick).
+// Build it with New; it is safe for concurrent use.
 type Backend struct {
 	// SetIdentity, when set, is called last while building each outbound
 	// request (HTTP and WebSocket), after every header moat owns has been
@@ -52,13 +53,11 @@ type Backend struct {
 
 	name         string
 	cfg          *config.Backend
-	target       *url.URL
+	replicas     []*replica
 	preserveHost bool
 	sockets      *Sockets
 	transport    *http.Transport
-	proxy        *httputil.ReverseProxy
 	dialer       *net.Dialer
-	healthy      atomic.Bool
 }
 
 // New builds the proxy for the backend called name. sockets is the
@@ -68,21 +67,18 @@ func New(name string, cfg *config.Backend, sockets *Sockets) (*Backend, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("backend %q: no configuration", name)
 	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("backend %q: invalid url %q", name, cfg.URL)
-	}
 	if sockets == nil {
 		sockets = NewSockets()
 	}
 	b := &Backend{
 		name:         name,
 		cfg:          cfg,
-		target:       u,
 		preserveHost: cfg.PreserveHost == nil || *cfg.PreserveHost,
 		sockets:      sockets,
 	}
 	b.dialer = &net.Dialer{Timeout: orDefault(cfg.DialTimeout.D(), defaultDialTimeout), KeepAlive: 30 * time.Second}
+	// One transport for every replica: it keeps idle connections per
+	// host, so the bounds below hold for each replica.
 	b.transport = &http.Transport{
 		Proxy:                 nil, // never route backend traffic through an environment proxy
 		DialContext:           b.dialer.DialContext,
@@ -99,21 +95,30 @@ func New(name string, cfg *config.Backend, sockets *Sockets) (*Backend, error) {
 		ReadBufferSize:         16 << 10,
 		WriteBufferSize:        16 << 10,
 	}
-	b.proxy = &httputil.ReverseProxy{
-		Rewrite: b.rewrite,
-		// Each round trip is a span whose context the app receives.
-		Transport: tracing.Transport(b.transport),
-		// 0: httputil flushes at once every response of unknown length
-		// (chunked, as Streamlit streams) and every text/event-stream,
-		// and lets a response of known length go out in one write rather
-		// than headers and body apart: -1 cost a fifth of the requests/s.
-		FlushInterval: 0,
-		BufferPool:    copyBuffers{},
-		ErrorHandler:  b.serveError,
-		ErrorLog:      log.New(errorLogWriter{b}, "", 0),
-	}
-	if cfg.HealthPath == "" {
-		b.healthy.Store(true)
+	for _, raw := range cfg.Targets() {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("backend %q: invalid url %q", name, raw)
+		}
+		rp := &replica{target: u, label: raw, seed: mix64(fnv64a(raw))}
+		rp.proxy = &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) { b.rewrite(pr, rp) },
+			// Each round trip is a span whose context the app receives.
+			Transport: tracing.Transport(b.transport),
+			// 0: httputil flushes at once every response of unknown
+			// length (chunked, as Streamlit streams) and every
+			// text/event-stream, and lets a response of known length go
+			// out in one write rather than headers and body apart: -1
+			// cost a fifth of the requests/s.
+			FlushInterval: 0,
+			BufferPool:    copyBuffers{},
+			ErrorHandler:  b.serveError,
+			ErrorLog:      log.New(errorLogWriter{b}, "", 0),
+		}
+		if cfg.HealthPath == "" {
+			rp.healthy.Store(true)
+		}
+		b.replicas = append(b.replicas, rp)
 	}
 	return b, nil
 }
@@ -144,30 +149,35 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer span.End()
 	if r.Header.Get("Upgrade") != "" {
 		if isWebSocketUpgrade(r) {
-			b.serveWebSocket(w, r, info)
+			rp, cookie := b.pick(r, info)
+			b.serveWebSocket(w, r, info, rp, cookie)
 			return
 		}
 		// Only WebSocket upgrades are proxied; anything else (h2c, TLS
 		// upgrade, …) is forwarded as a plain request.
 		r.Header.Del("Upgrade")
 	}
+	rp, cookie := b.pick(r, info)
+	if cookie != nil {
+		http.SetCookie(w, cookie)
+	}
 	// ReverseProxy hands its error handler the outbound request, whose
 	// moat cookies (the language choice among them) are gone; keep the
 	// client's request within reach for moat's error page.
 	r = r.WithContext(context.WithValue(r.Context(), inboundKey{}, r))
-	b.proxy.ServeHTTP(w, r)
+	rp.proxy.ServeHTTP(w, r)
 }
 
 type inboundKey struct{}
 
-// rewrite builds the outbound request; httputil has already removed the
-// hop-by-hop and X-Forwarded-* headers from pr.Out.
-func (b *Backend) rewrite(pr *httputil.ProxyRequest) {
+// rewrite builds the outbound request to rp; httputil has already removed
+// the hop-by-hop and X-Forwarded-* headers from pr.Out.
+func (b *Backend) rewrite(pr *httputil.ProxyRequest, rp *replica) {
 	info, _ := request.FromContext(pr.In.Context())
 	if info == nil {
 		info = &request.Info{ID: request.NewID()}
 	}
-	b.prepareOutbound(pr.Out, pr.In, info)
+	b.prepareOutbound(pr.Out, pr.In, info, rp.target)
 }
 
 // serveError turns a failed round trip into moat's 502 or 504 page, with
@@ -178,6 +188,17 @@ func (b *Backend) serveError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	info := request.From(r)
 	tracing.Fail(r.Context(), err)
+	// A body cut for its size or pace fails the round trip, or (HTTP/1.1,
+	// whose server cancels the request when the read deadline passes)
+	// cancels it: either way the answer is 413 or 408, not 502, and the app
+	// saw its request aborted (issue 12, finding 7).
+	if cut := bodylimit.Err(r.Context()); cut != nil {
+		status, key, _ := bodylimit.Status(cut)
+		b.log().Info("proxy: request body cut", "request_id", info.ID, "route", routeName(info), "backend", b.name,
+			"status", status, "error", cut.Error())
+		web.Error(w, r, status, key)
+		return
+	}
 	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
 		// The client went away; nobody is left to read a page.
 		b.log().Debug("proxy: client canceled", "request_id", info.ID, "route", routeName(info), "backend", b.name)

@@ -3,12 +3,19 @@ package proxy
 import (
 	"sync"
 	"time"
+
+	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/usage"
 )
 
 // Sockets is the registry of open proxied WebSockets. One registry is
 // shared by every Backend and kept across configuration reloads, so that
 // shutdown and sign-out reach every socket. The zero value is ready to use.
 type Sockets struct {
+	// Usage, when set, follows every socket of a signed-in user: opened,
+	// each message the browser sends, closed (internal/usage).
+	Usage usage.Recorder
+
 	mu  sync.Mutex
 	all map[*wsConn]struct{}
 }
@@ -23,6 +30,15 @@ func (s *Sockets) add(c *wsConn) {
 	}
 	s.all[c] = struct{}{}
 	s.mu.Unlock()
+}
+
+// openUsage starts following a socket of info's user, when usage is
+// counted.
+func (s *Sockets) openUsage(info *request.Info) *usage.Socket {
+	if s.Usage == nil {
+		return nil
+	}
+	return s.Usage.OpenSocket(info)
 }
 
 func (s *Sockets) remove(c *wsConn) {

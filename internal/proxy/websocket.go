@@ -13,6 +13,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,8 @@ import (
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/tracing"
+	"github.com/moat-dev/moat/internal/usage"
+	"github.com/moat-dev/moat/internal/web"
 )
 
 const (
@@ -48,11 +51,21 @@ func isWebSocketUpgrade(r *http.Request) bool {
 		strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "websocket")
 }
 
-// serveWebSocket proxies a WebSocket handshake and, when the backend
-// switches protocols, splices the two connections frame by frame. It does
-// not use ReverseProxy's upgrade copy, which holds two 32 KiB buffers per
-// socket for its whole life.
-func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *request.Info) {
+// serveWebSocket proxies a WebSocket handshake to rp and, when it switches
+// protocols, splices the two connections frame by frame. It does not use
+// ReverseProxy's upgrade copy, which holds two 32 KiB buffers per socket
+// for its whole life. cookie, when set, is the affinity cookie to give the
+// client with the answer.
+func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *request.Info, rp *replica, cookie *http.Cookie) {
+	if !originAllowed(r, info) {
+		b.log().Info("proxy: cross-origin WebSocket refused", "request_id", info.ID, "route", routeName(info),
+			"backend", b.name, "origin", truncate(r.Header.Get("Origin"), maxLoggedOrigin), "client_ip", clientIP(r, info))
+		web.Error(w, r, http.StatusForbidden, "websocket_origin")
+		return
+	}
+	if cookie != nil {
+		http.SetCookie(w, cookie)
+	}
 	out := r.Clone(r.Context())
 	out.Body = nil
 	out.ContentLength = 0
@@ -61,7 +74,7 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 	out.RequestURI = ""
 	upType := r.Header.Get("Upgrade")
 	removeHopByHop(out.Header)
-	b.prepareOutbound(out, r, info)
+	b.prepareOutbound(out, r, info, rp.target)
 	out.Header["Connection"] = []string{"Upgrade"}
 	out.Header["Upgrade"] = []string{upType}
 	if _, ok := out.Header["User-Agent"]; !ok {
@@ -72,7 +85,7 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 	// the app receives.
 	span := tracing.Backend(out)
 	ctx, cancel := context.WithTimeout(r.Context(), b.dialer.Timeout)
-	backend, err := b.dialBackend(ctx)
+	backend, err := b.dialBackend(ctx, rp.target)
 	cancel()
 	if err != nil {
 		span.Status(0, err)
@@ -148,6 +161,7 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 		done:      make(chan struct{}),
 		sessionID: info.User.SessionID,
 		sockets:   b.sockets,
+		usage:     b.sockets.openUsage(info),
 		gauge:     metrics.WebSockets.WithLabelValues(routeName(info)),
 		idle:      b.cfg.WebSocketIdleTimeout.D(),
 	}
@@ -160,6 +174,9 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 	head.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
 	resp.Header["Connection"] = []string{"Upgrade"}
 	resp.Header["Upgrade"] = []string{resp.Header.Get("Upgrade")}
+	if cookie != nil {
+		resp.Header.Add("Set-Cookie", cookie.String())
+	}
 	_ = resp.Header.Write(&head)
 	head.WriteString("\r\n")
 	_ = client.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -174,26 +191,25 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 	c.start(b.cfg.WebSocketMaxLifetime.D())
 }
 
-// dialBackend opens a connection to the backend, with TLS when its URL
-// says https.
-func (b *Backend) dialBackend(ctx context.Context) (net.Conn, error) {
-	host := b.target.Host
-	if b.target.Port() == "" {
+// dialBackend opens a connection to target, with TLS when it says https.
+func (b *Backend) dialBackend(ctx context.Context, target *url.URL) (net.Conn, error) {
+	host := target.Host
+	if target.Port() == "" {
 		port := "80"
-		if b.target.Scheme == "https" {
+		if target.Scheme == "https" {
 			port = "443"
 		}
-		host = net.JoinHostPort(b.target.Hostname(), port)
+		host = net.JoinHostPort(target.Hostname(), port)
 	}
 	conn, err := b.dialer.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, err
 	}
-	if b.target.Scheme != "https" {
+	if target.Scheme != "https" {
 		return conn, nil
 	}
 	tc := tls.Client(conn, &tls.Config{
-		ServerName: b.target.Hostname(),
+		ServerName: target.Hostname(),
 		NextProtos: []string{"http/1.1"},
 		MinVersion: tls.VersionTLS12,
 	})
@@ -254,6 +270,8 @@ type wsConn struct {
 	sessionID string
 	sockets   *Sockets
 	gauge     prometheus.Gauge
+	// usage follows the socket for usage counts (nil: not counted).
+	usage *usage.Socket
 
 	idle       time.Duration
 	lastActive atomic.Int64
@@ -281,9 +299,12 @@ func (c *wsConn) start(maxLifetime time.Duration) {
 }
 
 // touch records that a frame moved, for the idle timeout and for
-// Sockets.Sessions (so sign-in sees a session in use over its socket).
-func (c *wsConn) touch() {
-	c.lastActive.Store(time.Now().UnixNano())
+// Sockets.Sessions (so sign-in sees a session in use over its socket),
+// and returns the time it read (Unix nanoseconds).
+func (c *wsConn) touch() int64 {
+	now := time.Now().UnixNano()
+	c.lastActive.Store(now)
+	return now
 }
 
 func (c *wsConn) checkIdle() {
@@ -299,9 +320,6 @@ func (c *wsConn) checkIdle() {
 	}
 }
 
-// errProtocol marks a frame moat refuses to forward.
-var errProtocol = errors.New("websocket protocol error")
-
 // pump copies frames from src to dst until either side closes. It parses
 // each frame's header and copies exactly its payload, without unmasking.
 func (c *wsConn) pump(src io.Reader, dst net.Conn, lock chan struct{}, sealed *atomic.Bool, fromClient bool) {
@@ -312,52 +330,87 @@ func (c *wsConn) pump(src io.Reader, dst net.Conn, lock chan struct{}, sealed *a
 		if _, err := io.ReadFull(src, hdr[:2]); err != nil {
 			return
 		}
-		c.touch()
-		masked := hdr[1]&0x80 != 0
-		if fromClient && !masked {
+		now := c.touch()
+		if fromClient && hdr[1]&0x80 == 0 {
 			// RFC 6455 section 5.1: a client must mask every frame.
 			c.closeWith(1002, "unmasked client frame")
 			return
 		}
-		opcode := hdr[0] & 0x0f
-		hl := 2
-		switch hdr[1] & 0x7f {
-		case 126:
-			hl += 2
-		case 127:
-			hl += 8
+		if fromClient && hdr[0]&0x8 == 0 {
+			// A data frame from the browser is use; pings, pongs and
+			// the backend's pushes are not.
+			c.usage.Message(now)
 		}
-		if masked {
-			hl += 4
-		}
+		hl := frameHeaderLen(hdr[1])
 		if hl > 2 {
 			if _, err := io.ReadFull(src, hdr[2:hl]); err != nil {
 				return
 			}
 		}
-		var size uint64
-		switch n := hdr[1] & 0x7f; n {
-		case 126:
-			size = uint64(binary.BigEndian.Uint16(hdr[2:4]))
-		case 127:
-			size = binary.BigEndian.Uint64(hdr[2:10])
-			if size > math.MaxInt64 {
-				c.closeWith(1002, "frame too large")
-				return
-			}
-		default:
-			size = uint64(n)
-		}
-		if err := c.forward(src, dst, lock, sealed, hdr[:hl], int64(size)); err != nil {
+		fh, err := parseFrameHeader(hdr[:hl])
+		if err != nil {
+			c.closeWith(1002, err.Error())
 			return
 		}
-		if opcode == opClose && c.closing.Load() {
+		if err := c.forward(src, dst, lock, sealed, hdr[:hl], fh.size); err != nil {
+			return
+		}
+		if fh.opcode == opClose && c.closing.Load() {
 			// A peer answered moat's Close; once both have, the sockets go.
 			if c.closeReplies.Add(1) >= 2 {
 				return
 			}
 		}
 	}
+}
+
+// frameHeader is what the pump needs of a frame header (RFC 6455 section
+// 5.2); the payload is copied as it is, masked or not.
+type frameHeader struct {
+	opcode byte
+	masked bool
+	// size is the payload length.
+	size int64
+}
+
+// errFrameTooLarge refuses a 64-bit payload length with its top bit set,
+// which RFC 6455 forbids and an int64 cannot hold.
+var errFrameTooLarge = errors.New("frame too large")
+
+// frameHeaderLen is the length of a frame header, 2 to 14 bytes, from its
+// second byte: the mask bit and the 7-bit length (126 and 127 announce a
+// 16- and a 64-bit length).
+func frameHeaderLen(b1 byte) int {
+	n := 2
+	switch b1 & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if b1&0x80 != 0 {
+		n += 4
+	}
+	return n
+}
+
+// parseFrameHeader reads a frame header of exactly frameHeaderLen(b[1])
+// bytes.
+func parseFrameHeader(b []byte) (frameHeader, error) {
+	fh := frameHeader{opcode: b[0] & 0x0f, masked: b[1]&0x80 != 0}
+	switch n := b[1] & 0x7f; n {
+	case 126:
+		fh.size = int64(binary.BigEndian.Uint16(b[2:4]))
+	case 127:
+		size := binary.BigEndian.Uint64(b[2:10])
+		if size > math.MaxInt64 {
+			return frameHeader{}, errFrameTooLarge
+		}
+		fh.size = int64(size)
+	default:
+		fh.size = int64(n)
+	}
+	return fh, nil
 }
 
 // forward writes one frame (header already read, size bytes of payload
@@ -461,5 +514,6 @@ func (c *wsConn) teardown() {
 		}
 		c.sockets.remove(c)
 		c.gauge.Dec()
+		c.usage.Close()
 	})
 }

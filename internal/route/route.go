@@ -63,7 +63,9 @@ func (t *Table) Lookup(host, path string) *config.Route {
 	if rs, ok := t.exact[host]; ok {
 		return match(rs, path)
 	}
-	if _, suffix, ok := strings.Cut(host, "."); ok {
+	// An empty first label (".example.com") is no label (found by
+	// FuzzLookup).
+	if label, suffix, ok := strings.Cut(host, "."); ok && label != "" {
 		if rs, ok := t.wildcard[suffix]; ok {
 			return match(rs, path)
 		}
@@ -80,7 +82,7 @@ func (t *Table) HostRoute(host string) *config.Route {
 	}
 	rs, ok := t.exact[host]
 	if !ok {
-		if _, suffix, found := strings.Cut(host, "."); found {
+		if label, suffix, found := strings.Cut(host, "."); found && label != "" {
 			rs = t.wildcard[suffix]
 		}
 	}

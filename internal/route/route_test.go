@@ -26,6 +26,7 @@ func TestLookup(t *testing.T) {
 		{"wildcard matches one label", "foo.example.com", "/", "wild"},
 		{"wildcard does not match two labels", "a.b.example.com", "/", ""},
 		{"wildcard does not match the bare domain", "example.com", "/", ""},
+		{"wildcard does not match an empty label", ".example.com", "/", ""},
 		{"exact host beats wildcard even when its path misses", "status.example.com", "/other", ""},
 		{"exact host path prefix", "status.example.com", "/health/live", "health"},
 		{"unknown host", "evil.test", "/", ""},

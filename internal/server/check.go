@@ -14,6 +14,7 @@ import (
 	"github.com/moat-dev/moat/internal/proxy"
 	"github.com/moat-dev/moat/internal/ratelimit"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/usage"
 )
 
 // Check builds everything serve builds for cfg — the client-IP resolver,
@@ -31,7 +32,8 @@ func Check(cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	done()
-	return nil
+	_, err = AppSpecs(cfg, nil, "")
+	return err
 }
 
 // throwawayWorld builds cfg's world as serve does, on a throwaway process;
@@ -77,5 +79,6 @@ func throwawayProcess(dir string, log *slog.Logger) (*process, error) {
 		p.close()
 		return nil, err
 	}
+	p.useUsage(usage.New(st, config.Usage{Off: true}, log))
 	return p, nil
 }

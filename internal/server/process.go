@@ -12,6 +12,7 @@ import (
 	"github.com/moat-dev/moat/internal/ratelimit"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/tracing"
+	"github.com/moat-dev/moat/internal/usage"
 )
 
 // process is what outlives every configuration: the store, the rate-limit
@@ -26,6 +27,9 @@ type process struct {
 	counter  ratelimit.Counter
 	sockets  *proxy.Sockets
 	identity *auth.Process
+	// usage counts who used which route; sign-in, the sockets and each
+	// route's chain report to it.
+	usage *usage.Collector
 	// tracer traces requests (tracing.otlp_endpoint); nil when off.
 	tracer *tracing.Tracer
 }
@@ -44,7 +48,7 @@ func openProcess(cfg *config.Config, log *slog.Logger) (*process, error) {
 		st.Close()
 		return nil, err
 	}
-	key, err := auth.InstanceKey(cfg)
+	key, err := auth.InstanceKey(ctx, cfg, st)
 	if err != nil {
 		p.close()
 		return nil, fmt.Errorf("instance key: %w", err)
@@ -58,11 +62,20 @@ func openProcess(cfg *config.Config, log *slog.Logger) (*process, error) {
 	p.identity.OnRevoke = func(sessionID string) {
 		go p.sockets.CloseSession(sessionID, websocketPolicyViolation, "signed out")
 	}
+	p.useUsage(usage.New(st, cfg.Usage, log))
 	if p.tracer, err = tracing.New(cfg.Tracing, log); err != nil {
 		p.close()
 		return nil, err
 	}
 	return p, nil
+}
+
+// useUsage makes c the process's usage counter, the one sign-in and the
+// sockets report to.
+func (p *process) useUsage(c *usage.Collector) {
+	p.usage = c
+	p.sockets.Usage = c
+	p.identity.Usage = c
 }
 
 // close releases what the process holds, sending the spans still queued.
@@ -74,6 +87,9 @@ func (p *process) close() {
 	}
 	if p.counter != nil {
 		p.counter.Close()
+	}
+	if p.usage != nil {
+		p.usage.Close() // writes the last counts, before the store closes
 	}
 	p.store.Close()
 }

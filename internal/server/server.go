@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -48,10 +49,21 @@ type Server struct {
 	certs    atomic.Pointer[certs.Source]
 	certKey  string // what the current certs.Source was built from
 	fileHash [32]byte
+	// apps are the backends' commands, run for the process's life; jwksURL
+	// is where they fetch moat's keys (the internal listener's), set in Run.
+	apps    apps
+	jwksURL string
+	// readFailed notes that the watcher could not read the file, so that
+	// a file that stays unreadable is reported once, not every tick.
+	readFailed bool
 
 	// Ready, when set, receives the bound listener addresses once all
-	// listeners accept connections (tests and `moat demo` use it).
+	// listeners accept connections and the apps moat runs answer (tests
+	// and `moat demo` use it).
 	Ready func(Addrs)
+	// AppCommands, set before Run, run apps for backends as their command
+	// would (`moat run`).
+	AppCommands map[string]AppCommand
 }
 
 // Addrs are the addresses the listeners bound.
@@ -62,12 +74,9 @@ type Addrs struct {
 // New prepares a server for the configuration in cfg (already loaded from
 // path). Nothing listens until Run.
 func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
-	s := &Server{log: log, path: path}
-	if data, err := os.ReadFile(path); err == nil {
+	s := &Server{log: log, path: path, apps: apps{log: log}}
+	if data, err := config.ReadFile(path); err == nil {
 		s.fileHash = sha256.Sum256(data)
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
 	}
 	proc, err := openProcess(cfg, log)
 	if err != nil {
@@ -93,29 +102,41 @@ func (s *Server) Run(ctx context.Context) error {
 	wd := s.world.Load()
 	cfg := wd.cfg
 
-	src, err := certs.New(ctx, cfg.TLS, cfg.DataDir, wd.routes.Hosts(), s.log)
-	if err != nil {
-		return fmt.Errorf("tls: %w", err)
+	// With https_addr off a platform in front terminates TLS: no
+	// certificate, no HTTPS listener, nothing written to data_dir for them.
+	var src *certs.Source
+	var httpsLn net.Listener
+	var err error
+	if cfg.Server.HTTPS() {
+		src, err = certs.New(ctx, cfg.TLS, s.certOptions(cfg, wd))
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		s.certs.Store(src)
+		s.certKey = certKey(cfg, wd.routes.Hosts())
+		defer func() { s.certs.Load().Close() }()
+		httpsLn, err = net.Listen("tcp", cfg.Server.HTTPSAddr)
+		if err != nil {
+			return fmt.Errorf("listen on server.https_addr %s: %w", cfg.Server.HTTPSAddr, err)
+		}
 	}
-	s.certs.Store(src)
-	s.certKey = certKey(cfg, wd.routes.Hosts())
-	defer func() { s.certs.Load().Close() }()
-
-	httpsLn, err := net.Listen("tcp", cfg.Server.HTTPSAddr)
-	if err != nil {
-		return fmt.Errorf("listen on server.https_addr %s: %w", cfg.Server.HTTPSAddr, err)
+	closeAll := func(lns ...net.Listener) {
+		for _, ln := range lns {
+			if ln != nil {
+				ln.Close()
+			}
+		}
 	}
 	internalLn, err := net.Listen("tcp", cfg.Server.InternalAddr)
 	if err != nil {
-		httpsLn.Close()
+		closeAll(httpsLn)
 		return fmt.Errorf("listen on server.internal_addr %s: %w", cfg.Server.InternalAddr, err)
 	}
 	var httpLn net.Listener
-	if cfg.Server.HTTPAddr != "off" {
+	if cfg.Server.HTTPAddr != config.Off {
 		httpLn, err = net.Listen("tcp", cfg.Server.HTTPAddr)
 		if err != nil {
-			httpsLn.Close()
-			internalLn.Close()
+			closeAll(httpsLn, internalLn)
 			return fmt.Errorf("listen on server.http_addr %s: %w", cfg.Server.HTTPAddr, err)
 		}
 	}
@@ -124,37 +145,59 @@ func (s *Server) Run(ctx context.Context) error {
 		// Only peers in trusted_proxies may send a PROXY header; it names
 		// the client as the connection's remote address.
 		trusted := wd.clientIP.Trusted
-		httpsLn = clientip.ProxyProtocolListener(httpsLn, trusted, cfg.Server.ReadHeaderTimeout.D())
+		if httpsLn != nil {
+			httpsLn = clientip.ProxyProtocolListener(httpsLn, trusted, cfg.Server.ReadHeaderTimeout.D())
+		}
 		if httpLn != nil {
 			httpLn = clientip.ProxyProtocolListener(httpLn, trusted, cfg.Server.ReadHeaderTimeout.D())
 		}
 	}
-	httpsLn = newLimitListener(httpsLn, cfg.Server.MaxConnsPerIP, wd.clientIP)
+	if httpsLn != nil {
+		httpsLn = newLimitListener(httpsLn, cfg.Server.MaxConnsPerIP, wd.clientIP)
+	}
 	if httpLn != nil {
 		httpLn = newLimitListener(httpLn, cfg.Server.MaxConnsPerIP, wd.clientIP)
 	}
-	tlsConf := src.TLSConfig()
-	// Certificates follow reloads: always ask the current source.
-	tlsConf.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		return s.certs.Load().GetCertificate(hello)
+	// The apps moat runs learn where moat's keys are: the internal
+	// listener, reachable on this machine only.
+	s.mu.Lock()
+	s.jwksURL = "http://" + internalLn.Addr().String() + jwksPath
+	specs, err := s.appSpecs(cfg, s.jwksURL)
+	s.mu.Unlock()
+	if err != nil {
+		closeAll(httpsLn, internalLn, httpLn)
+		return err
 	}
-	public := &http.Server{
-		Handler:           s,
-		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
-		IdleTimeout:       cfg.Server.IdleTimeout.D(),
-		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	internal := &http.Server{Handler: s.internalHandler(), ReadHeaderTimeout: 5 * time.Second}
-	servers := []*http.Server{public, internal}
+	wd.apps = specs
 
+	internal := &http.Server{Handler: s.internalHandler(), ReadHeaderTimeout: 5 * time.Second}
+	servers := []*http.Server{internal}
 	errc := make(chan error, 3)
-	go func() { errc <- serveTLS(public, httpsLn) }()
 	go func() { errc <- internal.Serve(internalLn) }()
-	addrs := Addrs{HTTPS: httpsLn.Addr().String(), Internal: internalLn.Addr().String()}
+	addrs := Addrs{Internal: internalLn.Addr().String()}
+	if httpsLn != nil {
+		tlsConf := src.TLSConfig()
+		// Certificates follow reloads: always ask the current source.
+		tlsConf.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.certs.Load().GetCertificate(hello)
+		}
+		public := &http.Server{
+			Handler:           s,
+			TLSConfig:         tlsConf,
+			ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
+			IdleTimeout:       cfg.Server.IdleTimeout.D(),
+			MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		servers = append(servers, public)
+		go func() { errc <- serveTLS(public, httpsLn) }()
+		addrs.HTTPS = httpsLn.Addr().String()
+	}
 	if httpLn != nil {
 		var handler http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if s.serveHealth(w, r) {
+				return
+			}
 			s.certs.Load().HTTPHandler(portOf(addrs.HTTPS)).ServeHTTP(w, r)
 		})
 		if cfg.Server.HTTPMode == config.HTTPServe {
@@ -165,6 +208,7 @@ func (s *Server) Run(ctx context.Context) error {
 			ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
 			IdleTimeout:       cfg.Server.IdleTimeout.D(),
 			MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 		servers = append(servers, plain)
 		go func() { errc <- plain.Serve(httpLn) }()
@@ -172,13 +216,22 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	go s.identity.Run(ctx)
+	go s.usage.Run(ctx)
 	wd.start(ctx)
 	defer func() { s.world.Load().close() }()
+	s.apps.reconcile(specs)
+	defer s.apps.stopAll() // after the servers drained
 	s.obtain(ctx, src)
 	go s.watch(ctx)
 	go s.checkSockets(ctx)
+	go s.forwardSignals(ctx)
+	s.apps.waitReady(ctx)
+	tlsKind := "off"
+	if src != nil {
+		tlsKind = src.Kind()
+	}
 	s.log.Info("moat is serving", "https", addrs.HTTPS, "http", addrs.HTTP, "internal", addrs.Internal,
-		"routes", len(cfg.Routes), "tls", src.Kind())
+		"routes", len(cfg.Routes), "tls", tlsKind)
 	if s.Ready != nil {
 		s.Ready(addrs)
 	}
@@ -195,17 +248,16 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// obtain asks an ACME source for the routed hosts' certificates now, so the
-// first visitor does not wait for issuance; failures are retried on demand.
+// obtain starts an ACME source's certificates now that the listeners
+// answer the CA's challenges: stored ones load, missing ones are ordered
+// (retried with backoff), all are renewed in time.
 func (s *Server) obtain(ctx context.Context, src *certs.Source) {
-	if src.Kind() != "acme" {
-		return
+	if src == nil {
+		return // https_addr is off: no certificates
 	}
-	go func() {
-		if err := src.Obtain(ctx); err != nil {
-			s.log.Warn("could not obtain ACME certificates yet; moat retries at the first handshake", "err", err)
-		}
-	}()
+	if err := src.Obtain(ctx); err != nil {
+		s.log.Error("could not start ACME certificate management", "err", err)
+	}
 }
 
 func serveTLS(srv *http.Server, ln net.Listener) error {
@@ -270,14 +322,16 @@ func (s *Server) watch(ctx context.Context) {
 		case <-hup:
 			s.Reload(ctx, "signal")
 		case <-tick.C:
-			data, err := os.ReadFile(s.path)
-			if err != nil {
-				continue
-			}
+			data, err := config.ReadFile(s.path)
 			s.mu.Lock()
-			changed := sha256.Sum256(data) != s.fileHash
+			changed := err == nil && sha256.Sum256(data) != s.fileHash
+			// A file that cannot be read (too large, not readable) is
+			// reported once through Reload; a missing one is usually
+			// an editor replacing it and is read again next tick.
+			report := err != nil && !errors.Is(err, fs.ErrNotExist) && !s.readFailed
+			s.readFailed = err != nil
 			s.mu.Unlock()
-			if changed {
+			if changed || report {
 				s.Reload(ctx, "file changed")
 			}
 		}
@@ -289,11 +343,13 @@ func (s *Server) watch(ctx context.Context) {
 func (s *Server) Reload(ctx context.Context, why string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	data, err := os.ReadFile(s.path)
+	// The same bounded reader as check and serve (issue 12, finding 8).
+	data, err := config.ReadFile(s.path)
+	var cfg *config.Config
 	if err == nil {
 		s.fileHash = sha256.Sum256(data)
+		cfg, err = config.Parse(s.path, data)
 	}
-	cfg, err := config.Parse(s.path, data)
 	if err == nil {
 		err = s.checkStatic(cfg)
 	}
@@ -307,8 +363,8 @@ func (s *Server) Reload(ctx context.Context, why string) error {
 		return err
 	}
 	key := certKey(cfg, next.routes.Hosts())
-	if key != s.certKey {
-		src, err := certs.New(ctx, cfg.TLS, cfg.DataDir, next.routes.Hosts(), s.log)
+	if cfg.Server.HTTPS() && key != s.certKey {
+		src, err := certs.New(ctx, cfg.TLS, s.certOptions(cfg, next))
 		if err != nil {
 			next.close()
 			metrics.ConfigReloads.WithLabelValues("error").Inc()
@@ -321,6 +377,8 @@ func (s *Server) Reload(ctx context.Context, why string) error {
 	}
 	next.start(ctx)
 	s.world.Swap(next).close()
+	s.apps.reconcile(next.apps)
+	s.usage.Configure(cfg.Usage)
 	metrics.ConfigReloads.WithLabelValues("ok").Inc()
 	for _, w := range cfg.Warnings {
 		s.log.Warn("configuration warning", "warning", w)
@@ -339,11 +397,26 @@ func (s *Server) checkStatic(cfg *config.Config) error {
 	a.PublicURL, b.PublicURL = "", ""
 	a.LogLevel, b.LogLevel = "", ""
 	a.HSTS, b.HSTS = nil, nil
-	if !reflect.DeepEqual(a, b) || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Counters != old.Counters ||
+	a.BodyStallTimeout, b.BodyStallTimeout = 0, 0
+	a.BodyMinRate, b.BodyMinRate = 0, 0
+	if !reflect.DeepEqual(a, b) || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Counters != old.Counters || cfg.SecretKeyFile != old.SecretKeyFile ||
 		!reflect.DeepEqual(cfg.Tracing, old.Tracing) {
-		return errors.New("server settings (but default_security_policy, public_url, log_level and hsts), data_dir, store, counters and tracing change only with a restart: restart moat to apply them")
+		return errors.New("server settings (but default_security_policy, public_url, log_level, hsts, body_stall_timeout and body_min_rate), data_dir, store, counters, secret_key_file and tracing change only with a restart: restart moat to apply them")
 	}
 	return nil
+}
+
+// certOptions is what the certificate source of cfg needs: the store keeps
+// self-signed and ACME certificates for every instance, and ACME
+// challenges are answered on moat's own listeners.
+func (s *Server) certOptions(cfg *config.Config, wd *world) certs.Options {
+	return certs.Options{
+		Store:     s.store,
+		Hosts:     wd.routes.Hosts(),
+		HTTPAddr:  cfg.Server.HTTPAddr,
+		HTTPSAddr: cfg.Server.HTTPSAddr,
+		Logger:    s.log,
+	}
 }
 
 func certKey(cfg *config.Config, hosts []string) string {
@@ -359,11 +432,38 @@ func portOf(addr string) string {
 	return port
 }
 
-// internalHandler serves /metrics, /healthz and /readyz on the internal
-// listener only.
+// jwksPath serves moat's public keys on the internal listener too, where
+// the apps moat runs on this machine fetch them (MOAT_JWKS_URL) without
+// going through the public listener and its certificate.
+const jwksPath = "/_moat/jwks.json"
+
+// forwardSignals passes SIGUSR1 and SIGUSR2 on to the apps moat runs
+// (SIGTERM and SIGINT stop them with moat; SIGHUP reloads moat).
+func (s *Server) forwardSignals(ctx context.Context) {
+	usr := make(chan os.Signal, 2)
+	signal.Notify(usr, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(usr)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig := <-usr:
+			s.apps.signal(sig.(syscall.Signal))
+		}
+	}
+}
+
+// internalHandler serves /metrics, /healthz, /readyz and moat's public
+// keys on the internal listener only, and the public health paths as every
+// listener does.
 func (s *Server) internalHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc(HealthzPath, func(w http.ResponseWriter, r *http.Request) { s.serveHealth(w, r) })
+	mux.HandleFunc(ReadyzPath, func(w http.ResponseWriter, r *http.Request) { s.serveHealth(w, r) })
 	mux.Handle("GET /metrics", metrics.Handler())
+	mux.HandleFunc("GET "+jwksPath, func(w http.ResponseWriter, r *http.Request) {
+		s.world.Load().auth.Handler().ServeHTTP(w, r)
+	})
 	// Profiles, like metrics, stay on the internal listener.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -372,9 +472,9 @@ func (s *Server) internalHandler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		states, all := s.world.Load().ready()
+		backends, replicas, all := s.world.Load().ready()
 		var buf bytes.Buffer
-		_ = json.NewEncoder(&buf).Encode(map[string]any{"ready": all, "backends": states})
+		_ = json.NewEncoder(&buf).Encode(map[string]any{"ready": all, "backends": backends, "replicas": replicas})
 		w.Header().Set("Content-Type", "application/json")
 		if !all {
 			w.WriteHeader(http.StatusServiceUnavailable)

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,6 +87,13 @@ routes:
 // dir and the backend URL) until the test ends.
 func startMoat(t *testing.T, backendURL string, yaml string) *testMoat {
 	t.Helper()
+	return startMoatLogging(t, backendURL, yaml, func(w io.Writer) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) })
+}
+
+// startMoatLogging is startMoat with the logger newLog makes on the
+// test's log sink.
+func startMoatLogging(t *testing.T, backendURL string, yaml string, newLog func(io.Writer) *slog.Logger) *testMoat {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "moat.yaml")
 	if err := os.WriteFile(path, []byte(fmt.Sprintf(yaml, dir, backendURL)), 0o600); err != nil {
@@ -96,7 +104,7 @@ func startMoat(t *testing.T, backendURL string, yaml string) *testMoat {
 		t.Fatalf("load config: %v", err)
 	}
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, nil))
+	log := newLog(logs)
 	srv, err := New(cfg, path, log)
 	if err != nil {
 		t.Fatal(err)
@@ -280,7 +288,7 @@ func TestMetricsAndHealthLiveOnlyOnTheInternalListener(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, `moat_http_requests_total{code="200",route="dash.example.com"}`) {
 		t.Errorf("metrics lack the request counter:\n%.2000s", body)
 	}
-	if !strings.Contains(body, `moat_backend_up{backend="app"} 1`) {
+	if !regexp.MustCompile(`moat_backend_up\{backend="app",replica="http://127\.0\.0\.1:\d+"\} 1`).MatchString(body) {
 		t.Errorf("metrics lack backend health")
 	}
 	resp, _ = get(t, http.DefaultClient, "http://"+m.addrs.Internal+"/healthz")

@@ -16,6 +16,8 @@ import (
 	"github.com/moat-dev/moat/internal/policy/wafhook"
 	"github.com/moat-dev/moat/internal/proxy"
 	"github.com/moat-dev/moat/internal/route"
+	"github.com/moat-dev/moat/internal/supervise"
+	"github.com/moat-dev/moat/internal/usage"
 	"github.com/moat-dev/moat/internal/web"
 )
 
@@ -48,7 +50,9 @@ type world struct {
 	engine   *policy.Engine
 	// identity is the process's sign-in state this world was built on.
 	identity *auth.Process
-	cancel   context.CancelFunc
+	// apps are what the backends with a command run.
+	apps   map[string]supervise.Spec
+	cancel context.CancelFunc
 }
 
 // build assembles a world from a validated configuration.
@@ -66,6 +70,9 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		return nil, err
 	}
 	wd.clientIP = resolver
+	if wd.apps, err = s.appSpecs(cfg, s.jwksURL); err != nil {
+		return nil, err
+	}
 	for name, bc := range cfg.Backends {
 		b, err := proxy.New(name, bc, s.sockets)
 		if err != nil {
@@ -119,6 +126,9 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		} else {
 			h = wd.backends[rt.Backend]
 		}
+		// Usage counts the requests that reach the app (or that the
+		// ingress is told may), so behind Require.
+		h = usage.Track(s.usage, h)
 		if !rt.Public {
 			h = svc.Require(rt, h)
 		}
@@ -184,14 +194,15 @@ func (wd *world) close() {
 	}
 }
 
-// ready reports each backend's health for /readyz.
-func (wd *world) ready() (map[string]bool, bool) {
-	states := map[string]bool{}
-	all := true
+// ready reports each backend's health for /readyz (a backend is ready
+// while any of its replicas is), and each replica's.
+func (wd *world) ready() (backends map[string]bool, replicas map[string]map[string]bool, all bool) {
+	backends, replicas, all = map[string]bool{}, map[string]map[string]bool{}, true
 	for name, b := range wd.backends {
 		ok := b.Healthy()
-		states[name] = ok
+		backends[name] = ok
+		replicas[name] = b.ReplicaHealth()
 		all = all && ok
 	}
-	return states, all
+	return backends, replicas, all
 }

@@ -47,7 +47,8 @@ type sqlRows struct{ *sql.Rows }
 
 func (r sqlRows) Close() { _ = r.Rows.Close() }
 
-// sqlQuerier runs statements on a database/sql handle (a *sql.DB or *sql.Tx).
+// sqlQuerier runs statements on a database/sql handle (a *sql.DB or *sql.Tx):
+// SQLite's, so its errors go through sqliteFault.
 type sqlQuerier struct {
 	db interface {
 		ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
@@ -59,19 +60,20 @@ type sqlQuerier struct {
 func (s sqlQuerier) exec(ctx context.Context, q string, args ...any) (int64, error) {
 	res, err := s.db.ExecContext(ctx, q, args...)
 	if err != nil {
-		return 0, err
+		return 0, sqliteFault(err)
 	}
-	return res.RowsAffected()
+	n, err := res.RowsAffected()
+	return n, sqliteFault(err)
 }
 
 func (s sqlQuerier) query(ctx context.Context, q string, args ...any) (rows, error) {
 	r, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, err
+		return nil, sqliteFault(err)
 	}
-	return sqlRows{r}, nil
+	return faultRows{sqlRows{r}, sqliteFault}, nil
 }
 
 func (s sqlQuerier) queryRow(ctx context.Context, q string, args ...any) row {
-	return s.db.QueryRowContext(ctx, q, args...)
+	return faultRow{s.db.QueryRowContext(ctx, q, args...), sqliteFault}
 }

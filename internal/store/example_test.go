@@ -38,3 +38,33 @@ func Example() {
 	fmt.Println(u.Email, revoked, errors.Is(err, store.ErrDuplicate))
 	// Output: alice@example.com [sha256-of-cookie] true
 }
+
+// An admin disables a user: the change and its audit event are stored
+// together, or neither is.
+func ExampleStore_InTx() {
+	dir, _ := os.MkdirTemp("", "moat-example-")
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(dir, "moat.db"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer st.Close()
+	u := &store.User{Email: "alice@example.com"}
+	_ = st.CreateUser(ctx, u)
+
+	err = st.InTx(ctx, func(tx store.Tx) error {
+		u.Disabled = true
+		if err := tx.UpdateUser(ctx, u); err != nil {
+			return err
+		}
+		if _, err := tx.RevokeUserSessions(ctx, u.ID, time.Now()); err != nil {
+			return err
+		}
+		return tx.Audit(ctx, &store.AuditEvent{Actor: "admin@example.com", Action: "user.disable", Subject: u.Email})
+	})
+	events, _ := st.ListAudit(ctx, store.AuditFilter{Subject: u.Email})
+	fmt.Println(err, len(events), events[0].Action)
+	// Output: <nil> 1 user.disable
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -15,6 +16,9 @@ import (
 // migrationLockKey is the pg_advisory_lock key that serializes migrations
 // when several instances start at once ("moat" in ASCII).
 const migrationLockKey int64 = 0x6d6f6174
+
+// pgConnectTimeout bounds one attempt to open a connection.
+const pgConnectTimeout = 5 * time.Second
 
 // pgEngine is PostgreSQL through a pgx connection pool.
 type pgEngine struct {
@@ -27,6 +31,13 @@ func openPostgres(ctx context.Context, dsn string) (Store, error) {
 		// The error may quote the DSN with its password: say less.
 		return nil, fmt.Errorf("open postgres: invalid connection string")
 	}
+	if !strings.Contains(dsn, "connect_timeout") {
+		// Without a bound, connecting to a server that drops packets
+		// waits for the kernel's TCP timeout (minutes); every caller has
+		// a deadline, but a new connection must fail fast enough to let
+		// it answer 503 in time. connect_timeout overrides.
+		cfg.ConnConfig.ConnectTimeout = pgConnectTimeout
+	}
 	if !strings.Contains(dsn, "pool_max_conns") {
 		// pgxpool's default (4 on 2 cores) queues a busy instance's
 		// session checks behind one another; pool_max_conns overrides.
@@ -38,7 +49,7 @@ func openPostgres(ctx context.Context, dsn string) (Store, error) {
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("open postgres %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+		return nil, fmt.Errorf("open postgres %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, pgFault(err))
 	}
 	e := &pgEngine{pool: pool}
 	lock := func(ctx context.Context) (func(), error) {
@@ -68,12 +79,14 @@ type pgQuerier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// pgq runs statements on a pool or a transaction; its errors go through
+// pgFault.
 type pgq struct{ q pgQuerier }
 
 func (p pgq) exec(ctx context.Context, q string, args ...any) (int64, error) {
 	tag, err := p.q.Exec(ctx, q, args...)
 	if err != nil {
-		return 0, err
+		return 0, pgFault(err)
 	}
 	return tag.RowsAffected(), nil
 }
@@ -81,13 +94,13 @@ func (p pgq) exec(ctx context.Context, q string, args ...any) (int64, error) {
 func (p pgq) query(ctx context.Context, q string, args ...any) (rows, error) {
 	r, err := p.q.Query(ctx, q, args...)
 	if err != nil {
-		return nil, err
+		return nil, pgFault(err)
 	}
-	return r, nil
+	return faultRows{r, pgFault}, nil
 }
 
 func (p pgq) queryRow(ctx context.Context, q string, args ...any) row {
-	return p.q.QueryRow(ctx, q, args...)
+	return faultRow{p.q.QueryRow(ctx, q, args...), pgFault}
 }
 
 func (e *pgEngine) exec(ctx context.Context, q string, args ...any) (int64, error) {
@@ -103,7 +116,7 @@ func (e *pgEngine) queryRow(ctx context.Context, q string, args ...any) row {
 }
 
 func (e *pgEngine) inTx(ctx context.Context, fn func(q querier) error) error {
-	return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error { return fn(pgq{tx}) })
+	return pgFault(pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error { return fn(pgq{tx}) }))
 }
 
 func (e *pgEngine) isDuplicate(err error) bool {

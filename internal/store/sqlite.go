@@ -119,13 +119,13 @@ func (e *sqliteEngine) reader() *sql.DB {
 func (e *sqliteEngine) inTx(ctx context.Context, fn func(q querier) error) error {
 	tx, err := e.w.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return sqliteFault(err)
 	}
 	if err := fn(sqlQuerier{tx}); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	return sqliteFault(tx.Commit())
 }
 
 func (e *sqliteEngine) isDuplicate(err error) bool {

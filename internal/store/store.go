@@ -141,9 +141,33 @@ type UserFilter struct {
 	Offset int
 }
 
-// Store is the one interface both engines implement. Every method is safe
-// for concurrent use, and by several moat processes on the same database.
-type Store interface {
+// BlobInfo describes a stored blob without its value.
+type BlobInfo struct {
+	Key      string
+	Size     int64
+	Modified time.Time
+}
+
+// Failures is the state of one failure counter (see Store.CountFailure).
+// Times are on the clock of the instance that wrote them.
+type Failures struct {
+	// Count is the number of failures within the window, 0 once it has
+	// passed.
+	Count int64
+	// Last is when the last failure was counted (zero when Count is 0).
+	Last time.Time
+	// LockedUntil is when the key's lock ends; zero when it is not locked.
+	LockedUntil time.Time
+}
+
+// MaxBlobBytes bounds a blob's value: blobs are certificates, keys and
+// small JSON documents, never uploads.
+const MaxBlobBytes = 1 << 20
+
+// Tx is what a transaction offers (see Store.InTx), and the part of Store
+// that keeps the directory: users and groups, sessions, second factors,
+// tokens, signing keys and the audit log.
+type Tx interface {
 	CreateUser(ctx context.Context, u *User) error // sets ID, timestamps; ErrDuplicate on email
 	GetUser(ctx context.Context, id string) (*User, error)
 	GetUserByEmail(ctx context.Context, email string) (*User, error)
@@ -220,6 +244,71 @@ type Store interface {
 	// ListAudit lists matching events newest first; Since is inclusive,
 	// Until exclusive, Limit 0 means no limit.
 	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
+}
+
+// Store is the one interface both engines implement. Every method is safe
+// for concurrent use, and by several moat processes on the same database.
+// An error that wraps ErrUnavailable means the database could not be
+// reached; ErrNotFound, ErrDuplicate and ErrConflict are answers.
+type Store interface {
+	Tx
+
+	// InTx runs fn in one transaction and commits when fn returns nil; when
+	// fn returns an error, or the commit fails, nothing fn did through tx
+	// is kept. A directory change and its audit event go through one tx so
+	// that neither is stored without the other. fn must use tx alone (on
+	// SQLite the Store itself waits for the transaction's connection), and
+	// must return the first error a tx method gives: after a failed
+	// statement a PostgreSQL transaction refuses every other one. Values fn
+	// passed in may carry ids and timestamps of a change that was rolled
+	// back. InTx does not retry.
+	InTx(ctx context.Context, fn func(tx Tx) error) error
+
+	// PutBlob creates or replaces the blob at key (at most MaxBlobBytes),
+	// for every instance to read.
+	PutBlob(ctx context.Context, key string, value []byte) error
+	// GetBlob returns the value at key and when it was written;
+	// ErrNotFound when there is none.
+	GetBlob(ctx context.Context, key string) ([]byte, time.Time, error)
+	// ListBlobs lists the blobs whose keys start with prefix, by key.
+	ListBlobs(ctx context.Context, prefix string) ([]BlobInfo, error)
+	// DeleteBlobs deletes the blob at key and every blob under key + "/",
+	// and reports how many it deleted.
+	DeleteBlobs(ctx context.Context, key string) (int, error)
+
+	// TryLock takes the lock called name for owner until ttl from now and
+	// reports whether it did. It succeeds when the lock is free, held by
+	// owner already (which extends it), or held by someone whose lease
+	// has run out: a crashed holder blocks the others for at most ttl.
+	TryLock(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
+	// RefreshLock extends owner's lease on name to ttl from now;
+	// ErrNotFound when owner no longer holds it.
+	RefreshLock(ctx context.Context, name, owner string, ttl time.Duration) error
+	// Unlock releases owner's lock on name. Releasing a lock that owner
+	// does not hold (any more) is not an error and changes nothing.
+	Unlock(ctx context.Context, name, owner string) error
+
+	// CountFailure counts one failure under key and returns the key's
+	// state with it. The count is forgotten once window passes without
+	// another failure of key. Concurrent calls from any number of
+	// instances each get a count of their own (1, 2, 3, …), so a budget
+	// of n failures holds exactly.
+	CountFailure(ctx context.Context, key string, window time.Duration) (Failures, error)
+	// GetFailures returns key's state; the zero Failures when it has none.
+	GetFailures(ctx context.Context, key string) (Failures, error)
+	// ResetFailures forgets key's failures but not its lock.
+	ResetFailures(ctx context.Context, key string) error
+	// LockFailures locks key for d from now; a lock that lasts longer
+	// already is kept.
+	LockFailures(ctx context.Context, key string, d time.Duration) error
+	// UnlockFailures forgets key's lock and its failures.
+	UnlockFailures(ctx context.Context, key string) error
+	// DeleteExpiredFailures deletes the keys whose failures and lock had
+	// both run out before the given time, and reports how many.
+	DeleteExpiredFailures(ctx context.Context, before time.Time) (int, error)
+
+	// Usage keeps who used which route (usage.go).
+	Usage
 
 	Close() error
 }

@@ -37,8 +37,12 @@ var ssoMessages = map[string]map[string]string{
 	},
 }
 
-func init() {
-	for lang, msgs := range ssoMessages {
+func init() { addMessages(ssoMessages) }
+
+// addMessages merges a part's messages into the catalogue; a key the
+// catalogue already has keeps its text.
+func addMessages(part map[string]map[string]string) {
+	for lang, msgs := range part {
 		for k, v := range msgs {
 			if _, ok := catalogue[lang][k]; !ok {
 				catalogue[lang][k] = v

@@ -9,7 +9,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -328,8 +327,6 @@ func (in *ingress) get(t testing.TB, c *http.Client, path string, header ...stri
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return resp, string(body)
 }
-
-var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // signIn signs email in through the ingress's login page, as a browser
 // would, and returns the cookie jar holding the session.

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moat-dev/moat/internal/store/storetest"
 )
 
 // Shared by every test in the package: built and started once in TestMain,
@@ -60,6 +62,9 @@ func run(m *testing.M) int {
 	}
 
 	workDir = tmp
+	// Tests that share a PostgreSQL (several instances) get it from
+	// storetest, which starts one server for the run.
+	defer storetest.Stop()
 	defer func() {
 		if dashboard != nil {
 			dashboard.stop()

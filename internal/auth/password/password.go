@@ -1,7 +1,9 @@
 // Package password hashes and checks the built-in directory's passwords:
 // argon2id in PHC strings (the parameters travel with each hash, so they
-// can change without breaking old hashes), a policy for new passwords, and
-// a limiter that keeps a login flood from eating every core.
+// can change without breaking old hashes), hashes imported from Firebase
+// (checked in Firebase's modified scrypt until the first sign-in rehashes
+// them to argon2id), a policy for new passwords, and a limiter that keeps a
+// login flood from eating every core.
 package password
 
 import (
@@ -118,8 +120,13 @@ func Verify(pw, phc string) (ok, needsRehash bool, err error) {
 	return VerifyWith(pw, phc, DefaultParams)
 }
 
-// VerifyWith is Verify against the given current parameters.
+// VerifyWith is Verify against the given current parameters. A hash
+// imported from Firebase (see FirebaseHash) is checked in its own form and
+// always needs a rehash when it matches.
 func VerifyWith(pw, phc string, current Params) (ok, needsRehash bool, err error) {
+	if strings.HasPrefix(phc, firebasePrefix) {
+		return verifyFirebase(pw, phc)
+	}
 	p, salt, key, err := decode(phc)
 	if err != nil {
 		return false, false, err

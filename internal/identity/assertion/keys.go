@@ -110,7 +110,7 @@ func newSigningKey(ik *instancekey.Key) (*store.SigningKey, error) {
 	}
 	sum := sha256.Sum256(pubDER)
 	kid := base64.RawURLEncoding.EncodeToString(sum[:12])
-	sealed, err := ik.Seal(privDER, []byte("moat signing key "+kid))
+	sealed, err := ik.Seal(privDER, instancekey.SigningKeyAAD(kid))
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +200,7 @@ func (s *Signer) openKey(r *store.SigningKey) (*signingKey, error) {
 	if !r.RetireAt.IsZero() {
 		return k, nil // retired keys are only published
 	}
-	der, err := s.key.Open(r.PrivateKey, []byte("moat signing key "+r.ID))
+	der, err := s.key.Open(r.PrivateKey, instancekey.SigningKeyAAD(r.ID))
 	if err != nil {
 		return nil, err
 	}

@@ -39,9 +39,7 @@ var server struct {
 	once     sync.Once
 	adminDSN string // DSN of the maintenance database
 	err      error
-	cmd      *exec.Cmd
-	exited   chan struct{} // closed when cmd has exited
-	dir      string
+	srv      *Server // nil with MOAT_TEST_POSTGRES
 	mu       sync.Mutex
 }
 
@@ -54,7 +52,14 @@ func Postgres(t testing.TB) string {
 			server.adminDSN = dsn
 			return
 		}
-		server.adminDSN, server.err = startServer()
+		srv, err := startServer()
+		if err != nil {
+			server.err = err
+			return
+		}
+		server.mu.Lock()
+		server.srv, server.adminDSN = srv, srv.adminDSN()
+		server.mu.Unlock()
 	})
 	if server.err != nil {
 		if os.Getenv("CI") == "true" {
@@ -106,19 +111,9 @@ func Postgres(t testing.TB) string {
 func Stop() {
 	server.mu.Lock()
 	defer server.mu.Unlock()
-	if server.cmd != nil && server.cmd.Process != nil {
-		_ = server.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
-		select {
-		case <-server.exited:
-		case <-time.After(10 * time.Second):
-			_ = server.cmd.Process.Kill()
-			<-server.exited
-		}
-		server.cmd = nil
-	}
-	if server.dir != "" {
-		_ = os.RemoveAll(server.dir)
-		server.dir = ""
+	if server.srv != nil {
+		server.srv.remove()
+		server.srv = nil
 	}
 }
 
@@ -167,12 +162,149 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// Server is a PostgreSQL server run from this machine's binaries in a
+// temporary directory, on 127.0.0.1 and a port of its own.
+type Server struct {
+	bin, dir, data string
+	port           int
+	cred           *syscall.Credential
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+}
+
+// NewServer starts a PostgreSQL server for this test alone, which the test
+// may stop and start again (same port, same data) to see how moat rides
+// out an outage; it is removed when the test ends. Without PostgreSQL
+// binaries it skips the test, or fails it when CI=true.
+func NewServer(t testing.TB) *Server {
+	t.Helper()
+	s, err := startServer()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL is needed for this test and CI must not skip it: %v (install step missing: apt-get install -y postgresql)", err)
+		}
+		t.Skipf("no PostgreSQL: %v (apt-get install -y postgresql)", err)
+	}
+	t.Cleanup(s.remove)
+	return s
+}
+
+// DSN returns the connection string of the server's maintenance database
+// ("postgres"): tests that need no schema use it as it is.
+func (s *Server) DSN() string { return s.adminDSN() }
+
+func (s *Server) adminDSN() string {
+	return fmt.Sprintf("postgres://moat@127.0.0.1:%d/postgres?sslmode=disable", s.port)
+}
+
+// Stop shuts the server down the way an operator's restart does (a fast
+// shutdown: open sessions end with SQLSTATE 57P01) and waits until it has
+// exited.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	s.signal(t, syscall.SIGINT)
+}
+
+// Crash ends the server the way a crash does (an immediate shutdown, no
+// checkpoint: connections drop, and the next start recovers from the WAL).
+func (s *Server) Crash(t testing.TB) {
+	t.Helper()
+	s.signal(t, syscall.SIGQUIT)
+}
+
+func (s *Server) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		t.Fatal("postgres is not running")
+	}
+	_ = s.cmd.Process.Signal(sig)
+	select {
+	case <-s.exited:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		t.Fatalf("postgres did not exit within 30s of %v", sig)
+	}
+	s.cmd = nil
+}
+
+// Start starts the stopped server again on its port, and returns once it
+// accepts connections.
+func (s *Server) Start(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		t.Fatal("postgres is already running")
+	}
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs postgres on s.port and waits until it accepts connections;
+// the caller holds s.mu or owns s alone.
+func (s *Server) start() error {
+	logPath := filepath.Join(s.dir, "postgres.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", s.data,
+		"-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "-k", s.dir,
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=200", "-c", "shared_buffers=32MB")
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Pdeathsig: if the test binary dies, so does its server.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGQUIT}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	logf.Close()
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	if err := waitReady(s.adminDSN(), exited); err != nil {
+		_ = cmd.Process.Kill()
+		<-exited
+		log, _ := os.ReadFile(logPath)
+		return fmt.Errorf("postgres did not start: %w: %s", err, lastLines(log))
+	}
+	s.cmd, s.exited = cmd, exited
+	return nil
+}
+
+// remove stops the server (fast shutdown) and deletes its files.
+func (s *Server) remove() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-s.exited:
+		case <-time.After(10 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+		s.cmd = nil
+	}
+	if s.dir != "" {
+		_ = os.RemoveAll(s.dir)
+		s.dir = ""
+	}
+}
+
 // startServer runs initdb and postgres in a temporary directory. PostgreSQL
 // refuses to run as root, so as root both run as the postgres user.
-func startServer() (string, error) {
+func startServer() (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	base := ""
 	if os.Geteuid() == 0 {
@@ -183,75 +315,42 @@ func startServer() (string, error) {
 	removeStale(base)
 	dir, err := os.MkdirTemp(base, "moat-pg-")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	var cred *syscall.Credential
+	s := &Server{bin: bin, dir: dir, data: filepath.Join(dir, "data")}
 	if os.Geteuid() == 0 {
 		pu, err := user.Lookup("postgres")
 		if err != nil {
 			os.RemoveAll(dir)
-			return "", fmt.Errorf("running as root and no postgres user to run the server as: %w", err)
+			return nil, fmt.Errorf("running as root and no postgres user to run the server as: %w", err)
 		}
 		uid, _ := strconv.Atoi(pu.Uid)
 		gid, _ := strconv.Atoi(pu.Gid)
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		if err := os.Chown(dir, uid, gid); err != nil {
 			os.RemoveAll(dir)
-			return "", err
+			return nil, err
 		}
 	}
-	data := filepath.Join(dir, "data")
-	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "moat", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", s.data, "-U", "moat", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
 	initdb.Dir = dir
 	if out, err := initdb.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
-		return "", fmt.Errorf("initdb: %w: %s", err, lastLines(out))
+		return nil, fmt.Errorf("initdb: %w: %s", err, lastLines(out))
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
-		if err != nil {
+		if s.port, err = freePort(); err != nil {
 			lastErr = err
 			continue
 		}
-		logPath := filepath.Join(dir, "postgres.log")
-		logf, err := os.Create(logPath)
-		if err != nil {
-			os.RemoveAll(dir)
-			return "", err
+		if lastErr = s.start(); lastErr == nil {
+			return s, nil
 		}
-		cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data,
-			"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-k", dir,
-			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-			"-c", "max_connections=200", "-c", "shared_buffers=32MB")
-		cmd.Dir = dir
-		cmd.Stdout, cmd.Stderr = logf, logf
-		// Pdeathsig: if the test binary dies, so does its server.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT}
-		if err := cmd.Start(); err != nil {
-			logf.Close()
-			os.RemoveAll(dir)
-			return "", fmt.Errorf("start postgres: %w", err)
-		}
-		logf.Close()
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		dsn := fmt.Sprintf("postgres://moat@127.0.0.1:%d/postgres?sslmode=disable", port)
-		if err := waitReady(dsn, exited); err != nil {
-			_ = cmd.Process.Kill()
-			<-exited
-			log, _ := os.ReadFile(logPath)
-			lastErr = fmt.Errorf("postgres did not start: %w: %s", err, lastLines(log))
-			continue
-		}
-		server.mu.Lock()
-		server.cmd, server.dir, server.exited = cmd, dir, exited
-		server.mu.Unlock()
-		return dsn, nil
 	}
 	os.RemoveAll(dir)
-	return "", lastErr
+	return nil, lastErr
 }
 
 func waitReady(dsn string, exited <-chan struct{}) error {

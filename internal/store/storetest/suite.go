@@ -41,6 +41,19 @@ func Run(t *testing.T, open Factory) {
 		{"signing keys are added, listed, retired and deleted", testSigningKeys},
 		{"audit events are filtered and paged newest first", testAudit},
 		{"concurrent writers all succeed", testConcurrentWriters},
+		{"blobs are stored, listed by prefix and deleted with what lies under them", testBlobs},
+		{"a lock has one owner until it is released or its lease runs out", testLocks},
+		{"of many instances racing for a lock exactly one gets it", testLockRace},
+		{"a directory change commits together with its audit event", testChangeCommitsWithItsAudit},
+		{"a directory change whose audit fails is rolled back", testChangeRollsBackWithItsAudit},
+		{"a transaction reads its own writes and no one else does before it commits", testTxSeesItsOwnWrites},
+		{"failures are counted, reset, locked and unlocked", testFailures},
+		{"failures and locks run out and are swept", testFailureWindow},
+		{"callers counting one key at once each get a count of their own", testFailureRace},
+		{"usage from several instances adds up", testUsageInstancesAddUp},
+		{"usage is read by route and period", testUsageFilters},
+		{"usage older than the retention is deleted", testUsageRetention},
+		{"concurrent usage writers add up exactly", testUsageConcurrentWriters},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,115 @@
+package security
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+const bearerConfig = `backends:
+  app: {url: %q}
+routes:
+  - {host: app.example.com, backend: app, login: [password], allow: ["group:staff"]}
+  - {host: api.example.com, backend: app, login: [password], allow: ["group:staff"], bearer: true}
+`
+
+var tokenRe = regexp.MustCompile(`moat_pat_[A-Za-z0-9_-]+`)
+
+// A disabled account stops authenticating, by every path: its sessions, its
+// personal access tokens, and its password. The CLI changes only the store;
+// the running moat must notice within seconds (a loose bound until issue
+// 12's finding 11 makes revocations immediate).
+func TestDisabledAccountsStopAuthenticating(t *testing.T) {
+	t.Parallel() // mostly waiting: for testssl, or for another instance to learn of a change
+	t.Run("authentik CVE-2025-64521: a disabled account's sessions, tokens and password stop working", func(t *testing.T) {
+		// GHSA-xr73-jq5p-ch8r: authentik let a deactivated service account
+		// authenticate with its client credentials (as Zitadel's
+		// CVE-2024-47000 let one request tokens).
+		a := startApp(t)
+		m := startMoat(t, "", fmt.Sprintf(bearerConfig, a.URL))
+		m.addUser(t, staffEmail, staffPassword, "staff")
+		c := m.client(t, client)
+		signIn(t, c, "app.example.com", staffEmail, staffPassword)
+		token := tokenRe.FindString(m.cli(t, "", "tokens", "create", staffEmail, "--name", "script"))
+		if token == "" {
+			t.Fatal("moat tokens create printed no token")
+		}
+		viaSession := func() int {
+			resp, _ := do(t, c, http.MethodGet, "https://app.example.com/data", nil)
+			return resp.StatusCode
+		}
+		viaToken := func() int {
+			resp, _ := do(t, m.bare(t, client), http.MethodGet, "https://api.example.com/data", nil, "Authorization", "Bearer "+token)
+			return resp.StatusCode
+		}
+		if s, tk := viaSession(), viaToken(); s != 200 || tk != 200 {
+			t.Fatalf("before: session %d, token %d; want both 200", s, tk)
+		}
+		a.requests()
+
+		m.cli(t, "", "users", "disable", staffEmail)
+		disabled := time.Now()
+		if took, ok := eventually(10*time.Second, func() bool { return viaSession() != 200 }); !ok {
+			t.Errorf("the disabled account's session still works after %s", took)
+		} else {
+			t.Logf("the session stopped working %s after the disable", took)
+		}
+		if took, ok := eventually(10*time.Second, func() bool { return viaToken() != 200 }); !ok {
+			t.Errorf("the disabled account's token still works after %s", took)
+		} else {
+			t.Logf("the token stopped working %s after the disable", time.Since(disabled).Round(time.Millisecond))
+		}
+		a.requests()
+		if resp, _ := trySignIn(t, m.client(t, "127.0.0.6"), "app.example.com", staffEmail, staffPassword); resp.StatusCode == http.StatusSeeOther &&
+			!strings.HasPrefix(resp.Header.Get("Location"), "/_moat/login") {
+			t.Errorf("a disabled account signed in with its password (Location %q)", resp.Header.Get("Location"))
+		}
+		if s := viaSession(); s == 200 {
+			t.Error("the disabled account's session works again")
+		}
+		if s := a.requests(); len(s) != 0 {
+			t.Errorf("the app was reached after the disable: %d requests", len(s))
+		}
+	})
+}
+
+// Spellings of one account share one brute-force budget.
+func TestBruteForceBudgetIsSharedAcrossNameVariants(t *testing.T) {
+	t.Run("Authelia CVE-2025-24806: spellings of one account do not multiply its guesses", func(t *testing.T) {
+		// GHSA-m5mf-3963-4x26: Authelia counted sign-ins by username and
+		// by email apart, doubling an attacker's guesses per account.
+		a := startApp(t)
+		m := startMoat(t, "", fmt.Sprintf(frontConfig, a.URL))
+		m.addUser(t, "una@example.com", staffPassword, "staff")
+		m.addUser(t, "vic@example.com", staffPassword, "staff")
+		variants := []string{"vic@example.com", "VIC@EXAMPLE.COM", " Vic@Example.com ", "vic@EXAMPLE.com", "\tvic@example.com"}
+		// Each spelling is the account: it signs in (from a client of its
+		// own, so the probe below starts with a fresh budget).
+		signIn(t, m.client(t, "127.0.0.7"), "app.example.com", variants[2], staffPassword)
+
+		// guessesUntilThrottled counts wrong passwords sent at once from
+		// one client until moat answers 429.
+		guessesUntilThrottled := func(from string, spellings []string) int {
+			c := m.client(t, from)
+			for i := 1; i <= 15; i++ {
+				resp, _ := trySignIn(t, c, "app.example.com", spellings[i%len(spellings)], fmt.Sprintf("wrong guess %d", i))
+				if resp.StatusCode == http.StatusTooManyRequests {
+					return i
+				}
+			}
+			return 16
+		}
+		one := guessesUntilThrottled("127.0.0.8", []string{"una@example.com"})
+		many := guessesUntilThrottled("127.0.0.9", variants)
+		t.Logf("throttled after %d guesses with one spelling, %d with %d spellings", one, many, len(variants))
+		if one > 15 {
+			t.Fatalf("15 wrong passwords in a row were never throttled")
+		}
+		if many > one {
+			t.Errorf("rotating spellings bought %d guesses, one spelling %d", many, one)
+		}
+	})
+}
