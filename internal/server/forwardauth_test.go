@@ -182,6 +182,8 @@ func TestForwardAuthRunsTheRoutesPolicyAndAllowList(t *testing.T) {
 		{"a path that is not clean, read", "GET", "/open/../reports", "", 308, 401, false},
 		{"a path that is not clean, written", "POST", "/open/../reports", staff, 400, 403, false},
 		{"an encoded path that is not clean", "GET", "/open/%2e%2e/reports", "", 308, 401, false},
+		{"a path the app may read otherwise (encoded twice)", "GET", "/open/%252e%252e/reports", staff, 400, 403, false},
+		{"a path with a backslash", "GET", "/open/..%5creports", staff, 400, 403, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for path, want := range map[string]int{forwardauth.Path: tc.relay, forwardauth.NginxPath: tc.nginx} {
