@@ -108,11 +108,7 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 	lr := &io.LimitedReader{R: backend, N: maxHandshakeBytes}
 	br := bufio.NewReaderSize(lr, 4<<10)
 	resp, err := http.ReadResponse(br, out)
-	if resp != nil {
-		span.Status(resp.StatusCode, err)
-	} else {
-		span.Status(0, err)
-	}
+	span.Status(statusOf(resp), err)
 	if err != nil {
 		b.serveError(w, r, fmt.Errorf("read websocket handshake response: %w", err))
 		return
@@ -189,6 +185,14 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 		return
 	}
 	c.start(b.cfg.WebSocketMaxLifetime.D())
+}
+
+// statusOf is resp's status, or 0 when there is no response.
+func statusOf(resp *http.Response) int {
+	if resp == nil {
+		return 0
+	}
+	return resp.StatusCode
 }
 
 // dialBackend opens a connection to target, with TLS when it says https.
