@@ -16,6 +16,7 @@ import (
 	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/tracing"
 	"github.com/moat-dev/moat/internal/web"
 )
 
@@ -98,7 +99,9 @@ type evaluation struct {
 func (p *Policy) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := request.From(r)
+		span := tracing.Start(r.Context(), "moat.policy")
 		d := p.Evaluate(r)
+		d.trace(span)
 		info.Decision = d.String()
 		if d.Allowed {
 			next.ServeHTTP(w, r)

@@ -26,6 +26,7 @@ import (
 	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/tracing"
 	"github.com/moat-dev/moat/internal/web"
 )
 
@@ -105,8 +106,9 @@ func New(name string, cfg *config.Backend, sockets *Sockets) (*Backend, error) {
 		}
 		rp := &replica{target: u, label: raw, seed: mix64(fnv64a(raw))}
 		rp.proxy = &httputil.ReverseProxy{
-			Rewrite:   func(pr *httputil.ProxyRequest) { b.rewrite(pr, rp) },
-			Transport: b.upstream,
+			Rewrite: func(pr *httputil.ProxyRequest) { b.rewrite(pr, rp) },
+			// Each round trip is a span whose context the app receives.
+			Transport: tracing.Transport(b.upstream),
 			// 0: httputil flushes at once every response of unknown
 			// length (chunked, as Streamlit streams) and every
 			// text/event-stream, and lets a response of known length go
@@ -147,6 +149,8 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		info = request.From(r)
 		r = request.With(r, info)
 	}
+	r, span := tracing.StartRequest(r, "moat.proxy")
+	defer span.End()
 	if r.Header.Get("Upgrade") != "" {
 		if isWebSocketUpgrade(r) {
 			rp, cookie := b.pick(r, info)
@@ -187,6 +191,7 @@ func (b *Backend) serveError(w http.ResponseWriter, r *http.Request, err error) 
 		r = in
 	}
 	info := request.From(r)
+	tracing.Fail(r.Context(), err)
 	// A body cut for its size or pace fails the round trip, or (HTTP/1.1,
 	// whose server cancels the request when the read deadline passes)
 	// cancels it: either way the answer is 413 or 408, not 502, and the app

@@ -44,6 +44,9 @@ type Info struct {
 	Session *Session
 	// Decision notes what the security policy did, for the access log.
 	Decision string
+	// Original is, for an ingress's forward-auth request, the request it
+	// asks about ("GET dash.example.com/reports"), for the access log.
+	Original string
 }
 
 // User is a signed-in identity as the rest of moat sees it.
