@@ -46,7 +46,7 @@ func (s *Service) pendingMAC(userID, exp, pwHash string) string {
 func (s *Service) beginSecondFactor(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, returnTo string) (bool, error) {
 	on, err := s.p.MFA.Enrolled(ctx, u.ID)
 	if err != nil {
-		return true, web.Unavailable(fmt.Errorf("sign-in: read second factor: %w", err))
+		return true, signInUnavailable(fmt.Errorf("sign-in: read second factor: %w", err))
 	}
 	if !on {
 		return false, nil
@@ -136,7 +136,7 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 	u, err := s.pendingUser(ctx, r)
 	if err != nil {
 		s.p.logger.Error("second factor: load user", "request_id", request.From(r).ID, "err", err)
-		return web.Unavailable(nil)
+		return signInUnavailable(err)
 	}
 	if u == nil {
 		clearPending(w)
@@ -169,13 +169,13 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 		return nil
 	default:
 		s.p.logger.Error("second factor: verify", "user", u.Email, "err", err)
-		return web.Unavailable(nil)
+		return signInUnavailable(err)
 	}
 	clearPending(w)
 	// The session is born having passed the second factor.
 	if _, err := s.startSession(ctx, w, r, u, "password", func(sess *store.Session) { sess.MFA = true }); err != nil {
 		s.p.logger.Error("start session", "user", u.Email, "err", err)
-		return web.Unavailable(nil)
+		return signInUnavailable(err)
 	}
 	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
 		s.p.logger.Warn("record last login", "user", u.Email, "err", err)
