@@ -48,7 +48,7 @@ func openProcess(cfg *config.Config, log *slog.Logger) (*process, error) {
 	key, err := auth.InstanceKey(ctx, cfg, st)
 	if err != nil {
 		p.close()
-		return nil, fmt.Errorf("instance key: %w", err)
+		return nil, err // "instance key: …" already
 	}
 	if p.identity, err = auth.NewProcess(st, key, log); err != nil {
 		p.close()
