@@ -71,12 +71,14 @@ func directoryOn(st store.Store, ended *[]Ended) *Directory {
 }
 
 // seeded is a user with two sessions, a personal access token, a pending
-// set-password link and a second factor, made through a working directory.
+// set-password link, a second factor and a passkey, made through a working
+// directory.
 type seeded struct {
 	user               *store.User
 	token              *store.Token
 	link               string
 	sessionA, sessionB string
+	passkey            *store.Passkey
 }
 
 func seed(t *testing.T, d *Directory, email string) seeded {
@@ -100,6 +102,10 @@ func seed(t *testing.T, d *Directory, email string) seeded {
 		}
 	}
 	if err := d.Store.PutTOTP(ctx, &store.TOTP{UserID: u.ID, Secret: []byte("sealed"), Confirmed: true, RecoveryCodes: []string{"r1"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.passkey = &store.Passkey{UserID: u.ID, CredentialID: "cred-" + u.ID, RPID: "dash.example.com", Name: "laptop", Record: []byte("sealed")}
+	if err := d.Store.AddPasskey(ctx, s.passkey); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -135,6 +141,13 @@ func state(t *testing.T, st store.Store) string {
 			b.WriteString("  totp\n")
 		} else if !errors.Is(err, store.ErrNotFound) {
 			t.Fatal(err)
+		}
+		keys, err := st.ListPasskeys(ctx, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			fmt.Fprintf(&b, "  passkey %s %s\n", k.Name, k.RPID)
 		}
 	}
 	events, err := st.ListAudit(ctx, store.AuditFilter{})
@@ -215,6 +228,14 @@ var directoryWrites = []struct {
 	}},
 	{"reset the second factor", "mfa.remove", nil, func(ctx context.Context, d *Directory, s seeded) error {
 		_, err := d.ResetMFA(ctx, Actor{Name: "admin"}, s.user.ID)
+		return err
+	}},
+	{"remove a passkey", "passkey.remove", nil, func(ctx context.Context, d *Directory, s seeded) error {
+		_, err := d.RemovePasskey(ctx, Actor{Name: s.user.Email}, s.user.ID, s.passkey.ID)
+		return err
+	}},
+	{"reset passkeys", "passkey.reset", nil, func(ctx context.Context, d *Directory, s seeded) error {
+		_, _, err := d.ResetPasskeys(ctx, Actor{Name: "admin"}, s.user.ID)
 		return err
 	}},
 	{"set the password by link", "password.set_by_link", nil, func(ctx context.Context, d *Directory, s seeded) error {

@@ -100,7 +100,7 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		wd.close()
 		return nil, err
 	}
-	acct, err := account.New(cfg, s.store, account.Options{CSRF: id.CSRF, MFA: id.MFA, Limiter: id.Limiter, SessionChanged: id.ReloadSession,
+	acct, err := account.New(cfg, s.store, account.Options{CSRF: id.CSRF, MFA: id.MFA, Passkeys: id.Passkeys, Limiter: id.Limiter, SessionChanged: id.ReloadSession,
 		Ended: id.Ended, Logger: s.log})
 	if err != nil {
 		wd.close()
