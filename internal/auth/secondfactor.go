@@ -150,7 +150,7 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 	}
 	p := mfaPage{Email: u.Email, CSRF: s.p.CSRF.Token(w, r), ReturnTo: returnTo}
 	if err := s.offerSecondFactors(ctx, r, u, &p); err != nil {
-		return web.Unavailable(fmt.Errorf("second factor: %w", err))
+		return signInUnavailable(fmt.Errorf("second factor: %w", err))
 	}
 	if r.Method != http.MethodPost {
 		web.Render(w, r, http.StatusOK, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
