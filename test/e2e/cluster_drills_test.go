@@ -60,7 +60,8 @@ func (c *cluster) checkpoint(t *testing.T) {
 func TestClusterFaultDrills(t *testing.T) {
 	var table drillTable
 	t.Cleanup(func() { table.print(t, "fault-drills") })
-	c := newCluster(t, 2, fmt.Sprintf("store_outage_grace: %s\ncounters_fail: open\n", drillGrace), clusterRoutes(clusterApp(t).URL))
+	app := newClusterApp(t)
+	c := newCluster(t, 2, fmt.Sprintf("store_outage_grace: %s\ncounters_fail: open\n", drillGrace), clusterRoutes(app.URL))
 	a, b := c.moats[0], c.moats[1]
 	addUser(t, a, clusterEmail, clusterPassword, "staff")
 
@@ -205,15 +206,26 @@ func TestClusterFaultDrills(t *testing.T) {
 	t.Run("an instance killed mid-request", func(t *testing.T) {
 		c.first(a)
 		inflight := make(chan seen, 1)
-		go func() { inflight <- page(ann.c, "/slow?ms=5000") }()
-		time.Sleep(500 * time.Millisecond) // the request is in the app by now
+		// A POST: Go's client, like a browser, silently sends an
+		// idempotent request again when its kept-alive connection drops.
+		go func() {
+			req, _ := http.NewRequest(http.MethodPost, "https://localhost/slow?ms=5000", strings.NewReader("form=data"))
+			resp, err := ann.c.Do(req)
+			if err != nil {
+				inflight <- seen{err: err}
+				return
+			}
+			resp.Body.Close()
+			inflight <- seen{status: resp.StatusCode}
+		}()
+		waitFor(t, 5*time.Second, "the slow request reaching the app", func() bool { return app.slow.Load() > 0 })
 		c.kill(a)
 		killed := time.Now()
 		if got := <-inflight; got.err == nil {
 			t.Errorf("the request in flight on the killed instance: %s, want the connection cut", got)
 		}
 		waitFor(t, 10*time.Second, "Ann's page through the other instance", func() bool { return page(ann.c, "/").signedInAs(clusterEmail) })
-		table.add("moat instance 1 killed (SIGKILL) mid-request", "the request in flight fails (connection cut); the browser's retry reaches instance 2, still signed in", time.Since(killed), "kill to a page served by instance 2")
+		table.add("moat instance 1 killed (SIGKILL) mid-request", "a form post in flight fails (connection cut; a GET the browser resends by itself); the retry reaches instance 2, still signed in", time.Since(killed), "kill to a page served by instance 2")
 	})
 
 	t.Run("an instance killed mid-WebSocket", func(t *testing.T) {

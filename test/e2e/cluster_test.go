@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,9 +39,16 @@ import (
 // clusterApp is the app behind the instances: / names the user moat sent,
 // /slow answers after ?ms= milliseconds, /ws echoes WebSocket messages
 // (the first one being the user moat sent).
-func clusterApp(t *testing.T) *httptest.Server {
+type clusterApp struct {
+	*httptest.Server
+	// slow counts the requests to /slow that have arrived.
+	slow atomic.Int32
+}
+
+func newClusterApp(t *testing.T) *clusterApp {
 	t.Helper()
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	app := &clusterApp{}
+	app.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user := r.Header.Get("X-Moat-User-Email")
 		switch r.URL.Path {
 		case "/ws":
@@ -60,6 +68,7 @@ func clusterApp(t *testing.T) *httptest.Server {
 				}
 			}
 		case "/slow":
+			app.slow.Add(1)
 			d, _ := time.ParseDuration(r.URL.Query().Get("ms") + "ms")
 			select {
 			case <-time.After(min(d, 30*time.Second)):
@@ -403,7 +412,7 @@ func publicHit(c *http.Client) int {
 // whose data_dir it cannot write serves like the others.
 func TestClusterSharesSessionsBansAndKeys(t *testing.T) {
 	var table drillTable
-	c := newCluster(t, 3, "", clusterRoutes(clusterApp(t).URL))
+	c := newCluster(t, 3, "", clusterRoutes(newClusterApp(t).URL))
 	a, b, cc := c.moats[0], c.moats[1], c.moats[2]
 	for i, m := range []*Moat{b, cc} {
 		if !m.Cert.Equal(a.Cert) {
