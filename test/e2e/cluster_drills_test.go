@@ -100,6 +100,14 @@ func TestClusterFaultDrills(t *testing.T) {
 			t.Errorf("a new sign-in during the outage: %s", got)
 		}
 		table.add(outage, "a new sign-in: 503 page \"We cannot sign you in right now\" with Retry-After", time.Since(stopped), "into the outage")
+		line, took, err := c.serveOnce(t)
+		if err == nil || !strings.HasPrefix(line, "open store:") || !strings.Contains(line, "database unavailable") {
+			t.Errorf("an instance started during the outage: %v, said %q; want it refused with one line", err, line)
+		}
+		if !strings.Contains(line, "check that it is up") {
+			t.Errorf("an instance started during the outage said %q; want what to do next", line)
+		}
+		table.add(outage, "an instance started meanwhile refuses to start, with one line: "+strings.SplitN(line, ": failed to connect", 2)[0]+": … (moat does not start without its database: check that it is up …)", took, "to exit")
 
 		var servedFor, firstRefusal time.Duration
 		for time.Since(stopped) < drillOutage {
@@ -127,7 +135,7 @@ func TestClusterFaultDrills(t *testing.T) {
 		table.add(outage, "an open WebSocket: stays open and working", time.Since(stopped), "open throughout")
 
 		c.pg.Start(t)
-		took := waitFor(t, 30*time.Second, "Ann's pages after PostgreSQL is back", func() bool { return page(ann.c, "/").signedInAs(clusterEmail) })
+		took = waitFor(t, 30*time.Second, "Ann's pages after PostgreSQL is back", func() bool { return page(ann.c, "/").signedInAs(clusterEmail) })
 		table.add("PostgreSQL accepts connections again", "signed-in pages work again (no restart)", took, "")
 		took = waitFor(t, 30*time.Second, "a new sign-in after PostgreSQL is back", func() bool {
 			return signInVia(newPerson(c).c, clusterEmail, clusterPassword).status == http.StatusSeeOther

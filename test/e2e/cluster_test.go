@@ -481,23 +481,14 @@ func TestClusterSharesSessionsBansAndKeys(t *testing.T) {
 	// Another instance key: refused at start, with one line saying why.
 	other := make([]byte, instancekey.Size)
 	_, _ = rand.Read(other)
-	cfgPath := filepath.Join(t.TempDir(), "moat.yaml")
-	wrongCfg := fmt.Sprintf("server: {https_addr: \"127.0.0.1:%d\", http_addr: off, internal_addr: \"127.0.0.1:%d\"}\ndata_dir: %q\ntls: {self_signed: true}\n", freePort(t), freePort(t), t.TempDir()) + c.cfg
-	if err := os.WriteFile(cfgPath, []byte(wrongCfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(moatBin, "serve", "-c", cfgPath)
-	cmd.Env = append(os.Environ(), instancekey.EnvVar+"="+base64.StdEncoding.EncodeToString(other))
-	start = time.Now()
-	out, err := runWithin(cmd, 30*time.Second)
+	line, took, err := c.serveOnce(t, instancekey.EnvVar+"="+base64.StdEncoding.EncodeToString(other))
 	if err == nil {
-		t.Fatalf("an instance with another key started:\n%s", out)
+		t.Fatal("an instance with another key started")
 	}
-	lastLine := lastNonEmpty(out)
-	if !strings.Contains(lastLine, "instance key") || !strings.Contains(lastLine, "cannot open the store's signing key") || strings.Contains(lastLine, base64.StdEncoding.EncodeToString(other)) {
-		t.Errorf("an instance with another key said %q; want one line naming the instance key (and not the key itself)", lastLine)
+	if !strings.Contains(line, "instance key") || !strings.Contains(line, "cannot open the store's signing key") || strings.Contains(line, base64.StdEncoding.EncodeToString(other)) {
+		t.Errorf("an instance with another key said %q; want one line naming the instance key (and not the key itself)", line)
 	}
-	table.add("an instance starts with another instance key", "it refuses to start: "+strings.TrimPrefix(lastLine, "moat: "), time.Since(start), "to exit")
+	table.add("an instance starts with another instance key", "it refuses to start: "+line, took, "to exit")
 
 	// An instance running as an unprivileged user whose data_dir it cannot
 	// write serves the same sessions.
@@ -535,6 +526,25 @@ func jarCopy(t *testing.T, jar http.CookieJar) http.CookieJar {
 	}
 	cp.SetCookies(u, cookies)
 	return cp
+}
+
+// serveOnce runs one more instance of the cluster's configuration, with
+// env added to its environment, and returns the last line it wrote (moat's
+// prefix cut), how long it ran and its exit error; one still running after
+// 30 s has started, and is stopped (nil error).
+func (c *cluster) serveOnce(t *testing.T, env ...string) (string, time.Duration, error) {
+	t.Helper()
+	cfgPath := filepath.Join(t.TempDir(), "moat.yaml")
+	cfg := fmt.Sprintf("server: {https_addr: \"127.0.0.1:%d\", http_addr: off, internal_addr: \"127.0.0.1:%d\"}\ndata_dir: %q\ntls: {self_signed: true}\n",
+		freePort(t), freePort(t), t.TempDir()) + c.cfg
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(moatBin, "serve", "-c", cfgPath)
+	cmd.Env = append(os.Environ(), env...)
+	start := time.Now()
+	out, err := runWithin(cmd, 30*time.Second)
+	return strings.TrimPrefix(lastNonEmpty(out), "moat: "), time.Since(start), err
 }
 
 // runWithin runs cmd and returns its output, killing it after limit.
