@@ -44,16 +44,11 @@ type Options struct {
 	MFA *mfa.Service
 	// Passkeys runs the passkey ceremonies (the process's); required.
 	Passkeys *passkey.Service
-	// RevokeSession ends one session (by id hash) and closes its
-	// WebSockets; store.RevokeSession when nil.
-	RevokeSession func(ctx context.Context, idHash string) error
-	// RevokeUser ends every session of a user and closes their
-	// WebSockets; store.RevokeUserSessions when nil.
-	RevokeUser func(ctx context.Context, userID string) error
-	// RevokeToken revokes a personal access token (by id and hash) and
-	// drops it from the sign-in's cache, so it stops at once;
-	// store.RevokeToken when nil.
-	RevokeToken func(ctx context.Context, id, hash string) error
+	// Ended stops at once on this instance what a committed change ended
+	// (directory.Directory.Ended: the sign-in's caches and WebSockets);
+	// when nil the change is in the store only, and each instance follows
+	// within seconds when it polls.
+	Ended func(directory.Ended)
 	// Limiter bounds the password hashes running at once (the process's,
 	// shared with the sign-in); required.
 	Limiter *password.Limiter
@@ -89,7 +84,7 @@ func New(cfg *config.Config, st store.Store, o Options) (*Account, error) {
 	a := &Account{cfg: cfg, st: st, o: o, log: o.Logger.With("component", "account"), csrf: o.CSRF}
 	a.dir = &directory.Directory{Store: st, MFA: o.MFA, AdminGroup: cfg.Identity.AdminGroup, Logger: a.log,
 		Passwords: directory.Passwords{Limiter: o.Limiter, Policy: password.Policy{MinLength: cfg.Identity.Passwords.MinLength}},
-		Revoke:    directory.Revokers{User: o.RevokeUser, Session: o.RevokeSession, Token: o.RevokeToken}}
+		Ended:     o.Ended}
 	a.mux = http.NewServeMux()
 	for _, rt := range a.routes() {
 		a.mux.Handle(rt.method+" "+Prefix+rt.path, web.HandlerFunc(rt.h))

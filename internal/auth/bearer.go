@@ -119,7 +119,7 @@ func (s *Service) bearerUser(ctx context.Context, route *config.Route, raw strin
 		if errors.Is(err, errUserDisabled) {
 			return request.User{}, err
 		}
-		return request.User{}, fmt.Errorf("%w: %v", errStoreDown, err)
+		return request.User{}, fmt.Errorf("%w: %w", errStoreDown, err)
 	}
 	groups := append([]string(nil), u.Groups...)
 	for _, g := range id.Groups {
@@ -178,7 +178,7 @@ func (s *Process) tokenByHash(ctx context.Context, hash string) (request.User, e
 		return request.User{}, errors.New("unknown personal access token")
 	}
 	if err != nil {
-		return request.User{}, fmt.Errorf("%w: %v", errStoreDown, err)
+		return request.User{}, fmt.Errorf("%w: %w", errStoreDown, err)
 	}
 	switch {
 	case t.Kind != store.TokenPersonal:
@@ -195,7 +195,7 @@ func (s *Process) tokenByHash(ctx context.Context, hash string) (request.User, e
 		return request.User{}, fmt.Errorf("personal access token %s: user deleted", t.ID)
 	}
 	if err != nil {
-		return request.User{}, fmt.Errorf("%w: %v", errStoreDown, err)
+		return request.User{}, fmt.Errorf("%w: %w", errStoreDown, err)
 	}
 	if u.Disabled {
 		return request.User{}, fmt.Errorf("personal access token %s: %w", t.ID, errUserDisabled)

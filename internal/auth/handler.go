@@ -209,7 +209,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
 		d, locked, err := tk.t.Wait(ctx, tk.key, now)
 		if err != nil {
 			s.p.logger.Error("sign-in throttle could not be read", "client_ip", ip, "request_id", info.ID, "err", err)
-			return web.Unavailable(nil)
+			return signInUnavailable(err)
 		}
 		if d > 0 {
 			s.throttled(w, r, p, d, locked)
@@ -219,7 +219,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
 	u, err := s.authenticate(ctx, email, pw)
 	if err != nil {
 		s.p.logger.Error("sign-in could not be checked", "client_ip", ip, "request_id", info.ID, "err", err)
-		return web.Unavailable(nil)
+		return signInUnavailable(err)
 	}
 	if u == nil {
 		s.p.audit(ctx, "login.failure", email, ip, "password")
@@ -245,7 +245,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
 	}
 	if _, err := s.startSession(ctx, w, r, u, "password"); err != nil {
 		s.p.logger.Error("start session", "user", email, "request_id", info.ID, "err", err)
-		return web.Unavailable(nil)
+		return signInUnavailable(err)
 	}
 	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
 		s.p.logger.Warn("record last login", "user", email, "err", err)
@@ -328,11 +328,19 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		if err := s.p.CSRF.ReadForm(w, r); err != nil {
 			return err
 		}
+		// A sign-out that cannot be stored says so and keeps the cookie,
+		// so the person can try again: it never looks done while the
+		// session goes on working.
 		if u, ss := signedIn(r); ss != nil {
-			s.p.Sessions.Revoke(r.Context(), ss.IDHash)
+			if err := s.p.Sessions.Revoke(r.Context(), ss.IDHash); err != nil {
+				return web.StoreDown("auth.logout_unavailable", err)
+			}
 			s.p.audit(r.Context(), "logout", u.Email, clientIP(request.From(r)), "")
 		} else if id := session.CookieValue(r, session.Cookie); session.ValidID(id) {
-			s.p.Sessions.Revoke(r.Context(), session.HashID(id)) // expired or idle: end it anyway
+			// Expired or idle: end it anyway.
+			if err := s.p.Sessions.Revoke(r.Context(), session.HashID(id)); err != nil {
+				return web.StoreDown("auth.logout_unavailable", err)
+			}
 		}
 		session.ClearCookie(w)
 		http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)

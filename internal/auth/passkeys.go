@@ -73,7 +73,7 @@ func (s *Service) passkeySignIn(ctx context.Context, w http.ResponseWriter, r *h
 	ip, ipKey := clientIP(info), throttle.ClientKey(info.ClientIP)
 	now := s.p.throttleClock()
 	if d, _, err := s.p.Clients.Wait(ctx, ipKey, now); err != nil {
-		return web.Unavailable(fmt.Errorf("passkey sign-in: read throttle: %w", err))
+		return signInUnavailable(fmt.Errorf("passkey sign-in: read throttle: %w", err))
 	} else if d > 0 {
 		return passkey.Problem(&mfa.ThrottledError{Wait: d})
 	}
@@ -111,7 +111,7 @@ func (s *Service) passkeySignIn(ctx context.Context, w http.ResponseWriter, r *h
 func (s *Service) passkeySecondStep(ctx context.Context, w http.ResponseWriter, r *http.Request, returnTo string, in passkey.Request) error {
 	u, err := s.pendingUser(ctx, r)
 	if err != nil {
-		return web.Unavailable(fmt.Errorf("second factor: load user: %w", err))
+		return signInUnavailable(fmt.Errorf("second factor: load user: %w", err))
 	}
 	if u == nil {
 		return web.NewProblem(http.StatusUnauthorized, "passkey.restart")
@@ -147,7 +147,7 @@ func (s *Service) passkeySecondStep(ctx context.Context, w http.ResponseWriter, 
 func (s *Service) completeSignIn(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, returnTo, how string) (string, error) {
 	clearPending(w)
 	if _, err := s.startSession(ctx, w, r, u, "password", func(sess *store.Session) { sess.MFA = true }); err != nil {
-		return "", web.Unavailable(fmt.Errorf("start session of %s: %w", u.Email, err))
+		return "", signInUnavailable(fmt.Errorf("start session of %s: %w", u.Email, err))
 	}
 	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
 		s.p.logger.Warn("record last login", "user", u.Email, "err", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/identity/session"
 	"github.com/moat-dev/moat/internal/identity/throttle"
@@ -213,36 +214,21 @@ func (p *Process) Forget(r Revoked) {
 	}
 }
 
-// RevokeSession ends one session everywhere: in the store, then in this
-// instance's caches and WebSockets.
-func (p *Process) RevokeSession(ctx context.Context, idHash string) error {
-	if err := p.store.RevokeSession(ctx, idHash, time.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	p.Forget(Revoked{Session: idHash})
-	return nil
-}
-
-// RevokeUser ends every session of a user everywhere, and drops the
-// user's personal access tokens from this instance's cache so a disabled
-// or deleted user's token stops at once too.
-func (p *Process) RevokeUser(ctx context.Context, userID string) error {
-	hashes, err := p.store.RevokeUserSessions(ctx, userID, time.Now())
-	for _, h := range hashes {
+// Ended stops at once on this instance what a committed directory change
+// ended (directory.Directory.Ended): revoked sessions and tokens, and every
+// session and token of a user whose sessions all ended. The directory
+// calls it only after its transaction committed, so nothing is forgotten
+// for a change that was rolled back.
+func (p *Process) Ended(e directory.Ended) {
+	for _, h := range e.Sessions {
 		p.Forget(Revoked{Session: h})
 	}
-	p.Forget(Revoked{User: userID})
-	return err
-}
-
-// RevokeToken revokes a personal access token (by id) in the store, then
-// forgets it here by its hash.
-func (p *Process) RevokeToken(ctx context.Context, id, hash string) error {
-	if err := p.store.RevokeToken(ctx, id, time.Now()); err != nil {
-		return err
+	for _, h := range e.Tokens {
+		p.Forget(Revoked{Token: h})
 	}
-	p.Forget(Revoked{Token: hash})
-	return nil
+	for _, id := range e.Users {
+		p.Forget(Revoked{User: id})
+	}
 }
 
 // ReloadSession makes the next request of the session read it from the

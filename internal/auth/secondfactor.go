@@ -46,7 +46,7 @@ func (s *Service) pendingMAC(userID, exp, pwHash string) string {
 func (s *Service) beginSecondFactor(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, returnTo string) (bool, error) {
 	on, err := s.hasSecondFactor(ctx, u.ID)
 	if err != nil {
-		return true, web.Unavailable(fmt.Errorf("sign-in: read second factor: %w", err))
+		return true, signInUnavailable(fmt.Errorf("sign-in: read second factor: %w", err))
 	}
 	if !on {
 		return false, nil
@@ -141,7 +141,7 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 	u, err := s.pendingUser(ctx, r)
 	if err != nil {
 		s.p.logger.Error("second factor: load user", "request_id", request.From(r).ID, "err", err)
-		return web.Unavailable(nil)
+		return signInUnavailable(err)
 	}
 	if u == nil {
 		clearPending(w)
@@ -150,7 +150,7 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 	}
 	p := mfaPage{Email: u.Email, CSRF: s.p.CSRF.Token(w, r), ReturnTo: returnTo}
 	if err := s.offerSecondFactors(ctx, r, u, &p); err != nil {
-		return web.Unavailable(fmt.Errorf("second factor: %w", err))
+		return signInUnavailable(fmt.Errorf("second factor: %w", err))
 	}
 	if r.Method != http.MethodPost {
 		web.Render(w, r, http.StatusOK, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
@@ -177,7 +177,7 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 		return nil
 	default:
 		s.p.logger.Error("second factor: verify", "user", u.Email, "err", err)
-		return web.Unavailable(nil)
+		return signInUnavailable(err)
 	}
 	// The session is born having passed the second factor.
 	next, err := s.completeSignIn(ctx, w, r, u, returnTo, "password+totp")

@@ -8,6 +8,7 @@ import (
 	"github.com/moat-dev/moat/internal/identity/session"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/web"
 )
 
 // Identify finds the request's session (session.Sessions.Identify, under
@@ -19,7 +20,7 @@ func (s *Service) Identify(next http.Handler) http.Handler {
 
 // lifetimes are this configuration's session bounds.
 func (s *Service) lifetimes() session.Lifetimes {
-	return session.Lifetimes{MaxAge: s.maxAge, Idle: s.idle}
+	return session.Lifetimes{MaxAge: s.maxAge, Idle: s.idle, OutageGrace: s.grace}
 }
 
 // startSession signs u in with provider: a new session, its cookie set,
@@ -34,7 +35,9 @@ func (s *Service) startSession(ctx context.Context, w http.ResponseWriter, r *ht
 
 // Alive reports whether the sign-in a WebSocket was opened with is still
 // valid; the server asks it about every session that holds sockets, so a
-// session that ends loses its sockets. lastActive is use the socket saw
+// session that ends loses its sockets. A store it cannot reach ends none:
+// it reports false only for a session that really ended (revoked, expired,
+// idle, its user disabled). lastActive is use the socket saw
 // (frames), so idle_timeout does not end a session in use. A WebSocket
 // opened with a bearer token lives while the token (or, for an ID token,
 // its user) stays valid (issue 12 #6: such sockets were closed within
@@ -44,6 +47,13 @@ func (s *Service) Alive(ctx context.Context, sessionIDHash string, lastActive ti
 		return alive
 	}
 	return s.p.Sessions.Alive(ctx, sessionIDHash, lastActive, s.lifetimes())
+}
+
+// signInUnavailable is the answer to a sign-in moat cannot complete now,
+// its store or counters unreachable or every hashing slot busy: 503, "we
+// cannot sign you in right now", with Retry-After; err is logged.
+func signInUnavailable(err error) *web.Problem {
+	return web.StoreDown("auth.signin_unavailable", err)
 }
 
 // signedIn returns the user and the session Identify found for r; the

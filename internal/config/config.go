@@ -28,6 +28,10 @@ type Config struct {
 	SecretKeyFile string  `yaml:"secret_key_file"`
 	Usage         Usage   `yaml:"usage"`
 	Tracing       Tracing `yaml:"tracing"`
+	// StoreOutageGrace is how long a sign-in the store confirmed keeps
+	// working from the cache while the store cannot be reached (default
+	// 60s); past it the person gets a 503 page, never a sign-out.
+	StoreOutageGrace Duration `yaml:"store_outage_grace"`
 
 	// Path is the file the configuration was loaded from.
 	Path string `yaml:"-"`

@@ -34,6 +34,9 @@ const (
 	// a 200 MB upload passes at any speed above 0.5 KB/s.
 	DefaultBodyStallTimeout = 20 * time.Second
 	DefaultBodyMinRate      = 500
+	// DefaultStoreOutageGrace is how long cached sign-ins ride out a
+	// store outage (store_outage_grace).
+	DefaultStoreOutageGrace = 60 * time.Second
 )
 
 func applyDefaults(c *Config) {
@@ -74,6 +77,7 @@ func applyDefaults(c *Config) {
 		c.Warnings = append(c.Warnings, "tls: no certificate source set, so moat uses a self-signed certificate; browsers will warn (set tls.acme or tls.cert_file + tls.key_file)")
 	}
 	def(&c.CountersFail, "open")
+	defDur(&c.StoreOutageGrace, DefaultStoreOutageGrace)
 	for _, b := range c.Backends {
 		if b == nil {
 			continue
@@ -238,6 +242,9 @@ func (v *validator) validateServer() {
 	case "open", "closed":
 	default:
 		v.errorAt("counters_fail", "must be open or closed, not %q", v.cfg.CountersFail)
+	}
+	if g := v.cfg.StoreOutageGrace.D(); g < time.Second || g > time.Hour {
+		v.errorAt("store_outage_grace", "must be between 1s and 1h, such as 60s: how long signed-in people keep working from the cache while the store is unreachable")
 	}
 }
 

@@ -17,27 +17,34 @@ func (d *Directory) Passkeys(ctx context.Context, userID string) ([]*store.Passk
 // their own, from the account page. Another user's passkey is NotFound,
 // as if it did not exist.
 func (d *Directory) RemovePasskey(ctx context.Context, a Actor, userID, id string) (*store.Passkey, error) {
-	u, err := d.User(ctx, userID)
+	var removed *store.Passkey
+	err := d.commit(ctx, a, func(c *change) error {
+		u, err := c.user(ctx, userID)
+		if err != nil {
+			return err
+		}
+		list, err := c.tx.ListPasskeys(ctx, u.ID)
+		if err != nil {
+			return err
+		}
+		for _, p := range list {
+			if p.ID != id {
+				continue
+			}
+			if err := c.tx.DeletePasskey(ctx, u.ID, p.ID); errors.Is(err, store.ErrNotFound) {
+				break // removed meanwhile
+			} else if err != nil {
+				return err
+			}
+			removed = p
+			return c.audit(ctx, "passkey.remove", u.Email, fmt.Sprintf("%q for %s", p.Name, p.RPID))
+		}
+		return refusal(NotFound, "admin.no_passkey", "no such passkey")
+	})
 	if err != nil {
 		return nil, err
 	}
-	list, err := d.Store.ListPasskeys(ctx, u.ID)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range list {
-		if p.ID != id {
-			continue
-		}
-		if err := d.Store.DeletePasskey(ctx, u.ID, p.ID); errors.Is(err, store.ErrNotFound) {
-			break // removed meanwhile
-		} else if err != nil {
-			return nil, err
-		}
-		d.audit(ctx, a, "passkey.remove", u.Email, fmt.Sprintf("%q for %s", p.Name, p.RPID))
-		return p, nil
-	}
-	return nil, refusal(NotFound, "admin.no_passkey", "no such passkey")
+	return removed, nil
 }
 
 // ResetPasskeys removes every passkey of a user (an admin's reset, when a
@@ -45,14 +52,20 @@ func (d *Directory) RemovePasskey(ctx context.Context, a Actor, userID, id strin
 // second factor, if any, and may add passkeys again. It reports how many
 // were removed.
 func (d *Directory) ResetPasskeys(ctx context.Context, a Actor, id string) (*store.User, int, error) {
-	u, err := d.User(ctx, id)
+	var u *store.User
+	n := 0
+	err := d.commit(ctx, a, func(c *change) error {
+		var err error
+		if u, err = c.user(ctx, id); err != nil {
+			return err
+		}
+		if n, err = c.tx.DeleteUserPasskeys(ctx, u.ID); err != nil {
+			return err
+		}
+		return c.audit(ctx, "passkey.reset", u.Email, fmt.Sprintf("%d passkey(s) removed", n))
+	})
 	if err != nil {
 		return nil, 0, err
 	}
-	n, err := d.Store.DeleteUserPasskeys(ctx, u.ID)
-	if err != nil {
-		return nil, 0, err
-	}
-	d.audit(ctx, a, "passkey.reset", u.Email, fmt.Sprintf("%d passkey(s) removed", n))
 	return u, n, nil
 }

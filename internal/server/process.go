@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -40,6 +41,9 @@ func openProcess(cfg *config.Config, log *slog.Logger) (*process, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := store.Open(ctx, cfg.StoreDSN())
+	if errors.Is(err, store.ErrUnavailable) {
+		return nil, fmt.Errorf("open store: %w (moat does not start without its database: check that it is up and reachable from here; a supervisor that restarts moat brings it up once it is)", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -51,7 +55,7 @@ func openProcess(cfg *config.Config, log *slog.Logger) (*process, error) {
 	key, err := auth.InstanceKey(ctx, cfg, st)
 	if err != nil {
 		p.close()
-		return nil, fmt.Errorf("instance key: %w", err)
+		return nil, err // "instance key: …" already
 	}
 	if p.identity, err = auth.NewProcess(st, key, log); err != nil {
 		p.close()

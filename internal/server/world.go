@@ -100,13 +100,13 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 	// account page, so wrong codes count once wherever they are tried.
 	id := s.identity
 	console, err := admin.New(cfg, s.store, admin.Options{CSRF: id.CSRF, MFA: id.MFA, Limiter: id.Limiter, TokenUser: id.TokenUser,
-		Revoke: id.RevokeUser, RevokeSession: id.RevokeSession, RevokeToken: id.RevokeToken, Logger: s.log})
+		Ended: id.Ended, Logger: s.log})
 	if err != nil {
 		wd.close()
 		return nil, err
 	}
 	acct, err := account.New(cfg, s.store, account.Options{CSRF: id.CSRF, MFA: id.MFA, Passkeys: id.Passkeys, Limiter: id.Limiter, SessionChanged: id.ReloadSession,
-		RevokeSession: id.RevokeSession, RevokeUser: id.RevokeUser, RevokeToken: id.RevokeToken, Logger: s.log})
+		Ended: id.Ended, Logger: s.log})
 	if err != nil {
 		wd.close()
 		return nil, err

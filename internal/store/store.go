@@ -245,6 +245,10 @@ type Tx interface {
 	// ListAudit lists matching events newest first; Since is inclusive,
 	// Until exclusive, Limit 0 means no limit.
 	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
+
+	// Passkeys keeps WebAuthn credentials (passkeys.go), second factors
+	// the directory removes with their audit event.
+	Passkeys
 }
 
 // Store is the one interface both engines implement. Every method is safe
@@ -310,9 +314,6 @@ type Store interface {
 
 	// Usage keeps who used which route (usage.go).
 	Usage
-
-	// Passkeys keeps WebAuthn credentials (passkeys.go).
-	Passkeys
 
 	Close() error
 }

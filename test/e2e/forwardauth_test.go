@@ -29,8 +29,8 @@ type echoApp struct {
 	paths []string
 }
 
-// seen is what the app reports of a request.
-type seen struct {
+// appSaw is what the app reports of a request.
+type appSaw struct {
 	Path   string              `json:"path"`
 	Header map[string][]string `json:"header"`
 }
@@ -42,7 +42,7 @@ func startEchoApp(t testing.TB) *echoApp {
 		a.mu.Lock()
 		a.paths = append(a.paths, r.URL.Path)
 		a.mu.Unlock()
-		report, _ := json.Marshal(seen{Path: r.URL.Path, Header: r.Header})
+		report, _ := json.Marshal(appSaw{Path: r.URL.Path, Header: r.Header})
 		if r.URL.Path == "/ws" {
 			c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 			if err != nil {
@@ -353,9 +353,9 @@ func (in *ingress) signIn(t testing.TB, cert *ingressCert, email, password, retu
 	return c.Jar
 }
 
-func decodeSeen(t testing.TB, body string) seen {
+func decodeSeen(t testing.TB, body string) appSaw {
 	t.Helper()
-	var s seen
+	var s appSaw
 	if err := json.Unmarshal([]byte(body), &s); err != nil {
 		t.Fatalf("the app's report %q: %v", body, err)
 	}
@@ -370,7 +370,7 @@ func first(h map[string][]string, name string) string {
 }
 
 // noIdentity fails when the app saw any header under moat's names.
-func noIdentity(t testing.TB, what string, s seen) {
+func noIdentity(t testing.TB, what string, s appSaw) {
 	t.Helper()
 	for name, vs := range s.Header {
 		l := strings.ToLower(name)

@@ -419,11 +419,21 @@ func (s *Service) RegenerateRecoveryCodes(ctx context.Context, userID, actor, cl
 // Remove deletes the user's second factor (enrolled or pending); actor and
 // subject go to the audit log. Removing what does not exist is no error.
 func (s *Service) Remove(ctx context.Context, userID, actor, subject, clientIP string) error {
-	if err := s.store.DeleteTOTP(ctx, userID); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if actor == "" {
+		actor = "anonymous"
+	}
+	// The removal and its audit event commit together, or neither does.
+	err := s.store.InTx(ctx, func(tx store.Tx) error {
+		if err := tx.DeleteTOTP(ctx, userID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return tx.Audit(ctx, &store.AuditEvent{Time: time.Now(), Actor: actor, Action: "mfa.remove", Subject: subject, ClientIP: clientIP})
+	})
+	if err != nil {
 		return fmt.Errorf("remove second factor: %w", err)
 	}
+	s.logger().Info("audit", "action", "mfa.remove", "user", subject, "client_ip", clientIP, "detail", "")
 	_ = s.Failures.Reset(ctx, userID)
-	s.audit(ctx, actor, "mfa.remove", subject, clientIP, "")
 	return nil
 }
 
