@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -49,8 +48,15 @@ const maxCachedAssertions = 50000
 type cachedAssertion struct {
 	token string
 	iat   time.Time
+	// kid signed it; once another key signs, it is signed anew.
+	kid string
 	// What the token says; a change (groups edited) signs anew.
 	id, email, groups string
+}
+
+// reusable reports whether c may still be sent at now, when k signs.
+func (c cachedAssertion) reusable(now time.Time, k *signingKey) bool {
+	return now.Sub(c.iat) < assertionReuse && !now.Before(c.iat) && k != nil && c.kid == k.rec.ID
 }
 
 type assertionCache struct {
@@ -177,13 +183,14 @@ func (h *Headers) SetIdentity(out *http.Request, in *http.Request) {
 func (s *Signer) assertion(u request.User, groups, issuer, route string) string {
 	key := u.SessionID + "\x00" + route
 	now := time.Now()
+	k := s.keys.current(now)
 	s.moat.mu.Lock()
 	c, ok := s.moat.m[key]
 	s.moat.mu.Unlock()
-	if ok && now.Sub(c.iat) < assertionReuse && !now.Before(c.iat) && c.id == u.ID && c.email == u.Email && c.groups == groups {
+	if ok && c.reusable(now, k) && c.id == u.ID && c.email == u.Email && c.groups == groups {
 		return c.token
 	}
-	tok, err := s.sign(Claims{
+	tok, err := sign(k, Claims{
 		Issuer: issuer, Audience: route, Subject: u.ID, Email: u.Email, Groups: u.Groups,
 		IssuedAt: now.Unix(), Expiry: now.Add(AssertionLifetime).Unix(),
 	})
@@ -195,7 +202,7 @@ func (s *Signer) assertion(u request.User, groups, issuer, route string) string 
 	if len(s.moat.m) >= maxCachedAssertions {
 		s.moat.m = make(map[string]cachedAssertion)
 	}
-	s.moat.m[key] = cachedAssertion{token: tok, iat: time.Unix(now.Unix(), 0), id: u.ID, email: u.Email, groups: groups}
+	s.moat.m[key] = cachedAssertion{token: tok, iat: time.Unix(now.Unix(), 0), kid: k.rec.ID, id: u.ID, email: u.Email, groups: groups}
 	s.moat.mu.Unlock()
 	return tok
 }
@@ -212,34 +219,13 @@ func (c *assertionCache) forget(sessionID string) {
 	c.mu.Unlock()
 }
 
-// clear drops every cached assertion (the signing key changed).
-func (s *Signer) clear() {
-	for _, c := range []*assertionCache{&s.moat, &s.iap} {
-		c.mu.Lock()
-		c.m = make(map[string]cachedAssertion)
-		c.mu.Unlock()
-	}
-}
-
-// sign makes a compact ES256 JWS (RFC 7515, RFC 7518 §3.4) of c with the
-// current key.
-func (s *Signer) sign(c Claims) (string, error) {
-	s.keys.mu.RLock()
-	k := s.keys.current
-	s.keys.mu.RUnlock()
+// sign makes a compact ES256 JWS (RFC 7515, RFC 7518 §3.4) of c with k,
+// the current key.
+func sign(k *signingKey, c Claims) (string, error) {
 	if c.Groups == nil {
 		c.Groups = []string{}
 	}
-	header, err := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "kid": k.rec.ID})
-	if err != nil {
-		return "", err
-	}
-	payload, err := json.Marshal(c)
-	if err != nil {
-		return "", err
-	}
-	signingInput := b64(header) + "." + b64(payload)
-	return signES256(k.priv, signingInput)
+	return signJSON(k, c)
 }
 
 func signES256(priv *ecdsa.PrivateKey, signingInput string) (string, error) {
