@@ -23,7 +23,9 @@ const (
 	HeaderUserEmail  = "X-Moat-User-Email"
 	HeaderUserID     = "X-Moat-User-Id"
 	HeaderUserGroups = "X-Moat-User-Groups"
-	HeaderAssertion  = "X-Moat-Assertion"
+	// HeaderUserName is the display name, percent-encoded (NameHeader).
+	HeaderUserName  = "X-Moat-User-Name"
+	HeaderAssertion = "X-Moat-Assertion"
 
 	// With identity.iap_compatible_headers, the names Google's IAP uses,
 	// so apps written for IAP run unchanged (they must verify the
@@ -156,7 +158,8 @@ func Issuer(cfg *config.Config) string {
 // "dash.example.com" or "example.com/app/"), sub = the user's id, email,
 // groups, iat and exp = iat + 5 minutes; its kid names a key in
 // /_moat/jwks.json. With identity.iap_compatible_headers the same identity
-// also goes out under IAP's header names.
+// also goes out under IAP's header names. X-Moat-User-Name carries the
+// user's display name, when there is one (NameHeader).
 func (h *Headers) SetIdentity(out *http.Request, in *http.Request) {
 	info := request.From(in)
 	u := info.User
@@ -167,6 +170,9 @@ func (h *Headers) SetIdentity(out *http.Request, in *http.Request) {
 	out.Header.Set(HeaderUserID, u.ID)
 	groups := strings.Join(u.Groups, ",")
 	out.Header.Set(HeaderUserGroups, groups)
+	if u.Name != "" {
+		out.Header.Set(HeaderUserName, NameHeader(u.Name))
+	}
 	tok := h.Signer.assertion(u, groups, h.Issuer, info.Route.Name())
 	if tok != "" {
 		out.Header.Set(HeaderAssertion, tok)
@@ -176,6 +182,30 @@ func (h *Headers) SetIdentity(out *http.Request, in *http.Request) {
 		// from identity.iap_audiences), signed with moat's key.
 		h.setIAPHeaders(out, u, info.Route)
 	}
+}
+
+// NameHeader is the value of X-Moat-User-Name for the display name name:
+// its UTF-8 bytes with %, control characters, non-ASCII bytes and a
+// leading or trailing space percent-encoded (%XX, RFC 3986 section 2.1),
+// every other byte as it is. A header value is read as Latin-1 by
+// Starlette (Streamlit's server) and is unsafe with control characters, so
+// "Jürgen Weiß" goes as "J%C3%BCrgen Wei%C3%9F", while a plain ASCII name
+// such as "Alice Smith" arrives unchanged; an app decodes it with Python's
+// urllib.parse.unquote (or JavaScript's decodeURIComponent).
+func NameHeader(name string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c == '%' || c < 0x20 || c >= 0x7f || c == ' ' && (i == 0 || i == len(name)-1) {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // assertion returns a signed assertion for u on route, reusing one signed
