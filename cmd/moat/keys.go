@@ -11,6 +11,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/fanout"
 	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/store"
 )
@@ -91,6 +92,14 @@ func newKeysCommand() *cobra.Command {
 				if err := st.Audit(ctx, &store.AuditEvent{Time: time.Now(), Actor: cliActor, Action: "keys.rotate", Detail: "new signing key " + kid}); err != nil {
 					return fmt.Errorf("record audit event: %w", err)
 				}
+				// Every instance publishes the new key now, not at its
+				// next key poll.
+				tell, err := openAnnouncer(cfg, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				tell.publish(ctx, fanout.Event{Kind: fanout.KeysChanged})
+				tell.close()
 				fmt.Fprintf(cmd.OutOrStdout(), "new signing key %s: published in /_moat/jwks.json now, signing from %s; the previous key signs until then and stays published %s longer\n",
 					kid, signsFrom.Local().Format(time.RFC3339), assertion.AssertionLifetime+time.Minute)
 				return nil

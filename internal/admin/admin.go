@@ -67,6 +67,11 @@ type Options struct {
 	// drops it from the sign-in's cache, so it stops at once;
 	// store.RevokeToken when nil.
 	RevokeToken func(ctx context.Context, id, hash string) error
+	// UserChanged tells every instance that a user's groups, name or
+	// enabled state changed (auth.Process.UserChanged: caches dropped,
+	// WebSockets re-checked against their routes); when nil, instances
+	// follow within seconds as their caches expire.
+	UserChanged func(ctx context.Context, userID string)
 	// TokenUser checks a personal access token sent to the API and returns
 	// its user (the sign-in's check, with its cache and its revocation
 	// hook); required.
@@ -121,7 +126,7 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 	}
 	c.dir = &directory.Directory{Store: st, MFA: o.MFA, AdminGroup: c.group, Logger: c.log, Now: o.Now,
 		Passwords: directory.Passwords{Limiter: o.Limiter, Policy: password.Policy{MinLength: cfg.Identity.Passwords.MinLength}},
-		Revoke:    directory.Revokers{User: o.Revoke, Session: o.RevokeSession, Token: o.RevokeToken}}
+		Revoke:    directory.Revokers{User: o.Revoke, Session: o.RevokeSession, Token: o.RevokeToken, Changed: o.UserChanged}}
 	c.pages = http.NewServeMux()
 	for _, rt := range c.pageRoutes() {
 		c.pages.Handle(rt.Method+" "+strings.TrimSuffix(Prefix, "/")+rt.Path, web.HandlerFunc(rt.handler))

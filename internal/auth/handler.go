@@ -440,7 +440,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) error {
 		s.p.logger.Error("password change: revoke sessions", "user", u.Email, "err", err)
 	}
 	for _, h := range hashes {
-		s.p.Forget(Revoked{Session: h})
+		s.p.end(ctx, Revoked{Session: h})
 	}
 	if err := s.p.Accounts.Reset(ctx, acctKey); err != nil {
 		s.p.logger.Warn("password change: reset throttle", "user", u.Email, "err", err)

@@ -36,13 +36,26 @@ type Directory struct {
 }
 
 // Revokers end what a change ends in the store and at once on this
-// instance (the sign-in's Process: caches, WebSockets). A nil one revokes
-// in the store only, and running instances follow within seconds (the
-// CLI, which runs beside them).
+// instance and every other (the sign-in's Process: caches, WebSockets,
+// the fan-out). A nil one revokes in the store only, and Changed tells the
+// running instances (the CLI, which runs beside them).
 type Revokers struct {
 	User    func(ctx context.Context, userID string) error
 	Session func(ctx context.Context, idHash string) error
 	Token   func(ctx context.Context, id, hash string) error
+	// Changed, if set, is told, once a change is stored, of every change
+	// of a user that no Revoker above carried: groups, name, an account
+	// enabled, and what a nil Revoker ended in the store only. The
+	// server's re-checks the user everywhere (auth.Process.UserChanged);
+	// the CLI's publishes fanout.UserChanged.
+	Changed func(ctx context.Context, userID string)
+}
+
+// changed tells Revoke.Changed that a user changed.
+func (d *Directory) changed(ctx context.Context, userID string) {
+	if d.Revoke.Changed != nil {
+		d.Revoke.Changed(ctx, userID)
+	}
 }
 
 // Actor is who makes a change: the audit log's actor, and whose own account
@@ -159,6 +172,9 @@ func (d *Directory) revokeAll(ctx context.Context, userID string) (int, error) {
 		return len(before), d.Revoke.User(ctx, userID)
 	}
 	hashes, err := d.Store.RevokeUserSessions(ctx, userID, d.now())
+	if err == nil {
+		d.changed(ctx, userID)
+	}
 	return len(hashes), err
 }
 
@@ -334,6 +350,7 @@ func (d *Directory) SetDisabled(ctx context.Context, a Actor, id string, disable
 	}
 	if !disabled {
 		if changed {
+			d.changed(ctx, u.ID)
 			d.audit(ctx, a, "user.enable", u.Email, "")
 		}
 		return u, 0, nil
@@ -447,6 +464,11 @@ func (d *Directory) UpdateUser(ctx context.Context, a Actor, id string, name *st
 	if err != nil {
 		return nil, err
 	}
+	if setGroups && !slices.Equal(before, clean) || name != nil {
+		// Who may enter where, and what apps are told, may have
+		// changed: every instance re-checks the user's sockets.
+		d.changed(ctx, u.ID)
+	}
 	if setGroups && !slices.Equal(before, clean) {
 		d.audit(ctx, a, "user.groups", u.Email, fmt.Sprintf("groups: %s (were: %s)", strings.Join(clean, ","), strings.Join(before, ",")))
 	}
@@ -497,8 +519,8 @@ func (d *Directory) RevokeSession(ctx context.Context, a Actor, hash, owner stri
 	}
 	if d.Revoke.Session != nil {
 		err = d.Revoke.Session(ctx, hash)
-	} else {
-		err = d.Store.RevokeSession(ctx, hash, d.now())
+	} else if err = d.Store.RevokeSession(ctx, hash, d.now()); err == nil {
+		d.changed(ctx, s.UserID)
 	}
 	if err != nil {
 		return nil, err
@@ -593,8 +615,8 @@ func (d *Directory) RevokeToken(ctx context.Context, a Actor, userID, tokenID st
 		var err error
 		if d.Revoke.Token != nil {
 			err = d.Revoke.Token(ctx, t.ID, t.Hash)
-		} else {
-			err = d.Store.RevokeToken(ctx, t.ID, d.now())
+		} else if err = d.Store.RevokeToken(ctx, t.ID, d.now()); err == nil {
+			d.changed(ctx, t.UserID)
 		}
 		if err != nil {
 			return nil, err
