@@ -14,11 +14,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/moat-dev/moat/internal/ratelimit/redistest"
 	"github.com/moat-dev/moat/internal/store/storetest"
@@ -445,4 +448,116 @@ func jwks(t *testing.T, m *Moat) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// strictVerifier is an app verifying X-Moat-Assertion the strictest way
+// moat allows: it keeps the JWKS it fetched for exactly the Cache-Control
+// max-age moat sent, and fetches it again only when that has passed, never
+// because a kid is unknown. Every fetch goes to the next instance, as a
+// load balancer would send it.
+type strictVerifier struct {
+	instances []*Moat
+	fetches   int
+	keys      jose.JSONWebKeySet
+	until     time.Time
+}
+
+func (v *strictVerifier) fetch(t *testing.T) {
+	t.Helper()
+	m := v.instances[v.fetches%len(v.instances)]
+	v.fetches++
+	resp, err := m.Client().Get(m.URL + "/_moat/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	cc := resp.Header.Get("Cache-Control")
+	age, err := strconv.Atoi(strings.TrimPrefix(cc, "public, max-age="))
+	if err != nil {
+		t.Fatalf("Cache-Control %q", cc)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v.keys); err != nil {
+		t.Fatal(err)
+	}
+	v.until = time.Now().Add(time.Duration(age) * time.Second)
+}
+
+// verify checks token with the cached keys and returns its kid; unknown
+// reports a kid the cached JWKS lacks.
+func (v *strictVerifier) verify(t *testing.T, token string) (kid string, unknown bool) {
+	t.Helper()
+	if !time.Now().Before(v.until) {
+		v.fetch(t)
+	}
+	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatalf("assertion: %v", err)
+	}
+	kid = tok.Headers[0].KeyID
+	keys := v.keys.Key(kid)
+	if len(keys) == 0 {
+		return kid, true
+	}
+	var claims jwt.Claims
+	if err := tok.Claims(keys[0].Key, &claims); err != nil {
+		t.Errorf("assertion signed by %s does not verify: %v", kid, err)
+	}
+	return kid, false
+}
+
+// TestAKeyRotationNeverShowsAnAppAnUnknownKid (issue 9): an app caches the
+// JWKS of two instances as told (here identity.jwks_max_age: 2s), having
+// fetched it just before `moat keys rotate`; while requests alternate
+// between the instances, every assertion it meets is signed by a key its
+// copy holds: the new key is published at once everywhere and signs only
+// twice the cache lifetime later.
+func TestAKeyRotationNeverShowsAnAppAnUnknownKid(t *testing.T) {
+	one, two := startPair(t, "postgres")
+	instances := []*Moat{one, two}
+	dee := newPerson("dee@example.com")
+	addUser(t, one, dee.email, dee.password, "staff")
+	dee.signIn(t, one)
+	assertion := func(i int) string {
+		code, got := dee.seen(t, instances[i%2], "/")
+		if code != http.StatusOK || got["assertion"] == "" {
+			t.Fatalf("the app got %d and no assertion", code)
+		}
+		return got["assertion"]
+	}
+	v := &strictVerifier{instances: instances}
+	oldKid, unknown := v.verify(t, assertion(0)) // fetches the JWKS
+	if unknown {
+		t.Fatal("before any rotation the JWKS lacks the signing key")
+	}
+	out, started := cli(t, one, "", "keys", "rotate")
+	newKid := strings.TrimSuffix(strings.Fields(strings.TrimPrefix(out, "new signing key "))[0], ":")
+	const switchAfter = 2 * 2 * time.Second // twice jwks_max_age
+	var firstNew time.Time
+	for i := 1; firstNew.IsZero() || time.Since(firstNew) < 2*time.Second; i++ {
+		if time.Since(started) > switchAfter+10*time.Second {
+			t.Fatalf("no assertion is signed by the new key %s %s after the rotation", newKid, time.Since(started).Round(time.Second))
+		}
+		kid, unknown := v.verify(t, assertion(i))
+		if unknown {
+			t.Fatalf("%s after the rotation the app met kid %s, which its JWKS (fetched as told) lacks", time.Since(started).Round(time.Millisecond), kid)
+		}
+		switch kid {
+		case oldKid:
+			if !firstNew.IsZero() {
+				t.Errorf("instance %d signed with the old key after the switch", i%2+1)
+			}
+		case newKid:
+			if firstNew.IsZero() {
+				firstNew = time.Now()
+			}
+		default:
+			t.Fatalf("an assertion signed by %s, neither the old key %s nor the new %s", kid, oldKid, newKid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if took := firstNew.Sub(started); took < switchAfter {
+		t.Errorf("the new key signed %s after the rotation started, before the %s switch", took.Round(time.Millisecond), switchAfter)
+	}
+	t.Logf("the new key signed from %s after the rotation started; the app fetched the JWKS %d times and never met an unknown kid",
+		firstNew.Sub(started).Round(time.Millisecond), v.fetches)
 }
