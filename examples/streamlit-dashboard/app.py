@@ -66,7 +66,7 @@ if email:
     # X-Moat-User-Name is percent-encoded UTF-8, so a name such as
     # "Jürgen" survives Starlette's Latin-1 reading of header values.
     name = unquote(st.user.get("name") or "")
-    st.caption(f"Signed in as {name} <{email}>" if name else f"Signed in as {email}")
+    st.caption(f"Signed in as {name} ({email})" if name else f"Signed in as {email}")
     groups = st.user.get("groups") or ""
     st.caption(f"Groups: {groups}" if groups else "Groups: none")
     claims, why = verified_assertion()

@@ -114,11 +114,11 @@ func (r *moatRun) appPIDs() []int {
 // captions returns the dashboard's captions in the main area.
 const captionsJS = `[...document.querySelectorAll('[data-testid="stMain"] [data-testid="stCaptionContainer"]')].map(e => e.textContent.trim()).join("\n")`
 
-// waitCaption polls the page's captions until one starts with prefix.
 // demoAdminCaption is how the example dashboard greets the administrator
 // `moat demo` and `moat run` make (its display name from X-Moat-User-Name).
-const demoAdminCaption = "Signed in as Demo administrator <admin@moat.test>"
+const demoAdminCaption = "Signed in as Demo administrator (admin@moat.test)"
 
+// waitCaption polls the page's captions until one starts with prefix.
 func waitCaption(t *testing.T, ctx context.Context, prefix string) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
