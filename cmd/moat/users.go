@@ -121,7 +121,7 @@ func newUsersCommand() *cobra.Command {
 	cmd.PersistentFlags().StringVarP(&c.cfgPath, "config", "c", "moat.yaml", "configuration file")
 	cmd.AddCommand(c.addCommand(), c.listCommand(), c.showCommand(),
 		c.disableCommand(true), c.disableCommand(false), c.deleteCommand(),
-		c.setGroupsCommand(), c.resetPasswordCommand(), c.revokeSessionsCommand(), c.importCommand())
+		c.setGroupsCommand(), c.resetPasswordCommand(), c.revokeSessionsCommand(), c.importCommand(), c.resetPasskeysCommand())
 	return cmd
 }
 
@@ -221,6 +221,7 @@ type userJSON struct {
 	LastLoginAt        string   `json:"last_login_at,omitempty"`
 	Sessions           *int     `json:"live_sessions,omitempty"`
 	MFA                *bool    `json:"mfa_enrolled,omitempty"`
+	Passkeys           *int     `json:"passkeys,omitempty"`
 }
 
 func timeString(t time.Time) string {
@@ -323,16 +324,20 @@ func (c *usersCLI) showCommand() *cobra.Command {
 				if terr != nil && !errors.Is(terr, store.ErrNotFound) {
 					return terr
 				}
+				keys, keyList, err := c.passkeySummary(ctx, u.ID)
+				if err != nil {
+					return err
+				}
 				j := toJSON(u)
 				n, mfa := len(sessions), terr == nil
-				j.Sessions, j.MFA = &n, &mfa
+				j.Sessions, j.MFA, j.Passkeys = &n, &mfa, &keys
 				if asJSON {
 					return writeJSON(c.out, j)
 				}
 				tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 				for _, kv := range [][2]string{
 					{"email", j.Email}, {"id", j.ID}, {"name", orDash(j.Name)}, {"groups", orDash(strings.Join(j.Groups, ","))},
-					{"status", status(u)}, {"second factor", map[bool]string{true: "enrolled", false: "none"}[mfa]},
+					{"status", status(u)}, {"second factor", map[bool]string{true: "enrolled", false: "none"}[mfa]}, {"passkeys", keyList},
 					{"live sessions", fmt.Sprint(n)}, {"created", j.CreatedAt}, {"updated", j.UpdatedAt},
 					{"last sign-in", orDash(j.LastLoginAt)},
 				} {

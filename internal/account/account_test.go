@@ -98,7 +98,7 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = proc.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
-	h.acct, err = New(cfg, st, Options{CSRF: proc.CSRF, Limiter: proc.Limiter, Logger: quiet, MFA: proc.MFA, RevokeSession: proc.RevokeSession, RevokeUser: proc.RevokeUser, RevokeToken: proc.RevokeToken, SessionChanged: func(hash string) {
+	h.acct, err = New(cfg, st, Options{CSRF: proc.CSRF, Limiter: proc.Limiter, Logger: quiet, MFA: proc.MFA, Passkeys: proc.Passkeys, RevokeSession: proc.RevokeSession, RevokeUser: proc.RevokeUser, RevokeToken: proc.RevokeToken, SessionChanged: func(hash string) {
 		h.mu.Lock()
 		h.changed = append(h.changed, hash)
 		h.mu.Unlock()

@@ -44,7 +44,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	acct, err := account.New(cfg, st, account.Options{CSRF: proc.CSRF, MFA: proc.MFA, Limiter: proc.Limiter, SessionChanged: proc.ReloadSession,
+	acct, err := account.New(cfg, st, account.Options{CSRF: proc.CSRF, MFA: proc.MFA, Passkeys: proc.Passkeys, Limiter: proc.Limiter, SessionChanged: proc.ReloadSession,
 		RevokeSession: proc.RevokeSession, RevokeUser: proc.RevokeUser, RevokeToken: proc.RevokeToken})
 	if err != nil {
 		log.Fatal(err)

@@ -306,3 +306,29 @@ func TestManyFailuresFromOneAddressAreThrottled(t *testing.T) {
 	}
 	wantStatus(t, h.login(c, "other@example.com", "wrong password!!", "/"), http.StatusTooManyRequests)
 }
+
+// Issue 13: a login flood was answered with a full login page per attempt,
+// and rendering it was the largest cost of the flood. A script gets the
+// short answer; a person's navigation still gets the page (above).
+func TestAThrottledScriptGetsTheShortAnswerNotTheLoginPage(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.svc.p.Clients = throttle.NewMemory(throttle.Limits{Free: 1, Base: time.Minute, Max: time.Minute, LockAfter: 100, LockFor: time.Hour})
+	c := h.browser()
+	wantStatus(t, h.login(c, "a@example.com", "wrong password!!", "/"), http.StatusUnauthorized)
+	tok := h.csrf(c, "/_moat/login?return_to=/")
+	form := url.Values{"csrf": {tok}, "email": {"b@example.com"}, "password": {"wrong password!!"}, "return_to": {"/"}}
+	req, _ := http.NewRequest("POST", h.srv.URL+"/_moat/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	wantStatus(t, resp, http.StatusTooManyRequests)
+	body := readBody(t, resp)
+	if resp.Header.Get("Retry-After") == "" || resp.Header.Get("Content-Type") != "application/json" ||
+		!strings.Contains(body, `"error":"too_many_requests"`) || strings.Contains(body, "<form") {
+		t.Errorf("throttled script got %s, Retry-After %q:\n%s", resp.Header.Get("Content-Type"), resp.Header.Get("Retry-After"), body)
+	}
+}

@@ -63,15 +63,16 @@ func bearerToken(r *http.Request) (string, bool) {
 	return strings.TrimSpace(tok), true
 }
 
-// serveBearer handles a request to a bearer: true route that has no
-// session but an Authorization: Bearer header. It reports false when there
-// is no such header (the caller goes on as usual); otherwise it has
-// answered: 401 for a token that is not valid, 403 for a user the allow
-// list refuses, else next.
-func (s *Service) serveBearer(w http.ResponseWriter, r *http.Request, route *config.Route, rule access.Rule, next http.Handler) bool {
+// serveBearer checks the token of a request to a bearer: true route that
+// has no session but an Authorization: Bearer header. sent is false when
+// there is no such header (the caller goes on as usual). Otherwise a token
+// that is not valid is answered 401 (refusal SignIn), a user the rule
+// refuses as access.Refuse does, and a token that passes leaves the request
+// signed in as its user, without the header (refusal Pass).
+func (s *Service) serveBearer(w http.ResponseWriter, r *http.Request, route *config.Route, rule access.Rule) (refusal access.Refusal, sent bool) {
 	raw, ok := bearerToken(r)
 	if !ok {
-		return false
+		return access.Pass, false
 	}
 	info := request.From(r)
 	u, err := s.bearerUser(r.Context(), route, raw)
@@ -82,18 +83,17 @@ func (s *Service) serveBearer(w http.ResponseWriter, r *http.Request, route *con
 			p = web.Unavailable(err)
 		}
 		web.Fail(w, r, p)
-		return true
+		return access.SignIn, true
 	}
 	info.User = u
 	if d := rule.Check(u, nil, time.Now()); d.Refusal != access.Pass {
 		s.refuse(w, r, rule, d)
-		return true
+		return d.Refusal, true
 	}
 	// The token was moat's to check, not the app's (issue 12 #9): it
 	// would let the app, or anything it logs to, act as the user.
 	r.Header.Del("Authorization")
-	next.ServeHTTP(w, r)
-	return true
+	return access.Pass, true
 }
 
 var errStoreDown = errors.New("store unavailable")

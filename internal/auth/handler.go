@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moat-dev/moat/internal/auth/passkey"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
@@ -34,6 +35,7 @@ const (
 //	/_moat/login     GET the form, POST email + password
 //	/_moat/logout    GET a confirmation button, POST to sign out
 //	/_moat/password  change the password (forced after a one-time password)
+//	/_moat/passkey/  sign in with a passkey alone, or as the second step (JSON, passkeys.go)
 //	/_moat/jwks.json the public keys that verify X-Moat-Assertion
 //
 // Every POST needs the CSRF token of its form and a same-origin browser.
@@ -56,6 +58,9 @@ func (s *Service) Handler() http.Handler {
 		if r.URL.Path == CallbackPath || strings.HasPrefix(r.URL.Path, ssoStartPrefix) {
 			return s.serveSSO(w, r)
 		}
+		if strings.HasPrefix(r.URL.Path, passkeyPrefix) {
+			return s.servePasskey(w, r)
+		}
 		return web.NewProblem(http.StatusNotFound, "not_found")
 	})
 }
@@ -69,6 +74,10 @@ type loginPage struct {
 	ReturnTo  string
 	Password  bool     // the password form is offered
 	Providers []string // SSO buttons (a later issue)
+	// Passkey offers a sign-in with a passkey alone (with the password
+	// form, on a host with a name); Host is where its passkeys work.
+	Passkey bool
+	Host    string
 }
 
 func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) error {
@@ -119,6 +128,9 @@ func (s *Service) loginData(w http.ResponseWriter, r *http.Request, returnTo str
 				p.Providers = append(p.Providers, m)
 			}
 		}
+	}
+	if _, err := passkey.RPOf(r.Host, ""); err == nil && p.Password {
+		p.Passkey, p.Host = true, host
 	}
 	return p
 }
@@ -281,6 +293,14 @@ func (s *Service) throttled(w http.ResponseWriter, r *http.Request, p loginPage,
 	lang := web.Lang(r)
 	secs := int((d + time.Second - 1) / time.Second)
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	if !web.WantsHTML(r) {
+		// A script (a password-guessing tool among them) gets the short
+		// answer; only a person's page navigation gets the login page
+		// back. Rendering it was the largest cost of a login flood
+		// (issue 13).
+		web.Error(w, r, http.StatusTooManyRequests, "too_many_requests")
+		return
+	}
 	if locked {
 		p.Error = web.T(lang, "auth.login.locked", (secs+59)/60)
 	} else {
@@ -480,7 +500,8 @@ func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) error {
 }
 
 // FlowPage reports whether path is a page of a sign-in on its way to a
-// route (login, second step, password change, SSO start and callback):
+// route (login, second step, password change, SSO start and callback,
+// passkey sign-in and second step):
 // such a page runs under the security policy of the route its return_to
 // names (CallbackReturnTo for the callback), so a client a route's policy
 // refuses cannot sign in through that route (issue 12 #1).
@@ -489,5 +510,5 @@ func FlowPage(path string) bool {
 	case "/_moat/login", MFAPath, "/_moat/password", CallbackPath:
 		return true
 	}
-	return strings.HasPrefix(path, ssoStartPrefix)
+	return strings.HasPrefix(path, ssoStartPrefix) || strings.HasPrefix(path, passkeyPrefix)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/auth/mfa"
+	"github.com/moat-dev/moat/internal/auth/passkey"
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
@@ -55,6 +56,9 @@ type Process struct {
 	// login step, the console and the account page so wrong codes count
 	// once wherever they are tried.
 	MFA *mfa.Service
+	// Passkeys runs the WebAuthn ceremonies (sign-in, second step, account
+	// page); failed passkeys count on MFA's budget.
+	Passkeys *passkey.Service
 	// Key is the instance key, loaded once for the whole process.
 	Key *instancekey.Key
 	// CSRF guards every form moat renders (key derived from Key).
@@ -110,6 +114,8 @@ func NewProcess(st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Proc
 	}
 	p.MFA = mfa.New(st, ik)
 	p.MFA.Logger = p.logger
+	p.Passkeys = passkey.New(st, ik, p.MFA)
+	p.Passkeys.Logger = p.logger
 	p.Sessions = session.New(st, p.logger, func(hash string) { p.end(context.Background(), Revoked{Session: hash}) })
 	p.Sessions.SetIdle(config.DefaultSessionIdleTimeout)
 	p.replay.used = map[string]usedFlow{}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/tracing"
 	"github.com/moat-dev/moat/internal/usage"
 	"github.com/moat-dev/moat/internal/web"
 )
@@ -80,10 +81,14 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 		out.Header["User-Agent"] = []string{""} // do not invent Go's
 	}
 
+	// The handshake is the round trip to the app: a span whose context
+	// the app receives.
+	span := tracing.Backend(out)
 	ctx, cancel := context.WithTimeout(r.Context(), b.dialer.Timeout)
 	backend, err := b.dialBackend(ctx, rp.target)
 	cancel()
 	if err != nil {
+		span.Status(0, err)
 		b.serveError(w, r, err)
 		return
 	}
@@ -96,12 +101,14 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 
 	_ = backend.SetDeadline(time.Now().Add(b.transport.ResponseHeaderTimeout))
 	if err := out.Write(backend); err != nil {
+		span.Status(0, err)
 		b.serveError(w, r, fmt.Errorf("write websocket handshake: %w", err))
 		return
 	}
 	lr := &io.LimitedReader{R: backend, N: maxHandshakeBytes}
 	br := bufio.NewReaderSize(lr, 4<<10)
 	resp, err := http.ReadResponse(br, out)
+	span.Status(statusOf(resp), err)
 	if err != nil {
 		b.serveError(w, r, fmt.Errorf("read websocket handshake response: %w", err))
 		return
@@ -182,6 +189,14 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 		return
 	}
 	c.start(b.cfg.WebSocketMaxLifetime.D())
+}
+
+// statusOf is resp's status, or 0 when there is no response.
+func statusOf(resp *http.Response) int {
+	if resp == nil {
+		return 0
+	}
+	return resp.StatusCode
 }
 
 // dialBackend opens a connection to target, with TLS when it says https.

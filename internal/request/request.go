@@ -17,6 +17,12 @@ import (
 	"github.com/moat-dev/moat/internal/config"
 )
 
+// StatusClientClosed is the status moat logs and counts for a request whose
+// client went away before an answer was ready (nginx's 499). It is never
+// sent: nobody is left to read it, and a client that left is not a backend
+// failure, so it must not count as a 5xx that pages someone (issue 13).
+const StatusClientClosed = 499
+
 // Info is what moat knows about one request. Stages fill it in order: the
 // server sets ID, Start, ClientIP, Scheme and Route; sign-in sets User.
 type Info struct {
@@ -39,6 +45,9 @@ type Info struct {
 	Session *Session
 	// Decision notes what the security policy did, for the access log.
 	Decision string
+	// Original is, for an ingress's forward-auth request, the request it
+	// asks about ("GET dash.example.com/reports"), for the access log.
+	Original string
 }
 
 // User is a signed-in identity as the rest of moat sees it.

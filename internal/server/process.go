@@ -12,6 +12,7 @@ import (
 	"github.com/moat-dev/moat/internal/proxy"
 	"github.com/moat-dev/moat/internal/ratelimit"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/tracing"
 	"github.com/moat-dev/moat/internal/usage"
 )
 
@@ -33,6 +34,8 @@ type process struct {
 	// usage counts who used which route; sign-in, the sockets and each
 	// route's chain report to it.
 	usage *usage.Collector
+	// tracer traces requests (tracing.otlp_endpoint); nil when off.
+	tracer *tracing.Tracer
 }
 
 // openProcess opens what cfg's process needs: the store, the counters and
@@ -73,6 +76,10 @@ func openProcess(cfg *config.Config, log *slog.Logger) (*process, error) {
 		go p.sockets.CloseSession(sessionID, websocketPolicyViolation, "signed out")
 	}
 	p.useUsage(usage.New(st, cfg.Usage, log))
+	if p.tracer, err = tracing.New(cfg.Tracing, log); err != nil {
+		p.close()
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -84,8 +91,13 @@ func (p *process) useUsage(c *usage.Collector) {
 	p.identity.Usage = c
 }
 
-// close releases what the process holds.
+// close releases what the process holds, sending the spans still queued.
 func (p *process) close() {
+	if p.tracer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = p.tracer.Shutdown(ctx)
+		cancel()
+	}
 	if p.counter != nil {
 		p.counter.Close()
 	}

@@ -398,8 +398,9 @@ func (s *Server) checkStatic(cfg *config.Config) error {
 	a.HSTS, b.HSTS = nil, nil
 	a.BodyStallTimeout, b.BodyStallTimeout = 0, 0
 	a.BodyMinRate, b.BodyMinRate = 0, 0
-	if !reflect.DeepEqual(a, b) || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Counters != old.Counters || cfg.SecretKeyFile != old.SecretKeyFile {
-		return errors.New("server settings (but default_security_policy, public_url, log_level, hsts, body_stall_timeout and body_min_rate), data_dir, store, counters and secret_key_file change only with a restart: restart moat to apply them")
+	if !reflect.DeepEqual(a, b) || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Counters != old.Counters || cfg.SecretKeyFile != old.SecretKeyFile ||
+		!reflect.DeepEqual(cfg.Tracing, old.Tracing) {
+		return errors.New("server settings (but default_security_policy, public_url, log_level, hsts, body_stall_timeout and body_min_rate), data_dir, store, counters, secret_key_file and tracing change only with a restart: restart moat to apply them")
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/clientip"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/forwardauth"
 	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/policy"
 	"github.com/moat-dev/moat/internal/policy/wafhook"
@@ -35,8 +36,12 @@ type world struct {
 	routes   *route.Table
 	clientIP *clientip.Resolver
 	backends map[string]*proxy.Backend
-	// chains holds each route's handler: policy, sign-in, then the proxy.
+	// chains holds each route's handler: policy, sign-in, then the proxy
+	// (or, for a forward_auth route, forwardauth.Grant).
 	chains map[*config.Route]http.Handler
+	// forwardAuth answers an ingress's auth requests; nil when no route
+	// has forward_auth.
+	forwardAuth *forwardauth.Endpoint
 	// own holds moat's own pages behind one route's security policy, for
 	// the sign-in pages of a sign-in headed to that route.
 	own map[*config.Route]http.Handler
@@ -103,7 +108,7 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 		wd.close()
 		return nil, err
 	}
-	acct, err := account.New(cfg, s.store, account.Options{CSRF: id.CSRF, MFA: id.MFA, Limiter: id.Limiter, SessionChanged: id.ReloadSession,
+	acct, err := account.New(cfg, s.store, account.Options{CSRF: id.CSRF, MFA: id.MFA, Passkeys: id.Passkeys, Limiter: id.Limiter, SessionChanged: id.ReloadSession,
 		RevokeSession: id.RevokeSession, RevokeUser: id.RevokeUser, RevokeToken: id.RevokeToken, Logger: s.log})
 	if err != nil {
 		wd.close()
@@ -116,8 +121,17 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 	ownPages.Handle(account.Prefix, acct)
 	ownPages.Handle(account.Prefix+"/", acct)
 	for _, rt := range cfg.Routes {
-		// Usage counts the requests that reach the app, so behind Require.
-		h := usage.Track(s.usage, wd.backends[rt.Backend])
+		var h http.Handler
+		if rt.ForwardAuth {
+			// The ingress proxies; moat answers whether it may.
+			h = forwardauth.Grant(svc.SetIdentity)
+			wd.forwardAuth = &forwardauth.Endpoint{Trusted: resolver.IsTrusted, Authorize: wd.authorize, Log: s.log}
+		} else {
+			h = wd.backends[rt.Backend]
+		}
+		// Usage counts the requests that reach the app (or that the
+		// ingress is told may), so behind Require.
+		h = usage.Track(s.usage, h)
 		if !rt.Public {
 			h = svc.Require(rt, h)
 		}

@@ -277,8 +277,9 @@ var topLevelKey = regexp.MustCompile(`(?m)^([a-z_]+):`)
 // 127.0.0.1 ports for https_addr, http_addr and internal_addr, a data_dir in
 // the temporary directory and `tls: {self_signed: true}`. It waits for
 // /healthz on the internal listener and stops moat with SIGTERM when the test
-// ends, printing moat's log if the test failed.
-func startMoat(t testing.TB, configYAML string) *Moat {
+// ends, printing moat's log if the test failed. serverLines are added to the
+// server block it writes (such as `trusted_proxies: ["127.0.0.1"]`).
+func startMoat(t testing.TB, configYAML string, serverLines ...string) *Moat {
 	t.Helper()
 	if moatBuildErr != nil {
 		t.Fatalf("moat binary: %v", moatBuildErr)
@@ -300,6 +301,9 @@ func startMoat(t testing.TB, configYAML string) *Moat {
 		m.InternalAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		fmt.Fprintf(&head, "server:\n  https_addr: %q\n  http_addr: %q\n  internal_addr: %q\n",
 			m.HTTPSAddr, m.HTTPAddr, m.InternalAddr)
+		for _, l := range serverLines {
+			fmt.Fprintf(&head, "  %s\n", l)
+		}
 	}
 	if !present["data_dir"] {
 		fmt.Fprintf(&head, "data_dir: %q\n", m.DataDir)

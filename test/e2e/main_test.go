@@ -70,5 +70,8 @@ func run(m *testing.M) int {
 			dashboard.stop()
 		}
 	}()
+	// Tests that share a PostgreSQL (storetest.Postgres) start one server
+	// for the run; stop it after the last.
+	defer storetest.Stop()
 	return m.Run()
 }

@@ -298,6 +298,29 @@ func (s *Service) Verify(ctx context.Context, userID, account, code, clientIP st
 	return err
 }
 
+// Throttled returns a *ThrottledError when the account must wait before
+// its next second factor of any kind (a passkey too: every second factor
+// shares one budget), or an error when the count cannot be read (fail
+// closed).
+func (s *Service) Throttled(ctx context.Context, userID string) error {
+	return s.throttled(ctx, userID, s.now())
+}
+
+// CountFailure counts a failed second factor of another kind (a passkey
+// assertion refused) against the account like a wrong code: an mfa.failure
+// audit event saying why, and a lock when the budget runs out.
+func (s *Service) CountFailure(ctx context.Context, userID, account, clientIP, why string) {
+	_ = s.failed(ctx, userID, account, clientIP, why)
+}
+
+// Passed forgets the account's failures after a second factor of another
+// kind (a passkey) passed, as Verify does after a good code.
+func (s *Service) Passed(ctx context.Context, userID string) {
+	if err := s.Failures.Reset(ctx, userID); err != nil {
+		s.logger().Warn("reset the second-factor throttle", "err", err)
+	}
+}
+
 // throttled is a *ThrottledError when the account must wait before its
 // next code (or the count cannot be read: fail closed).
 func (s *Service) throttled(ctx context.Context, userID string, now time.Time) error {

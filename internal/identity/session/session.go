@@ -16,6 +16,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/tracing"
 )
 
 // Cookie carries the session id. The __Host- prefix makes the browser
@@ -202,9 +203,11 @@ func (s *Sessions) Identify(lt Lifetimes, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		span := tracing.Start(r.Context(), "moat.session")
 		if e := s.lookup(r, lt); e != nil {
 			info.User, info.Session = e.user, &e.sess
 		}
+		span.End()
 		next.ServeHTTP(w, r)
 	})
 }
