@@ -45,7 +45,7 @@ type Revokers struct {
 	Token   func(ctx context.Context, id, hash string) error
 	// Changed, if set, is told, once a change is stored, of every change
 	// of a user that no Revoker above carried: groups, name, an account
-	// enabled, and what a nil Revoker ended in the store only. The
+	// enabled or deleted, and what a nil Revoker ended in the store only. The
 	// server's re-checks the user everywhere (auth.Process.UserChanged);
 	// the CLI's publishes fanout.UserChanged.
 	Changed func(ctx context.Context, userID string)
@@ -381,6 +381,9 @@ func (d *Directory) DeleteUser(ctx context.Context, a Actor, id string) (*store.
 	if err := d.Store.DeleteUser(ctx, u.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, 0, err
 	}
+	// Its tokens went with it: every instance checks the user's
+	// token sockets again, now that the user is gone.
+	d.changed(ctx, u.ID)
 	d.audit(ctx, a, "user.delete", u.Email, fmt.Sprintf("%d session(s) ended", n))
 	return u, n, nil
 }
