@@ -248,7 +248,18 @@ func (s *Server) recheckSockets(userID string) {
 	}
 	holders := map[string]holder{}
 	rules := map[string]*access.Rule{}
-	s.sockets.Recheck(userID, func(sock proxy.Socket) (int, string) {
+	closed := map[string]int{}
+	defer func() {
+		for reason, n := range closed {
+			s.log.Info("closed WebSockets after a change of who may use them", "user_id", userID, "reason", reason, "count", n)
+		}
+	}()
+	s.sockets.Recheck(userID, func(sock proxy.Socket) (code int, reason string) {
+		defer func() {
+			if code != 0 {
+				closed[reason]++
+			}
+		}()
 		h, ok := holders[sock.Session]
 		if !ok {
 			h.u, h.sess, h.alive = wd.auth.Holder(ctx, sock.Session, sock.LastActive)
