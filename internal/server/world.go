@@ -210,16 +210,14 @@ func (wd *world) ready() (backends map[string]bool, replicas map[string]map[stri
 	return backends, replicas, all
 }
 
-// Close codes of a WebSocket whose user changed (websocketPolicyViolation
-// ends one whose sign-in ended or whose route no longer admits the user).
-const (
-	// websocketReconnect asks the client to connect again: 1012, "service
-	// restart" (RFC 6455 section 7.4, IANA registry). The app's page
-	// reconnects, and the app reads the user's new identity. Streamlit's
-	// client (1.67) reconnects after any close, and, since the identity
-	// differs, starts a fresh session that shows the new st.user.
-	websocketReconnect = 1012
-)
+// websocketReconnect closes a WebSocket whose app was told an identity that
+// has changed, asking the client to connect again: 1012, "service restart"
+// (RFC 6455 section 7.4.2, IANA registry). The page reconnects, and the app
+// reads the new identity. Streamlit's client (1.67) reconnects after any
+// close and, since the identity differs, starts a fresh session that shows
+// the new st.user. (websocketPolicyViolation ends a socket whose sign-in
+// ended or whose route no longer admits the user.)
+const websocketReconnect = 1012
 
 // recheckTimeout bounds one re-check of the sockets.
 const recheckTimeout = 30 * time.Second
