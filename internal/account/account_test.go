@@ -460,7 +460,7 @@ func TestEveryPageReadsFormsWithTheOneFormReaderAndCSRFGuard(t *testing.T) {
 			"an oversized form": {"csrf": {tok}, "pad": {strings.Repeat("a", 70<<10)}},
 		} {
 			resp, body := h.do(c, "POST", path, form)
-			want := map[string]int{"a wrong token": http.StatusForbidden, "an oversized form": http.StatusBadRequest}[name]
+			want := map[string]int{"a wrong token": http.StatusForbidden, "an oversized form": http.StatusRequestEntityTooLarge}[name]
 			if resp.StatusCode != want {
 				t.Errorf("POST %s with %s: %d, want %d\n%.200s", path, name, resp.StatusCode, want, body)
 			}

@@ -222,14 +222,10 @@ const (
 	bearerSessionPrefix = "bearer:"
 )
 
-// bearerAlive answers Alive for a WebSocket opened with a bearer token:
-// ok is false when id is a browser session's. A personal access token
-// must still be valid; an ID token's user must still be enabled.
+// bearerAlive answers Holder for a WebSocket opened with an ID token as a
+// bearer token: ok is false when id is not such a socket's. The token's
+// user must still be enabled.
 func (s *Service) bearerAlive(ctx context.Context, id string) (alive, ok bool) {
-	if hash, ok := strings.CutPrefix(id, tokenSessionPrefix); ok {
-		_, err := s.p.tokenByHash(ctx, hash)
-		return err == nil || errors.Is(err, errStoreDown), true // a store blip closes no socket
-	}
 	rest, ok := strings.CutPrefix(id, bearerSessionPrefix)
 	if !ok {
 		return false, false
@@ -264,6 +260,13 @@ func (c *tokenCache) put(hash string, e cachedToken) {
 func (c *tokenCache) remove(hash string) {
 	c.mu.Lock()
 	delete(c.m, hash)
+	c.mu.Unlock()
+}
+
+// clear drops every cached token.
+func (c *tokenCache) clear() {
+	c.mu.Lock()
+	c.m = nil
 	c.mu.Unlock()
 }
 

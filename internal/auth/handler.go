@@ -468,7 +468,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) error {
 		s.p.logger.Error("password change: revoke sessions", "user", u.Email, "err", err)
 	}
 	for _, h := range hashes {
-		s.p.Forget(Revoked{Session: h})
+		s.p.end(ctx, Revoked{Session: h})
 	}
 	if err := s.p.Accounts.Reset(ctx, acctKey); err != nil {
 		s.p.logger.Warn("password change: reset throttle", "user", u.Email, "err", err)
@@ -493,8 +493,14 @@ func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) error {
 		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD")
 	}
 	body := s.p.Signer.JWKS()
+	// The cache lifetime a rotation waits out twice before its key signs
+	// (assertion.SwitchDelay).
+	maxAge := s.cfg.Identity.JWKSMaxAge.D()
+	if maxAge <= 0 {
+		maxAge = config.DefaultJWKSMaxAge
+	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(maxAge/time.Second)))
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write(body)

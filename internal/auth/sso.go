@@ -581,6 +581,7 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 	if err != nil || !cur.RevokedAt.IsZero() {
 		return
 	}
+	changed := !slices.Equal(cur.Groups, id.Groups) || cur.HostedDomain != id.HostedDomain
 	cur.Groups = id.Groups
 	cur.HostedDomain = id.HostedDomain
 	if tok.RefreshToken != "" && tok.RefreshToken != string(rt) {
@@ -597,6 +598,11 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 	// The next request reloads the session with the provider's groups.
 	s.p.Sessions.Drop(sess.IDHash)
 	s.p.Signer.Forget(sess.IDHash)
+	if changed {
+		// Who the user is changed: every instance re-checks their
+		// WebSockets, whose apps read the old groups.
+		s.p.UserChanged(ctx, sess.UserID)
+	}
 }
 
 // keepGroups drops from id the groups the provider named that cannot travel

@@ -12,6 +12,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/mfa"
 	"github.com/moat-dev/moat/internal/auth/pat"
+	"github.com/moat-dev/moat/internal/fanout"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -50,9 +51,30 @@ type Ended struct {
 	// password reset, signed out everywhere): what is cached of them
 	// must be read again.
 	Users []string
+	// Changed are the users who changed without a revocation (groups,
+	// name, an account enabled): who may enter where, and what apps are
+	// told, may have changed, so every instance re-checks their sockets.
+	Changed []string
 }
 
-func (e Ended) empty() bool { return len(e.Sessions)+len(e.Tokens)+len(e.Users) == 0 }
+func (e Ended) empty() bool {
+	return len(e.Sessions)+len(e.Tokens)+len(e.Users)+len(e.Changed) == 0
+}
+
+// Events are the fan-out events that tell every instance what e ended.
+func (e Ended) Events() []fanout.Event {
+	var out []fanout.Event
+	for _, h := range e.Sessions {
+		out = append(out, fanout.Event{Kind: fanout.SessionRevoked, ID: h})
+	}
+	for _, h := range e.Tokens {
+		out = append(out, fanout.Event{Kind: fanout.TokenRevoked, ID: h})
+	}
+	for _, id := range append(slices.Clone(e.Users), e.Changed...) {
+		out = append(out, fanout.Event{Kind: fanout.UserChanged, ID: id})
+	}
+	return out
+}
 
 // Actor is who makes a change: the audit log's actor, and whose own account
 // is protected from being locked out by them.
@@ -421,6 +443,7 @@ func (d *Directory) SetDisabled(ctx context.Context, a Actor, id string, disable
 			if !changed {
 				return nil
 			}
+			c.ended.Changed = append(c.ended.Changed, u.ID)
 			return c.audit(ctx, "user.enable", u.Email, "")
 		}
 		if n, err = c.revokeAll(ctx, u.ID); err != nil {
@@ -553,6 +576,11 @@ func (d *Directory) UpdateUser(ctx context.Context, a Actor, id string, name *st
 		})
 		if err != nil {
 			return err
+		}
+		if setGroups && !slices.Equal(before, clean) || name != nil {
+			// Who may enter where, and what apps are told, may have
+			// changed: every instance re-checks the user's sockets.
+			c.ended.Changed = append(c.ended.Changed, u.ID)
 		}
 		if setGroups && !slices.Equal(before, clean) {
 			if err := c.audit(ctx, "user.groups", u.Email, fmt.Sprintf("groups: %s (were: %s)", strings.Join(clean, ","), strings.Join(before, ","))); err != nil {

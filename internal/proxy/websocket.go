@@ -157,9 +157,13 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 		done:      make(chan struct{}),
 		sessionID: info.User.SessionID,
 		sockets:   b.sockets,
-		usage:     b.sockets.openUsage(info),
-		gauge:     metrics.WebSockets.WithLabelValues(routeName(info)),
-		idle:      b.cfg.WebSocketIdleTimeout.D(),
+		// What a re-check needs: whose it is, where, knowing what.
+		userID:      info.User.ID,
+		route:       routeName(info),
+		fingerprint: info.User.Fingerprint(),
+		usage:       b.sockets.openUsage(info),
+		gauge:       metrics.WebSockets.WithLabelValues(routeName(info)),
+		idle:        b.cfg.WebSocketIdleTimeout.D(),
 	}
 	// Count the socket before the client can see the 101, and hold the
 	// client's write lock so that a Close injected meanwhile follows it.
@@ -272,8 +276,13 @@ type wsConn struct {
 	teardownOnce                sync.Once
 
 	sessionID string
-	sockets   *Sockets
-	gauge     prometheus.Gauge
+	// userID, route and fingerprint are the user, the route's name and
+	// request.User.Fingerprint when the socket opened (Sockets.Recheck).
+	userID      string
+	route       string
+	fingerprint uint64
+	sockets     *Sockets
+	gauge       prometheus.Gauge
 	// usage follows the socket for usage counts (nil: not counted).
 	usage *usage.Socket
 

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
+	"hash/fnv"
 	"net/http"
 	"net/netip"
 	"time"
@@ -84,6 +85,23 @@ type Session struct {
 
 // SignedIn reports whether u names a user.
 func (u User) SignedIn() bool { return u.Email != "" }
+
+// Fingerprint is a digest of what the app is told about u (its id, email,
+// display name and groups, in the identity headers and the assertion).
+// An app that reads the identity once, as Streamlit does when its
+// WebSocket connects, holds a stale one when the fingerprint changes.
+func (u User) Fingerprint() uint64 {
+	h := fnv.New64a()
+	for _, s := range [...]string{u.ID, u.Email, u.Name} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	for _, g := range u.Groups {
+		h.Write([]byte(g))
+		h.Write([]byte{','})
+	}
+	return h.Sum64()
+}
 
 type ctxKey struct{}
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/fanout"
 	"github.com/moat-dev/moat/internal/proxy"
 	"github.com/moat-dev/moat/internal/ratelimit"
 	"github.com/moat-dev/moat/internal/store"
@@ -28,6 +29,9 @@ type process struct {
 	counter  ratelimit.Counter
 	sockets  *proxy.Sockets
 	identity *auth.Process
+	// bus carries changes between instances (PostgreSQL LISTEN/NOTIFY,
+	// Redis pub/sub, or this process alone on SQLite).
+	bus *fanout.Bus
 	// usage counts who used which route; sign-in, the sockets and each
 	// route's chain report to it.
 	usage *usage.Collector
@@ -61,6 +65,15 @@ func openProcess(cfg *config.Config, log *slog.Logger) (*process, error) {
 		p.close()
 		return nil, err
 	}
+	// Changes reach every instance within a second (issue 9): the store's
+	// PostgreSQL, else the counters' Redis. An unreachable server is no
+	// reason to refuse to start: the bus connects when it can, and the
+	// store poll covers the gap.
+	if p.bus, err = fanout.Open(ctx, cfg.StoreDSN(), cfg.Counters, log); err != nil {
+		p.close()
+		return nil, err
+	}
+	p.identity.Bus = p.bus
 	// A revoked session loses its open WebSockets at once (issue #3: within
 	// 10 s, also for revocations made elsewhere).
 	p.identity.OnRevoke = func(sessionID string) {
@@ -94,6 +107,9 @@ func (p *process) close() {
 	}
 	if p.usage != nil {
 		p.usage.Close() // writes the last counts, before the store closes
+	}
+	if p.bus != nil {
+		p.bus.Close()
 	}
 	p.store.Close()
 }

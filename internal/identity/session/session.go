@@ -107,6 +107,27 @@ func (s *Sessions) DropUser(userID string) []string { return s.cache.removeUser(
 // Cached reports whether the session is in this instance's cache.
 func (s *Sessions) Cached(hash string) bool { return s.cache.get(hash) != nil }
 
+// Peek returns the user and the session cached under hash, as the last
+// check (a request, Alive) found them, without asking the store.
+func (s *Sessions) Peek(hash string) (request.User, *request.Session, bool) {
+	e := s.cache.get(hash)
+	if e == nil {
+		return request.User{}, nil, false
+	}
+	return e.user, &e.sess, true
+}
+
+// Stale makes every cached session be checked against the store at its
+// next use (changes may have been missed: the fan-out's Resync), keeping
+// what the cache knows of its use.
+func (s *Sessions) Stale() {
+	s.cache.mu.RLock()
+	for _, e := range s.cache.m {
+		e.verifiedAt.Store(0)
+	}
+	s.cache.mu.RUnlock()
+}
+
 // entry is a session as the cache holds it. Fields other than the
 // atomics never change; a refresh replaces the entry.
 type entry struct {
