@@ -12,6 +12,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/server"
+	"github.com/moat-dev/moat/internal/tracing"
 )
 
 func init() { subcommands = append(subcommands, newCheckCommand) }
@@ -55,7 +56,13 @@ func printCheck(w io.Writer, cfg *config.Config) {
 	for _, warning := range cfg.Warnings {
 		fmt.Fprintln(w, "warning:", warning)
 	}
-	fmt.Fprintf(w, "%s: configuration is valid (%d routes, %d backends)\n\n", cfg.Path, len(cfg.Routes), len(cfg.Backends))
+	fmt.Fprintf(w, "%s: configuration is valid (%d routes, %d backends)\n", cfg.Path, len(cfg.Routes), len(cfg.Backends))
+	if t := cfg.Tracing; t.OTLPEndpoint != "" {
+		if url, err := tracing.TracesURL(t.OTLPEndpoint); err == nil {
+			fmt.Fprintf(w, "tracing: %g%% of requests, spans to %s\n", t.Ratio()*100, url)
+		}
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tPATH\tBACKEND\tURL\tACCESS\tPOLICY")
 	for _, r := range cfg.Routes {
@@ -70,7 +77,14 @@ func printCheck(w io.Writer, cfg *config.Config) {
 		if policy == "" {
 			policy = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, prefix, r.Backend, strings.Join(cfg.Backends[r.Backend].Targets(), " "), access(r), policy)
+		backend, url := r.Backend, ""
+		if r.ForwardAuth {
+			// The ingress in front proxies; moat answers its auth requests.
+			backend, url = "forward_auth", "(the ingress's)"
+		} else {
+			url = strings.Join(cfg.Backends[r.Backend].Targets(), " ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, prefix, backend, url, access(r), policy)
 	}
 	tw.Flush()
 	names := make([]string, 0, len(cfg.Backends))

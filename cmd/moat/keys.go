@@ -11,6 +11,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/fanout"
 	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/store"
 )
@@ -50,12 +51,18 @@ func newKeysCommand() *cobra.Command {
 				}
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "KID\tALG\tCREATED\tSTATE")
+				now := time.Now()
 				for _, k := range keys {
 					state := "signing"
 					switch {
-					case !k.RetireAt.IsZero() && k.Published:
+					case k.Signing(now) && !k.RetireAt.IsZero():
+						state = "signing until " + k.RetireAt.Local().Format(time.RFC3339)
+					case k.Signing(now):
+					case now.Before(k.SignsFrom):
+						state = "published, signing from " + k.SignsFrom.Local().Format(time.RFC3339)
+					case k.Published:
 						state = "retired " + k.RetireAt.Local().Format(time.RFC3339) + ", still published"
-					case !k.RetireAt.IsZero():
+					default:
 						state = "retired " + k.RetireAt.Local().Format(time.RFC3339)
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, k.CreatedAt.Local().Format(time.RFC3339), state)
@@ -66,10 +73,11 @@ func newKeysCommand() *cobra.Command {
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use:   "rotate",
-		Short: "Add a new signing key and retire the current one",
-		Long: "rotate adds a new signing key and retires the one in use. The retired key stays in\n" +
-			"/_moat/jwks.json until every assertion it signed has expired, so apps never see an\n" +
-			"unknown kid. Running instances switch to the new key within a minute.",
+		Short: "Add a new signing key, published at once, that signs after the JWKS cache lifetime has passed twice",
+		Long: "rotate adds a new signing key: every instance publishes it in /_moat/jwks.json at once, and\n" +
+			"assertions are signed with it only after twice identity.jwks_max_age (the JWKS's Cache-Control\n" +
+			"max-age, 5m by default), so an app that caches the JWKS as told never meets an unknown kid.\n" +
+			"The key it replaces signs until then and stays published until its last assertion expires.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withStore(cmd, func(ctx context.Context, st store.Store, cfg *config.Config) error {
@@ -77,14 +85,23 @@ func newKeysCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				kid, err := assertion.RotateKey(ctx, st, ik)
+				kid, signsFrom, err := assertion.RotateKey(ctx, st, ik, cfg.Identity.JWKSMaxAge.D())
 				if err != nil {
 					return err
 				}
 				if err := st.Audit(ctx, &store.AuditEvent{Time: time.Now(), Actor: cliActor, Action: "keys.rotate", Detail: "new signing key " + kid}); err != nil {
 					return fmt.Errorf("record audit event: %w", err)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "new signing key %s; the previous key stays published for %s\n", kid, assertion.AssertionLifetime+time.Minute)
+				// Every instance publishes the new key now, not at its
+				// next key poll.
+				tell, err := openAnnouncer(cfg, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				tell.publish(ctx, fanout.Event{Kind: fanout.KeysChanged})
+				tell.close()
+				fmt.Fprintf(cmd.OutOrStdout(), "new signing key %s: published in /_moat/jwks.json now, signing from %s; the previous key signs until then and stays published %s longer\n",
+					kid, signsFrom.Local().Format(time.RFC3339), assertion.AssertionLifetime+time.Minute)
 				return nil
 			})
 		},

@@ -12,17 +12,22 @@ import (
 	"github.com/moat-dev/moat/internal/store/storetest"
 )
 
-func TestKeysRotateAddsAKeyAndKeepsTheOldOnePublished(t *testing.T) {
+// A rotation publishes the new key at once and signs with it only after
+// twice identity.jwks_max_age; the key it replaces signs until then.
+func TestKeysRotatePublishesANewKeyThatSignsAfterTheJWKSCacheLifetime(t *testing.T) {
 	e := newCLIEnv(t)
 	t.Setenv("MOAT_SECRET_KEY", "")
 	first := e.mustMoat(t, "", "keys", "rotate")
 	if !strings.HasPrefix(first, "new signing key ") {
 		t.Fatalf("rotate said %q", first)
 	}
-	e.mustMoat(t, "", "keys", "rotate")
+	second := e.mustMoat(t, "", "keys", "rotate")
+	if !strings.Contains(second, "published in /_moat/jwks.json now, signing from ") {
+		t.Fatalf("rotate said %q", second)
+	}
 	out := e.mustMoat(t, "", "keys", "list")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || !strings.Contains(lines[1], "signing") || !strings.Contains(lines[2], "still published") {
+	if len(lines) != 3 || !strings.Contains(lines[1], "published, signing from ") || !strings.Contains(lines[2], "signing until ") {
 		t.Fatalf("keys list:\n%s", out)
 	}
 	keys, err := assertion.ListKeys(t.Context(), e.store(t))

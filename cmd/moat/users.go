@@ -17,6 +17,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/directory"
+	"github.com/moat-dev/moat/internal/fanout"
 	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
 )
@@ -47,12 +48,12 @@ type usersCLI struct {
 	cfg     *config.Config
 	out     io.Writer
 	// dir is the directory's operations, with the console's rules: the
-	// CLI makes no change past them (issue 11). It revokes in the store
-	// only; running instances follow within seconds.
+	// CLI makes no change past them (issue 11). It changes the store, then
+	// tells the running instances through the fan-out (announcer).
 	dir *directory.Directory
 }
 
-// run opens the store, runs fn and closes the store.
+// run opens the store and the fan-out, runs fn and closes them.
 func (c *usersCLI) run(cmd *cobra.Command, fn func(ctx context.Context) error) error {
 	ctx := cmd.Context()
 	if ctx == nil {
@@ -73,12 +74,57 @@ func (c *usersCLI) run(cmd *cobra.Command, fn func(ctx context.Context) error) e
 		return err
 	}
 	defer th.Close()
+	tell, err := openAnnouncer(cfg, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	defer tell.close()
 	c.st, c.cfg, c.out = st, cfg, cmd.OutOrStdout()
 	c.dir = &directory.Directory{Store: st, AdminGroup: cfg.Identity.AdminGroup, Throttle: th,
 		Passwords: directory.Passwords{Limiter: password.NewLimiter(1, 0), Policy: password.Policy{MinLength: cfg.Identity.Passwords.MinLength}},
-		Logger:    quiet}
+		Logger:    quiet,
+		// What a change ended reaches the running instances through
+		// the fan-out, once the change is stored.
+		Ended: func(e directory.Ended) {
+			for _, ev := range e.Events() {
+				tell.publish(ctx, ev)
+			}
+		}}
 	return fn(ctx)
 }
+
+// announcer tells the running instances of a change the CLI made, through
+// the fan-out of the configuration's store or counters (PostgreSQL
+// NOTIFY, Redis PUBLISH), so it takes effect everywhere within a second.
+// On SQLite without Redis there is no bus: the instance follows by its
+// poll, within seconds.
+type announcer struct {
+	bus    *fanout.Bus
+	stderr io.Writer
+}
+
+// announceTimeout bounds the CLI's publish.
+const announceTimeout = 5 * time.Second
+
+func openAnnouncer(cfg *config.Config, stderr io.Writer) (*announcer, error) {
+	bus, err := fanout.OpenPublisher(cfg.StoreDSN(), cfg.Counters, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return nil, err
+	}
+	return &announcer{bus: bus, stderr: stderr}, nil
+}
+
+// publish sends e after the change it announces is stored; when it cannot,
+// it says so, as the change itself is made.
+func (a *announcer) publish(ctx context.Context, e fanout.Event) {
+	ctx, cancel := context.WithTimeout(ctx, announceTimeout)
+	defer cancel()
+	if err := a.bus.Publish(ctx, e); err != nil {
+		fmt.Fprintf(a.stderr, "note: the change is stored, but running instances could not be told at once (%v); they follow within seconds\n", err)
+	}
+}
+
+func (a *announcer) close() { a.bus.Close() }
 
 func newUsersCommand() *cobra.Command {
 	c := &usersCLI{}
@@ -90,7 +136,7 @@ func newUsersCommand() *cobra.Command {
 	cmd.PersistentFlags().StringVarP(&c.cfgPath, "config", "c", "moat.yaml", "configuration file")
 	cmd.AddCommand(c.addCommand(), c.listCommand(), c.showCommand(),
 		c.disableCommand(true), c.disableCommand(false), c.deleteCommand(),
-		c.setGroupsCommand(), c.resetPasswordCommand(), c.revokeSessionsCommand(), c.unlockCommand(), c.importCommand())
+		c.setGroupsCommand(), c.resetPasswordCommand(), c.revokeSessionsCommand(), c.unlockCommand(), c.importCommand(), c.resetPasskeysCommand())
 	return cmd
 }
 
@@ -190,6 +236,7 @@ type userJSON struct {
 	LastLoginAt        string   `json:"last_login_at,omitempty"`
 	Sessions           *int     `json:"live_sessions,omitempty"`
 	MFA                *bool    `json:"mfa_enrolled,omitempty"`
+	Passkeys           *int     `json:"passkeys,omitempty"`
 	SignInLockedUntil  string   `json:"signin_locked_until,omitempty"`
 }
 
@@ -302,13 +349,17 @@ func (c *usersCLI) showCommand() *cobra.Command {
 				if terr != nil && !errors.Is(terr, store.ErrNotFound) {
 					return terr
 				}
+				keys, keyList, err := c.passkeySummary(ctx, u.ID)
+				if err != nil {
+					return err
+				}
 				locked, err := c.dir.SignInLock(ctx, u)
 				if err != nil {
 					return err
 				}
 				j := toJSON(u)
 				n, mfa := len(sessions), terr == nil
-				j.Sessions, j.MFA = &n, &mfa
+				j.Sessions, j.MFA, j.Passkeys = &n, &mfa, &keys
 				if locked > 0 {
 					j.SignInLockedUntil = timeString(time.Now().Add(locked).Truncate(time.Second))
 				}
@@ -318,7 +369,7 @@ func (c *usersCLI) showCommand() *cobra.Command {
 				tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
 				for _, kv := range [][2]string{
 					{"email", j.Email}, {"id", j.ID}, {"name", orDash(j.Name)}, {"groups", orDash(strings.Join(j.Groups, ","))},
-					{"status", status(u)}, {"second factor", map[bool]string{true: "enrolled", false: "none"}[mfa]},
+					{"status", status(u)}, {"second factor", map[bool]string{true: "enrolled", false: "none"}[mfa]}, {"passkeys", keyList},
 					{"live sessions", fmt.Sprint(n)}, {"created", j.CreatedAt}, {"updated", j.UpdatedAt},
 					{"last sign-in", orDash(j.LastLoginAt)}, {"sign-in lock", lockText(locked)},
 				} {

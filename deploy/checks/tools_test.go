@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -27,8 +26,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	_, file, _, _ := runtime.Caller(0)
-	deployDir = filepath.Clean(filepath.Join(filepath.Dir(file), ".."))
+	// go test runs a test binary in its package's folder (whatever
+	// -trimpath did to the file names the binary knows).
+	wd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "checks:", err)
+		os.Exit(1)
+	}
+	deployDir = filepath.Dir(wd)
 	repoRoot = filepath.Dir(deployDir)
 	dir, err := os.MkdirTemp("", "moat-deploy-checks-")
 	if err != nil {

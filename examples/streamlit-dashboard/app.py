@@ -6,12 +6,15 @@ chart, table) over a 20x3 frame of random numbers with columns a, b and c.
 On a route with sign-in, moat tells the app who the visitor is. Streamlit
 reads moat's headers into st.user (server.trustedUserHeaders, set in
 .streamlit/config.toml and by `moat run`), so the page needs no code of its
-own to know the user. It also checks moat's signed assertion
+own to know the user. When the user's groups or name change, or they sign
+out, moat closes the page's WebSocket and Streamlit reconnects with the new
+identity (or, signed out, cannot). It also checks moat's signed assertion
 (X-Moat-Assertion) against moat's public keys, when it knows where they are
 (MOAT_JWKS_URL, which `moat run` and backends.NAME.command set).
 """
 
 import os
+from urllib.parse import unquote
 
 import jwt
 import numpy as np
@@ -60,10 +63,12 @@ st.title("Streamlit Sample")
 # moat st.user is the signed-in user; on a public route it is empty.
 email = st.user.get("email")
 if email:
-    st.caption(f"Signed in as {email}")
+    # X-Moat-User-Name is percent-encoded UTF-8, so a name such as
+    # "Jürgen" survives Starlette's Latin-1 reading of header values.
+    name = unquote(st.user.get("name") or "")
+    st.caption(f"Signed in as {name} ({email})" if name else f"Signed in as {email}")
     groups = st.user.get("groups") or ""
-    if groups:
-        st.caption(f"Groups: {groups}")
+    st.caption(f"Groups: {groups}" if groups else "Groups: none")
     claims, why = verified_assertion()
     if claims and claims.get("email") == email:
         st.caption(f"Identity verified: X-Moat-Assertion signed by {claims['iss']}")

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/auth/mfa"
+	"github.com/moat-dev/moat/internal/auth/passkey"
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
@@ -42,16 +43,13 @@ type Options struct {
 	// MFA enrols and checks second factors (the process's, so wrong codes
 	// count once wherever they are tried); required.
 	MFA *mfa.Service
-	// RevokeSession ends one session (by id hash) and closes its
-	// WebSockets; store.RevokeSession when nil.
-	RevokeSession func(ctx context.Context, idHash string) error
-	// RevokeUser ends every session of a user and closes their
-	// WebSockets; store.RevokeUserSessions when nil.
-	RevokeUser func(ctx context.Context, userID string) error
-	// RevokeToken revokes a personal access token (by id and hash) and
-	// drops it from the sign-in's cache, so it stops at once;
-	// store.RevokeToken when nil.
-	RevokeToken func(ctx context.Context, id, hash string) error
+	// Passkeys runs the passkey ceremonies (the process's); required.
+	Passkeys *passkey.Service
+	// Ended stops at once on this instance what a committed change ended
+	// (directory.Directory.Ended: the sign-in's caches and WebSockets);
+	// when nil the change is in the store only, and each instance follows
+	// within seconds when it polls.
+	Ended func(directory.Ended)
 	// Limiter bounds the password hashes running at once (the process's,
 	// shared with the sign-in); required.
 	Limiter *password.Limiter
@@ -78,8 +76,8 @@ func New(cfg *config.Config, st store.Store, o Options) (*Account, error) {
 	if cfg == nil || st == nil {
 		return nil, errors.New("account: config and store are required")
 	}
-	if o.CSRF == nil || o.MFA == nil || o.Limiter == nil {
-		return nil, errors.New("account: the CSRF guard, the second factor and the hashing limiter are required")
+	if o.CSRF == nil || o.MFA == nil || o.Passkeys == nil || o.Limiter == nil {
+		return nil, errors.New("account: the CSRF guard, the second factors and the hashing limiter are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -87,7 +85,7 @@ func New(cfg *config.Config, st store.Store, o Options) (*Account, error) {
 	a := &Account{cfg: cfg, st: st, o: o, log: o.Logger.With("component", "account"), csrf: o.CSRF}
 	a.dir = &directory.Directory{Store: st, MFA: o.MFA, AdminGroup: cfg.Identity.AdminGroup, Logger: a.log,
 		Passwords: directory.Passwords{Limiter: o.Limiter, Policy: password.Policy{MinLength: cfg.Identity.Passwords.MinLength}},
-		Revoke:    directory.Revokers{User: o.RevokeUser, Session: o.RevokeSession, Token: o.RevokeToken}}
+		Ended:     o.Ended}
 	a.mux = http.NewServeMux()
 	for _, rt := range a.routes() {
 		a.mux.Handle(rt.method+" "+Prefix+rt.path, web.HandlerFunc(rt.h))
@@ -114,6 +112,8 @@ func (a *Account) routes() []route {
 		{"POST", "/recovery-codes", a.signedIn(a.postRecoveryCodes)},
 		{"POST", "/tokens", a.signedIn(a.postCreateToken)},
 		{"POST", "/tokens/{id}/revoke", a.signedIn(a.postRevokeToken)},
+		{"POST", "/passkeys/{purpose}/{step}", a.signedIn(a.passkeyCeremony)},
+		{"POST", "/passkeys/{id}/remove", a.signedIn(a.postRemovePasskey)},
 		{"GET", "/set-password/{token}", a.pageSetPassword},
 		{"POST", "/set-password/{token}", a.postSetPassword},
 	}
@@ -175,10 +175,10 @@ func clientIP(r *http.Request) string {
 	return ""
 }
 
-// codeSource is where a second-factor code typed on the account page comes
-// from: the signed-in session counts as a known device with a budget of
-// its own, so an attack on the account elsewhere does not stop its owner
-// here.
+// codeSource is where a second factor given on the account page (a code or
+// a passkey) comes from: the signed-in session counts as a known device
+// with a budget of its own, so an attack on the account elsewhere does not
+// stop its owner here.
 func codeSource(r *http.Request) throttle.Source {
 	info := request.From(r)
 	return throttle.Source{Client: info.ClientIP, Device: throttle.SessionDevice(whoOf(r).session.IDHash)}
@@ -209,6 +209,14 @@ type page struct {
 	// set-password link token, or a new access token shown once
 	Token     string
 	MinLength int
+	// passkeys (passkeys.go)
+	Passkeys      []passkeyRow
+	PasskeysHere  int
+	VerifyPasskey bool   // this session may prove its second factor with a passkey made here
+	Host          string // this page's host, where passkeys added here work
+	PasskeyName   string // the name a new passkey gets unless changed
+	Recent        bool   // a sign-in recent enough to add a passkey
+	CanAddPasskey bool
 }
 
 type sessionRow struct {
@@ -218,7 +226,7 @@ type sessionRow struct {
 
 func (a *Account) render(w http.ResponseWriter, r *http.Request, status int, name, titleKey string, p page) {
 	p.CSRF = a.csrf.Token(w, r)
-	if d := r.URL.Query().Get("done"); p.Done == "" && (d == "session_revoked" || d == "mfa_removed" || d == "mfa_verified" || d == "token_revoked") {
+	if d := r.URL.Query().Get("done"); p.Done == "" && (d == "session_revoked" || d == "mfa_removed" || d == "mfa_verified" || d == "token_revoked" || d == "passkey_added" || d == "passkey_removed") {
 		p.Done = web.T(web.Lang(r), "account.done."+d)
 	}
 	web.Render(w, r, status, name, web.T(web.Lang(r), titleKey), p)
@@ -244,7 +252,7 @@ func (a *Account) base(r *http.Request) (page, error) {
 			return p, err
 		}
 	}
-	return p, nil
+	return p, a.passkeyInfo(r.Context(), r, &p)
 }
 
 func (a *Account) pageOverview(w http.ResponseWriter, r *http.Request) error {
@@ -289,8 +297,9 @@ func (a *Account) postRevokeSession(w http.ResponseWriter, r *http.Request) erro
 }
 
 // pageMFA is the second-factor page: enrolment (QR code, key as text and a
-// code to confirm) for a user without one, or a code to verify this
-// session for a user who has one.
+// code to confirm, or a passkey) for a user without one, or a code or a
+// passkey made for this host to verify this session for a user who has
+// one.
 func (a *Account) pageMFA(w http.ResponseWriter, r *http.Request) error {
 	p, err := a.base(r)
 	if err != nil {
@@ -300,7 +309,7 @@ func (a *Account) pageMFA(w http.ResponseWriter, r *http.Request) error {
 	if r.URL.Query().Get("return_to") == "" {
 		p.ReturnTo = Prefix
 	}
-	if !p.Enrolled && !a.recentSignIn(whoOf(r).session) {
+	if !p.Enrolled && !p.VerifyPasskey && !a.recentSignIn(whoOf(r).session) {
 		// Enrolling binds the account to a phone: a forgotten open
 		// browser must not be enough.
 		http.Redirect(w, r, "/_moat/login?reauth=1&return_to="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
@@ -311,7 +320,7 @@ func (a *Account) pageMFA(w http.ResponseWriter, r *http.Request) error {
 
 func (a *Account) mfaPage(w http.ResponseWriter, r *http.Request, status int, p page) error {
 	wo := whoOf(r)
-	if !p.Enrolled {
+	if !p.Enrolled && !p.VerifyPasskey {
 		e, err := a.o.MFA.Pending(r.Context(), wo.user.ID, wo.user.Email)
 		if errors.Is(err, mfa.ErrNoPending) {
 			e, err = a.o.MFA.Begin(r.Context(), wo.user.ID, wo.user.Email)

@@ -98,7 +98,7 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = proc.Run(runCtx) }()
 	t.Cleanup(func() { stop(); <-done })
-	h.acct, err = New(cfg, st, Options{CSRF: proc.CSRF, Limiter: proc.Limiter, Logger: quiet, MFA: proc.MFA, RevokeSession: proc.RevokeSession, RevokeUser: proc.RevokeUser, RevokeToken: proc.RevokeToken, SessionChanged: func(hash string) {
+	h.acct, err = New(cfg, st, Options{CSRF: proc.CSRF, Limiter: proc.Limiter, Logger: quiet, MFA: proc.MFA, Passkeys: proc.Passkeys, Ended: proc.Ended, SessionChanged: func(hash string) {
 		h.mu.Lock()
 		h.changed = append(h.changed, hash)
 		h.mu.Unlock()
@@ -107,7 +107,7 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	console, err := admin.New(cfg, st, admin.Options{CSRF: proc.CSRF, Limiter: proc.Limiter, Logger: quiet, MFA: proc.MFA, Throttle: proc.Throttle, TokenUser: proc.TokenUser, Revoke: proc.RevokeUser, RevokeSession: proc.RevokeSession, RevokeToken: proc.RevokeToken})
+	console, err := admin.New(cfg, st, admin.Options{CSRF: proc.CSRF, Limiter: proc.Limiter, Logger: quiet, MFA: proc.MFA, Throttle: proc.Throttle, TokenUser: proc.TokenUser, Ended: proc.Ended})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +460,7 @@ func TestEveryPageReadsFormsWithTheOneFormReaderAndCSRFGuard(t *testing.T) {
 			"an oversized form": {"csrf": {tok}, "pad": {strings.Repeat("a", 70<<10)}},
 		} {
 			resp, body := h.do(c, "POST", path, form)
-			want := map[string]int{"a wrong token": http.StatusForbidden, "an oversized form": http.StatusBadRequest}[name]
+			want := map[string]int{"a wrong token": http.StatusForbidden, "an oversized form": http.StatusRequestEntityTooLarge}[name]
 			if resp.StatusCode != want {
 				t.Errorf("POST %s with %s: %d, want %d\n%.200s", path, name, resp.StatusCode, want, body)
 			}

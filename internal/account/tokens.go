@@ -48,11 +48,16 @@ func (a *Account) tokens(r *http.Request, userID string) ([]tokenRow, error) {
 // identity.admin_reauth: creating a token outlives the session, so a
 // forgotten open browser must not be enough.
 func (a *Account) recentSignIn(s *request.Session) bool {
-	limit := a.cfg.Identity.AdminReauth.D()
-	if limit <= 0 {
-		limit = config.DefaultAdminReauth
+	return time.Since(s.AuthTime) <= a.reauthLimit()
+}
+
+// reauthLimit is identity.admin_reauth: how recent a sign-in must be to
+// make a change that outlives the session.
+func (a *Account) reauthLimit() time.Duration {
+	if limit := a.cfg.Identity.AdminReauth.D(); limit > 0 {
+		return limit
 	}
-	return time.Since(s.AuthTime) <= limit
+	return config.DefaultAdminReauth
 }
 
 // postCreateToken creates a personal access token and shows it once.

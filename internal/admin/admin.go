@@ -60,17 +60,12 @@ type Options struct {
 	// Limiter bounds the password hashes running at once (the process's);
 	// required.
 	Limiter *password.Limiter
-	// Revoke ends every session of a user and closes their WebSockets.
-	// When nil the sessions are revoked in the store only, and each
-	// instance closes the WebSockets within seconds when it polls.
-	Revoke func(ctx context.Context, userID string) error
-	// RevokeSession ends one session (by its id hash) and closes its
-	// WebSockets; store.RevokeSession when nil.
-	RevokeSession func(ctx context.Context, idHash string) error
-	// RevokeToken revokes a personal access token (by id and hash) and
-	// drops it from the sign-in's cache, so it stops at once;
-	// store.RevokeToken when nil.
-	RevokeToken func(ctx context.Context, id, hash string) error
+	// Ended stops at once on this instance what a committed change ended
+	// (directory.Directory.Ended: sessions, tokens, every session of a
+	// user; the sign-in's caches and WebSockets). When nil the change is
+	// in the store only, and each instance follows within seconds when it
+	// polls.
+	Ended func(directory.Ended)
 	// TokenUser checks a personal access token sent to the API and returns
 	// its user (the sign-in's check, with its cache and its revocation
 	// hook); required.
@@ -125,7 +120,7 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 	}
 	c.dir = &directory.Directory{Store: st, MFA: o.MFA, Throttle: o.Throttle, AdminGroup: c.group, Logger: c.log, Now: o.Now,
 		Passwords: directory.Passwords{Limiter: o.Limiter, Policy: password.Policy{MinLength: cfg.Identity.Passwords.MinLength}},
-		Revoke:    directory.Revokers{User: o.Revoke, Session: o.RevokeSession, Token: o.RevokeToken}}
+		Ended:     o.Ended}
 	c.pages = http.NewServeMux()
 	for _, rt := range c.pageRoutes() {
 		c.pages.Handle(rt.Method+" "+strings.TrimSuffix(Prefix, "/")+rt.Path, web.HandlerFunc(rt.handler))
@@ -197,6 +192,11 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			p := refuse(http.StatusUnauthorized, "auth.unauthorized", "unknown, expired or revoked token, or its user cannot sign in").(*web.Problem)
 			p.Err = err
+			if errors.Is(err, store.ErrUnavailable) {
+				// The token may well be valid: a script must retry, not
+				// drop it.
+				p = web.StoreDown("store_unavailable", err)
+			}
 			web.APIHandlerFunc(func(http.ResponseWriter, *http.Request) error { return p }).ServeHTTP(w, r)
 			return
 		}

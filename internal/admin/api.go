@@ -29,6 +29,8 @@ func (a *api) apiRoutes() []route {
 		{"POST", "/users/{id}/reset-password", a.apiResetPassword},
 		{"POST", "/users/{id}/revoke-sessions", a.apiRevokeUserSessions},
 		{"POST", "/users/{id}/reset-mfa", a.apiResetMFA},
+		{"GET", "/users/{id}/passkeys", a.apiListPasskeys},
+		{"POST", "/users/{id}/reset-passkeys", a.apiResetPasskeys},
 		{"POST", "/users/{id}/unlock", a.apiUnlock},
 		{"GET", "/users/{id}/tokens", a.apiListTokens},
 		{"DELETE", "/users/{id}/tokens/{token}", a.apiRevokeToken},
@@ -49,9 +51,11 @@ type UserJSON struct {
 	MustChangePassword bool     `json:"must_change_password"`
 	HasPassword        bool     `json:"has_password"`
 	MFAEnrolled        bool     `json:"mfa_enrolled"`
-	CreatedAt          string   `json:"created_at"`
-	UpdatedAt          string   `json:"updated_at"`
-	LastLoginAt        string   `json:"last_login_at,omitempty"`
+	// Passkeys is how many passkeys the user has (every host's).
+	Passkeys    int    `json:"passkeys"`
+	CreatedAt   string `json:"created_at"`
+	UpdatedAt   string `json:"updated_at"`
+	LastLoginAt string `json:"last_login_at,omitempty"`
 	// SignInLockedUntil is when the lock of a distributed attack on the
 	// user's sign-in from unknown devices ends; only GET /users/{id}
 	// fills it, and only while locked.
@@ -98,8 +102,9 @@ func (c *Console) userJSON(ctx context.Context, u *store.User) UserJSON {
 		groups = []string{}
 	}
 	enrolled, _ := c.o.MFA.Enrolled(ctx, u.ID)
+	passkeys, _ := c.dir.Passkeys(ctx, u.ID)
 	return UserJSON{ID: u.ID, Email: u.Email, Name: u.Name, Groups: groups, Disabled: u.Disabled,
-		MustChangePassword: u.MustChangePassword, HasPassword: u.PasswordHash != "", MFAEnrolled: enrolled,
+		MustChangePassword: u.MustChangePassword, HasPassword: u.PasswordHash != "", MFAEnrolled: enrolled, Passkeys: len(passkeys),
 		CreatedAt: timeString(u.CreatedAt), UpdatedAt: timeString(u.UpdatedAt), LastLoginAt: timeString(u.LastLoginAt)}
 }
 

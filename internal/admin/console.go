@@ -32,6 +32,7 @@ func (c *Console) pageRoutes() []route {
 		{"POST", "/users/{id}/reset-password", c.postResetPassword},
 		{"POST", "/users/{id}/revoke-sessions", c.postRevokeUserSessions},
 		{"POST", "/users/{id}/reset-mfa", c.postResetMFA},
+		{"POST", "/users/{id}/reset-passkeys", c.postResetPasskeys},
 		{"POST", "/users/{id}/unlock", c.postUnlock},
 		{"GET", "/users/{id}/delete", c.pageDelete},
 		{"POST", "/users/{id}/delete", c.postDelete},
@@ -63,6 +64,7 @@ type page struct {
 	User       *userRow
 	Sessions   []sessionRow
 	Tokens     []TokenJSON
+	Passkeys   []PasskeyJSON
 	Groups     []groupInfo
 	AdminGroup string
 	// a credential shown once
@@ -143,7 +145,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 }
 
 // doneKeys are the confirmations a redirect after a change may ask for.
-var doneKeys = []string{"updated", "disabled", "enabled", "revoked", "mfa_reset", "unlocked", "deleted", "session_revoked", "token_revoked"}
+var doneKeys = []string{"updated", "disabled", "enabled", "revoked", "mfa_reset", "passkeys_reset", "unlocked", "deleted", "session_revoked", "token_revoked"}
 
 // form reads a POST form of the console (csrf.Guard.ReadForm).
 func (c *Console) form(w http.ResponseWriter, r *http.Request) error {
@@ -232,6 +234,12 @@ func (c *Console) pageUser(w http.ResponseWriter, r *http.Request) error {
 	}
 	for i := range p.Tokens {
 		p.Tokens[i].CreatedAt, p.Tokens[i].ExpiresAt, p.Tokens[i].LastUsed = fmtRFC(p.Tokens[i].CreatedAt), fmtRFC(p.Tokens[i].ExpiresAt), fmtRFC(p.Tokens[i].LastUsed)
+	}
+	if p.Passkeys, err = c.userPasskeys(r.Context(), u.ID); err != nil {
+		return err
+	}
+	for i := range p.Passkeys {
+		p.Passkeys[i].CreatedAt, p.Passkeys[i].LastUsed = fmtRFC(p.Passkeys[i].CreatedAt), fmtRFC(p.Passkeys[i].LastUsed)
 	}
 	c.render(w, r, http.StatusOK, "admin-user.html", "admin.user.title", p)
 	return nil

@@ -40,12 +40,12 @@ func Example() {
 		log.Fatal(err)
 	}
 	console, err := admin.New(cfg, st, admin.Options{CSRF: proc.CSRF, MFA: proc.MFA, Throttle: proc.Throttle, Limiter: proc.Limiter, TokenUser: proc.TokenUser,
-		Revoke: proc.RevokeUser, RevokeSession: proc.RevokeSession, RevokeToken: proc.RevokeToken})
+		Ended: proc.Ended})
 	if err != nil {
 		log.Fatal(err)
 	}
-	acct, err := account.New(cfg, st, account.Options{CSRF: proc.CSRF, MFA: proc.MFA, Limiter: proc.Limiter, SessionChanged: proc.ReloadSession,
-		RevokeSession: proc.RevokeSession, RevokeUser: proc.RevokeUser, RevokeToken: proc.RevokeToken})
+	acct, err := account.New(cfg, st, account.Options{CSRF: proc.CSRF, MFA: proc.MFA, Passkeys: proc.Passkeys, Limiter: proc.Limiter, SessionChanged: proc.ReloadSession,
+		Ended: proc.Ended})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/store/storetest"
@@ -106,12 +107,12 @@ func newHarness(t *testing.T, open func(t *testing.T, dir string) store.Store) *
 		t.Fatal(err)
 	}
 	h := &harness{t: t, cfg: cfg, st: st, auth: svc, proc: proc}
-	h.console, err = New(cfg, st, Options{CSRF: proc.CSRF, MFA: proc.MFA, Throttle: proc.Throttle, Limiter: proc.Limiter, TokenUser: proc.TokenUser, RevokeSession: proc.RevokeSession, RevokeToken: proc.RevokeToken,
-		Logger: quiet, Revoke: func(ctx context.Context, userID string) error {
+	h.console, err = New(cfg, st, Options{CSRF: proc.CSRF, MFA: proc.MFA, Throttle: proc.Throttle, Limiter: proc.Limiter, TokenUser: proc.TokenUser,
+		Logger: quiet, Ended: func(e directory.Ended) {
 			h.mu.Lock()
-			h.revoked = append(h.revoked, userID)
+			h.revoked = append(h.revoked, e.Users...)
 			h.mu.Unlock()
-			return proc.RevokeUser(ctx, userID)
+			proc.Ended(e)
 		}})
 	if err != nil {
 		t.Fatal(err)

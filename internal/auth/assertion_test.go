@@ -113,25 +113,29 @@ func TestAppVerifiesTheAssertionWithOnlyTheJWKS(t *testing.T) {
 	})
 }
 
-func TestKeyRotationKeepsTheOldKeyPublished(t *testing.T) {
+// Issue 9: a rotation publishes the new key at once and signs with it only
+// after twice the JWKS cache lifetime, so an app holding a JWKS fetched
+// just before the rotation never meets an unknown kid; the old key stays
+// published for the tokens it signed.
+func TestKeyRotationPublishesTheNewKeyFirstAndSignsWithItLater(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, nil)
+	h := newHarness(t, func(c *config.Config) { c.Identity.JWKSMaxAge = config.Duration(time.Second) })
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
 	c := h.browser()
 	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
 	_, before := h.identity(c, "/app/")
 	oldKid := kidOf(t, before[assertion.HeaderAssertion])
 
-	newKid, err := assertion.RotateKey(context.Background(), h.store, h.svc.p.Key)
+	const maxAge = time.Second
+	newKid, signsFrom, err := assertion.RotateKey(context.Background(), h.store, h.svc.p.Key, maxAge)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.svc.p.Signer.Reload(context.Background()); err != nil { // Run does this every keyReload
-		t.Fatal(err)
+	if want := assertion.SwitchDelay(maxAge); time.Until(signsFrom) > want || want != 2*maxAge {
+		t.Fatalf("the new key signs from %s, want %s after the rotation", signsFrom, want)
 	}
-	_, after := h.identity(c, "/app/")
-	if got := kidOf(t, after[assertion.HeaderAssertion]); got != newKid {
-		t.Fatalf("after rotation the assertion is signed by %q, want the new key %q", got, newKid)
+	if err := h.svc.p.Signer.Reload(context.Background()); err != nil { // the fan-out's KeysChanged does this
+		t.Fatal(err)
 	}
 	jwksURL := h.srv.URL + "/_moat/jwks.json"
 	client := h.srv.Client()
@@ -139,20 +143,46 @@ func TestKeyRotationKeepsTheOldKeyPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	var set jose.JSONWebKeySet
 	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
 		t.Fatal(err)
 	}
-	if len(set.Key(oldKid)) != 1 || len(set.Key(newKid)) != 1 {
-		t.Fatalf("JWKS after rotation lacks a key: old %d, new %d", len(set.Key(oldKid)), len(set.Key(newKid)))
+	resp.Body.Close()
+	if got := resp.Header.Get("Cache-Control"); got != "public, max-age=1" {
+		t.Errorf("Cache-Control %q, want identity.jwks_max_age's public, max-age=1", got)
 	}
-	// A token signed by the old key before the rotation still verifies.
-	verifyAsAnApp(t, client, jwksURL, before[assertion.HeaderAssertion], "https://127.0.0.1", "127.0.0.1/app/")
-
+	if len(set.Key(oldKid)) != 1 || len(set.Key(newKid)) != 1 {
+		t.Fatalf("JWKS right after the rotation lacks a key: old %d, new %d", len(set.Key(oldKid)), len(set.Key(newKid)))
+	}
+	asked := time.Now()
+	_, during := h.identity(c, "/app/")
+	if got := kidOf(t, during[assertion.HeaderAssertion]); asked.Before(signsFrom) && got != oldKid {
+		t.Errorf("before the switch the assertion is signed by %q, want the old key %q", got, oldKid)
+	}
 	keys, err := assertion.ListKeys(context.Background(), h.store)
-	if err != nil || len(keys) != 2 || keys[0].ID != newKid || !keys[1].Published || keys[1].RetireAt.IsZero() {
+	if err != nil || len(keys) != 2 || keys[0].ID != newKid || !keys[0].SignsFrom.Equal(signsFrom) || !keys[1].RetireAt.Equal(signsFrom) {
 		t.Fatalf("assertion.ListKeys = %+v, %v", keys, err)
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, after := h.identity(c, "/app/")
+		got := kidOf(t, after[assertion.HeaderAssertion])
+		if got == newKid {
+			if now := time.Now(); now.Before(signsFrom) {
+				t.Fatalf("the new key signed at %s, before %s", now, signsFrom)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the rotation the assertion is still signed by %q", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A token signed by the old key before the switch still verifies.
+	verifyAsAnApp(t, client, jwksURL, during[assertion.HeaderAssertion], "https://127.0.0.1", "127.0.0.1/app/")
+	if keys, _ := assertion.ListKeys(context.Background(), h.store); !keys[0].Signing(time.Now()) || keys[1].Signing(time.Now()) || !keys[1].Published {
+		t.Errorf("after the switch: %+v", keys)
 	}
 }
 

@@ -46,6 +46,7 @@ type Service struct {
 	headers *assertion.Headers
 	maxAge  time.Duration
 	idle    time.Duration
+	grace   time.Duration // store_outage_grace (session.Lifetimes.OutageGrace)
 	hasher  *hasher
 	sso     *ssoState // single sign-on providers (sso.go)
 }
@@ -62,6 +63,7 @@ func New(cfg *config.Config, p *Process) (*Service, error) {
 		headers: assertion.NewHeaders(cfg, p.Signer),
 		maxAge:  cfg.Identity.Session.MaxAge.D(),
 		idle:    cfg.Identity.Session.IdleTimeout.D(),
+		grace:   cfg.StoreOutageGrace.D(),
 		hasher:  newHasher(cfg, p),
 	}
 	if s.maxAge <= 0 {
@@ -69,6 +71,9 @@ func New(cfg *config.Config, p *Process) (*Service, error) {
 	}
 	if s.idle <= 0 {
 		s.idle = config.DefaultSessionIdleTimeout
+	}
+	if s.grace <= 0 {
+		s.grace = config.DefaultStoreOutageGrace
 	}
 	var err error
 	if s.sso, err = newSSO(cfg); err != nil {

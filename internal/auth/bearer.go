@@ -63,15 +63,16 @@ func bearerToken(r *http.Request) (string, bool) {
 	return strings.TrimSpace(tok), true
 }
 
-// serveBearer handles a request to a bearer: true route that has no
-// session but an Authorization: Bearer header. It reports false when there
-// is no such header (the caller goes on as usual); otherwise it has
-// answered: 401 for a token that is not valid, 403 for a user the allow
-// list refuses, else next.
-func (s *Service) serveBearer(w http.ResponseWriter, r *http.Request, route *config.Route, rule access.Rule, next http.Handler) bool {
+// serveBearer checks the token of a request to a bearer: true route that
+// has no session but an Authorization: Bearer header. sent is false when
+// there is no such header (the caller goes on as usual). Otherwise a token
+// that is not valid is answered 401 (refusal SignIn), a user the rule
+// refuses as access.Refuse does, and a token that passes leaves the request
+// signed in as its user, without the header (refusal Pass).
+func (s *Service) serveBearer(w http.ResponseWriter, r *http.Request, route *config.Route, rule access.Rule) (refusal access.Refusal, sent bool) {
 	raw, ok := bearerToken(r)
 	if !ok {
-		return false
+		return access.Pass, false
 	}
 	info := request.From(r)
 	u, err := s.bearerUser(r.Context(), route, raw)
@@ -82,18 +83,17 @@ func (s *Service) serveBearer(w http.ResponseWriter, r *http.Request, route *con
 			p = web.Unavailable(err)
 		}
 		web.Fail(w, r, p)
-		return true
+		return access.SignIn, true
 	}
 	info.User = u
 	if d := rule.Check(u, nil, time.Now()); d.Refusal != access.Pass {
 		s.refuse(w, r, rule, d)
-		return true
+		return d.Refusal, true
 	}
 	// The token was moat's to check, not the app's (issue 12 #9): it
 	// would let the app, or anything it logs to, act as the user.
 	r.Header.Del("Authorization")
-	next.ServeHTTP(w, r)
-	return true
+	return access.Pass, true
 }
 
 var errStoreDown = errors.New("store unavailable")
@@ -119,7 +119,7 @@ func (s *Service) bearerUser(ctx context.Context, route *config.Route, raw strin
 		if errors.Is(err, errUserDisabled) {
 			return request.User{}, err
 		}
-		return request.User{}, fmt.Errorf("%w: %v", errStoreDown, err)
+		return request.User{}, fmt.Errorf("%w: %w", errStoreDown, err)
 	}
 	groups := append([]string(nil), u.Groups...)
 	for _, g := range id.Groups {
@@ -178,7 +178,7 @@ func (s *Process) tokenByHash(ctx context.Context, hash string) (request.User, e
 		return request.User{}, errors.New("unknown personal access token")
 	}
 	if err != nil {
-		return request.User{}, fmt.Errorf("%w: %v", errStoreDown, err)
+		return request.User{}, fmt.Errorf("%w: %w", errStoreDown, err)
 	}
 	switch {
 	case t.Kind != store.TokenPersonal:
@@ -195,7 +195,7 @@ func (s *Process) tokenByHash(ctx context.Context, hash string) (request.User, e
 		return request.User{}, fmt.Errorf("personal access token %s: user deleted", t.ID)
 	}
 	if err != nil {
-		return request.User{}, fmt.Errorf("%w: %v", errStoreDown, err)
+		return request.User{}, fmt.Errorf("%w: %w", errStoreDown, err)
 	}
 	if u.Disabled {
 		return request.User{}, fmt.Errorf("personal access token %s: %w", t.ID, errUserDisabled)
@@ -222,14 +222,10 @@ const (
 	bearerSessionPrefix = "bearer:"
 )
 
-// bearerAlive answers Alive for a WebSocket opened with a bearer token:
-// ok is false when id is a browser session's. A personal access token
-// must still be valid; an ID token's user must still be enabled.
+// bearerAlive answers Holder for a WebSocket opened with an ID token as a
+// bearer token: ok is false when id is not such a socket's. The token's
+// user must still be enabled.
 func (s *Service) bearerAlive(ctx context.Context, id string) (alive, ok bool) {
-	if hash, ok := strings.CutPrefix(id, tokenSessionPrefix); ok {
-		_, err := s.p.tokenByHash(ctx, hash)
-		return err == nil || errors.Is(err, errStoreDown), true // a store blip closes no socket
-	}
 	rest, ok := strings.CutPrefix(id, bearerSessionPrefix)
 	if !ok {
 		return false, false
@@ -264,6 +260,13 @@ func (c *tokenCache) put(hash string, e cachedToken) {
 func (c *tokenCache) remove(hash string) {
 	c.mu.Lock()
 	delete(c.m, hash)
+	c.mu.Unlock()
+}
+
+// clear drops every cached token.
+func (c *tokenCache) clear() {
+	c.mu.Lock()
+	c.m = nil
 	c.mu.Unlock()
 }
 

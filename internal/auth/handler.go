@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moat-dev/moat/internal/auth/passkey"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
@@ -33,6 +34,7 @@ const (
 //	/_moat/login     GET the form, POST email + password
 //	/_moat/logout    GET a confirmation button, POST to sign out
 //	/_moat/password  change the password (forced after a one-time password)
+//	/_moat/passkey/  sign in with a passkey alone, or as the second step (JSON, passkeys.go)
 //	/_moat/jwks.json the public keys that verify X-Moat-Assertion
 //
 // Every POST needs the CSRF token of its form and a same-origin browser.
@@ -55,6 +57,9 @@ func (s *Service) Handler() http.Handler {
 		if r.URL.Path == CallbackPath || strings.HasPrefix(r.URL.Path, ssoStartPrefix) {
 			return s.serveSSO(w, r)
 		}
+		if strings.HasPrefix(r.URL.Path, passkeyPrefix) {
+			return s.servePasskey(w, r)
+		}
 		return web.NewProblem(http.StatusNotFound, "not_found")
 	})
 }
@@ -68,6 +73,10 @@ type loginPage struct {
 	ReturnTo  string
 	Password  bool     // the password form is offered
 	Providers []string // SSO buttons (a later issue)
+	// Passkey offers a sign-in with a passkey alone (with the password
+	// form, on a host with a name); Host is where its passkeys work.
+	Passkey bool
+	Host    string
 }
 
 func (s *Service) serveLogin(w http.ResponseWriter, r *http.Request) error {
@@ -118,6 +127,9 @@ func (s *Service) loginData(w http.ResponseWriter, r *http.Request, returnTo str
 				p.Providers = append(p.Providers, m)
 			}
 		}
+	}
+	if _, err := passkey.RPOf(r.Host, ""); err == nil && p.Password {
+		p.Passkey, p.Host = true, host
 	}
 	return p
 }
@@ -195,7 +207,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
 	v, err := s.p.Throttle.Begin(ctx, at)
 	if err != nil {
 		s.logThrottleError(r, "sign-in throttle could not be read", err)
-		return web.Unavailable(nil)
+		return signInUnavailable(err)
 	}
 	if v.Refused() {
 		s.throttled(w, r, v, "auth.login.wait", "auth.login.locked", func(msg string) {
@@ -207,7 +219,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
 	u, err := s.authenticate(ctx, email, pw)
 	if err != nil {
 		s.p.logger.Error("sign-in could not be checked", "client_ip", ip, "request_id", info.ID, "err", err)
-		return web.Unavailable(nil)
+		return signInUnavailable(err)
 	}
 	if u == nil {
 		s.p.audit(ctx, "login.failure", email, ip, "password")
@@ -224,7 +236,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
 	}
 	if _, err := s.startSession(ctx, w, r, u, "password"); err != nil {
 		s.p.logger.Error("start session", "user", email, "request_id", info.ID, "err", err)
-		return web.Unavailable(nil)
+		return signInUnavailable(err)
 	}
 	s.p.Devices.Issue(w, r, u.Email)
 	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
@@ -303,11 +315,19 @@ func (s *Service) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		if err := s.p.CSRF.ReadForm(w, r); err != nil {
 			return err
 		}
+		// A sign-out that cannot be stored says so and keeps the cookie,
+		// so the person can try again: it never looks done while the
+		// session goes on working.
 		if u, ss := signedIn(r); ss != nil {
-			s.p.Sessions.Revoke(r.Context(), ss.IDHash)
+			if err := s.p.Sessions.Revoke(r.Context(), ss.IDHash); err != nil {
+				return web.StoreDown("auth.logout_unavailable", err)
+			}
 			s.p.audit(r.Context(), "logout", u.Email, clientIP(request.From(r)), "")
 		} else if id := session.CookieValue(r, session.Cookie); session.ValidID(id) {
-			s.p.Sessions.Revoke(r.Context(), session.HashID(id)) // expired or idle: end it anyway
+			// Expired or idle: end it anyway.
+			if err := s.p.Sessions.Revoke(r.Context(), session.HashID(id)); err != nil {
+				return web.StoreDown("auth.logout_unavailable", err)
+			}
 		}
 		session.ClearCookie(w)
 		http.Redirect(w, r, "/_moat/login", http.StatusSeeOther)
@@ -430,7 +450,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) error {
 		s.p.logger.Error("password change: revoke sessions", "user", u.Email, "err", err)
 	}
 	for _, h := range hashes {
-		s.p.Forget(Revoked{Session: h})
+		s.p.end(ctx, Revoked{Session: h})
 	}
 	if err := s.p.Throttle.Passed(ctx, at); err != nil {
 		s.p.logger.Warn("password change: reset throttle", "user", u.Email, "err", err)
@@ -455,8 +475,14 @@ func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) error {
 		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD")
 	}
 	body := s.p.Signer.JWKS()
+	// The cache lifetime a rotation waits out twice before its key signs
+	// (assertion.SwitchDelay).
+	maxAge := s.cfg.Identity.JWKSMaxAge.D()
+	if maxAge <= 0 {
+		maxAge = config.DefaultJWKSMaxAge
+	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(maxAge/time.Second)))
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write(body)
@@ -464,7 +490,8 @@ func (s *Service) serveJWKS(w http.ResponseWriter, r *http.Request) error {
 }
 
 // FlowPage reports whether path is a page of a sign-in on its way to a
-// route (login, second step, password change, SSO start and callback):
+// route (login, second step, password change, SSO start and callback,
+// passkey sign-in and second step):
 // such a page runs under the security policy of the route its return_to
 // names (CallbackReturnTo for the callback), so a client a route's policy
 // refuses cannot sign in through that route (issue 12 #1).
@@ -473,5 +500,5 @@ func FlowPage(path string) bool {
 	case "/_moat/login", MFAPath, "/_moat/password", CallbackPath:
 		return true
 	}
-	return strings.HasPrefix(path, ssoStartPrefix)
+	return strings.HasPrefix(path, ssoStartPrefix) || strings.HasPrefix(path, passkeyPrefix)
 }

@@ -11,9 +11,12 @@ import (
 	"github.com/moat-dev/moat/internal/attempts"
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/auth/mfa"
+	"github.com/moat-dev/moat/internal/auth/passkey"
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/csrf"
+	"github.com/moat-dev/moat/internal/directory"
+	"github.com/moat-dev/moat/internal/fanout"
 	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/identity/device"
 	"github.com/moat-dev/moat/internal/identity/session"
@@ -37,12 +40,28 @@ type Process struct {
 	// Run starts; it may be called from Run's goroutine and from request
 	// handlers (logout, password change, login replacing a session).
 	OnRevoke func(sessionIDHash string)
+	// OnChange, if set, is called with a user's id when who the user is
+	// may have changed, here or, within a second, anywhere else (groups,
+	// name, disabled, sessions or tokens ended), once this instance's
+	// caches of the user are dropped; and with "" when changes may have
+	// been missed (the fan-out's Resync). The server re-checks the user's
+	// WebSockets against their routes. It must not block; set it before
+	// Run starts.
+	OnChange func(userID string)
+	// Bus carries changes between instances (internal/fanout): every
+	// change made here is published on it, and Run applies every
+	// instance's. Nil: this instance alone, which learns of changes made
+	// elsewhere by polling the store. Set it before Run starts.
+	Bus *fanout.Bus
 	// Usage, when set, counts every successful sign-in (internal/usage).
 	Usage usage.Recorder
 	// MFA is the second factor (TOTP) of password sign-ins, shared by the
 	// login step, the console and the account page so wrong codes count
 	// once wherever they are tried.
 	MFA *mfa.Service
+	// Passkeys runs the WebAuthn ceremonies (sign-in, second step, account
+	// page); failed passkeys count on MFA's budget.
+	Passkeys *passkey.Service
 	// Key is the instance key, loaded once for the whole process.
 	Key *instancekey.Key
 	// CSRF guards every form moat renders (key derived from Key).
@@ -105,7 +124,9 @@ func NewProcess(st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Proc
 	p.Throttle = throttle.New(attempts.NewStore(st), p.logger)
 	p.MFA = mfa.New(st, ik, p.Throttle)
 	p.MFA.Logger = p.logger
-	p.Sessions = session.New(st, p.logger, func(hash string) { p.Forget(Revoked{Session: hash}) })
+	p.Passkeys = passkey.New(st, ik, p.MFA)
+	p.Passkeys.Logger = p.logger
+	p.Sessions = session.New(st, p.logger, func(hash string) { p.end(context.Background(), Revoked{Session: hash}) })
 	p.Sessions.SetIdle(config.DefaultSessionIdleTimeout)
 	p.replay.used = map[string]usedFlow{}
 	p.replay.checked = map[string]time.Time{}
@@ -128,11 +149,16 @@ func (p *Process) UseThrottle(th *throttle.Service) {
 }
 
 // Run does the process's background work until ctx ends, and must run for
-// as long as the process serves: it polls the store for revoked sessions
-// (so a revocation by the CLI or another instance evicts the cache and
-// closes WebSockets within seconds), saves last-seen times, reloads
-// rotated signing keys and deletes expired sessions.
+// as long as the process serves: it applies the changes every instance
+// publishes on Bus (within a second of the change), polls the store for
+// revoked sessions (the fallback: a revocation by another instance, made
+// while the bus was down, evicts the cache and closes WebSockets within
+// seconds), saves last-seen times, reloads rotated signing keys and
+// deletes expired sessions.
 func (p *Process) Run(ctx context.Context) error {
+	if p.Bus != nil {
+		go p.follow(ctx, p.Bus.Subscribe())
+	}
 	tick := time.NewTicker(revokePoll)
 	defer tick.Stop()
 	since := time.Now().Add(-revokeOverlap)
@@ -228,36 +254,131 @@ func (p *Process) Forget(r Revoked) {
 	}
 }
 
-// RevokeSession ends one session everywhere: in the store, then in this
-// instance's caches and WebSockets.
-func (p *Process) RevokeSession(ctx context.Context, idHash string) error {
-	if err := p.store.RevokeSession(ctx, idHash, time.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	p.Forget(Revoked{Session: idHash})
-	return nil
-}
-
-// RevokeUser ends every session of a user everywhere, and drops the
-// user's personal access tokens from this instance's cache so a disabled
-// or deleted user's token stops at once too.
-func (p *Process) RevokeUser(ctx context.Context, userID string) error {
-	hashes, err := p.store.RevokeUserSessions(ctx, userID, time.Now())
-	for _, h := range hashes {
+// Ended stops what a committed directory change ended
+// (directory.Directory.Ended) at once on this instance and, through the
+// fan-out, on every other: revoked sessions and tokens, every session and
+// token of a user whose sessions all ended, and the sockets of a user who
+// changed. The directory calls it only after its transaction committed, so
+// nothing is forgotten for a change that was rolled back.
+func (p *Process) Ended(e directory.Ended) {
+	ctx := context.Background()
+	for _, h := range e.Sessions {
 		p.Forget(Revoked{Session: h})
 	}
-	p.Forget(Revoked{User: userID})
-	return err
+	for _, h := range e.Tokens {
+		p.Forget(Revoked{Token: h})
+	}
+	for _, id := range e.Users {
+		p.Forget(Revoked{User: id})
+	}
+	for _, id := range e.Changed {
+		p.refresh(id)
+	}
+	for _, ev := range e.Events() {
+		p.announce(ctx, ev)
+	}
 }
 
-// RevokeToken revokes a personal access token (by id) in the store, then
-// forgets it here by its hash.
-func (p *Process) RevokeToken(ctx context.Context, id, hash string) error {
-	if err := p.store.RevokeToken(ctx, id, time.Now()); err != nil {
-		return err
+// UserChanged tells this instance and every other one that who a user is
+// changed without a revocation (their groups, their name, an account
+// enabled, the groups an SSO refresh brought): each drops what it cached
+// of the user and re-checks the user's WebSockets (OnChange), closing
+// those on routes the user lost and asking the others' apps to reconnect
+// with the new identity. Call it after the change is stored.
+func (p *Process) UserChanged(ctx context.Context, userID string) {
+	p.refresh(userID)
+	p.announce(ctx, fanout.Event{Kind: fanout.UserChanged, ID: userID})
+}
+
+// end forgets a revocation made here (Forget) and announces it to every
+// other instance.
+func (p *Process) end(ctx context.Context, r Revoked) {
+	p.Forget(r)
+	switch {
+	case r.Session != "":
+		p.announce(ctx, fanout.Event{Kind: fanout.SessionRevoked, ID: r.Session})
+	case r.Token != "":
+		p.announce(ctx, fanout.Event{Kind: fanout.TokenRevoked, ID: r.Token})
+	case r.User != "":
+		p.announce(ctx, fanout.Event{Kind: fanout.UserChanged, ID: r.User})
 	}
-	p.Forget(Revoked{Token: hash})
-	return nil
+}
+
+// announceTimeout bounds a publish, so a request that revoked something
+// does not wait long on a bus that is down (other instances then follow
+// by their poll).
+const announceTimeout = 2 * time.Second
+
+// announce publishes e on the bus, if there is one. A failure is logged:
+// the change is in the store, and other instances learn of it by their
+// poll.
+func (p *Process) announce(ctx context.Context, e fanout.Event) {
+	if p.Bus == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), announceTimeout)
+	defer cancel()
+	if err := p.Bus.Publish(ctx, e); err != nil {
+		p.logger.Warn("fanout: could not tell the other instances; they follow by their poll", "event", e.Kind, "err", err)
+	}
+}
+
+// refresh drops what this instance cached of a user (sessions, tokens,
+// assertions), so their next request reads them from the store again,
+// and tells OnChange.
+func (p *Process) refresh(userID string) {
+	for _, id := range append(p.Sessions.DropUser(userID), p.tokens.removeUser(userID)...) {
+		p.Signer.Forget(id)
+	}
+	if p.OnChange != nil {
+		p.OnChange(userID)
+	}
+}
+
+// follow applies the events of every instance (this one's included, which
+// costs a second look and nothing more) until the subscription closes.
+func (p *Process) follow(ctx context.Context, sub *fanout.Subscription) {
+	defer sub.Close()
+	for {
+		var e fanout.Event
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-sub.C:
+			if !ok {
+				return
+			}
+			e = ev
+		}
+		switch e.Kind {
+		case fanout.SessionRevoked:
+			p.Forget(Revoked{Session: e.ID})
+		case fanout.TokenRevoked:
+			p.Forget(Revoked{Token: e.ID})
+		case fanout.UserChanged:
+			p.refresh(e.ID)
+		case fanout.KeysChanged:
+			p.reloadKeys(ctx)
+		case fanout.Resync:
+			// Events may have been lost: check every cached session
+			// and token again, re-read the keys, re-check every socket.
+			p.Sessions.Stale()
+			p.tokens.clear()
+			p.reloadKeys(ctx)
+			if p.OnChange != nil {
+				p.OnChange("")
+			}
+		}
+	}
+}
+
+// reloadKeys reads the signing keys again (a rotation published a key).
+func (p *Process) reloadKeys(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := p.Signer.Reload(ctx); err != nil {
+		p.logger.Error("reload signing keys", "err", err)
+	}
 }
 
 // ReloadSession makes the next request of the session read it from the

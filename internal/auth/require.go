@@ -4,10 +4,13 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/moat-dev/moat/internal/auth/allow"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/tracing"
 )
 
 // Require lets a request through to next only when route is public, or the
@@ -22,16 +25,45 @@ func (s *Service) Require(route *config.Route, next http.Handler) http.Handler {
 	}
 	rule := s.RouteRule(route)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		info := request.From(r)
-		if !info.User.SignedIn() && route != nil && route.Bearer && s.serveBearer(w, r, route, rule, next) {
-			return // bearer.go
+		span := tracing.Start(r.Context(), "moat.access")
+		refusal := s.decide(w, r, route, rule)
+		traceAccess(span, r, refusal)
+		if refusal == access.Pass {
+			next.ServeHTTP(w, r)
 		}
-		if d := rule.Check(info.User, info.Session, time.Now()); d.Refusal != access.Pass {
-			s.refuse(w, r, rule, d)
-			return
-		}
-		next.ServeHTTP(w, r)
 	})
+}
+
+// decide asks rule about r — a bearer token on a route that takes them
+// (bearer.go), else the session Identify found — and answers a refusal
+// itself.
+func (s *Service) decide(w http.ResponseWriter, r *http.Request, route *config.Route, rule access.Rule) access.Refusal {
+	info := request.From(r)
+	if !info.User.SignedIn() && route != nil && route.Bearer {
+		if refusal, sent := s.serveBearer(w, r, route, rule); sent {
+			return refusal
+		}
+	}
+	d := rule.Check(info.User, info.Session, time.Now())
+	if d.Refusal != access.Pass {
+		s.refuse(w, r, rule, d)
+	}
+	return d.Refusal
+}
+
+// traceAccess ends the access stage's span with the decision and who the
+// request is signed in as (the user's id and how they signed in). Nothing
+// when the span does not record.
+func traceAccess(span tracing.Span, r *http.Request, refusal access.Refusal) {
+	if !span.Recording() {
+		return
+	}
+	u := request.From(r).User
+	span.End(
+		attribute.String("moat.access.decision", refusal.String()),
+		attribute.String("moat.access.provider", u.Provider),
+		attribute.String("enduser.id", u.ID),
+	)
 }
 
 // RouteRule is what route asks of a request: its allow list, max_age and

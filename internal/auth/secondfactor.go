@@ -45,9 +45,9 @@ func (s *Service) pendingMAC(userID, exp, pwHash string) string {
 // factor gets the code page instead of a session. It reports whether it
 // has answered the request (or failed: err).
 func (s *Service) beginSecondFactor(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, returnTo string) (bool, error) {
-	on, err := s.p.MFA.Enrolled(ctx, u.ID)
+	on, err := s.hasSecondFactor(ctx, u.ID)
 	if err != nil {
-		return true, web.Unavailable(fmt.Errorf("sign-in: read second factor: %w", err))
+		return true, signInUnavailable(fmt.Errorf("sign-in: read second factor: %w", err))
 	}
 	if !on {
 		return false, nil
@@ -113,6 +113,11 @@ type mfaPage struct {
 	CSRF     string
 	ReturnTo string
 	Error    string
+	// TOTP offers the code form; Passkey a passkey made on this host;
+	// Elsewhere names the hosts the user's other passkeys work on.
+	TOTP      bool
+	Passkey   bool
+	Elsewhere string
 }
 
 // serveSecondFactor is the login's second step: a TOTP code or a recovery
@@ -137,7 +142,7 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 	u, err := s.pendingUser(ctx, r)
 	if err != nil {
 		s.p.logger.Error("second factor: load user", "request_id", request.From(r).ID, "err", err)
-		return web.Unavailable(nil)
+		return signInUnavailable(err)
 	}
 	if u == nil {
 		clearPending(w)
@@ -145,12 +150,14 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 		return nil
 	}
 	p := mfaPage{Email: u.Email, CSRF: s.p.CSRF.Token(w, r), ReturnTo: returnTo}
+	if err := s.offerSecondFactors(ctx, r, u, &p); err != nil {
+		return signInUnavailable(fmt.Errorf("second factor: %w", err))
+	}
 	if r.Method != http.MethodPost {
 		web.Render(w, r, http.StatusOK, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
 		return nil
 	}
 	info := request.From(r)
-	ip := clientIP(info)
 	// A browser that signed in to the account before has a budget of its
 	// own for codes too.
 	from := throttle.Source{Client: info.ClientIP, Device: s.p.Devices.ID(r, u.Email)}
@@ -179,23 +186,13 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 		return nil
 	default:
 		s.p.logger.Error("second factor: verify", "user", u.Email, "err", err)
-		return web.Unavailable(nil)
+		return signInUnavailable(err)
 	}
-	clearPending(w)
 	// The session is born having passed the second factor.
-	if _, err := s.startSession(ctx, w, r, u, "password", func(sess *store.Session) { sess.MFA = true }); err != nil {
-		s.p.logger.Error("start session", "user", u.Email, "err", err)
-		return web.Unavailable(nil)
+	next, err := s.completeSignIn(ctx, w, r, u, returnTo, "password+totp")
+	if err != nil {
+		return err
 	}
-	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
-		s.p.logger.Warn("record last login", "user", u.Email, "err", err)
-	}
-	s.p.Devices.Issue(w, r, u.Email)
-	s.p.audit(ctx, "login.success", u.Email, ip, "password+totp")
-	if u.MustChangePassword {
-		http.Redirect(w, r, "/_moat/password?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
-		return nil
-	}
-	http.Redirect(w, r, returnTo, http.StatusSeeOther)
+	http.Redirect(w, r, next, http.StatusSeeOther)
 	return nil
 }

@@ -375,7 +375,7 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err != nil {
 		s.p.logger.Error("sso: load or create user", "user", id.Email, "err", err)
-		return web.Unavailable(nil)
+		return signInUnavailable(err)
 	}
 	var sealed []byte
 	if tok.RefreshToken != "" {
@@ -391,7 +391,7 @@ func (s *Service) ssoCallback(w http.ResponseWriter, r *http.Request) error {
 	})
 	if err != nil {
 		s.p.logger.Error("sso: start session", "user", u.Email, "err", err)
-		return web.Unavailable(nil)
+		return signInUnavailable(err)
 	}
 	s.p.replay.setChecked(e.IDHash, time.Now())
 	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
@@ -542,7 +542,10 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	end := func(why string) {
-		s.p.Sessions.Revoke(ctx, sess.IDHash)
+		if err := s.p.Sessions.Revoke(ctx, sess.IDHash); err != nil {
+			s.p.logger.Error("sso: end a session the provider no longer vouches for; tried again at the next check", "user", sess.Email, "err", err)
+			return
+		}
 		s.p.replay.setChecked(sess.IDHash, time.Time{})
 		s.p.audit(ctx, "session.revoke", sess.Email, "", "sso:"+p.Name()+": "+why)
 	}
@@ -578,6 +581,7 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 	if err != nil || !cur.RevokedAt.IsZero() {
 		return
 	}
+	changed := !slices.Equal(cur.Groups, id.Groups) || cur.HostedDomain != id.HostedDomain
 	cur.Groups = id.Groups
 	cur.HostedDomain = id.HostedDomain
 	if tok.RefreshToken != "" && tok.RefreshToken != string(rt) {
@@ -594,6 +598,11 @@ func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Ses
 	// The next request reloads the session with the provider's groups.
 	s.p.Sessions.Drop(sess.IDHash)
 	s.p.Signer.Forget(sess.IDHash)
+	if changed {
+		// Who the user is changed: every instance re-checks their
+		// WebSockets, whose apps read the old groups.
+		s.p.UserChanged(ctx, sess.UserID)
+	}
 }
 
 // keepGroups drops from id the groups the provider named that cannot travel

@@ -21,6 +21,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/oidc/oidctest"
 	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
 )
@@ -493,9 +494,10 @@ func TestBearerTokens(t *testing.T) {
 		if status, _ := bearer(raw); status != 200 {
 			t.Fatalf("before revocation: %d", status)
 		}
-		if err := h.svc.p.RevokeToken(ctx, tok.ID, tok.Hash); err != nil {
+		if err := h.store.RevokeToken(ctx, tok.ID, time.Now()); err != nil {
 			t.Fatal(err)
 		}
+		h.svc.p.Ended(directory.Ended{Tokens: []string{tok.Hash}})
 		if status, _ := bearer(raw); status != http.StatusUnauthorized { // within tokenVerifyEvery of the last use
 			t.Fatalf("right after revocation: %d, want 401", status)
 		}

@@ -25,8 +25,13 @@ type Config struct {
 	// SecretKeyFile names a file holding the instance key (base64 of 32
 	// bytes, from `moat keys init`); MOAT_SECRET_KEY is the other way to
 	// give it. Instances sharing a store need the same key.
-	SecretKeyFile string `yaml:"secret_key_file"`
-	Usage         Usage  `yaml:"usage"`
+	SecretKeyFile string  `yaml:"secret_key_file"`
+	Usage         Usage   `yaml:"usage"`
+	Tracing       Tracing `yaml:"tracing"`
+	// StoreOutageGrace is how long a sign-in the store confirmed keeps
+	// working from the cache while the store cannot be reached (default
+	// 60s); past it the person gets a 503 page, never a sign-out.
+	StoreOutageGrace Duration `yaml:"store_outage_grace"`
 
 	// Path is the file the configuration was loaded from.
 	Path string `yaml:"-"`
@@ -158,11 +163,17 @@ func (b *Backend) Targets() []string {
 	return []string{b.URL}
 }
 
-// Route maps a host (and optional path prefix) to a backend.
+// Route maps a host (and optional path prefix) to a backend, or, with
+// forward_auth, to the ingress in front of moat that proxies to the app
+// itself and asks moat at /_moat/auth whether each request may pass.
 type Route struct {
-	Host           string   `yaml:"host"`
-	PathPrefix     string   `yaml:"path_prefix"`
-	Backend        string   `yaml:"backend"`
+	Host       string `yaml:"host"`
+	PathPrefix string `yaml:"path_prefix"`
+	Backend    string `yaml:"backend"`
+	// ForwardAuth: moat does not proxy this route; an ingress (nginx
+	// auth_request, Caddy forward_auth, Traefik ForwardAuth) asks moat
+	// about each request and proxies to the app itself.
+	ForwardAuth    bool     `yaml:"forward_auth"`
 	Public         bool     `yaml:"public"`
 	Title          string   `yaml:"title"`
 	SecurityPolicy string   `yaml:"security_policy"`
@@ -180,6 +191,27 @@ type Route struct {
 
 	// Line is where the route starts in the file, for messages.
 	Line int `yaml:"-"`
+}
+
+// Tracing is OpenTelemetry tracing of the front door's stages, exported
+// over OTLP/HTTP; off unless OTLPEndpoint is set.
+type Tracing struct {
+	// OTLPEndpoint is the collector: http://collector:4318 (spans are
+	// posted to its /v1/traces) or a full URL with a path.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// SampleRatio is the share of requests traced, from 0 to 1 (default
+	// 1); a caller's traceparent never raises it.
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	// ServiceName is service.name in the traces (default "moat").
+	ServiceName string `yaml:"service_name"`
+}
+
+// Ratio is the share of requests traced: sample_ratio, or 1.
+func (t Tracing) Ratio() float64 {
+	if t.SampleRatio == nil {
+		return 1
+	}
+	return *t.SampleRatio
 }
 
 // StoreDSN is what the store opens: the store: setting, or the embedded

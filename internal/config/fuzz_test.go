@@ -10,7 +10,8 @@ import (
 )
 
 // FuzzParse feeds arbitrary files to the loader: it never panics, a file it
-// accepts has routes whose backends exist, and a file it refuses is refused
+// accepts has routes whose backends exist (or forward_auth routes, without
+// a backend, behind trusted proxies), and a file it refuses is refused
 // with problems that name the file and say something.
 func FuzzParse(f *testing.F) {
 	golden, _ := filepath.Glob("../../cmd/moat/testdata/check/*.txt")
@@ -41,7 +42,12 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("a configuration without routes was accepted")
 		}
 		for _, r := range cfg.Routes {
-			if r == nil || cfg.Backends[r.Backend] == nil {
+			switch {
+			case r == nil:
+				t.Fatal("a nil route was accepted")
+			case r.ForwardAuth && (r.Backend != "" || len(cfg.Server.TrustedProxies) == 0):
+				t.Fatalf("forward_auth route %s has a backend or no trusted proxies", r.Name())
+			case !r.ForwardAuth && cfg.Backends[r.Backend] == nil:
 				t.Fatalf("route %+v names no defined backend", r)
 			}
 			if !r.Public && len(r.Login) == 0 {

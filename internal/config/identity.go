@@ -24,6 +24,10 @@ type Identity struct {
 	// the audience Google gave it (/projects/NUM/global/backendServices/ID)
 	// runs unchanged. A route not listed gets its name as aud.
 	IAPAudiences map[string]string `yaml:"iap_audiences"`
+	// JWKSMaxAge is how long apps may cache /_moat/jwks.json (its
+	// Cache-Control max-age); a rotated key starts to sign twice this long
+	// after `moat keys rotate`, so no app meets an unknown kid.
+	JWKSMaxAge Duration `yaml:"jwks_max_age"`
 }
 
 // Session bounds how long a sign-in lasts.
@@ -70,6 +74,7 @@ const (
 	DefaultPasswordMinLength  = 12
 	DefaultAdminGroup         = "moat-admins"
 	DefaultAdminReauth        = 15 * time.Minute
+	DefaultJWKSMaxAge         = 5 * time.Minute
 )
 
 func applyIdentityDefaults(id *Identity) {
@@ -80,6 +85,7 @@ func applyIdentityDefaults(id *Identity) {
 	}
 	def(&id.AdminGroup, DefaultAdminGroup)
 	defDur(&id.AdminReauth, DefaultAdminReauth)
+	defDur(&id.JWKSMaxAge, DefaultJWKSMaxAge)
 }
 
 func (v *validator) validateIdentity() {
@@ -89,6 +95,9 @@ func (v *validator) validateIdentity() {
 	}
 	if id.Passwords.MinLength < 8 || id.Passwords.MinLength > 128 {
 		v.errorAt("identity.passwords.min_length", "must be between 8 and 128")
+	}
+	if d := id.JWKSMaxAge.D(); d < time.Second || d > 24*time.Hour {
+		v.errorAt("identity.jwks_max_age", "must be between 1s and 24h, not %s", d)
 	}
 	switch id.Passwords.MFA {
 	case "", MFAOptional, MFARequired:

@@ -34,6 +34,9 @@ const (
 	// a 200 MB upload passes at any speed above 0.5 KB/s.
 	DefaultBodyStallTimeout = 20 * time.Second
 	DefaultBodyMinRate      = 500
+	// DefaultStoreOutageGrace is how long cached sign-ins ride out a
+	// store outage (store_outage_grace).
+	DefaultStoreOutageGrace = 60 * time.Second
 )
 
 func applyDefaults(c *Config) {
@@ -74,6 +77,7 @@ func applyDefaults(c *Config) {
 		c.Warnings = append(c.Warnings, "tls: no certificate source set, so moat uses a self-signed certificate; browsers will warn (set tls.acme or tls.cert_file + tls.key_file)")
 	}
 	def(&c.CountersFail, "open")
+	defDur(&c.StoreOutageGrace, DefaultStoreOutageGrace)
 	for _, b := range c.Backends {
 		if b == nil {
 			continue
@@ -130,6 +134,30 @@ func (v *validator) validate() {
 	v.validatePolicies()
 	v.validateRoutes()
 	v.validateUsage()
+	v.validateTracing()
+}
+
+// validateTracing checks the collector's URL and the sample ratio.
+func (v *validator) validateTracing() {
+	t := &v.cfg.Tracing
+	if t.OTLPEndpoint == "" {
+		if t.SampleRatio != nil || t.ServiceName != "" {
+			v.errorAt("tracing", "tracing needs otlp_endpoint, the collector to send spans to (such as http://127.0.0.1:4318)")
+		}
+		return
+	}
+	u, err := url.Parse(t.OTLPEndpoint)
+	switch {
+	case err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		v.errorAt("tracing.otlp_endpoint", "invalid collector URL %q: write http://host:4318 or https://host/v1/traces", t.OTLPEndpoint)
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		v.errorAt("tracing.otlp_endpoint", "a collector URL takes no credentials, query or fragment (headers go in OTEL_EXPORTER_OTLP_HEADERS)")
+	case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+		v.warn("tracing.otlp_endpoint", "spans (client addresses, user ids, paths) go to %s unencrypted; use https:// unless the network is private", u.Host)
+	}
+	if r := t.SampleRatio; r != nil && (*r < 0 || *r > 1 || *r != *r) {
+		v.errorAt("tracing.sample_ratio", "must be between 0 and 1 (the share of requests traced), not %g", *r)
+	}
 }
 
 func (v *validator) validateServer() {
@@ -214,6 +242,9 @@ func (v *validator) validateServer() {
 	case "open", "closed":
 	default:
 		v.errorAt("counters_fail", "must be open or closed, not %q", v.cfg.CountersFail)
+	}
+	if g := v.cfg.StoreOutageGrace.D(); g < time.Second || g > time.Hour {
+		v.errorAt("store_outage_grace", "must be between 1s and 1h, such as 60s: how long signed-in people keep working from the cache while the store is unreachable")
 	}
 }
 
@@ -426,8 +457,12 @@ func (v *validator) validateRoutes() {
 		}
 		seen[key] = i
 		switch {
+		case r.ForwardAuth && r.Backend != "":
+			v.errorAt(path+".backend", "a forward_auth route has no backend: the ingress in front of moat proxies to the app; remove backend (or forward_auth, for moat to proxy)")
+		case r.ForwardAuth:
+			v.validateForwardAuth(path, r)
 		case r.Backend == "":
-			v.errorAt(path, "backend is required%s", known(c.Backends))
+			v.errorAt(path, "backend is required%s; or set forward_auth: true when an ingress in front of moat proxies to the app", known(c.Backends))
 		case c.Backends[r.Backend] == nil:
 			v.errorAt(path+".backend", "unknown backend %q%s", r.Backend, known(c.Backends))
 		}
@@ -448,6 +483,18 @@ func (v *validator) validateRoutes() {
 			r.AllowedOrigins[j] = canon
 		}
 		v.validateRouteAccess(path, r)
+	}
+}
+
+// validateForwardAuth checks a route an ingress proxies: moat answers its
+// auth requests only from server.trusted_proxies, and a bearer token would
+// reach the app through the ingress, which moat cannot strip it from.
+func (v *validator) validateForwardAuth(path string, r *Route) {
+	if len(v.cfg.Server.TrustedProxies) == 0 {
+		v.errorAt(path+".forward_auth", "forward_auth needs server.trusted_proxies: list the ingress's addresses, the only peers whose auth requests moat answers")
+	}
+	if r.Bearer {
+		v.errorAt(path+".bearer", "a forward_auth route takes no bearer tokens: the ingress would pass the Authorization header, token and all, on to the app")
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/web"
 )
@@ -103,11 +104,17 @@ const MaxFormBytes = 64 << 10
 // ReadForm parses r's POST form (at most MaxFormBytes) and checks it is
 // same-origin and carries the token of its cookie: the one form reader of
 // every page moat renders (sign-in, account, console). A refusal is a
-// *web.Problem: 400 for a form that does not parse, 403 for a missing or
+// *web.Problem: 413 or 408 for a body cut for its size or its slowness
+// (bodylimit), 400 for a form that does not parse, 403 for a missing or
 // wrong token or another origin.
 func (g *Guard) ReadForm(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxFormBytes)
 	if err := r.ParseForm(); err != nil {
+		// A body cut for its size or its slowness says so (413, 408),
+		// as a proxied upload's does; anything else did not parse.
+		if status, key, ok := bodylimit.Status(err); ok {
+			return &web.Problem{Status: status, Key: key, Err: err}
+		}
 		return &web.Problem{Status: http.StatusBadRequest, Key: "bad_request", Err: err}
 	}
 	if !g.Check(r, r.PostForm.Get(Field)) {

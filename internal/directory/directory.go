@@ -58,17 +58,36 @@ func refusal(kind Kind, code, format string, args ...any) error {
 }
 
 // ValidEmail checks an address typed by an admin (already normalized):
-// one plain addr-spec such as alice@example.com.
+// one plain addr-spec such as alice@example.com (PlainEmail).
 func ValidEmail(email string) error {
-	if email == "" || len(email) > 254 {
+	if email == "" || len(email) > maxEmailBytes {
 		return refusal(Invalid, "admin.invalid_email", "invalid email %q: write a plain address such as alice@example.com, at most 254 characters", email)
 	}
-	a, err := mail.ParseAddress(email)
-	local, domain, ok := strings.Cut(email, "@")
-	if err != nil || a.Address != email || a.Name != "" || !ok || local == "" || domain == "" || strings.ContainsAny(email, " \t\r\n<>") {
+	if !PlainEmail(email) {
 		return refusal(Invalid, "admin.invalid_email", "invalid email %q: write a plain address such as alice@example.com", email)
 	}
 	return nil
+}
+
+// maxEmailBytes bounds an address (RFC 5321's path limit, less the angle
+// brackets).
+const maxEmailBytes = 254
+
+// PlainEmail reports whether email is one plain addr-spec, local@domain,
+// and nothing an address parser could read another way: one @, no quoted
+// local part, no display name, no angle brackets, no space or line break,
+// at most 254 bytes. It is the rule for every address that names a person
+// in moat, typed by an admin or reported by an identity provider: an
+// allow list's domain: takes the text after the last @, so
+// mallory@evil.example@example.com must never be taken for an address at
+// example.com (oauth2-proxy CVE-2026-40574).
+func PlainEmail(email string) bool {
+	if email == "" || len(email) > maxEmailBytes || strings.Count(email, "@") != 1 || strings.ContainsAny(email, " \t\r\n<>\"\\(),;:[]") {
+		return false
+	}
+	a, err := mail.ParseAddress(email)
+	local, domain, _ := strings.Cut(email, "@")
+	return err == nil && a.Address == email && a.Name == "" && local != "" && domain != ""
 }
 
 // groupName is the one rule for the names of moat's own groups: letters,

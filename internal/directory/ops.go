@@ -12,15 +12,17 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/mfa"
 	"github.com/moat-dev/moat/internal/auth/pat"
+	"github.com/moat-dev/moat/internal/fanout"
 	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
 )
 
 // Directory is the user directory's operations: each checks its input with
-// the rules of this package, writes the store, ends what a change ends
-// through the sign-in's hooks, and records an audit event. The console,
-// the admin API, the account page and the CLI all call it, so a rule holds
-// wherever a change is made.
+// the rules of this package, then writes the change and its audit event in
+// one transaction (store.Store.InTx: both are stored or neither is), and
+// once it has committed ends what the change ended through Ended. The
+// console, the admin API, the account page and the CLI all call it, so a
+// rule holds wherever a change is made.
 type Directory struct {
 	Store     store.Store
 	Passwords Passwords
@@ -31,22 +33,51 @@ type Directory struct {
 	Throttle *throttle.Service
 	// AdminGroup is identity.admin_group: an admin cannot leave it here.
 	AdminGroup string
-	// Revoke ends what a change ends, on this instance at once.
-	Revoke Revokers
+	// Ended, when set, is told what each committed change ended, to stop
+	// it at once on this instance (the sign-in's Process: caches,
+	// WebSockets). Without it (the CLI, which runs beside the instances)
+	// the change is in the store only, and running instances follow
+	// within seconds.
+	Ended func(Ended)
 	// Logger receives the audit lines (slog.Default when nil).
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
 
-// Revokers end what a change ends in the store and at once on this
-// instance (the sign-in's Process: caches, WebSockets). A nil one revokes
-// in the store only, and running instances follow within seconds (the
-// CLI, which runs beside them).
-type Revokers struct {
-	User    func(ctx context.Context, userID string) error
-	Session func(ctx context.Context, idHash string) error
-	Token   func(ctx context.Context, id, hash string) error
+// Ended is what a committed change ended.
+type Ended struct {
+	// Sessions are the id hashes of the sessions revoked.
+	Sessions []string
+	// Tokens are the hashes of the personal access tokens revoked.
+	Tokens []string
+	// Users are the users whose every session ended (disabled, deleted,
+	// password reset, signed out everywhere): what is cached of them
+	// must be read again.
+	Users []string
+	// Changed are the users who changed without a revocation (groups,
+	// name, an account enabled): who may enter where, and what apps are
+	// told, may have changed, so every instance re-checks their sockets.
+	Changed []string
+}
+
+func (e Ended) empty() bool {
+	return len(e.Sessions)+len(e.Tokens)+len(e.Users)+len(e.Changed) == 0
+}
+
+// Events are the fan-out events that tell every instance what e ended.
+func (e Ended) Events() []fanout.Event {
+	var out []fanout.Event
+	for _, h := range e.Sessions {
+		out = append(out, fanout.Event{Kind: fanout.SessionRevoked, ID: h})
+	}
+	for _, h := range e.Tokens {
+		out = append(out, fanout.Event{Kind: fanout.TokenRevoked, ID: h})
+	}
+	for _, id := range append(slices.Clone(e.Users), e.Changed...) {
+		out = append(out, fanout.Event{Kind: fanout.UserChanged, ID: id})
+	}
+	return out
 }
 
 // Actor is who makes a change: the audit log's actor, and whose own account
@@ -102,25 +133,114 @@ func (d *Directory) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// audit records a change in the store and the log.
-func (d *Directory) audit(ctx context.Context, a Actor, action, subject, detail string) {
-	if a.Via != "" {
-		detail = strings.TrimSpace(detail + " (" + a.Via + ")")
+// change is one directory change in the making: the transaction its
+// writes and audit events go through, and what it ends.
+type change struct {
+	tx     store.Tx
+	d      *Directory
+	a      Actor
+	events []*store.AuditEvent
+	ended  Ended
+}
+
+// maxConflicts bounds how often commit runs a change again after another
+// change to the same user came first.
+const maxConflicts = 5
+
+// commit runs fn in one transaction with the audit events it records, so
+// the change and its events are stored together or not at all (a crash or
+// a failed audit write between them used to lose the event). fn must use
+// c alone, never d.Store. Once committed, commit writes the events' log
+// lines and stops what the change ended (Ended). A change to the same user
+// by a sign-in or another admin in between (store.ErrConflict) runs fn
+// again on a fresh read.
+func (d *Directory) commit(ctx context.Context, a Actor, fn func(c *change) error) error {
+	for attempt := 0; ; attempt++ {
+		c := &change{d: d, a: a}
+		err := d.Store.InTx(ctx, func(tx store.Tx) error {
+			c.tx = tx
+			return fn(c)
+		})
+		if errors.Is(err, store.ErrConflict) && attempt < maxConflicts {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, e := range c.events {
+			d.logger().Info("audit", "action", e.Action, "actor", e.Actor, "user", e.Subject, "client_ip", e.ClientIP, "request_id", a.RequestID, "detail", e.Detail)
+		}
+		if d.Ended != nil && !c.ended.empty() {
+			d.Ended(c.ended)
+		}
+		return nil
 	}
-	d.logger().Info("audit", "action", action, "actor", a.Name, "user", subject, "client_ip", a.ClientIP, "request_id", a.RequestID, "detail", detail)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := d.Store.Audit(ctx, &store.AuditEvent{Time: d.now(), Actor: a.Name, Action: action, Subject: subject, ClientIP: a.ClientIP, Detail: detail}); err != nil {
-		d.logger().Error("write audit event", "action", action, "err", err)
+}
+
+// audit records the change's audit event in its transaction.
+func (c *change) audit(ctx context.Context, action, subject, detail string) error {
+	if c.a.Via != "" {
+		detail = strings.TrimSpace(detail + " (" + c.a.Via + ")")
 	}
+	e := &store.AuditEvent{Time: c.d.now(), Actor: c.a.Name, Action: action, Subject: subject, ClientIP: c.a.ClientIP, Detail: detail}
+	if err := c.tx.Audit(ctx, e); err != nil {
+		return fmt.Errorf("write audit event %s: %w", action, err)
+	}
+	c.events = append(c.events, e)
+	return nil
+}
+
+// user loads a user by id within the change.
+func (c *change) user(ctx context.Context, id string) (*store.User, error) {
+	return userIn(ctx, c.tx, id)
+}
+
+// update reads the user, applies edit and writes it back; a sign-in or
+// another admin changing the user in between makes it fail with
+// store.ErrConflict, and commit run the change again.
+func (c *change) update(ctx context.Context, id string, edit func(u *store.User) error) (*store.User, error) {
+	u, err := c.user(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := edit(u); err != nil {
+		return nil, err
+	}
+	return u, c.tx.UpdateUser(ctx, u)
+}
+
+// revokeAll ends every session of the user, and reports how many.
+func (c *change) revokeAll(ctx context.Context, userID string) (int, error) {
+	hashes, err := c.tx.RevokeUserSessions(ctx, userID, c.d.now())
+	if err != nil {
+		return 0, err
+	}
+	c.ended.Sessions = append(c.ended.Sessions, hashes...)
+	c.ended.Users = append(c.ended.Users, userID)
+	return len(hashes), nil
+}
+
+// revokeToken revokes a token (a personal access token or a link).
+func (c *change) revokeToken(ctx context.Context, t *store.Token) error {
+	if err := c.tx.RevokeToken(ctx, t.ID, c.d.now()); err != nil {
+		return err
+	}
+	if t.Kind == store.TokenPersonal {
+		c.ended.Tokens = append(c.ended.Tokens, t.Hash)
+	}
+	return nil
 }
 
 // User loads a user by id.
 func (d *Directory) User(ctx context.Context, id string) (*store.User, error) {
+	return userIn(ctx, d.Store, id)
+}
+
+func userIn(ctx context.Context, tx store.Tx, id string) (*store.User, error) {
 	if id == "" || len(id) > 128 {
 		return nil, refusal(NotFound, "admin.no_user", "no such user")
 	}
-	u, err := d.Store.GetUser(ctx, id)
+	u, err := tx.GetUser(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, refusal(NotFound, "admin.no_user", "no such user")
 	}
@@ -135,35 +255,6 @@ func (d *Directory) UserByEmail(ctx context.Context, email string) (*store.User,
 		return nil, refusal(NotFound, "admin.no_user", "no user %s", email)
 	}
 	return u, err
-}
-
-// modify reads the user, applies change and writes it back, reading again
-// when a sign-in or another admin changed the user in between.
-func (d *Directory) modify(ctx context.Context, id string, change func(u *store.User) error) (*store.User, error) {
-	for attempt := 0; ; attempt++ {
-		u, err := d.User(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := change(u); err != nil {
-			return nil, err
-		}
-		err = d.Store.UpdateUser(ctx, u)
-		if errors.Is(err, store.ErrConflict) && attempt < 5 {
-			continue
-		}
-		return u, err
-	}
-}
-
-// revokeAll ends every session of the user, closing their WebSockets.
-func (d *Directory) revokeAll(ctx context.Context, userID string) (int, error) {
-	if d.Revoke.User != nil {
-		before, _ := d.Store.ListSessions(ctx, userID)
-		return len(before), d.Revoke.User(ctx, userID)
-	}
-	hashes, err := d.Store.RevokeUserSessions(ctx, userID, d.now())
-	return len(hashes), err
 }
 
 // CreateUser creates a user who must choose a password at the first
@@ -186,33 +277,39 @@ func (d *Directory) CreateUser(ctx context.Context, a Actor, in NewUser) (*store
 	if err != nil {
 		return nil, nil, err
 	}
-	u := &store.User{Email: email, Name: name, Groups: groups, MustChangePassword: in.Password == ""}
+	var hash string
 	pw := in.Password
 	if pw != "" {
-		u.PasswordHash, err = d.Passwords.Hash(ctx, pw, email)
+		hash, err = d.Passwords.Hash(ctx, pw, email)
 	} else {
-		pw, u.PasswordHash, err = d.Passwords.OneTime(ctx)
+		pw, hash, err = d.Passwords.OneTime(ctx)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := d.Store.CreateUser(ctx, u); err != nil {
-		if errors.Is(err, store.ErrDuplicate) {
-			return nil, nil, refusal(Conflict, "admin.duplicate", "user %s already exists", email)
+	var u *store.User
+	var out *Issued
+	err = d.commit(ctx, a, func(c *change) error {
+		u = &store.User{Email: email, Name: name, Groups: groups, MustChangePassword: in.Password == "", PasswordHash: hash}
+		if err := c.tx.CreateUser(ctx, u); err != nil {
+			if errors.Is(err, store.ErrDuplicate) {
+				return refusal(Conflict, "admin.duplicate", "user %s already exists", email)
+			}
+			return err
 		}
+		detail := fmt.Sprintf("groups: %s; password chosen", strings.Join(u.Groups, ","))
+		if in.Password == "" {
+			var err error
+			if out, err = c.issue(ctx, u, mode, pw); err != nil {
+				return err
+			}
+			detail = fmt.Sprintf("groups: %s; %s", strings.Join(u.Groups, ","), modeDetail(mode))
+		}
+		return c.audit(ctx, "user.create", u.Email, detail)
+	})
+	if err != nil {
 		return nil, nil, err
 	}
-	var out *Issued
-	if in.Password == "" {
-		if out, err = d.issue(ctx, u, mode, pw); err != nil {
-			return nil, nil, err
-		}
-	}
-	detail := fmt.Sprintf("groups: %s; %s", strings.Join(u.Groups, ","), modeDetail(mode))
-	if in.Password != "" {
-		detail = fmt.Sprintf("groups: %s; password chosen", strings.Join(u.Groups, ","))
-	}
-	d.audit(ctx, a, "user.create", u.Email, detail)
 	return u, out, nil
 }
 
@@ -245,18 +342,24 @@ func (d *Directory) ImportUser(ctx context.Context, a Actor, in ImportedUser) (*
 	if err != nil {
 		return nil, err
 	}
-	u := &store.User{Email: email, Name: name, Groups: groups, PasswordHash: in.PasswordHash, Disabled: in.Disabled}
-	if err := d.Store.CreateUser(ctx, u); err != nil {
-		if errors.Is(err, store.ErrDuplicate) {
-			return nil, refusal(Conflict, "admin.duplicate", "user %s already exists", email)
+	var u *store.User
+	err = d.commit(ctx, a, func(c *change) error {
+		u = &store.User{Email: email, Name: name, Groups: groups, PasswordHash: in.PasswordHash, Disabled: in.Disabled}
+		if err := c.tx.CreateUser(ctx, u); err != nil {
+			if errors.Is(err, store.ErrDuplicate) {
+				return refusal(Conflict, "admin.duplicate", "user %s already exists", email)
+			}
+			return err
 		}
+		detail := fmt.Sprintf("from %s; groups: %s", in.From, strings.Join(u.Groups, ","))
+		if u.Disabled {
+			detail += "; disabled"
+		}
+		return c.audit(ctx, "user.import", u.Email, detail)
+	})
+	if err != nil {
 		return nil, err
 	}
-	detail := fmt.Sprintf("from %s; groups: %s", in.From, strings.Join(u.Groups, ","))
-	if u.Disabled {
-		detail += "; disabled"
-	}
-	d.audit(ctx, a, "user.import", u.Email, detail)
 	return u, nil
 }
 
@@ -279,30 +382,30 @@ func modeDetail(mode string) string {
 
 // issue hands out the credential for u: pw itself (already its password)
 // or a set-password link, which replaces any earlier link of u.
-func (d *Directory) issue(ctx context.Context, u *store.User, mode, pw string) (*Issued, error) {
+func (c *change) issue(ctx context.Context, u *store.User, mode, pw string) (*Issued, error) {
 	if mode == ModePassword {
 		return &Issued{Mode: mode, Password: pw}, nil
 	}
-	if err := d.revokeLinks(ctx, u.ID); err != nil {
+	if err := c.revokeLinks(ctx, u.ID); err != nil {
 		return nil, err
 	}
 	tok, hash := NewSetPasswordLink()
-	exp := d.now().Add(SetPasswordLinkTTL)
-	if err := d.Store.CreateToken(ctx, &store.Token{Hash: hash, UserID: u.ID, Kind: store.TokenSetPassword, Name: "set-password link", ExpiresAt: exp}); err != nil {
+	exp := c.d.now().Add(SetPasswordLinkTTL)
+	if err := c.tx.CreateToken(ctx, &store.Token{Hash: hash, UserID: u.ID, Kind: store.TokenSetPassword, Name: "set-password link", ExpiresAt: exp}); err != nil {
 		return nil, err
 	}
 	return &Issued{Mode: mode, Link: tok, Expires: exp}, nil
 }
 
 // revokeLinks revokes the user's unused set-password links.
-func (d *Directory) revokeLinks(ctx context.Context, userID string) error {
-	toks, err := d.Store.ListTokens(ctx, userID)
+func (c *change) revokeLinks(ctx context.Context, userID string) error {
+	toks, err := c.tx.ListTokens(ctx, userID)
 	if err != nil {
 		return err
 	}
 	for _, t := range toks {
 		if t.Kind == store.TokenSetPassword && t.RevokedAt.IsZero() {
-			if err := d.Store.RevokeToken(ctx, t.ID, d.now()); err != nil && !errors.Is(err, store.ErrNotFound) {
+			if err := c.revokeToken(ctx, t); err != nil {
 				return err
 			}
 		}
@@ -322,53 +425,67 @@ func self(a Actor, u *store.User, what string) error {
 // SetDisabled disables (ending every session) or enables a user, and
 // reports how many sessions ended.
 func (d *Directory) SetDisabled(ctx context.Context, a Actor, id string, disabled bool) (*store.User, int, error) {
-	changed := false
-	u, err := d.modify(ctx, id, func(u *store.User) error {
-		if disabled {
-			if err := self(a, u, "disable"); err != nil {
-				return err
+	var u *store.User
+	n := 0
+	err := d.commit(ctx, a, func(c *change) error {
+		changed := false
+		var err error
+		u, err = c.update(ctx, id, func(u *store.User) error {
+			if disabled {
+				if err := self(a, u, "disable"); err != nil {
+					return err
+				}
 			}
+			changed = u.Disabled != disabled
+			u.Disabled = disabled
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		changed = u.Disabled != disabled
-		u.Disabled = disabled
-		return nil
+		if !disabled {
+			if !changed {
+				return nil
+			}
+			c.ended.Changed = append(c.ended.Changed, u.ID)
+			return c.audit(ctx, "user.enable", u.Email, "")
+		}
+		if n, err = c.revokeAll(ctx, u.ID); err != nil {
+			return err
+		}
+		return c.audit(ctx, "user.disable", u.Email, fmt.Sprintf("%d session(s) ended", n))
 	})
 	if err != nil {
 		return nil, 0, err
 	}
-	if !disabled {
-		if changed {
-			d.audit(ctx, a, "user.enable", u.Email, "")
-		}
-		return u, 0, nil
-	}
-	n, err := d.revokeAll(ctx, u.ID)
-	if err != nil {
-		return nil, 0, err
-	}
-	d.audit(ctx, a, "user.disable", u.Email, fmt.Sprintf("%d session(s) ended", n))
 	return u, n, nil
 }
 
 // DeleteUser deletes a user, ending their sessions first.
 func (d *Directory) DeleteUser(ctx context.Context, a Actor, id string) (*store.User, int, error) {
-	u, err := d.User(ctx, id)
+	var u *store.User
+	n := 0
+	err := d.commit(ctx, a, func(c *change) error {
+		var err error
+		if u, err = c.user(ctx, id); err != nil {
+			return err
+		}
+		if err := self(a, u, "delete"); err != nil {
+			return err
+		}
+		// End the sessions first, so every instance sees them revoked (and
+		// closes their WebSockets) before the rows go with the user.
+		if n, err = c.revokeAll(ctx, u.ID); err != nil {
+			return err
+		}
+		if err := c.tx.DeleteUser(ctx, u.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return c.audit(ctx, "user.delete", u.Email, fmt.Sprintf("%d session(s) ended", n))
+	})
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := self(a, u, "delete"); err != nil {
-		return nil, 0, err
-	}
-	// End the sessions first, so every instance sees them revoked (and
-	// closes their WebSockets) before the rows go with the user.
-	n, err := d.revokeAll(ctx, u.ID)
-	if err != nil {
-		return nil, 0, err
-	}
-	if err := d.Store.DeleteUser(ctx, u.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, 0, err
-	}
-	d.audit(ctx, a, "user.delete", u.Email, fmt.Sprintf("%d session(s) ended", n))
 	return u, n, nil
 }
 
@@ -383,6 +500,8 @@ func (d *Directory) ResetPassword(ctx context.Context, a Actor, id, mode, pw str
 	if err != nil {
 		return nil, nil, 0, err
 	}
+	// Hash before the transaction: it must not hold the database while
+	// argon2 runs.
 	var hash string
 	oneTime := pw == ""
 	if oneTime {
@@ -393,26 +512,34 @@ func (d *Directory) ResetPassword(ctx context.Context, a Actor, id, mode, pw str
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	u, err := d.modify(ctx, id, func(u *store.User) error {
-		u.PasswordHash, u.MustChangePassword = hash, oneTime
-		return nil
+	var u *store.User
+	var out *Issued
+	n := 0
+	err = d.commit(ctx, a, func(c *change) error {
+		var err error
+		u, err = c.update(ctx, id, func(u *store.User) error {
+			u.PasswordHash, u.MustChangePassword = hash, oneTime
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if n, err = c.revokeAll(ctx, u.ID); err != nil {
+			return err
+		}
+		out = nil
+		detail := "password chosen"
+		if oneTime {
+			if out, err = c.issue(ctx, u, mode, pw); err != nil {
+				return err
+			}
+			detail = modeDetail(mode)
+		}
+		return c.audit(ctx, "user.reset_password", u.Email, fmt.Sprintf("%s; %d session(s) ended", detail, n))
 	})
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	n, err := d.revokeAll(ctx, u.ID)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	var out *Issued
-	detail := "password chosen"
-	if oneTime {
-		if out, err = d.issue(ctx, u, mode, pw); err != nil {
-			return nil, nil, 0, err
-		}
-		detail = modeDetail(mode)
-	}
-	d.audit(ctx, a, "user.reset_password", u.Email, fmt.Sprintf("%s; %d session(s) ended", detail, n))
 	return u, out, n, nil
 }
 
@@ -434,47 +561,69 @@ func (d *Directory) UpdateUser(ctx context.Context, a Actor, id string, name *st
 			return nil, err
 		}
 	}
-	var before []string
-	u, err := d.modify(ctx, id, func(u *store.User) error {
-		before = slices.Clone(u.Groups)
-		if setGroups {
-			if a.UserID == u.ID && d.AdminGroup != "" && slices.Contains(before, d.AdminGroup) && !slices.Contains(clean, d.AdminGroup) {
-				return refusal(Conflict, "admin.self", "you cannot remove yourself from %s here", d.AdminGroup)
+	var u *store.User
+	err := d.commit(ctx, a, func(c *change) error {
+		var before []string
+		var err error
+		u, err = c.update(ctx, id, func(u *store.User) error {
+			before = slices.Clone(u.Groups)
+			if setGroups {
+				if a.UserID == u.ID && d.AdminGroup != "" && slices.Contains(before, d.AdminGroup) && !slices.Contains(clean, d.AdminGroup) {
+					return refusal(Conflict, "admin.self", "you cannot remove yourself from %s here", d.AdminGroup)
+				}
+				u.Groups = clean
 			}
-			u.Groups = clean
+			if name != nil {
+				u.Name = cleanN
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if setGroups && !slices.Equal(before, clean) || name != nil {
+			// Who may enter where, and what apps are told, may have
+			// changed: every instance re-checks the user's sockets.
+			c.ended.Changed = append(c.ended.Changed, u.ID)
+		}
+		if setGroups && !slices.Equal(before, clean) {
+			if err := c.audit(ctx, "user.groups", u.Email, fmt.Sprintf("groups: %s (were: %s)", strings.Join(clean, ","), strings.Join(before, ","))); err != nil {
+				return err
+			}
 		}
 		if name != nil {
-			u.Name = cleanN
+			return c.audit(ctx, "user.update", u.Email, "name changed")
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if setGroups && !slices.Equal(before, clean) {
-		d.audit(ctx, a, "user.groups", u.Email, fmt.Sprintf("groups: %s (were: %s)", strings.Join(clean, ","), strings.Join(before, ",")))
-	}
-	if name != nil {
-		d.audit(ctx, a, "user.update", u.Email, "name changed")
-	}
 	return u, nil
 }
 
 // RevokeUserSessions ends every session of a user now.
 func (d *Directory) RevokeUserSessions(ctx context.Context, a Actor, id string) (*store.User, int, error) {
-	u, err := d.User(ctx, id)
+	var u *store.User
+	n := 0
+	err := d.commit(ctx, a, func(c *change) error {
+		var err error
+		if u, err = c.user(ctx, id); err != nil {
+			return err
+		}
+		if n, err = c.revokeAll(ctx, u.ID); err != nil {
+			return err
+		}
+		return c.audit(ctx, "session.revoke_all", u.Email, fmt.Sprintf("%d session(s) ended", n))
+	})
 	if err != nil {
 		return nil, 0, err
 	}
-	n, err := d.revokeAll(ctx, u.ID)
-	if err != nil {
-		return nil, 0, err
-	}
-	d.audit(ctx, a, "session.revoke_all", u.Email, fmt.Sprintf("%d session(s) ended", n))
 	return u, n, nil
 }
 
-// ResetMFA removes a user's second factor.
+// ResetMFA removes a user's second factor (with its audit event, in one
+// transaction: mfa.Service.Remove).
 func (d *Directory) ResetMFA(ctx context.Context, a Actor, id string) (*store.User, error) {
 	u, err := d.User(ctx, id)
 	if err != nil {
@@ -510,6 +659,8 @@ func (d *Directory) UnlockSignIn(ctx context.Context, a Actor, id string) (*stor
 	if err != nil {
 		return nil, 0, err
 	}
+	// The counts may be in Redis, outside the store's transaction: the
+	// unlock goes first, so the audit event never records one that failed.
 	if err := d.Throttle.Unlock(ctx, u.Email); err != nil {
 		return nil, 0, err
 	}
@@ -517,7 +668,10 @@ func (d *Directory) UnlockSignIn(ctx context.Context, a Actor, id string) (*stor
 	if left > 0 {
 		detail = fmt.Sprintf("sign-in from unknown devices unlocked %s before its lock ended", left.Round(time.Second))
 	}
-	d.audit(ctx, a, "login.unlock", u.Email, detail)
+	err = d.commit(ctx, a, func(c *change) error { return c.audit(ctx, "login.unlock", u.Email, detail) })
+	if err != nil {
+		return nil, 0, fmt.Errorf("sign-in unlocked, but its audit event could not be written: %w", err)
+	}
 	return u, left, nil
 }
 
@@ -527,26 +681,29 @@ func (d *Directory) RevokeSession(ctx context.Context, a Actor, hash, owner stri
 	if len(hash) != 64 {
 		return nil, refusal(NotFound, "admin.no_session", "no such session")
 	}
-	s, err := d.Store.GetSession(ctx, hash)
-	if errors.Is(err, store.ErrNotFound) || err == nil && owner != "" && s.UserID != owner {
-		return nil, refusal(NotFound, "admin.no_session", "no such session")
-	}
+	var s *store.Session
+	err := d.commit(ctx, a, func(c *change) error {
+		var err error
+		s, err = c.tx.GetSession(ctx, hash)
+		if errors.Is(err, store.ErrNotFound) || err == nil && owner != "" && s.UserID != owner {
+			return refusal(NotFound, "admin.no_session", "no such session")
+		}
+		if err != nil {
+			return err
+		}
+		if err := c.tx.RevokeSession(ctx, hash, d.now()); err != nil {
+			return err
+		}
+		c.ended.Sessions = append(c.ended.Sessions, hash)
+		detail := fmt.Sprintf("session from %s started %s", orDash(s.ClientIP), s.CreatedAt.UTC().Format(time.RFC3339))
+		if owner != "" {
+			detail = "by the user, from the account page"
+		}
+		return c.audit(ctx, "session.revoke", s.Email, detail)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if d.Revoke.Session != nil {
-		err = d.Revoke.Session(ctx, hash)
-	} else {
-		err = d.Store.RevokeSession(ctx, hash, d.now())
-	}
-	if err != nil {
-		return nil, err
-	}
-	detail := fmt.Sprintf("session from %s started %s", orDash(s.ClientIP), s.CreatedAt.UTC().Format(time.RFC3339))
-	if owner != "" {
-		detail = "by the user, from the account page"
-	}
-	d.audit(ctx, a, "session.revoke", s.Email, detail)
 	return s, nil
 }
 
@@ -589,27 +746,33 @@ func (d *Directory) CreateToken(ctx context.Context, a Actor, userID, name strin
 	if ttl < 0 || ttl > MaxTokenTTL {
 		return "", nil, refusal(Invalid, "admin.invalid_ttl", "a token lives at most %s", MaxTokenTTL)
 	}
-	u, err := d.User(ctx, userID)
+	secret, hash := pat.New()
+	var t *store.Token
+	err := d.commit(ctx, a, func(c *change) error {
+		u, err := c.user(ctx, userID)
+		if err != nil {
+			return err
+		}
+		if u.Disabled {
+			return refusal(Conflict, "admin.disabled", "user %s is disabled: enable it first", u.Email)
+		}
+		t = &store.Token{Hash: hash, UserID: u.ID, Kind: store.TokenPersonal, Name: name, CreatedAt: d.now()}
+		if ttl > 0 {
+			t.ExpiresAt = t.CreatedAt.Add(ttl)
+		}
+		if err := c.tx.CreateToken(ctx, t); err != nil {
+			return err
+		}
+		return c.audit(ctx, "token.create", u.Email, "personal access token "+strconv.Quote(name))
+	})
 	if err != nil {
 		return "", nil, err
 	}
-	if u.Disabled {
-		return "", nil, refusal(Conflict, "admin.disabled", "user %s is disabled: enable it first", u.Email)
-	}
-	secret, hash := pat.New()
-	t := &store.Token{Hash: hash, UserID: u.ID, Kind: store.TokenPersonal, Name: name, CreatedAt: d.now()}
-	if ttl > 0 {
-		t.ExpiresAt = t.CreatedAt.Add(ttl)
-	}
-	if err := d.Store.CreateToken(ctx, t); err != nil {
-		return "", nil, err
-	}
-	d.audit(ctx, a, "token.create", u.Email, "personal access token "+strconv.Quote(name))
 	return secret, t, nil
 }
 
 // RevokeToken revokes one personal access token of a user (userID "": of
-// anyone, for the CLI), through the sign-in's hook so it stops at once.
+// anyone, for the CLI); it stops at once on this instance (Ended).
 func (d *Directory) RevokeToken(ctx context.Context, a Actor, userID, tokenID string) (*store.Token, error) {
 	var candidates []*store.Token
 	subject := ""
@@ -624,19 +787,12 @@ func (d *Directory) RevokeToken(ctx context.Context, a Actor, userID, tokenID st
 		}
 	} else if t, err := d.tokenByID(ctx, tokenID); err == nil {
 		candidates = []*store.Token{t}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
 	}
 	for _, t := range candidates {
 		if t.ID != tokenID || t.Kind != store.TokenPersonal {
 			continue
-		}
-		var err error
-		if d.Revoke.Token != nil {
-			err = d.Revoke.Token(ctx, t.ID, t.Hash)
-		} else {
-			err = d.Store.RevokeToken(ctx, t.ID, d.now())
-		}
-		if err != nil {
-			return nil, err
 		}
 		if subject == "" {
 			subject = t.UserID
@@ -644,7 +800,15 @@ func (d *Directory) RevokeToken(ctx context.Context, a Actor, userID, tokenID st
 				subject = u.Email
 			}
 		}
-		d.audit(ctx, a, "token.revoke", subject, "personal access token "+strconv.Quote(t.Name))
+		err := d.commit(ctx, a, func(c *change) error {
+			if err := c.revokeToken(ctx, t); err != nil {
+				return err
+			}
+			return c.audit(ctx, "token.revoke", subject, "personal access token "+strconv.Quote(t.Name))
+		})
+		if err != nil {
+			return nil, err
+		}
 		return t, nil
 	}
 	return nil, refusal(NotFound, "admin.no_token", "no token %s", tokenID)
@@ -700,18 +864,27 @@ func (d *Directory) SetPasswordByLink(ctx context.Context, a Actor, token, pw st
 	if err != nil {
 		return false, err
 	}
-	// Revoke the link first: of two racing submissions only one wins.
-	if err := d.Store.RevokeToken(ctx, t.ID, d.now()); err != nil {
-		return false, err
-	}
-	ok, err := d.Store.SetPasswordHash(ctx, u.ID, u.PasswordHash, hash, false)
-	if err != nil || !ok {
-		return false, err
-	}
-	if _, err := d.revokeAll(ctx, u.ID); err != nil {
-		d.logger().Error("set password: end sessions", "user", u.Email, "err", err)
-	}
 	a.Name = u.Email
-	d.audit(ctx, a, "password.set_by_link", u.Email, "")
-	return true, nil
+	set := false
+	err = d.commit(ctx, a, func(c *change) error {
+		// Revoke the link first: of two racing submissions only one
+		// swaps the password hash below.
+		if err := c.revokeToken(ctx, t); err != nil {
+			return err
+		}
+		var err error
+		if set, err = c.tx.SetPasswordHash(ctx, u.ID, u.PasswordHash, hash, false); err != nil {
+			return err
+		}
+		if !set {
+			// The password changed another way since the link was
+			// read: the link ends unused.
+			return c.audit(ctx, "link.revoke", u.Email, "the password was changed another way before the link was used")
+		}
+		if _, err := c.revokeAll(ctx, u.ID); err != nil {
+			return err
+		}
+		return c.audit(ctx, "password.set_by_link", u.Email, "")
+	})
+	return set && err == nil, err
 }

@@ -343,3 +343,31 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	}
 	return sorted[min(len(sorted)-1, len(sorted)*p/100)]
 }
+
+// TestAPublisherReachesEveryInstance: a process that only publishes (a CLI
+// command, fanout.OpenPublisher) reaches the instances listening on the
+// same PostgreSQL or Redis.
+func TestAPublisherReachesEveryInstance(t *testing.T) {
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			in := startInstance(t, "instance 2", be.name+" "+be.target)
+			store, counters := "", be.target
+			if be.name == "postgres" {
+				store, counters = be.target, ""
+			}
+			pub, err := fanout.OpenPublisher(store, counters, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pub.Close()
+			e := fanout.Event{Kind: fanout.UserChanged, ID: "from-the-cli"}
+			if err := pub.Publish(t.Context(), e); err != nil {
+				t.Fatal(err)
+			}
+			in.await(t, 10*time.Second, func(got fanout.Event) bool { return got == e })
+		})
+	}
+	if _, err := fanout.OpenPublisher("postgres://%zz", "", nil); err == nil || strings.Contains(err.Error(), "%zz") {
+		t.Errorf("a malformed DSN: %v", err)
+	}
+}

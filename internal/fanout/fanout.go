@@ -45,7 +45,9 @@ const (
 	// password changed, sessions revoked: anything that changes who may
 	// pass.
 	UserChanged Kind = "user.changed"
-	// TokenRevoked: ID is the token's id.
+	// TokenRevoked: ID is the token's hash (store.Token.Hash), what the
+	// token cache knows it by; like a session's id hash, it opens
+	// nothing.
 	TokenRevoked Kind = "token.revoked"
 	// KeysChanged: the signing keys changed (a key added, retired or
 	// deleted); ID is empty.
@@ -277,6 +279,33 @@ func Open(ctx context.Context, store, counters string, logger *slog.Logger) (*Bu
 		return NewPostgres(ctx, store, logger)
 	case counters != "":
 		return NewRedis(ctx, counters, logger)
+	}
+	return NewLocal(logger), nil
+}
+
+// OpenPublisher is Open for a process that only publishes, such as a
+// command of the CLI: it listens to nothing (its subscribers never hear
+// another instance) and connects at its first Publish. A malformed DSN or
+// URL is an error; on SQLite without Redis there is no one to tell, and
+// Publish reaches only this process.
+func OpenPublisher(store, counters string, logger *slog.Logger) (*Bus, error) {
+	switch {
+	case strings.HasPrefix(store, "postgres://") || strings.HasPrefix(store, "postgresql://"):
+		pool, err := pgPool(context.Background(), store)
+		if err != nil {
+			return nil, err
+		}
+		b := newBus(logger)
+		b.t = &pgPublisher{pool: pool}
+		return b, nil
+	case counters != "":
+		client, err := redisClient(counters)
+		if err != nil {
+			return nil, err
+		}
+		b := newBus(logger)
+		b.t = &redisPublisher{client: client, channel: redisChannel(client)}
+		return b, nil
 	}
 	return NewLocal(logger), nil
 }

@@ -45,20 +45,12 @@ func NewPostgres(ctx context.Context, dsn string, logger *slog.Logger) (*Bus, er
 	if err != nil {
 		return nil, errors.New("fanout: invalid PostgreSQL connection string") // never echo: it may hold a password
 	}
-	pcfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		return nil, errors.New("fanout: invalid PostgreSQL connection string")
-	}
 	if !strings.Contains(dsn, "connect_timeout") {
 		cfg.ConnectTimeout = pgCallTimeout
-		pcfg.ConnConfig.ConnectTimeout = pgCallTimeout
 	}
-	if !strings.Contains(dsn, "pool_max_conns") {
-		pcfg.MaxConns = 2 // events are few and small
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg) // connects lazily
+	pool, err := pgPool(ctx, dsn)
 	if err != nil {
-		return nil, errors.New("fanout: invalid PostgreSQL settings")
+		return nil, err
 	}
 	b := newBus(logger)
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -70,6 +62,44 @@ func NewPostgres(ctx context.Context, dsn string, logger *slog.Logger) (*Bus, er
 	}
 	go t.run(runCtx, conn)
 	return b, nil
+}
+
+// pgPool is the small pool events are published through; it connects
+// lazily.
+func pgPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, errors.New("fanout: invalid PostgreSQL connection string") // never echo: it may hold a password
+	}
+	if !strings.Contains(dsn, "connect_timeout") {
+		pcfg.ConnConfig.ConnectTimeout = pgCallTimeout
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		pcfg.MaxConns = 2 // events are few and small
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, errors.New("fanout: invalid PostgreSQL settings")
+	}
+	return pool, nil
+}
+
+// pgPublisher publishes and listens to nothing (OpenPublisher).
+type pgPublisher struct{ pool *pgxpool.Pool }
+
+func (t *pgPublisher) publish(ctx context.Context, payload string) error {
+	return pgNotify(ctx, t.pool, payload)
+}
+
+func (t *pgPublisher) close() error {
+	t.pool.Close()
+	return nil
+}
+
+// pgNotify sends payload on the events channel.
+func pgNotify(ctx context.Context, pool *pgxpool.Pool, payload string) error {
+	_, err := pool.Exec(ctx, "SELECT pg_notify($1, $2)", pgChannel, payload)
+	return err
 }
 
 // connect opens the listening connection.
@@ -152,8 +182,7 @@ func (t *pgTransport) listen(ctx context.Context, conn *pgx.Conn) error {
 }
 
 func (t *pgTransport) publish(ctx context.Context, payload string) error {
-	_, err := t.pool.Exec(ctx, "SELECT pg_notify($1, $2)", pgChannel, payload)
-	return err
+	return pgNotify(ctx, t.pool, payload)
 }
 
 func (t *pgTransport) close() error {

@@ -47,24 +47,15 @@ type redisTransport struct {
 // (within ctx); when that fails it keeps trying in the background and
 // sends a Resync once it is subscribed.
 func NewRedis(ctx context.Context, rawURL string, logger *slog.Logger) (*Bus, error) {
-	opt, err := redis.ParseURL(rawURL)
+	client, err := redisClient(rawURL)
 	if err != nil {
-		return nil, errors.New("fanout: not a valid redis URL") // never echo: it may hold a password
+		return nil, err
 	}
-	opt.DialTimeout = redisDialTimeout
-	opt.ReadTimeout = redisIOTimeout
-	opt.WriteTimeout = redisIOTimeout
-	opt.PoolTimeout = redisIOTimeout
-	opt.MaxRetries = 1
-	opt.DialerRetries = 1 // our own backoff paces reconnection (go-redis would dial 5 times, 100 ms apart)
-	opt.DisableIdentity = true
 	b := newBus(logger)
 	runCtx, cancel := context.WithCancel(context.Background())
 	t := &redisTransport{
-		client: redis.NewClient(opt),
-		// Pub/sub channels are server-wide, not per database: the
-		// database number keeps clusters on one server apart.
-		channel: "moat:events:" + strconv.Itoa(opt.DB),
+		client:  client,
+		channel: redisChannel(client),
 		bus:     b,
 		logger:  b.logger,
 		cancel:  cancel,
@@ -83,6 +74,42 @@ func NewRedis(ctx context.Context, rawURL string, logger *slog.Logger) (*Bus, er
 	go t.run(runCtx, ps, !subscribed)
 	return b, nil
 }
+
+// redisClient is a client for the server rawURL names, with moat's
+// timeouts.
+func redisClient(rawURL string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, errors.New("fanout: not a valid redis URL") // never echo: it may hold a password
+	}
+	opt.DialTimeout = redisDialTimeout
+	opt.ReadTimeout = redisIOTimeout
+	opt.WriteTimeout = redisIOTimeout
+	opt.PoolTimeout = redisIOTimeout
+	opt.MaxRetries = 1
+	opt.DialerRetries = 1 // our own backoff paces reconnection (go-redis would dial 5 times, 100 ms apart)
+	opt.DisableIdentity = true
+	return redis.NewClient(opt), nil
+}
+
+// redisChannel is the events channel of client's database: pub/sub
+// channels are server-wide, not per database, so the database number
+// keeps clusters on one server apart.
+func redisChannel(client *redis.Client) string {
+	return "moat:events:" + strconv.Itoa(client.Options().DB)
+}
+
+// redisPublisher publishes and listens to nothing (OpenPublisher).
+type redisPublisher struct {
+	client  *redis.Client
+	channel string
+}
+
+func (t *redisPublisher) publish(ctx context.Context, payload string) error {
+	return t.client.Publish(ctx, t.channel, payload).Err()
+}
+
+func (t *redisPublisher) close() error { return t.client.Close() }
 
 // subscribe starts a new subscription, the one close closes.
 func (t *redisTransport) subscribe(ctx context.Context) *redis.PubSub {

@@ -37,6 +37,13 @@ var (
 		Name: "moat_config_reloads_total", Help: "Configuration reloads, by result.",
 	}, []string{"result"}))
 
+	// SessionChecksFailed counts session checks the store could not
+	// answer (unreachable): outcome is "cached" (the cache vouched for the
+	// session, within store_outage_grace) or "refused" (503).
+	SessionChecksFailed = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "moat_session_checks_failed_total", Help: "Session checks the store could not answer, by outcome (cached: served from the cache within store_outage_grace; refused: 503).",
+	}, []string{"outcome"}))
+
 	// Usage (internal/usage): counts without per-user labels, so a
 	// dashboard of them never names a person.
 

@@ -16,6 +16,7 @@ import (
 	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/tracing"
 	"github.com/moat-dev/moat/internal/web"
 )
 
@@ -98,7 +99,9 @@ type evaluation struct {
 func (p *Policy) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := request.From(r)
+		span := tracing.Start(r.Context(), "moat.policy")
 		d := p.Evaluate(r)
+		d.trace(span)
 		info.Decision = d.String()
 		if d.Allowed {
 			next.ServeHTTP(w, r)
@@ -112,6 +115,10 @@ func respond(w http.ResponseWriter, r *http.Request, d Decision) {
 	if d.Location != "" {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, d.Location, http.StatusFound)
+		return
+	}
+	if d.Status == request.StatusClientClosed {
+		w.WriteHeader(d.Status) // for the access log; the client is gone
 		return
 	}
 	if d.RetryAfter > 0 {
@@ -353,7 +360,7 @@ func (ev *evaluation) inspect(d Decision) Decision {
 			return Decision{Policy: ev.p.name, Priority: d.Priority, Action: "waf", Status: status, Reason: err.Error()}
 		}
 		if errors.Is(err, context.Canceled) {
-			return Decision{Policy: ev.p.name, Priority: d.Priority, Action: "waf", Status: http.StatusBadRequest, Reason: "client went away during inspection"}
+			return Decision{Policy: ev.p.name, Priority: d.Priority, Action: "waf", Status: request.StatusClientClosed, Reason: "client went away during inspection"}
 		}
 		ev.p.e.log.Error("waf inspection failed; request refused", "policy", ev.p.name, "request_id", ev.info.ID, "err", err)
 		return Decision{Policy: ev.p.name, Priority: d.Priority, Action: "waf", Status: http.StatusForbidden, Reason: "waf failed: " + err.Error()}

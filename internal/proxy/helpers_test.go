@@ -64,7 +64,8 @@ type testProxy struct {
 
 // startProxy starts a front server that does what moat's server does
 // before the proxy (request id, client IP, scheme, route; the session id
-// from the "session" query parameter, standing in for sign-in) and then
+// and the user's id from the "session" and "user" query parameters,
+// standing in for sign-in) and then
 // hands the request to a Backend for backendURL, or for the replicas in
 // o.cfg.URLs. The request id is echoed in the X-Test-Request-Id response
 // header.
@@ -98,6 +99,7 @@ func startProxy(t testing.TB, backendURL string, o proxyOpts) *testProxy {
 			info.ClientIP, _ = netip.ParseAddr(host)
 		}
 		info.User.SessionID = r.URL.Query().Get("session")
+		info.User.ID = r.URL.Query().Get("user")
 		w.Header().Set("X-Test-Request-Id", info.ID)
 		b.ServeHTTP(w, request.With(r, info))
 	})

@@ -26,6 +26,7 @@ import (
 	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/tracing"
 	"github.com/moat-dev/moat/internal/web"
 )
 
@@ -56,6 +57,7 @@ type Backend struct {
 	preserveHost bool
 	sockets      *Sockets
 	transport    *http.Transport
+	upstream     *upstream
 	dialer       *net.Dialer
 }
 
@@ -94,6 +96,9 @@ func New(name string, cfg *config.Backend, sockets *Sockets) (*Backend, error) {
 		ReadBufferSize:         16 << 10,
 		WriteBufferSize:        16 << 10,
 	}
+	// The lean client for bodiless requests, in front of the transport,
+	// shared by every replica as the transport is.
+	b.upstream = newUpstream(b.transport)
 	for _, raw := range cfg.Targets() {
 		u, err := url.Parse(raw)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -101,8 +106,9 @@ func New(name string, cfg *config.Backend, sockets *Sockets) (*Backend, error) {
 		}
 		rp := &replica{target: u, label: raw, seed: mix64(fnv64a(raw))}
 		rp.proxy = &httputil.ReverseProxy{
-			Rewrite:   func(pr *httputil.ProxyRequest) { b.rewrite(pr, rp) },
-			Transport: b.transport,
+			Rewrite: func(pr *httputil.ProxyRequest) { b.rewrite(pr, rp) },
+			// Each round trip is a span whose context the app receives.
+			Transport: tracing.Transport(b.upstream),
 			// 0: httputil flushes at once every response of unknown
 			// length (chunked, as Streamlit streams) and every
 			// text/event-stream, and lets a response of known length go
@@ -126,7 +132,7 @@ func (b *Backend) Name() string { return b.name }
 
 // Close releases the backend's idle connections. Open WebSockets are not
 // affected: they belong to the shared Sockets registry.
-func (b *Backend) Close() { b.transport.CloseIdleConnections() }
+func (b *Backend) Close() { b.upstream.CloseIdleConnections() }
 
 func (b *Backend) log() *slog.Logger {
 	if b.Log != nil {
@@ -143,6 +149,8 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		info = request.From(r)
 		r = request.With(r, info)
 	}
+	r, span := tracing.StartRequest(r, "moat.proxy")
+	defer span.End()
 	if r.Header.Get("Upgrade") != "" {
 		if isWebSocketUpgrade(r) {
 			rp, cookie := b.pick(r, info)
@@ -183,6 +191,7 @@ func (b *Backend) serveError(w http.ResponseWriter, r *http.Request, err error) 
 		r = in
 	}
 	info := request.From(r)
+	tracing.Fail(r.Context(), err)
 	// A body cut for its size or pace fails the round trip, or (HTTP/1.1,
 	// whose server cancels the request when the read deadline passes)
 	// cancels it: either way the answer is 413 or 408, not 502, and the app
@@ -194,10 +203,11 @@ func (b *Backend) serveError(w http.ResponseWriter, r *http.Request, err error) 
 		web.Error(w, r, status, key)
 		return
 	}
-	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
-		// The client went away; nobody is left to read a page.
-		b.log().Debug("proxy: client canceled", "request_id", info.ID, "route", routeName(info), "backend", b.name)
-		w.WriteHeader(http.StatusBadGateway)
+	if errors.Is(r.Context().Err(), context.Canceled) {
+		// The client went away, whatever error that left the round trip
+		// with; nobody is left to read a page, and the backend did not fail.
+		b.log().Debug("proxy: client closed the request", "request_id", info.ID, "route", routeName(info), "backend", b.name, "error", err.Error())
+		w.WriteHeader(request.StatusClientClosed)
 		return
 	}
 	status, key := classify(err)

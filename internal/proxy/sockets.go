@@ -74,23 +74,70 @@ func (s *Sockets) CloseSession(sessionID string, code int, reason string) int {
 	return s.closeMatching(func(c *wsConn) bool { return c.sessionID == sessionID }, code, reason)
 }
 
-// Sessions returns the sign-in sessions that hold open sockets, each with
-// the last time a frame moved on any of its sockets. The server checks
-// these sessions are still valid (and keeps them from idling out while
-// their sockets are in use).
-func (s *Sockets) Sessions() map[string]time.Time {
+// Socket is an open WebSocket of a signed-in user, as Recheck shows it to
+// its judge: who opened it, on which route, knowing what.
+type Socket struct {
+	// Session is the request.User.SessionID it was opened with (a
+	// browser session's id hash, or a bearer token's id).
+	Session string
+	// User is the user's id.
+	User string
+	// Route is the name of the route it was opened on (config.Route.Name).
+	Route string
+	// Fingerprint is request.User.Fingerprint when it was opened: what
+	// the app was told about the user.
+	Fingerprint uint64
+	// LastActive is the last time a frame moved on any socket of the
+	// session.
+	LastActive time.Time
+}
+
+// Recheck asks judge about the open sockets of signed-in users (of the
+// user whose id is user, or of everyone when user is ""), and closes, as
+// CloseAll does, each to which it answers a close code, with its reason.
+// It returns how many it closed. judge runs outside the registry's lock,
+// once per socket, and may ask the store: the server re-checks a user's
+// sockets when who they are changes (a group, a disabled account, a
+// revoked token, anywhere in the cluster) and every socket periodically,
+// closing those whose route no longer admits the user and asking those
+// whose app holds a stale identity to reconnect (issue 9; issue 14 item 1).
+func (s *Sockets) Recheck(user string, judge func(Socket) (code int, reason string)) int {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := map[string]time.Time{}
+	conns := make([]*wsConn, 0, len(s.all))
+	last := map[string]int64{}
 	for c := range s.all {
-		if c.sessionID == "" {
+		if c.sessionID == "" || user != "" && c.userID != user {
 			continue
 		}
-		if t := time.Unix(0, c.lastActive.Load()); t.After(m[c.sessionID]) {
-			m[c.sessionID] = t
+		conns = append(conns, c)
+		if t := c.lastActive.Load(); t > last[c.sessionID] {
+			last[c.sessionID] = t
 		}
 	}
-	return m
+	s.mu.Unlock()
+	type closing struct {
+		c      *wsConn
+		code   int
+		reason string
+	}
+	var doomed []closing
+	for _, c := range conns {
+		code, reason := judge(Socket{Session: c.sessionID, User: c.userID, Route: c.route,
+			Fingerprint: c.fingerprint, LastActive: time.Unix(0, last[c.sessionID])})
+		if code != 0 {
+			doomed = append(doomed, closing{c, code, reason})
+		}
+	}
+	var wg sync.WaitGroup
+	for _, d := range doomed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.c.closeWith(d.code, d.reason)
+		}()
+	}
+	wg.Wait()
+	return len(doomed)
 }
 
 func (s *Sockets) closeMatching(match func(*wsConn) bool, code int, reason string) int {

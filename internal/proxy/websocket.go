@@ -23,6 +23,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/tracing"
 	"github.com/moat-dev/moat/internal/usage"
 	"github.com/moat-dev/moat/internal/web"
 )
@@ -80,10 +81,14 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 		out.Header["User-Agent"] = []string{""} // do not invent Go's
 	}
 
+	// The handshake is the round trip to the app: a span whose context
+	// the app receives.
+	span := tracing.Backend(out)
 	ctx, cancel := context.WithTimeout(r.Context(), b.dialer.Timeout)
 	backend, err := b.dialBackend(ctx, rp.target)
 	cancel()
 	if err != nil {
+		span.Status(0, err)
 		b.serveError(w, r, err)
 		return
 	}
@@ -96,12 +101,14 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 
 	_ = backend.SetDeadline(time.Now().Add(b.transport.ResponseHeaderTimeout))
 	if err := out.Write(backend); err != nil {
+		span.Status(0, err)
 		b.serveError(w, r, fmt.Errorf("write websocket handshake: %w", err))
 		return
 	}
 	lr := &io.LimitedReader{R: backend, N: maxHandshakeBytes}
 	br := bufio.NewReaderSize(lr, 4<<10)
 	resp, err := http.ReadResponse(br, out)
+	span.Status(statusOf(resp), err)
 	if err != nil {
 		b.serveError(w, r, fmt.Errorf("read websocket handshake response: %w", err))
 		return
@@ -150,9 +157,13 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 		done:      make(chan struct{}),
 		sessionID: info.User.SessionID,
 		sockets:   b.sockets,
-		usage:     b.sockets.openUsage(info),
-		gauge:     metrics.WebSockets.WithLabelValues(routeName(info)),
-		idle:      b.cfg.WebSocketIdleTimeout.D(),
+		// What a re-check needs: whose it is, where, knowing what.
+		userID:      info.User.ID,
+		route:       routeName(info),
+		fingerprint: info.User.Fingerprint(),
+		usage:       b.sockets.openUsage(info),
+		gauge:       metrics.WebSockets.WithLabelValues(routeName(info)),
+		idle:        b.cfg.WebSocketIdleTimeout.D(),
 	}
 	// Count the socket before the client can see the 101, and hold the
 	// client's write lock so that a Close injected meanwhile follows it.
@@ -178,6 +189,14 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 		return
 	}
 	c.start(b.cfg.WebSocketMaxLifetime.D())
+}
+
+// statusOf is resp's status, or 0 when there is no response.
+func statusOf(resp *http.Response) int {
+	if resp == nil {
+		return 0
+	}
+	return resp.StatusCode
 }
 
 // dialBackend opens a connection to target, with TLS when it says https.
@@ -257,8 +276,13 @@ type wsConn struct {
 	teardownOnce                sync.Once
 
 	sessionID string
-	sockets   *Sockets
-	gauge     prometheus.Gauge
+	// userID, route and fingerprint are the user, the route's name and
+	// request.User.Fingerprint when the socket opened (Sockets.Recheck).
+	userID      string
+	route       string
+	fingerprint uint64
+	sockets     *Sockets
+	gauge       prometheus.Gauge
 	// usage follows the socket for usage counts (nil: not counted).
 	usage *usage.Socket
 

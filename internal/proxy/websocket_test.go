@@ -16,6 +16,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/metrics"
+	"github.com/moat-dev/moat/internal/request"
 )
 
 // wsBackend is a coder/websocket echo server with Origin checking on (the
@@ -324,4 +325,50 @@ func TestSocketsRegistryIsSharedAcrossBackends(t *testing.T) {
 	shared.CloseAll(1001, "bye")
 	expectClose(t, a, websocket.StatusGoingAway, "bye", 3*time.Second)
 	expectClose(t, b, websocket.StatusGoingAway, "bye", 3*time.Second)
+}
+
+// A re-check shows the judge one user's sockets with what each was opened
+// with, closes those it gives a code and leaves the others open.
+func TestRecheckClosesTheSocketsTheJudgeGivesACode(t *testing.T) {
+	wb := startWSBackend(t)
+	p := startProxy(t, wb.url, proxyOpts{})
+	lost := dialWS(t, p, "/?session=s1&user=alice")
+	stale := dialWS(t, p, "/?session=s2&user=alice")
+	kept := dialWS(t, p, "/?session=s3&user=alice")
+	other := dialWS(t, p, "/?session=s4&user=bob")
+	anon := dialWS(t, p, "/")
+	echo(t, kept, websocket.MessageText, []byte("in use"))
+	var seen []Socket
+	n := p.sockets.Recheck("alice", func(s Socket) (int, string) {
+		seen = append(seen, s)
+		switch s.Session {
+		case "s1":
+			return 1008, "access removed"
+		case "s2":
+			return 1012, "identity changed"
+		}
+		return 0, ""
+	})
+	if n != 2 || len(seen) != 3 {
+		t.Fatalf("closed %d of %d sockets shown, want 2 of alice's 3", n, len(seen))
+	}
+	for _, s := range seen {
+		want := (request.User{ID: "alice", SessionID: s.Session}).Fingerprint()
+		if s.User != "alice" || s.Route != testRoute.Name() || s.Fingerprint != want || s.LastActive.IsZero() {
+			t.Errorf("the judge saw %+v", s)
+		}
+	}
+	expectClose(t, lost, websocket.StatusPolicyViolation, "access removed", 3*time.Second)
+	expectClose(t, stale, websocket.StatusCode(1012), "identity changed", 3*time.Second)
+	for _, c := range []*websocket.Conn{kept, other, anon} {
+		echo(t, c, websocket.MessageText, []byte("still here"))
+	}
+	if n := p.sockets.Recheck("", func(s Socket) (int, string) {
+		if s.Session == "" {
+			t.Error("the judge was shown an anonymous socket")
+		}
+		return 0, ""
+	}); n != 0 {
+		t.Errorf("closed %d sockets when the judge closed none", n)
+	}
 }

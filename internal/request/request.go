@@ -9,12 +9,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
+	"hash/fnv"
 	"net/http"
 	"net/netip"
 	"time"
 
 	"github.com/moat-dev/moat/internal/config"
 )
+
+// StatusClientClosed is the status moat logs and counts for a request whose
+// client went away before an answer was ready (nginx's 499). It is never
+// sent: nobody is left to read it, and a client that left is not a backend
+// failure, so it must not count as a 5xx that pages someone (issue 13).
+const StatusClientClosed = 499
 
 // Info is what moat knows about one request. Stages fill it in order: the
 // server sets ID, Start, ClientIP, Scheme and Route; sign-in sets User.
@@ -38,6 +45,9 @@ type Info struct {
 	Session *Session
 	// Decision notes what the security policy did, for the access log.
 	Decision string
+	// Original is, for an ingress's forward-auth request, the request it
+	// asks about ("GET dash.example.com/reports"), for the access log.
+	Original string
 }
 
 // User is a signed-in identity as the rest of moat sees it.
@@ -75,6 +85,23 @@ type Session struct {
 
 // SignedIn reports whether u names a user.
 func (u User) SignedIn() bool { return u.Email != "" }
+
+// Fingerprint is a digest of what the app is told about u (its id, email,
+// display name and groups, in the identity headers and the assertion).
+// An app that reads the identity once, as Streamlit does when its
+// WebSocket connects, holds a stale one when the fingerprint changes.
+func (u User) Fingerprint() uint64 {
+	h := fnv.New64a()
+	for _, s := range [...]string{u.ID, u.Email, u.Name} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	for _, g := range u.Groups {
+		h.Write([]byte(g))
+		h.Write([]byte{','})
+	}
+	return h.Sum64()
+}
 
 type ctxKey struct{}
 

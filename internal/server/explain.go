@@ -91,7 +91,11 @@ func Explain(cfg *config.Config, req ExplainRequest, log *slog.Logger) (string, 
 		return b.String(), nil
 	}
 	info.Route = rt
-	fmt.Fprintf(&b, "route:   %s (routes entry at line %d, backend %s)\n", rt.Name(), rt.Line, rt.Backend)
+	backend := "backend " + rt.Backend
+	if rt.ForwardAuth {
+		backend = "forward_auth: the ingress proxies, moat answers its auth requests"
+	}
+	fmt.Fprintf(&b, "route:   %s (routes entry at line %d, %s)\n", rt.Name(), rt.Line, backend)
 	wd.engine.Explain(&b, rt.SecurityPolicy, "the route's security_policy", r)
 	if req.User != nil {
 		explainAccess(&b, rt, *req.User)

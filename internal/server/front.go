@@ -16,11 +16,13 @@ import (
 	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/directory"
+	"github.com/moat-dev/moat/internal/forwardauth"
 	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/logging"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/route"
+	"github.com/moat-dev/moat/internal/tracing"
 	"github.com/moat-dev/moat/internal/web"
 )
 
@@ -36,73 +38,129 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	wd := s.world.Load()
 	info := &request.Info{ID: request.NewID(), Start: time.Now()}
+	r = request.With(r, info)
+	// The request's span; a caller's traceparent counts only from a
+	// trusted proxy (internal/tracing).
+	r, span := s.tracer.Start(r, wd.clientIP)
+	ipSpan := tracing.Start(r.Context(), "moat.client_ip")
 	// Behind a trusted TLS-terminating front the client used https even
 	// though moat's listener is plain (issue 12, finding 10).
 	info.Scheme = wd.clientIP.Scheme(r)
 	info.ClientIP = wd.clientIP.Resolve(r)
-	r = request.With(r, info)
+	ipSpan.End()
 	rec := &recorder{ResponseWriter: w}
 	if *wd.cfg.Server.HSTS && info.Scheme == "https" {
 		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
 	}
 	wd.serve(rec, r, info)
 	s.accessLog(rec, r, info)
+	traceRequest(span, rec, r, info)
 }
 
-// serve routes r within one world.
+// serve routes r within one world and hands it to its handler.
 func (wd *world) serve(w http.ResponseWriter, r *http.Request, info *request.Info) {
-	host := route.Host(r.Host)
-	// A path the app may read differently from moat is refused before any
-	// route is chosen.
-	if ambiguousPath(r.URL.Path) {
-		web.Error(w, r, http.StatusBadRequest, "bad_request")
-		return
+	span := tracing.Start(r.Context(), "moat.route")
+	h, r := wd.route(w, r, info)
+	span.End()
+	if h != nil {
+		h.ServeHTTP(w, r)
 	}
-	// Route on the cleaned path so /public/../private cannot reach a route
-	// the raw path does not name; a browser is sent to the clean path.
-	clean := cleanPath(r.URL.Path)
-	if clean != r.URL.Path {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			u := *r.URL
-			u.Path, u.RawPath = clean, ""
-			http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
-			return
-		}
-		web.Error(w, r, http.StatusBadRequest, "bad_request")
-		return
+}
+
+// route finds the handler of r — a route's chain, moat's own pages under
+// the right policy, the forward-auth endpoint — noting the route on info,
+// and returns it with r's body bounded; or answers r itself (not found, a
+// path to clean, a body too large) and returns a nil handler.
+func (wd *world) route(w http.ResponseWriter, r *http.Request, info *request.Info) (http.Handler, *http.Request) {
+	host := route.Host(r.Host)
+	clean, ok := routable(w, r)
+	if !ok {
+		return nil, r
 	}
 	// Every body is bounded in time, sign-in forms as much as uploads
 	// (issue 12, finding 4); a route's body is bounded in size too.
 	limits := bodylimit.Limits{Stall: wd.cfg.Server.BodyStallTimeout.D(), MinRate: wd.cfg.Server.BodyMinRate}
+	if wd.forwardAuth != nil && forwardauth.Serves(clean) {
+		return wd.forwardAuth, bodylimit.Wrap(w, r, limits)
+	}
 	if strings.HasPrefix(clean, moatPrefix) {
 		hostRt := wd.routes.HostRoute(host)
 		if hostRt == nil {
 			web.Error(w, r, http.StatusNotFound, "not_found")
-			return
+			return nil, r
 		}
 		rt, hostWide := wd.ownPage(r, host, clean, hostRt)
-		h := wd.own[rt]
-		if hostWide {
-			h = wd.hostWide[rt]
-		}
 		info.Route = rt
-		h.ServeHTTP(w, bodylimit.Wrap(w, r, limits))
-		return
+		if hostWide {
+			return wd.hostWide[rt], bodylimit.Wrap(w, r, limits)
+		}
+		return wd.own[rt], bodylimit.Wrap(w, r, limits)
 	}
 	rt := wd.routes.Lookup(host, clean)
-	if rt == nil {
+	if rt == nil || rt.ForwardAuth {
+		// A forward_auth route is the ingress's to proxy: moat has no
+		// backend for it.
 		web.Error(w, r, http.StatusNotFound, "not_found")
-		return
+		return nil, r
 	}
 	info.Route = rt
 	// A declared length over the bound is refused before anything reaches
 	// the app; a chunked body is cut at the bound (issue 12, finding 7).
 	if r.ContentLength > rt.MaxBodyBytes {
 		web.Error(w, r, http.StatusRequestEntityTooLarge, "body_too_large")
-		return
+		return nil, r
 	}
 	limits.MaxBytes = rt.MaxBodyBytes
-	wd.chains[rt].ServeHTTP(w, bodylimit.Wrap(w, r, limits))
+	return wd.chains[rt], bodylimit.Wrap(w, r, limits)
+}
+
+// authorize answers an ingress's auth request about orig (see
+// forwardauth.Endpoint) as serve would route orig: the same refusal of
+// ambiguous paths, on the cleaned path, by host then longest path prefix,
+// then the route's chain — its security policy and access rule, ending in
+// forwardauth.Grant. Only a forward_auth route is answered for; moat's own
+// pages are never the ingress's to authorize (it forwards /_moat/ to moat).
+func (wd *world) authorize(w http.ResponseWriter, orig *http.Request) {
+	clean, ok := routable(w, orig)
+	if !ok {
+		return
+	}
+	var rt *config.Route
+	if !strings.HasPrefix(clean, moatPrefix) {
+		rt = wd.routes.Lookup(route.Host(orig.Host), clean)
+	}
+	if rt == nil || !rt.ForwardAuth {
+		web.Error(w, orig, http.StatusNotFound, "not_found")
+		return
+	}
+	request.From(orig).Route = rt
+	wd.chains[rt].ServeHTTP(w, orig)
+}
+
+// routable returns the path r is routed on, its path cleaned, so that
+// /public/../private cannot reach a route the raw path does not name. A
+// path the app may read differently from moat (ambiguousPath) is refused;
+// one that is not clean is answered here too: a browser's GET or HEAD is
+// sent to the clean path, anything else refused. ok is false when r has
+// been answered.
+func routable(w http.ResponseWriter, r *http.Request) (clean string, ok bool) {
+	if ambiguousPath(r.URL.Path) {
+		web.Error(w, r, http.StatusBadRequest, "bad_request")
+		return "", false
+	}
+	clean = cleanPath(r.URL.Path)
+	if clean == r.URL.Path {
+		return clean, true
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		u := *r.URL
+		u.Scheme, u.Host = "", ""
+		u.Path, u.RawPath = clean, ""
+		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
+		return "", false
+	}
+	web.Error(w, r, http.StatusBadRequest, "bad_request")
+	return "", false
 }
 
 // ambiguousPath reports whether a decoded request path could name another
@@ -221,6 +279,9 @@ func (s *Server) accessLog(rec *recorder, r *http.Request, info *request.Info) {
 	}
 	if info.Decision != "" {
 		attrs = append(attrs, slog.String("decision", info.Decision))
+	}
+	if info.Original != "" {
+		attrs = append(attrs, slog.String("forward_auth", info.Original))
 	}
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, logging.AccessMessage, attrs...)
 }

@@ -126,6 +126,8 @@ security_policies:
 	}{
 		{"the partner route's login refuses an outside address", "127.0.0.1", "/_moat/login?return_to=/partner/x", http.StatusForbidden},
 		{"the partner route's SSO-less second step refuses it too", "127.0.0.1", "/_moat/mfa?return_to=/partner/x", http.StatusForbidden},
+		{"the partner route's passkey sign-in refuses it too", "127.0.0.1", "/_moat/passkey/sign-in/begin?return_to=/partner/x", http.StatusForbidden},
+		{"the VPN address reaches the partner route's passkey sign-in (a POST only)", "127.0.0.2", "/_moat/passkey/sign-in/begin?return_to=/partner/x", http.StatusMethodNotAllowed},
 		{"the console refuses it", "127.0.0.1", "/_moat/admin/users", http.StatusForbidden},
 		{"the account page refuses it", "127.0.0.1", "/_moat/account", http.StatusForbidden},
 		{"a login headed nowhere in particular takes a route that admits it", "127.0.0.1", "/_moat/login", http.StatusOK},

@@ -2,16 +2,19 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/fanout"
 	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/proxy"
 	"github.com/moat-dev/moat/internal/ratelimit"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/tracing"
 	"github.com/moat-dev/moat/internal/usage"
 )
 
@@ -27,9 +30,14 @@ type process struct {
 	counter  ratelimit.Counter
 	sockets  *proxy.Sockets
 	identity *auth.Process
+	// bus carries changes between instances (PostgreSQL LISTEN/NOTIFY,
+	// Redis pub/sub, or this process alone on SQLite).
+	bus *fanout.Bus
 	// usage counts who used which route; sign-in, the sockets and each
 	// route's chain report to it.
 	usage *usage.Collector
+	// tracer traces requests (tracing.otlp_endpoint); nil when off.
+	tracer *tracing.Tracer
 }
 
 // openProcess opens what cfg's process needs: the store, the counters and
@@ -38,6 +46,9 @@ func openProcess(cfg *config.Config, log *slog.Logger) (*process, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := store.Open(ctx, cfg.StoreDSN())
+	if errors.Is(err, store.ErrUnavailable) {
+		return nil, fmt.Errorf("open store: %w (moat does not start without its database: check that it is up and reachable from here; a supervisor that restarts moat brings it up once it is)", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -49,7 +60,7 @@ func openProcess(cfg *config.Config, log *slog.Logger) (*process, error) {
 	key, err := auth.InstanceKey(ctx, cfg, st)
 	if err != nil {
 		p.close()
-		return nil, fmt.Errorf("instance key: %w", err)
+		return nil, err // "instance key: …" already
 	}
 	if p.identity, err = auth.NewProcess(st, key, log); err != nil {
 		p.close()
@@ -64,12 +75,25 @@ func openProcess(cfg *config.Config, log *slog.Logger) (*process, error) {
 		return nil, err
 	}
 	p.identity.UseThrottle(th)
+	// Changes reach every instance within a second (issue 9): the store's
+	// PostgreSQL, else the counters' Redis. An unreachable server is no
+	// reason to refuse to start: the bus connects when it can, and the
+	// store poll covers the gap.
+	if p.bus, err = fanout.Open(ctx, cfg.StoreDSN(), cfg.Counters, log); err != nil {
+		p.close()
+		return nil, err
+	}
+	p.identity.Bus = p.bus
 	// A revoked session loses its open WebSockets at once (issue #3: within
 	// 10 s, also for revocations made elsewhere).
 	p.identity.OnRevoke = func(sessionID string) {
 		go p.sockets.CloseSession(sessionID, websocketPolicyViolation, "signed out")
 	}
 	p.useUsage(usage.New(st, cfg.Usage, log))
+	if p.tracer, err = tracing.New(cfg.Tracing, log); err != nil {
+		p.close()
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -81,8 +105,13 @@ func (p *process) useUsage(c *usage.Collector) {
 	p.identity.Usage = c
 }
 
-// close releases what the process holds.
+// close releases what the process holds, sending the spans still queued.
 func (p *process) close() {
+	if p.tracer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = p.tracer.Shutdown(ctx)
+		cancel()
+	}
 	if p.counter != nil {
 		p.counter.Close()
 	}
@@ -91,6 +120,9 @@ func (p *process) close() {
 	}
 	if p.usage != nil {
 		p.usage.Close() // writes the last counts, before the store closes
+	}
+	if p.bus != nil {
+		p.bus.Close()
 	}
 	p.store.Close()
 }

@@ -83,6 +83,9 @@ func New(cfg *config.Config, path string, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.process = proc
+	// A change of who a user is, here or on another instance, re-checks
+	// their WebSockets at once.
+	proc.identity.OnChange = func(userID string) { go s.recheckSockets(userID) }
 	wd, err := s.build(cfg)
 	if err != nil {
 		s.close()
@@ -286,10 +289,11 @@ func (s *Server) shutdown(servers []*http.Server) {
 	wg.Wait()
 }
 
-// checkSockets closes the WebSockets of sessions that ended without a
-// revocation (max_age or idle_timeout reached, user disabled elsewhere), and
-// tells sign-in about frames on the sockets, so a session in use over its
-// socket does not idle out.
+// checkSockets re-checks every open WebSocket periodically (recheckSockets):
+// the fallback for a change the fan-out did not bring (a bus that was down)
+// and for what ends without a change (max_age or idle_timeout reached). It
+// also tells sign-in about frames on the sockets, so a session in use over
+// its socket does not idle out.
 func (s *Server) checkSockets(ctx context.Context) {
 	tick := time.NewTicker(socketCheckInterval)
 	defer tick.Stop()
@@ -299,12 +303,7 @@ func (s *Server) checkSockets(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		svc := s.world.Load().auth
-		for session, lastActive := range s.sockets.Sessions() {
-			if !svc.Alive(ctx, session, lastActive) && ctx.Err() == nil {
-				s.sockets.CloseSession(session, websocketPolicyViolation, "session ended")
-			}
-		}
+		s.recheckSockets("")
 	}
 }
 
@@ -399,8 +398,9 @@ func (s *Server) checkStatic(cfg *config.Config) error {
 	a.HSTS, b.HSTS = nil, nil
 	a.BodyStallTimeout, b.BodyStallTimeout = 0, 0
 	a.BodyMinRate, b.BodyMinRate = 0, 0
-	if !reflect.DeepEqual(a, b) || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Counters != old.Counters || cfg.SecretKeyFile != old.SecretKeyFile {
-		return errors.New("server settings (but default_security_policy, public_url, log_level, hsts, body_stall_timeout and body_min_rate), data_dir, store, counters and secret_key_file change only with a restart: restart moat to apply them")
+	if !reflect.DeepEqual(a, b) || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Counters != old.Counters || cfg.SecretKeyFile != old.SecretKeyFile ||
+		!reflect.DeepEqual(cfg.Tracing, old.Tracing) {
+		return errors.New("server settings (but default_security_policy, public_url, log_level, hsts, body_stall_timeout and body_min_rate), data_dir, store, counters, secret_key_file and tracing change only with a restart: restart moat to apply them")
 	}
 	return nil
 }

@@ -532,3 +532,63 @@ func TestAccessLogNeverCarriesASetPasswordLinksToken(t *testing.T) {
 		t.Error("no access line for the set-password request")
 	}
 }
+
+// Issue 13: every wrk stop left ~30 moat_http_requests_total{code="502"},
+// because a request whose client went away mid-proxy was answered as a
+// backend failure. It is the client's doing: logged and counted as 499.
+func TestRequestTheClientAbortsIsCountedAsClientClosedNot502(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			return
+		}
+		arrived <- struct{}{}
+		<-r.Context().Done() // moat cancels the round trip when its client leaves
+	}))
+	t.Cleanup(backend.Close)
+	m := startMoat(t, backend.URL, baseConfig)
+	count := func(code string) string {
+		_, body := get(t, http.DefaultClient, "http://"+m.addrs.Internal+"/metrics")
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, `moat_http_requests_total{code="`+code+`",route="dash.example.com"}`) {
+				return strings.Fields(line)[1]
+			}
+		}
+		return "0"
+	}
+	before502 := count("502")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://dash.example.com/slow", nil)
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := m.client().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	<-arrived
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("client: %v, want context.Canceled", err)
+	}
+
+	deadline := time.Now().Add(5 * time.Second)
+	for count("499") == "0" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no moat_http_requests_total{code=\"499\"} after an aborted request; logs:\n%s", m.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after := count("502"); after != before502 {
+		t.Errorf("502 counter went from %s to %s for a request the client aborted", before502, after)
+	}
+	logs := m.logs.String()
+	if !strings.Contains(logs, `"path":"/slow","status":499`) {
+		t.Errorf("access log has no 499 line for /slow:\n%s", logs)
+	}
+	if strings.Contains(logs, `"status":502`) || strings.Contains(logs, "backend error") {
+		t.Errorf("an aborted request was logged as a backend failure:\n%s", logs)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/auth/pat"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
 )
@@ -268,9 +269,10 @@ func TestAWebSocketOpenedWithAPersonalAccessTokenLivesUntilTheTokenIsRevoked(t *
 		time.Sleep(50 * time.Millisecond)
 	}
 	revokedAt := time.Now()
-	if err := m.server.identity.RevokeToken(ctx, tok.ID, tok.Hash); err != nil {
+	if err := m.server.store.RevokeToken(ctx, tok.ID, time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	m.server.identity.Ended(directory.Ended{Tokens: []string{tok.Hash}})
 	readCtx, cancelRead := context.WithTimeout(ctx, 5*time.Second)
 	defer cancelRead()
 	_, _, err = ws.Read(readCtx)

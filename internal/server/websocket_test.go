@@ -105,3 +105,75 @@ func TestShutdownClosesWebSocketsWithGoingAway(t *testing.T) {
 		t.Error("listener still accepts after shutdown")
 	}
 }
+
+// expectClose waits for the server to close c and checks its code and
+// reason.
+func expectClose(t *testing.T, c *websocket.Conn, code websocket.StatusCode, reason string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, _, err := c.Read(ctx)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != code || ce.Reason != reason {
+		t.Fatalf("read: %v, want close %d %q", err, code, reason)
+	}
+}
+
+// Issue 9 item 4 and issue 14 item 1: a change of a user's groups closes
+// their sockets on the routes they lost (1008) and asks those on the
+// routes they keep to reconnect (1012), so an app that read the identity
+// when its socket connected, as Streamlit does, reads it again; a change
+// that leaves the identity as it was closes nothing.
+func TestAGroupChangeClosesTheSocketsOfLostRoutesAndRefreshesTheOthers(t *testing.T) {
+	cfg := signInConfig + `  - {host: app.example.com, path_prefix: /ops/, backend: app, login: [password], allow: ["group:ops"]}
+`
+	m := startMoat(t, wsEchoBackend(t).URL, cfg)
+	c, u := signIn(t, m)
+	ctx := context.Background()
+	setGroups := func(groups ...string) {
+		t.Helper()
+		cur, err := m.server.store.GetUser(ctx, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Groups = groups
+		if err := m.server.store.UpdateUser(ctx, cur); err != nil {
+			t.Fatal(err)
+		}
+		m.server.identity.UserChanged(ctx, u.ID) // as the console and the directory do
+	}
+	setGroups("staff", "ops")
+	hc := m.client()
+	hc.Jar, hc.Timeout = c.Jar, 0
+	dial := func(url string) *websocket.Conn {
+		t.Helper()
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		ws, _, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPClient: hc})
+		if err != nil {
+			t.Fatalf("dial %s: %v", url, err)
+		}
+		t.Cleanup(func() { ws.CloseNow() })
+		return ws
+	}
+	dash, ops := dial("wss://app.example.com/_stcore/stream"), dial("wss://app.example.com/ops/stream")
+	echo(t, dash, "dash")
+	echo(t, ops, "ops")
+
+	changed := time.Now()
+	setGroups("staff")
+	expectClose(t, ops, websocketPolicyViolation, "access removed")
+	t.Logf("the socket of the lost route closed %s after the change", time.Since(changed).Round(time.Millisecond))
+	expectClose(t, dash, websocketReconnect, "identity changed")
+
+	again := dial("wss://app.example.com/_stcore/stream")
+	echo(t, again, "reconnected with the new identity")
+	setGroups("staff") // the same groups: nothing the app was told changed
+	m.server.recheckSockets(u.ID)
+	echo(t, again, "still open")
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, resp, err := websocket.Dial(dctx, "wss://app.example.com/ops/stream", &websocket.DialOptions{HTTPClient: hc}); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a new socket on the lost route: %v (%v), want 403", err, resp)
+	}
+}

@@ -5,15 +5,19 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/moat-dev/moat/internal/account"
 	"github.com/moat-dev/moat/internal/admin"
 	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/clientip"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/forwardauth"
+	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/policy"
 	"github.com/moat-dev/moat/internal/policy/wafhook"
 	"github.com/moat-dev/moat/internal/proxy"
+	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/route"
 	"github.com/moat-dev/moat/internal/supervise"
 	"github.com/moat-dev/moat/internal/usage"
@@ -32,8 +36,12 @@ type world struct {
 	routes   *route.Table
 	clientIP *clientip.Resolver
 	backends map[string]*proxy.Backend
-	// chains holds each route's handler: policy, sign-in, then the proxy.
+	// chains holds each route's handler: policy, sign-in, then the proxy
+	// (or, for a forward_auth route, forwardauth.Grant).
 	chains map[*config.Route]http.Handler
+	// forwardAuth answers an ingress's auth requests; nil when no route
+	// has forward_auth.
+	forwardAuth *forwardauth.Endpoint
 	// own holds moat's own pages behind one route's security policy, for
 	// the sign-in pages of a sign-in headed to that route.
 	own map[*config.Route]http.Handler
@@ -95,13 +103,13 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 	// account page, so wrong codes count once wherever they are tried.
 	id := s.identity
 	console, err := admin.New(cfg, s.store, admin.Options{CSRF: id.CSRF, MFA: id.MFA, Throttle: id.Throttle, Limiter: id.Limiter, TokenUser: id.TokenUser,
-		Revoke: id.RevokeUser, RevokeSession: id.RevokeSession, RevokeToken: id.RevokeToken, Logger: s.log})
+		Ended: id.Ended, Logger: s.log})
 	if err != nil {
 		wd.close()
 		return nil, err
 	}
-	acct, err := account.New(cfg, s.store, account.Options{CSRF: id.CSRF, MFA: id.MFA, Limiter: id.Limiter, SessionChanged: id.ReloadSession,
-		RevokeSession: id.RevokeSession, RevokeUser: id.RevokeUser, RevokeToken: id.RevokeToken, Logger: s.log})
+	acct, err := account.New(cfg, s.store, account.Options{CSRF: id.CSRF, MFA: id.MFA, Passkeys: id.Passkeys, Limiter: id.Limiter, SessionChanged: id.ReloadSession,
+		Ended: id.Ended, Logger: s.log})
 	if err != nil {
 		wd.close()
 		return nil, err
@@ -113,8 +121,17 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 	ownPages.Handle(account.Prefix, acct)
 	ownPages.Handle(account.Prefix+"/", acct)
 	for _, rt := range cfg.Routes {
-		// Usage counts the requests that reach the app, so behind Require.
-		h := usage.Track(s.usage, wd.backends[rt.Backend])
+		var h http.Handler
+		if rt.ForwardAuth {
+			// The ingress proxies; moat answers whether it may.
+			h = forwardauth.Grant(svc.SetIdentity)
+			wd.forwardAuth = &forwardauth.Endpoint{Trusted: resolver.IsTrusted, Authorize: wd.authorize, Log: s.log}
+		} else {
+			h = wd.backends[rt.Backend]
+		}
+		// Usage counts the requests that reach the app (or that the
+		// ingress is told may), so behind Require.
+		h = usage.Track(s.usage, h)
 		if !rt.Public {
 			h = svc.Require(rt, h)
 		}
@@ -191,4 +208,99 @@ func (wd *world) ready() (backends map[string]bool, replicas map[string]map[stri
 		all = all && ok
 	}
 	return backends, replicas, all
+}
+
+// websocketReconnect closes a WebSocket whose app was told an identity that
+// has changed, asking the client to connect again: 1012, "service restart"
+// (RFC 6455 section 7.4.2, IANA registry). The page reconnects, and the app
+// reads the new identity. Streamlit's client (1.67) reconnects after any
+// close and, since the identity differs, starts a fresh session that shows
+// the new st.user. (websocketPolicyViolation ends a socket whose sign-in
+// ended or whose route no longer admits the user.)
+const websocketReconnect = 1012
+
+// recheckTimeout bounds one re-check of the sockets.
+const recheckTimeout = 30 * time.Second
+
+// recheckSockets re-checks the open WebSockets of a user (of everyone when
+// userID is ""), in the serving world: a socket whose sign-in ended is
+// closed (1008, "session ended"); one whose route's allow list no longer
+// admits the user is closed (1008, "access removed"); one whose route
+// still admits them but whose app was told another identity (groups,
+// name) is asked to reconnect (1012, "identity changed"), so an app that
+// reads the identity when the socket connects, as Streamlit does, reads it
+// again; the others stay open. A user the store cannot tell about now
+// keeps their sockets.
+func (s *Server) recheckSockets(userID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), recheckTimeout)
+	defer cancel()
+	wd := s.world.Load()
+	if wd == nil {
+		return // not serving yet: no socket is open
+	}
+	now := time.Now()
+	type holder struct {
+		u     request.User
+		sess  *request.Session
+		alive bool
+	}
+	holders := map[string]holder{}
+	rules := map[string]*access.Rule{}
+	closed := map[string]int{}
+	defer func() {
+		for reason, n := range closed {
+			s.log.Info("closed WebSockets after a change of who may use them", "user_id", userID, "reason", reason, "count", n)
+		}
+	}()
+	s.sockets.Recheck(userID, func(sock proxy.Socket) (code int, reason string) {
+		defer func() {
+			if code != 0 {
+				closed[reason]++
+			}
+		}()
+		h, ok := holders[sock.Session]
+		if !ok {
+			h.u, h.sess, h.alive = wd.auth.Holder(ctx, sock.Session, sock.LastActive)
+			holders[sock.Session] = h
+		}
+		switch {
+		case ctx.Err() != nil:
+			return 0, ""
+		case !h.alive:
+			return websocketPolicyViolation, "session ended"
+		case !h.u.SignedIn():
+			return 0, "" // cannot tell now: keep it
+		}
+		rule, ok := rules[sock.Route]
+		if !ok {
+			if rt := wd.routeNamed(sock.Route); rt != nil && !rt.Public {
+				r := wd.auth.RouteRule(rt)
+				// A change of who may enter, not of how fresh a
+				// sign-in must be: max_age is asked of the next request.
+				r.MaxAge = 0
+				rule = &r
+			}
+			rules[sock.Route] = rule
+		}
+		switch {
+		case rule == nil:
+			return 0, "" // a public route, or one a reload removed
+		case rule.Check(h.u, h.sess, now).Refusal != access.Pass:
+			return websocketPolicyViolation, "access removed"
+		case h.u.Fingerprint() != sock.Fingerprint:
+			return websocketReconnect, "identity changed"
+		}
+		return 0, ""
+	})
+}
+
+// routeNamed returns the route whose name (config.Route.Name) is name, or
+// nil.
+func (wd *world) routeNamed(name string) *config.Route {
+	for _, rt := range wd.cfg.Routes {
+		if rt.Name() == name {
+			return rt
+		}
+	}
+	return nil
 }

@@ -1,5 +1,6 @@
 // Package store keeps everything moat must not lose: users, groups, sessions,
-// second factors, access tokens, signing keys and the audit log. One
+// second factors (TOTP and passkeys), access tokens, signing keys and the
+// audit log. One
 // interface, two engines: embedded SQLite (the default, in data_dir) and
 // PostgreSQL (for many instances). The store knows nothing of HTTP.
 package store
@@ -186,8 +187,8 @@ type Tx interface {
 	// change after checking the current password), and reports whether it
 	// did: false means someone reset the password meanwhile.
 	SetPasswordHash(ctx context.Context, id, oldHash, newHash string, mustChange bool) (bool, error)
-	// DeleteUser deletes the user, its groups, TOTP and tokens, and revokes
-	// (not deletes) its sessions so RevokedSince reports them.
+	// DeleteUser deletes the user, its groups, TOTP, passkeys and tokens,
+	// and revokes (not deletes) its sessions so RevokedSince reports them.
 	DeleteUser(ctx context.Context, id string) error
 	ListGroups(ctx context.Context) (map[string][]string, error) // group -> emails, sorted
 
@@ -244,6 +245,10 @@ type Tx interface {
 	// ListAudit lists matching events newest first; Since is inclusive,
 	// Until exclusive, Limit 0 means no limit.
 	ListAudit(ctx context.Context, f AuditFilter) ([]*AuditEvent, error)
+
+	// Passkeys keeps WebAuthn credentials (passkeys.go), second factors
+	// the directory removes with their audit event.
+	Passkeys
 }
 
 // Store is the one interface both engines implement. Every method is safe

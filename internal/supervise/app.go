@@ -11,11 +11,12 @@ import (
 
 // TrustedUserHeaders is the value of Streamlit's server.trustedUserHeaders
 // (1.49 and later) that fills st.user from the identity headers moat sends
-// on signed-in routes: st.user.email, st.user.sub (moat's user id) and
-// st.user.groups (comma-separated). moat deletes any X-Moat-* header a
-// client sends, so behind moat these can be trusted; the app must not be
-// reachable any other way.
-const TrustedUserHeaders = `{"X-Moat-User-Email": "email", "X-Moat-User-Id": "sub", "X-Moat-User-Groups": "groups"}`
+// on signed-in routes: st.user.email, st.user.sub (moat's user id),
+// st.user.groups (comma-separated) and st.user.name (percent-encoded:
+// urllib.parse.unquote it; see assertion.NameHeader). moat deletes any
+// X-Moat-* header a client sends, so behind moat these can be trusted; the
+// app must not be reachable any other way.
+const TrustedUserHeaders = `{"X-Moat-User-Email": "email", "X-Moat-User-Id": "sub", "X-Moat-User-Groups": "groups", "X-Moat-User-Name": "name"}`
 
 // StreamlitHealthPath is Streamlit's health endpoint under its base path.
 const StreamlitHealthPath = "/_stcore/health"

@@ -90,13 +90,13 @@ func TestTrustedUserHeadersNameMoatsHeaders(t *testing.T) {
 	if err := json.Unmarshal([]byte(TrustedUserHeaders), &m); err != nil {
 		t.Fatal(err)
 	}
-	for header, key := range map[string]string{assertion.HeaderUserEmail: "email", assertion.HeaderUserID: "sub", assertion.HeaderUserGroups: "groups"} {
+	for header, key := range map[string]string{assertion.HeaderUserEmail: "email", assertion.HeaderUserID: "sub", assertion.HeaderUserGroups: "groups", assertion.HeaderUserName: "name"} {
 		if m[header] != key {
 			t.Errorf("trustedUserHeaders maps %s to %q, want %q", header, m[header], key)
 		}
 	}
-	if len(m) != 3 {
-		t.Errorf("trustedUserHeaders = %v, want exactly moat's three identity headers", m)
+	if len(m) != 4 {
+		t.Errorf("trustedUserHeaders = %v, want exactly moat's four identity headers", m)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/store"
 )
 
 // Problem is an error a person or a script sees: an HTTP status and a
@@ -45,6 +46,18 @@ func NewProblem(status int, key string, args ...any) *Problem {
 func Unavailable(err error) *Problem {
 	return &Problem{Status: http.StatusServiceUnavailable, Key: "unavailable", Err: err,
 		Header: http.Header{"Retry-After": {"5"}}}
+}
+
+// StoreRetryAfter is the Retry-After of answers given while the store is
+// unreachable, in seconds.
+const StoreRetryAfter = "10"
+
+// StoreDown is the answer when moat's database cannot be reached: 503 with
+// Retry-After, and the catalogue's message key, which says what could not
+// be done and that nothing else changed. err is logged.
+func StoreDown(key string, err error) *Problem {
+	return &Problem{Status: http.StatusServiceUnavailable, Key: key, Err: err,
+		Header: http.Header{"Retry-After": {StoreRetryAfter}}}
 }
 
 // With returns p with a response header added.
@@ -93,7 +106,8 @@ func (f APIHandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Fail writes err as the response: a *Problem as its page (a person's page
 // navigation) or JSON (anything else); any other error as 503 (moat could
-// not do what was asked now: fail soft). Both carry the request id that
+// not do what was asked now: fail soft), which says so when the store was
+// unreachable (store.ErrUnavailable). Both carry the request id that
 // the log line, written for every error with a cause, carries too.
 func Fail(w http.ResponseWriter, r *http.Request, err error) {
 	write(w, r, problemOf(r, err), false)
@@ -102,7 +116,11 @@ func Fail(w http.ResponseWriter, r *http.Request, err error) {
 // problemOf finds the Problem in err, logging its cause.
 func problemOf(r *http.Request, err error) *Problem {
 	var p *Problem
-	if !errors.As(err, &p) {
+	switch {
+	case errors.As(err, &p):
+	case errors.Is(err, store.ErrUnavailable):
+		p = StoreDown("store_unavailable", err)
+	default:
 		p = Unavailable(err)
 	}
 	if p.Err != nil || p.Status >= 500 {

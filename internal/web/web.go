@@ -30,8 +30,26 @@ const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 const StaticPrefix = "/_moat/static/"
 
 var templates = template.Must(template.New("").Funcs(template.FuncMap{
-	"t": func(lang, key string, args ...any) string { return T(lang, key, args...) },
+	"t":    func(lang, key string, args ...any) string { return T(lang, key, args...) },
+	"dict": dict,
 }).ParseFS(templateFS, "templates/*.html"))
+
+// dict makes a map of its key, value arguments: the several values a
+// shared template (passkey-button) takes.
+func dict(kv ...any) (map[string]any, error) {
+	if len(kv)%2 != 0 {
+		return nil, fmt.Errorf("dict: %d arguments, want key, value pairs", len(kv))
+	}
+	m := make(map[string]any, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		k, ok := kv[i].(string)
+		if !ok {
+			return nil, fmt.Errorf("dict: key %v is not a string", kv[i])
+		}
+		m[k] = kv[i+1]
+	}
+	return m, nil
+}
 
 // Static serves moat's stylesheet and scripts.
 func Static() http.Handler {

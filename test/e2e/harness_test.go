@@ -277,13 +277,35 @@ var topLevelKey = regexp.MustCompile(`(?m)^([a-z_]+):`)
 // 127.0.0.1 ports for https_addr, http_addr and internal_addr, a data_dir in
 // the temporary directory and `tls: {self_signed: true}`. It waits for
 // /healthz on the internal listener and stops moat with SIGTERM when the test
-// ends, printing moat's log if the test failed.
-func startMoat(t testing.TB, configYAML string) *Moat {
+// ends, printing moat's log if the test failed. serverLines are added to the
+// server block it writes (such as `trusted_proxies: ["127.0.0.1"]`).
+func startMoat(t testing.TB, configYAML string, serverLines ...string) *Moat {
+	t.Helper()
+	return startMoatWith(t, configYAML, moatOptions{ServerLines: serverLines})
+}
+
+// moatOptions change how startMoatWith runs moat.
+type moatOptions struct {
+	// Dir, when set, holds the configuration file (and the data_dir moat
+	// is given) instead of a fresh temporary directory.
+	Dir string
+	// Unprivileged runs moat as nobody (dropped with setpriv) when the
+	// test runs as root; as another user it runs as that user.
+	Unprivileged bool
+	// ServerLines are added to the server block startMoatWith writes.
+	ServerLines []string
+}
+
+// startMoatWith is startMoat with options.
+func startMoatWith(t testing.TB, configYAML string, opts moatOptions) *Moat {
 	t.Helper()
 	if moatBuildErr != nil {
 		t.Fatalf("moat binary: %v", moatBuildErr)
 	}
-	dir := t.TempDir()
+	dir := opts.Dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	m := &Moat{
 		DataDir:    filepath.Join(dir, "data"),
 		ConfigPath: filepath.Join(dir, "moat.yaml"),
@@ -300,6 +322,9 @@ func startMoat(t testing.TB, configYAML string) *Moat {
 		m.InternalAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		fmt.Fprintf(&head, "server:\n  https_addr: %q\n  http_addr: %q\n  internal_addr: %q\n",
 			m.HTTPSAddr, m.HTTPAddr, m.InternalAddr)
+		for _, l := range opts.ServerLines {
+			fmt.Fprintf(&head, "  %s\n", l)
+		}
 	}
 	if !present["data_dir"] {
 		fmt.Fprintf(&head, "data_dir: %q\n", m.DataDir)
@@ -307,7 +332,13 @@ func startMoat(t testing.TB, configYAML string) *Moat {
 	if !present["tls"] {
 		head.WriteString("tls: {self_signed: true}\n")
 	}
-	if err := os.WriteFile(m.ConfigPath, []byte(head.String()+configYAML), 0o600); err != nil {
+	// An unprivileged moat must read its file; it holds no secret (keys
+	// come from the environment).
+	mode := os.FileMode(0o600)
+	if opts.Unprivileged {
+		mode = 0o644
+	}
+	if err := os.WriteFile(m.ConfigPath, []byte(head.String()+configYAML), mode); err != nil {
 		t.Fatal(err)
 	}
 	if m.HTTPSAddr == "" {
@@ -318,6 +349,9 @@ func startMoat(t testing.TB, configYAML string) *Moat {
 	m.InternalURL = "http://" + m.InternalAddr
 
 	cmd := exec.Command(moatBin, "serve", "-c", m.ConfigPath)
+	if opts.Unprivileged && os.Geteuid() == 0 {
+		cmd = exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", unprivilegedBin(t), "serve", "-c", m.ConfigPath)
+	}
 	cmd.Dir = dir
 	var err error
 	if m.proc, err = startChild(cmd, m.logs); err != nil {
@@ -346,6 +380,24 @@ func startMoat(t testing.TB, configYAML string) *Moat {
 // Stop sends moat SIGTERM and waits for it to drain and exit (at most 20 s).
 // It returns the exit error; later calls return the first one's.
 func (m *Moat) Stop() error { return m.proc.stop(20 * time.Second) }
+
+// Kill ends moat with SIGKILL, as a crash or an OOM kill would: no
+// draining, every connection cut. It returns once the process is gone.
+func (m *Moat) Kill() {
+	_ = syscall.Kill(-m.proc.cmd.Process.Pid, syscall.SIGKILL)
+	<-m.proc.done
+}
+
+// unprivilegedBin returns the moat binary's path, once nobody may run it:
+// the run's directory (root's, 0700 by default) becomes traversable, not
+// listable.
+func unprivilegedBin(t testing.TB) string {
+	t.Helper()
+	if err := os.Chmod(workDir, 0o711); err != nil {
+		t.Fatalf("let nobody run moat: %v", err)
+	}
+	return moatBin
+}
 
 // Signal sends sig to the moat process (SIGHUP reloads the configuration).
 func (m *Moat) Signal(sig syscall.Signal) error { return m.proc.cmd.Process.Signal(sig) }

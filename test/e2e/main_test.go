@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -40,8 +39,14 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	flag.Parse()
-	_, file, _, _ := runtime.Caller(0)
-	repoRoot = filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	// go test runs a test binary in its package's folder (whatever
+	// -trimpath did to the file names the binary knows).
+	wd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	repoRoot = filepath.Join(wd, "..", "..")
 
 	tmp, err := os.MkdirTemp("", "moat-e2e-")
 	if err != nil {
@@ -70,5 +75,8 @@ func run(m *testing.M) int {
 			dashboard.stop()
 		}
 	}()
+	// Tests that share a PostgreSQL (storetest.Postgres) start one server
+	// for the run; stop it after the last.
+	defer storetest.Stop()
 	return m.Run()
 }

@@ -21,7 +21,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,8 +46,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	_, file, _, _ := runtime.Caller(0)
-	repoRoot = filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	// go test runs a test binary in its package's folder (whatever
+	// -trimpath did to the file names the binary knows).
+	wd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "image:", err)
+		os.Exit(1)
+	}
+	repoRoot = filepath.Join(wd, "..", "..")
 	dir, err := os.MkdirTemp("", "moat-image-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)

@@ -73,13 +73,16 @@ func TestAllowListsCannotBeWidened(t *testing.T) {
 
 	t.Run("oauth2-proxy CVE-2026-40574: a look-alike email domain does not pass domain:", func(t *testing.T) {
 		// GHSA-c5c4-8r6x-56w3: attacker@evil.com@company.com satisfied
-		// email_domain company.com; its neighbours (a domain that ends
-		// with the allowed one, a subdomain, a quoted local part) must
-		// not pass either.
+		// email_domain company.com; neither it nor its neighbours (a
+		// domain that ends with the allowed one, a subdomain, a quoted
+		// local part) may pass: moat takes one plain addr-spec from a
+		// provider and refuses the sign-in otherwise.
 		const pw = "correct horse battery"
 		users := []oidctest.User{{Email: "alice@example.com", Password: pw, EmailVerified: true}}
 		for _, e := range []string{"mallory@notexample.com", "mallory@example.com.evil.example", "mallory@sub.example.com",
-			`"mallory@example.com"@evil.example`, "mallory%example.com@evil.example"} {
+			`"mallory@example.com"@evil.example`, "mallory%example.com@evil.example",
+			// Two @: the text after the last one is example.com.
+			"mallory@evil.example@example.com", "mallory@evil.example.com@example.com"} {
 			users = append(users, oidctest.User{Email: e, Password: pw, EmailVerified: true})
 		}
 		op := oidctest.Start(t, users...)

@@ -2,7 +2,8 @@
 // classes found in its peers' security advisories (oauth2-proxy, Traefik,
 // Caddy, authentik, Authelia): one test per class, one subtest per
 // advisory, named after it, so that `go test -run 'CVE-2025-32431'` finds
-// the check for that advisory.
+// the check for that advisory. Findings of moat's own hostile review stay
+// fixed in TestIssue12FindingsStayFixed, one subtest each ("issue 12 #9").
 //
 // The tests are black-box: they build the moat binary once per run, start it
 // with a configuration file on 127.0.0.1 (two processes sharing a real

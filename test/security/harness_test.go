@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,8 +37,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	// go test runs a test binary in its package's folder (whatever
+	// -trimpath did to the file names the binary knows).
+	wd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "security:", err)
+		os.Exit(1)
+	}
+	root := filepath.Join(wd, "..", "..")
 	tmp, err := os.MkdirTemp("", "moat-security-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "security:", err)

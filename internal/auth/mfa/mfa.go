@@ -313,11 +313,43 @@ func attempt(account string, from throttle.Source) throttle.Attempt {
 	return throttle.Attempt{Factor: throttle.SecondFactor, Account: store.NormalizeEmail(account), Source: from}
 }
 
+// Throttled returns a *ThrottledError when a second factor of another kind
+// (a passkey: every second factor shares one budget) at account, from
+// where, would be refused now; it counts nothing. An error means the
+// counts cannot be read (fail closed).
+func (s *Service) Throttled(ctx context.Context, account string, from throttle.Source) error {
+	v, err := s.Throttle.Check(ctx, attempt(account, from))
+	return refusal(v, err)
+}
+
+// Attempt begins an attempt of another kind of second factor (a passkey)
+// at account from where: a *ThrottledError when it must wait, else the
+// attempt, to be followed by CountFailure or Passed.
+func (s *Service) Attempt(ctx context.Context, account string, from throttle.Source) (throttle.Attempt, error) {
+	at := attempt(account, from)
+	return at, s.begin(ctx, at)
+}
+
+// CountFailure counts a failed attempt of another kind (a passkey refused)
+// like a wrong code: an mfa.failure audit event saying why, and a lock
+// when it locks.
+func (s *Service) CountFailure(ctx context.Context, at throttle.Attempt, why string) {
+	_ = s.failed(ctx, at, why)
+}
+
+// Passed forgets what an attempt of another kind spent once it passed,
+// as Verify does after a good code.
+func (s *Service) Passed(ctx context.Context, at throttle.Attempt) { s.passed(ctx, at) }
+
 // begin asks the throttle whether at may be checked: a *ThrottledError
 // when it must wait, an error when the counts cannot be read (fail
 // closed).
 func (s *Service) begin(ctx context.Context, at throttle.Attempt) error {
-	v, err := s.Throttle.Begin(ctx, at)
+	return refusal(s.Throttle.Begin(ctx, at))
+}
+
+// refusal is a verdict as an error: a *ThrottledError when refused.
+func refusal(v throttle.Verdict, err error) error {
 	if err != nil {
 		return fmt.Errorf("second factor: %w", err)
 	}
@@ -429,10 +461,20 @@ func (s *Service) RegenerateRecoveryCodes(ctx context.Context, userID, actor, cl
 // Remove deletes the user's second factor (enrolled or pending); actor and
 // subject go to the audit log. Removing what does not exist is no error.
 func (s *Service) Remove(ctx context.Context, userID, actor, subject, clientIP string) error {
-	if err := s.store.DeleteTOTP(ctx, userID); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if actor == "" {
+		actor = "anonymous"
+	}
+	// The removal and its audit event commit together, or neither does.
+	err := s.store.InTx(ctx, func(tx store.Tx) error {
+		if err := tx.DeleteTOTP(ctx, userID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return tx.Audit(ctx, &store.AuditEvent{Time: time.Now(), Actor: actor, Action: "mfa.remove", Subject: subject, ClientIP: clientIP})
+	})
+	if err != nil {
 		return fmt.Errorf("remove second factor: %w", err)
 	}
-	s.audit(ctx, actor, "mfa.remove", subject, clientIP, "")
+	s.logger().Info("audit", "action", "mfa.remove", "user", subject, "client_ip", clientIP, "detail", "")
 	return nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/moat-dev/moat/internal/directory"
 )
 
 // Identity is who the provider says the person is, after verification.
@@ -63,8 +65,14 @@ func (p *Provider) parseIdentity(raw json.RawMessage, expiry time.Time) (*Identi
 	if id.Subject == "" {
 		return nil, fmt.Errorf("%w: no sub claim", ErrInvalidToken)
 	}
-	if id.Email == "" || !strings.Contains(id.Email, "@") {
+	if id.Email == "" {
 		return nil, fmt.Errorf("%w: no email claim (is the email scope granted?)", ErrInvalidToken)
+	}
+	// One plain addr-spec and nothing else: domain: matches the text after
+	// the last @, so mallory@evil.example@example.com must not reach it
+	// (oauth2-proxy CVE-2026-40574).
+	if !directory.PlainEmail(id.Email) {
+		return nil, fmt.Errorf("%w: the email claim %.100q is not one plain address", ErrInvalidToken, id.Email)
 	}
 	id.EmailVerified = boolClaim(c["email_verified"])
 	if !id.EmailVerified {

@@ -110,6 +110,11 @@ func TestDummyHashMatchesNothingAndCostsTheSame(t *testing.T) {
 	if !strings.HasPrefix(d, "$argon2id$v=19$m=64,t=1,p=1$") {
 		t.Errorf("dummy hash %q is not at the given parameters", d)
 	}
+	// A verification's cost is the parameters' (salt and key lengths
+	// included), whatever the key is.
+	if p, _, _, err := decode(d); err != nil || p != fast {
+		t.Errorf("dummy hash decodes to %+v (%v), want %+v", p, err, fast)
+	}
 }
 
 func TestPolicy(t *testing.T) {

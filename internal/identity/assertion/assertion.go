@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -24,7 +23,9 @@ const (
 	HeaderUserEmail  = "X-Moat-User-Email"
 	HeaderUserID     = "X-Moat-User-Id"
 	HeaderUserGroups = "X-Moat-User-Groups"
-	HeaderAssertion  = "X-Moat-Assertion"
+	// HeaderUserName is the display name, percent-encoded (NameHeader).
+	HeaderUserName  = "X-Moat-User-Name"
+	HeaderAssertion = "X-Moat-Assertion"
 
 	// With identity.iap_compatible_headers, the names Google's IAP uses,
 	// so apps written for IAP run unchanged (they must verify the
@@ -49,8 +50,15 @@ const maxCachedAssertions = 50000
 type cachedAssertion struct {
 	token string
 	iat   time.Time
+	// kid signed it; once another key signs, it is signed anew.
+	kid string
 	// What the token says; a change (groups edited) signs anew.
 	id, email, groups string
+}
+
+// reusable reports whether c may still be sent at now, when k signs.
+func (c cachedAssertion) reusable(now time.Time, k *signingKey) bool {
+	return now.Sub(c.iat) < assertionReuse && !now.Before(c.iat) && k != nil && c.kid == k.rec.ID
 }
 
 type assertionCache struct {
@@ -150,7 +158,8 @@ func Issuer(cfg *config.Config) string {
 // "dash.example.com" or "example.com/app/"), sub = the user's id, email,
 // groups, iat and exp = iat + 5 minutes; its kid names a key in
 // /_moat/jwks.json. With identity.iap_compatible_headers the same identity
-// also goes out under IAP's header names.
+// also goes out under IAP's header names. X-Moat-User-Name carries the
+// user's display name, when there is one (NameHeader).
 func (h *Headers) SetIdentity(out *http.Request, in *http.Request) {
 	info := request.From(in)
 	u := info.User
@@ -161,6 +170,9 @@ func (h *Headers) SetIdentity(out *http.Request, in *http.Request) {
 	out.Header.Set(HeaderUserID, u.ID)
 	groups := strings.Join(u.Groups, ",")
 	out.Header.Set(HeaderUserGroups, groups)
+	if u.Name != "" {
+		out.Header.Set(HeaderUserName, NameHeader(u.Name))
+	}
 	tok := h.Signer.assertion(u, groups, h.Issuer, info.Route.Name())
 	if tok != "" {
 		out.Header.Set(HeaderAssertion, tok)
@@ -172,18 +184,43 @@ func (h *Headers) SetIdentity(out *http.Request, in *http.Request) {
 	}
 }
 
+// NameHeader is the value of X-Moat-User-Name for the display name name:
+// its UTF-8 bytes with %, control characters, non-ASCII bytes and a
+// leading or trailing space percent-encoded (%XX, RFC 3986 section 2.1),
+// every other byte as it is. A header value is read as Latin-1 by
+// Starlette (Streamlit's server) and is unsafe with control characters, so
+// "Jürgen Weiß" goes as "J%C3%BCrgen Wei%C3%9F", while a plain ASCII name
+// such as "Alice Smith" arrives unchanged; an app decodes it with Python's
+// urllib.parse.unquote (or JavaScript's decodeURIComponent).
+func NameHeader(name string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c == '%' || c < 0x20 || c >= 0x7f || c == ' ' && (i == 0 || i == len(name)-1) {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
 // assertion returns a signed assertion for u on route, reusing one signed
 // within the last minute.
 func (s *Signer) assertion(u request.User, groups, issuer, route string) string {
 	key := u.SessionID + "\x00" + route
 	now := time.Now()
+	k := s.keys.current(now)
 	s.moat.mu.Lock()
 	c, ok := s.moat.m[key]
 	s.moat.mu.Unlock()
-	if ok && now.Sub(c.iat) < assertionReuse && !now.Before(c.iat) && c.id == u.ID && c.email == u.Email && c.groups == groups {
+	if ok && c.reusable(now, k) && c.id == u.ID && c.email == u.Email && c.groups == groups {
 		return c.token
 	}
-	tok, err := s.sign(Claims{
+	tok, err := sign(k, Claims{
 		Issuer: issuer, Audience: route, Subject: u.ID, Email: u.Email, Groups: u.Groups,
 		IssuedAt: now.Unix(), Expiry: now.Add(AssertionLifetime).Unix(),
 	})
@@ -195,7 +232,7 @@ func (s *Signer) assertion(u request.User, groups, issuer, route string) string 
 	if len(s.moat.m) >= maxCachedAssertions {
 		s.moat.m = make(map[string]cachedAssertion)
 	}
-	s.moat.m[key] = cachedAssertion{token: tok, iat: time.Unix(now.Unix(), 0), id: u.ID, email: u.Email, groups: groups}
+	s.moat.m[key] = cachedAssertion{token: tok, iat: time.Unix(now.Unix(), 0), kid: k.rec.ID, id: u.ID, email: u.Email, groups: groups}
 	s.moat.mu.Unlock()
 	return tok
 }
@@ -212,34 +249,13 @@ func (c *assertionCache) forget(sessionID string) {
 	c.mu.Unlock()
 }
 
-// clear drops every cached assertion (the signing key changed).
-func (s *Signer) clear() {
-	for _, c := range []*assertionCache{&s.moat, &s.iap} {
-		c.mu.Lock()
-		c.m = make(map[string]cachedAssertion)
-		c.mu.Unlock()
-	}
-}
-
-// sign makes a compact ES256 JWS (RFC 7515, RFC 7518 §3.4) of c with the
-// current key.
-func (s *Signer) sign(c Claims) (string, error) {
-	s.keys.mu.RLock()
-	k := s.keys.current
-	s.keys.mu.RUnlock()
+// sign makes a compact ES256 JWS (RFC 7515, RFC 7518 §3.4) of c with k,
+// the current key.
+func sign(k *signingKey, c Claims) (string, error) {
 	if c.Groups == nil {
 		c.Groups = []string{}
 	}
-	header, err := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "kid": k.rec.ID})
-	if err != nil {
-		return "", err
-	}
-	payload, err := json.Marshal(c)
-	if err != nil {
-		return "", err
-	}
-	signingInput := b64(header) + "." + b64(payload)
-	return signES256(k.priv, signingInput)
+	return signJSON(k, c)
 }
 
 func signES256(priv *ecdsa.PrivateKey, signingInput string) (string, error) {

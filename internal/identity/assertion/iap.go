@@ -2,6 +2,7 @@ package assertion
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
 
@@ -50,15 +51,16 @@ func (h *Headers) setIAPHeaders(out *http.Request, u request.User, route *config
 	key := u.SessionID + "\x00" + aud
 	now := time.Now()
 	s := h.Signer
+	k := s.keys.current(now)
 	c := &s.iap
 	c.mu.Lock()
 	hit, ok := c.m[key]
 	c.mu.Unlock()
-	if ok && now.Sub(hit.iat) < assertionReuse && !now.Before(hit.iat) && hit.id == u.ID && hit.email == u.Email {
+	if ok && hit.reusable(now, k) && hit.id == u.ID && hit.email == u.Email {
 		out.Header.Set(HeaderIAPAssertion, hit.token)
 		return
 	}
-	tok, err := s.signJSON(IAPClaims{Issuer: IAPIssuer, Audience: aud, Subject: iapPrefix + u.ID, Email: u.Email,
+	tok, err := signJSON(k, IAPClaims{Issuer: IAPIssuer, Audience: aud, Subject: iapPrefix + u.ID, Email: u.Email,
 		IssuedAt: now.Unix(), Expiry: now.Add(AssertionLifetime).Unix()})
 	if err != nil {
 		s.logger.Error("sign IAP assertion", "route", route.Name(), "user", u.Email, "err", err)
@@ -68,16 +70,17 @@ func (h *Headers) setIAPHeaders(out *http.Request, u request.User, route *config
 	if c.m == nil || len(c.m) >= maxCachedAssertions {
 		c.m = make(map[string]cachedAssertion)
 	}
-	c.m[key] = cachedAssertion{token: tok, iat: time.Unix(now.Unix(), 0), id: u.ID, email: u.Email}
+	c.m[key] = cachedAssertion{token: tok, iat: time.Unix(now.Unix(), 0), kid: k.rec.ID, id: u.ID, email: u.Email}
 	c.mu.Unlock()
 	out.Header.Set(HeaderIAPAssertion, tok)
 }
 
-// signJSON makes a compact ES256 JWS of claims with the current key.
-func (s *Signer) signJSON(claims any) (string, error) {
-	s.keys.mu.RLock()
-	k := s.keys.current
-	s.keys.mu.RUnlock()
+// signJSON makes a compact ES256 JWS of claims with k, the current key
+// (keyRing.current; nil when there is none).
+func signJSON(k *signingKey, claims any) (string, error) {
+	if k == nil {
+		return "", errors.New("no signing key: every key this instance holds is retired (reload the keys)")
+	}
 	header, err := json.Marshal(map[string]string{"alg": "ES256", "typ": "JWT", "kid": k.rec.ID})
 	if err != nil {
 		return "", err

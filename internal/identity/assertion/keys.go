@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -34,12 +35,44 @@ type signingKey struct {
 	pub  *ecdsa.PublicKey
 }
 
+// SwitchDelay is how long after a rotation the new key starts to sign,
+// given the JWKS cache lifetime maxAge (identity.jwks_max_age, the
+// Cache-Control max-age of /_moat/jwks.json): twice that lifetime. The new
+// key is in every instance's JWKS within a second of the rotation (the
+// fan-out's KeysChanged; the key poll otherwise), so by the switch every
+// copy an app cached before the rotation has expired, and an app that
+// caches the JWKS as told never meets an unknown kid (issue 9: instances
+// signed with a key before the others published it).
+func SwitchDelay(maxAge time.Duration) time.Duration { return 2 * maxAge }
+
 // keyRing is the signing keys known to this instance.
 type keyRing struct {
-	mu      sync.RWMutex
-	current *signingKey
+	mu sync.RWMutex
+	// signers are the keys that sign now or will, oldest first: the
+	// first whose RetireAt is zero or still ahead signs (current).
+	signers []*signingKey
 	all     []*signingKey
 	jwks    []byte // cached /_moat/jwks.json body
+}
+
+// current is the key that signs at now: the oldest of the signers not yet
+// retired. A rotation leaves the previous key signing until its RetireAt,
+// while the new one is only published.
+func (r *keyRing) current(now time.Time) *signingKey {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, k := range r.signers {
+		if signsAt(k.rec, now) {
+			return k
+		}
+	}
+	return nil
+}
+
+// signsAt reports whether k is not retired at now (it may still wait for
+// an older key's RetireAt).
+func signsAt(k *store.SigningKey, now time.Time) bool {
+	return k.RetireAt.IsZero() || now.Before(k.RetireAt)
 }
 
 // KeyInfo describes one signing key for `moat keys list`.
@@ -47,9 +80,20 @@ type KeyInfo struct {
 	ID        string
 	Algorithm string
 	CreatedAt time.Time
-	RetireAt  time.Time // zero while the key signs
+	// SignsFrom is when a key added by a rotation starts to sign, while
+	// that is still ahead (it is only published until then); zero
+	// otherwise.
+	SignsFrom time.Time
+	// RetireAt is when the key stops (or stopped) signing; zero while no
+	// rotation has retired it.
+	RetireAt time.Time
 	// Published reports whether /_moat/jwks.json still lists the key.
 	Published bool
+}
+
+// Signing reports whether the key signs at now.
+func (k KeyInfo) Signing(now time.Time) bool {
+	return !now.Before(k.SignsFrom) && (k.RetireAt.IsZero() || now.Before(k.RetireAt))
 }
 
 // ListKeys lists the signing keys in st, newest first.
@@ -61,37 +105,48 @@ func ListKeys(ctx context.Context, st store.Store) ([]KeyInfo, error) {
 	sortKeys(recs)
 	now := time.Now()
 	out := make([]KeyInfo, 0, len(recs))
-	for _, r := range recs {
-		out = append(out, KeyInfo{ID: r.ID, Algorithm: r.Algorithm, CreatedAt: r.CreatedAt, RetireAt: r.RetireAt, Published: published(r, now)})
+	for i, r := range recs {
+		k := KeyInfo{ID: r.ID, Algorithm: r.Algorithm, CreatedAt: r.CreatedAt, RetireAt: r.RetireAt, Published: published(r, now)}
+		// A key signs once every older key is retired.
+		for _, older := range recs[i+1:] {
+			if older.RetireAt.After(now) && older.RetireAt.After(k.SignsFrom) {
+				k.SignsFrom = older.RetireAt
+			}
+		}
+		out = append(out, k)
 	}
 	return out, nil
 }
 
-// RotateKey adds a new signing key to st and retires every key that was
-// signing; the retired keys stay published until the tokens they signed
-// have expired. Running instances pick the new key up within a minute.
-// It returns the new key's id.
-func RotateKey(ctx context.Context, st store.Store, ik *instancekey.Key) (string, error) {
+// RotateKey adds a new signing key to st, published at once, and retires
+// every key that has no retirement yet at now + SwitchDelay(maxAge): the
+// new key signs from then on, so every app has it in its JWKS before it
+// meets a token it signed, and the retired keys stay published until the
+// tokens they signed have expired. It returns the new key's id and when it
+// starts to sign. Tell the running instances (fanout.KeysChanged) once it
+// returns; they also read the keys again every minute.
+func RotateKey(ctx context.Context, st store.Store, ik *instancekey.Key, maxAge time.Duration) (kid string, signsFrom time.Time, err error) {
 	old, err := st.ListSigningKeys(ctx)
 	if err != nil {
-		return "", fmt.Errorf("rotate signing key: %w", err)
+		return "", time.Time{}, fmt.Errorf("rotate signing key: %w", err)
 	}
 	k, err := newSigningKey(ik)
 	if err != nil {
-		return "", fmt.Errorf("rotate signing key: %w", err)
+		return "", time.Time{}, fmt.Errorf("rotate signing key: %w", err)
 	}
 	if err := st.AddSigningKey(ctx, k); err != nil {
-		return "", fmt.Errorf("rotate signing key: %w", err)
+		return "", time.Time{}, fmt.Errorf("rotate signing key: %w", err)
 	}
-	now := time.Now()
+	// Whole milliseconds: what every store keeps exactly.
+	signsFrom = time.Now().Add(SwitchDelay(maxAge)).Truncate(time.Millisecond)
 	for _, o := range old {
 		if o.RetireAt.IsZero() {
-			if err := st.RetireSigningKey(ctx, o.ID, now); err != nil {
-				return "", fmt.Errorf("rotate signing key: retire %s: %w", o.ID, err)
+			if err := st.RetireSigningKey(ctx, o.ID, signsFrom); err != nil {
+				return "", time.Time{}, fmt.Errorf("rotate signing key: retire %s: %w", o.ID, err)
 			}
 		}
 	}
-	return k.ID, nil
+	return k.ID, signsFrom, nil
 }
 
 // newSigningKey makes a P-256 key with its private part sealed by ik.
@@ -151,23 +206,23 @@ func (s *Signer) Reload(ctx context.Context) error {
 	}
 	sortKeys(recs)
 	now := time.Now()
-	var ring []*signingKey
-	var current *signingKey
+	var ring, signers []*signingKey
 	for _, r := range recs {
 		if !published(r, now) {
 			continue
 		}
-		k, err := s.openKey(r)
+		k, err := s.openKey(r, now)
 		if err != nil {
 			s.logger.Error("signing key unusable", "kid", r.ID, "err", err)
 			continue
 		}
 		ring = append(ring, k)
-		if current == nil && r.RetireAt.IsZero() && k.priv != nil {
-			current = k
+		if k.priv != nil {
+			signers = append(signers, k)
 		}
 	}
-	if current == nil {
+	slices.Reverse(signers) // oldest first
+	if len(signers) == 0 || !signers[len(signers)-1].rec.RetireAt.IsZero() {
 		return errors.New("load signing keys: no current key can be opened with this instance key (is MOAT_SECRET_KEY the same on every instance?)")
 	}
 	jwks, err := marshalJWKS(ring)
@@ -175,16 +230,14 @@ func (s *Signer) Reload(ctx context.Context) error {
 		return err
 	}
 	s.keys.mu.Lock()
-	changed := s.keys.current == nil || s.keys.current.rec.ID != current.rec.ID
-	s.keys.current, s.keys.all, s.keys.jwks = current, ring, jwks
+	s.keys.signers, s.keys.all, s.keys.jwks = signers, ring, jwks
 	s.keys.mu.Unlock()
-	if changed {
-		s.clear()
-	}
 	return nil
 }
 
-func (s *Signer) openKey(r *store.SigningKey) (*signingKey, error) {
+// openKey makes r usable: its public part always, its private part while
+// it signs or will (not retired at now).
+func (s *Signer) openKey(r *store.SigningKey, now time.Time) (*signingKey, error) {
 	if r.Algorithm != "ES256" {
 		return nil, fmt.Errorf("unsupported algorithm %q", r.Algorithm)
 	}
@@ -197,7 +250,7 @@ func (s *Signer) openKey(r *store.SigningKey) (*signingKey, error) {
 		return nil, errors.New("public key is not ECDSA")
 	}
 	k := &signingKey{rec: r, pub: pub}
-	if !r.RetireAt.IsZero() {
+	if !signsAt(r, now) {
 		return k, nil // retired keys are only published
 	}
 	der, err := s.key.Open(r.PrivateKey, instancekey.SigningKeyAAD(r.ID))

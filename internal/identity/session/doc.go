@@ -5,4 +5,10 @@
 // the user and the session on the request once; nothing after it fetches
 // the session again. The process holds one Sessions, so a reload keeps the
 // cache.
+//
+// While the store cannot be reached (store.ErrUnavailable) a session is
+// neither ended nor passed on a guess: the cache vouches for one the store
+// confirmed within store_outage_grace, and any other gets a 503 that says
+// the sign-in cannot be checked; a sign-out that cannot be stored fails;
+// WebSockets close only for a session that really ended.
 package session

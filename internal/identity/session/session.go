@@ -7,15 +7,20 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/tracing"
+	"github.com/moat-dev/moat/internal/web"
 )
 
 // Cookie carries the session id. The __Host- prefix makes the browser
@@ -31,6 +36,11 @@ const (
 	// VerifyEvery is how long a cached session is trusted before it is
 	// checked against the store again.
 	VerifyEvery = 4 * time.Second
+	// RetryUnavailable is how long a session whose check found the store
+	// unreachable waits before its requests ask the store again, so an
+	// outage costs the store one query per second per session, not one
+	// per request.
+	RetryUnavailable = time.Second
 	// cacheIdle drops a cached session unused for this long.
 	cacheIdle = 10 * time.Minute
 	// maxCachedSessions bounds the cache; past it sessions are still
@@ -39,9 +49,14 @@ const (
 )
 
 // Lifetimes bound a session: the configuration's identity.session.max_age
-// and idle_timeout.
+// and idle_timeout, and store_outage_grace.
 type Lifetimes struct {
 	MaxAge, Idle time.Duration
+	// OutageGrace is how long after the store last confirmed a session
+	// the cache may still vouch for it while the store cannot be reached.
+	// Past it the session can be neither confirmed nor refused: its
+	// requests get ErrUnavailable's 503, never a sign-out.
+	OutageGrace time.Duration
 }
 
 // Sessions is the process's sessions: the cache in front of the store, the
@@ -57,12 +72,22 @@ type Sessions struct {
 	// idle is the serving configuration's idle timeout, for the
 	// background work (Persist, Sweep).
 	idle atomic.Int64
+	// verifyEvery and retryUnavailable are VerifyEvery and
+	// RetryUnavailable (shorter in tests).
+	verifyEvery, retryUnavailable time.Duration
+	// outageLogged is when a failed check was last logged (unix
+	// nanoseconds): an outage logs once every outageLogEvery, not once
+	// per request.
+	outageLogged atomic.Int64
 }
+
+// outageLogEvery bounds the log lines of session checks that failed.
+const outageLogEvery = 10 * time.Second
 
 // New returns the sessions kept in st; ended is called with the id hash of
 // every session that ends on this instance.
 func New(st store.Store, logger *slog.Logger, ended func(hash string)) *Sessions {
-	s := &Sessions{store: st, logger: logger, ended: ended}
+	s := &Sessions{store: st, logger: logger, ended: ended, verifyEvery: VerifyEvery, retryUnavailable: RetryUnavailable}
 	s.cache.m = make(map[string]*entry)
 	s.cache.unknown = make(map[string]int64)
 	return s
@@ -82,6 +107,27 @@ func (s *Sessions) DropUser(userID string) []string { return s.cache.removeUser(
 // Cached reports whether the session is in this instance's cache.
 func (s *Sessions) Cached(hash string) bool { return s.cache.get(hash) != nil }
 
+// Peek returns the user and the session cached under hash, as the last
+// check (a request, Alive) found them, without asking the store.
+func (s *Sessions) Peek(hash string) (request.User, *request.Session, bool) {
+	e := s.cache.get(hash)
+	if e == nil {
+		return request.User{}, nil, false
+	}
+	return e.user, &e.sess, true
+}
+
+// Stale makes every cached session be checked against the store at its
+// next use (changes may have been missed: the fan-out's Resync), keeping
+// what the cache knows of its use.
+func (s *Sessions) Stale() {
+	s.cache.mu.RLock()
+	for _, e := range s.cache.m {
+		e.verifiedAt.Store(0)
+	}
+	s.cache.mu.RUnlock()
+}
+
 // entry is a session as the cache holds it. Fields other than the
 // atomics never change; a refresh replaces the entry.
 type entry struct {
@@ -93,6 +139,9 @@ type entry struct {
 	expiresAt time.Time
 
 	verifiedAt atomic.Int64 // unix nanoseconds of the last store check
+	// retryAt is when a check that found the store unreachable may be
+	// tried again (unix nanoseconds; 0 when the last check succeeded).
+	retryAt    atomic.Int64
 	lastSeen   atomic.Int64 // unix nanoseconds of the last request
 	savedSeen  atomic.Int64 // lastSeen as last written to the store
 	refreshing atomic.Bool
@@ -181,11 +230,31 @@ func (s *Sessions) Identify(lt Lifetimes, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if e := s.lookup(r, lt); e != nil {
+		span := tracing.Start(r.Context(), "moat.session")
+		e, err := s.lookup(r, lt)
+		if err != nil && !openToAll(r) {
+			// The cookie names a session the store cannot confirm or
+			// refuse now: neither anonymous (a signed-in person would
+			// look signed out, and a public route's app would get no
+			// identity) nor signed in (it may be revoked).
+			span.End()
+			web.Fail(w, r, web.StoreDown("session_unavailable", err))
+			return
+		}
+		if e != nil {
 			info.User, info.Session = e.user, &e.sess
 		}
+		span.End()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// openToAll reports whether r asks for something that is the same for
+// everyone and opens nothing (moat's stylesheet and scripts, which the 503
+// page itself loads), so it is served without a session while the store
+// is unreachable.
+func openToAll(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.Path, web.StaticPrefix)
 }
 
 // CookieValue returns the value of the named cookie without parsing every
@@ -239,36 +308,42 @@ func ValidID(id string) bool {
 	return true
 }
 
-// lookup returns the valid session r carries, or nil.
-func (s *Sessions) lookup(r *http.Request, lt Lifetimes) *entry {
+// lookup returns the valid session r carries, or nil; an error wrapping
+// store.ErrUnavailable when the session can be neither confirmed nor
+// refused (the store is unreachable and the cache cannot vouch for it).
+func (s *Sessions) lookup(r *http.Request, lt Lifetimes) (*entry, error) {
 	id := CookieValue(r, Cookie)
 	if !ValidID(id) {
-		return nil
+		return nil, nil
 	}
 	hash := HashID(id)
 	now := time.Now()
 	e := s.cache.get(hash)
+	var err error
 	if e != nil {
 		age := now.Sub(time.Unix(0, e.verifiedAt.Load()))
 		// One request refreshes a stale entry; the others keep using it for
 		// a little longer rather than all asking the store at once.
-		if age >= VerifyEvery {
+		if age >= s.verifyEvery {
 			if e.refreshing.CompareAndSwap(false, true) {
 				prev := e
-				e = s.refresh(r.Context(), hash, prev)
+				e, err = s.refresh(r.Context(), hash, prev, lt)
 				prev.refreshing.Store(false)
-			} else if age >= 2*VerifyEvery {
-				e = s.refresh(r.Context(), hash, e)
+			} else if age >= max(2*s.verifyEvery, lt.OutageGrace) {
+				e, err = s.refresh(r.Context(), hash, e, lt)
 			}
 		}
 	} else if !s.cache.knownBad(hash, now) {
-		e = s.refresh(r.Context(), hash, nil)
+		e, err = s.refresh(r.Context(), hash, nil, lt)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if e == nil || !live(e, now, lt) {
-		return nil
+		return nil, nil
 	}
 	e.lastSeen.Store(now.UnixNano())
-	return e
+	return e, nil
 }
 
 // live reports whether e is within its absolute and idle lifetimes.
@@ -280,28 +355,79 @@ func live(e *entry, now time.Time, lt Lifetimes) bool {
 }
 
 // refresh reads the session and its user from the store and caches the
-// result; nil means no valid session.
-func (s *Sessions) refresh(ctx context.Context, hash string, prev *entry) *entry {
+// result; nil means no valid session. When the store cannot be reached
+// (store.ErrUnavailable), prev, the cached entry, is still the answer while
+// the store confirmed it less than lt.OutageGrace ago; past that, or
+// without prev, the error is returned: the session is neither valid nor
+// ended, and the caller must not guess. Any other error is returned too,
+// and drops prev.
+func (s *Sessions) refresh(ctx context.Context, hash string, prev *entry, lt Lifetimes) (*entry, error) {
+	now := time.Now()
+	if prev != nil && now.UnixNano() < prev.retryAt.Load() {
+		// The store was unreachable a moment ago: answer from the cache
+		// without asking it again yet.
+		return s.fromCache(prev, now, lt, errRetryLater)
+	}
 	// A client that goes away must not make the check fail and evict.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	e, err := s.loadSession(ctx, hash)
 	if err != nil {
+		if errors.Is(err, store.ErrUnavailable) {
+			if prev != nil {
+				prev.retryAt.Store(time.Now().Add(s.retryUnavailable).UnixNano())
+				return s.fromCache(prev, now, lt, err)
+			}
+			s.outage(false, err)
+			return nil, fmt.Errorf("check session: %w", err)
+		}
 		s.logger.Error("check session", "err", err)
-		s.cache.remove(hash) // fail closed
-		return nil
+		s.cache.remove(hash)
+		return nil, fmt.Errorf("check session: %w", err)
 	}
 	if e == nil {
 		s.cache.remove(hash)
-		s.cache.markBad(hash, time.Now().Add(VerifyEvery))
-		return nil
+		s.cache.markBad(hash, time.Now().Add(s.verifyEvery))
+		return nil, nil
 	}
 	if prev != nil && prev.lastSeen.Load() > e.lastSeen.Load() {
 		e.lastSeen.Store(prev.lastSeen.Load())
 		e.savedSeen.Store(prev.savedSeen.Load())
 	}
 	s.cache.put(e)
-	return e
+	return e, nil
+}
+
+// errRetryLater is why a session was not checked: the store was found
+// unreachable less than RetryUnavailable ago.
+var errRetryLater = fmt.Errorf("%w: not asked again yet", store.ErrUnavailable)
+
+// fromCache answers a check the store could not: prev while the store
+// confirmed it within lt.OutageGrace, else err.
+func (s *Sessions) fromCache(prev *entry, now time.Time, lt Lifetimes, err error) (*entry, error) {
+	if now.Sub(time.Unix(0, prev.verifiedAt.Load())) < lt.OutageGrace {
+		s.outage(true, err)
+		return prev, nil
+	}
+	s.outage(false, err)
+	return nil, fmt.Errorf("check session: confirmed by the store more than %s ago: %w", lt.OutageGrace, err)
+}
+
+// outage counts a session check the store could not answer (served from
+// the cache, or refused) and logs one now and then.
+func (s *Sessions) outage(cached bool, err error) {
+	outcome := "refused"
+	if cached {
+		outcome = "cached"
+	}
+	metrics.SessionChecksFailed.WithLabelValues(outcome).Inc()
+	now := time.Now().UnixNano()
+	last := s.outageLogged.Load()
+	if now-last < int64(outageLogEvery) || !s.outageLogged.CompareAndSwap(last, now) {
+		return
+	}
+	s.logger.Warn("store unreachable: sessions it confirmed within store_outage_grace are served from the cache, others get 503",
+		"outcome", outcome, "err", err)
 }
 
 func (s *Sessions) loadSession(ctx context.Context, hash string) (*entry, error) {
@@ -387,7 +513,9 @@ func (s *Sessions) Start(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return nil, err
 	}
 	if old := CookieValue(r, Cookie); ValidID(old) {
-		s.Revoke(ctx, HashID(old))
+		if err := s.Revoke(ctx, HashID(old)); err != nil {
+			s.logger.Error("end the session a sign-in replaces", "err", err)
+		}
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: Cookie, Value: id, Path: "/", MaxAge: int(lt.MaxAge / time.Second),
@@ -398,15 +526,20 @@ func (s *Sessions) Start(ctx context.Context, w http.ResponseWriter, r *http.Req
 	return &e.sess, nil
 }
 
-// Revoke ends a session everywhere: in the store, then here.
-func (s *Sessions) Revoke(ctx context.Context, hash string) {
+// Revoke ends a session everywhere: in the store, then here. When the store
+// cannot record it, nothing changes and the error says why: a sign-out
+// that is not stored must never look done, since the session would go on
+// working on every other instance (and here, once the cache is read
+// again).
+func (s *Sessions) Revoke(ctx context.Context, hash string) error {
 	if err := s.store.RevokeSession(ctx, hash, time.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.logger.Error("revoke session", "err", err)
+		return fmt.Errorf("revoke session: %w", err)
 	}
 	s.cache.remove(hash)
 	if s.ended != nil {
 		s.ended(hash)
 	}
+	return nil
 }
 
 // ClearCookie tells the browser to forget moat's session cookie.
@@ -417,11 +550,20 @@ func ClearCookie(w http.ResponseWriter) {
 // Alive reports whether the session with id hash is still valid under lt:
 // not revoked, within max_age and idle_timeout, its user enabled.
 // lastActive is use that HTTP requests do not show, such as frames on the
-// session's WebSocket, so idle_timeout does not end a session in use.
+// session's WebSocket, so idle_timeout does not end a session in use. It
+// reports false only for a session that really ended: while the store
+// cannot be reached a session is judged by its cached lifetimes, or, not
+// cached, kept (its WebSockets stay open through an outage).
 func (s *Sessions) Alive(ctx context.Context, hash string, lastActive time.Time, lt Lifetimes) bool {
 	e := s.cache.get(hash)
-	if e == nil || time.Since(time.Unix(0, e.verifiedAt.Load())) >= VerifyEvery {
-		e = s.refresh(ctx, hash, e)
+	if e == nil || time.Since(time.Unix(0, e.verifiedAt.Load())) >= s.verifyEvery {
+		fresh, err := s.refresh(ctx, hash, e, lt)
+		switch {
+		case err == nil:
+			e = fresh
+		case e == nil:
+			return true // neither confirmed nor refused: keep it
+		}
 	}
 	if e == nil {
 		return false

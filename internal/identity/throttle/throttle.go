@@ -238,12 +238,27 @@ func (v Verdict) Refused() bool { return v.Reason != "" }
 // Device) already, and must be followed by Failed or Passed. An error
 // means the counts could not be read or written: answer 503, never guess.
 func (s *Service) Begin(ctx context.Context, a Attempt) (Verdict, error) {
+	return s.decide(ctx, a, true)
+}
+
+// Check reports whether Begin would refuse a now, without counting it or
+// taking a turn: for what comes before an attempt (a passkey ceremony's
+// start), so a refused browser is told before it asks the person for
+// anything. It counts in moat_signin_throttled_total like Begin.
+func (s *Service) Check(ctx context.Context, a Attempt) (Verdict, error) {
+	return s.decide(ctx, a, false)
+}
+
+func (s *Service) decide(ctx context.Context, a Attempt, count bool) (Verdict, error) {
 	var v Verdict
 	var err error
-	if a.known() {
-		v, err = s.spend(ctx, s.keys(a).device, s.limits(a.Factor).Device, ReasonDevice)
-	} else {
-		v, err = s.beginUnknown(ctx, a)
+	switch k, lim := s.keys(a), s.limits(a.Factor); {
+	case !a.known():
+		v, err = s.beginUnknown(ctx, a, count)
+	case count:
+		v, err = s.spend(ctx, k.device, lim.Device, ReasonDevice)
+	default:
+		v, err = s.check(ctx, k.device, lim.Device, ReasonDevice)
 	}
 	if err != nil {
 		return Verdict{}, fmt.Errorf("sign-in throttle: %w", err)
@@ -257,8 +272,8 @@ func (s *Service) Begin(ctx context.Context, a Attempt) (Verdict, error) {
 // beginUnknown applies the budgets of an unknown device, cheapest first,
 // so that a refused client costs as little as possible; the slow-down's
 // turn is taken only by an attempt no other budget refuses, so a refused
-// attacker cannot take the turns of others.
-func (s *Service) beginUnknown(ctx context.Context, a Attempt) (Verdict, error) {
+// attacker cannot take the turns of others. Without count it only reads.
+func (s *Service) beginUnknown(ctx context.Context, a Attempt, count bool) (Verdict, error) {
 	lim, k := s.limits(a.Factor), s.keys(a)
 	if v, err := s.check(ctx, k.client, lim.Client, ReasonClient); err != nil || v.Refused() || a.Account == "" {
 		return v, err
@@ -274,9 +289,12 @@ func (s *Service) beginUnknown(ctx context.Context, a Attempt) (Verdict, error) 
 		return Verdict{Wait: st.Locked, Reason: ReasonLocked}, nil
 	}
 	if d := lim.Account.Delay(st.Count); d > 0 {
-		if v, err := s.takeTurn(ctx, k, d, lim.Account.Max); err != nil || v.Refused() {
+		if v, err := s.takeTurn(ctx, k, d, lim.Account.Max, count); err != nil || v.Refused() || !count {
 			return v, err
 		}
+	}
+	if !count {
+		return Verdict{}, nil
 	}
 	return s.count(ctx, k.pair, lim.Pair, ReasonAccountClient)
 }
@@ -285,8 +303,9 @@ func (s *Service) beginUnknown(ctx context.Context, a Attempt) (Verdict, error) 
 // fire at once and through however many instances. k.turns counts the
 // turns taken (its SinceLast is the time since the last); the turn after
 // the nth is claimed by counting a failure of k.turns|n, and only its
-// first counter gets it: two racing attempts get ranks 1 and 2.
-func (s *Service) takeTurn(ctx context.Context, k keySet, d, maxDelay time.Duration) (Verdict, error) {
+// first counter gets it: two racing attempts get ranks 1 and 2. Without
+// claim it only says whether a turn is free.
+func (s *Service) takeTurn(ctx context.Context, k keySet, d, maxDelay time.Duration, claim bool) (Verdict, error) {
 	window := max(d, maxDelay)
 	turns, err := s.counter.Get(ctx, k.turns)
 	if err != nil {
@@ -295,11 +314,14 @@ func (s *Service) takeTurn(ctx context.Context, k keySet, d, maxDelay time.Durat
 	if turns.Count > 0 && turns.SinceLast < d {
 		return Verdict{Wait: d - turns.SinceLast, Reason: ReasonAccount}, nil
 	}
-	claim, err := s.counter.Fail(ctx, fmt.Sprintf("%s|%d", k.turns, turns.Count), window)
+	if !claim {
+		return Verdict{}, nil
+	}
+	taken, err := s.counter.Fail(ctx, fmt.Sprintf("%s|%d", k.turns, turns.Count), window)
 	if err != nil {
 		return Verdict{}, err
 	}
-	if claim.Count > 1 {
+	if taken.Count > 1 {
 		return Verdict{Wait: d, Reason: ReasonAccount}, nil
 	}
 	if _, err := s.counter.Fail(ctx, k.turns, window); err != nil {

@@ -94,6 +94,10 @@ func Start(t testing.TB, users ...User) *Provider {
 	return p
 }
 
+// New runs a provider outside a test (the benchmark harness signs
+// oauth2-proxy in through it); the caller must Close it.
+func New(users ...User) (*Provider, error) { return start(users) }
+
 func start(users []User) (*Provider, error) {
 	if len(users) == 0 {
 		users = Users()
