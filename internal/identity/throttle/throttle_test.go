@@ -422,3 +422,31 @@ func (c *countingCounter) Get(ctx context.Context, key string) (attempts.State, 
 	c.count()
 	return c.Counter.Get(ctx, key)
 }
+
+// Check says what Begin would, without counting: as often as it is asked,
+// the budget stays whole.
+func TestCheckCountsNothing(t *testing.T) {
+	l := testLimits()
+	l.Pair.N = 2
+	s := newService(t, l)
+	a := pw("alice@example.com", from("198.51.100.7"))
+	for range 10 {
+		if v, err := s.Check(t.Context(), a); err != nil || v.Refused() {
+			t.Fatalf("Check: %+v %v", v, err)
+		}
+	}
+	try(t, s, a)
+	try(t, s, a)
+	if v, err := s.Check(t.Context(), a); err != nil || v.Reason != ReasonAccountClient {
+		t.Fatalf("Check past the budget: %+v %v, want account_client", v, err)
+	}
+	known := pw("alice@example.com", Source{Client: addr("198.51.100.7"), Device: "device-1"})
+	for range 10 {
+		if v, err := s.Check(t.Context(), known); err != nil || v.Refused() {
+			t.Fatalf("Check of a known device: %+v %v", v, err)
+		}
+	}
+	if v := try(t, s, known); v.Refused() {
+		t.Errorf("the known device's first try after ten checks: %+v", v)
+	}
+}
