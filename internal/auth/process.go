@@ -87,7 +87,7 @@ type Process struct {
 	Limiter *password.Limiter
 	// dummy is the hash an unknown user's password is checked against.
 	dummy string
-	// held answers refused sign-in attempts slowly (see holdRefusal).
+	// held answers refused sign-in attempts slowly (see refusalHold).
 	held refusalHold
 }
 
