@@ -238,6 +238,14 @@ var directoryWrites = []struct {
 		_, _, err := d.ResetPasskeys(ctx, Actor{Name: "admin"}, s.user.ID)
 		return err
 	}},
+	{"change the password", "password.change", nil, func(ctx context.Context, d *Directory, s seeded) error {
+		_, _, err := d.ChangePassword(ctx, Actor{UserID: s.user.ID, Name: s.user.Email}, s.user, "a brand new passphrase")
+		return err
+	}},
+	{"create the account of a first sign-in with a provider", "user.create", nil, func(ctx context.Context, d *Directory, s seeded) error {
+		_, err := d.ProviderUser(ctx, Actor{}, "sso-"+s.user.Email, "Ada", "google")
+		return err
+	}},
 	{"set the password by link", "password.set_by_link", nil, func(ctx context.Context, d *Directory, s seeded) error {
 		ok, err := d.SetPasswordByLink(ctx, Actor{}, s.link, "a brand new passphrase")
 		if err == nil && !ok {
@@ -319,7 +327,7 @@ func TestAChangeCommitsWithItsAuditAndThenEndsWhatItEnded(t *testing.T) {
 						sessions, tokens, users = append(sessions, e.Sessions...), append(tokens, e.Tokens...), append(users, e.Users...)
 					}
 					switch w.action {
-					case "user.disable", "user.delete", "user.reset_password", "session.revoke_all", "password.set_by_link":
+					case "user.disable", "user.delete", "user.reset_password", "session.revoke_all", "password.set_by_link", "password.change":
 						slices.Sort(sessions)
 						if want := slices.Sorted(slices.Values([]string{s.sessionA, s.sessionB})); !slices.Equal(sessions, want) || !slices.Equal(users, []string{s.user.ID}) {
 							t.Errorf("ended sessions %v of users %v, want %v of %s", sessions, users, want, s.user.ID)
