@@ -1,10 +1,9 @@
-package auth
+package auth_test
 
 import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"github.com/moat-dev/moat/internal/identity/assertion"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,8 +13,9 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
-
+	"github.com/moat-dev/moat/internal/auth/authtest"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/request"
 )
 
@@ -63,16 +63,16 @@ func verifyAsAnApp(t *testing.T, client *http.Client, jwksURL, token, issuer, au
 
 func TestAppVerifiesTheAssertionWithOnlyTheJWKS(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, nil)
-	alice := h.addUser("alice@example.com", alicePassword, []string{"staff", "sales"}, false)
-	c := h.browser()
-	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
-	_, id := h.identity(c, "/app/")
+	h := authtest.New(t, nil)
+	alice := h.AddUser("alice@example.com", authtest.AlicePassword, []string{"staff", "sales"}, false)
+	c := h.Browser()
+	authtest.WantRedirect(t, h.Login(c, "alice@example.com", authtest.AlicePassword, "/app/"), "/app/")
+	_, id := h.Identity(c, "/app/")
 	if id[assertion.HeaderUserID] != alice.ID || id[assertion.HeaderUserGroups] != "sales,staff" {
 		t.Errorf("identity headers: %v", id)
 	}
-	jwksURL := h.srv.URL + "/_moat/jwks.json"
-	claims := verifyAsAnApp(t, h.srv.Client(), jwksURL, id[assertion.HeaderAssertion], "https://127.0.0.1", "127.0.0.1/app/")
+	jwksURL := h.Srv.URL + "/_moat/jwks.json"
+	claims := verifyAsAnApp(t, h.Srv.Client(), jwksURL, id[assertion.HeaderAssertion], "https://127.0.0.1", "127.0.0.1/app/")
 	if claims.Subject != alice.ID || claims.Email != "alice@example.com" || strings.Join(claims.Groups, ",") != "sales,staff" {
 		t.Errorf("claims = %+v", claims)
 	}
@@ -80,7 +80,7 @@ func TestAppVerifiesTheAssertionWithOnlyTheJWKS(t *testing.T) {
 		t.Errorf("exp - iat = %v, want %v", life, assertion.AssertionLifetime)
 	}
 	t.Run("a token for another route fails the audience check", func(t *testing.T) {
-		_, other := h.identity(c, "/app/x")
+		_, other := h.Identity(c, "/app/x")
 		tok, _ := jwt.ParseSigned(other[assertion.HeaderAssertion], []jose.SignatureAlgorithm{jose.ES256})
 		var cl appClaims
 		_ = tok.UnsafeClaimsWithoutVerification(&cl)
@@ -98,7 +98,7 @@ func TestAppVerifiesTheAssertionWithOnlyTheJWKS(t *testing.T) {
 		}
 		var cl appClaims
 		var set jose.JSONWebKeySet
-		resp, err := h.srv.Client().Get(h.srv.URL + "/_moat/jwks.json")
+		resp, err := h.Srv.Client().Get(h.Srv.URL + "/_moat/jwks.json")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,26 +119,26 @@ func TestAppVerifiesTheAssertionWithOnlyTheJWKS(t *testing.T) {
 // published for the tokens it signed.
 func TestKeyRotationPublishesTheNewKeyFirstAndSignsWithItLater(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *config.Config) { c.Identity.JWKSMaxAge = config.Duration(time.Second) })
-	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	c := h.browser()
-	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
-	_, before := h.identity(c, "/app/")
+	h := authtest.New(t, func(c *config.Config) { c.Identity.JWKSMaxAge = config.Duration(time.Second) })
+	h.AddUser("alice@example.com", authtest.AlicePassword, []string{"staff"}, false)
+	c := h.Browser()
+	authtest.WantRedirect(t, h.Login(c, "alice@example.com", authtest.AlicePassword, "/app/"), "/app/")
+	_, before := h.Identity(c, "/app/")
 	oldKid := kidOf(t, before[assertion.HeaderAssertion])
 
 	const maxAge = time.Second
-	newKid, signsFrom, err := assertion.RotateKey(context.Background(), h.store, h.svc.p.Key, maxAge)
+	newKid, signsFrom, err := assertion.RotateKey(context.Background(), h.Store, h.Proc.Key, maxAge)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := assertion.SwitchDelay(maxAge); time.Until(signsFrom) > want || want != 2*maxAge {
 		t.Fatalf("the new key signs from %s, want %s after the rotation", signsFrom, want)
 	}
-	if err := h.svc.p.Signer.Reload(context.Background()); err != nil { // the fan-out's KeysChanged does this
+	if err := h.Proc.Signer.Reload(context.Background()); err != nil { // the fan-out's KeysChanged does this
 		t.Fatal(err)
 	}
-	jwksURL := h.srv.URL + "/_moat/jwks.json"
-	client := h.srv.Client()
+	jwksURL := h.Srv.URL + "/_moat/jwks.json"
+	client := h.Srv.Client()
 	resp, err := client.Get(jwksURL)
 	if err != nil {
 		t.Fatal(err)
@@ -155,18 +155,18 @@ func TestKeyRotationPublishesTheNewKeyFirstAndSignsWithItLater(t *testing.T) {
 		t.Fatalf("JWKS right after the rotation lacks a key: old %d, new %d", len(set.Key(oldKid)), len(set.Key(newKid)))
 	}
 	asked := time.Now()
-	_, during := h.identity(c, "/app/")
+	_, during := h.Identity(c, "/app/")
 	if got := kidOf(t, during[assertion.HeaderAssertion]); asked.Before(signsFrom) && got != oldKid {
 		t.Errorf("before the switch the assertion is signed by %q, want the old key %q", got, oldKid)
 	}
-	keys, err := assertion.ListKeys(context.Background(), h.store)
+	keys, err := assertion.ListKeys(context.Background(), h.Store)
 	if err != nil || len(keys) != 2 || keys[0].ID != newKid || !keys[0].SignsFrom.Equal(signsFrom) || !keys[1].RetireAt.Equal(signsFrom) {
 		t.Fatalf("assertion.ListKeys = %+v, %v", keys, err)
 	}
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, after := h.identity(c, "/app/")
+		_, after := h.Identity(c, "/app/")
 		got := kidOf(t, after[assertion.HeaderAssertion])
 		if got == newKid {
 			if now := time.Now(); now.Before(signsFrom) {
@@ -181,7 +181,7 @@ func TestKeyRotationPublishesTheNewKeyFirstAndSignsWithItLater(t *testing.T) {
 	}
 	// A token signed by the old key before the switch still verifies.
 	verifyAsAnApp(t, client, jwksURL, during[assertion.HeaderAssertion], "https://127.0.0.1", "127.0.0.1/app/")
-	if keys, _ := assertion.ListKeys(context.Background(), h.store); !keys[0].Signing(time.Now()) || keys[1].Signing(time.Now()) || !keys[1].Published {
+	if keys, _ := assertion.ListKeys(context.Background(), h.Store); !keys[0].Signing(time.Now()) || keys[1].Signing(time.Now()) || !keys[1].Published {
 		t.Errorf("after the switch: %+v", keys)
 	}
 }
@@ -197,10 +197,10 @@ func kidOf(t *testing.T, token string) string {
 
 func TestIdentityHeadersAreNotSetForAnonymousRequests(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, nil)
+	h := authtest.New(t, nil)
 	out, _ := http.NewRequest("GET", "https://127.0.0.1/app/", nil)
 	in, _ := http.NewRequest("GET", "https://127.0.0.1/app/", nil)
-	h.svc.SetIdentity(out, in)
+	h.Svc.SetIdentity(out, in)
 	if len(out.Header) != 0 {
 		t.Errorf("headers set for an anonymous request: %v", out.Header)
 	}
@@ -208,13 +208,13 @@ func TestIdentityHeadersAreNotSetForAnonymousRequests(t *testing.T) {
 
 func TestIAPCompatibleHeadersCarryTheSameIdentity(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *config.Config) { c.Identity.IAPCompatibleHeaders = true })
-	u := h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	route := h.routes["/app/"]
+	h := authtest.New(t, func(c *config.Config) { c.Identity.IAPCompatibleHeaders = true })
+	u := h.AddUser("alice@example.com", authtest.AlicePassword, []string{"staff"}, false)
+	route := h.Routes["/app/"]
 	in := httptest.NewRequest("GET", "https://127.0.0.1/app/", nil)
 	in = request.With(in, &request.Info{ID: "t", Route: route, User: request.User{ID: u.ID, Email: u.Email, Groups: []string{"staff"}, SessionID: "s"}})
 	out := httptest.NewRequest("GET", "http://backend/app/", nil)
-	h.svc.SetIdentity(out, in)
+	h.Svc.SetIdentity(out, in)
 	if got := out.Header.Get(assertion.HeaderIAPEmail); got != "accounts.google.com:alice@example.com" {
 		t.Errorf("%s = %q", assertion.HeaderIAPEmail, got)
 	}

@@ -1,13 +1,23 @@
-// Package auth signs people in: moat's server-side sessions (found once
-// per request by Identify), the password, second-factor and SSO pages under
-// /_moat/, bearer tokens, and Require, which asks each route's one access
-// rule (internal/identity/access).
+// Package auth puts moat's sign-in together for the server. It has two
+// lifetimes:
 //
-// It has two lifetimes. Process is built once per moat process and keeps
-// what must outlive a configuration (store, instance key, session and token
-// caches, signing keys, OIDC replay set, throttles, hashing limiter);
-// Service is built for each configuration on it, so a reload swaps only the
-// Service. Every revocation goes through Process.Forget.
+//   - Process, built once per moat process, keeps what must outlive a
+//     configuration: the store, the instance key, the session and token
+//     caches (internal/identity/session), the signing keys
+//     (internal/identity/assertion), the OIDC states already redeemed
+//     (login.Flows), the brute-force throttle and its hold
+//     (internal/identity/throttle), the device cookies, the second factors
+//     and the hashing limiter, and the fan-out hooks: every revocation goes
+//     through Process.Forget, every change reaches the other instances
+//     through Process.Run.
+//   - Service is built for each configuration on the Process, so a reload
+//     swaps only the Service: Identify finds the request's session once,
+//     Require asks each route's one access rule (internal/identity/access)
+//     or checks a bearer token, SetIdentity hands the app its signed
+//     identity, Holder re-checks the holders of WebSockets, Run re-checks
+//     SSO sessions with their providers, and Handler serves the sign-in
+//     pages (internal/identity/login, built here on the Process) and the
+//     JWKS.
 package auth
 
 import (
@@ -18,8 +28,11 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/auth/instancekey"
+	"github.com/moat-dev/moat/internal/auth/oidc"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/identity/assertion"
+	"github.com/moat-dev/moat/internal/identity/login"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -35,52 +48,82 @@ const (
 	keyReload = 30 * time.Second
 )
 
-// Service is moat's sign-in for one configuration: login pages, allow
-// lists, SSO providers and the identity handed to the app. It is built for
-// each configuration on the Process, which keeps everything that must
-// outlive a reload; it is safe for concurrent use.
+// Service is moat's sign-in for one configuration: who a request is
+// (Identify), whether it passes a route (Require, with bearer tokens), the
+// identity handed to the app (SetIdentity), the SSO providers and the
+// sign-in pages. It is built for each configuration on the Process, which
+// keeps everything that must outlive a reload; it is safe for concurrent
+// use.
 type Service struct {
 	p *Process
 
-	cfg     *config.Config
-	headers *assertion.Headers
-	maxAge  time.Duration
-	idle    time.Duration
-	grace   time.Duration // store_outage_grace (session.Lifetimes.OutageGrace)
-	hasher  *hasher
-	sso     *ssoState // single sign-on providers (sso.go)
+	cfg       *config.Config
+	headers   *assertion.Headers
+	lifetimes session.Lifetimes
+	providers map[string]*oidc.Provider
+	// recheckTick is how often Run looks for SSO sessions due a re-check.
+	recheckTick time.Duration
+	handler     http.Handler
 }
 
-// New builds the Service for cfg on the process p. It contacts nothing:
-// SSO providers are discovered at first use.
+// New builds the Service for cfg on the process p, with its sign-in pages.
+// It contacts nothing: SSO providers are discovered at first use.
 func New(cfg *config.Config, p *Process) (*Service, error) {
 	if cfg == nil || p == nil {
 		return nil, errors.New("auth: config and process are required")
 	}
 	s := &Service{
-		p:       p,
-		cfg:     cfg,
-		headers: assertion.NewHeaders(cfg, p.Signer),
-		maxAge:  cfg.Identity.Session.MaxAge.D(),
-		idle:    cfg.Identity.Session.IdleTimeout.D(),
-		grace:   cfg.StoreOutageGrace.D(),
-		hasher:  newHasher(cfg, p),
-	}
-	if s.maxAge <= 0 {
-		s.maxAge = config.DefaultSessionMaxAge
-	}
-	if s.idle <= 0 {
-		s.idle = config.DefaultSessionIdleTimeout
-	}
-	if s.grace <= 0 {
-		s.grace = config.DefaultStoreOutageGrace
+		p:         p,
+		cfg:       cfg,
+		headers:   assertion.NewHeaders(cfg, p.Signer),
+		lifetimes: lifetimesOf(cfg),
 	}
 	var err error
-	if s.sso, err = newSSO(cfg); err != nil {
+	if s.providers, s.recheckTick, err = newProviders(cfg); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
+	pages, err := login.New(cfg, p.store, login.Options{
+		CSRF: p.CSRF, Sessions: p.Sessions, Lifetimes: s.lifetimes,
+		Throttle: p.Throttle, Hold: p.Hold, Devices: p.Devices,
+		MFA: p.MFA, Passkeys: p.Passkeys, Key: p.Key, Flows: p.Flows, Limiter: p.Limiter,
+		Providers: s.providers, Usage: p.Usage, Ended: p.Ended, Logger: p.logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	jwks := s.jwks()
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == JWKSPath {
+			jwks.ServeHTTP(w, r)
+			return
+		}
+		pages.ServeHTTP(w, r)
+	})
 	return s, nil
 }
+
+// lifetimesOf is cfg's session bounds; a configuration built in code
+// rather than loaded may leave them zero, and gets the defaults.
+func lifetimesOf(cfg *config.Config) session.Lifetimes {
+	lt := session.Lifetimes{MaxAge: cfg.Identity.Session.MaxAge.D(), Idle: cfg.Identity.Session.IdleTimeout.D(), OutageGrace: cfg.StoreOutageGrace.D()}
+	if lt.MaxAge <= 0 {
+		lt.MaxAge = config.DefaultSessionMaxAge
+	}
+	if lt.Idle <= 0 {
+		lt.Idle = config.DefaultSessionIdleTimeout
+	}
+	if lt.OutageGrace <= 0 {
+		lt.OutageGrace = config.DefaultStoreOutageGrace
+	}
+	return lt
+}
+
+// Handler serves moat's own sign-in paths on every routed host; the server
+// mounts it at /_moat/: the sign-in pages (login.Pages: login, logout,
+// password change, second step, SSO, passkeys) and JWKSPath, the public
+// keys that verify X-Moat-Assertion. Mount it behind Identify, as every
+// other page: the server identifies a request once.
+func (s *Service) Handler() http.Handler { return s.handler }
 
 // InstanceKey loads the instance key for cfg (instancekey.ForConfig:
 // MOAT_SECRET_KEY, secret_key_file or data_dir/instance.key) and checks it
@@ -95,7 +138,7 @@ func InstanceKey(ctx context.Context, cfg *config.Config, st store.Store) (*inst
 // sessions with their providers (refresh_interval). The server runs it
 // while the configuration serves.
 func (s *Service) Run(ctx context.Context) error {
-	s.p.Sessions.SetIdle(s.idle)
+	s.p.Sessions.SetIdle(s.lifetimes.Idle)
 	s.runRecheck(ctx)
 	return nil
 }
@@ -103,3 +146,7 @@ func (s *Service) Run(ctx context.Context) error {
 // SetIdentity is the proxy's hook: it sets the identity headers and the
 // signed assertion of the request's user on out (assertion.Headers).
 func (s *Service) SetIdentity(out, in *http.Request) { s.headers.SetIdentity(out, in) }
+
+// Provider returns the configured SSO provider name, or nil. Tests and
+// the server use it to tune the provider (HTTP client, clock).
+func (s *Service) Provider(name string) *oidc.Provider { return s.providers[name] }

@@ -15,6 +15,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/oidc"
 	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
@@ -75,7 +76,7 @@ func (s *Service) serveBearer(w http.ResponseWriter, r *http.Request, route *con
 		return access.Pass, false
 	}
 	info := request.From(r)
-	u, err := s.bearerUser(r.Context(), route, raw)
+	u, err := s.bearerUser(r.Context(), route, raw, directory.Actor{ClientIP: clientIP(info), RequestID: info.ID})
 	if err != nil {
 		s.p.logger.Warn("bearer token refused", "route", route.Name(), "client_ip", clientIP(info), "request_id", info.ID, "err", err)
 		p := web.NewProblem(http.StatusUnauthorized, "auth.bearer.invalid").With("WWW-Authenticate", `Bearer error="invalid_token"`)
@@ -98,8 +99,9 @@ func (s *Service) serveBearer(w http.ResponseWriter, r *http.Request, route *con
 
 var errStoreDown = errors.New("store unavailable")
 
-// bearerUser checks a bearer token and returns its user.
-func (s *Service) bearerUser(ctx context.Context, route *config.Route, raw string) (request.User, error) {
+// bearerUser checks a bearer token and returns its user; a is the request,
+// for the audit event of an ID token's first sign-in.
+func (s *Service) bearerUser(ctx context.Context, route *config.Route, raw string, a directory.Actor) (request.User, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	if strings.HasPrefix(raw, pat.Prefix) {
@@ -113,10 +115,10 @@ func (s *Service) bearerUser(ctx context.Context, route *config.Route, raw strin
 	if err != nil {
 		return request.User{}, err
 	}
-	s.p.keepGroups(id)
-	u, err := s.p.ssoUser(ctx, id)
+	id.Groups = s.p.dir.KeepProviderGroups(id.Provider, id.Email, id.Groups)
+	u, err := s.p.dir.ProviderUser(ctx, a, id.Email, id.Name, id.Provider)
 	if err != nil {
-		if errors.Is(err, errUserDisabled) {
+		if errors.Is(err, directory.ErrDisabled) {
 			return request.User{}, err
 		}
 		return request.User{}, fmt.Errorf("%w: %w", errStoreDown, err)
@@ -151,7 +153,7 @@ func (s *Service) bearerProvider(route *config.Route, raw string) (*oidc.Provide
 	}
 	for _, m := range route.Login {
 		if pc := s.cfg.Identity.SSO[m]; pc != nil && strings.TrimSuffix(pc.Issuer, "/") == strings.TrimSuffix(c.Iss, "/") {
-			return s.sso.providers[m], nil
+			return s.providers[m], nil
 		}
 	}
 	return nil, fmt.Errorf("%w: issuer %q is not a provider of this route", oidc.ErrInvalidToken, c.Iss)
@@ -198,7 +200,7 @@ func (s *Process) tokenByHash(ctx context.Context, hash string) (request.User, e
 		return request.User{}, fmt.Errorf("%w: %w", errStoreDown, err)
 	}
 	if u.Disabled {
-		return request.User{}, fmt.Errorf("personal access token %s: %w", t.ID, errUserDisabled)
+		return request.User{}, fmt.Errorf("personal access token %s: %w", t.ID, directory.ErrDisabled)
 	}
 	user := request.User{ID: u.ID, Email: u.Email, Name: u.Name, Groups: append([]string(nil), u.Groups...),
 		Provider: ProviderToken, SessionID: tokenSessionID(hash)}

@@ -1,13 +1,14 @@
-package auth
+package auth_test
 
 import (
-	"github.com/moat-dev/moat/internal/identity/assertion"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/moat-dev/moat/internal/auth/authtest"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/identity/assertion"
 )
 
 // TestAppVerifiesTheIAPAssertionAsGoogleDocumentsIt checks
@@ -20,17 +21,17 @@ import (
 // the user.
 func TestAppVerifiesTheIAPAssertionAsGoogleDocumentsIt(t *testing.T) {
 	const aud = "/projects/123456/global/backendServices/987654"
-	h := newSSOHarness(t, func(cfg *config.Config) {
+	h := authtest.NewSSO(t, func(cfg *config.Config) {
 		cfg.Identity.IAPCompatibleHeaders = true
 		cfg.Identity.IAPAudiences = map[string]string{"127.0.0.1/sso/": aud}
 	})
-	c := h.browser()
-	h.ssoSignIn(c, "/sso/", "alice@example.com")
-	status, got := h.identity(c, "/sso/")
+	c := h.Browser()
+	h.SSOSignIn(c, "/sso/", "alice@example.com")
+	status, got := h.Identity(c, "/sso/")
 	if status != 200 {
 		t.Fatalf("status %d", status)
 	}
-	u, err := h.store.GetUserByEmail(t.Context(), "alice@example.com")
+	u, err := h.Store.GetUserByEmail(t.Context(), "alice@example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func TestAppVerifiesTheIAPAssertionAsGoogleDocumentsIt(t *testing.T) {
 	if tok == "" {
 		t.Fatalf("no %s; app saw %v", assertion.HeaderIAPAssertion, got)
 	}
-	claims := verifyAsAnApp(t, h.srv.Client(), h.srv.URL+"/_moat/jwks.json", tok, assertion.IAPIssuer, aud)
+	claims := verifyAsAnApp(t, h.Srv.Client(), h.Srv.URL+"/_moat/jwks.json", tok, assertion.IAPIssuer, aud)
 	if claims.Email != "alice@example.com" || claims.Subject != "accounts.google.com:"+u.ID {
 		t.Errorf("claims = %+v", claims)
 	}
@@ -56,25 +57,25 @@ func TestAppVerifiesTheIAPAssertionAsGoogleDocumentsIt(t *testing.T) {
 	}
 
 	t.Run("a route not listed in iap_audiences gets its name as aud", func(t *testing.T) {
-		b := h.browser()
-		h.ssoSignIn(b, "/api/", "bob@example.com")
-		_, got := h.identity(b, "/api/")
-		verifyAsAnApp(t, h.srv.Client(), h.srv.URL+"/_moat/jwks.json", got[http.CanonicalHeaderKey(assertion.HeaderIAPAssertion)], assertion.IAPIssuer, "127.0.0.1/api/")
+		b := h.Browser()
+		h.SSOSignIn(b, "/api/", "bob@example.com")
+		_, got := h.Identity(b, "/api/")
+		verifyAsAnApp(t, h.Srv.Client(), h.Srv.URL+"/_moat/jwks.json", got[http.CanonicalHeaderKey(assertion.HeaderIAPAssertion)], assertion.IAPIssuer, "127.0.0.1/api/")
 	})
 }
 
 func TestIAPHeadersAreOffByDefaultAndNeverForged(t *testing.T) {
-	h := newSSOHarness(t, nil)
-	c := h.browser()
-	h.ssoSignIn(c, "/sso/", "alice@example.com")
-	req, _ := http.NewRequest("GET", h.srv.URL+"/sso/", nil)
+	h := authtest.NewSSO(t, nil)
+	c := h.Browser()
+	h.SSOSignIn(c, "/sso/", "alice@example.com")
+	req, _ := http.NewRequest("GET", h.Srv.URL+"/sso/", nil)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set(assertion.HeaderIAPEmail, "accounts.google.com:mallory@example.com")
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := readBody(t, resp)
+	body := authtest.ReadBody(t, resp)
 	resp.Body.Close()
 	if strings.Contains(strings.ToLower(body), "x-goog") {
 		t.Errorf("the app saw X-Goog headers without iap_compatible_headers: %s", body)

@@ -19,6 +19,7 @@ import (
 	"github.com/moat-dev/moat/internal/fanout"
 	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/identity/device"
+	"github.com/moat-dev/moat/internal/identity/login"
 	"github.com/moat-dev/moat/internal/identity/session"
 	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
@@ -27,11 +28,12 @@ import (
 
 // Process is the part of sign-in that outlives a configuration: the store,
 // the instance key, the session, token and assertion caches, the signing
-// keys, the OIDC states already redeemed, the brute-force throttles and the
-// password-hashing limiter. The server builds one Process when it starts
-// and hands it to every Service a configuration builds, so a reload keeps
-// every counter and cache (issue 11: a reload used to reset the throttles
-// and the used-state set).
+// keys, the OIDC states already redeemed, the brute-force throttle and its
+// hold, the re-checks of SSO sessions and the password-hashing limiter.
+// The server builds one Process when it starts and hands it to every
+// Service a configuration builds, so a reload keeps every counter and
+// cache (issue 11: a reload used to reset the throttles and the used-state
+// set).
 type Process struct {
 	// OnRevoke, if set, is called with a session's id hash
 	// (request.User.SessionID) when the session is revoked here or, within
@@ -77,18 +79,25 @@ type Process struct {
 	// which signed in before a budget of its own.
 	Devices *device.Jar
 
-	store  store.Store
-	logger *slog.Logger
-
-	tokens tokenCache
-	replay ssoReplay
+	// Flows are the sign-ins with a provider under way, and the OIDC
+	// states already redeemed (a callback cannot be replayed, even across
+	// a reload).
+	Flows *login.Flows
+	// Hold slows the answers to sign-in attempts Throttle refused.
+	Hold *throttle.Hold
 	// Limiter bounds the password hashes running at once, for every page
 	// that checks or sets a password.
 	Limiter *password.Limiter
-	// dummy is the hash an unknown user's password is checked against.
-	dummy string
-	// held answers refused sign-in attempts slowly (see refusalHold).
-	held refusalHold
+
+	store  store.Store
+	logger *slog.Logger
+	// dir is the directory's operations the sign-in makes outside its
+	// pages: the account of a bearer ID token's user, the audit event of
+	// a session a provider no longer vouches for.
+	dir *directory.Directory
+
+	tokens   tokenCache
+	rechecks rechecks
 }
 
 // hasherWait is how long a login waits for a free hashing slot before it is
@@ -113,23 +122,23 @@ func NewProcess(st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Proc
 		Key:     ik,
 		CSRF:    csrf.New(ik.Derive("csrf")),
 		Devices: device.New(ik.Derive("device cookie")),
-		store:   st,
-		logger:  logger.With("component", "auth"),
+		Flows:   login.NewFlows(ik),
+		Hold:    throttle.NewHold(),
 		// A login flood takes at most half the cores and leaves the rest
 		// to proxied traffic.
-		Limiter: password.NewLimiter(max(1, runtime.GOMAXPROCS(0)/2), hasherWait),
-		dummy:   password.DummyHash(password.DefaultParams),
-		held:    newRefusalHold(),
+		Limiter:  password.NewLimiter(max(1, runtime.GOMAXPROCS(0)/2), hasherWait),
+		store:    st,
+		logger:   logger.With("component", "auth"),
+		rechecks: rechecks{checked: map[string]time.Time{}},
 	}
+	p.dir = &directory.Directory{Store: st, Logger: p.logger, Ended: p.Ended}
 	p.Throttle = throttle.New(attempts.NewStore(st), p.logger)
 	p.MFA = mfa.New(st, ik, p.Throttle)
 	p.MFA.Logger = p.logger
 	p.Passkeys = passkey.New(st, ik, p.MFA)
 	p.Passkeys.Logger = p.logger
-	p.Sessions = session.New(st, p.logger, func(hash string) { p.end(context.Background(), Revoked{Session: hash}) })
+	p.Sessions = session.New(st, p.logger, func(hash string) { p.sessionEnded(context.Background(), hash) })
 	p.Sessions.SetIdle(config.DefaultSessionIdleTimeout)
-	p.replay.used = map[string]usedFlow{}
-	p.replay.checked = map[string]time.Time{}
 	p.tokens.ttl = tokenVerifyEvery
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -290,18 +299,12 @@ func (p *Process) UserChanged(ctx context.Context, userID string) {
 	p.announce(ctx, fanout.Event{Kind: fanout.UserChanged, ID: userID})
 }
 
-// end forgets a revocation made here (Forget) and announces it to every
-// other instance.
-func (p *Process) end(ctx context.Context, r Revoked) {
-	p.Forget(r)
-	switch {
-	case r.Session != "":
-		p.announce(ctx, fanout.Event{Kind: fanout.SessionRevoked, ID: r.Session})
-	case r.Token != "":
-		p.announce(ctx, fanout.Event{Kind: fanout.TokenRevoked, ID: r.Token})
-	case r.User != "":
-		p.announce(ctx, fanout.Event{Kind: fanout.UserChanged, ID: r.User})
-	}
+// sessionEnded forgets a session that ended here (Sessions.Revoke: a
+// sign-out, a sign-in replacing a session, a re-check refused) and
+// announces it to every other instance.
+func (p *Process) sessionEnded(ctx context.Context, hash string) {
+	p.Forget(Revoked{Session: hash})
+	p.announce(ctx, fanout.Event{Kind: fanout.SessionRevoked, ID: hash})
 }
 
 // announceTimeout bounds a publish, so a request that revoked something
@@ -385,18 +388,3 @@ func (p *Process) reloadKeys(ctx context.Context) {
 // store again (its record changed: the account page marked its second
 // factor as passed).
 func (p *Process) ReloadSession(idHash string) { p.Sessions.Drop(idHash) }
-
-// audit records an event in the store and the log. Never pass a password,
-// session id or token.
-func (p *Process) audit(ctx context.Context, action, subject, clientIP, detail string) {
-	actor := subject
-	if actor == "" {
-		actor = "anonymous"
-	}
-	p.logger.Info("audit", "action", action, "user", subject, "client_ip", clientIP, "detail", detail)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := p.store.Audit(ctx, &store.AuditEvent{Time: time.Now(), Actor: actor, Action: action, Subject: subject, ClientIP: clientIP, Detail: detail}); err != nil {
-		p.logger.Error("write audit event", "action", action, "err", err)
-	}
-}

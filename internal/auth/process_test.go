@@ -1,93 +1,106 @@
-package auth
+package auth_test
 
 import (
 	"context"
 	"net/http"
-	"net/netip"
+	"net/url"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/moat-dev/moat/internal/auth/authtest"
+	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/fanout"
 	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/identity/session"
-	"github.com/moat-dev/moat/internal/identity/throttle"
 )
-
-// reload builds the Service of a new configuration on h's process, as the
-// server does on SIGHUP, and serves h's routes from it.
-func (h *harness) reload(t *testing.T) *Service {
-	t.Helper()
-	next := *h.cfg
-	next.Identity.Passwords.MinLength++ // any change will do
-	svc, err := New(&next, h.svc.p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return svc
-}
 
 // Issue 11, issue 9 item 3: a reload rebuilt auth.Service and so reset the
 // password throttles; a restart reset them too. They belong to the process,
 // and count in the store: a reload and a new process on the same database
 // both find the budget spent.
 func TestAReloadAndARestartKeepThePasswordThrottles(t *testing.T) {
-	h := newHarness(t, nil)
-	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	l := quickLimits()
+	h := authtest.New(t, nil)
+	h.AddUser("alice@example.com", authtest.AlicePassword, []string{"staff"}, false)
+	l := authtest.QuickLimits()
 	l.Account.Free = 100
-	h.throttled(l)
-	c := fromAddress(h.browser(), "198.51.100.7")
+	h.Throttled(l)
+	c := authtest.FromAddress(h.Browser(), "198.51.100.7")
 	for range l.Pair.N {
-		wantStatus(t, h.login(c, "alice@example.com", "wrong password!!", "/"), http.StatusUnauthorized)
+		authtest.WantStatus(t, h.Login(c, "alice@example.com", "wrong password!!", "/"), http.StatusUnauthorized)
 	}
-	next := h.reload(t)
-	if next.p.Throttle != h.svc.p.Throttle || next.p.MFA != h.svc.p.MFA || next.p.MFA.Throttle != h.svc.p.Throttle {
-		t.Fatal("the new configuration's Service has throttles of its own")
+	h.Reload(func(cfg *config.Config) { cfg.Identity.Passwords.MinLength++ })
+	if resp := h.Login(c, "alice@example.com", authtest.AlicePassword, "/"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("after the reload: %d, want the spent budget refused (429)", resp.StatusCode)
 	}
-	at := throttle.Attempt{Factor: throttle.Password, Account: "alice@example.com", Source: throttle.Source{Client: netip.MustParseAddr("198.51.100.7")}}
-	if v, err := next.p.Throttle.Begin(t.Context(), at); err != nil || v.Reason != throttle.ReasonAccountClient {
-		t.Fatalf("after the reload: %+v, %v; want the spent budget refused", v, err)
+	h.Restart()
+	h.Throttled(l)
+	if resp := h.Login(c, "alice@example.com", authtest.AlicePassword, "/"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("after a restart: %d, want the spent budget refused (429)", resp.StatusCode)
 	}
-	restarted := newTestService(t, h.cfg, h.store)
-	restarted.p.Throttle.Limits[throttle.Password] = l
-	if v, err := restarted.p.Throttle.Begin(t.Context(), at); err != nil || v.Reason != throttle.ReasonAccountClient {
-		t.Fatalf("after a restart: %+v, %v; want the spent budget refused", v, err)
-	}
+	authtest.WantRedirect(t, h.Login(authtest.FromAddress(h.Browser(), "198.51.100.8"), "alice@example.com", authtest.AlicePassword, "/"), "/")
 }
 
 // Issue 11: a reload reset the set of OIDC states already redeemed, so a
 // callback captured before it could be replayed after it.
 func TestReloadKeepsTheUsedOIDCStates(t *testing.T) {
-	h := newHarness(t, nil)
-	until := time.Now().Add(time.Minute)
-	if !h.svc.p.replay.useState("state-1", until, "/") {
-		t.Fatal("a fresh state was refused")
+	h := authtest.NewSSO(t, nil)
+	c := h.Browser()
+	cb := h.Callback(c, "/sso/", "alice@example.com")
+	// Someone who copied the callback and this browser's cookies.
+	u, _ := url.Parse(h.Srv.URL)
+	thief := h.Browser()
+	thief.Jar.SetCookies(u, c.Jar.Cookies(u))
+	authtest.WantRedirect(t, h.Nav(c, "GET", cb.RequestURI(), nil), "/sso/")
+	h.Reload(nil)
+	resp := h.Nav(thief, "GET", cb.RequestURI(), nil)
+	authtest.WantStatus(t, resp, http.StatusBadRequest)
+	if body := authtest.ReadBody(t, resp); !strings.Contains(body, "This sign-in has expired") {
+		t.Errorf("the replay after a reload does not say why:\n%s", body)
 	}
-	if h.reload(t).p.replay.useState("state-1", until, "/") {
-		t.Fatal("after a reload the redeemed state was accepted again")
-	}
+	// The signed-in browser's repeated callback is led where the redeemed
+	// sign-in went: the reloaded configuration knows it was redeemed.
+	authtest.WantRedirect(t, h.Nav(c, "GET", cb.RequestURI(), nil), "/sso/")
 }
 
 // Issue 11: a reload emptied the session cache (every signed-in request
 // went to the store again) and the hashing limiter (a second set of
-// slots while the old world drained).
+// slots while the old world drained). The new configuration's password
+// policy applies at once.
 func TestReloadKeepsTheSessionCacheAndTheHashingLimiter(t *testing.T) {
-	h := newHarness(t, nil)
-	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	c := h.browser()
-	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
-	hash := session.HashID(h.sessionCookie(c))
-	next := h.reload(t)
-	if !next.p.Sessions.Cached(hash) {
+	h := authtest.New(t, nil)
+	h.AddUser("alice@example.com", authtest.AlicePassword, []string{"staff"}, false)
+	c := h.Browser()
+	authtest.WantRedirect(t, h.Login(c, "alice@example.com", authtest.AlicePassword, "/app/"), "/app/")
+	hash := session.HashID(h.SessionCookie(c))
+	h.Reload(func(cfg *config.Config) { cfg.Identity.Passwords.MinLength = 20 })
+	if !h.Proc.Sessions.Cached(hash) {
 		t.Error("after a reload the signed-in session is no longer cached")
 	}
-	if next.hasher.limiter != h.svc.hasher.limiter {
-		t.Error("the new configuration hashes passwords under its own limiter")
+
+	// Every slot of the process's limiter taken: the reloaded sign-in
+	// answers "busy", it does not hash past the bound.
+	release := make(chan struct{})
+	var held sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		held.Go(func() { _ = h.Proc.Limiter.Do(context.Background(), func() { <-release }) })
 	}
-	if next.hasher.policy.MinLength == h.svc.hasher.policy.MinLength {
-		t.Error("the new configuration's password policy was not applied")
+	for h.Proc.Limiter.InUse() < max(1, runtime.GOMAXPROCS(0)/2) {
+		runtime.Gosched()
+	}
+	resp := h.Login(h.Browser(), "alice@example.com", authtest.AlicePassword, "/app/")
+	close(release)
+	held.Wait()
+	authtest.WantStatus(t, resp, http.StatusServiceUnavailable)
+
+	tok := h.CSRF(c, "/_moat/password")
+	resp = h.Nav(c, "POST", "/_moat/password", url.Values{"csrf": {tok}, "current": {authtest.AlicePassword}, "new": {"sixteen chars ok"}, "confirm": {"sixteen chars ok"}})
+	authtest.WantStatus(t, resp, http.StatusBadRequest)
+	if body := authtest.ReadBody(t, resp); !strings.Contains(body, "use at least 20") {
+		t.Errorf("the reloaded password policy was not applied:\n%s", body)
 	}
 }
 
@@ -96,12 +109,12 @@ func TestReloadKeepsTheSessionCacheAndTheHashingLimiter(t *testing.T) {
 // leaves its cache and closes its sockets (OnRevoke), a changed user's
 // sockets are re-checked (OnChange), a rotated key is published.
 func TestEveryInstanceAppliesTheChangesAnotherPublishes(t *testing.T) {
-	h := newHarness(t, nil)
-	alice := h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
+	h := authtest.New(t, nil)
+	alice := h.AddUser("alice@example.com", authtest.AlicePassword, []string{"staff"}, false)
 	bus := fanout.NewLocal(nil) // one bus that two instances share
 	t.Cleanup(func() { bus.Close() })
-	one := h.svc.p
-	two := newTestService(t, h.cfg, h.store).p
+	one := h.Proc
+	two := authtest.NewProcess(t, h.Cfg, h.Store)
 	one.Bus, two.Bus = bus, bus
 	revoked, changed := make(chan string, 10), make(chan string, 10)
 	two.OnRevoke = func(id string) { revoked <- id }
@@ -110,9 +123,9 @@ func TestEveryInstanceAppliesTheChangesAnotherPublishes(t *testing.T) {
 	t.Cleanup(cancel)
 	go two.Run(ctx)
 
-	c := h.browser()
-	wantRedirect(t, h.login(c, "alice@example.com", alicePassword, "/app/"), "/app/")
-	hash := session.HashID(h.sessionCookie(c))
+	c := h.Browser()
+	authtest.WantRedirect(t, h.Login(c, "alice@example.com", authtest.AlicePassword, "/app/"), "/app/")
+	hash := session.HashID(h.SessionCookie(c))
 	lt := session.Lifetimes{MaxAge: time.Hour, Idle: time.Hour}
 	if !two.Sessions.Alive(ctx, hash, time.Now(), lt) || !two.Sessions.Cached(hash) {
 		t.Fatal("instance two does not know the session")
@@ -145,7 +158,7 @@ func TestEveryInstanceAppliesTheChangesAnotherPublishes(t *testing.T) {
 		break
 	}
 
-	if err := h.store.RevokeSession(ctx, hash, time.Now()); err != nil {
+	if err := h.Store.RevokeSession(ctx, hash, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	one.Ended(directory.Ended{Sessions: []string{hash}}) // as the directory does once it committed
@@ -154,7 +167,7 @@ func TestEveryInstanceAppliesTheChangesAnotherPublishes(t *testing.T) {
 		t.Error("instance two still caches the revoked session")
 	}
 
-	kid, _, err := assertion.RotateKey(ctx, h.store, one.Key, time.Minute)
+	kid, _, err := assertion.RotateKey(ctx, h.Store, one.Key, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

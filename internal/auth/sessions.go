@@ -7,32 +7,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moat-dev/moat/internal/identity/session"
 	"github.com/moat-dev/moat/internal/request"
-	"github.com/moat-dev/moat/internal/store"
-	"github.com/moat-dev/moat/internal/web"
 )
 
 // Identify finds the request's session (session.Sessions.Identify, under
 // this configuration's lifetimes): the user and the session go on the
 // request once, for every later check. It enforces nothing.
 func (s *Service) Identify(next http.Handler) http.Handler {
-	return s.p.Sessions.Identify(s.lifetimes(), next)
-}
-
-// lifetimes are this configuration's session bounds.
-func (s *Service) lifetimes() session.Lifetimes {
-	return session.Lifetimes{MaxAge: s.maxAge, Idle: s.idle, OutageGrace: s.grace}
-}
-
-// startSession signs u in with provider: a new session, its cookie set,
-// the sign-in counted (Process.Usage).
-func (s *Service) startSession(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, provider string, opts ...func(*store.Session)) (*request.Session, error) {
-	sess, err := s.p.Sessions.Start(ctx, w, r, u, provider, s.lifetimes(), opts...)
-	if err == nil && s.p.Usage != nil {
-		s.p.Usage.SignIn(request.From(r), provider)
-	}
-	return sess, err
+	return s.p.Sessions.Identify(s.lifetimes, next)
 }
 
 // Holder reports whether the sign-in a WebSocket was opened with
@@ -59,25 +41,11 @@ func (s *Service) Holder(ctx context.Context, sessionID string, lastActive time.
 	if alive, ok := s.bearerAlive(ctx, sessionID); ok {
 		return request.User{}, nil, alive
 	}
-	if !s.p.Sessions.Alive(ctx, sessionID, lastActive, s.lifetimes()) {
+	if !s.p.Sessions.Alive(ctx, sessionID, lastActive, s.lifetimes) {
 		return request.User{}, nil, false
 	}
 	u, sess, _ = s.p.Sessions.Peek(sessionID)
 	return u, sess, true
-}
-
-// signInUnavailable is the answer to a sign-in moat cannot complete now,
-// its store or counters unreachable or every hashing slot busy: 503, "we
-// cannot sign you in right now", with Retry-After; err is logged.
-func signInUnavailable(err error) *web.Problem {
-	return web.StoreDown("auth.signin_unavailable", err)
-}
-
-// signedIn returns the user and the session Identify found for r; the
-// session is nil when r carries none.
-func signedIn(r *http.Request) (request.User, *request.Session) {
-	info := request.From(r)
-	return info.User, info.Session
 }
 
 func clientIP(info *request.Info) string {

@@ -12,12 +12,12 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/forwardauth"
 	"github.com/moat-dev/moat/internal/identity/access"
+	"github.com/moat-dev/moat/internal/identity/login"
 	"github.com/moat-dev/moat/internal/logging"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/request"
@@ -205,10 +205,10 @@ func (wd *world) ownPage(r *http.Request, host, path string, hostRt *config.Rout
 	switch {
 	case strings.HasPrefix(path, web.StaticPrefix), path == "/_moat/jwks.json", path == "/_moat/logout":
 		return hostRt, false
-	case auth.FlowPage(path):
+	case login.FlowPage(path):
 		returnTo := r.URL.Query().Get("return_to")
-		if path == auth.CallbackPath {
-			returnTo = wd.identity.CallbackReturnTo(r)
+		if path == login.CallbackPath {
+			returnTo = wd.identity.Flows.CallbackReturnTo(r)
 		}
 		if returnTo != "" {
 			p, _, _ := strings.Cut(access.SafeReturnTo(returnTo), "?")

@@ -1,4 +1,4 @@
-package auth
+package login
 
 import (
 	"context"
@@ -34,11 +34,11 @@ const (
 	passkeySecondFactor = passkeyPrefix + "second-factor/"
 )
 
-func (s *Service) servePasskey(w http.ResponseWriter, r *http.Request) error {
+func (pg *Pages) servePasskey(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "POST")
 	}
-	if err := passkey.CheckToken(s.p.CSRF, r); err != nil {
+	if err := passkey.CheckToken(pg.o.CSRF, r); err != nil {
 		return err
 	}
 	in, err := passkey.ReadRequest(w, r)
@@ -50,9 +50,9 @@ func (s *Service) servePasskey(w http.ResponseWriter, r *http.Request) error {
 	returnTo := access.SafeReturnTo(r.URL.Query().Get("return_to"))
 	switch r.URL.Path {
 	case passkeySignIn + "begin", passkeySignIn + "finish":
-		return s.passkeySignIn(ctx, w, r, returnTo, in)
+		return pg.passkeySignIn(ctx, w, r, returnTo, in)
 	case passkeySecondFactor + "begin", passkeySecondFactor + "finish":
-		return s.passkeySecondStep(ctx, w, r, returnTo, in)
+		return pg.passkeySecondStep(ctx, w, r, returnTo, in)
 	}
 	return web.NewProblem(http.StatusNotFound, "not_found")
 }
@@ -60,8 +60,8 @@ func (s *Service) servePasskey(w http.ResponseWriter, r *http.Request) error {
 // passkeySignIn begins or finishes a sign-in with a passkey alone: offered
 // wherever the password form is (moat's own directory), bound to the
 // browser's CSRF cookie, under the client address's sign-in throttle.
-func (s *Service) passkeySignIn(ctx context.Context, w http.ResponseWriter, r *http.Request, returnTo string, in passkey.Request) error {
-	p := s.loginData(w, r, returnTo)
+func (pg *Pages) passkeySignIn(ctx context.Context, w http.ResponseWriter, r *http.Request, returnTo string, in passkey.Request) error {
+	p := pg.loginData(w, r, returnTo)
 	if !p.Password {
 		return web.NewProblem(http.StatusForbidden, "auth.no_password_login")
 	}
@@ -70,34 +70,33 @@ func (s *Service) passkeySignIn(ctx context.Context, w http.ResponseWriter, r *h
 		return passkey.Problem(err)
 	}
 	info := request.From(r)
-	ip := clientIP(info)
 	// No account is named before the passkey answers: the client's budget
 	// across accounts applies, shared with passwords.
 	at := throttle.Attempt{Factor: throttle.Password, Source: throttle.Source{Client: info.ClientIP}}
-	if v, err := s.p.Throttle.Begin(ctx, at); err != nil {
+	if v, err := pg.o.Throttle.Begin(ctx, at); err != nil {
 		return signInUnavailable(fmt.Errorf("passkey sign-in: %w", err))
 	} else if v.Refused() {
-		s.p.held.wait(ctx, v.Wait)
+		pg.o.Hold.Wait(ctx, v.Wait)
 		return passkey.Problem(&mfa.ThrottledError{Wait: v.Wait, Locked: v.Reason == throttle.ReasonLocked})
 	}
 	binding := passkey.Binding("browser", session.CookieValue(r, csrf.CookieName))
 	if strings.HasSuffix(r.URL.Path, "/begin") {
-		b, err := s.p.Passkeys.BeginSignIn(ctx, rp, binding)
+		b, err := pg.o.Passkeys.BeginSignIn(ctx, rp, binding)
 		if err != nil {
 			return passkey.Problem(err)
 		}
 		web.WriteJSON(w, http.StatusOK, b)
 		return nil
 	}
-	u, _, err := s.p.Passkeys.FinishSignIn(ctx, rp, binding, in.State, in.Credential, at.Source)
+	u, _, err := pg.o.Passkeys.FinishSignIn(ctx, rp, binding, in.State, in.Credential, at.Source)
 	if err != nil {
 		if errors.Is(err, passkey.ErrInvalid) || errors.Is(err, passkey.ErrExpired) || errors.Is(err, passkey.ErrCloned) {
-			s.p.audit(ctx, "login.failure", "", ip, "passkey: "+err.Error())
-			s.countFailure(ctx, r, at)
+			pg.dir.Record(ctx, actor(r, ""), "login.failure", "", "passkey: "+err.Error())
+			pg.countFailure(ctx, r, at)
 		}
 		return passkey.Problem(err)
 	}
-	next, err := s.completeSignIn(ctx, w, r, u, returnTo, "passkey")
+	next, err := pg.completeSignIn(ctx, w, r, u, returnTo, "passkey")
 	if err != nil {
 		return err
 	}
@@ -107,34 +106,34 @@ func (s *Service) passkeySignIn(ctx context.Context, w http.ResponseWriter, r *h
 
 // passkeySecondStep begins or finishes the second step of a password
 // sign-in with a passkey, bound to the pending step's cookie.
-func (s *Service) passkeySecondStep(ctx context.Context, w http.ResponseWriter, r *http.Request, returnTo string, in passkey.Request) error {
-	u, err := s.pendingUser(ctx, r)
+func (pg *Pages) passkeySecondStep(ctx context.Context, w http.ResponseWriter, r *http.Request, returnTo string, in passkey.Request) error {
+	u, err := pg.pending.user(ctx, r)
 	if err != nil {
 		return signInUnavailable(fmt.Errorf("second factor: load user: %w", err))
 	}
 	if u == nil {
 		return web.NewProblem(http.StatusUnauthorized, "passkey.restart")
 	}
-	rp, err := passkey.RPOf(r.Host, s.loginData(w, r, returnTo).Heading)
+	rp, err := passkey.RPOf(r.Host, pg.loginData(w, r, returnTo).Heading)
 	if err != nil {
 		return passkey.Problem(err)
 	}
 	binding := passkey.Binding("pending", session.CookieValue(r, PendingCookie))
 	// A browser that signed in to the account before has a budget of its
 	// own, as for codes.
-	from := throttle.Source{Client: request.From(r).ClientIP, Device: s.p.Devices.ID(r, u.Email)}
+	from := throttle.Source{Client: request.From(r).ClientIP, Device: pg.o.Devices.ID(r, u.Email)}
 	if strings.HasSuffix(r.URL.Path, "/begin") {
-		b, err := s.p.Passkeys.BeginAssertion(ctx, rp, u, binding, from)
+		b, err := pg.o.Passkeys.BeginAssertion(ctx, rp, u, binding, from)
 		if err != nil {
 			return passkey.Problem(err)
 		}
 		web.WriteJSON(w, http.StatusOK, b)
 		return nil
 	}
-	if _, err := s.p.Passkeys.FinishAssertion(ctx, rp, u, binding, in.State, in.Credential, from); err != nil {
+	if _, err := pg.o.Passkeys.FinishAssertion(ctx, rp, u, binding, in.State, in.Credential, from); err != nil {
 		return passkey.Problem(err)
 	}
-	next, err := s.completeSignIn(ctx, w, r, u, returnTo, "password+passkey")
+	next, err := pg.completeSignIn(ctx, w, r, u, returnTo, "password+passkey")
 	if err != nil {
 		return err
 	}
@@ -146,17 +145,17 @@ func (s *Service) passkeySecondStep(ctx context.Context, w http.ResponseWriter, 
 // factor (or a passkey alone, which is two), records it and returns where
 // the browser goes next: the password page first after a one-time
 // password, else returnTo. how goes to the audit log.
-func (s *Service) completeSignIn(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, returnTo, how string) (string, error) {
+func (pg *Pages) completeSignIn(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, returnTo, how string) (string, error) {
 	clearPending(w)
-	if _, err := s.startSession(ctx, w, r, u, "password", func(sess *store.Session) { sess.MFA = true }); err != nil {
+	if _, err := pg.startSession(ctx, w, r, u, "password", func(sess *store.Session) { sess.MFA = true }); err != nil {
 		return "", signInUnavailable(fmt.Errorf("start session of %s: %w", u.Email, err))
 	}
-	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
-		s.p.logger.Warn("record last login", "user", u.Email, "err", err)
+	if err := pg.st.RecordLogin(ctx, u.ID, time.Now()); err != nil {
+		pg.log.Warn("record last login", "user", u.Email, "err", err)
 	}
 	// This browser now has a budget of its own on the account.
-	s.p.Devices.Issue(w, r, u.Email)
-	s.p.audit(ctx, "login.success", u.Email, clientIP(request.From(r)), how)
+	pg.o.Devices.Issue(w, r, u.Email)
+	pg.dir.Record(ctx, actor(r, u.Email), "login.success", u.Email, how)
 	if u.MustChangePassword {
 		return "/_moat/password?return_to=" + url.QueryEscape(returnTo), nil
 	}
@@ -168,24 +167,24 @@ func (s *Service) completeSignIn(ctx context.Context, w http.ResponseWriter, r *
 // are all for other hosts still gets the step (fail closed: a passkey
 // protects the account, not one host), where the page says where they
 // work.
-func (s *Service) hasSecondFactor(ctx context.Context, userID string) (bool, error) {
-	if on, err := s.p.MFA.Enrolled(ctx, userID); err != nil || on {
+func (pg *Pages) hasSecondFactor(ctx context.Context, userID string) (bool, error) {
+	if on, err := pg.o.MFA.Enrolled(ctx, userID); err != nil || on {
 		return on, err
 	}
-	all, _, err := s.p.Passkeys.Count(ctx, userID, "")
+	all, _, err := pg.o.Passkeys.Count(ctx, userID, "")
 	return all > 0, err
 }
 
 // offerSecondFactors fills in which second factors the step offers u on
 // this host: a code (TOTP), a passkey made here, and where u's other
 // passkeys work.
-func (s *Service) offerSecondFactors(ctx context.Context, r *http.Request, u *store.User, p *mfaPage) error {
-	on, err := s.p.MFA.Enrolled(ctx, u.ID)
+func (pg *Pages) offerSecondFactors(ctx context.Context, r *http.Request, u *store.User, p *mfaPage) error {
+	on, err := pg.o.MFA.Enrolled(ctx, u.ID)
 	if err != nil {
 		return err
 	}
 	p.TOTP = on
-	list, err := s.p.store.ListPasskeys(ctx, u.ID)
+	list, err := pg.st.ListPasskeys(ctx, u.ID)
 	if err != nil {
 		return err
 	}

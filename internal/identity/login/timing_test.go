@@ -1,8 +1,7 @@
-package auth
+package login_test
 
 import (
 	"fmt"
-	"github.com/moat-dev/moat/internal/identity/throttle"
 	"net/http"
 	"net/url"
 	"os"
@@ -12,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moat-dev/moat/internal/auth/authtest"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 )
 
 // TestUnknownUsersAndWrongPasswordsTakeTheSameTime pins issue 3's "no user
@@ -19,23 +21,23 @@ import (
 // for a known email with a wrong password differ by less than a tight
 // bound. It runs alone (not in parallel) for quiet timing.
 func TestUnknownUsersAndWrongPasswordsTakeTheSameTime(t *testing.T) {
-	h := newHarness(t, nil)
-	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
+	h := authtest.New(t, nil)
+	h.AddUser("alice@example.com", authtest.AlicePassword, []string{"staff"}, false)
 	off := throttle.Budget{N: 1 << 30, Window: time.Minute}
-	h.svc.p.Throttle.Limits[throttle.Password] = throttle.Limits{Client: off, Pair: off, Device: off,
+	h.Proc.Throttle.Limits[throttle.Password] = throttle.Limits{Client: off, Pair: off, Device: off,
 		Account: throttle.SlowDown{Free: 1 << 30, Window: time.Minute}, Lock: throttle.Lock{Failures: 1 << 30}}
-	c := h.browser()
-	tok := h.csrf(c, "/_moat/login")
+	c := h.Browser()
+	tok := h.CSRF(c, "/_moat/login")
 	attempt := func(email string) (wall, cpu time.Duration) {
 		form := url.Values{"csrf": {tok}, "email": {email}, "password": {"not the password"}}
-		req, _ := http.NewRequest("POST", h.srv.URL+"/_moat/login", strings.NewReader(form.Encode()))
+		req, _ := http.NewRequest("POST", h.Srv.URL+"/_moat/login", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		start, cpu0 := time.Now(), processCPU(t)
 		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = readBody(t, resp)
+		_ = authtest.ReadBody(t, resp)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("status %d", resp.StatusCode)

@@ -1,4 +1,4 @@
-package auth
+package login_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/moat-dev/moat/internal/auth/authtest"
 )
 
 // chromium is Debian's Chromium, or MOAT_CHROMIUM.
@@ -36,8 +37,8 @@ func chromium(t *testing.T) string {
 // __Host- cookie needs a secure origin); nothing else is ignored.
 func TestSSOSignInInARealBrowser(t *testing.T) {
 	path := chromium(t)
-	h := newSSOHarness(t, nil)
-	cert := h.srv.Certificate()
+	h := authtest.NewSSO(t, nil)
+	cert := h.Srv.Certificate()
 	pin := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
 	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
 		chromedp.ExecPath(path),
@@ -55,18 +56,18 @@ func TestSSOSignInInARealBrowser(t *testing.T) {
 	defer cancel()
 
 	if err := chromedp.Do(ctx,
-		chromedp.Navigate(h.srv.URL+"/sso/"),
+		chromedp.Navigate(h.Srv.URL+"/sso/"),
 		chromedp.WaitVisible(chromedp.CSS("#provider-login")),
 	); err != nil {
 		t.Fatalf("open the dashboard and reach the provider's login page: %v", err)
 	}
 	loc, err := chromedp.Run(ctx, chromedp.Location())
-	if err != nil || !strings.HasPrefix(loc, h.op.Issuer+"/login") {
+	if err != nil || !strings.HasPrefix(loc, h.OP.Issuer+"/login") {
 		t.Fatalf("the browser is at %s (%v), want the provider's login page", loc, err)
 	}
 	if err := chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.CSS("#email"), "alice@example.com"),
-		chromedp.SendKeys(chromedp.CSS("#password"), ssoPassword),
+		chromedp.SendKeys(chromedp.CSS("#password"), authtest.SSOPassword),
 		chromedp.Click(chromedp.CSS("#sign-in")),
 		chromedp.WaitVisible(chromedp.CSS("#dashboard")),
 	); err != nil {
@@ -77,7 +78,7 @@ func TestSSOSignInInARealBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	loc, _ = chromedp.Run(ctx, chromedp.Location())
-	if who != "Signed in as alice@example.com" || loc != h.srv.URL+"/sso/" {
+	if who != "Signed in as alice@example.com" || loc != h.Srv.URL+"/sso/" {
 		t.Fatalf("at %s the dashboard says %q, want alice signed in at /sso/", loc, who)
 	}
 }

@@ -1,4 +1,4 @@
-package auth
+package login
 
 import (
 	"context"
@@ -7,15 +7,16 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/moat-dev/moat/internal/identity/session"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/auth/mfa"
 	"github.com/moat-dev/moat/internal/identity/access"
+	"github.com/moat-dev/moat/internal/identity/session"
 	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
@@ -25,56 +26,48 @@ import (
 // PendingCookie carries a password sign-in that waits for its second
 // factor: the user's id and an expiry, signed with a key derived from the
 // instance key and bound to the user's password hash (a reset meanwhile
-// voids it). It opens nothing but the code page at /_moat/mfa.
+// voids it). It opens nothing but the code page at MFAPath.
 const PendingCookie = "__Host-moat-mfa"
 
 // pendingTTL is how long the code page waits after the password.
 const pendingTTL = 5 * time.Minute
 
-// MFAPath is the login's second step (access.EnrolPath is where a user
-// without a second factor is sent when a route requires one).
-const MFAPath = "/_moat/mfa"
+// pendingSignIns are the password sign-ins waiting for their second
+// factor, each in its browser's PendingCookie.
+type pendingSignIns struct {
+	key *instancekey.Key
+	st  store.Store
+}
 
-func (s *Service) pendingMAC(userID, exp, pwHash string) string {
-	m := hmac.New(sha256.New, s.p.Key.Derive("mfa pending sign-in"))
+func (ps pendingSignIns) mac(userID, exp, pwHash string) string {
+	m := hmac.New(sha256.New, ps.key.Derive("mfa pending sign-in"))
 	m.Write([]byte(userID + "|" + exp + "|" + pwHash))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// beginSecondFactor runs after a correct password: a user with a second
-// factor gets the code page instead of a session. It reports whether it
-// has answered the request (or failed: err).
-func (s *Service) beginSecondFactor(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, returnTo string) (bool, error) {
-	on, err := s.hasSecondFactor(ctx, u.ID)
-	if err != nil {
-		return true, signInUnavailable(fmt.Errorf("sign-in: read second factor: %w", err))
-	}
-	if !on {
-		return false, nil
-	}
+// set gives w's browser the pending sign-in of u.
+func (ps pendingSignIns) set(w http.ResponseWriter, u *store.User) {
 	exp := strconv.FormatInt(time.Now().Add(pendingTTL).Unix(), 10)
-	v := base64.RawURLEncoding.EncodeToString([]byte(u.ID)) + "." + exp + "." + s.pendingMAC(u.ID, exp, u.PasswordHash)
+	v := base64.RawURLEncoding.EncodeToString([]byte(u.ID)) + "." + exp + "." + ps.mac(u.ID, exp, u.PasswordHash)
 	http.SetCookie(w, &http.Cookie{Name: PendingCookie, Value: v, Path: "/", MaxAge: int(pendingTTL / time.Second), Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	http.Redirect(w, r, MFAPath+"?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
-	return true, nil
 }
 
-// pendingUser returns the user whose password sign-in r's pending cookie
+// user returns the user whose password sign-in r's pending cookie
 // carries, or nil when there is none, it expired, or it no longer fits the
 // user (password changed, disabled, deleted).
-func (s *Service) pendingUser(ctx context.Context, r *http.Request) (*store.User, error) {
+func (ps pendingSignIns) user(ctx context.Context, r *http.Request) (*store.User, error) {
 	p, ok := parsePending(session.CookieValue(r, PendingCookie))
 	if !ok || time.Now().Unix() > p.expires {
 		return nil, nil
 	}
-	u, err := s.p.store.GetUser(ctx, p.userID)
+	u, err := ps.st.GetUser(ctx, p.userID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	if u.Disabled || !hmac.Equal([]byte(p.mac), []byte(s.pendingMAC(u.ID, p.exp, u.PasswordHash))) {
+	if u.Disabled || !hmac.Equal([]byte(p.mac), []byte(ps.mac(u.ID, p.exp, u.PasswordHash))) {
 		return nil, nil
 	}
 	return u, nil
@@ -107,6 +100,22 @@ func clearPending(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{Name: PendingCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 }
 
+// beginSecondFactor runs after a correct password: a user with a second
+// factor gets the code page instead of a session. It reports whether it
+// has answered the request (or failed: err).
+func (pg *Pages) beginSecondFactor(ctx context.Context, w http.ResponseWriter, r *http.Request, u *store.User, returnTo string) (bool, error) {
+	on, err := pg.hasSecondFactor(ctx, u.ID)
+	if err != nil {
+		return true, signInUnavailable(fmt.Errorf("sign-in: read second factor: %w", err))
+	}
+	if !on {
+		return false, nil
+	}
+	pg.pending.set(w, u)
+	http.Redirect(w, r, MFAPath+"?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
+	return true, nil
+}
+
 // mfaPage fills mfa-login.html.
 type mfaPage struct {
 	Email    string
@@ -123,7 +132,7 @@ type mfaPage struct {
 // serveSecondFactor is the login's second step: a TOTP code or a recovery
 // code after the password; then the session starts, marked as having
 // passed the second factor.
-func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) error {
+func (pg *Pages) serveSecondFactor(w http.ResponseWriter, r *http.Request) error {
 	lang := web.Lang(r)
 	ctx, cancel := context.WithTimeout(r.Context(), loginWorkBudget)
 	defer cancel()
@@ -132,16 +141,16 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 	case http.MethodGet, http.MethodHead:
 		returnTo = access.SafeReturnTo(r.URL.Query().Get("return_to"))
 	case http.MethodPost:
-		if err := s.p.CSRF.ReadForm(w, r); err != nil {
+		if err := pg.o.CSRF.ReadForm(w, r); err != nil {
 			return err
 		}
 		returnTo = access.SafeReturnTo(r.PostForm.Get("return_to"))
 	default:
 		return web.NewProblem(http.StatusMethodNotAllowed, "bad_request").With("Allow", "GET, HEAD, POST")
 	}
-	u, err := s.pendingUser(ctx, r)
+	u, err := pg.pending.user(ctx, r)
 	if err != nil {
-		s.p.logger.Error("second factor: load user", "request_id", request.From(r).ID, "err", err)
+		pg.log.Error("second factor: load user", "request_id", request.From(r).ID, "err", err)
 		return signInUnavailable(err)
 	}
 	if u == nil {
@@ -149,8 +158,8 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 		http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
 		return nil
 	}
-	p := mfaPage{Email: u.Email, CSRF: s.p.CSRF.Token(w, r), ReturnTo: returnTo}
-	if err := s.offerSecondFactors(ctx, r, u, &p); err != nil {
+	p := mfaPage{Email: u.Email, CSRF: pg.o.CSRF.Token(w, r), ReturnTo: returnTo}
+	if err := pg.offerSecondFactors(ctx, r, u, &p); err != nil {
 		return signInUnavailable(fmt.Errorf("second factor: %w", err))
 	}
 	if r.Method != http.MethodPost {
@@ -160,8 +169,8 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 	info := request.From(r)
 	// A browser that signed in to the account before has a budget of its
 	// own for codes too.
-	from := throttle.Source{Client: info.ClientIP, Device: s.p.Devices.ID(r, u.Email)}
-	err = s.p.MFA.Verify(ctx, u.ID, u.Email, r.PostForm.Get("code"), from)
+	from := throttle.Source{Client: info.ClientIP, Device: pg.o.Devices.ID(r, u.Email)}
+	err = pg.o.MFA.Verify(ctx, u.ID, u.Email, r.PostForm.Get("code"), from)
 	var te *mfa.ThrottledError
 	switch {
 	case err == nil:
@@ -170,7 +179,7 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 		if te.Locked {
 			v.Reason = throttle.ReasonLocked
 		}
-		s.throttled(w, r, v, "mfa.throttled", "mfa.locked", func(msg string) {
+		pg.throttled(w, r, v, "mfa.throttled", "mfa.locked", func(msg string) {
 			p.Error = msg
 			web.Render(w, r, http.StatusTooManyRequests, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
 		})
@@ -185,11 +194,11 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 		http.Redirect(w, r, "/_moat/login?return_to="+url.QueryEscape(returnTo), http.StatusSeeOther)
 		return nil
 	default:
-		s.p.logger.Error("second factor: verify", "user", u.Email, "err", err)
+		pg.log.Error("second factor: verify", "user", u.Email, "err", err)
 		return signInUnavailable(err)
 	}
 	// The session is born having passed the second factor.
-	next, err := s.completeSignIn(ctx, w, r, u, returnTo, "password+totp")
+	next, err := pg.completeSignIn(ctx, w, r, u, returnTo, "password+totp")
 	if err != nil {
 		return err
 	}
