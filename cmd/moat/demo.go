@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -23,7 +26,6 @@ import (
 	"github.com/moat-dev/moat/internal/demoapp"
 	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/server"
-	"github.com/moat-dev/moat/internal/store"
 )
 
 func init() { subcommands = append(subcommands, newDemoCommand) }
@@ -207,6 +209,9 @@ const (
 
 // demoAdmin creates the demo's administrator, or gives the existing one a
 // fresh one-time password (each run prints one), and returns that password.
+// It goes through the directory like every other change to a user, so the
+// administrator gets the console's rules and its audit events. It runs
+// before the demo serves, so no instance needs telling.
 func demoAdmin(ctx context.Context, cfgPath string) (string, error) {
 	if ctx == nil {
 		ctx = context.Background()
@@ -216,30 +221,34 @@ func demoAdmin(ctx context.Context, cfgPath string) (string, error) {
 		return "", err
 	}
 	defer st.Close()
-	oneTime := directory.GeneratePassword(cfg.Identity.Passwords.MinLength)
-	hash, err := password.Hash(oneTime, password.DefaultParams)
-	if err != nil {
-		return "", err
-	}
+	dir := &directory.Directory{Store: st, AdminGroup: cfg.Identity.AdminGroup,
+		Passwords: directory.Passwords{Limiter: password.NewLimiter(1, 0), Policy: password.Policy{MinLength: cfg.Identity.Passwords.MinLength}},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil))}
 	groups := []string{cfg.Identity.AdminGroup, demoGroup}
-	u, err := st.GetUserByEmail(ctx, demoAdminEmail)
+	u, err := dir.UserByEmail(ctx, demoAdminEmail)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		u = &store.User{Email: demoAdminEmail, Name: "Demo administrator", Groups: groups, PasswordHash: hash, MustChangePassword: true}
-		if err := st.CreateUser(ctx, u); err != nil {
+	case errors.Is(err, directory.ErrNotFound):
+		_, out, err := dir.CreateUser(ctx, cli, directory.NewUser{Email: demoAdminEmail, Name: "Demo administrator", Groups: groups, Mode: directory.ModePassword})
+		if err != nil {
 			return "", fmt.Errorf("create the demo administrator: %w", err)
 		}
+		return out.Password, nil
 	case err != nil:
 		return "", err
-	default:
-		u.PasswordHash, u.MustChangePassword, u.Disabled, u.Groups = hash, true, false, groups
-		if err := st.UpdateUser(ctx, u); err != nil {
-			return "", fmt.Errorf("reset the demo administrator: %w", err)
-		}
-		if _, err := st.RevokeUserSessions(ctx, u.ID, time.Now()); err != nil {
-			return "", err
+	}
+	if u.Disabled {
+		if _, _, err := dir.SetDisabled(ctx, cli, u.ID, false); err != nil {
+			return "", fmt.Errorf("enable the demo administrator: %w", err)
 		}
 	}
-	err = st.Audit(ctx, &store.AuditEvent{Time: time.Now(), Actor: cliActor, Action: "user.demo_password", Subject: u.Email})
-	return oneTime, err
+	if !slices.Equal(u.Groups, groups) {
+		if _, err := dir.UpdateUser(ctx, cli, u.ID, nil, groups, true); err != nil {
+			return "", fmt.Errorf("reset the demo administrator's groups: %w", err)
+		}
+	}
+	_, out, _, err := dir.ResetPassword(ctx, cli, u.ID, directory.ModePassword, "")
+	if err != nil {
+		return "", fmt.Errorf("reset the demo administrator's password: %w", err)
+	}
+	return out.Password, nil
 }
