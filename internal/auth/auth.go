@@ -4,8 +4,9 @@
 //   - Process, built once per moat process, keeps what must outlive a
 //     configuration: the store, the instance key, the session and token
 //     caches (internal/identity/session), the signing keys
-//     (internal/identity/assertion), the OIDC states already redeemed
-//     (login.Flows), the brute-force throttle and its hold
+//     (internal/identity/assertion), the sign-ins with a provider
+//     (login.Flows, whose states are spent once for the cluster in the
+//     store), the brute-force throttle and its hold
 //     (internal/identity/throttle), the device cookies, the second factors
 //     and the hashing limiter, and the fan-out hooks: every revocation goes
 //     through Process.Forget, every change reaches the other instances

@@ -28,7 +28,7 @@ import (
 
 // Process is the part of sign-in that outlives a configuration: the store,
 // the instance key, the session, token and assertion caches, the signing
-// keys, the OIDC states already redeemed, the brute-force throttle and its
+// keys, the sign-ins with a provider, the brute-force throttle and its
 // hold, the re-checks of SSO sessions and the password-hashing limiter.
 // The server builds one Process when it starts and hands it to every
 // Service a configuration builds, so a reload keeps every counter and
@@ -79,9 +79,9 @@ type Process struct {
 	// which signed in before a budget of its own.
 	Devices *device.Jar
 
-	// Flows are the sign-ins with a provider under way, and the OIDC
-	// states already redeemed (a callback cannot be replayed, even across
-	// a reload).
+	// Flows are the sign-ins with a provider under way; their states are
+	// redeemed once for the cluster, in the store (a callback cannot be
+	// replayed against another instance, nor across a reload or restart).
 	Flows *login.Flows
 	// Hold slows the answers to sign-in attempts Throttle refused.
 	Hold *throttle.Hold
@@ -122,7 +122,7 @@ func NewProcess(st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Proc
 		Key:     ik,
 		CSRF:    csrf.New(ik.Derive("csrf")),
 		Devices: device.New(ik.Derive("device cookie")),
-		Flows:   login.NewFlows(ik),
+		Flows:   login.NewFlows(ik, st),
 		Hold:    throttle.NewHold(),
 		// A login flood takes at most half the cores and leaves the rest
 		// to proxied traffic.

@@ -66,6 +66,29 @@ func TestReloadKeepsTheUsedOIDCStates(t *testing.T) {
 	authtest.WantRedirect(t, h.Nav(c, "GET", cb.RequestURI(), nil), "/sso/")
 }
 
+// A callback redeemed through one process is refused through another on
+// the same store (another instance, or this one restarted): the states
+// already used are the cluster's, not a process's. The provider is down
+// for the replay, so only the replay check can answer it: were the state
+// fresh to the second process, it would try to redeem the code and answer
+// 503.
+func TestAnotherProcessRefusesAUsedOIDCState(t *testing.T) {
+	h := authtest.NewSSO(t, nil)
+	c := h.Browser()
+	cb := h.Callback(c, "/sso/", "alice@example.com")
+	u, _ := url.Parse(h.Srv.URL)
+	thief := h.Browser()
+	thief.Jar.SetCookies(u, c.Jar.Cookies(u))
+	authtest.WantRedirect(t, h.Nav(c, "GET", cb.RequestURI(), nil), "/sso/")
+	h.Restart()
+	h.OP.SetDown(true)
+	resp := h.Nav(thief, "GET", cb.RequestURI(), nil)
+	authtest.WantStatus(t, resp, http.StatusBadRequest)
+	if body := authtest.ReadBody(t, resp); !strings.Contains(body, "This sign-in has expired") {
+		t.Errorf("the replay on another process does not say why:\n%s", body)
+	}
+}
+
 // Issue 11: a reload emptied the session cache (every signed-in request
 // went to the store again) and the hashing limiter (a second set of
 // slots while the old world drained). The new configuration's password

@@ -33,8 +33,7 @@ type Passkey struct {
 // (base64url of the 1023 bytes WebAuthn allows).
 const MaxPasskeyCredentialID = 1364
 
-// Passkeys keeps the passkeys of the directory's users and the challenges
-// of the ceremonies already finished. Store embeds it.
+// Passkeys keeps the passkeys of the directory's users. Store embeds it.
 type Passkeys interface {
 	// AddPasskey stores p, setting ID and CreatedAt when empty;
 	// ErrDuplicate when its CredentialID is stored already.
@@ -57,11 +56,6 @@ type Passkeys interface {
 	// counter, behind the original's, is refused. ErrNotFound when the
 	// passkey is gone.
 	AdvancePasskey(ctx context.Context, id string, count uint32, at time.Time) (bool, error)
-	// UsePasskeyChallenge records a ceremony's challenge (by hash) as used
-	// until expires, and reports whether it was unused: a challenge
-	// finishes one ceremony, on whichever instance it reaches first.
-	// Records past their expiry are deleted on the way.
-	UsePasskeyChallenge(ctx context.Context, hash string, expires time.Time) (bool, error)
 }
 
 const passkeyCols = `id, user_id, credential_id, rp_id, name, record, sign_count, created_at, last_used`
@@ -161,26 +155,4 @@ func (s *sqlStore) AdvancePasskey(ctx context.Context, id string, count uint32, 
 		return false, fmt.Errorf("advance passkey %s: %w", id, err)
 	}
 	return false, nil
-}
-
-// UsePasskeyChallenge inserts with ON CONFLICT DO NOTHING, so a second use
-// is a row not inserted rather than an error (which would abort a
-// PostgreSQL transaction).
-func (s *sqlStore) UsePasskeyChallenge(ctx context.Context, hash string, expires time.Time) (bool, error) {
-	if hash == "" {
-		return false, fmt.Errorf("use passkey challenge: empty hash")
-	}
-	var fresh bool
-	err := s.e.inTx(ctx, func(q querier) error {
-		if _, err := q.exec(ctx, `DELETE FROM passkey_challenges WHERE expires_at < $1`, ts(now())); err != nil {
-			return err
-		}
-		n, err := q.exec(ctx, `INSERT INTO passkey_challenges (hash, expires_at) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING`, hash, ts(expires))
-		fresh = n > 0
-		return err
-	})
-	if err != nil {
-		return false, fmt.Errorf("use passkey challenge: %w", err)
-	}
-	return fresh, nil
 }

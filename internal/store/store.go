@@ -314,6 +314,9 @@ type Store interface {
 
 	// Usage keeps who used which route (usage.go).
 	Usage
+	// Once keeps the single-use tokens already spent (once.go): passkey
+	// challenges and OIDC states.
+	Once
 
 	Close() error
 }

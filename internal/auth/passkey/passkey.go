@@ -335,8 +335,7 @@ func (s *Service) open(ctx context.Context, state string, p Purpose, rp RP, user
 	if c.Purpose != p || c.RPID != rp.ID || c.Origin != rp.Origin || c.UserID != userID || !now.Before(expires) || c.Session.Challenge == "" {
 		return nil, ErrExpired
 	}
-	sum := sha256.Sum256([]byte("moat passkey challenge|" + c.Session.Challenge))
-	fresh, err := s.store.UsePasskeyChallenge(ctx, hex.EncodeToString(sum[:]), expires.Add(time.Minute))
+	fresh, err := s.store.UseOnce(ctx, store.OncePasskeyChallenge, c.Session.Challenge, expires.Add(time.Minute))
 	if err != nil {
 		return nil, fmt.Errorf("use passkey challenge: %w", err)
 	}

@@ -12,7 +12,8 @@
 // Pages are built for one configuration (New) on the state of the process,
 // which a reload keeps: the sessions, the throttle and its Hold, the
 // device cookies, the second factors, the hashing limiter, and the Flows
-// of sign-ins with a provider (the states already redeemed, so a callback
-// cannot be replayed across a reload). internal/auth assembles them for
-// the server.
+// of sign-ins with a provider. A callback's state is spent in the store
+// (store.Once), once for the whole cluster: it cannot be replayed against
+// another instance, nor after a reload or a restart. internal/auth
+// assembles the pages for the server.
 package login

@@ -2,6 +2,7 @@ package login
 
 import (
 	"cmp"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/identity/session"
+	"github.com/moat-dev/moat/internal/store"
 )
 
 // OIDCCookie starts the name of the cookies that carry a sign-in with a
@@ -32,27 +34,35 @@ const (
 	maxFlows      = 5
 	flowLifetime  = 10 * time.Minute
 	maxFlowCookie = 4096
-	maxUsedStates = 100000
+	// maxLed bounds the sign-ins whose destination an instance remembers
+	// (Flows.led).
+	maxLed = 100000
 )
 
 // Flows are the process's sign-ins with a provider: the cookie that
 // carries each from its start to the callback, sealed with the instance
-// key, and the states already redeemed, so a callback cannot be replayed,
-// even across a reload (issue 11: a reload used to forget them). One
-// serves every configuration; create it with NewFlows.
+// key, and the redeeming of its state, once for the whole cluster (in the
+// store: a callback cannot be replayed against another instance, nor after
+// a reload or a restart; issue 11). One serves every configuration; create
+// it with NewFlows.
 type Flows struct {
-	key  *instancekey.Key
-	mu   sync.Mutex
-	used map[string]usedFlow // state -> the sign-in it finished
+	key   *instancekey.Key
+	spent store.Once
+	mu    sync.Mutex
+	// led is where the sign-ins redeemed here led, for a repeated callback
+	// in the signed-in browser: a convenience, not the replay check.
+	led map[string]usedFlow
 }
 
-// NewFlows returns the Flows of a process with the instance key key.
-func NewFlows(key *instancekey.Key) *Flows {
-	return &Flows{key: key, used: map[string]usedFlow{}}
+// NewFlows returns the Flows of a process with the instance key key,
+// spending the states of its callbacks in spent (the store every instance
+// shares).
+func NewFlows(key *instancekey.Key, spent store.Once) *Flows {
+	return &Flows{key: key, spent: spent, led: map[string]usedFlow{}}
 }
 
-// usedFlow is a redeemed sign-in: until when its state matters, and where
-// it led (for a repeated callback in a signed-in browser).
+// usedFlow is a sign-in redeemed here: until when its state matters, and
+// where it led.
 type usedFlow struct {
 	until    time.Time
 	returnTo string
@@ -110,33 +120,37 @@ func (fs *Flows) open(v string) (*flow, error) {
 	return &f, nil
 }
 
-// redeem records state as redeemed and reports whether it was fresh.
-func (fs *Flows) redeem(state string, until time.Time, returnTo string) bool {
+// redeem spends state for every instance, until the sign-in would have
+// expired (and a minute more, for the instances' clocks), and reports
+// whether it was unspent. An error is the store's: the callback cannot be
+// checked, and fails.
+func (fs *Flows) redeem(ctx context.Context, state string, until time.Time, returnTo string) (bool, error) {
+	fresh, err := fs.spent.UseOnce(ctx, store.OnceOIDCState, state, until.Add(time.Minute))
+	if err != nil || !fresh {
+		return false, err
+	}
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	if _, seen := fs.used[state]; seen {
-		return false
-	}
-	if len(fs.used) >= maxUsedStates {
+	if len(fs.led) >= maxLed {
 		now := time.Now()
-		for k, u := range fs.used {
+		for k, u := range fs.led {
 			if now.After(u.until) {
-				delete(fs.used, k)
+				delete(fs.led, k)
 			}
 		}
-		if len(fs.used) >= maxUsedStates {
-			return false // fail closed under a flood
+		if len(fs.led) >= maxLed {
+			return true, nil // under a flood, forget where this one led
 		}
 	}
-	fs.used[state] = usedFlow{until: until, returnTo: returnTo}
-	return true
+	fs.led[state] = usedFlow{until: until, returnTo: returnTo}
+	return true, nil
 }
 
-// returnTo is where the sign-in with state led, if it was redeemed.
+// returnTo is where the sign-in with state led, if it was redeemed here.
 func (fs *Flows) returnTo(state string) (string, bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	u, ok := fs.used[state]
+	u, ok := fs.led[state]
 	return u.returnTo, ok
 }
 

@@ -18,7 +18,7 @@ func FuzzOpenFlow(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	flows := NewFlows(key)
+	flows := NewFlows(key, nil)
 	sealed, err := flows.seal(flow{Provider: "p", State: "s", Nonce: "n", Verifier: "v", ReturnTo: "/app/", Expires: time.Now().Add(time.Hour).Unix()})
 	if err != nil {
 		f.Fatal(err)

@@ -127,8 +127,18 @@ func (pg *Pages) ssoCallback(w http.ResponseWriter, r *http.Request) error {
 		err = fmt.Errorf("%w: %v", oidc.ErrBadState, err)
 	case subtle.ConstantTimeCompare([]byte(state), []byte(f.State)) != 1:
 		err = fmt.Errorf("%w: state does not match this browser's sign-in", oidc.ErrBadState)
-	case !pg.o.Flows.redeem(f.State, time.Unix(f.Expires, 0), f.ReturnTo):
-		err = fmt.Errorf("%w: state already used", oidc.ErrBadState)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), ssoWorkBudget)
+	defer cancel()
+	if err == nil {
+		fresh, serr := pg.o.Flows.redeem(ctx, f.State, time.Unix(f.Expires, 0), f.ReturnTo)
+		if serr != nil {
+			pg.log.Error("sso: spend state", "err", serr)
+			return signInUnavailable(serr)
+		}
+		if !fresh {
+			err = fmt.Errorf("%w: state already used", oidc.ErrBadState)
+		}
 	}
 	if err != nil {
 		// A callback this browser cannot finish (a restored tab, a
@@ -164,8 +174,6 @@ func (pg *Pages) ssoCallback(w http.ResponseWriter, r *http.Request) error {
 	if code == "" || len(code) > maxCodeLen {
 		return pg.ssoFailed(w, r, f.Provider, "", fmt.Errorf("%w: no code", oidc.ErrBadState))
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), ssoWorkBudget)
-	defer cancel()
 	id, tok, err := p.Exchange(ctx, code, f.Verifier, callbackURL(r), f.Nonce)
 	if err != nil {
 		return pg.ssoFailed(w, r, f.Provider, "", err)
