@@ -1,7 +1,7 @@
 // Package store keeps everything moat must not lose: users, groups, sessions,
-// second factors (TOTP and passkeys), access tokens, signing keys and the
-// audit log. One
-// interface, two engines: embedded SQLite (the default, in data_dir) and
+// second factors (TOTP and passkeys), access tokens, signing keys, the
+// audit log, and the single-use tokens already spent (passkey challenges,
+// OIDC states: Once), for every instance. One interface, two engines: embedded SQLite (the default, in data_dir) and
 // PostgreSQL (for many instances). The store knows nothing of HTTP.
 package store
 

@@ -29,4 +29,8 @@
 // budget must be exact across instances, the attempt is counted before it
 // is checked (attempts.Counter.Fail returns its rank); so is each turn of
 // the slow-down, which only the first of racing attempts gets.
+//
+// Hold slows the answer to an attempt the Service refused (up to MaxHold),
+// so a client hammering the sign-in gets a few answers a second rather
+// than thousands, and signed-in traffic keeps the cores.
 package throttle
