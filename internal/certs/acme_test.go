@@ -16,6 +16,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/certs/pebbletest"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/testlog"
 )
 
 // listen opens a TCP listener on 127.0.0.1, closed when the test ends.
@@ -33,7 +34,7 @@ func portOf(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
 
 // newACMESource builds an ACME source on st whose challenges are answered
 // on moat's listeners at httpAddr and httpsAddr (which the test serves).
-func newACMESource(t *testing.T, cfg config.TLS, st Store, hosts []string, httpAddr, httpsAddr string) (*Source, *logBuffer) {
+func newACMESource(t *testing.T, cfg config.TLS, st Store, hosts []string, httpAddr, httpsAddr string) (*Source, *testlog.Buffer) {
 	t.Helper()
 	logger, logs := newLogger()
 	s, err := New(context.Background(), cfg, Options{Store: st, Hosts: hosts, HTTPAddr: httpAddr, HTTPSAddr: httpsAddr, Logger: logger})

@@ -1,7 +1,6 @@
 package certs
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -15,13 +14,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testlog"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
@@ -33,26 +32,8 @@ func init() {
 	lockPoll = 50 * time.Millisecond
 }
 
-// logBuffer collects log lines for assertions; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newLogger() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
+func newLogger() (*slog.Logger, *testlog.Buffer) {
+	b := &testlog.Buffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
 
@@ -70,7 +51,7 @@ func newStore(t testing.TB) store.Store {
 
 // newSource builds a Source on st (nil for certificate files) and closes
 // it when the test ends.
-func newSource(t *testing.T, cfg config.TLS, st Store, hosts []string) (*Source, *logBuffer) {
+func newSource(t *testing.T, cfg config.TLS, st Store, hosts []string) (*Source, *testlog.Buffer) {
 	t.Helper()
 	logger, logs := newLogger()
 	s, err := New(context.Background(), cfg, Options{Store: st, Hosts: hosts, Logger: logger})

@@ -1,40 +1,21 @@
 package proxy
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/testlog"
 )
 
 // testRoute is the route every test request matches.
 var testRoute = &config.Route{Host: "app.test", Backend: "app", Public: true}
-
-// syncBuffer is a log sink safe for the proxy's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
 
 // startBackend starts a test backend server.
 func startBackend(t testing.TB, h http.Handler) *httptest.Server {
@@ -58,7 +39,7 @@ type proxyOpts struct {
 type testProxy struct {
 	*httptest.Server
 	backend *Backend
-	log     *syncBuffer
+	log     *testlog.Buffer
 	sockets *Sockets
 }
 
@@ -82,7 +63,7 @@ func startProxy(t testing.TB, backendURL string, o proxyOpts) *testProxy {
 	if err != nil {
 		t.Fatalf("new backend: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	b.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b.SetIdentity = o.hook
 	t.Cleanup(b.Close)

@@ -167,9 +167,8 @@ func TestGCPLogFormatGivesSeverityMessageAndHTTPRequest(t *testing.T) {
 	var access map[string]any
 	deadline := time.Now().Add(5 * time.Second)
 	for access == nil && time.Now().Before(deadline) {
-		for _, line := range strings.Split(m.logs.String(), "\n") {
-			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) == nil && rec["message"] == logging.AccessMessage {
+		for _, rec := range m.logs.Records() {
+			if rec["message"] == logging.AccessMessage {
 				access = rec
 			}
 		}

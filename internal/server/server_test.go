@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -15,36 +14,18 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/testlog"
 )
-
-// syncBuffer is a log sink tests can read while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type testMoat struct {
 	addrs  Addrs
 	path   string
-	logs   *syncBuffer
+	logs   *testlog.Buffer
 	server *Server
 	cancel context.CancelFunc
 	done   chan error
@@ -103,7 +84,7 @@ func startMoatLogging(t *testing.T, backendURL string, yaml string, newLog func(
 	if err != nil {
 		t.Fatalf("load config: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	log := newLog(logs)
 	srv, err := New(cfg, path, log)
 	if err != nil {

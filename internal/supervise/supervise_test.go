@@ -1,7 +1,6 @@
 package supervise
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,10 +12,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moat-dev/moat/internal/testlog"
 )
 
 // The test binary doubles as the supervised app: with SUPERVISE_TEST_APP
@@ -70,31 +70,13 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// logBuffer collects the supervisor's JSON log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // testProcess returns a Process running the test app in the given mode on
 // a free port; it is stopped when the test ends.
-func testProcess(t *testing.T, mode string) (*Process, *logBuffer) {
+func testProcess(t *testing.T, mode string) (*Process, *testlog.Buffer) {
 	t.Helper()
 	port := freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	logs := &logBuffer{}
+	logs := &testlog.Buffer{}
 	p := &Process{
 		Spec: Spec{Name: "app", Argv: []string{os.Args[0]}, Addr: addr, HealthURL: "http://" + addr + "/",
 			Env: []string{"SUPERVISE_TEST_APP=" + mode, "PORT=" + strconv.Itoa(port), "SIGNAL_FILE=" + filepath.Join(t.TempDir(), "signals")}},

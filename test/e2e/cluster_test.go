@@ -28,6 +28,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/ratelimit/redistest"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testlog"
 )
 
 // The multi-instance suite (issue 9, item 7): real moat processes on one
@@ -549,7 +550,7 @@ func (c *cluster) serveOnce(t *testing.T, env ...string) (string, time.Duration,
 
 // runWithin runs cmd and returns its output, killing it after limit.
 func runWithin(cmd *exec.Cmd, limit time.Duration) (string, error) {
-	var out logBuffer
+	var out testlog.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		return "", err

@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +25,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/moat-dev/moat/internal/testlog"
 )
 
 // inCI reports whether the tests run under CI, where nothing may skip for a
@@ -63,24 +63,6 @@ func pickPort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// logBuffer collects a child process's output safely across goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // child is a process a test started: moat or Streamlit.
@@ -166,7 +148,7 @@ type streamlitApp struct {
 	// Addr is its host:port.
 	Addr string
 	proc *child
-	logs *logBuffer
+	logs *testlog.Buffer
 }
 
 // pythonBin is the interpreter that runs Streamlit (MOAT_PYTHON, else python3).
@@ -207,7 +189,7 @@ func startStreamlitApp(appDir, workDir string) (*streamlitApp, error) {
 	s := &streamlitApp{
 		Addr: fmt.Sprintf("127.0.0.1:%d", port),
 		URL:  fmt.Sprintf("http://127.0.0.1:%d", port),
-		logs: &logBuffer{},
+		logs: &testlog.Buffer{},
 	}
 	if s.proc, err = startChild(cmd, s.logs); err != nil {
 		return nil, fmt.Errorf("start streamlit: %w", err)
@@ -267,7 +249,7 @@ type Moat struct {
 	Cert *x509.Certificate
 
 	proc *child
-	logs *logBuffer
+	logs *testlog.Buffer
 }
 
 var topLevelKey = regexp.MustCompile(`(?m)^([a-z_]+):`)
@@ -309,7 +291,7 @@ func startMoatWith(t testing.TB, configYAML string, opts moatOptions) *Moat {
 	m := &Moat{
 		DataDir:    filepath.Join(dir, "data"),
 		ConfigPath: filepath.Join(dir, "moat.yaml"),
-		logs:       &logBuffer{},
+		logs:       &testlog.Buffer{},
 	}
 	present := map[string]bool{}
 	for _, k := range topLevelKey.FindAllStringSubmatch(configYAML, -1) {
@@ -406,18 +388,7 @@ func (m *Moat) Signal(sig syscall.Signal) error { return m.proc.cmd.Process.Sign
 func (m *Moat) Logs() string { return m.logs.String() }
 
 // LogRecords returns moat's JSON log lines, decoded; other lines are skipped.
-func (m *Moat) LogRecords() []map[string]any {
-	var recs []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(m.Logs()))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) == nil {
-			recs = append(recs, rec)
-		}
-	}
-	return recs
-}
+func (m *Moat) LogRecords() []map[string]any { return m.logs.Records() }
 
 // WaitLog waits up to timeout for a JSON log record for which match is true
 // and returns it.

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/moat-dev/moat/internal/testlog"
 )
 
 // The ingresses moat is tested behind in forward_auth mode: the real nginx
@@ -33,7 +35,7 @@ type ingress struct {
 	URL  string
 	Addr string
 	proc *child
-	logs *logBuffer
+	logs *testlog.Buffer
 }
 
 // ingressSetup is what an ingress's configuration names.
@@ -187,7 +189,7 @@ func startIngress(t testing.TB, kind string, m *Moat, app string, cert *ingressC
 	port := freePort(t)
 	s := ingressSetup{Dir: dir, Cert: cert.CertFile, Key: cert.KeyFile, Listen: fmt.Sprintf("127.0.0.1:%d", port),
 		Port: fmt.Sprint(port), Moat: m.HTTPSAddr, App: app, Root: os.Geteuid() == 0}
-	in := &ingress{Name: kind, URL: fmt.Sprintf("https://localhost:%d", port), Addr: s.Listen, logs: &logBuffer{}}
+	in := &ingress{Name: kind, URL: fmt.Sprintf("https://localhost:%d", port), Addr: s.Listen, logs: &testlog.Buffer{}}
 	var cmd *exec.Cmd
 	switch kind {
 	case "nginx":

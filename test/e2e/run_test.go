@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/moat-dev/moat/internal/testlog"
 )
 
 // moatRun is a running `moat run -- COMMAND`.
@@ -27,7 +29,7 @@ type moatRun struct {
 	// OneTime is the administrator's one-time password it printed.
 	OneTime string
 	proc    *child
-	out     *logBuffer
+	out     *testlog.Buffer
 }
 
 var oneTimeLine = regexp.MustCompile(`sign in as admin@moat\.test with the one-time password\n\s+(\S+)\n`)
@@ -56,7 +58,7 @@ func startLocalMoat(t *testing.T, dir, sub string, rest ...string) *moatRun {
 	cmd := exec.Command(moatBin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(cmd.Environ(), "HOME="+home, "PYTHONUNBUFFERED=1")
-	r := &moatRun{URL: fmt.Sprintf("https://localhost:%d", port), out: &logBuffer{}}
+	r := &moatRun{URL: fmt.Sprintf("https://localhost:%d", port), out: &testlog.Buffer{}}
 	var err error
 	if r.proc, err = startChild(cmd, r.out); err != nil {
 		t.Fatal(err)
@@ -262,7 +264,7 @@ routes:
 	}
 	cmd := exec.Command(moatBin, "run", "-c", cfg, "--", "sh", "-c", `exec "$0" -m http.server "$PORT" --bind 127.0.0.1`, pythonBin())
 	cmd.Dir = dir
-	out := &logBuffer{}
+	out := &testlog.Buffer{}
 	proc, err := startChild(cmd, out)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package image
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/tls"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testlog"
 )
 
 // imageName is what scripts/image builds by default and CI runs.
@@ -412,7 +412,7 @@ func run(t *testing.T, spec containerSpec) string {
 // container is a running image.
 type container struct {
 	id   string
-	out  *syncBuffer
+	out  *testlog.Buffer
 	done chan error
 }
 
@@ -420,7 +420,7 @@ type container struct {
 func start(t *testing.T, spec containerSpec) *container {
 	t.Helper()
 	dir, id := bundle(t, spec)
-	c := &container{id: id, out: &syncBuffer{}, done: make(chan error, 1)}
+	c := &container{id: id, out: &testlog.Buffer{}, done: make(chan error, 1)}
 	cmd := exec.Command("runc", "run", "--bundle", dir, id)
 	cmd.Stdout, cmd.Stderr = c.out, c.out
 	if err := cmd.Start(); err != nil {
@@ -499,23 +499,6 @@ func (c *container) checkConfinement(t *testing.T) {
 	if !rootRO {
 		t.Errorf("the root filesystem is not read-only:\n%s", mounts)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func freePort(t *testing.T) int {

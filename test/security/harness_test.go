@@ -1,7 +1,6 @@
 package security
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -27,6 +26,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testlog"
 )
 
 var (
@@ -132,24 +132,7 @@ type moat struct {
 	env                   []string
 	cmd                   *exec.Cmd
 	done                  chan struct{}
-	logs                  *logBuffer
-}
-
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs                  *testlog.Buffer
 }
 
 func freeAddr(t *testing.T) string {
@@ -190,7 +173,7 @@ func startMoat(t *testing.T, serverExtra, rest string, env ...string) *moat {
 		ConfigPath: filepath.Join(dir, "moat.yaml"),
 		env:        append(os.Environ(), env...),
 		done:       make(chan struct{}),
-		logs:       &logBuffer{},
+		logs:       &testlog.Buffer{},
 	}
 	cfg := fmt.Sprintf("server:\n  https_addr: %q\n  http_addr: %q\n  internal_addr: %q\n  shutdown_grace: 2s\n%sdata_dir: %q\ntls: {self_signed: true}\n%s",
 		m.HTTPS, m.HTTP, m.Internal, serverExtra, filepath.Join(dir, "data"), rest)
