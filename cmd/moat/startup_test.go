@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // startupPolicies are the two cases measured: no security policy, and the
@@ -45,7 +46,7 @@ func BenchmarkStartToReady(b *testing.B) {
 	for _, name := range []string{"no-policy", "waf"} {
 		b.Run(name, func(b *testing.B) {
 			data := filepath.Join(b.TempDir(), "data")
-			port := freeTCPPort(b)
+			port := testnet.FreePort(b)
 			cfg := filepath.Join(data, "moat.yaml")
 			yaml := fmt.Sprintf(`server:
   https_addr: "off"
@@ -106,14 +107,4 @@ func startOnce(b *testing.B, bin, cfg, ready string) time.Duration {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-func freeTCPPort(b *testing.B) int {
-	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

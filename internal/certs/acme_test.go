@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/moat-dev/moat/internal/certs/pebbletest"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // listen opens a TCP listener on 127.0.0.1, closed when the test ends.
@@ -169,7 +169,7 @@ func TestACMERefusesWildcardHosts(t *testing.T) {
 }
 
 func TestACMEHTTPHandlerAnswersChallengesOnlyForRoutedHosts(t *testing.T) {
-	cfg := config.TLS{ACME: &config.ACME{DirectoryURL: "https://127.0.0.1:" + strconv.Itoa(freePort(t)) + "/dir"}}
+	cfg := config.TLS{ACME: &config.ACME{DirectoryURL: "https://" + testnet.FreeAddr(t) + "/dir"}}
 	s, _ := newSource(t, cfg, newStore(t), []string{"moat-test.example"})
 	srv := &http.Server{Handler: s.HTTPHandler("443"), ReadHeaderTimeout: 5 * time.Second}
 	ln := listen(t)

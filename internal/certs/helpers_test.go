@@ -126,17 +126,6 @@ func handshakeUntil(t *testing.T, addr string, cfg *tls.Config, d time.Duration)
 	}
 }
 
-// freePort returns a port that was free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // insecure is a client config that accepts any certificate, for tests that
 // only look at which certificate was served.
 func insecure(serverName string) *tls.Config {

@@ -12,6 +12,7 @@ import (
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // testRoute is the route every test request matches.
@@ -101,13 +102,7 @@ func startProxy(t testing.TB, backendURL string, o proxyOpts) *testProxy {
 // refusedURL returns an http URL on which nothing listens.
 func refusedURL(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return "http://" + addr
+	return "http://" + testnet.FreeAddr(t)
 }
 
 func eventually(t testing.TB, what string, cond func() bool) {

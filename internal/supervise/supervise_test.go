@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // The test binary doubles as the supervised app: with SUPERVISE_TEST_APP
@@ -60,21 +61,11 @@ func testApp(stubborn bool) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // testProcess returns a Process running the test app in the given mode on
 // a free port; it is stopped when the test ends.
 func testProcess(t *testing.T, mode string) (*Process, *testlog.Buffer) {
 	t.Helper()
-	port := freePort(t)
+	port := testnet.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	logs := &testlog.Buffer{}
 	p := &Process{

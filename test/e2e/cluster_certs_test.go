@@ -16,6 +16,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/certs/pebbletest"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // clusterConfig is the configuration of one instance of a cluster on the
@@ -38,7 +39,7 @@ routes:
   - host: %s
     backend: app
     public: true
-`, freePort(t), host)
+`, testnet.FreePort(t), host)
 }
 
 // TestInstancesServeOneSelfSignedCertificate starts three moat processes

@@ -29,6 +29,7 @@ import (
 	"github.com/moat-dev/moat/internal/ratelimit/redistest"
 	"github.com/moat-dev/moat/internal/store/storetest"
 	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // The multi-instance suite (issue 9, item 7): real moat processes on one
@@ -537,7 +538,7 @@ func (c *cluster) serveOnce(t *testing.T, env ...string) (string, time.Duration,
 	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "moat.yaml")
 	cfg := fmt.Sprintf("server: {https_addr: \"127.0.0.1:%d\", http_addr: off, internal_addr: \"127.0.0.1:%d\"}\ndata_dir: %q\ntls: {self_signed: true}\n",
-		freePort(t), freePort(t), t.TempDir()) + c.cfg
+		testnet.FreePort(t), testnet.FreePort(t), t.TempDir()) + c.cfg
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

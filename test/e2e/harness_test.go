@@ -27,6 +27,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // inCI reports whether the tests run under CI, where nothing may skip for a
@@ -44,25 +45,6 @@ func skipOrFail(t testing.TB, format string, args ...any) {
 		t.Fatalf(format, args...)
 	}
 	t.Skipf(format+" (skipped; CI=true makes this a failure)", args...)
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	p, err := pickPort()
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	return p
-}
-
-func pickPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // child is a process a test started: moat or Streamlit.
@@ -167,7 +149,7 @@ func startStreamlitApp(appDir, workDir string) (*streamlitApp, error) {
 	if out, err := exec.Command(py, "-c", "import streamlit").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("streamlit is not installed for %s (run scripts/test, or pip install -r examples/streamlit-dashboard/requirements.txt): %v: %s", py, err, bytes.TrimSpace(out))
 	}
-	port, err := pickPort()
+	port, err := testnet.Port()
 	if err != nil {
 		return nil, err
 	}
@@ -299,9 +281,9 @@ func startMoatWith(t testing.TB, configYAML string, opts moatOptions) *Moat {
 	}
 	var head strings.Builder
 	if !present["server"] {
-		m.HTTPSAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		m.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		m.InternalAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		m.HTTPSAddr = testnet.FreeAddr(t)
+		m.HTTPAddr = testnet.FreeAddr(t)
+		m.InternalAddr = testnet.FreeAddr(t)
 		fmt.Fprintf(&head, "server:\n  https_addr: %q\n  http_addr: %q\n  internal_addr: %q\n",
 			m.HTTPSAddr, m.HTTPAddr, m.InternalAddr)
 		for _, l := range opts.ServerLines {

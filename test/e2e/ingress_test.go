@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // The ingresses moat is tested behind in forward_auth mode: the real nginx
@@ -186,7 +187,7 @@ var ingressKinds = []string{"nginx", "caddy"}
 func startIngress(t testing.TB, kind string, m *Moat, app string, cert *ingressCert) *ingress {
 	t.Helper()
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testnet.FreePort(t)
 	s := ingressSetup{Dir: dir, Cert: cert.CertFile, Key: cert.KeyFile, Listen: fmt.Sprintf("127.0.0.1:%d", port),
 		Port: fmt.Sprint(port), Moat: m.HTTPSAddr, App: app, Root: os.Geteuid() == 0}
 	in := &ingress{Name: kind, URL: fmt.Sprintf("https://localhost:%d", port), Addr: s.Listen, logs: &testlog.Buffer{}}

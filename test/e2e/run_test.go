@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // moatRun is a running `moat run -- COMMAND`.
@@ -52,7 +53,7 @@ func startLocalMoat(t *testing.T, dir, sub string, rest ...string) *moatRun {
 	if out, err := exec.Command(pythonBin(), "-c", "import streamlit, jwt").CombinedOutput(); err != nil {
 		skipOrFail(t, "streamlit and PyJWT are not installed for %s (run scripts/test, or pip install -r examples/streamlit-dashboard/requirements.txt): %v: %s", pythonBin(), err, out)
 	}
-	port := freePort(t)
+	port := testnet.FreePort(t)
 	home := t.TempDir()
 	args := append([]string{sub, "--addr", fmt.Sprintf("localhost:%d", port), "--data-dir", t.TempDir()}, rest...)
 	cmd := exec.Command(moatBin, args...)
@@ -244,7 +245,7 @@ func TestMoatRunWithAConfigRunsTheCommandForItsBackend(t *testing.T) {
 		t.Fatalf("moat binary: %v", moatBuildErr)
 	}
 	dir := t.TempDir()
-	https, internal, app := freePort(t), freePort(t), freePort(t)
+	https, internal, app := testnet.FreePort(t), testnet.FreePort(t), testnet.FreePort(t)
 	cfg := filepath.Join(dir, "moat.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`server:
   https_addr: "127.0.0.1:%d"

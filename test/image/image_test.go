@@ -32,6 +32,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/store/storetest"
 	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // imageName is what scripts/image builds by default and CI runs.
@@ -501,16 +502,6 @@ func (c *container) checkConfinement(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // identityBackend is the app behind moat: it answers with the identity
 // moat vouched for, and /health for moat's health check.
 func identityBackend(t *testing.T) *httptest.Server {
@@ -651,7 +642,7 @@ func addUser(t *testing.T, mounts []mount, env []string) {
 func TestSignInThroughTheImageWithItsOwnHTTPSAndTheEmbeddedStore(t *testing.T) {
 	image(t)
 	backend := identityBackend(t)
-	httpsPort, internalPort := freePort(t), freePort(t)
+	httpsPort, internalPort := testnet.FreePort(t), testnet.FreePort(t)
 	etc := writeConfig(t, fmt.Sprintf(`server:
   https_addr: "127.0.0.1:%d"
   http_addr: "off"
@@ -699,7 +690,7 @@ func TestSignInThroughTheImageBehindATLSTerminatingBalancerWithNothingWritable(t
 	image(t)
 	dsn := storetest.Postgres(t)
 	backend := identityBackend(t)
-	httpPort, internalPort := freePort(t), freePort(t)
+	httpPort, internalPort := testnet.FreePort(t), testnet.FreePort(t)
 	etc := writeConfig(t, fmt.Sprintf(`server:
   https_addr: "off"
   http_addr: "127.0.0.1:%d"
@@ -770,7 +761,7 @@ func TestSignInThroughTheImageWithItsOwnHTTPSAndASharedStoreWithNothingWritable(
 	image(t)
 	dsn := storetest.Postgres(t)
 	backend := identityBackend(t)
-	httpsPort, internalPort := freePort(t), freePort(t)
+	httpsPort, internalPort := testnet.FreePort(t), testnet.FreePort(t)
 	// The self-signed certificate lives in the shared store, as the
 	// users, sessions and keys do: data_dir is never written.
 	etc := writeConfig(t, fmt.Sprintf(`server:

@@ -27,6 +27,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/store/storetest"
 	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 var (
@@ -135,16 +136,6 @@ type moat struct {
 	logs                  *testlog.Buffer
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // secretKey returns a fresh MOAT_SECRET_KEY value, for instances that share
 // a store (and so must share the key).
 func secretKey(t *testing.T) string {
@@ -169,7 +160,7 @@ func startMoat(t *testing.T, serverExtra, rest string, env ...string) *moat {
 	}
 	dir := t.TempDir()
 	m := &moat{
-		HTTPS: freeAddr(t), HTTP: freeAddr(t), Internal: freeAddr(t),
+		HTTPS: testnet.FreeAddr(t), HTTP: testnet.FreeAddr(t), Internal: testnet.FreeAddr(t),
 		ConfigPath: filepath.Join(dir, "moat.yaml"),
 		env:        append(os.Environ(), env...),
 		done:       make(chan struct{}),

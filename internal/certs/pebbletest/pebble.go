@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // Install is the step that installs the binaries, for messages.
@@ -89,7 +90,7 @@ func Start(t testing.TB, o Options) *Pebble {
 	writeFile(t, caFile, certPEM)
 	writeFile(t, keyFile, keyPEM)
 
-	dnsAddr, challMgmt := localAddr(t), localAddr(t)
+	dnsAddr, challMgmt := testnet.FreeAddr(t), testnet.FreeAddr(t)
 	startProcess(t, challBin, nil,
 		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
 		"-dnsserver", dnsAddr, "-management", challMgmt,
@@ -97,7 +98,7 @@ func Start(t testing.TB, o Options) *Pebble {
 	waitTCP(t, challMgmt)
 	waitTCP(t, dnsAddr)
 
-	listen, mgmt := localAddr(t), localAddr(t)
+	listen, mgmt := testnet.FreeAddr(t), testnet.FreeAddr(t)
 	pc := map[string]any{
 		"listenAddress":                  listen,
 		"managementListenAddress":        mgmt,
@@ -241,17 +242,6 @@ func findTool(t testing.TB, name string) string {
 	}
 	t.Skipf("%s is not installed (run %s)", name, Install)
 	return ""
-}
-
-// localAddr returns an address on 127.0.0.1 that was free a moment ago.
-func localAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // startProcess runs a command until the test ends, with its output in the

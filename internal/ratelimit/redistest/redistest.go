@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // Start runs redis-server on a free loopback port with persistence off and
@@ -43,12 +45,7 @@ func NewServer(t testing.TB) *Server {
 		}
 		t.Skip("redis-server is not installed (apt-get install -y redis-server)")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{bin: bin, dir: t.TempDir(), port: l.Addr().(*net.TCPAddr).Port}
-	l.Close()
+	s := &Server{bin: bin, dir: t.TempDir(), port: testnet.FreePort(t)}
 	t.Cleanup(func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()

@@ -15,7 +15,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -30,6 +29,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // EnvPostgres names the environment variable with an external server's DSN.
@@ -150,16 +151,6 @@ func pgMajor(path string) int {
 		}
 	}
 	return 0
-}
-
-// freePort asks the kernel for a port free right now on 127.0.0.1.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Server is a PostgreSQL server run from this machine's binaries in a
@@ -341,7 +332,7 @@ func startServer() (*Server, error) {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = testnet.Port(); err != nil {
 			lastErr = err
 			continue
 		}
