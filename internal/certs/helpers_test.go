@@ -175,15 +175,3 @@ func writeFile(t *testing.T, path string, data []byte, perm os.FileMode) {
 		t.Fatal(err)
 	}
 }
-
-// eventually retries cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}

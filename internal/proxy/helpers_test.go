@@ -13,6 +13,7 @@ import (
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/testlog"
 	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testwait"
 )
 
 // testRoute is the route every test request matches.
@@ -105,15 +106,10 @@ func refusedURL(t testing.TB) string {
 	return "http://" + testnet.FreeAddr(t)
 }
 
+// eventually waits up to five seconds for cond to hold.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, 5*time.Second, what, cond)
 }
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }

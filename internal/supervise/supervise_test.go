@@ -18,6 +18,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/testlog"
 	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testwait"
 )
 
 // The test binary doubles as the supervised app: with SUPERVISE_TEST_APP
@@ -82,18 +83,6 @@ func testProcess(t *testing.T, mode string) (*Process, *testlog.Buffer) {
 	return p, logs
 }
 
-// waitFor polls cond every 20 ms for at most limit.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
 
 // servedBy asks the app which process answers.
@@ -128,7 +117,7 @@ func TestAKilledAppIsStartedAgainAndAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	var second int
-	waitFor(t, 20*time.Second, "a new process answers", func() bool {
+	testwait.For(t, 20*time.Second, "a new process answers", func() bool {
 		second = servedBy(p.Spec.Addr)
 		return second != 0 && second != first
 	})
@@ -151,7 +140,7 @@ func TestAKilledAppIsStartedAgainAndAnswers(t *testing.T) {
 func TestACrashingAppBacksOffUpToTheBound(t *testing.T) {
 	p, logs := testProcess(t, "crash")
 	p.Start()
-	waitFor(t, 20*time.Second, "five restarts", func() bool { return p.Restarts() >= 5 })
+	testwait.For(t, 20*time.Second, "five restarts", func() bool { return p.Restarts() >= 5 })
 	p.Stop()
 	var delays []string
 	for _, line := range strings.Split(logs.String(), "\n") {
@@ -212,7 +201,7 @@ func TestSignalReachesTheApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := strings.TrimPrefix(p.Spec.Env[2], "SIGNAL_FILE=")
-	waitFor(t, 10*time.Second, "the app records SIGUSR1", func() bool {
+	testwait.For(t, 10*time.Second, "the app records SIGUSR1", func() bool {
 		b, _ := os.ReadFile(file)
 		return string(b) == "SIGUSR1\n"
 	})
@@ -222,7 +211,7 @@ func TestACommandThatCannotStartIsLoggedAndRetried(t *testing.T) {
 	p, logs := testProcess(t, "listen")
 	p.Spec.Argv = []string{filepath.Join(t.TempDir(), "no-such-app")}
 	p.Start()
-	waitFor(t, 10*time.Second, "two attempts", func() bool { return p.Restarts() >= 2 })
+	testwait.For(t, 10*time.Second, "two attempts", func() bool { return p.Restarts() >= 2 })
 	p.Stop()
 	if !strings.Contains(logs.String(), `"msg":"could not start the app"`) || !strings.Contains(logs.String(), "no such file or directory") {
 		t.Errorf("the log does not say why the app did not start:\n%s", logs)

@@ -439,18 +439,3 @@ func refused(resp *http.Response) bool {
 	}
 	return false
 }
-
-// eventually polls cond every 50 ms until it holds or limit passes, and
-// returns how long it took (or false).
-func eventually(limit time.Duration, cond func() bool) (time.Duration, bool) {
-	start := time.Now()
-	for {
-		if cond() {
-			return time.Since(start), true
-		}
-		if time.Since(start) > limit {
-			return time.Since(start), false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
