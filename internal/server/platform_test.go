@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/logging"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // plainClient sends every request to addr over plain HTTP, whatever the
@@ -35,19 +36,8 @@ func plainClient(addr string) *http.Client {
 // waitReady polls url with c until it answers 200, for at most limit.
 func waitReady(t *testing.T, c *http.Client, url string, limit time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		resp, err := c.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready within %s (last: %v)", url, limit, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testnet.WaitOK(c, url, limit, nil); err != nil {
+		t.Fatal(err)
 	}
 }
 

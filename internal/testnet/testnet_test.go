@@ -2,7 +2,12 @@ package testnet
 
 import (
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestAFreeAddrRefusesUntilSomeoneListensThere(t *testing.T) {
@@ -16,4 +21,32 @@ func TestAFreeAddrRefusesUntilSomeoneListensThere(t *testing.T) {
 		t.Fatalf("listen on the free address: %v", err)
 	}
 	l.Close()
+}
+
+func TestWaitOKWaitsForTheFirst200(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	if err := WaitOK(nil, srv.URL, 10*time.Second, nil); err != nil || calls.Load() != 3 {
+		t.Fatalf("err %v after %d requests, want nil after 3", err, calls.Load())
+	}
+	if err := WaitListening(srv.Listener.Addr().String(), 10*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWaitsEndWhenTheProcessHasExitedOrTheLimitPasses(t *testing.T) {
+	addr := FreeAddr(t)
+	exited := make(chan struct{})
+	close(exited)
+	if err := WaitListening(addr, time.Minute, exited); err == nil || !strings.Contains(err.Error(), "exited") {
+		t.Errorf("with the process gone: %v", err)
+	}
+	if err := WaitOK(nil, "http://"+addr+"/", 50*time.Millisecond, nil); err == nil || !strings.Contains(err.Error(), "within 50ms") {
+		t.Errorf("with nothing listening: %v", err)
+	}
 }

@@ -73,6 +73,17 @@ func startChild(cmd *exec.Cmd, out io.Writer) (*child, error) {
 	return c, nil
 }
 
+// exited reports whether the process has exited (then err is its exit
+// error).
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // stop sends SIGTERM to the process group and waits up to grace for the
 // process to exit, then kills the group. It returns the exit error; later
 // calls return the first call's result.
@@ -91,34 +102,14 @@ func (c *child) stop(grace time.Duration) error {
 	return c.stopErr
 }
 
-// healthClient polls health endpoints; each try is short.
-var healthClient = &http.Client{Timeout: 2 * time.Second}
-
 // waitHTTP polls url until it answers 200, or the process exits, or timeout
 // passes.
 func waitHTTP(url string, c *child, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-c.done:
-			return fmt.Errorf("process exited before %s answered: %v", url, c.err)
-		default:
-		}
-		resp, err := healthClient.Get(url)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Errorf("status %s", resp.Status)
-		} else {
-			last = err
-		}
-		time.Sleep(100 * time.Millisecond)
+	err := testnet.WaitOK(nil, url, timeout, c.done)
+	if err != nil && c.exited() {
+		return fmt.Errorf("%w: %v", err, c.err)
 	}
-	return fmt.Errorf("%s not healthy after %s: %v", url, timeout, last)
+	return err
 }
 
 // ---------------------------------------------------------------- Streamlit

@@ -222,24 +222,11 @@ func startIngress(t testing.TB, kind string, m *Moat, app string, cert *ingressC
 			t.Logf("%s output:\n%s\n%s", kind, in.logs.String(), errLog)
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", s.Listen, time.Second)
-		if err == nil {
-			conn.Close()
-			return in
-		}
-		select {
-		case <-in.proc.done:
-			errLog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("%s exited: %v\n%s\n%s", kind, in.proc.err, in.logs.String(), errLog)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not listen on %s after 30s:\n%s", kind, s.Listen, in.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testnet.WaitListening(s.Listen, 30*time.Second, in.proc.done); err != nil {
+		errLog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		t.Fatalf("%s: %v (%v)\n%s\n%s", kind, err, in.proc.err, in.logs.String(), errLog)
 	}
+	return in
 }
 
 // toolPath finds a tool: the environment variable env, else name on PATH,

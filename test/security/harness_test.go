@@ -194,25 +194,10 @@ func startMoat(t *testing.T, serverExtra, rest string, env ...string) *moat {
 			t.Logf("moat config:\n%s\nmoat log:\n%s", cfg, m.logs.String())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + m.Internal + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return m
-			}
-		}
-		select {
-		case <-m.done:
-			t.Fatalf("moat exited before it was ready:\n%s\nconfig:\n%s", m.logs.String(), cfg)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("moat not ready after 30s:\n%s", m.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testnet.WaitOK(nil, "http://"+m.Internal+"/healthz", 30*time.Second, m.done); err != nil {
+		t.Fatalf("moat is not ready: %v\n%s\nconfig:\n%s", err, m.logs.String(), cfg)
 	}
+	return m
 }
 
 // cli runs a moat command against m's configuration (and store), feeding

@@ -269,17 +269,8 @@ func startProcess(t testing.TB, name string, env []string, args ...string) {
 // waitTCP waits until something listens on addr.
 func waitTCP(t testing.TB, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is not listening: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testnet.WaitListening(addr, 15*time.Second, nil); err != nil {
+		t.Fatal(err)
 	}
 }
 

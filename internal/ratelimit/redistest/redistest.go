@@ -3,7 +3,6 @@ package redistest
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -74,17 +73,8 @@ func (s *Server) Start(t testing.TB) {
 		t.Fatalf("start redis-server: %v", err)
 	}
 	s.cmd = cmd
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", s.addr(), 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server did not listen on %s within 5s", s.addr())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testnet.WaitListening(s.addr(), 5*time.Second, nil); err != nil {
+		t.Fatalf("redis-server: %v", err)
 	}
 }
 
