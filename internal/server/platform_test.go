@@ -1,12 +1,10 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,18 +18,7 @@ import (
 
 // plainClient sends every request to addr over plain HTTP, whatever the
 // URL's host.
-func plainClient(addr string) *http.Client {
-	dialer := &net.Dialer{}
-	return &http.Client{
-		Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, network, addr)
-		}},
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-		Timeout: 10 * time.Second,
-	}
-}
+func plainClient(addr string) *http.Client { return testnet.Pin{Addr: addr}.Client() }
 
 // waitReady polls url with c until it answers 200, for at most limit.
 func waitReady(t *testing.T, c *http.Client, url string, limit time.Duration) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 type testMoat struct {
@@ -34,18 +35,7 @@ type testMoat struct {
 // client returns an HTTPS client that sends every request to moat's
 // listener whatever the URL's host, so tests can use routed host names.
 func (m *testMoat) client() *http.Client {
-	dialer := &net.Dialer{}
-	return &http.Client{
-		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
-			ForceAttemptHTTP2: true,
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return dialer.DialContext(ctx, network, m.addrs.HTTPS)
-			},
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       10 * time.Second,
-	}
+	return testnet.Pin{Addr: m.addrs.HTTPS, HTTP2: true}.Client()
 }
 
 const baseConfig = `

@@ -50,3 +50,33 @@ func TestWaitsEndWhenTheProcessHasExitedOrTheLimitPasses(t *testing.T) {
 		t.Errorf("with nothing listening: %v", err)
 	}
 }
+
+func TestAPinnedClientReachesItsServerForAnyHostWithoutFollowingRedirects(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Host", r.Host)
+		w.Header().Set("X-From", r.RemoteAddr)
+		http.Redirect(w, r, "/elsewhere", http.StatusSeeOther)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	for _, p := range []Pin{
+		{Addr: srv.Listener.Addr().String()},
+		{Addr: srv.Listener.Addr().String(), From: "127.0.0.2", HTTP2: true},
+	} {
+		resp, err := p.Client().Get("https://dash.example.com/")
+		if err != nil {
+			t.Fatalf("%+v: %v", p, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("X-Host") != "dash.example.com" {
+			t.Errorf("%+v: %d with host %q, want the redirect itself from dash.example.com", p, resp.StatusCode, resp.Header.Get("X-Host"))
+		}
+		if want := p.From; want != "" && !strings.HasPrefix(resp.Header.Get("X-From"), want+":") {
+			t.Errorf("%+v: the server saw %s, want %s", p, resp.Header.Get("X-From"), want)
+		}
+		if want := map[bool]int{false: 1, true: 2}[p.HTTP2]; resp.ProtoMajor != want {
+			t.Errorf("%+v: %s, want HTTP/%d", p, resp.Proto, want)
+		}
+	}
+}

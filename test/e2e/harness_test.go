@@ -387,20 +387,7 @@ func (m *Moat) WaitLog(t testing.TB, timeout time.Duration, match func(map[strin
 func (m *Moat) Client() *http.Client {
 	pool := x509.NewCertPool()
 	pool.AddCert(m.Cert)
-	addr := m.HTTPSAddr
-	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: pool, ServerName: "localhost"},
-		ForceAttemptHTTP2: true,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
-	}
-	return &http.Client{
-		Transport:     tr,
-		Timeout:       30 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return testnet.Pin{Addr: m.HTTPSAddr, TLS: &tls.Config{RootCAs: pool, ServerName: "localhost"}, HTTP2: true, Timeout: 30 * time.Second}.Client()
 }
 
 // Metrics returns the internal listener's /metrics text.

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -314,13 +313,4 @@ func (c *ingressCert) TLSConfig() *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AddCert(c.Cert)
 	return &tls.Config{RootCAs: pool, ServerName: "localhost"}
-}
-
-// dialFrom returns a DialContext that connects from the local address ip
-// to addr, whatever the URL says.
-func dialFrom(ip, addr string) func(ctx context.Context, network, _ string) (net.Conn, error) {
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-	return func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return d.DialContext(ctx, network, addr)
-	}
 }

@@ -3,14 +3,11 @@ package image
 import (
 	"archive/tar"
 	"compress/gzip"
-	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -517,19 +514,12 @@ func identityBackend(t *testing.T) *httptest.Server {
 	return b
 }
 
-// client sends every request to addr (TLS when tlsOn, any certificate: the
-// test trusts what it started), keeping cookies, not following redirects.
-func client(addr string, tlsOn bool) *http.Client {
-	dialer := &net.Dialer{}
+// client sends every request to addr (over HTTPS it accepts any
+// certificate: the test trusts what it started), keeping cookies, not
+// following redirects.
+func client(addr string) *http.Client {
 	jar, _ := cookiejar.New(nil)
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return dialer.DialContext(ctx, network, addr)
-	}}
-	if tlsOn {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
-	}
-	return &http.Client{Transport: tr, Jar: jar, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return testnet.Pin{Addr: addr, Jar: jar}.Client()
 }
 
 // waitReady polls base's /_moat/readyz until it answers 200.
@@ -665,7 +655,7 @@ routes:
 	addUser(t, mounts, nil)
 
 	ctr := start(t, containerSpec{mounts: mounts})
-	c := client(fmt.Sprintf("127.0.0.1:%d", httpsPort), true)
+	c := client(fmt.Sprintf("127.0.0.1:%d", httpsPort))
 	base := "https://" + routeHost
 	waitReady(t, c, base, ctr)
 	ctr.checkConfinement(t)
@@ -725,7 +715,7 @@ routes:
 		ErrorLog: log.New(io.Discard, "", 0), // refused while moat starts
 	})
 	t.Cleanup(balancer.Close)
-	c := client(balancer.Listener.Addr().String(), true)
+	c := client(balancer.Listener.Addr().String())
 	base := "https://" + routeHost
 	waitReady(t, c, base, ctr)
 	ctr.checkConfinement(t)
@@ -783,7 +773,7 @@ routes:
 	env := []string{"MOAT_STORE=" + dsn, instancekey.EnvVar + "=" + key}
 	addUser(t, mounts, env)
 	ctr := start(t, containerSpec{env: env, mounts: mounts})
-	c := client(fmt.Sprintf("127.0.0.1:%d", httpsPort), true)
+	c := client(fmt.Sprintf("127.0.0.1:%d", httpsPort))
 	base := "https://" + routeHost
 	waitReady(t, c, base, ctr)
 	ctr.checkConfinement(t)

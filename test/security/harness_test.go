@@ -1,14 +1,12 @@
 package security
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"html"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -241,23 +239,12 @@ func (m *moat) plainClient(t *testing.T, from ...string) *http.Client {
 
 func (m *moat) clientTo(t *testing.T, addr string, from ...string) *http.Client {
 	t.Helper()
-	d := &net.Dialer{Timeout: 5 * time.Second}
+	p := testnet.Pin{Addr: addr, HTTP2: true, Timeout: 20 * time.Second}
 	if len(from) > 0 {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from[0])}
+		p.From = from[0]
 	}
-	jar, _ := cookiejar.New(nil)
-	return &http.Client{
-		Jar: jar,
-		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
-			ForceAttemptHTTP2: true,
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return d.DialContext(ctx, network, addr)
-			},
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       20 * time.Second,
-	}
+	p.Jar, _ = cookiejar.New(nil)
+	return p.Client()
 }
 
 // http1 returns a copy of c that speaks HTTP/1.1 only (for hop-by-hop
