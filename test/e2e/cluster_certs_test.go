@@ -139,17 +139,6 @@ func obtained(m *Moat, renewal bool) int {
 	return n
 }
 
-// serverLeaf completes a TLS handshake with addr and returns the leaf.
-func serverLeaf(addr string, cfg *tls.Config) (*x509.Certificate, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: cfg}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	return c.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
-}
-
 // waitLeaf polls addr until it serves a certificate that verifies with
 // cfg and satisfies ok, for at most a minute.
 func waitLeaf(t *testing.T, addr string, cfg *tls.Config, ok func(*x509.Certificate) bool) *x509.Certificate {

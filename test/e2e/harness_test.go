@@ -321,15 +321,31 @@ func startMoatWith(t testing.TB, configYAML string, opts moatOptions) *Moat {
 	if err := waitHTTP(m.InternalURL+"/healthz", m.proc, 30*time.Second); err != nil {
 		t.Fatalf("moat did not come up: %v\nconfig:\n%s\nlog:\n%s", err, head.String()+configYAML, m.Logs())
 	}
-	conn, err := tls.Dial("tcp", m.HTTPSAddr, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
+	cert, err := localhostCert(m.HTTPSAddr)
 	switch {
 	case err == nil:
-		m.Cert = conn.ConnectionState().PeerCertificates[0]
-		conn.Close()
+		m.Cert = cert
 	case !present["tls"]:
 		t.Fatalf("TLS handshake with moat: %v", err)
 	}
 	return m
+}
+
+// serverLeaf completes a TLS handshake with addr and returns the leaf.
+func serverLeaf(addr string, cfg *tls.Config) (*x509.Certificate, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: cfg}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
+}
+
+// localhostCert returns the certificate addr serves for localhost, taken
+// unverified: it is what the test trusts from then on.
+func localhostCert(addr string) (*x509.Certificate, error) {
+	return serverLeaf(addr, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
 }
 
 // Stop sends moat SIGTERM and waits for it to drain and exit (at most 20 s).

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -88,12 +87,11 @@ func startLocalMoat(t *testing.T, dir, sub string, rest ...string) *moatRun {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
+	cert, err := localhostCert(fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Cert = conn.ConnectionState().PeerCertificates[0]
-	conn.Close()
+	r.Cert = cert
 	return r
 }
 
@@ -275,12 +273,11 @@ routes:
 	if err := waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/healthz", internal), proc, 60*time.Second); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	conn, err := tls.Dial("tcp", m.HTTPSAddr, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
+	cert, err := localhostCert(m.HTTPSAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Cert = conn.ConnectionState().PeerCertificates[0]
-	conn.Close()
+	m.Cert = cert
 	var body string
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && !strings.Contains(body, "served by the app") {
