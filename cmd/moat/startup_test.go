@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // startupPolicies are the two cases measured: no security policy, and the
@@ -36,10 +37,9 @@ security_policies:
 //
 //	go test -run '^$' -bench StartToReady -benchtime 5x ./cmd/moat/
 func BenchmarkStartToReady(b *testing.B) {
-	dir := b.TempDir()
-	bin := filepath.Join(dir, "moat")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
+	bin, err := testtool.BuildMoat(filepath.Join("..", ".."), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
 	}
 	backend := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	b.Cleanup(backend.Close)

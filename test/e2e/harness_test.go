@@ -28,24 +28,8 @@ import (
 
 	"github.com/moat-dev/moat/internal/testlog"
 	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
-
-// inCI reports whether the tests run under CI, where nothing may skip for a
-// missing tool: the test command installs them all.
-func inCI() bool {
-	v := os.Getenv("CI")
-	return v != "" && v != "false" && v != "0"
-}
-
-// skipOrFail skips the test on a developer's machine and fails it in CI,
-// with a message naming the install step that is missing.
-func skipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if inCI() {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format+" (skipped; CI=true makes this a failure)", args...)
-}
 
 // child is a process a test started: moat or Streamlit.
 type child struct {
@@ -182,7 +166,7 @@ func startStreamlit(t testing.TB, appDir string) string {
 	t.Helper()
 	s, err := startStreamlitApp(appDir, t.TempDir())
 	if err != nil {
-		skipOrFail(t, "%v", err)
+		testtool.Missing(t, "%v", err)
 	}
 	t.Cleanup(s.stop)
 	return s.URL
@@ -198,7 +182,7 @@ func sharedStreamlit(t testing.TB) *streamlitApp {
 		t.Logf("started the shared Streamlit in %s", time.Since(start).Round(time.Millisecond))
 	})
 	if dashboardErr != nil {
-		skipOrFail(t, "%v", dashboardErr)
+		testtool.Missing(t, "%v", dashboardErr)
 	}
 	return dashboard
 }
@@ -462,24 +446,13 @@ func sumMetric(text, name string, labels ...string) (sum float64, found bool) {
 
 // ------------------------------------------------------------------ browser
 
-// chromiumPath is Debian's Chromium, or MOAT_CHROMIUM.
-func chromiumPath() string {
-	if p := os.Getenv("MOAT_CHROMIUM"); p != "" {
-		return p
-	}
-	return "/usr/bin/chromium"
-}
-
 // newBrowser starts a fresh headless Chromium (its own user-data-dir) and
 // returns a chromedp context for one tab; everything stops when the test
 // ends. Chromium trusts the given certificates by their public keys (moat's
 // self-signed one) and no others: no certificate errors are ignored.
 func newBrowser(t testing.TB, trust ...*x509.Certificate) context.Context {
 	t.Helper()
-	path := chromiumPath()
-	if _, err := os.Stat(path); err != nil {
-		skipOrFail(t, "chromium not found at %s (run scripts/test, or apt-get install chromium): %v", path, err)
-	}
+	path := testtool.Chromium(t)
 	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
 		chromedp.ExecPath(path),
 		chromedp.UserDataDir(t.TempDir()),

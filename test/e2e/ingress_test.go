@@ -14,13 +14,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"text/template"
 	"time"
 
 	"github.com/moat-dev/moat/internal/testlog"
 	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // The ingresses moat is tested behind in forward_auth mode: the real nginx
@@ -193,16 +193,16 @@ func startIngress(t testing.TB, kind string, m *Moat, app string, cert *ingressC
 	var cmd *exec.Cmd
 	switch kind {
 	case "nginx":
-		bin := toolPath("MOAT_NGINX", "nginx", "/usr/sbin/nginx")
+		bin := os.Getenv("MOAT_NGINX")
 		if bin == "" {
-			skipOrFail(t, "nginx not found (run scripts/test, or apt-get install nginx)")
+			bin = testtool.Find(t, "run scripts/test, or apt-get install nginx", "nginx")
 		}
 		writeTemplate(t, filepath.Join(dir, "nginx.conf"), nginxConf, s)
 		cmd = exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", filepath.Join(dir, "nginx.conf"))
 	case "caddy":
-		bin := toolPath("MOAT_CADDY", "caddy", filepath.Join(goBin(), "caddy"))
+		bin := os.Getenv("MOAT_CADDY")
 		if bin == "" {
-			skipOrFail(t, "caddy not found (run scripts/test, or sh scripts/install-caddy.sh)")
+			bin = testtool.Find(t, "run scripts/test, or sh scripts/install-caddy.sh", "caddy")
 		}
 		writeTemplate(t, filepath.Join(dir, "Caddyfile"), caddyfile, s)
 		cmd = exec.Command(bin, "run", "--config", filepath.Join(dir, "Caddyfile"), "--adapter", "caddyfile")
@@ -226,30 +226,6 @@ func startIngress(t testing.TB, kind string, m *Moat, app string, cert *ingressC
 		t.Fatalf("%s: %v (%v)\n%s\n%s", kind, err, in.proc.err, in.logs.String(), errLog)
 	}
 	return in
-}
-
-// toolPath finds a tool: the environment variable env, else name on PATH,
-// else fallback; "" when none exists.
-func toolPath(env, name, fallback string) string {
-	if p := os.Getenv(env); p != "" {
-		return p
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	if _, err := os.Stat(fallback); err == nil {
-		return fallback
-	}
-	return ""
-}
-
-// goBin is where go install puts tools.
-func goBin() string {
-	out, err := exec.Command("go", "env", "GOPATH").Output()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(strings.TrimSpace(string(out)), "bin")
 }
 
 func writeTemplate(t testing.TB, path string, tmpl *template.Template, data any) {

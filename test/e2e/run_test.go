@@ -20,6 +20,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/testlog"
 	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // moatRun is a running `moat run -- COMMAND`.
@@ -50,7 +51,7 @@ func startLocalMoat(t *testing.T, dir, sub string, rest ...string) *moatRun {
 		t.Fatalf("moat binary: %v", moatBuildErr)
 	}
 	if out, err := exec.Command(pythonBin(), "-c", "import streamlit, jwt").CombinedOutput(); err != nil {
-		skipOrFail(t, "streamlit and PyJWT are not installed for %s (run scripts/test, or pip install -r examples/streamlit-dashboard/requirements.txt): %v: %s", pythonBin(), err, out)
+		testtool.Missing(t, "streamlit and PyJWT are not installed for %s (run scripts/test, or pip install -r examples/streamlit-dashboard/requirements.txt): %v: %s", pythonBin(), err, out)
 	}
 	port := testnet.FreePort(t)
 	home := t.TempDir()

@@ -30,6 +30,7 @@ import (
 	"github.com/moat-dev/moat/internal/store/storetest"
 	"github.com/moat-dev/moat/internal/testlog"
 	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // imageName is what scripts/image builds by default and CI runs.
@@ -64,30 +65,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func inCI() bool {
-	v := os.Getenv("CI")
-	return v != "" && v != "false" && v != "0"
-}
-
-// skipOrFail skips on a developer's machine and fails under CI=true.
-func skipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if inCI() {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format+" (skipped; CI=true makes this a failure)", args...)
-}
-
 // requireTools skips or fails when buildah, runc or root is missing.
 func requireTools(t *testing.T) {
 	t.Helper()
 	for _, tool := range []string{"buildah", "runc"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			skipOrFail(t, "%s is not installed (scripts/test installs it: apt-get install %s)", tool, tool)
-		}
+		testtool.Find(t, "scripts/test installs it: apt-get install "+tool, tool)
 	}
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "runc needs root to run the image without a user namespace")
+		testtool.Missing(t, "runc needs root to run the image without a user namespace")
 	}
 }
 

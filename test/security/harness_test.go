@@ -26,6 +26,7 @@ import (
 	"github.com/moat-dev/moat/internal/store/storetest"
 	"github.com/moat-dev/moat/internal/testlog"
 	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 var (
@@ -49,12 +50,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "security:", err)
 		os.Exit(1)
 	}
-	moatBin = filepath.Join(tmp, "moat")
-	build := exec.Command("go", "build", "-o", moatBin, "./cmd/moat")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		buildErr = fmt.Errorf("go build ./cmd/moat: %w\n%s", err, out)
-	}
+	moatBin, buildErr = testtool.BuildMoat(root, tmp)
 	code := m.Run()
 	storetest.Stop()
 	os.RemoveAll(tmp)

@@ -29,13 +29,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/moat-dev/moat/internal/testlog"
 	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // Install is the step that installs the binaries, for messages.
@@ -78,8 +78,8 @@ func (p *Pebble) Orders() int { return int(p.orders.Load()) }
 // test ends.
 func Start(t testing.TB, o Options) *Pebble {
 	t.Helper()
-	pebbleBin := findTool(t, "pebble")
-	challBin := findTool(t, "pebble-challtestsrv")
+	pebbleBin := testtool.Find(t, "run "+Install, "pebble")
+	challBin := testtool.Find(t, "run "+Install, "pebble-challtestsrv")
 	dir := t.TempDir()
 
 	// One certificate for Pebble's HTTPS listeners and the proxy's,
@@ -220,28 +220,6 @@ func (p *Pebble) startProxy(t testing.TB, pebbleAddr string, pool *x509.CertPool
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
-}
-
-// findTool looks for a binary on PATH and in $(go env GOPATH)/bin. When it
-// is missing the test fails under CI=true and is skipped otherwise.
-func findTool(t testing.TB, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		for _, dir := range filepath.SplitList(strings.TrimSpace(string(out))) {
-			p := filepath.Join(dir, "bin", name)
-			if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-				return p
-			}
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed: run %s", name, Install)
-	}
-	t.Skipf("%s is not installed (run %s)", name, Install)
-	return ""
 }
 
 // startProcess runs a command until the test ends, with its output in the

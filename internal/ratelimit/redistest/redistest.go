@@ -3,7 +3,6 @@ package redistest
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // Start runs redis-server on a free loopback port with persistence off and
@@ -37,13 +37,7 @@ type Server struct {
 // skipped, or fails under CI=true.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is not installed: the test setup must run `apt-get install -y redis-server`")
-		}
-		t.Skip("redis-server is not installed (apt-get install -y redis-server)")
-	}
+	bin := testtool.Find(t, "apt-get install -y redis-server", "redis-server")
 	s := &Server{bin: bin, dir: t.TempDir(), port: testnet.FreePort(t)}
 	t.Cleanup(func() {
 		s.mu.Lock()

@@ -31,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // EnvPostgres names the environment variable with an external server's DSN.
@@ -63,10 +64,7 @@ func Postgres(t testing.TB) string {
 		server.mu.Unlock()
 	})
 	if server.err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL is needed for this test and CI must not skip it: %v (install step missing: apt-get install -y postgresql)", server.err)
-		}
-		t.Skipf("no PostgreSQL: %v (apt-get install -y postgresql, or set %s)", server.err, EnvPostgres)
+		testtool.Missing(t, "no PostgreSQL: %v (apt-get install -y postgresql, or set %s)", server.err, EnvPostgres)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -173,10 +171,7 @@ func NewServer(t testing.TB) *Server {
 	t.Helper()
 	s, err := startServer()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL is needed for this test and CI must not skip it: %v (install step missing: apt-get install -y postgresql)", err)
-		}
-		t.Skipf("no PostgreSQL: %v (apt-get install -y postgresql)", err)
+		testtool.Missing(t, "no PostgreSQL: %v (apt-get install -y postgresql)", err)
 	}
 	t.Cleanup(s.remove)
 	return s
