@@ -102,7 +102,9 @@ func (p *Policy) Handler(next http.Handler) http.Handler {
 		span := tracing.Start(r.Context(), "moat.policy")
 		d := p.Evaluate(r)
 		d.trace(span)
-		info.Decision = d.String()
+		// The label is cached with the decision's counter: formatting it
+		// per request was an allocation on every allowed request.
+		info.Decision = p.decisionStats(d, false).label
 		if d.Allowed {
 			next.ServeHTTP(w, r)
 			return
@@ -312,13 +314,25 @@ func (ev *evaluation) exceed(rl *rule, d *Decision, reason string) {
 // the policy's cost per request). A missing value (no such header, cookie or
 // user) counts as empty, which is Cloud Armor's fallback to ALL for that part.
 func (ev *evaluation) limitKey(rl *rule) string {
-	var arr [maxRawKey + 32]byte
-	b := arr[:0]
+	var arr [maxRawKey + 64]byte
+	b := append(arr[:0], ev.p.name...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, rl.priority, 10)
+	b = append(b, "/r"...)
+	prefix := len(b)
 	for _, k := range rl.limit.keys {
+		if k == "ip" {
+			// Appended in place: the address is the common key, and
+			// formatting it apart cost an allocation per request.
+			var ipArr [64]byte
+			ip := ev.ip.AppendTo(ipArr[:0])
+			b = strconv.AppendInt(b, int64(len(ip)), 10)
+			b = append(b, ':')
+			b = append(b, ip...)
+			continue
+		}
 		var v string
 		switch {
-		case k == "ip":
-			v = ev.ip.String()
 		case k == "all":
 		case k == "path":
 			v = ev.act.cleanPath()
@@ -335,12 +349,12 @@ func (ev *evaluation) limitKey(rl *rule) string {
 		b = append(b, ':')
 		b = append(b, v...)
 	}
-	prefix := ev.p.name + "/" + strconv.FormatInt(rl.priority, 10) + "/"
-	if len(b) <= maxRawKey {
-		return prefix + "r" + string(b)
+	if len(b)-prefix <= maxRawKey {
+		return string(b)
 	}
-	sum := sha256.Sum256(b)
-	return prefix + "h" + hex.EncodeToString(sum[:16])
+	sum := sha256.Sum256(b[prefix:])
+	b = append(b[:prefix-1], 'h')
+	return string(hex.AppendEncode(b, sum[:16]))
 }
 
 // maxRawKey is the longest rate-limit key part kept as it is.
@@ -403,7 +417,7 @@ func describe(d Decision) string {
 
 // record logs and counts a decision.
 func (p *Policy) record(info *request.Info, ip netip.Addr, d Decision, preview bool) {
-	p.decisionCounter(d, preview).Inc()
+	p.decisionStats(d, preview).counter.Inc()
 	level := slog.LevelInfo
 	if d.Allowed && !preview {
 		level = slog.LevelDebug
@@ -442,13 +456,23 @@ type counterKey struct {
 	preview  bool
 }
 
-// decisionCounter returns the decisions counter for d, cached per policy.
-func (p *Policy) decisionCounter(d Decision, preview bool) prometheus.Counter {
+// decisionStat is the counter of one kind of decision and its label for
+// the access log (Decision.String).
+type decisionStat struct {
+	counter prometheus.Counter
+	label   string
+}
+
+// decisionStats returns the counter and label for d, cached per policy.
+func (p *Policy) decisionStats(d Decision, preview bool) *decisionStat {
 	k := counterKey{d.Priority, d.Action, d.Status, d.Allowed, d.Location != "", preview}
 	if c, ok := p.counters.Load(k); ok {
-		return c.(prometheus.Counter)
+		return c.(*decisionStat)
 	}
-	c := decisions.WithLabelValues(p.name, d.priorityLabel(), d.Outcome(), strconv.FormatBool(preview))
+	c := &decisionStat{
+		counter: decisions.WithLabelValues(p.name, d.priorityLabel(), d.Outcome(), strconv.FormatBool(preview)),
+		label:   d.String(),
+	}
 	p.counters.Store(k, c)
 	return c
 }
