@@ -441,7 +441,7 @@ func (m *headerMap) Contains(key ref.Val) ref.Val {
 // The rest of traits.Mapper reads the whole map.
 
 func (m *headerMap) ConvertToNative(t reflect.Type) (any, error) { return m.all().ConvertToNative(t) }
-func (m *headerMap) ConvertToType(t ref.Type) ref.Val           { return m.all().ConvertToType(t) }
+func (m *headerMap) ConvertToType(t ref.Type) ref.Val            { return m.all().ConvertToType(t) }
 func (m *headerMap) Equal(other ref.Val) ref.Val                 { return m.all().Equal(other) }
 func (m *headerMap) Type() ref.Type                              { return types.MapType }
 func (m *headerMap) Value() any                                  { return m.all().Value() }

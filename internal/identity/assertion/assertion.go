@@ -53,7 +53,7 @@ type cachedAssertion struct {
 	// groupList is what groups was joined from, so that a request of the
 	// same session reuses groups rather than joining its own.
 	groupList []string
-	iat   time.Time
+	iat       time.Time
 	// kid signed it; once another key signs, it is signed anew.
 	kid string
 	// What the token says; a change (groups edited) signs anew.
