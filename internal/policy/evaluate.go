@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/config"
@@ -100,11 +101,11 @@ func (p *Policy) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := request.From(r)
 		span := tracing.Start(r.Context(), "moat.policy")
-		d := p.Evaluate(r)
+		d, st := p.evaluate(r)
 		d.trace(span)
 		// The label is cached with the decision's counter: formatting it
 		// per request was an allocation on every allowed request.
-		info.Decision = p.decisionStats(d, false).label
+		info.Decision = st.label
 		if d.Allowed {
 			next.ServeHTTP(w, r)
 			return
@@ -151,12 +152,17 @@ func statusKey(code int) string {
 // returns the decision, after logging and counting it and every preview
 // match. It does not write a response.
 func (p *Policy) Evaluate(r *http.Request) Decision {
+	d, _ := p.evaluate(r)
+	return d
+}
+
+// evaluate is Evaluate, also returning the decision's stats.
+func (p *Policy) evaluate(r *http.Request) (Decision, *decisionStat) {
 	info := request.From(r)
 	ip := clientIP(r, info)
 	ev := &evaluation{p: p, r: r, info: info, ip: ip, act: newActivation(r, ip, schemeOf(r, info))}
 	d := ev.run()
-	p.record(info, ip, d, false)
-	return d
+	return d, p.record(info, ip, d, false)
 }
 
 func (ev *evaluation) run() Decision {
@@ -415,16 +421,17 @@ func describe(d Decision) string {
 	return fmt.Sprintf("refuse with %d (%s)", d.Status, d.Reason)
 }
 
-// record logs and counts a decision.
-func (p *Policy) record(info *request.Info, ip netip.Addr, d Decision, preview bool) {
-	p.decisionStats(d, preview).counter.Inc()
+// record logs and counts a decision, and returns its stats.
+func (p *Policy) record(info *request.Info, ip netip.Addr, d Decision, preview bool) *decisionStat {
+	st := p.decisionStats(d, preview)
+	st.counter.Inc()
 	level := slog.LevelInfo
 	if d.Allowed && !preview {
 		level = slog.LevelDebug
 	}
 	log := p.e.log
 	if !log.Enabled(context.Background(), level) {
-		return
+		return st
 	}
 	prio, outcome := d.priorityLabel(), d.Outcome()
 	routeName := ""
@@ -443,6 +450,7 @@ func (p *Policy) record(info *request.Info, ip netip.Addr, d Decision, preview b
 		slog.String("request_id", info.ID),
 		slog.String("route", routeName),
 	)
+	return st
 }
 
 // counterKey is what the decisions counter's labels are made of, without
@@ -463,18 +471,35 @@ type decisionStat struct {
 	label   string
 }
 
+// decisionCache maps the kinds of decision a policy made to their stats. A
+// typed map behind a read lock: sync.Map hashed its keys through an
+// interface, a measurable part of the policy's cost per request.
+type decisionCache struct {
+	mu sync.RWMutex
+	m  map[counterKey]*decisionStat
+}
+
 // decisionStats returns the counter and label for d, cached per policy.
 func (p *Policy) decisionStats(d Decision, preview bool) *decisionStat {
 	k := counterKey{d.Priority, d.Action, d.Status, d.Allowed, d.Location != "", preview}
-	if c, ok := p.counters.Load(k); ok {
-		return c.(*decisionStat)
+	c := &p.stats
+	c.mu.RLock()
+	st := c.m[k]
+	c.mu.RUnlock()
+	if st != nil {
+		return st
 	}
-	c := &decisionStat{
+	st = &decisionStat{
 		counter: decisions.WithLabelValues(p.name, d.priorityLabel(), d.Outcome(), strconv.FormatBool(preview)),
 		label:   d.String(),
 	}
-	p.counters.Store(k, c)
-	return c
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[counterKey]*decisionStat)
+	}
+	c.m[k] = st
+	c.mu.Unlock()
+	return st
 }
 
 // Admits reports, in a dry run, whether p's rules let r through: nothing
