@@ -96,3 +96,43 @@ func TestAClientLeavingAParkedSocketTearsItDown(t *testing.T) {
 	c.CloseNow()
 	eventually(t, "the registry and the poller to empty", func() bool { return p.sockets.Count() == 0 && p.sockets.Parked() == 0 })
 }
+
+// Frames sent back to back arrive at the proxy several to a read, and
+// split anywhere: each still reaches the other side whole and in order.
+func TestFramesBackToBackPassWholeAndInOrder(t *testing.T) {
+	wb := startWSBackend(t)
+	p := startProxy(t, wb.url, proxyOpts{})
+	c := dialWS(t, p, "/")
+	msgs := make([][]byte, 300)
+	for i := range msgs {
+		// Sizes around the read-ahead buffer and the 16- and 64-bit
+		// length encodings.
+		sizes := []int{0, 1, 125, 126, 127, 4000, readAheadSize - 14, readAheadSize, readAheadSize + 1, 65535, 65536, 70000}
+		msgs[i] = make([]byte, sizes[i%len(sizes)])
+		_, _ = rand.Read(msgs[i])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		for _, m := range msgs {
+			if err := c.Write(ctx, websocket.MessageBinary, m); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	for i, want := range msgs {
+		_, got, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read echo %d: %v", i, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("echo %d: %d bytes came back as %d bytes, or changed", i, len(want), len(got))
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+}

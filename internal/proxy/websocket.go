@@ -361,43 +361,43 @@ func (c *wsConn) checkIdle() {
 // unmasking.
 func (c *wsConn) pump(d *direction) {
 	parked := false
+	ra := readAhead{d: d}
 	defer func() {
+		ra.release()
 		if !parked {
 			c.teardown()
 		}
 	}()
 	d.last = time.Now().UnixNano()
-	var hdr [14]byte
 	for {
-		// Idle sockets wait here, holding only hdr, until parked.
-		if err := c.readIdle(d, hdr[:2]); err != nil {
+		// Idle sockets wait here, at a frame boundary, until parked.
+		if err := c.fill(&ra, 2, true); err != nil {
 			parked = err == errParked
 			return
 		}
 		now := c.touch()
 		d.last = now
-		if d.fromClient && hdr[1]&0x80 == 0 {
+		b0, b1 := ra.buf[ra.start], ra.buf[ra.start+1]
+		if d.fromClient && b1&0x80 == 0 {
 			// RFC 6455 section 5.1: a client must mask every frame.
 			c.closeWith(1002, "unmasked client frame")
 			return
 		}
-		if d.fromClient && hdr[0]&0x8 == 0 {
+		if d.fromClient && b0&0x8 == 0 {
 			// A data frame from the browser is use; pings, pongs and
 			// the backend's pushes are not.
 			c.usage.Message(now)
 		}
-		hl := frameHeaderLen(hdr[1])
-		if hl > 2 {
-			if err := c.readFull(d, hdr[2:hl]); err != nil {
-				return
-			}
+		hl := frameHeaderLen(b1)
+		if err := c.fill(&ra, hl, false); err != nil {
+			return
 		}
-		fh, err := parseFrameHeader(hdr[:hl])
+		fh, err := parseFrameHeader(ra.buf[ra.start : ra.start+hl])
 		if err != nil {
 			c.closeWith(1002, err.Error())
 			return
 		}
-		if err := c.forward(d, hdr[:hl], fh.size); err != nil {
+		if err := c.forward(&ra, int64(hl)+fh.size); err != nil {
 			return
 		}
 		if fh.opcode == opClose && c.closing.Load() {
@@ -409,31 +409,80 @@ func (c *wsConn) pump(d *direction) {
 	}
 }
 
+// readAhead is what a pump has read of its direction and not yet
+// forwarded: buf[start:end]. One read fills it with whatever the peer has
+// sent, so a small frame (header, mask and payload) costs one read, not
+// three. buf is borrowed from a pool while the pump runs and returned when
+// it parks or ends: a parked direction holds no buffer.
+type readAhead struct {
+	d          *direction
+	buf        []byte
+	start, end int
+}
+
+// readAheadSize is the buffer a pump reads into: room for the small
+// frames of an interactive app; a larger frame streams through it.
+const readAheadSize = 4 << 10
+
+var readAheadPool = sync.Pool{New: func() any { b := make([]byte, readAheadSize); return &b }}
+
+func (ra *readAhead) release() {
+	if ra.buf != nil {
+		b := ra.buf
+		ra.buf, ra.start, ra.end = nil, 0, 0
+		readAheadPool.Put(&b)
+	}
+}
+
 // errParked ends a pump whose direction now waits in the poller.
 var errParked = errors.New("parked")
 
-// readIdle fills b, the start of a frame header, from d. While d's
+// fill reads until ra holds at least n bytes (n ≤ readAheadSize). At a
+// frame boundary (boundary, nothing buffered), while the direction's
 // connection can be parked, a read deadline (set at most every
-// parkAfter/2, not per frame) tells when d has been idle for parkAfter;
-// then d is parked and readIdle returns errParked.
-func (c *wsConn) readIdle(d *direction, b []byte) error {
+// parkAfter/2, not per frame) tells when it has been idle for parkAfter;
+// then it is parked and fill returns errParked. Anywhere else the deadline
+// passing is no error: it is cleared and the read goes on.
+func (c *wsConn) fill(ra *readAhead, n int, boundary bool) error {
+	d := ra.d
+	if ra.end-ra.start >= n {
+		return nil
+	}
+	if ra.buf == nil {
+		ra.buf = *(readAheadPool.Get().(*[]byte))
+	}
+	if ra.start > 0 {
+		ra.end = copy(ra.buf, ra.buf[ra.start:ra.end])
+		ra.start = 0
+	}
 	after := c.sockets.parkAfter()
-	parkable := d.parkable()
-	for {
+	parkable := boundary && ra.end == 0 && d.parkable()
+	for ra.end < n {
 		if parkable && d.last-d.armed >= int64(after/2) {
 			_ = d.conn.SetReadDeadline(time.Unix(0, d.last+int64(after)))
 			d.armed = d.last
 		}
-		n, err := io.ReadFull(d.src, b)
-		if err == nil {
-			return nil
+		m, err := d.src.Read(ra.buf[ra.end:])
+		ra.end += m
+		if err == nil || m > 0 && !errors.Is(err, os.ErrDeadlineExceeded) {
+			if err != nil && ra.end >= n {
+				return nil // the error comes again on the next read
+			}
+			if err != nil {
+				return err
+			}
+			parkable = parkable && ra.end == 0
+			continue
 		}
 		if !errors.Is(err, os.ErrDeadlineExceeded) || d.armed == 0 {
 			return err
 		}
-		if n > 0 {
-			// A frame has begun: read the rest of its header.
-			return c.readFull(d, b[n:])
+		if !parkable || ra.end > 0 {
+			// Within a frame: the deadline only watches for idleness.
+			_ = d.conn.SetReadDeadline(time.Time{})
+			d.armed = 0
+			parkable = false
+			continue
 		}
 		if time.Now().UnixNano()-d.last < int64(after) {
 			// A deadline set before the last frame: set it anew.
@@ -443,29 +492,14 @@ func (c *wsConn) readIdle(d *direction, b []byte) error {
 		}
 		_ = d.conn.SetReadDeadline(time.Time{})
 		d.armed = 0
+		ra.release()
 		if c.park(d) {
 			return errParked
 		}
+		ra.buf = *(readAheadPool.Get().(*[]byte))
 		parkable = false // keep reading, without a deadline
 	}
-}
-
-// readFull fills b from d, through the read deadline readIdle may have set:
-// the deadline passing is no error here; it is cleared and the read goes
-// on.
-func (c *wsConn) readFull(d *direction, b []byte) error {
-	for {
-		n, err := io.ReadFull(d.src, b)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) || d.armed == 0 {
-			return err
-		}
-		_ = d.conn.SetReadDeadline(time.Time{})
-		d.armed = 0
-		b = b[n:]
-	}
+	return nil
 }
 
 // parkable reports whether d may wait in the poller: its connection is a
@@ -569,13 +603,12 @@ func parseFrameHeader(b []byte) (frameHeader, error) {
 	return fh, nil
 }
 
-// forward writes one frame of d (header already read, size bytes of
-// payload still to read) to its destination, or drops it when moat has
-// closed that direction.
-func (c *wsConn) forward(d *direction, hdr []byte, size int64) error {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+// forward writes one frame of total bytes (header and payload), the
+// first of them in ra, to its direction's destination, or drops it when
+// moat has closed that direction. What ra holds goes in one write; a frame
+// larger than ra streams through a 32 KiB copy buffer.
+func (c *wsConn) forward(ra *readAhead, total int64) error {
+	d := ra.d
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
 	if c.torn.Load() {
@@ -583,31 +616,50 @@ func (c *wsConn) forward(d *direction, hdr []byte, size int64) error {
 	}
 	dst := c.dst(d)
 	drop := d.sealed.Load()
-	// The first write carries the header and as much payload as fits, so
-	// a small frame costs one write.
-	n := copy(buf, hdr)
-	for {
-		chunk := int64(len(buf) - n)
-		if chunk > size {
-			chunk = size
+	n := min(int64(ra.end-ra.start), total)
+	if !drop {
+		if _, err := dst.Write(ra.buf[ra.start : ra.start+int(n)]); err != nil {
+			return err
 		}
-		if chunk > 0 {
-			if err := c.readFull(d, buf[n:n+int(chunk)]); err != nil {
-				return err
-			}
-			c.touch()
-			size -= chunk
-			n += int(chunk)
+	}
+	ra.start += int(n)
+	total -= n
+	if total == 0 {
+		return nil
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for total > 0 {
+		chunk := buf[:min(int64(len(buf)), total)]
+		if err := c.readFull(d, chunk); err != nil {
+			return err
 		}
+		c.touch()
+		total -= int64(len(chunk))
 		if !drop {
-			if _, err := dst.Write(buf[:n]); err != nil {
+			if _, err := dst.Write(chunk); err != nil {
 				return err
 			}
 		}
-		n = 0
-		if size == 0 {
+	}
+	return nil
+}
+
+// readFull fills b from d within a frame: a read deadline set to watch for
+// idleness passing is no error; it is cleared and the read goes on.
+func (c *wsConn) readFull(d *direction, b []byte) error {
+	for {
+		n, err := io.ReadFull(d.src, b)
+		if err == nil {
 			return nil
 		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) || d.armed == 0 {
+			return err
+		}
+		_ = d.conn.SetReadDeadline(time.Time{})
+		d.armed = 0
+		b = b[n:]
 	}
 }
 
