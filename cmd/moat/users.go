@@ -18,6 +18,7 @@ import (
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/fanout"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -63,15 +64,25 @@ func (c *usersCLI) run(cmd *cobra.Command, fn func(ctx context.Context) error) e
 		return err
 	}
 	defer st.Close()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The sign-in throttle's counts, where the running instances keep them
+	// (Redis or the store); opening it connects to nothing yet. Never this
+	// process's memory: what the CLI reads or lifts must be what every
+	// instance reads, or an error.
+	th, err := throttle.Open(cfg.Counters, "closed", st, quiet)
+	if err != nil {
+		return err
+	}
+	defer th.Close()
 	tell, err := openAnnouncer(cfg, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
 	defer tell.close()
 	c.st, c.cfg, c.out = st, cfg, cmd.OutOrStdout()
-	c.dir = &directory.Directory{Store: st, AdminGroup: cfg.Identity.AdminGroup,
+	c.dir = &directory.Directory{Store: st, AdminGroup: cfg.Identity.AdminGroup, Throttle: th,
 		Passwords: directory.Passwords{Limiter: password.NewLimiter(1, 0), Policy: password.Policy{MinLength: cfg.Identity.Passwords.MinLength}},
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:    quiet,
 		// What a change ended reaches the running instances through
 		// the fan-out, once the change is stored.
 		Ended: func(e directory.Ended) {
@@ -125,7 +136,7 @@ func newUsersCommand() *cobra.Command {
 	cmd.PersistentFlags().StringVarP(&c.cfgPath, "config", "c", "moat.yaml", "configuration file")
 	cmd.AddCommand(c.addCommand(), c.listCommand(), c.showCommand(),
 		c.disableCommand(true), c.disableCommand(false), c.deleteCommand(),
-		c.setGroupsCommand(), c.resetPasswordCommand(), c.revokeSessionsCommand(), c.importCommand(), c.resetPasskeysCommand())
+		c.setGroupsCommand(), c.resetPasswordCommand(), c.revokeSessionsCommand(), c.unlockCommand(), c.importCommand(), c.resetPasskeysCommand())
 	return cmd
 }
 
@@ -226,6 +237,16 @@ type userJSON struct {
 	Sessions           *int     `json:"live_sessions,omitempty"`
 	MFA                *bool    `json:"mfa_enrolled,omitempty"`
 	Passkeys           *int     `json:"passkeys,omitempty"`
+	SignInLockedUntil  string   `json:"signin_locked_until,omitempty"`
+}
+
+// lockText says whether sign-in from unknown devices is locked, and for
+// how much longer.
+func lockText(left time.Duration) string {
+	if left <= 0 {
+		return "none"
+	}
+	return fmt.Sprintf("new devices locked for %s more (moat users unlock)", left.Round(time.Second))
 }
 
 func timeString(t time.Time) string {
@@ -332,9 +353,16 @@ func (c *usersCLI) showCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				locked, err := c.dir.SignInLock(ctx, u)
+				if err != nil {
+					return err
+				}
 				j := toJSON(u)
 				n, mfa := len(sessions), terr == nil
 				j.Sessions, j.MFA, j.Passkeys = &n, &mfa, &keys
+				if locked > 0 {
+					j.SignInLockedUntil = timeString(time.Now().Add(locked).Truncate(time.Second))
+				}
 				if asJSON {
 					return writeJSON(c.out, j)
 				}
@@ -343,7 +371,7 @@ func (c *usersCLI) showCommand() *cobra.Command {
 					{"email", j.Email}, {"id", j.ID}, {"name", orDash(j.Name)}, {"groups", orDash(strings.Join(j.Groups, ","))},
 					{"status", status(u)}, {"second factor", map[bool]string{true: "enrolled", false: "none"}[mfa]}, {"passkeys", keyList},
 					{"live sessions", fmt.Sprint(n)}, {"created", j.CreatedAt}, {"updated", j.UpdatedAt},
-					{"last sign-in", orDash(j.LastLoginAt)},
+					{"last sign-in", orDash(j.LastLoginAt)}, {"sign-in lock", lockText(locked)},
 				} {
 					fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 				}
@@ -486,6 +514,32 @@ func (c *usersCLI) revokeSessionsCommand() *cobra.Command {
 					return err
 				}
 				fmt.Fprintf(c.out, "%d session(s) of %s ended\n", n, u.Email)
+				return nil
+			})
+		},
+	}
+}
+
+func (c *usersCLI) unlockCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "unlock EMAIL",
+		Short: "Lift the lock a distributed attack put on a user's sign-in from new devices",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.run(cmd, func(ctx context.Context) error {
+				u, err := c.user(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				u, left, err := c.dir.UnlockSignIn(ctx, cli, u.ID)
+				if err != nil {
+					return fmt.Errorf("unlock %s: %w (is counters: reachable from here?)", store.NormalizeEmail(args[0]), err)
+				}
+				if left > 0 {
+					fmt.Fprintf(c.out, "unlocked sign-in of %s (the lock had %s left); new devices may try again\n", u.Email, left.Round(time.Second))
+					return nil
+				}
+				fmt.Fprintf(c.out, "sign-in of %s was not locked; its failed attempts are forgotten\n", u.Email)
 				return nil
 			})
 		},

@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/moat-dev/moat/internal/directory"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moat-dev/moat/internal/attempts"
 	"github.com/moat-dev/moat/internal/auth/password"
+	"github.com/moat-dev/moat/internal/directory"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/store/storetest"
 )
@@ -356,5 +359,68 @@ func TestCLIUsersAddAndSetGroupsFollowTheConsolesGroupNameRule(t *testing.T) {
 	e.mustMoat(t, "", "users", "set-groups", "alice@example.com", "a,b", "c")
 	if out := e.mustMoat(t, "", "users", "show", "alice@example.com"); !strings.Contains(out, "a,b,c") {
 		t.Errorf("set-groups a,b c:\n%s", out)
+	}
+}
+
+// lockSignIn locks email's sign-in from unknown devices in st as a
+// distributed attack would: failures from four clients past a small lock
+// threshold, counted where the running instances count (the store).
+func lockSignIn(t *testing.T, st store.Store, email string) {
+	t.Helper()
+	th := throttle.New(attempts.NewStore(st), nil)
+	l := th.Limits[throttle.Password]
+	l.Lock = throttle.Lock{Failures: 4, Clients: 4, For: time.Hour}
+	th.Limits[throttle.Password] = l
+	ctx := context.Background()
+	for i := range 4 {
+		at := throttle.Attempt{Factor: throttle.Password, Account: email, Source: throttle.Source{Client: netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)})}}
+		if _, err := th.Begin(ctx, at); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := th.Failed(ctx, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Issue 12 #2: moat users show says when a distributed attack locked a
+// user's sign-in from new devices, and moat users unlock lifts it, with an
+// audit event; with counters: on a Redis that does not answer, the unlock
+// fails and says so rather than report a success no instance sees.
+func TestUsersUnlockLiftsASignInLock(t *testing.T) {
+	e := newCLIEnv(t)
+	e.mustMoat(t, "a long enough passphrase\n", "users", "add", "alice@example.com", "--password-stdin")
+	st := e.store(t)
+	if out := e.mustMoat(t, "", "users", "show", "alice@example.com"); !regexp.MustCompile(`sign-in lock:\s+none`).MatchString(out) {
+		t.Fatalf("show before any attack:\n%s", out)
+	}
+	lockSignIn(t, st, "alice@example.com")
+	if out := e.mustMoat(t, "", "users", "show", "alice@example.com"); !regexp.MustCompile(`new devices locked for (1h0m0s|59m[0-9]+s) more \(moat users unlock\)`).MatchString(out) {
+		t.Fatalf("show during the lock:\n%s", out)
+	}
+	out := e.mustMoat(t, "", "users", "unlock", "ALICE@example.com")
+	if !strings.Contains(out, "unlocked sign-in of alice@example.com") {
+		t.Fatalf("unlock said:\n%s", out)
+	}
+	if left, err := throttle.New(attempts.NewStore(st), nil).Locked(context.Background(), "alice@example.com"); err != nil || left != 0 {
+		t.Fatalf("after the unlock: locked %v, %v", left, err)
+	}
+	evs, err := st.ListAudit(context.Background(), store.AuditFilter{Action: "login.unlock", Subject: "alice@example.com"})
+	if err != nil || len(evs) != 1 || evs[0].Actor != "cli" {
+		t.Fatalf("login.unlock events %+v, %v", evs, err)
+	}
+	if out := e.mustMoat(t, "", "users", "unlock", "alice@example.com"); !strings.Contains(out, "was not locked") {
+		t.Errorf("a second unlock said:\n%s", out)
+	}
+
+	f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, `counters: "redis://127.0.0.1:1/0"`) // nothing listens on port 1
+	f.Close()
+	out, err = e.moat(t, "", "users", "unlock", "alice@example.com")
+	if err == nil || !strings.Contains(err.Error(), "failure counters unavailable") || !strings.Contains(err.Error(), "counters:") {
+		t.Fatalf("unlock with Redis down: %v\n%s", err, out)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/moat-dev/moat/internal/csrf"
 	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/identity/access"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/request"
 	hostroute "github.com/moat-dev/moat/internal/route"
 	"github.com/moat-dev/moat/internal/store"
@@ -172,6 +173,15 @@ func clientIP(r *http.Request) string {
 		return ip.String()
 	}
 	return ""
+}
+
+// codeSource is where a second factor given on the account page (a code or
+// a passkey) comes from: the signed-in session counts as a known device
+// with a budget of its own, so an attack on the account elsewhere does not
+// stop its owner here.
+func codeSource(r *http.Request) throttle.Source {
+	info := request.From(r)
+	return throttle.Source{Client: info.ClientIP, Device: throttle.SessionDevice(whoOf(r).session.IDHash)}
 }
 
 // page is what the account templates get as .Data.
@@ -364,7 +374,7 @@ func (a *Account) postMFA(w http.ResponseWriter, r *http.Request) error {
 	p.ReturnTo = access.SafeReturnTo(r.PostForm.Get("return_to"))
 	code := r.PostForm.Get("code")
 	if p.Enrolled {
-		passed, err := a.codePassed(w, r, p, wo.session, a.o.MFA.Verify(r.Context(), wo.user.ID, wo.user.Email, code, clientIP(r)))
+		passed, err := a.codePassed(w, r, p, wo.session, a.o.MFA.Verify(r.Context(), wo.user.ID, wo.user.Email, code, codeSource(r)))
 		if passed && err == nil {
 			http.Redirect(w, r, p.ReturnTo, http.StatusSeeOther)
 		}
@@ -374,7 +384,7 @@ func (a *Account) postMFA(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, "/_moat/login?reauth=1&return_to="+url.QueryEscape(Prefix+"/mfa?return_to="+url.QueryEscape(p.ReturnTo)), http.StatusSeeOther)
 		return nil
 	}
-	codes, err := a.o.MFA.Confirm(r.Context(), wo.user.ID, wo.user.Email, code, clientIP(r))
+	codes, err := a.o.MFA.Confirm(r.Context(), wo.user.ID, wo.user.Email, code, codeSource(r))
 	if passed, err := a.codePassed(w, r, p, wo.session, err); !passed || err != nil {
 		return err
 	}
@@ -421,7 +431,7 @@ func (a *Account) postRemoveMFA(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, Prefix, http.StatusSeeOther)
 		return nil
 	}
-	if err := a.o.MFA.Verify(r.Context(), wo.user.ID, wo.user.Email, r.PostForm.Get("code"), clientIP(r)); err != nil {
+	if err := a.o.MFA.Verify(r.Context(), wo.user.ID, wo.user.Email, r.PostForm.Get("code"), codeSource(r)); err != nil {
 		if !errors.Is(err, mfa.ErrInvalidCode) && !isThrottled(err) {
 			return err
 		}
@@ -458,7 +468,7 @@ func (a *Account) postRecoveryCodes(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	if err := a.o.MFA.Verify(r.Context(), wo.user.ID, wo.user.Email, r.PostForm.Get("code"), clientIP(r)); err != nil {
+	if err := a.o.MFA.Verify(r.Context(), wo.user.ID, wo.user.Email, r.PostForm.Get("code"), codeSource(r)); err != nil {
 		if !errors.Is(err, mfa.ErrInvalidCode) && !isThrottled(err) && !errors.Is(err, mfa.ErrNotEnrolled) {
 			return err
 		}

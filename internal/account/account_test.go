@@ -107,7 +107,7 @@ func newHarnessWith(t *testing.T, tweak func(*config.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	console, err := admin.New(cfg, st, admin.Options{CSRF: proc.CSRF, Limiter: proc.Limiter, Logger: quiet, MFA: proc.MFA, TokenUser: proc.TokenUser, Ended: proc.Ended})
+	console, err := admin.New(cfg, st, admin.Options{CSRF: proc.CSRF, Limiter: proc.Limiter, Logger: quiet, MFA: proc.MFA, Throttle: proc.Throttle, TokenUser: proc.TokenUser, Ended: proc.Ended})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,14 +122,14 @@ func (a *Account) passkeyCeremony(w http.ResponseWriter, r *http.Request) error 
 func (a *Account) passkeyVerify(w http.ResponseWriter, r *http.Request, rp passkey.RP, u *store.User, binding, step string, in passkey.Request) error {
 	ctx := r.Context()
 	if step == "begin" {
-		b, err := a.o.Passkeys.BeginAssertion(ctx, rp, u, binding)
+		b, err := a.o.Passkeys.BeginAssertion(ctx, rp, u, binding, codeSource(r))
 		if err != nil {
 			return passkey.Problem(err)
 		}
 		web.WriteJSON(w, http.StatusOK, b)
 		return nil
 	}
-	if _, err := a.o.Passkeys.FinishAssertion(ctx, rp, u, binding, in.State, in.Credential, clientIP(r)); err != nil {
+	if _, err := a.o.Passkeys.FinishAssertion(ctx, rp, u, binding, in.State, in.Credential, codeSource(r)); err != nil {
 		return passkey.Problem(err)
 	}
 	if err := a.markVerified(ctx, whoOf(r).session); err != nil {

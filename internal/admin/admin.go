@@ -25,6 +25,7 @@ import (
 	"github.com/moat-dev/moat/internal/csrf"
 	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/identity/access"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/request"
 	hostroute "github.com/moat-dev/moat/internal/route"
 	"github.com/moat-dev/moat/internal/store"
@@ -53,6 +54,9 @@ type Options struct {
 	// MFA enrols and resets second factors (the process's, so wrong codes
 	// count once wherever they are tried); required.
 	MFA *mfa.Service
+	// Throttle is the sign-in throttle (the process's): a user's page shows
+	// a lock of their sign-in and lifts it; required.
+	Throttle *throttle.Service
 	// Limiter bounds the password hashes running at once (the process's);
 	// required.
 	Limiter *password.Limiter
@@ -92,8 +96,8 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 	if cfg == nil || st == nil {
 		return nil, errors.New("admin: config and store are required")
 	}
-	if o.CSRF == nil || o.MFA == nil || o.TokenUser == nil || o.Limiter == nil {
-		return nil, errors.New("admin: the CSRF guard, the second factor, the token check and the hashing limiter are required")
+	if o.CSRF == nil || o.MFA == nil || o.TokenUser == nil || o.Limiter == nil || o.Throttle == nil {
+		return nil, errors.New("admin: the CSRF guard, the second factor, the sign-in throttle, the token check and the hashing limiter are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -114,7 +118,7 @@ func New(cfg *config.Config, st store.Store, o Options) (*Console, error) {
 	if c.reauth <= 0 {
 		c.reauth = config.DefaultAdminReauth
 	}
-	c.dir = &directory.Directory{Store: st, MFA: o.MFA, AdminGroup: c.group, Logger: c.log, Now: o.Now,
+	c.dir = &directory.Directory{Store: st, MFA: o.MFA, Throttle: o.Throttle, AdminGroup: c.group, Logger: c.log, Now: o.Now,
 		Passwords: directory.Passwords{Limiter: o.Limiter, Policy: password.Policy{MinLength: cfg.Identity.Passwords.MinLength}},
 		Ended:     o.Ended}
 	c.pages = http.NewServeMux()

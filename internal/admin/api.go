@@ -31,6 +31,7 @@ func (a *api) apiRoutes() []route {
 		{"POST", "/users/{id}/reset-mfa", a.apiResetMFA},
 		{"GET", "/users/{id}/passkeys", a.apiListPasskeys},
 		{"POST", "/users/{id}/reset-passkeys", a.apiResetPasskeys},
+		{"POST", "/users/{id}/unlock", a.apiUnlock},
 		{"GET", "/users/{id}/tokens", a.apiListTokens},
 		{"DELETE", "/users/{id}/tokens/{token}", a.apiRevokeToken},
 		{"GET", "/groups", a.apiGroups},
@@ -55,6 +56,10 @@ type UserJSON struct {
 	CreatedAt   string `json:"created_at"`
 	UpdatedAt   string `json:"updated_at"`
 	LastLoginAt string `json:"last_login_at,omitempty"`
+	// SignInLockedUntil is when the lock of a distributed attack on the
+	// user's sign-in from unknown devices ends; only GET /users/{id}
+	// fills it, and only while locked.
+	SignInLockedUntil string `json:"signin_locked_until,omitempty"`
 }
 
 // SessionJSON is a session as the API shows it. ID is the session id's
@@ -202,7 +207,11 @@ func (a *api) apiGetUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.c.userJSON(r.Context(), u))
+	j := a.c.userJSON(r.Context(), u)
+	if left := a.c.signInLock(r, u); left > 0 {
+		j.SignInLockedUntil = timeString(a.c.o.Now().Add(left).Truncate(time.Second))
+	}
+	writeJSON(w, http.StatusOK, j)
 	return nil
 }
 
@@ -290,6 +299,18 @@ func (a *api) apiResetMFA(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, a.c.userJSON(r.Context(), u))
+	return nil
+}
+
+func (a *api) apiUnlock(w http.ResponseWriter, r *http.Request) error {
+	if err := a.apiChange(w, r, nil); err != nil {
+		return err
+	}
+	u, left, err := a.c.unlockSignIn(r.Context(), r, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": a.c.userJSON(r.Context(), u), "was_locked": left > 0})
 	return nil
 }
 

@@ -33,6 +33,7 @@ func (c *Console) pageRoutes() []route {
 		{"POST", "/users/{id}/revoke-sessions", c.postRevokeUserSessions},
 		{"POST", "/users/{id}/reset-mfa", c.postResetMFA},
 		{"POST", "/users/{id}/reset-passkeys", c.postResetPasskeys},
+		{"POST", "/users/{id}/unlock", c.postUnlock},
 		{"GET", "/users/{id}/delete", c.pageDelete},
 		{"POST", "/users/{id}/delete", c.postDelete},
 		{"GET", "/groups", c.pageGroups},
@@ -85,6 +86,9 @@ type userRow struct {
 	Created   string
 	LastLogin string
 	Self      bool
+	// LockedMinutes is how many more minutes sign-in from unknown devices
+	// stays locked (the user's page only); 0 when it is not.
+	LockedMinutes int
 }
 
 type sessionRow struct {
@@ -141,7 +145,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 }
 
 // doneKeys are the confirmations a redirect after a change may ask for.
-var doneKeys = []string{"updated", "disabled", "enabled", "revoked", "mfa_reset", "passkeys_reset", "deleted", "session_revoked", "token_revoked"}
+var doneKeys = []string{"updated", "disabled", "enabled", "revoked", "mfa_reset", "passkeys_reset", "unlocked", "deleted", "session_revoked", "token_revoked"}
 
 // form reads a POST form of the console (csrf.Guard.ReadForm).
 func (c *Console) form(w http.ResponseWriter, r *http.Request) error {
@@ -222,6 +226,9 @@ func (c *Console) pageUser(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	p := page{Section: "users", User: ptr(c.row(r, u)), Sessions: c.sessionRows(r, list)}
+	if left := c.signInLock(r, u); left > 0 {
+		p.User.LockedMinutes = int((left + time.Minute - 1) / time.Minute)
+	}
 	if p.Tokens, err = c.userTokens(r.Context(), u.ID); err != nil {
 		return err
 	}
@@ -315,6 +322,17 @@ func (c *Console) postResetMFA(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	http.Redirect(w, r, userURL(r.PathValue("id"), "mfa_reset"), http.StatusSeeOther)
+	return nil
+}
+
+func (c *Console) postUnlock(w http.ResponseWriter, r *http.Request) error {
+	if err := c.form(w, r); err != nil {
+		return err
+	}
+	if _, _, err := c.unlockSignIn(r.Context(), r, r.PathValue("id")); err != nil {
+		return err
+	}
+	http.Redirect(w, r, userURL(r.PathValue("id"), "unlocked"), http.StatusSeeOther)
 	return nil
 }
 

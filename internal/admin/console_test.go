@@ -2,13 +2,18 @@ package admin
 
 import (
 	"context"
-	"github.com/moat-dev/moat/internal/auth/pat"
-	"github.com/moat-dev/moat/internal/directory"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/moat-dev/moat/internal/auth/pat"
+	"github.com/moat-dev/moat/internal/directory"
+	"github.com/moat-dev/moat/internal/identity/throttle"
+	"github.com/moat-dev/moat/internal/store"
 )
 
 func wantPage(t *testing.T, resp *http.Response, body string, status int, contains ...string) {
@@ -175,4 +180,81 @@ func TestANonAdminSeesAForbiddenPageThatSaysWhoTheyAre(t *testing.T) {
 	c := h.login(userEmail, userPassword)
 	resp, body := h.do(c, "GET", "/_moat/admin/users", nil, true, nil)
 	wantPage(t, resp, body, http.StatusForbidden, "Administrators only", userEmail)
+}
+
+// lockSignIn makes a distributed attack lock u's sign-in from unknown
+// devices: failures from four clients past a small lock threshold.
+func (h *harness) lockSignIn(u *store.User) {
+	h.t.Helper()
+	th := h.proc.Throttle
+	l := th.Limits[throttle.Password]
+	l.Lock = throttle.Lock{Failures: 4, Clients: 4, For: time.Hour}
+	th.Limits[throttle.Password] = l
+	for i := range 4 {
+		at := throttle.Attempt{Factor: throttle.Password, Account: u.Email, Source: throttle.Source{Client: netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)})}}
+		if _, err := th.Begin(context.Background(), at); err != nil {
+			h.t.Fatal(err)
+		}
+		if _, err := th.Failed(context.Background(), at); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	if left, err := th.Locked(context.Background(), u.Email); err != nil || left == 0 {
+		h.t.Fatalf("the attack did not lock %s: %v %v", u.Email, left, err)
+	}
+}
+
+// Issue 12 #2: a distributed attack's lock on a user's sign-in shows on the
+// user's page, and an admin lifts it there or through the API, each an
+// audit event.
+func TestAnAdminSeesAndLiftsASignInLock(t *testing.T) {
+	h := newHarness(t, nil)
+	c := h.login(adminEmail, adminPassword)
+	csrf := csrfPattern.FindStringSubmatch(h.csrfPage(c))[1]
+	base := "/_moat/admin/users/" + h.user.ID
+	resp, body := h.do(c, "GET", base, nil, true, nil)
+	wantPage(t, resp, body, 200, userEmail)
+	if strings.Contains(body, "/unlock") {
+		t.Fatal("an unlocked user's page offers an unlock")
+	}
+
+	h.lockSignIn(h.user)
+	resp, body = h.do(c, "GET", base, nil, true, nil)
+	wantPage(t, resp, body, 200, "Locked for new devices for about 60 more minutes", base+"/unlock")
+	resp, _ = h.post(c, base+"/unlock", url.Values{"csrf": {csrf}})
+	wantSeeOther(t, resp, base+"?done=unlocked")
+	if left, _ := h.proc.Throttle.Locked(context.Background(), userEmail); left != 0 {
+		t.Fatalf("still locked for %v after the console's unlock", left)
+	}
+	if !h.audited("login.unlock", adminEmail, userEmail) {
+		t.Fatal("the unlock was not audited")
+	}
+	resp, body = h.do(c, "GET", base+"?done=unlocked", nil, true, nil)
+	wantPage(t, resp, body, 200, "Sign-in is unlocked")
+
+	// The API: GET shows when the lock ends, POST unlock lifts it.
+	h.lockSignIn(h.user)
+	tok := h.token(h.admin)
+	var one UserJSON
+	if code := h.api(tok, "GET", "users/"+h.user.ID, nil, &one); code != 200 || one.SignInLockedUntil == "" {
+		t.Fatalf("GET a locked user: %d %+v", code, one)
+	}
+	var unlocked struct {
+		User      UserJSON `json:"user"`
+		WasLocked bool     `json:"was_locked"`
+	}
+	if code := h.api(tok, "POST", "users/"+h.user.ID+"/unlock", nil, &unlocked); code != 200 || !unlocked.WasLocked || unlocked.User.Email != userEmail {
+		t.Fatalf("POST unlock: %d %+v", code, unlocked)
+	}
+	one = UserJSON{}
+	if code := h.api(tok, "GET", "users/"+h.user.ID, nil, &one); code != 200 || one.SignInLockedUntil != "" {
+		t.Fatalf("GET after the unlock: %d %+v", code, one)
+	}
+	evs, _ := h.st.ListAudit(context.Background(), store.AuditFilter{Action: "login.unlock", Subject: userEmail})
+	if len(evs) != 2 || !strings.Contains(evs[0].Detail, "personal access token") {
+		t.Fatalf("login.unlock events: %+v", evs)
+	}
+	if code := h.api(tok, "POST", "users/no-such-user/unlock", nil, nil); code != http.StatusNotFound {
+		t.Fatalf("unlock an unknown user: %d, want 404", code)
+	}
 }

@@ -39,7 +39,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	console, err := admin.New(cfg, st, admin.Options{CSRF: proc.CSRF, MFA: proc.MFA, Limiter: proc.Limiter, TokenUser: proc.TokenUser,
+	console, err := admin.New(cfg, st, admin.Options{CSRF: proc.CSRF, MFA: proc.MFA, Throttle: proc.Throttle, Limiter: proc.Limiter, TokenUser: proc.TokenUser,
 		Ended: proc.Ended})
 	if err != nil {
 		log.Fatal(err)

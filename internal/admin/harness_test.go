@@ -107,7 +107,7 @@ func newHarness(t *testing.T, open func(t *testing.T, dir string) store.Store) *
 		t.Fatal(err)
 	}
 	h := &harness{t: t, cfg: cfg, st: st, auth: svc, proc: proc}
-	h.console, err = New(cfg, st, Options{CSRF: proc.CSRF, MFA: proc.MFA, Limiter: proc.Limiter, TokenUser: proc.TokenUser,
+	h.console, err = New(cfg, st, Options{CSRF: proc.CSRF, MFA: proc.MFA, Throttle: proc.Throttle, Limiter: proc.Limiter, TokenUser: proc.TokenUser,
 		Logger: quiet, Ended: func(e directory.Ended) {
 			h.mu.Lock()
 			h.revoked = append(h.revoked, e.Users...)

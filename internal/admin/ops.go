@@ -124,6 +124,23 @@ func (c *Console) revokeUserSessions(ctx context.Context, r *http.Request, id st
 	return u, n, answer(err)
 }
 
+// unlockSignIn lifts a lock of the user's sign-in from unknown devices; it
+// returns how much longer the lock would have lasted.
+func (c *Console) unlockSignIn(ctx context.Context, r *http.Request, id string) (*store.User, time.Duration, error) {
+	u, left, err := c.dir.UnlockSignIn(ctx, actor(r), id)
+	return u, left, answer(err)
+}
+
+// signInLock is how much longer u's sign-in from unknown devices stays
+// locked; when it cannot be read the page says nothing of it (logged).
+func (c *Console) signInLock(r *http.Request, u *store.User) time.Duration {
+	left, err := c.dir.SignInLock(r.Context(), u)
+	if err != nil {
+		c.log.Warn("admin: read the sign-in lock", "user", u.Email, "request_id", request.From(r).ID, "err", err)
+	}
+	return left
+}
+
 func (c *Console) resetMFA(ctx context.Context, r *http.Request, id string) (*store.User, error) {
 	u, err := c.dir.ResetMFA(ctx, actor(r), id)
 	return u, answer(err)

@@ -9,32 +9,16 @@
 // shares them) count for the whole cluster; Memory counts in this process
 // alone, for tests and tools that have neither.
 //
-// # How the sign-in throttles use it
-//
-// The counter is a primitive; the policy is the sign-in code's (issue 12,
-// finding 2: ten wrong passwords from anywhere must not lock an account
-// for everyone). The intended shape, one key family per rule:
-//
-//   - per (account, client) — "ac:" + account + "|" + client: the budget
-//     one client has against one account. Count the attempt before the
-//     password is checked (Fail returns its rank), refuse without checking
-//     once the rank passes the budget, and Reset after a success. Counting
-//     first is what makes the budget exact across instances: two attempts
-//     racing through two instances get ranks n and n+1, never both n.
-//   - per client — "c:" + client (an IPv6 client's /64): how many guesses
-//     one address makes across accounts.
-//   - per account — "a:" + account: a slow-down (a growing delay computed
-//     from Count and SinceLast), never a lock, so that failures from
-//     elsewhere cannot lock the owner out. A browser that signed in before
-//     (OWASP's device cookie) counts under its own key instead.
-//   - a Lock only for a distributed attack on one account (failures from
-//     many clients past a high threshold), lifted by Unlock from the admin
-//     console, each with an audit event and a metric.
+// The sign-in throttle (internal/identity/throttle) is its user: the rules
+// — budgets per account and client, per client, per known device, the
+// account's slow-down and the lock of a distributed attack — are there;
+// this package only counts.
 //
 // An error from a Counter means the counts could not be read or written
 // (ErrUnavailable when Redis or the database did not answer). A sign-in
 // that cannot check its budget must not proceed: it answers 503 rather
-// than guess.
+// than guess, unless counters_fail: open has the throttle count in the
+// instance's memory while Redis is down.
 package attempts
 
 import (

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -200,21 +199,22 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
 	p.Email = email
 	info := request.From(r)
 	ip := clientIP(info)
-	ipKey, acctKey := throttle.ClientKey(info.ClientIP), email
-	now := s.p.throttleClock()
-	for _, tk := range []struct {
-		t   throttle.Throttle
-		key string
-	}{{s.p.Clients, ipKey}, {s.p.Accounts, acctKey}} {
-		d, locked, err := tk.t.Wait(ctx, tk.key, now)
-		if err != nil {
-			s.p.logger.Error("sign-in throttle could not be read", "client_ip", ip, "request_id", info.ID, "err", err)
-			return signInUnavailable(err)
-		}
-		if d > 0 {
-			s.throttled(w, r, p, d, locked)
-			return nil
-		}
+	// The throttle decides before the password is checked (issue 12 #2):
+	// a browser that signed in to this account before has a budget of
+	// its own; other clients have theirs and share the account's.
+	at := throttle.Attempt{Factor: throttle.Password, Account: email,
+		Source: throttle.Source{Client: info.ClientIP, Device: s.p.Devices.ID(r, email)}}
+	v, err := s.p.Throttle.Begin(ctx, at)
+	if err != nil {
+		s.logThrottleError(r, "sign-in throttle could not be read", err)
+		return signInUnavailable(err)
+	}
+	if v.Refused() {
+		s.throttled(w, r, v, "auth.login.wait", "auth.login.locked", func(msg string) {
+			p.Error = msg
+			s.renderLogin(w, r, http.StatusTooManyRequests, p)
+		})
+		return nil
 	}
 	u, err := s.authenticate(ctx, email, pw)
 	if err != nil {
@@ -223,21 +223,12 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
 	}
 	if u == nil {
 		s.p.audit(ctx, "login.failure", email, ip, "password")
-		if locked, err := s.p.Accounts.Fail(ctx, acctKey, now); err != nil {
-			s.p.logger.Error("count a failed sign-in", "request_id", info.ID, "err", err)
-		} else if locked {
-			s.p.audit(ctx, "login.locked", email, ip, fmt.Sprintf("account locked for %s after repeated failures", throttle.Accounts.LockFor))
-		}
-		if locked, err := s.p.Clients.Fail(ctx, ipKey, now); err != nil {
-			s.p.logger.Error("count a failed sign-in", "request_id", info.ID, "err", err)
-		} else if locked {
-			s.p.audit(ctx, "login.locked", "", ip, fmt.Sprintf("client address %s locked for %s after repeated failures", ipKey, throttle.Clients.LockFor))
-		}
+		s.countFailure(ctx, r, at)
 		p.Error = web.T(lang, "auth.login.failed")
 		s.renderLogin(w, r, http.StatusUnauthorized, p)
 		return nil
 	}
-	if err := s.p.Accounts.Reset(ctx, acctKey); err != nil {
+	if err := s.p.Throttle.Passed(ctx, at); err != nil {
 		s.p.logger.Warn("reset the sign-in throttle", "request_id", info.ID, "err", err)
 	}
 	if answered, err := s.beginSecondFactor(ctx, w, r, u, returnTo); answered || err != nil {
@@ -247,6 +238,7 @@ func (s *Service) loginPost(w http.ResponseWriter, r *http.Request) error {
 		s.p.logger.Error("start session", "user", email, "request_id", info.ID, "err", err)
 		return signInUnavailable(err)
 	}
+	s.p.Devices.Issue(w, r, u.Email)
 	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
 		s.p.logger.Warn("record last login", "user", email, "err", err)
 	}
@@ -288,25 +280,20 @@ func (s *Service) authenticate(ctx context.Context, email, pw string) (*store.Us
 	return u, nil
 }
 
-// throttled answers a login attempt refused by the brute-force limits.
-func (s *Service) throttled(w http.ResponseWriter, r *http.Request, p loginPage, d time.Duration, locked bool) {
-	lang := web.Lang(r)
-	secs := int((d + time.Second - 1) / time.Second)
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	if !web.WantsHTML(r) {
-		// A script (a password-guessing tool among them) gets the short
-		// answer; only a person's page navigation gets the login page
-		// back. Rendering it was the largest cost of a login flood
-		// (issue 13).
-		web.Error(w, r, http.StatusTooManyRequests, "too_many_requests")
+// countFailure counts a wrong password of at, and records the audit event
+// of a lock it caused.
+func (s *Service) countFailure(ctx context.Context, r *http.Request, at throttle.Attempt) {
+	locked, err := s.p.Throttle.Failed(ctx, at)
+	if err != nil {
+		s.logThrottleError(r, "count a failed sign-in", err)
 		return
 	}
 	if locked {
-		p.Error = web.T(lang, "auth.login.locked", (secs+59)/60)
-	} else {
-		p.Error = web.T(lang, "auth.login.wait", secs)
+		l := s.p.Throttle.Limits[throttle.Password].Lock
+		s.p.audit(ctx, "login.locked", at.Account, clientIP(request.From(r)), fmt.Sprintf(
+			"sign-in from unknown devices locked for %s after %d or more failures from %d or more clients; browsers signed in before still work; an administrator can unlock",
+			l.For, l.Failures, l.Clients))
 	}
-	s.renderLogin(w, r, http.StatusTooManyRequests, p)
 }
 
 // logoutPage fills auth-logout.html.
@@ -390,20 +377,19 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) error {
 	info := request.From(r)
 	p := passwordPage{Email: user.Email, Forced: ss.MustChangePassword, CSRF: s.p.CSRF.Token(w, r), ReturnTo: access.SafeReturnTo(r.PostForm.Get("return_to")), MinLength: s.cfg.Identity.Passwords.MinLength}
 	current, next, confirm := r.PostForm.Get("current"), r.PostForm.Get("new"), r.PostForm.Get("confirm")
-	acctKey := user.Email
-	d, locked, err := s.p.Accounts.Wait(ctx, acctKey, s.p.throttleClock())
+	// The current password is checked under the session's own budget.
+	at := throttle.Attempt{Factor: throttle.Password, Account: user.Email,
+		Source: throttle.Source{Client: info.ClientIP, Device: throttle.SessionDevice(ss.IDHash)}}
+	v, err := s.p.Throttle.Begin(ctx, at)
 	if err != nil {
-		s.p.logger.Error("password change: read throttle", "user", user.Email, "err", err)
+		s.logThrottleError(r, "password change: read throttle", err)
 		return web.Unavailable(nil)
 	}
-	if d > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(d/time.Second)+1))
-		if locked {
-			p.Error = web.T(lang, "auth.login.locked", int(d/time.Minute)+1)
-		} else {
-			p.Error = web.T(lang, "auth.login.wait", int(d/time.Second)+1)
-		}
-		s.renderPassword(w, r, http.StatusTooManyRequests, p)
+	if v.Refused() {
+		s.throttled(w, r, v, "auth.login.wait", "auth.login.locked", func(msg string) {
+			p.Error = msg
+			s.renderPassword(w, r, http.StatusTooManyRequests, p)
+		})
 		return nil
 	}
 	u, err := s.p.store.GetUser(ctx, user.ID)
@@ -421,11 +407,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) error {
 		return web.Unavailable(nil)
 	}
 	if !ok {
-		if locked, err := s.p.Accounts.Fail(ctx, acctKey, s.p.throttleClock()); err != nil {
-			s.p.logger.Error("password change: count failure", "user", u.Email, "err", err)
-		} else if locked {
-			s.p.audit(ctx, "login.locked", u.Email, clientIP(info), "account locked after wrong current passwords")
-		}
+		s.countFailure(ctx, r, at)
 		p.Error = web.T(lang, "auth.password.wrong_current")
 		s.renderPassword(w, r, http.StatusBadRequest, p)
 		return nil
@@ -470,7 +452,7 @@ func (s *Service) servePassword(w http.ResponseWriter, r *http.Request) error {
 	for _, h := range hashes {
 		s.p.end(ctx, Revoked{Session: h})
 	}
-	if err := s.p.Accounts.Reset(ctx, acctKey); err != nil {
+	if err := s.p.Throttle.Passed(ctx, at); err != nil {
 		s.p.logger.Warn("password change: reset throttle", "user", u.Email, "err", err)
 	}
 	s.p.audit(ctx, "password.change", u.Email, clientIP(info), fmt.Sprintf("%d session(s) ended", len(hashes)))

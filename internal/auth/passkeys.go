@@ -70,12 +70,15 @@ func (s *Service) passkeySignIn(ctx context.Context, w http.ResponseWriter, r *h
 		return passkey.Problem(err)
 	}
 	info := request.From(r)
-	ip, ipKey := clientIP(info), throttle.ClientKey(info.ClientIP)
-	now := s.p.throttleClock()
-	if d, _, err := s.p.Clients.Wait(ctx, ipKey, now); err != nil {
-		return signInUnavailable(fmt.Errorf("passkey sign-in: read throttle: %w", err))
-	} else if d > 0 {
-		return passkey.Problem(&mfa.ThrottledError{Wait: d})
+	ip := clientIP(info)
+	// No account is named before the passkey answers: the client's budget
+	// across accounts applies, shared with passwords.
+	at := throttle.Attempt{Factor: throttle.Password, Source: throttle.Source{Client: info.ClientIP}}
+	if v, err := s.p.Throttle.Begin(ctx, at); err != nil {
+		return signInUnavailable(fmt.Errorf("passkey sign-in: %w", err))
+	} else if v.Refused() {
+		s.p.held.wait(ctx, v.Wait)
+		return passkey.Problem(&mfa.ThrottledError{Wait: v.Wait, Locked: v.Reason == throttle.ReasonLocked})
 	}
 	binding := passkey.Binding("browser", session.CookieValue(r, csrf.CookieName))
 	if strings.HasSuffix(r.URL.Path, "/begin") {
@@ -86,15 +89,11 @@ func (s *Service) passkeySignIn(ctx context.Context, w http.ResponseWriter, r *h
 		web.WriteJSON(w, http.StatusOK, b)
 		return nil
 	}
-	u, _, err := s.p.Passkeys.FinishSignIn(ctx, rp, binding, in.State, in.Credential, ip)
+	u, _, err := s.p.Passkeys.FinishSignIn(ctx, rp, binding, in.State, in.Credential, at.Source)
 	if err != nil {
 		if errors.Is(err, passkey.ErrInvalid) || errors.Is(err, passkey.ErrExpired) || errors.Is(err, passkey.ErrCloned) {
 			s.p.audit(ctx, "login.failure", "", ip, "passkey: "+err.Error())
-			if locked, ferr := s.p.Clients.Fail(ctx, ipKey, now); ferr != nil {
-				s.p.logger.Error("count a failed sign-in", "request_id", info.ID, "err", ferr)
-			} else if locked {
-				s.p.audit(ctx, "login.locked", "", ip, fmt.Sprintf("client address %s locked for %s after repeated failures", ipKey, throttle.Clients.LockFor))
-			}
+			s.countFailure(ctx, r, at)
 		}
 		return passkey.Problem(err)
 	}
@@ -121,15 +120,18 @@ func (s *Service) passkeySecondStep(ctx context.Context, w http.ResponseWriter, 
 		return passkey.Problem(err)
 	}
 	binding := passkey.Binding("pending", session.CookieValue(r, PendingCookie))
+	// A browser that signed in to the account before has a budget of its
+	// own, as for codes.
+	from := throttle.Source{Client: request.From(r).ClientIP, Device: s.p.Devices.ID(r, u.Email)}
 	if strings.HasSuffix(r.URL.Path, "/begin") {
-		b, err := s.p.Passkeys.BeginAssertion(ctx, rp, u, binding)
+		b, err := s.p.Passkeys.BeginAssertion(ctx, rp, u, binding, from)
 		if err != nil {
 			return passkey.Problem(err)
 		}
 		web.WriteJSON(w, http.StatusOK, b)
 		return nil
 	}
-	if _, err := s.p.Passkeys.FinishAssertion(ctx, rp, u, binding, in.State, in.Credential, clientIP(request.From(r))); err != nil {
+	if _, err := s.p.Passkeys.FinishAssertion(ctx, rp, u, binding, in.State, in.Credential, from); err != nil {
 		return passkey.Problem(err)
 	}
 	next, err := s.completeSignIn(ctx, w, r, u, returnTo, "password+passkey")
@@ -152,6 +154,8 @@ func (s *Service) completeSignIn(ctx context.Context, w http.ResponseWriter, r *
 	if err := s.p.store.RecordLogin(ctx, u.ID, time.Now()); err != nil {
 		s.p.logger.Warn("record last login", "user", u.Email, "err", err)
 	}
+	// This browser now has a budget of its own on the account.
+	s.p.Devices.Issue(w, r, u.Email)
 	s.p.audit(ctx, "login.success", u.Email, clientIP(request.From(r)), how)
 	if u.MustChangePassword {
 		return "/_moat/password?return_to=" + url.QueryEscape(returnTo), nil

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/moat-dev/moat/internal/attempts"
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/auth/mfa"
 	"github.com/moat-dev/moat/internal/auth/passkey"
@@ -17,6 +18,7 @@ import (
 	"github.com/moat-dev/moat/internal/directory"
 	"github.com/moat-dev/moat/internal/fanout"
 	"github.com/moat-dev/moat/internal/identity/assertion"
+	"github.com/moat-dev/moat/internal/identity/device"
 	"github.com/moat-dev/moat/internal/identity/session"
 	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
@@ -68,9 +70,12 @@ type Process struct {
 	Sessions *session.Sessions
 	// Signer signs the assertions the app receives, with the store's keys.
 	Signer *assertion.Signer
-	// Accounts and Clients count failed sign-ins per account and per
-	// client address (memory by default; see throttle.Throttle).
-	Accounts, Clients throttle.Throttle
+	// Throttle is the brute-force protection of passwords and second
+	// factors (the store's counters unless UseThrottle gave another).
+	Throttle *throttle.Service
+	// Devices reads and issues the device cookies that give a browser
+	// which signed in before a budget of its own.
+	Devices *device.Jar
 
 	store  store.Store
 	logger *slog.Logger
@@ -82,13 +87,17 @@ type Process struct {
 	Limiter *password.Limiter
 	// dummy is the hash an unknown user's password is checked against.
 	dummy string
-	// throttleClock is the brute-force counters' clock (a fake in tests).
-	throttleClock func() time.Time
+	// held answers refused sign-in attempts slowly (see refusalHold).
+	held refusalHold
 }
 
 // hasherWait is how long a login waits for a free hashing slot before it is
 // answered "busy".
 const hasherWait = 2 * time.Second
+
+// throttleSweep is how often the sign-in throttle's run-out counts are
+// deleted (a statement on the store; nothing on Redis).
+const throttleSweep = 5 * time.Minute
 
 // NewProcess builds the process-lifetime part of sign-in on st with the
 // instance key ik, loading the signing keys and creating the first one on
@@ -101,19 +110,19 @@ func NewProcess(st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Proc
 		logger = slog.Default()
 	}
 	p := &Process{
-		Key:      ik,
-		CSRF:     csrf.New(ik.Derive("csrf")),
-		Accounts: throttle.NewMemory(throttle.Accounts),
-		Clients:  throttle.NewMemory(throttle.Clients),
-		store:    st,
-		logger:   logger.With("component", "auth"),
+		Key:     ik,
+		CSRF:    csrf.New(ik.Derive("csrf")),
+		Devices: device.New(ik.Derive("device cookie")),
+		store:   st,
+		logger:  logger.With("component", "auth"),
 		// A login flood takes at most half the cores and leaves the rest
 		// to proxied traffic.
-		Limiter:       password.NewLimiter(max(1, runtime.GOMAXPROCS(0)/2), hasherWait),
-		dummy:         password.DummyHash(password.DefaultParams),
-		throttleClock: time.Now,
+		Limiter: password.NewLimiter(max(1, runtime.GOMAXPROCS(0)/2), hasherWait),
+		dummy:   password.DummyHash(password.DefaultParams),
+		held:    newRefusalHold(),
 	}
-	p.MFA = mfa.New(st, ik)
+	p.Throttle = throttle.New(attempts.NewStore(st), p.logger)
+	p.MFA = mfa.New(st, ik, p.Throttle)
 	p.MFA.Logger = p.logger
 	p.Passkeys = passkey.New(st, ik, p.MFA)
 	p.Passkeys.Logger = p.logger
@@ -131,6 +140,14 @@ func NewProcess(st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Proc
 	return p, nil
 }
 
+// UseThrottle makes th the brute-force protection of passwords and second
+// factors alike (the server's, on the counters: of the configuration).
+// Call it before serving.
+func (p *Process) UseThrottle(th *throttle.Service) {
+	p.Throttle = th
+	p.MFA.Throttle = th
+}
+
 // Run does the process's background work until ctx ends, and must run for
 // as long as the process serves: it applies the changes every instance
 // publishes on Bus (within a second of the change), polls the store for
@@ -146,7 +163,7 @@ func (p *Process) Run(ctx context.Context) error {
 	defer tick.Stop()
 	since := time.Now().Add(-revokeOverlap)
 	handled := map[string]time.Time{}
-	lastKeys, lastCleanup := time.Now(), time.Time{}
+	lastKeys, lastCleanup, lastSweep := time.Now(), time.Time{}, time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -176,8 +193,12 @@ func (p *Process) Run(ctx context.Context) error {
 		}
 		p.Sessions.Persist(pollCtx, now)
 		p.Sessions.Sweep(now)
-		p.Accounts.Sweep(now)
-		p.Clients.Sweep(now)
+		if now.Sub(lastSweep) >= throttleSweep {
+			lastSweep = now
+			if err := p.Throttle.Sweep(pollCtx); err != nil {
+				p.logger.Warn("sweep the sign-in throttle's counts", "err", err)
+			}
+		}
 		if now.Sub(lastKeys) >= keyReload {
 			lastKeys = now
 			if err := p.Signer.Reload(pollCtx); err != nil {

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -27,20 +28,32 @@ func (h *harness) reload(t *testing.T) *Service {
 	return svc
 }
 
-// Issue 11: a reload rebuilt auth.Service and so reset the password
-// throttles; they belong to the process.
-func TestReloadKeepsThePasswordThrottles(t *testing.T) {
+// Issue 11, issue 9 item 3: a reload rebuilt auth.Service and so reset the
+// password throttles; a restart reset them too. They belong to the process,
+// and count in the store: a reload and a new process on the same database
+// both find the budget spent.
+func TestAReloadAndARestartKeepThePasswordThrottles(t *testing.T) {
 	h := newHarness(t, nil)
 	h.addUser("alice@example.com", alicePassword, []string{"staff"}, false)
-	h.svc.p.Accounts = throttle.NewMemory(throttle.Limits{Free: 1, Base: time.Hour, Max: time.Hour, LockAfter: 100, LockFor: time.Hour})
-	wantStatus(t, h.login(h.browser(), "alice@example.com", "wrong password!!", "/"), http.StatusUnauthorized)
-	next := h.reload(t)
-	if next.p.Accounts != h.svc.p.Accounts || next.p.Clients != h.svc.p.Clients || next.p.MFA != h.svc.p.MFA {
-		t.Fatal("the new configuration's Service has its own throttles")
+	l := quickLimits()
+	l.Account.Free = 100
+	h.throttled(l)
+	c := fromAddress(h.browser(), "198.51.100.7")
+	for range l.Pair.N {
+		wantStatus(t, h.login(c, "alice@example.com", "wrong password!!", "/"), http.StatusUnauthorized)
 	}
-	d, _, err := next.p.Accounts.Wait(t.Context(), "alice@example.com", time.Now())
-	if err != nil || d <= 0 {
-		t.Fatalf("after the reload alice may try again at once (wait %v, %v): the failures were forgotten", d, err)
+	next := h.reload(t)
+	if next.p.Throttle != h.svc.p.Throttle || next.p.MFA != h.svc.p.MFA || next.p.MFA.Throttle != h.svc.p.Throttle {
+		t.Fatal("the new configuration's Service has throttles of its own")
+	}
+	at := throttle.Attempt{Factor: throttle.Password, Account: "alice@example.com", Source: throttle.Source{Client: netip.MustParseAddr("198.51.100.7")}}
+	if v, err := next.p.Throttle.Begin(t.Context(), at); err != nil || v.Reason != throttle.ReasonAccountClient {
+		t.Fatalf("after the reload: %+v, %v; want the spent budget refused", v, err)
+	}
+	restarted := newTestService(t, h.cfg, h.store)
+	restarted.p.Throttle.Limits[throttle.Password] = l
+	if v, err := restarted.p.Throttle.Begin(t.Context(), at); err != nil || v.Reason != throttle.ReasonAccountClient {
+		t.Fatalf("after a restart: %+v, %v; want the spent budget refused", v, err)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/mfa"
 	"github.com/moat-dev/moat/internal/identity/access"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/request"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/web"
@@ -156,15 +157,23 @@ func (s *Service) serveSecondFactor(w http.ResponseWriter, r *http.Request) erro
 		web.Render(w, r, http.StatusOK, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
 		return nil
 	}
-	ip := clientIP(request.From(r))
-	err = s.p.MFA.Verify(ctx, u.ID, u.Email, r.PostForm.Get("code"), ip)
+	info := request.From(r)
+	// A browser that signed in to the account before has a budget of its
+	// own for codes too.
+	from := throttle.Source{Client: info.ClientIP, Device: s.p.Devices.ID(r, u.Email)}
+	err = s.p.MFA.Verify(ctx, u.ID, u.Email, r.PostForm.Get("code"), from)
 	var te *mfa.ThrottledError
 	switch {
 	case err == nil:
 	case errors.As(err, &te):
-		w.Header().Set("Retry-After", strconv.Itoa(int(te.Wait/time.Second)+1))
-		p.Error = web.T(lang, "mfa.throttled", int(te.Wait/time.Second)+1)
-		web.Render(w, r, http.StatusTooManyRequests, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
+		v := throttle.Verdict{Wait: te.Wait, Reason: throttle.ReasonAccount}
+		if te.Locked {
+			v.Reason = throttle.ReasonLocked
+		}
+		s.throttled(w, r, v, "mfa.throttled", "mfa.locked", func(msg string) {
+			p.Error = msg
+			web.Render(w, r, http.StatusTooManyRequests, "mfa-login.html", web.T(lang, "mfa.login.title"), p)
+		})
 		return nil
 	case errors.Is(err, mfa.ErrInvalidCode):
 		p.Error = web.T(lang, "mfa.invalid")

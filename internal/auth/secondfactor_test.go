@@ -6,6 +6,7 @@ import (
 	"github.com/moat-dev/moat/internal/identity/access"
 	"github.com/moat-dev/moat/internal/identity/assertion"
 	"github.com/moat-dev/moat/internal/identity/session"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -29,7 +30,7 @@ func (h *harness) enrolTOTP(u *store.User) (string, []string) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	codes, err := h.svc.p.MFA.Confirm(ctx, u.ID, u.Email, totpCode(h.t, e.Secret, time.Now().Add(-30*time.Second)), "")
+	codes, err := h.svc.p.MFA.Confirm(ctx, u.ID, u.Email, totpCode(h.t, e.Secret, time.Now().Add(-30*time.Second)), throttle.Source{})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/store/storetest"
@@ -58,6 +59,15 @@ func newLogger() (*slog.Logger, *logBuffer) {
 
 // newStore opens a SQLite store in a temporary directory, closed when the
 // test ends.
+// sealer is the instance key every test's certificates are sealed with.
+var sealer = func() *instancekey.Key {
+	k, err := instancekey.New(bytes.Repeat([]byte{7}, instancekey.Size))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
 func newStore(t testing.TB) store.Store {
 	t.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "moat.db"))
@@ -73,7 +83,7 @@ func newStore(t testing.TB) store.Store {
 func newSource(t *testing.T, cfg config.TLS, st Store, hosts []string) (*Source, *logBuffer) {
 	t.Helper()
 	logger, logs := newLogger()
-	s, err := New(context.Background(), cfg, Options{Store: st, Hosts: hosts, Logger: logger})
+	s, err := New(context.Background(), cfg, Options{Store: st, Sealer: sealer, Hosts: hosts, Logger: logger})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -197,16 +199,33 @@ func ParseMember(s string) Member {
 		return Member{text: s}
 	case kind == MemberUser:
 		value = strings.ToLower(value)
+		if strings.Count(value, "@") != 1 || strings.HasPrefix(value, "@") || strings.HasSuffix(value, "@") || strings.ContainsFunc(value, notInMember) {
+			return Member{text: s}
+		}
 	case kind == MemberDomain:
 		value = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(value, "@"), "."))
+		if !domainName.MatchString(value) {
+			return Member{text: s}
+		}
 	case kind == MemberGroup:
+		// A group name travels in X-Moat-User-Groups, comma-separated.
+		if strings.ContainsFunc(value, func(r rune) bool { return r == ',' || unicode.IsControl(r) }) {
+			return Member{text: s}
+		}
 	default:
 		return Member{text: s}
 	}
-	if value == "" {
-		return Member{text: s}
-	}
 	return Member{Kind: kind, Value: value}
+}
+
+// domainName is what a domain: member names: DNS labels of letters,
+// digits and hyphens (an internationalized name in its xn-- form).
+var domainName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
+
+// notInMember is what no user: member holds: white space, controls, and
+// what would make an address read two ways.
+func notInMember(r rune) bool {
+	return unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(`<>"\(),;:[]`, r)
 }
 
 // Members decodes several members (for configurations built in code).

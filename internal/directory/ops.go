@@ -13,6 +13,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/mfa"
 	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/fanout"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -27,6 +28,9 @@ type Directory struct {
 	Passwords Passwords
 	// MFA removes second factors (ResetMFA); optional.
 	MFA *mfa.Service
+	// Throttle is the sign-in throttle, whose locks SignInLock reads and
+	// UnlockSignIn lifts; optional.
+	Throttle *throttle.Service
 	// AdminGroup is identity.admin_group: an admin cannot leave it here.
 	AdminGroup string
 	// Ended, when set, is told what each committed change ended, to stop
@@ -629,6 +633,46 @@ func (d *Directory) ResetMFA(ctx context.Context, a Actor, id string) (*store.Us
 		return nil, err
 	}
 	return u, nil
+}
+
+// SignInLock returns how much longer a distributed attack keeps the
+// user's sign-in from unknown devices locked; 0 when it does not.
+func (d *Directory) SignInLock(ctx context.Context, u *store.User) (time.Duration, error) {
+	if d.Throttle == nil {
+		return 0, errors.New("sign-in lock: no throttle")
+	}
+	return d.Throttle.Locked(ctx, u.Email)
+}
+
+// UnlockSignIn lifts the lock a distributed attack put on the user's
+// sign-in from unknown devices (passwords and second-factor codes alike)
+// and forgets the failures that slowed it down. It returns how much longer
+// the lock would have lasted (0 when there was none: the failures are
+// forgotten all the same). An unlock that cannot reach the counts fails
+// rather than pretend.
+func (d *Directory) UnlockSignIn(ctx context.Context, a Actor, id string) (*store.User, time.Duration, error) {
+	u, err := d.User(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	left, err := d.SignInLock(ctx, u)
+	if err != nil {
+		return nil, 0, err
+	}
+	// The counts may be in Redis, outside the store's transaction: the
+	// unlock goes first, so the audit event never records one that failed.
+	if err := d.Throttle.Unlock(ctx, u.Email); err != nil {
+		return nil, 0, err
+	}
+	detail := "was not locked; its failures are forgotten"
+	if left > 0 {
+		detail = fmt.Sprintf("sign-in from unknown devices unlocked %s before its lock ended", left.Round(time.Second))
+	}
+	err = d.commit(ctx, a, func(c *change) error { return c.audit(ctx, "login.unlock", u.Email, detail) })
+	if err != nil {
+		return nil, 0, fmt.Errorf("sign-in unlocked, but its audit event could not be written: %w", err)
+	}
+	return u, left, nil
 }
 
 // RevokeSession ends one session, found by its id hash. owner, when set,

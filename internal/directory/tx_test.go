@@ -65,7 +65,7 @@ var engines = []struct {
 // is told.
 func directoryOn(st store.Store, ended *[]Ended) *Directory {
 	fast := password.NewLimiter(1, time.Second)
-	return &Directory{Store: st, AdminGroup: "moat-admins", MFA: mfa.New(st, nil),
+	return &Directory{Store: st, AdminGroup: "moat-admins", MFA: mfa.New(st, nil, nil),
 		Passwords: Passwords{Limiter: fast, Policy: password.Policy{MinLength: 12}},
 		Ended:     func(e Ended) { *ended = append(*ended, e) }, Logger: slog.New(slog.DiscardHandler)}
 }
@@ -269,7 +269,7 @@ func TestAFailingAuditRollsBackTheChange(t *testing.T) {
 					}
 					before := state(t, st)
 					broken := directoryOn(auditFails{st}, &ended)
-					broken.MFA = mfa.New(auditFails{st}, nil)
+					broken.MFA = mfa.New(auditFails{st}, nil, nil)
 					ended = nil
 					if err := w.write(ctx, broken, s); !errors.Is(err, errAuditDown) {
 						t.Fatalf("with the audit write failing: %v, want the audit error", err)

@@ -73,6 +73,23 @@ var (
 	UsageDropped = register(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "moat_usage_dropped_total", Help: "Usage records dropped, by reason (full: memory bound; store: store unreachable).",
 	}, []string{"reason"}))
+
+	// Sign-in throttles (internal/identity/throttle): no per-user or
+	// per-address labels, so the series stay few whatever an attacker
+	// sends.
+
+	// SignInThrottled counts sign-in attempts (passwords, second-factor
+	// codes) refused before they were checked, by the budget that refused
+	// them: client, account_client, device, account (the slow-down of
+	// unknown devices) or locked.
+	SignInThrottled = register(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "moat_signin_throttled_total", Help: "Sign-in attempts refused before being checked, by the budget that refused them (client, account_client, device, account, locked).",
+	}, []string{"reason"}))
+	// SignInLocks counts the locks a distributed attack put on an account's
+	// sign-in from unknown devices.
+	SignInLocks = register(prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "moat_signin_locks_total", Help: "Accounts whose sign-in from unknown devices was locked after failures from many clients.",
+	}))
 )
 
 func init() {

@@ -10,6 +10,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/fanout"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/proxy"
 	"github.com/moat-dev/moat/internal/ratelimit"
 	"github.com/moat-dev/moat/internal/store"
@@ -65,6 +66,15 @@ func openProcess(cfg *config.Config, log *slog.Logger) (*process, error) {
 		p.close()
 		return nil, err
 	}
+	// The sign-in throttles count for the whole cluster: in Redis when
+	// counters: names one (counters_fail applies while it is down), else
+	// in the store.
+	th, err := throttle.Open(cfg.Counters, cfg.CountersFail, st, log)
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	p.identity.UseThrottle(th)
 	// Changes reach every instance within a second (issue 9): the store's
 	// PostgreSQL, else the counters' Redis. An unreachable server is no
 	// reason to refuse to start: the bus connects when it can, and the
@@ -104,6 +114,9 @@ func (p *process) close() {
 	}
 	if p.counter != nil {
 		p.counter.Close()
+	}
+	if p.identity != nil {
+		_ = p.identity.Throttle.Close()
 	}
 	if p.usage != nil {
 		p.usage.Close() // writes the last counts, before the store closes

@@ -16,6 +16,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/password"
 	"github.com/moat-dev/moat/internal/auth/pat"
 	"github.com/moat-dev/moat/internal/directory"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -188,7 +189,8 @@ func TestRouteThatRequiresASecondFactorDoesNotOpenOnAPasswordAlone(t *testing.T)
 }
 
 // Issue 11: a reload rebuilt sign-in and so forgot the failed passwords
-// counted against an account; they belong to the process now.
+// counted against an account; they belong to the process (and the store)
+// now.
 func TestReloadKeepsTheFailedSignInsCountedAgainstAnAccount(t *testing.T) {
 	m := startMoat(t, echoBackend(t).URL, signInConfig)
 	_, u := signIn(t, m)
@@ -211,7 +213,11 @@ func TestReloadKeepsTheFailedSignInsCountedAgainstAnAccount(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	for range 4 { // three free failures, then a wait
+	// The client's budget at the account alone: four tries.
+	lim := m.server.identity.Throttle.Limits[throttle.Password]
+	lim.Pair.N, lim.Account.Free = 4, 100
+	m.server.identity.Throttle.Limits[throttle.Password] = lim
+	for range lim.Pair.N {
 		try("not the password at all")
 	}
 	before := m.server.world.Load()

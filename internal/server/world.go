@@ -102,7 +102,7 @@ func (s *Server) build(cfg *config.Config) (*world, error) {
 	// One second-factor service for the login step, the console and the
 	// account page, so wrong codes count once wherever they are tried.
 	id := s.identity
-	console, err := admin.New(cfg, s.store, admin.Options{CSRF: id.CSRF, MFA: id.MFA, Limiter: id.Limiter, TokenUser: id.TokenUser,
+	console, err := admin.New(cfg, s.store, admin.Options{CSRF: id.CSRF, MFA: id.MFA, Throttle: id.Throttle, Limiter: id.Limiter, TokenUser: id.TokenUser,
 		Ended: id.Ended, Logger: s.log})
 	if err != nil {
 		wd.close()

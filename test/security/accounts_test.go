@@ -2,9 +2,12 @@ package security
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -136,6 +139,87 @@ func TestBruteForceBudgetIsSharedAcrossNameVariants(t *testing.T) {
 		}
 		if many > one {
 			t.Errorf("rotating spellings bought %d guesses, one spelling %d", many, one)
+		}
+	})
+}
+
+// metric sums the samples of name on m's internal listener whose labels
+// contain label (any, when "").
+func (m *moat) metric(t *testing.T, name, label string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + m.Internal + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for _, line := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || rest[0] != '{' && rest[0] != ' ' || !strings.Contains(rest, label) {
+			continue
+		}
+		f := strings.Fields(rest[strings.LastIndex(rest, "}")+1:])
+		if len(f) > 0 {
+			v, _ := strconv.ParseFloat(f[0], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+// Brute-force protection that locks an account for everyone is itself a
+// denial of service: anyone who knows an address can keep its owner out.
+func TestWrongPasswordsFromElsewhereDoNotLockTheOwnerOut(t *testing.T) {
+	t.Parallel() // mostly waiting for the throttle's turns
+	t.Run("moat issue 12 finding 2, the class of Keycloak GHSA-3hrr-xwvg-hxvr (CVE-2024-1722, DoS via account lockout): an attack on an account does not keep its owner out", func(t *testing.T) {
+		// moat locked an account for every address after 10 wrong
+		// passwords from anywhere, the right password included.
+		a := startApp(t)
+		m := startMoat(t, "", fmt.Sprintf(frontConfig, a.URL))
+		m.addUser(t, staffEmail, staffPassword, "staff")
+		laptop := m.client(t, "127.0.0.40")
+		signIn(t, laptop, "app.example.com", staffEmail, staffPassword)
+		signOut(t, laptop, "app.example.com")
+
+		// Three addresses guess at once, twelve times each: more than
+		// the ten that used to lock the account.
+		var wg sync.WaitGroup
+		for i := range 3 {
+			wg.Go(func() {
+				c := m.client(t, fmt.Sprintf("127.0.0.%d", 41+i))
+				for j := range 12 {
+					if resp, _ := trySignIn(t, c, "app.example.com", staffEmail, fmt.Sprintf("guess %d-%d", i, j)); resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusTooManyRequests {
+						t.Errorf("a guess answered %d", resp.StatusCode)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if n := m.metric(t, "moat_signin_throttled_total", ""); n == 0 {
+			t.Fatal("36 guesses from three addresses were never throttled")
+		}
+
+		// The owner's browser, which signed in before, signs in at once.
+		if resp, body := trySignIn(t, laptop, "app.example.com", staffEmail, staffPassword); resp.StatusCode != http.StatusSeeOther || strings.HasPrefix(resp.Header.Get("Location"), "/_moat/login") {
+			t.Fatalf("the owner's browser after the attack: %d\n%.1000s", resp.StatusCode, body)
+		}
+		// The owner on a new device signs in once the slow-down's turn
+		// comes: a delay, never a lock.
+		phone := m.client(t, "127.0.0.45")
+		took, ok := eventually(90*time.Second, func() bool {
+			resp, body := trySignIn(t, phone, "app.example.com", staffEmail, staffPassword)
+			if resp.StatusCode == http.StatusTooManyRequests && strings.Contains(body, "paused") {
+				t.Fatalf("the owner's new device is locked out:\n%.1000s", body)
+			}
+			return resp.StatusCode == http.StatusSeeOther
+		})
+		if !ok {
+			t.Fatalf("the owner's new device could not sign in within %s", took)
+		}
+		t.Logf("the owner's new device signed in %s after the attack", took.Round(time.Millisecond))
+		if n := m.metric(t, "moat_signin_locks_total", ""); n != 0 {
+			t.Errorf("three addresses locked the account (moat_signin_locks_total %v)", n)
 		}
 	})
 }

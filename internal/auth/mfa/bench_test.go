@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/moat-dev/moat/internal/identity/throttle"
 )
 
 // BenchmarkVerifyTOTP measures one accepted code on SQLite: decrypt the
@@ -16,7 +18,7 @@ func BenchmarkVerifyTOTP(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		f.clock.add(Period * time.Second)
-		if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, f.code(b, secret, f.clock.now()), ""); err != nil {
+		if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, f.code(b, secret, f.clock.now()), throttle.Source{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,7 +1,8 @@
 // Package mfa is moat's second factor: TOTP (RFC 6238) with a QR code for
 // enrolment, ±1 time step of tolerance, each code accepted once (even across
 // instances, through the store), ten single-use recovery codes kept as
-// hashes, and per-account throttling of wrong codes like passwords.
+// hashes, and wrong codes throttled by the sign-in throttle under the same
+// rules as passwords (internal/identity/throttle, SecondFactor).
 //
 // The TOTP secret is sealed with the instance key before it reaches the
 // store, bound to the user's id so a sealed secret cannot be moved to
@@ -20,6 +21,7 @@ import (
 	"fmt"
 	"image/png"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -62,7 +64,9 @@ var (
 	ErrInvalidCode = errors.New("the code is not valid")
 )
 
-// ThrottledError says how long the account must wait before the next code.
+// ThrottledError says how long the browser must wait before the next code,
+// and whether that is because a run of wrong codes locked the account's
+// second factor for unknown devices.
 type ThrottledError struct {
 	Wait   time.Duration
 	Locked bool
@@ -86,17 +90,18 @@ type Service struct {
 	// Logger receives audit lines (slog.Default unless set).
 	Logger *slog.Logger
 
-	// Failures counts wrong codes per account (memory by default; the
-	// same throttle.Throttle as passwords).
-	Failures throttle.Throttle
+	// Throttle counts wrong codes (the process's sign-in throttle, so a
+	// code counts once wherever it is tried and on every instance).
+	Throttle *throttle.Service
 
 	store store.Store
 	key   *instancekey.Key
 }
 
-// New returns a Service keeping second factors in st, sealed with key.
-func New(st store.Store, key *instancekey.Key) *Service {
-	return &Service{Issuer: "moat", Now: time.Now, store: st, key: key, Failures: throttle.NewMemory(throttle.Accounts)}
+// New returns a Service keeping second factors in st, sealed with key,
+// whose wrong codes count in th.
+func New(st store.Store, key *instancekey.Key, th *throttle.Service) *Service {
+	return &Service{Issuer: "moat", Now: time.Now, store: st, key: key, Throttle: th}
 }
 
 func (s *Service) now() time.Time {
@@ -209,8 +214,9 @@ func mustB32(s string) []byte {
 }
 
 // Confirm finishes an enrolment when code is valid for the pending secret
-// and returns the user's new recovery codes, to be shown once.
-func (s *Service) Confirm(ctx context.Context, userID, account, code, clientIP string) ([]string, error) {
+// and returns the user's new recovery codes, to be shown once. Wrong codes
+// count like Verify's.
+func (s *Service) Confirm(ctx context.Context, userID, account, code string, from throttle.Source) ([]string, error) {
 	t, err := s.store.GetTOTP(ctx, userID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrNoPending
@@ -221,12 +227,14 @@ func (s *Service) Confirm(ctx context.Context, userID, account, code, clientIP s
 	if t.Confirmed {
 		return nil, ErrEnrolled
 	}
-	if err := s.throttled(ctx, userID, s.now()); err != nil {
+	at := attempt(account, from)
+	if err := s.begin(ctx, at); err != nil {
 		return nil, err
 	}
-	if err := s.checkTOTP(ctx, t, account, code, clientIP); err != nil {
+	if err := s.checkTOTP(ctx, t, at, code); err != nil {
 		return nil, err
 	}
+	s.passed(ctx, at)
 	codes, hashes, err := newRecoveryCodes()
 	if err != nil {
 		return nil, err
@@ -239,7 +247,7 @@ func (s *Service) Confirm(ctx context.Context, userID, account, code, clientIP s
 	if err := s.store.PutTOTP(ctx, t); err != nil {
 		return nil, fmt.Errorf("confirm totp: %w", err)
 	}
-	s.audit(ctx, account, "mfa.enrol", account, clientIP, "totp")
+	s.audit(ctx, account, "mfa.enrol", account, ipString(from.Client), "totp")
 	return codes, nil
 }
 
@@ -267,13 +275,15 @@ func (s *Service) RecoveryCodesLeft(ctx context.Context, userID string) (int, er
 	return len(t.RecoveryCodes), nil
 }
 
-// Verify checks a second-factor code of an enrolled user: a TOTP code
-// (within ±1 step, never one already used) or a recovery code (then used
-// up). Wrong codes count against the account; past the limits Verify
-// returns a *ThrottledError without looking at the code, and a lock is an
-// audit event.
-func (s *Service) Verify(ctx context.Context, userID, account, code, clientIP string) error {
-	if err := s.throttled(ctx, userID, s.now()); err != nil {
+// Verify checks a second-factor code of an enrolled user (account is the
+// user's email address): a TOTP code (within ±1 step, never one already
+// used) or a recovery code (then used up). Wrong codes count in the
+// throttle for where they come from; past its budgets Verify returns a
+// *ThrottledError without looking at the code, and a lock is an audit
+// event.
+func (s *Service) Verify(ctx context.Context, userID, account, code string, from throttle.Source) error {
+	at := attempt(account, from)
+	if err := s.begin(ctx, at); err != nil {
 		return err
 	}
 	t, err := s.store.GetTOTP(ctx, userID)
@@ -286,61 +296,83 @@ func (s *Service) Verify(ctx context.Context, userID, account, code, clientIP st
 	code = normalize(code)
 	switch {
 	case len(code) == Digits && isDigits(code):
-		err = s.checkTOTP(ctx, t, account, code, clientIP)
+		err = s.checkTOTP(ctx, t, at, code)
 	case len(code) == recoveryLen:
-		err = s.useRecovery(ctx, t, account, code, clientIP)
+		err = s.useRecovery(ctx, t, at, code)
 	default:
-		err = s.failed(ctx, userID, account, clientIP, "malformed code")
+		err = s.failed(ctx, at, "malformed code")
 	}
 	if err == nil {
-		_ = s.Failures.Reset(ctx, userID)
+		s.passed(ctx, at)
 	}
 	return err
 }
 
-// Throttled returns a *ThrottledError when the account must wait before
-// its next second factor of any kind (a passkey too: every second factor
-// shares one budget), or an error when the count cannot be read (fail
+// attempt is a second-factor attempt at account from where.
+func attempt(account string, from throttle.Source) throttle.Attempt {
+	return throttle.Attempt{Factor: throttle.SecondFactor, Account: store.NormalizeEmail(account), Source: from}
+}
+
+// Throttled returns a *ThrottledError when a second factor of another kind
+// (a passkey: every second factor shares one budget) at account, from
+// where, would be refused now; it counts nothing. An error means the
+// counts cannot be read (fail closed).
+func (s *Service) Throttled(ctx context.Context, account string, from throttle.Source) error {
+	v, err := s.Throttle.Check(ctx, attempt(account, from))
+	return refusal(v, err)
+}
+
+// Attempt begins an attempt of another kind of second factor (a passkey)
+// at account from where: a *ThrottledError when it must wait, else the
+// attempt, to be followed by CountFailure or Passed.
+func (s *Service) Attempt(ctx context.Context, account string, from throttle.Source) (throttle.Attempt, error) {
+	at := attempt(account, from)
+	return at, s.begin(ctx, at)
+}
+
+// CountFailure counts a failed attempt of another kind (a passkey refused)
+// like a wrong code: an mfa.failure audit event saying why, and a lock
+// when it locks.
+func (s *Service) CountFailure(ctx context.Context, at throttle.Attempt, why string) {
+	_ = s.failed(ctx, at, why)
+}
+
+// Passed forgets what an attempt of another kind spent once it passed,
+// as Verify does after a good code.
+func (s *Service) Passed(ctx context.Context, at throttle.Attempt) { s.passed(ctx, at) }
+
+// begin asks the throttle whether at may be checked: a *ThrottledError
+// when it must wait, an error when the counts cannot be read (fail
 // closed).
-func (s *Service) Throttled(ctx context.Context, userID string) error {
-	return s.throttled(ctx, userID, s.now())
+func (s *Service) begin(ctx context.Context, at throttle.Attempt) error {
+	return refusal(s.Throttle.Begin(ctx, at))
 }
 
-// CountFailure counts a failed second factor of another kind (a passkey
-// assertion refused) against the account like a wrong code: an mfa.failure
-// audit event saying why, and a lock when the budget runs out.
-func (s *Service) CountFailure(ctx context.Context, userID, account, clientIP, why string) {
-	_ = s.failed(ctx, userID, account, clientIP, why)
-}
-
-// Passed forgets the account's failures after a second factor of another
-// kind (a passkey) passed, as Verify does after a good code.
-func (s *Service) Passed(ctx context.Context, userID string) {
-	if err := s.Failures.Reset(ctx, userID); err != nil {
-		s.logger().Warn("reset the second-factor throttle", "err", err)
-	}
-}
-
-// throttled is a *ThrottledError when the account must wait before its
-// next code (or the count cannot be read: fail closed).
-func (s *Service) throttled(ctx context.Context, userID string, now time.Time) error {
-	d, locked, err := s.Failures.Wait(ctx, userID, now)
+// refusal is a verdict as an error: a *ThrottledError when refused.
+func refusal(v throttle.Verdict, err error) error {
 	if err != nil {
-		return fmt.Errorf("second factor: read throttle: %w", err)
+		return fmt.Errorf("second factor: %w", err)
 	}
-	if d > 0 {
-		return &ThrottledError{Wait: d, Locked: locked}
+	if v.Refused() {
+		return &ThrottledError{Wait: v.Wait, Locked: v.Reason == throttle.ReasonLocked}
 	}
 	return nil
+}
+
+// passed forgets what a good code's attempt spent.
+func (s *Service) passed(ctx context.Context, at throttle.Attempt) {
+	if err := s.Throttle.Passed(ctx, at); err != nil {
+		s.logger().Warn("second factor: reset the throttle", "err", err)
+	}
 }
 
 // checkTOTP accepts code if it matches a step within ±Skew of now that is
 // later than every step accepted before (store.AdvanceTOTPStep decides
 // atomically, so two instances cannot both take one code).
-func (s *Service) checkTOTP(ctx context.Context, t *store.TOTP, account, code, clientIP string) error {
+func (s *Service) checkTOTP(ctx context.Context, t *store.TOTP, at throttle.Attempt, code string) error {
 	code = normalize(code)
 	if len(code) != Digits || !isDigits(code) {
-		return s.failed(ctx, t.UserID, account, clientIP, "malformed code")
+		return s.failed(ctx, at, "malformed code")
 	}
 	secret, err := s.key.Open(t.Secret, aad(t.UserID))
 	if err != nil {
@@ -359,39 +391,49 @@ func (s *Service) checkTOTP(ctx context.Context, t *store.TOTP, account, code, c
 		}
 	}
 	if matched < 0 {
-		return s.failed(ctx, t.UserID, account, clientIP, "wrong totp code")
+		return s.failed(ctx, at, "wrong totp code")
 	}
 	ok, err := s.store.AdvanceTOTPStep(ctx, t.UserID, matched)
 	if err != nil {
 		return fmt.Errorf("verify totp: %w", err)
 	}
 	if !ok {
-		return s.failed(ctx, t.UserID, account, clientIP, "totp code already used")
+		return s.failed(ctx, at, "totp code already used")
 	}
 	return nil
 }
 
-func (s *Service) useRecovery(ctx context.Context, t *store.TOTP, account, code, clientIP string) error {
+func (s *Service) useRecovery(ctx context.Context, t *store.TOTP, at throttle.Attempt, code string) error {
 	ok, err := s.store.UseRecoveryCode(ctx, t.UserID, HashRecoveryCode(code))
 	if err != nil {
 		return fmt.Errorf("use recovery code: %w", err)
 	}
 	if !ok {
-		return s.failed(ctx, t.UserID, account, clientIP, "wrong or used recovery code")
+		return s.failed(ctx, at, "wrong or used recovery code")
 	}
-	s.audit(ctx, account, "mfa.recovery_code", account, clientIP, fmt.Sprintf("%d left", max(0, len(t.RecoveryCodes)-1)))
+	s.audit(ctx, at.Account, "mfa.recovery_code", at.Account, ipString(at.Client), fmt.Sprintf("%d left", max(0, len(t.RecoveryCodes)-1)))
 	return nil
 }
 
 // failed counts a wrong code and returns ErrInvalidCode.
-func (s *Service) failed(ctx context.Context, userID, account, clientIP, why string) error {
-	s.audit(ctx, account, "mfa.failure", account, clientIP, why)
-	if locked, err := s.Failures.Fail(ctx, userID, s.now()); err != nil {
+func (s *Service) failed(ctx context.Context, at throttle.Attempt, why string) error {
+	ip := ipString(at.Client)
+	s.audit(ctx, at.Account, "mfa.failure", at.Account, ip, why)
+	if locked, err := s.Throttle.Failed(ctx, at); err != nil {
 		s.logger().Error("count a wrong second-factor code", "err", err)
 	} else if locked {
-		s.audit(ctx, account, "mfa.locked", account, clientIP, fmt.Sprintf("second factor locked for %s after repeated wrong codes", throttle.Accounts.LockFor))
+		s.audit(ctx, at.Account, "mfa.locked", at.Account, ip, fmt.Sprintf("second-factor codes from unknown devices locked for %s after repeated wrong codes; browsers signed in before still work; an administrator can unlock",
+			s.Throttle.Limits[throttle.SecondFactor].Lock.For))
 	}
 	return ErrInvalidCode
+}
+
+// ipString is the audit log's form of a client address ("" for none).
+func ipString(ip netip.Addr) string {
+	if !ip.IsValid() {
+		return ""
+	}
+	return ip.String()
 }
 
 // RegenerateRecoveryCodes replaces the user's recovery codes with new ones,
@@ -433,7 +475,6 @@ func (s *Service) Remove(ctx context.Context, userID, actor, subject, clientIP s
 		return fmt.Errorf("remove second factor: %w", err)
 	}
 	s.logger().Info("audit", "action", "mfa.remove", "user", subject, "client_ip", clientIP, "detail", "")
-	_ = s.Failures.Reset(ctx, userID)
 	return nil
 }
 

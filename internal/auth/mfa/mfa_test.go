@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/moat-dev/moat/internal/identity/throttle"
 	"image/png"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,7 +15,9 @@ import (
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
+	"github.com/moat-dev/moat/internal/attempts"
 	"github.com/moat-dev/moat/internal/auth/instancekey"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/store/storetest"
 )
@@ -64,7 +66,7 @@ func newFixture(t testing.TB, st store.Store) *fixture {
 		t.Fatal(err)
 	}
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
-	svc := New(st, testKey(t))
+	svc := New(st, testKey(t), throttle.New(attempts.NewStore(st), nil))
 	svc.Now = c.now
 	return &fixture{st: st, svc: svc, clock: c, user: u}
 }
@@ -86,7 +88,7 @@ func (f *fixture) enrol(t testing.TB) (string, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	codes, err := f.svc.Confirm(ctx, f.user.ID, f.user.Email, f.code(t, e.Secret, f.clock.now()), "192.0.2.1")
+	codes, err := f.svc.Confirm(ctx, f.user.ID, f.user.Email, f.code(t, e.Secret, f.clock.now()), throttle.Source{Client: netip.MustParseAddr("192.0.2.1")})
 	if err != nil {
 		t.Fatalf("confirm: %v", err)
 	}
@@ -111,14 +113,14 @@ func TestEnrolmentGivesAKeyAQRCodeAndTenRecoveryCodes(t *testing.T) {
 	if ok, _ := f.svc.Enrolled(ctx, f.user.ID); ok {
 		t.Fatal("enrolled before the first code")
 	}
-	if _, err := f.svc.Confirm(ctx, f.user.ID, f.user.Email, "000000", ""); !errors.Is(err, ErrInvalidCode) && f.code(t, e.Secret, f.clock.now()) != "000000" {
+	if _, err := f.svc.Confirm(ctx, f.user.ID, f.user.Email, "000000", throttle.Source{}); !errors.Is(err, ErrInvalidCode) && f.code(t, e.Secret, f.clock.now()) != "000000" {
 		t.Fatalf("a wrong code confirmed the enrolment: %v", err)
 	}
 	p, err := f.svc.Pending(ctx, f.user.ID, f.user.Email)
 	if err != nil || p.Secret != e.Secret {
 		t.Fatalf("pending enrolment lost its secret: %v", err)
 	}
-	codes, err := f.svc.Confirm(ctx, f.user.ID, f.user.Email, f.code(t, e.Secret, f.clock.now()), "")
+	codes, err := f.svc.Confirm(ctx, f.user.ID, f.user.Email, f.code(t, e.Secret, f.clock.now()), throttle.Source{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +168,7 @@ func TestCodesWithinOneStepAreAcceptedAndFurtherOnesRefused(t *testing.T) {
 			f := newFixture(t, nil)
 			secret, _ := f.enrol(t)
 			f.clock.add(5 * Period * time.Second)
-			err := f.svc.Verify(context.Background(), f.user.ID, f.user.Email, f.code(t, secret, f.clock.now().Add(tc.offset)), "")
+			err := f.svc.Verify(context.Background(), f.user.ID, f.user.Email, f.code(t, secret, f.clock.now().Add(tc.offset)), throttle.Source{})
 			if tc.ok && err != nil || !tc.ok && !errors.Is(err, ErrInvalidCode) {
 				t.Fatalf("verify: %v, want ok=%v", err, tc.ok)
 			}
@@ -179,14 +181,14 @@ func TestACodeIsAcceptedOnceOnly(t *testing.T) {
 	secret, _ := f.enrol(t)
 	ctx := context.Background()
 	code := f.code(t, secret, f.clock.now())
-	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, code, ""); err != nil {
+	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, code, throttle.Source{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, code, ""); !errors.Is(err, ErrInvalidCode) {
+	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, code, throttle.Source{}); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("replay: %v, want ErrInvalidCode", err)
 	}
 	// An earlier step's code is refused too once a later one was used.
-	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, f.code(t, secret, f.clock.now().Add(-Period*time.Second)), ""); !errors.Is(err, ErrInvalidCode) {
+	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, f.code(t, secret, f.clock.now().Add(-Period*time.Second)), throttle.Source{}); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("older step after a newer one: %v, want ErrInvalidCode", err)
 	}
 }
@@ -194,7 +196,7 @@ func TestACodeIsAcceptedOnceOnly(t *testing.T) {
 func TestAReplayIsRefusedByAnotherInstance(t *testing.T) {
 	f := newFixture(t, nil)
 	secret, _ := f.enrol(t)
-	other := New(f.st, testKey(t))
+	other := New(f.st, testKey(t), throttle.New(attempts.NewStore(f.st), nil))
 	other.Now = f.clock.now
 	ctx := context.Background()
 	code := f.code(t, secret, f.clock.now())
@@ -202,7 +204,7 @@ func TestAReplayIsRefusedByAnotherInstance(t *testing.T) {
 	errs := make([]error, 2)
 	for i, s := range []*Service{f.svc, other} {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = s.Verify(ctx, f.user.ID, f.user.Email, code, "") }()
+		go func() { defer wg.Done(); errs[i] = s.Verify(ctx, f.user.ID, f.user.Email, code, throttle.Source{}) }()
 	}
 	wg.Wait()
 	if (errs[0] == nil) == (errs[1] == nil) {
@@ -215,10 +217,10 @@ func TestARecoveryCodeWorksOnce(t *testing.T) {
 	_, codes := f.enrol(t)
 	ctx := context.Background()
 	typed := strings.ToUpper(strings.ReplaceAll(codes[3], "-", " "))
-	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, typed, ""); err != nil {
+	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, typed, throttle.Source{}); err != nil {
 		t.Fatalf("first use (typed in capitals with spaces): %v", err)
 	}
-	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, codes[3], ""); !errors.Is(err, ErrInvalidCode) {
+	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, codes[3], throttle.Source{}); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("second use: %v, want ErrInvalidCode", err)
 	}
 	if n, _ := f.svc.RecoveryCodesLeft(ctx, f.user.ID); n != RecoveryCodes-1 {
@@ -228,58 +230,68 @@ func TestARecoveryCodeWorksOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, codes[4], ""); !errors.Is(err, ErrInvalidCode) {
+	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, codes[4], throttle.Source{}); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("an old code after regeneration: %v, want ErrInvalidCode", err)
 	}
 	f.clock.add(time.Minute)
-	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, fresh[0], ""); err != nil {
+	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, fresh[0], throttle.Source{}); err != nil {
 		t.Fatalf("a regenerated code: %v", err)
 	}
 }
 
-func TestWrongCodesAreThrottledThenLockedWithAnAuditEvent(t *testing.T) {
+// Wrong codes from unknown devices lock the account's second factor for
+// them (the attacker has the password already), with an audit event; the
+// browser of a signed-in session keeps its own budget meanwhile, and an
+// administrator's unlock lifts the lock.
+func TestWrongCodesLockUnknownDevicesWithAnAuditEventButNotTheOwner(t *testing.T) {
 	f := newFixture(t, nil)
 	secret, _ := f.enrol(t)
 	ctx := context.Background()
+	lim := throttle.SecondFactorLimits
+	lim.Account.Free, lim.Lock = 100, throttle.Lock{Failures: 5, Clients: 1, For: time.Hour}
+	f.svc.Throttle.Limits[throttle.SecondFactor] = lim
+	attacker := throttle.Source{Client: netip.MustParseAddr("198.51.100.7")}
 	var throttled *ThrottledError
-	locked := false
-	for i := 0; i < 40 && !locked; i++ {
-		err := f.svc.Verify(ctx, f.user.ID, f.user.Email, "abcdefgh", "")
-		if errors.As(err, &throttled) {
-			if throttled.Locked {
-				locked = true
-				break
-			}
-			f.clock.add(throttled.Wait)
+	for i := range lim.Lock.Failures {
+		if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, "abcdefgh", attacker); !errors.Is(err, ErrInvalidCode) {
+			t.Fatalf("wrong code %d: %v, want ErrInvalidCode", i+1, err)
 		}
 	}
-	if !locked {
-		t.Fatal("never locked after many wrong codes")
-	}
-	// Even the right code is refused while locked.
-	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, f.code(t, secret, f.clock.now()), ""); !errors.As(err, &throttled) {
-		t.Fatalf("right code while locked: %v, want ThrottledError", err)
+	// Even the right code is refused from an unknown device now, and from
+	// another address too.
+	for _, from := range []throttle.Source{attacker, {Client: netip.MustParseAddr("203.0.113.9")}} {
+		err := f.svc.Verify(ctx, f.user.ID, f.user.Email, f.code(t, secret, f.clock.now()), from)
+		if !errors.As(err, &throttled) || !throttled.Locked || throttled.Wait < 59*time.Minute {
+			t.Fatalf("right code from %v while locked: %v, want a ThrottledError with the lock", from.Client, err)
+		}
 	}
 	events, err := f.st.ListAudit(ctx, store.AuditFilter{Action: "mfa.locked"})
 	if err != nil || len(events) != 1 || events[0].Subject != f.user.Email {
 		t.Fatalf("lock audit events %v (%v), want one for %s", events, err, f.user.Email)
 	}
-	f.clock.add(throttle.Accounts.LockFor + time.Second)
-	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, f.code(t, secret, f.clock.now()), ""); err != nil {
-		t.Fatalf("after the lock ends: %v", err)
+	owner := throttle.Source{Client: netip.MustParseAddr("203.0.113.9"), Device: throttle.SessionDevice("the owner's session")}
+	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, f.code(t, secret, f.clock.now()), owner); err != nil {
+		t.Fatalf("the owner's signed-in browser during the lock: %v", err)
+	}
+	if err := f.svc.Throttle.Unlock(ctx, f.user.Email); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.add(Period * time.Second)
+	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, f.code(t, secret, f.clock.now()), attacker); err != nil {
+		t.Fatalf("after the unlock: %v", err)
 	}
 }
 
 func TestVerifyWithoutEnrolmentSaysSo(t *testing.T) {
 	f := newFixture(t, nil)
-	if err := f.svc.Verify(context.Background(), f.user.ID, f.user.Email, "123456", ""); !errors.Is(err, ErrNotEnrolled) {
+	if err := f.svc.Verify(context.Background(), f.user.ID, f.user.Email, "123456", throttle.Source{}); !errors.Is(err, ErrNotEnrolled) {
 		t.Fatalf("got %v, want ErrNotEnrolled", err)
 	}
 	secret, _ := f.enrol(t)
 	if err := f.svc.Remove(context.Background(), f.user.ID, "admin@example.com", f.user.Email, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.svc.Verify(context.Background(), f.user.ID, f.user.Email, f.code(t, secret, f.clock.now()), ""); !errors.Is(err, ErrNotEnrolled) {
+	if err := f.svc.Verify(context.Background(), f.user.ID, f.user.Email, f.code(t, secret, f.clock.now()), throttle.Source{}); !errors.Is(err, ErrNotEnrolled) {
 		t.Fatalf("after remove: %v, want ErrNotEnrolled", err)
 	}
 }
@@ -295,16 +307,16 @@ func TestReplayRefusedOnPostgres(t *testing.T) {
 	secret, codes := f.enrol(t)
 	ctx := context.Background()
 	code := f.code(t, secret, f.clock.now())
-	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, code, ""); err != nil {
+	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, code, throttle.Source{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, code, ""); !errors.Is(err, ErrInvalidCode) {
+	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, code, throttle.Source{}); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("replay on postgres: %v", err)
 	}
-	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, codes[0], ""); err != nil {
+	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, codes[0], throttle.Source{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, codes[0], ""); !errors.Is(err, ErrInvalidCode) {
+	if err := f.svc.Verify(ctx, f.user.ID, f.user.Email, codes[0], throttle.Source{}); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("recovery code reuse on postgres: %v", err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/go-webauthn/webauthn/protocol"
+
+	"github.com/moat-dev/moat/internal/identity/throttle"
 )
 
 // BenchmarkVerifyAssertion is the cryptographic check of one passkey
@@ -14,7 +16,7 @@ func BenchmarkVerifyAssertion(b *testing.B) {
 	f := newFixture(b, nil)
 	ctx := context.Background()
 	cred, _ := f.register(b, "s")
-	begun, err := f.svc.BeginAssertion(ctx, f.rp, f.user, "p")
+	begun, err := f.svc.BeginAssertion(ctx, f.rp, f.user, "p", throttle.Source{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -54,13 +56,13 @@ func BenchmarkFinishAssertion(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		begun, err := f.svc.BeginAssertion(ctx, f.rp, f.user, "p")
+		begun, err := f.svc.BeginAssertion(ctx, f.rp, f.user, "p", throttle.Source{})
 		if err != nil {
 			b.Fatal(err)
 		}
 		answer := f.get(b, begun, browser(f.rp), cred)
 		b.StartTimer()
-		if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", begun.State, answer, ""); err != nil {
+		if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", begun.State, answer, throttle.Source{}); err != nil {
 			b.Fatal(err)
 		}
 	}

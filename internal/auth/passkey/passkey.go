@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -35,6 +36,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/auth/mfa"
+	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
 )
 
@@ -441,10 +443,10 @@ func (s *Service) FinishRegistration(ctx context.Context, rp RP, u *store.User, 
 
 // BeginAssertion starts proving u's passkey on rp (the second step of a
 // password sign-in, or a session proving its second factor), bound to
-// binding. ErrNone when u has no passkey for this host; a
-// *mfa.ThrottledError while the account must wait.
-func (s *Service) BeginAssertion(ctx context.Context, rp RP, u *store.User, binding string) (*Begun, error) {
-	if err := s.factor.Throttled(ctx, u.ID); err != nil {
+// binding, for a browser at from. ErrNone when u has no passkey for this
+// host; a *mfa.ThrottledError while that browser must wait.
+func (s *Service) BeginAssertion(ctx context.Context, rp RP, u *store.User, binding string, from throttle.Source) (*Begun, error) {
+	if err := s.factor.Throttled(ctx, u.Email, from); err != nil {
 		return nil, err
 	}
 	wu, err := s.load(ctx, u, rp.ID)
@@ -465,23 +467,24 @@ func (s *Service) BeginAssertion(ctx context.Context, rp RP, u *store.User, bind
 	return s.begin(Assert, rp, u.ID, sd, assertion, binding)
 }
 
-// FinishAssertion checks the browser's answer to BeginAssertion and
-// returns the passkey that signed. A refusal counts against the account's
-// second-factor budget.
-func (s *Service) FinishAssertion(ctx context.Context, rp RP, u *store.User, binding, state string, response []byte, clientIP string) (*store.Passkey, error) {
-	if err := s.factor.Throttled(ctx, u.ID); err != nil {
+// FinishAssertion checks the answer to BeginAssertion of the browser at
+// from and returns the passkey that signed. A refusal counts on the
+// second-factor budgets of that browser and of the account.
+func (s *Service) FinishAssertion(ctx context.Context, rp RP, u *store.User, binding, state string, response []byte, from throttle.Source) (*store.Passkey, error) {
+	at, err := s.factor.Attempt(ctx, u.Email, from)
+	if err != nil {
 		return nil, err
 	}
 	c, err := s.open(ctx, state, Assert, rp, u.ID, binding)
 	if err != nil {
 		if errors.Is(err, ErrExpired) {
-			s.factor.CountFailure(ctx, u.ID, u.Email, clientIP, "passkey: expired or replayed challenge")
+			s.factor.CountFailure(ctx, at, "passkey: expired or replayed challenge")
 		}
 		return nil, err
 	}
 	parsed, err := parseAssertion(response)
 	if err != nil {
-		s.factor.CountFailure(ctx, u.ID, u.Email, clientIP, "passkey: malformed answer")
+		s.factor.CountFailure(ctx, at, "passkey: malformed answer")
 		return nil, ErrInvalid
 	}
 	wu, err := s.load(ctx, u, rp.ID)
@@ -498,14 +501,14 @@ func (s *Service) FinishAssertion(ctx context.Context, rp RP, u *store.User, bin
 	cred, err := wa.ValidateLogin(wu, c.Session, parsed)
 	if err != nil {
 		s.refused("assertion", u.Email, err)
-		s.factor.CountFailure(ctx, u.ID, u.Email, clientIP, "passkey: assertion refused")
+		s.factor.CountFailure(ctx, at, "passkey: assertion refused")
 		return nil, ErrInvalid
 	}
-	p, err := s.used(ctx, wu, cred, parsed.Response.AuthenticatorData.Counter, clientIP)
+	p, err := s.used(ctx, wu, cred, parsed.Response.AuthenticatorData.Counter, at)
 	if err != nil {
 		return nil, err
 	}
-	s.factor.Passed(ctx, u.ID)
+	s.factor.Passed(ctx, at)
 	return p, nil
 }
 
@@ -524,12 +527,13 @@ func (s *Service) BeginSignIn(ctx context.Context, rp RP, binding string) (*Begu
 	return s.begin(SignIn, rp, "", sd, assertion, binding)
 }
 
-// FinishSignIn checks the browser's answer to BeginSignIn and returns the
-// user it signs in and the passkey that signed. The user must exist, be
-// enabled and not be waiting out failed second factors; a refusal of a
-// known credential counts against its account. Unknown credentials are
-// ErrInvalid, like every other refusal.
-func (s *Service) FinishSignIn(ctx context.Context, rp RP, binding, state string, response []byte, clientIP string) (*store.User, *store.Passkey, error) {
+// FinishSignIn checks the answer to BeginSignIn of the browser at from and
+// returns the user it signs in and the passkey that signed. The user must
+// exist, be enabled and not be waiting out failed second factors; a
+// refusal of a known credential counts on the second-factor budgets of the
+// browser and of its account. Unknown credentials are ErrInvalid, like
+// every other refusal.
+func (s *Service) FinishSignIn(ctx context.Context, rp RP, binding, state string, response []byte, from throttle.Source) (*store.User, *store.Passkey, error) {
 	c, err := s.open(ctx, state, SignIn, rp, "", binding)
 	if err != nil {
 		return nil, nil, err
@@ -552,7 +556,8 @@ func (s *Service) FinishSignIn(ctx context.Context, rp RP, binding, state string
 	if err != nil {
 		return nil, nil, fmt.Errorf("finish passkey sign-in: %w", err)
 	}
-	if err := s.factor.Throttled(ctx, u.ID); err != nil {
+	at, err := s.factor.Attempt(ctx, u.Email, from)
+	if err != nil {
 		return nil, nil, err
 	}
 	wu, err := s.load(ctx, u, rp.ID)
@@ -572,24 +577,24 @@ func (s *Service) FinishSignIn(ctx context.Context, rp RP, binding, state string
 	_, cred, err := wa.ValidatePasskeyLogin(lookup, c.Session, parsed)
 	if err != nil {
 		s.refused("sign-in", u.Email, err)
-		s.factor.CountFailure(ctx, u.ID, u.Email, clientIP, "passkey sign-in refused")
+		s.factor.CountFailure(ctx, at, "passkey sign-in refused")
 		return nil, nil, ErrInvalid
 	}
 	if u.Disabled {
 		return nil, nil, ErrInvalid
 	}
-	p, err := s.used(ctx, wu, cred, parsed.Response.AuthenticatorData.Counter, clientIP)
+	p, err := s.used(ctx, wu, cred, parsed.Response.AuthenticatorData.Counter, at)
 	if err != nil {
 		return nil, nil, err
 	}
-	s.factor.Passed(ctx, u.ID)
+	s.factor.Passed(ctx, at)
 	return u, p, nil
 }
 
-// used records a verified assertion whose authenticator reported the
-// signature counter got: the counter must move forward (a clone's does
-// not), atomically, so two instances cannot both accept one.
-func (s *Service) used(ctx context.Context, wu *user, cred *webauthn.Credential, got uint32, clientIP string) (*store.Passkey, error) {
+// used records a verified assertion of attempt at whose authenticator
+// reported the signature counter got: the counter must move forward (a
+// clone's does not), atomically, so two instances cannot both accept one.
+func (s *Service) used(ctx context.Context, wu *user, cred *webauthn.Credential, got uint32, at throttle.Attempt) (*store.Passkey, error) {
 	row := wu.row(cred.ID)
 	if row == nil {
 		return nil, ErrInvalid
@@ -606,9 +611,9 @@ func (s *Service) used(ctx context.Context, wu *user, cred *webauthn.Credential,
 		cloned = !ok
 	}
 	if cloned {
-		s.audit(ctx, "system", "passkey.clone_suspected", wu.u.Email, clientIP,
+		s.audit(ctx, "system", "passkey.clone_suspected", wu.u.Email, ipString(at.Client),
 			fmt.Sprintf("%q for %s: signature counter %d not above %d; refused", row.Name, row.RPID, got, row.SignCount))
-		s.factor.CountFailure(ctx, wu.u.ID, wu.u.Email, clientIP, "passkey: signature counter went backwards")
+		s.factor.CountFailure(ctx, at, "passkey: signature counter went backwards")
 		return nil, ErrCloned
 	}
 	row.SignCount, row.LastUsed = got, s.now()
@@ -634,6 +639,14 @@ func (s *Service) refused(what, account string, err error) {
 }
 
 // audit records an event in the store and the log.
+// ipString is the audit log's form of a client address ("" for none).
+func ipString(ip netip.Addr) string {
+	if !ip.IsValid() {
+		return ""
+	}
+	return ip.String()
+}
+
 func (s *Service) audit(ctx context.Context, actor, action, subject, clientIP, detail string) {
 	s.logger().Info("audit", "action", action, "user", subject, "client_ip", clientIP, "detail", detail)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,8 +16,10 @@ import (
 
 	"github.com/descope/virtualwebauthn"
 
+	"github.com/moat-dev/moat/internal/attempts"
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/auth/mfa"
+	"github.com/moat-dev/moat/internal/auth/passkey/passkeytest"
 	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/store/storetest"
@@ -79,7 +82,7 @@ func newFixture(t testing.TB, st store.Store) *fixture {
 	key := testKey(t)
 	c := &clock{t: time.Now()}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	factor := mfa.New(st, key)
+	factor := mfa.New(st, key, throttle.New(attempts.NewStore(st), quiet))
 	factor.Now, factor.Logger = c.now, quiet
 	svc := New(st, key, factor)
 	svc.Now, svc.Logger = c.now, quiet
@@ -89,6 +92,12 @@ func newFixture(t testing.TB, st store.Store) *fixture {
 	}
 	auth := virtualwebauthn.NewAuthenticatorWithOptions(virtualwebauthn.AuthenticatorOptions{UserHandle: []byte(u.ID)})
 	return &fixture{st: st, svc: svc, mfa: factor, clock: c, user: u, rp: rp, auth: auth}
+}
+
+// freshBudgets gives the fixture a throttle with nothing counted yet, for a
+// test that refuses many passkeys on purpose.
+func (f *fixture) freshBudgets() {
+	f.mfa.Throttle = throttle.New(attempts.NewMemory(0), f.mfa.Logger)
 }
 
 // browser is what a browser on origin at host rpID would answer.
@@ -112,7 +121,7 @@ func (f *fixture) create(t testing.TB, b *Begun, as virtualwebauthn.RelyingParty
 	if err != nil {
 		t.Fatal(err)
 	}
-	cred := virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)
+	cred := passkeytest.Credential()
 	return cred, []byte(virtualwebauthn.CreateAttestationResponse(as, f.auth, cred, *opts))
 }
 
@@ -162,11 +171,11 @@ func TestAPasskeyIsAddedThenProvesTheSecondFactor(t *testing.T) {
 	if len(f.audits(t, "passkey.add")) != 1 {
 		t.Error("adding a passkey is not an audit event")
 	}
-	b, err := f.svc.BeginAssertion(ctx, f.rp, f.user, "pending-1")
+	b, err := f.svc.BeginAssertion(ctx, f.rp, f.user, "pending-1", throttle.Source{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	used, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "pending-1", b.State, f.get(t, b, browser(f.rp), cred), "192.0.2.1")
+	used, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "pending-1", b.State, f.get(t, b, browser(f.rp), cred), throttle.Source{Client: netip.MustParseAddr("192.0.2.1")})
 	if err != nil {
 		t.Fatalf("finish assertion: %v", err)
 	}
@@ -187,16 +196,16 @@ func TestAChallengeFinishesOneCeremonyOnly(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := context.Background()
 	cred, _ := f.register(t, "s")
-	b, _ := f.svc.BeginAssertion(ctx, f.rp, f.user, "p")
+	b, _ := f.svc.BeginAssertion(ctx, f.rp, f.user, "p", throttle.Source{})
 	resp := f.get(t, b, browser(f.rp), cred)
-	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, resp, ""); err != nil {
+	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, resp, throttle.Source{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, resp, ""); !errors.Is(err, ErrExpired) {
+	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, resp, throttle.Source{}); !errors.Is(err, ErrExpired) {
 		t.Fatalf("the same answer replayed: %v, want ErrExpired", err)
 	}
 	// A fresh signature over the used challenge is refused too.
-	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, f.get(t, b, browser(f.rp), cred), ""); !errors.Is(err, ErrExpired) {
+	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, f.get(t, b, browser(f.rp), cred), throttle.Source{}); !errors.Is(err, ErrExpired) {
 		t.Fatalf("a new answer to a used challenge: %v, want ErrExpired", err)
 	}
 	// Registration challenges are single-use as well.
@@ -214,10 +223,10 @@ func TestAnExpiredCeremonyIsRefused(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := context.Background()
 	cred, _ := f.register(t, "s")
-	b, _ := f.svc.BeginAssertion(ctx, f.rp, f.user, "p")
+	b, _ := f.svc.BeginAssertion(ctx, f.rp, f.user, "p", throttle.Source{})
 	resp := f.get(t, b, browser(f.rp), cred)
 	f.clock.add(CeremonyTTL + time.Second)
-	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, resp, ""); !errors.Is(err, ErrExpired) {
+	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, resp, throttle.Source{}); !errors.Is(err, ErrExpired) {
 		t.Fatalf("finished %s after it began: %v, want ErrExpired", CeremonyTTL+time.Second, err)
 	}
 }
@@ -236,41 +245,41 @@ func TestAStateOpensOnlyForItsBindingPurposeUserAndHost(t *testing.T) {
 		finish func(b *Begun, resp []byte) error
 	}{
 		{"another binding (session, pending step, browser)", func(b *Begun, resp []byte) error {
-			_, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "someone else's", b.State, resp, "")
+			_, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "someone else's", b.State, resp, throttle.Source{})
 			return err
 		}},
 		{"another purpose", func(b *Begun, resp []byte) error {
-			_, _, err := f.svc.FinishSignIn(ctx, f.rp, "p", b.State, resp, "")
+			_, _, err := f.svc.FinishSignIn(ctx, f.rp, "p", b.State, resp, throttle.Source{})
 			return err
 		}},
 		{"another user", func(b *Begun, resp []byte) error {
-			_, err := f.svc.FinishAssertion(ctx, f.rp, other, "p", b.State, resp, "")
+			_, err := f.svc.FinishAssertion(ctx, f.rp, other, "p", b.State, resp, throttle.Source{})
 			return err
 		}},
 		{"another host", func(b *Begun, resp []byte) error {
-			_, err := f.svc.FinishAssertion(ctx, otherRP, f.user, "p", b.State, resp, "")
+			_, err := f.svc.FinishAssertion(ctx, otherRP, f.user, "p", b.State, resp, throttle.Source{})
 			return err
 		}},
 		{"a state changed by the browser", func(b *Begun, resp []byte) error {
 			s := []byte(b.State)
 			s[len(s)/2] ^= 1
-			_, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", string(s), resp, "")
+			_, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", string(s), resp, throttle.Source{})
 			return err
 		}},
 		{"no state", func(b *Begun, resp []byte) error {
-			_, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", "", resp, "")
+			_, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", "", resp, throttle.Source{})
 			return err
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := f.svc.BeginAssertion(ctx, f.rp, f.user, "p")
+			b, err := f.svc.BeginAssertion(ctx, f.rp, f.user, "p", throttle.Source{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := tc.finish(b, f.get(t, b, browser(f.rp), cred)); !errors.Is(err, ErrExpired) {
 				t.Errorf("err = %v, want ErrExpired", err)
 			}
-			_ = f.mfa.Failures.Reset(ctx, f.user.ID)
+			f.freshBudgets()
 		})
 	}
 }
@@ -287,11 +296,11 @@ func TestAnAnswerFromAnotherOriginOrForAnotherHostIsRefused(t *testing.T) {
 	otherPort.Origin = "https://dash.example.com:8443"
 	for name, as := range map[string]virtualwebauthn.RelyingParty{"another origin": phishing, "another relying party id": otherHost, "another port": otherPort} {
 		t.Run(name, func(t *testing.T) {
-			b, _ := f.svc.BeginAssertion(ctx, f.rp, f.user, "p")
-			if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, f.get(t, b, as, cred), ""); !errors.Is(err, ErrInvalid) {
+			b, _ := f.svc.BeginAssertion(ctx, f.rp, f.user, "p", throttle.Source{})
+			if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, f.get(t, b, as, cred), throttle.Source{}); !errors.Is(err, ErrInvalid) {
 				t.Errorf("err = %v, want ErrInvalid", err)
 			}
-			_ = f.mfa.Failures.Reset(ctx, f.user.ID)
+			f.freshBudgets()
 		})
 	}
 	t.Run("a registration from another origin", func(t *testing.T) {
@@ -308,11 +317,11 @@ func TestAPasskeySignsOnlyForTheHostItWasMadeOn(t *testing.T) {
 	ctx := context.Background()
 	cred, _ := f.register(t, "s")
 	otherRP, _ := RPOf("reports.example.com", "")
-	if _, err := f.svc.BeginAssertion(ctx, otherRP, f.user, "p"); !errors.Is(err, ErrNone) {
+	if _, err := f.svc.BeginAssertion(ctx, otherRP, f.user, "p", throttle.Source{}); !errors.Is(err, ErrNone) {
 		t.Fatalf("a second step on another host offered the passkey: %v, want ErrNone", err)
 	}
 	b, _ := f.svc.BeginSignIn(ctx, otherRP, "browser")
-	if _, _, err := f.svc.FinishSignIn(ctx, otherRP, "browser", b.State, f.get(t, b, browser(otherRP), cred), ""); !errors.Is(err, ErrInvalid) {
+	if _, _, err := f.svc.FinishSignIn(ctx, otherRP, "browser", b.State, f.get(t, b, browser(otherRP), cred), throttle.Source{}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("signed in on another host: %v, want ErrInvalid", err)
 	}
 	all, here, err := f.svc.Count(ctx, f.user.ID, otherRP.ID)
@@ -327,13 +336,13 @@ func TestAClonedAuthenticatorIsRefused(t *testing.T) {
 	cred, p := f.register(t, "s")
 	clone := *cred // the same key, copied off the device
 	cred.Counter = 4
-	b, _ := f.svc.BeginAssertion(ctx, f.rp, f.user, "p")
-	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, f.get(t, b, browser(f.rp), cred), ""); err != nil {
+	b, _ := f.svc.BeginAssertion(ctx, f.rp, f.user, "p", throttle.Source{})
+	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, f.get(t, b, browser(f.rp), cred), throttle.Source{}); err != nil {
 		t.Fatal(err)
 	}
 	clone.Counter = 2 // the copy is behind the original (5)
-	b, _ = f.svc.BeginAssertion(ctx, f.rp, f.user, "p")
-	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, f.get(t, b, browser(f.rp), &clone), ""); !errors.Is(err, ErrCloned) {
+	b, _ = f.svc.BeginAssertion(ctx, f.rp, f.user, "p", throttle.Source{})
+	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, f.get(t, b, browser(f.rp), &clone), throttle.Source{}); !errors.Is(err, ErrCloned) {
 		t.Fatalf("a counter behind the stored one: %v, want ErrCloned", err)
 	}
 	ev := f.audits(t, "passkey.clone_suspected")
@@ -341,9 +350,9 @@ func TestAClonedAuthenticatorIsRefused(t *testing.T) {
 		t.Errorf("audit events %+v, want one passkey.clone_suspected naming the passkey", ev)
 	}
 	// The same counter again (a replayed signature's) is refused too.
-	b, _ = f.svc.BeginAssertion(ctx, f.rp, f.user, "p")
+	b, _ = f.svc.BeginAssertion(ctx, f.rp, f.user, "p", throttle.Source{})
 	clone.Counter = 4
-	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, f.get(t, b, browser(f.rp), &clone), ""); !errors.Is(err, ErrCloned) {
+	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, f.get(t, b, browser(f.rp), &clone), throttle.Source{}); !errors.Is(err, ErrCloned) {
 		t.Fatalf("the stored counter again: %v, want ErrCloned", err)
 	}
 	got, _ := f.st.GetPasskeyByCredentialID(ctx, p.CredentialID)
@@ -363,7 +372,7 @@ func TestSignInWithAPasskeyAlone(t *testing.T) {
 	if opts := optionsJSON(t, b); strings.Contains(opts, "allowCredentials") || !strings.Contains(opts, `"userVerification":"required"`) {
 		t.Errorf("sign-in options %s: want no allow list (discoverable) and user verification required", opts)
 	}
-	u, used, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, f.get(t, b, browser(f.rp), cred), "")
+	u, used, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, f.get(t, b, browser(f.rp), cred), throttle.Source{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +384,7 @@ func TestSignInWithAPasskeyAlone(t *testing.T) {
 		f.auth.Options.UserNotVerified = true
 		defer func() { f.auth.Options.UserNotVerified = false }()
 		b, _ := f.svc.BeginSignIn(ctx, f.rp, "browser")
-		if _, _, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, f.get(t, b, browser(f.rp), cred), ""); !errors.Is(err, ErrInvalid) {
+		if _, _, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, f.get(t, b, browser(f.rp), cred), throttle.Source{}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("err = %v, want ErrInvalid", err)
 		}
 	})
@@ -383,71 +392,79 @@ func TestSignInWithAPasskeyAlone(t *testing.T) {
 		f.auth.Options.UserHandle = []byte("someone-else")
 		defer func() { f.auth.Options.UserHandle = []byte(f.user.ID) }()
 		b, _ := f.svc.BeginSignIn(ctx, f.rp, "browser")
-		if _, _, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, f.get(t, b, browser(f.rp), cred), ""); !errors.Is(err, ErrInvalid) {
+		if _, _, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, f.get(t, b, browser(f.rp), cred), throttle.Source{}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("err = %v, want ErrInvalid", err)
 		}
 	})
 	t.Run("an unknown credential", func(t *testing.T) {
-		stranger := virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)
+		stranger := passkeytest.Credential()
 		b, _ := f.svc.BeginSignIn(ctx, f.rp, "browser")
-		if _, _, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, f.get(t, b, browser(f.rp), &stranger), ""); !errors.Is(err, ErrInvalid) {
+		if _, _, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, f.get(t, b, browser(f.rp), &stranger), throttle.Source{}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("err = %v, want ErrInvalid", err)
 		}
 	})
 	t.Run("a disabled user", func(t *testing.T) {
-		_ = f.mfa.Failures.Reset(ctx, f.user.ID)
+		f.freshBudgets()
 		u, _ := f.st.GetUser(ctx, f.user.ID)
 		u.Disabled = true
 		if err := f.st.UpdateUser(ctx, u); err != nil {
 			t.Fatal(err)
 		}
 		b, _ := f.svc.BeginSignIn(ctx, f.rp, "browser")
-		if _, _, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, f.get(t, b, browser(f.rp), cred), ""); !errors.Is(err, ErrInvalid) {
+		if _, _, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, f.get(t, b, browser(f.rp), cred), throttle.Source{}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("err = %v, want ErrInvalid", err)
 		}
 	})
 }
 
+// Refused passkeys count on the second-factor budget a wrong TOTP code
+// counts on: past it, the next passkey and the next code both wait.
 func TestRefusedPasskeysShareTheTOTPBudget(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := context.Background()
 	cred, _ := f.register(t, "s")
 	wrong := browser(f.rp)
 	wrong.Origin = "https://evil.example"
+	lim := throttle.SecondFactorLimits
+	lim.Account = throttle.SlowDown{Free: 3, Base: time.Hour, Max: time.Hour, Window: time.Hour}
+	f.mfa.Throttle.Limits[throttle.SecondFactor] = lim
+	from := throttle.Source{Client: netip.MustParseAddr("198.51.100.7")}
 	var te *mfa.ThrottledError
 	refused := 0
-	for ; refused <= throttle.Accounts.Free; refused++ {
-		b, err := f.svc.BeginAssertion(ctx, f.rp, f.user, "p")
+	for ; refused <= lim.Account.Free+1; refused++ {
+		b, err := f.svc.BeginAssertion(ctx, f.rp, f.user, "p", from)
 		if errors.As(err, &te) {
 			break
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, f.get(t, b, wrong, cred), ""); !errors.Is(err, ErrInvalid) {
+		if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, f.get(t, b, wrong, cred), from); !errors.Is(err, ErrInvalid) {
 			t.Fatal(err)
 		}
 	}
 	if te == nil {
 		t.Fatalf("after %d refused passkeys the account need not wait", refused)
 	}
-	if err := f.mfa.Verify(ctx, f.user.ID, f.user.Email, "123456", ""); !errors.As(err, &te) {
+	// The free failures, then the slow-down's first turn.
+	if refused != lim.Account.Free+1 {
+		t.Errorf("%d passkeys were refused before the wait, want %d", refused, lim.Account.Free+1)
+	}
+	if err := f.mfa.Verify(ctx, f.user.ID, f.user.Email, "123456", throttle.Source{Client: netip.MustParseAddr("203.0.113.9")}); !errors.As(err, &te) {
 		t.Fatalf("a TOTP code after %d refused passkeys: %v, want the same wait", refused, err)
 	}
 	if n := len(f.audits(t, "mfa.failure")); n != refused {
 		t.Errorf("%d mfa.failure audit events, want %d", n, refused)
 	}
-	// Once the wait is over a good passkey passes and clears the count.
-	f.clock.add(time.Minute)
-	b, err := f.svc.BeginAssertion(ctx, f.rp, f.user, "p")
+	// A browser with a budget of its own (a signed-in session) passes
+	// with a good passkey meanwhile.
+	own := throttle.Source{Client: netip.MustParseAddr("203.0.113.9"), Device: throttle.SessionDevice("the owner's session")}
+	b, err := f.svc.BeginAssertion(ctx, f.rp, f.user, "p", own)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, f.get(t, b, browser(f.rp), cred), ""); err != nil {
+	if _, err := f.svc.FinishAssertion(ctx, f.rp, f.user, "p", b.State, f.get(t, b, browser(f.rp), cred), own); err != nil {
 		t.Fatal(err)
-	}
-	if d, _, _ := f.mfa.Failures.Wait(ctx, f.user.ID, f.clock.now()); d != 0 {
-		t.Errorf("a good passkey left a wait of %s", d)
 	}
 }
 
@@ -460,10 +477,10 @@ func TestARemovedPasskeyNoLongerSigns(t *testing.T) {
 	if err := f.st.DeletePasskey(ctx, f.user.ID, p.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, resp, ""); !errors.Is(err, ErrInvalid) {
+	if _, _, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, resp, throttle.Source{}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("a removed passkey signed in: %v", err)
 	}
-	if _, err := f.svc.BeginAssertion(ctx, f.rp, f.user, "p"); !errors.Is(err, ErrNone) {
+	if _, err := f.svc.BeginAssertion(ctx, f.rp, f.user, "p", throttle.Source{}); !errors.Is(err, ErrNone) {
 		t.Fatalf("a removed passkey is offered: %v", err)
 	}
 }
@@ -485,7 +502,7 @@ func TestARecordMovedToAnotherUserDoesNotOpen(t *testing.T) {
 	}
 	f.auth.Options.UserHandle = []byte(mallory.ID)
 	b, _ := f.svc.BeginSignIn(ctx, f.rp, "browser")
-	if _, _, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, f.get(t, b, browser(f.rp), cred), ""); !errors.Is(err, ErrInvalid) {
+	if _, _, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, f.get(t, b, browser(f.rp), cred), throttle.Source{}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("a copied record signed mallory in: %v", err)
 	}
 }
@@ -558,7 +575,7 @@ func TestACeremonyBegunOnOneInstanceFinishesOnAnotherOnce(t *testing.T) {
 	}
 	a := newFixture(t, open())
 	stB := open()
-	b := New(stB, testKey(t), mfa.New(stB, testKey(t)))
+	b := New(stB, testKey(t), mfa.New(stB, testKey(t), throttle.New(attempts.NewStore(stB), nil)))
 	b.Logger = a.svc.Logger
 	ctx := context.Background()
 
@@ -572,10 +589,10 @@ func TestACeremonyBegunOnOneInstanceFinishesOnAnotherOnce(t *testing.T) {
 	}
 	begun, _ = b.BeginSignIn(ctx, a.rp, "browser")
 	answer := a.get(t, begun, browser(a.rp), &cred)
-	if u, _, err := a.svc.FinishSignIn(ctx, a.rp, "browser", begun.State, answer, ""); err != nil || u.ID != a.user.ID {
+	if u, _, err := a.svc.FinishSignIn(ctx, a.rp, "browser", begun.State, answer, throttle.Source{}); err != nil || u.ID != a.user.ID {
 		t.Fatalf("sign-in begun on B, finished on A: %v", err)
 	}
-	if _, _, err := b.FinishSignIn(ctx, a.rp, "browser", begun.State, answer, ""); !errors.Is(err, ErrExpired) {
+	if _, _, err := b.FinishSignIn(ctx, a.rp, "browser", begun.State, answer, throttle.Source{}); !errors.Is(err, ErrExpired) {
 		t.Fatalf("the same answer on B after A: %v, want ErrExpired", err)
 	}
 }
