@@ -14,6 +14,7 @@ import (
 
 	"github.com/descope/virtualwebauthn"
 
+	"github.com/moat-dev/moat/internal/auth/passkey/passkeytest"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/store"
 )
@@ -135,7 +136,7 @@ func (h *harness) addPasskey(c *http.Client, token, name string, status int) (*d
 		h.t.Fatal(err)
 	}
 	d := &device{auth: virtualwebauthn.NewAuthenticatorWithOptions(virtualwebauthn.AuthenticatorOptions{UserHandle: []byte(opts.UserID)}),
-		cred: virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2), rp: virtualwebauthn.RelyingParty{ID: "localhost", Name: "localhost", Origin: h.origin()}}
+		cred: passkeytest.Credential(), rp: virtualwebauthn.RelyingParty{ID: "localhost", Name: "localhost", Origin: h.origin()}}
 	made := virtualwebauthn.CreateAttestationResponse(d.rp, d.auth, d.cred, *opts)
 	code, out := h.call(c, "/_moat/account/passkeys/add/finish", token, map[string]any{"state": str(begun["state"]), "credential": json.RawMessage(made), "name": name})
 	if code != status {

@@ -45,8 +45,8 @@ type acmeIssuing struct {
 // initACME sets up certmagic for the routed hosts that can have a public
 // certificate.
 func (s *Source) initACME(cfg config.ACME, o Options) error {
-	if o.Store == nil {
-		return errors.New("acme: no store to keep certificates in")
+	if o.Store == nil || o.Sealer == nil {
+		return errors.New("acme: no store to keep certificates in, or no instance key to seal them with")
 	}
 	var names []string
 	for _, h := range o.Hosts {
@@ -92,7 +92,7 @@ func (s *Source) initACME(cfg config.ACME, o Options) error {
 		Logger:             zl,
 	})
 	cmc = certmagic.New(cache, certmagic.Config{
-		Storage: newStorage(o.Store, s.logger),
+		Storage: newStorage(o.Store, o.Sealer, s.logger),
 		Logger:  zl,
 		OnEvent: s.acmeEvent,
 	})

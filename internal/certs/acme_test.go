@@ -37,7 +37,7 @@ func portOf(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
 func newACMESource(t *testing.T, cfg config.TLS, st Store, hosts []string, httpAddr, httpsAddr string) (*Source, *testlog.Buffer) {
 	t.Helper()
 	logger, logs := newLogger()
-	s, err := New(context.Background(), cfg, Options{Store: st, Hosts: hosts, HTTPAddr: httpAddr, HTTPSAddr: httpsAddr, Logger: logger})
+	s, err := New(context.Background(), cfg, Options{Store: st, Sealer: sealer, Hosts: hosts, HTTPAddr: httpAddr, HTTPSAddr: httpsAddr, Logger: logger})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -162,7 +162,7 @@ func TestACMECertificatesAreIssuedByPebbleAndKeptInTheStore(t *testing.T) {
 func TestACMERefusesWildcardHosts(t *testing.T) {
 	logger, _ := newLogger()
 	cfg := config.TLS{ACME: &config.ACME{DirectoryURL: "https://127.0.0.1:1/dir"}}
-	if s, err := New(context.Background(), cfg, Options{Store: newStore(t), Hosts: []string{"*.example.com"}, Logger: logger}); err == nil {
+	if s, err := New(context.Background(), cfg, Options{Store: newStore(t), Sealer: sealer, Hosts: []string{"*.example.com"}, Logger: logger}); err == nil {
 		s.Close()
 		t.Fatal("New accepted a wildcard host with ACME")
 	}

@@ -35,6 +35,10 @@ type Options struct {
 	// Store keeps self-signed and ACME certificates for every instance.
 	// Required for those two; certificate files do not use it.
 	Store Store
+	// Sealer encrypts everything kept in Store (private keys among it)
+	// with a key every instance holds: the instance key. Required with
+	// Store.
+	Sealer Sealer
 	// Hosts are the routed hosts (wildcards such as *.example.com
 	// allowed, except with ACME).
 	Hosts []string
@@ -118,7 +122,7 @@ func New(ctx context.Context, tlsCfg config.TLS, o Options) (*Source, error) {
 	switch {
 	case tlsCfg.SelfSigned:
 		s.kind = "self_signed"
-		err = s.initSelfSigned(s.ctx, o.Store, o.Hosts)
+		err = s.initSelfSigned(s.ctx, o.Store, o.Sealer, o.Hosts)
 	case tlsCfg.ACME != nil:
 		s.kind = "acme"
 		err = s.initACME(*tlsCfg.ACME, o)

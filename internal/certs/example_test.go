@@ -2,12 +2,14 @@ package certs_test
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 
+	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/certs"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/store"
@@ -26,9 +28,18 @@ func Example() {
 		return
 	}
 	defer st.Close()
+	// What the store keeps is sealed with the instance key, which every
+	// instance on the store holds (moat keys init).
+	raw := make([]byte, instancekey.Size)
+	_, _ = rand.Read(raw)
+	key, err := instancekey.New(raw)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 
 	src, err := certs.New(context.Background(), config.TLS{SelfSigned: true}, certs.Options{
-		Store: st, Hosts: []string{"dash.example.com"},
+		Store: st, Sealer: key, Hosts: []string{"dash.example.com"},
 		HTTPAddr: ":8080", HTTPSAddr: ":8443", Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

@@ -19,7 +19,7 @@ func FuzzHTTPHandlerRedirectsOnlyToRoutedHosts(f *testing.F) {
 	f.Add("[::ffff:127.0.0.1]", "/", "")
 	f.Add("dash.example.com", "/%2F%2Fevil.example", "next=//evil")
 
-	s, err := New(f.Context(), selfSigned, Options{Store: newStore(f), Hosts: []string{"dash.example.com", "*.apps.example.com", "127.0.0.1", "::1"}})
+	s, err := New(f.Context(), selfSigned, Options{Store: newStore(f), Sealer: sealer, Hosts: []string{"dash.example.com", "*.apps.example.com", "127.0.0.1", "::1"}})
 	if err != nil {
 		f.Fatal(err)
 	}

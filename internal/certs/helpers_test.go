@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/store/storetest"
@@ -39,6 +40,15 @@ func newLogger() (*slog.Logger, *testlog.Buffer) {
 
 // newStore opens a SQLite store in a temporary directory, closed when the
 // test ends.
+// sealer is the instance key every test's certificates are sealed with.
+var sealer = func() *instancekey.Key {
+	k, err := instancekey.New(bytes.Repeat([]byte{7}, instancekey.Size))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
 func newStore(t testing.TB) store.Store {
 	t.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "moat.db"))
@@ -54,7 +64,7 @@ func newStore(t testing.TB) store.Store {
 func newSource(t *testing.T, cfg config.TLS, st Store, hosts []string) (*Source, *testlog.Buffer) {
 	t.Helper()
 	logger, logs := newLogger()
-	s, err := New(context.Background(), cfg, Options{Store: st, Hosts: hosts, Logger: logger})
+	s, err := New(context.Background(), cfg, Options{Store: st, Sealer: sealer, Hosts: hosts, Logger: logger})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

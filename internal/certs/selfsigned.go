@@ -45,11 +45,11 @@ type selfSigning struct {
 // initSelfSigned serves the self-signed certificate in the store when it
 // covers every routed host (plus localhost and the loopback addresses) and
 // is valid for more than 30 days, and makes and stores a new one otherwise.
-func (s *Source) initSelfSigned(ctx context.Context, st Store, hosts []string) error {
-	if st == nil {
-		return errors.New("self-signed certificate: no store to keep it in")
+func (s *Source) initSelfSigned(ctx context.Context, st Store, sealer Sealer, hosts []string) error {
+	if st == nil || sealer == nil {
+		return errors.New("self-signed certificate: no store to keep it in, or no instance key to seal it with")
 	}
-	s.selfSigned = &selfSigning{storage: newStorage(st, s.logger), names: selfSignedNames(hosts)}
+	s.selfSigned = &selfSigning{storage: newStorage(st, sealer, s.logger), names: selfSignedNames(hosts)}
 	return s.followSelfSigned(ctx)
 }
 
@@ -134,6 +134,9 @@ func (ss *selfSigning) load(ctx context.Context) (stored []byte, cert *tls.Certi
 	stored, err = ss.storage.Load(ctx, selfSignedKey)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, "there is none in the store", nil
+	}
+	if errors.Is(err, errUnsealable) {
+		return nil, nil, "the stored one does not open: " + err.Error(), nil
 	}
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("self-signed certificate: load from the store: %w", err)

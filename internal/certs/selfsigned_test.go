@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -21,18 +22,22 @@ import (
 var selfSigned = config.TLS{SelfSigned: true}
 
 // storedCert returns the self-signed certificate's blob in the store.
+// storedCert reads the self-signed pair in st as an instance does
+// (opened with the instance key).
 func storedCert(t *testing.T, st Store) []byte {
 	t.Helper()
-	b, _, err := st.GetBlob(context.Background(), keyPrefix+selfSignedKey)
+	b, err := newStorage(st, sealer, slog.New(slog.DiscardHandler)).Load(context.Background(), selfSignedKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
+// putStored stores blob as the self-signed pair, sealed as an instance
+// seals it.
 func putStored(t *testing.T, st Store, blob []byte) {
 	t.Helper()
-	if err := st.PutBlob(context.Background(), keyPrefix+selfSignedKey, blob); err != nil {
+	if err := newStorage(st, sealer, slog.New(slog.DiscardHandler)).Store(context.Background(), selfSignedKey, blob); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -234,7 +239,7 @@ func TestInstancesOnOneStoreServeOneSelfSignedCertificate(t *testing.T) {
 		t.Cleanup(func() { st.Close() })
 		wg.Go(func() {
 			logger, _ := newLogger()
-			s, err := New(context.Background(), selfSigned, Options{Store: st, Hosts: hosts, Logger: logger})
+			s, err := New(context.Background(), selfSigned, Options{Store: st, Sealer: sealer, Hosts: hosts, Logger: logger})
 			if err != nil {
 				t.Error(err)
 				return

@@ -31,6 +31,14 @@ type Store interface {
 	Unlock(ctx context.Context, name, owner string) error
 }
 
+// Sealer encrypts and authenticates a blob (instancekey.Key), bound to
+// its name by aad, so the database holds no private key in the clear and a
+// blob cannot be passed off under another name.
+type Sealer interface {
+	Seal(plaintext, aad []byte) ([]byte, error)
+	Open(ciphertext, aad []byte) ([]byte, error)
+}
+
 // keyPrefix puts every blob and lock of this package under tls/ in the
 // store, beside whatever else may share it.
 const keyPrefix = "tls/"
@@ -51,6 +59,7 @@ var (
 // can answer it.
 type storage struct {
 	st     Store
+	sealer Sealer
 	owner  string // this process's name on the locks it holds
 	logger *slog.Logger
 
@@ -60,12 +69,13 @@ type storage struct {
 
 var _ certmagic.Storage = (*storage)(nil)
 
-func newStorage(st Store, logger *slog.Logger) *storage {
+func newStorage(st Store, sealer Sealer, logger *slog.Logger) *storage {
 	host, _ := os.Hostname()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return &storage{
 		st:     st,
+		sealer: sealer,
 		owner:  fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])),
 		logger: logger,
 		held:   map[string]context.CancelFunc{},
@@ -76,7 +86,11 @@ func newStorage(st Store, logger *slog.Logger) *storage {
 func (s *storage) String() string { return "moat store" }
 
 func (s *storage) Store(ctx context.Context, key string, value []byte) error {
-	return s.st.PutBlob(ctx, keyPrefix+key, value)
+	sealed, err := s.sealer.Seal(value, blobAAD(key))
+	if err != nil {
+		return fmt.Errorf("seal %s: %w", key, err)
+	}
+	return s.st.PutBlob(ctx, keyPrefix+key, sealed)
 }
 
 func (s *storage) Load(ctx context.Context, key string) ([]byte, error) {
@@ -84,8 +98,23 @@ func (s *storage) Load(ctx context.Context, key string) ([]byte, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fs.ErrNotExist
 	}
-	return v, err
+	if err != nil {
+		return nil, err
+	}
+	plain, err := s.sealer.Open(v, blobAAD(key))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", errUnsealable, key, err)
+	}
+	return plain, nil
 }
+
+// errUnsealable: a stored blob does not open with this instance's key
+// (corrupted, or sealed by an instance with another key, which moat refuses
+// at start-up).
+var errUnsealable = errors.New("a stored certificate blob does not open with the instance key")
+
+// blobAAD binds a sealed blob to its name.
+func blobAAD(key string) []byte { return []byte("moat tls " + key) }
 
 // Delete deletes key and, if it is a directory, everything under it.
 func (s *storage) Delete(ctx context.Context, key string) error {
@@ -99,7 +128,8 @@ func (s *storage) Exists(ctx context.Context, key string) bool {
 }
 
 // Stat describes key: a file when a blob has exactly that key, a directory
-// when blobs lie under key + "/".
+// when blobs lie under key + "/". A file's Size is what the store holds:
+// the sealed value, a little longer than what Load returns.
 func (s *storage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
 	infos, err := s.st.ListBlobs(ctx, keyPrefix+key)
 	if err != nil {

@@ -1,17 +1,22 @@
 package certs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/moat-dev/moat/internal/auth/instancekey"
+	"github.com/moat-dev/moat/internal/config"
 )
 
 func TestStorageHasFileSemantics(t *testing.T) {
 	logger, _ := newLogger()
-	s := newStorage(newStore(t), logger)
+	s := newStorage(newStore(t), sealer, logger)
 	ctx := t.Context()
 	for _, k := range []string{"certificates/ca/a.example/a.example.crt", "certificates/ca/a.example/a.example.key", "certificates/ca/ab.example/ab.example.crt", "acme/ca/users/x/x.json"} {
 		if err := s.Store(ctx, k, []byte(k)); err != nil {
@@ -26,7 +31,7 @@ func TestStorageHasFileSemantics(t *testing.T) {
 	}
 
 	file, err := s.Stat(ctx, "certificates/ca/a.example/a.example.key")
-	if err != nil || !file.IsTerminal || file.Size != int64(len("certificates/ca/a.example/a.example.key")) || file.Modified.IsZero() {
+	if err != nil || !file.IsTerminal || file.Size <= int64(len("certificates/ca/a.example/a.example.key")) || file.Modified.IsZero() {
 		t.Errorf("Stat(file) = %+v, %v", file, err)
 	}
 	dir, err := s.Stat(ctx, "certificates/ca/a.example")
@@ -73,7 +78,7 @@ func TestStorageHasFileSemantics(t *testing.T) {
 func TestStorageLockIsHeldByOneInstanceAtATime(t *testing.T) {
 	st := newStore(t)
 	logger, _ := newLogger()
-	a, b := newStorage(st, logger), newStorage(st, logger)
+	a, b := newStorage(st, sealer, logger), newStorage(st, sealer, logger)
 	ctx := t.Context()
 	if err := a.Lock(ctx, "issue_cert_a.example"); err != nil {
 		t.Fatal(err)
@@ -109,7 +114,7 @@ func TestStorageLockOfACrashedInstanceExpires(t *testing.T) {
 	st := newStore(t)
 	logger, _ := newLogger()
 	// A holder that refreshes keeps the lock past several leases.
-	live, other := newStorage(st, logger), newStorage(st, logger)
+	live, other := newStorage(st, sealer, logger), newStorage(st, sealer, logger)
 	if err := live.Lock(t.Context(), "renew"); err != nil {
 		t.Fatal(err)
 	}
@@ -127,5 +132,40 @@ func TestStorageLockOfACrashedInstanceExpires(t *testing.T) {
 	defer cancelWait()
 	if err := other.Lock(wait, "obtain"); err != nil {
 		t.Fatalf("the lock of a crashed holder was never freed: %v", err)
+	}
+}
+
+// TestTheStoreHoldsNoPrivateKeyInTheClear pins that certificates and their
+// keys are sealed with the instance key in the shared database, and that an
+// instance with another key cannot read them.
+func TestTheStoreHoldsNoPrivateKeyInTheClear(t *testing.T) {
+	st := newStore(t)
+	s, _ := newSource(t, config.TLS{SelfSigned: true}, st, []string{"dash.example.com"})
+	if s.Kind() != "self_signed" {
+		t.Fatalf("kind %q", s.Kind())
+	}
+	blobs, err := st.ListBlobs(context.Background(), keyPrefix)
+	if err != nil || len(blobs) == 0 {
+		t.Fatalf("ListBlobs: %v, %d blobs", err, len(blobs))
+	}
+	for _, b := range blobs {
+		v, _, err := st.GetBlob(context.Background(), b.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(v, []byte("PRIVATE KEY")) || bytes.Contains(v, []byte("CERTIFICATE")) {
+			t.Errorf("%s is stored in the clear", b.Key)
+		}
+	}
+	other, err := instancekey.New(bytes.Repeat([]byte{9}, instancekey.Size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger, _ := newLogger()
+	wrong := newStorage(st, other, logger)
+	for _, b := range blobs {
+		if _, err := wrong.Load(context.Background(), strings.TrimPrefix(b.Key, keyPrefix)); err == nil {
+			t.Errorf("%s opened with another instance key", b.Key)
+		}
 	}
 }

@@ -27,6 +27,10 @@ func startBackend(t testing.TB, h http.Handler) *httptest.Server {
 	return srv
 }
 
+// testParkAfter is Sockets.ParkAfter in tests: short, so that sockets park
+// between most frames.
+const testParkAfter = 5 * time.Millisecond
+
 type proxyOpts struct {
 	cfg     config.Backend
 	sockets *Sockets
@@ -59,7 +63,10 @@ func startProxy(t testing.TB, backendURL string, o proxyOpts) *testProxy {
 		cfg.URL = backendURL
 	}
 	if o.sockets == nil {
-		o.sockets = NewSockets()
+		// Every WebSocket test runs with directions parking after a few
+		// idle milliseconds, so each wait between frames goes through
+		// the poller and back (park_test.go tests parking itself).
+		o.sockets = &Sockets{ParkAfter: testParkAfter}
 	}
 	b, err := New("app", &cfg, o.sockets)
 	if err != nil {

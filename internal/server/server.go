@@ -411,6 +411,7 @@ func (s *Server) checkStatic(cfg *config.Config) error {
 func (s *Server) certOptions(cfg *config.Config, wd *world) certs.Options {
 	return certs.Options{
 		Store:     s.store,
+		Sealer:    s.identity.Key,
 		Hosts:     wd.routes.Hosts(),
 		HTTPAddr:  cfg.Server.HTTPAddr,
 		HTTPSAddr: cfg.Server.HTTPSAddr,

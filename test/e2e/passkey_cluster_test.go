@@ -18,6 +18,7 @@ import (
 
 	"github.com/descope/virtualwebauthn"
 
+	"github.com/moat-dev/moat/internal/auth/passkey/passkeytest"
 	"github.com/moat-dev/moat/internal/store/storetest"
 	"github.com/moat-dev/moat/internal/testnet"
 )
@@ -140,7 +141,7 @@ routes:
 		t.Fatal(err)
 	}
 	user := virtualwebauthn.NewAuthenticatorWithOptions(virtualwebauthn.AuthenticatorOptions{UserHandle: []byte(opts.UserID)})
-	cred := virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)
+	cred := passkeytest.Credential()
 	made := virtualwebauthn.CreateAttestationResponse(rp, user, cred, *opts)
 	if status, out := alice.ceremony(b, "/_moat/account/passkeys/add/finish", map[string]any{"state": jsonString(t, begun["state"]), "credential": json.RawMessage(made), "name": "Go key"}); status != http.StatusOK {
 		t.Fatalf("add/finish on B of a ceremony begun on A: %d %s", status, out["message"])

@@ -19,6 +19,7 @@ import (
 	"github.com/moat-dev/moat/internal/attempts"
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/auth/mfa"
+	"github.com/moat-dev/moat/internal/auth/passkey/passkeytest"
 	"github.com/moat-dev/moat/internal/identity/throttle"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/store/storetest"
@@ -120,7 +121,7 @@ func (f *fixture) create(t testing.TB, b *Begun, as virtualwebauthn.RelyingParty
 	if err != nil {
 		t.Fatal(err)
 	}
-	cred := virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)
+	cred := passkeytest.Credential()
 	return cred, []byte(virtualwebauthn.CreateAttestationResponse(as, f.auth, cred, *opts))
 }
 
@@ -396,7 +397,7 @@ func TestSignInWithAPasskeyAlone(t *testing.T) {
 		}
 	})
 	t.Run("an unknown credential", func(t *testing.T) {
-		stranger := virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)
+		stranger := passkeytest.Credential()
 		b, _ := f.svc.BeginSignIn(ctx, f.rp, "browser")
 		if _, _, err := f.svc.FinishSignIn(ctx, f.rp, "browser", b.State, f.get(t, b, browser(f.rp), &stranger), throttle.Source{}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("err = %v, want ErrInvalid", err)
