@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +10,9 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // startupPolicies are the two cases measured: no security policy, and the
@@ -35,17 +37,16 @@ security_policies:
 //
 //	go test -run '^$' -bench StartToReady -benchtime 5x ./cmd/moat/
 func BenchmarkStartToReady(b *testing.B) {
-	dir := b.TempDir()
-	bin := filepath.Join(dir, "moat")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
+	bin, err := testtool.BuildMoat(filepath.Join("..", ".."), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
 	}
 	backend := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	b.Cleanup(backend.Close)
 	for _, name := range []string{"no-policy", "waf"} {
 		b.Run(name, func(b *testing.B) {
 			data := filepath.Join(b.TempDir(), "data")
-			port := freeTCPPort(b)
+			port := testnet.FreePort(b)
 			cfg := filepath.Join(data, "moat.yaml")
 			yaml := fmt.Sprintf(`server:
   https_addr: "off"
@@ -106,14 +107,4 @@ func startOnce(b *testing.B, bin, cfg, ready string) time.Duration {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-func freeTCPPort(b *testing.B) int {
-	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -26,22 +26,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/testtool"
 )
-
-func chromium(t *testing.T) string {
-	t.Helper()
-	path := os.Getenv("MOAT_CHROMIUM")
-	if path == "" {
-		path = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("chromium is needed and CI must not skip: %v (install step missing: apt-get install -y chromium)", err)
-		}
-		t.Skipf("no chromium at %s: %v", path, err)
-	}
-	return path
-}
 
 // browserFor starts headless Chromium trusting only h's test certificate
 // and returns the browser's context.
@@ -49,7 +35,7 @@ func (h *harness) browserCtx(t *testing.T) context.Context {
 	t.Helper()
 	sum := sha256.Sum256(h.srv.Certificate().RawSubjectPublicKeyInfo)
 	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
-		chromedp.ExecPath(chromium(t)),
+		chromedp.ExecPath(testtool.Chromium(t)),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.WindowSize(1280, 900),

@@ -13,6 +13,7 @@ import (
 	"github.com/moat-dev/moat/internal/ratelimit/redistest"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -124,7 +125,7 @@ func TestCounters(t *testing.T) {
 			if err := c.Lock(ctx, "c:192.0.2.2", 100*time.Millisecond); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, func() bool {
+			testwait.For(t, 10*time.Second, "the window and the lock to run out", func() bool {
 				a, err1 := c.Get(ctx, "c:192.0.2.1")
 				b, err2 := c.Get(ctx, "c:192.0.2.2")
 				return err1 == nil && err2 == nil && a == (attempts.State{}) && b == (attempts.State{})
@@ -175,7 +176,7 @@ func TestRedisOutageIsErrUnavailable(t *testing.T) {
 		t.Errorf("get while Redis is down: %v", err)
 	}
 	srv.Start(t)
-	waitFor(t, func() bool {
+	testwait.For(t, 10*time.Second, "a failure counted after Redis is back", func() bool {
 		s, err := c.Fail(t.Context(), "a:alice", time.Hour)
 		return err == nil && s.Count >= 1
 	})
@@ -197,7 +198,7 @@ func TestStoreOutageIsErrUnavailable(t *testing.T) {
 		t.Errorf("fail while PostgreSQL is down: %v", err)
 	}
 	srv.Start(t)
-	waitFor(t, func() bool {
+	testwait.For(t, 10*time.Second, "a failure counted after PostgreSQL is back", func() bool {
 		s, err := c.Fail(t.Context(), "a:alice", time.Hour)
 		return err == nil && s.Count == 2
 	})
@@ -217,16 +218,5 @@ func TestOpen(t *testing.T) {
 	}
 	if _, err := attempts.Open("memcached://secret@h", st); err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("unsupported scheme: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,6 +17,7 @@ import (
 	"github.com/moat-dev/moat/internal/ratelimit/redistest"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testproc"
 )
 
 // The helper process: this test binary run again with helperEnv set. It
@@ -127,7 +126,7 @@ func TestBudgetIsExactAcrossProcesses(t *testing.T) {
 				procs = append(procs, startHelper(t, spec))
 			}
 			for _, p := range procs {
-				p.send(t, "go")
+				p.Send(t, "go")
 			}
 			var all []int64
 			for i, p := range procs {
@@ -155,7 +154,7 @@ func TestBudgetIsExactAcrossProcesses(t *testing.T) {
 		}
 		total := 0
 		for _, p := range procs {
-			p.send(t, "go")
+			p.Send(t, "go")
 		}
 		for _, p := range procs {
 			total += len(p.allowed(t))
@@ -166,58 +165,21 @@ func TestBudgetIsExactAcrossProcesses(t *testing.T) {
 	})
 }
 
-type helperProc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Scanner
-}
+// helperProc is a helper process spending a budget.
+type helperProc struct{ *testproc.Helper }
 
 func startHelper(t *testing.T, spec string) *helperProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+spec)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	p := &helperProc{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
-	p.out.Buffer(make([]byte, 64<<10), 1<<20)
-	if line := p.line(t); line != "ready" {
+	p := &helperProc{testproc.Start(t, helperEnv+"="+spec)}
+	if line := p.Line(t); line != "ready" {
 		t.Fatalf("helper said %q, want ready", line)
 	}
 	return p
 }
 
-func (p *helperProc) line(t *testing.T) string {
-	t.Helper()
-	if !p.out.Scan() {
-		t.Fatalf("helper ended early: %v", p.out.Err())
-	}
-	return p.out.Text()
-}
-
-func (p *helperProc) send(t *testing.T, s string) {
-	t.Helper()
-	if _, err := io.WriteString(p.stdin, s+"\n"); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func (p *helperProc) allowed(t *testing.T) []int64 {
 	t.Helper()
-	f := strings.Fields(p.line(t))
+	f := strings.Fields(p.Line(t))
 	if len(f) == 0 || f[0] != "allowed" {
 		t.Fatalf("helper said %q", f)
 	}
@@ -229,7 +191,7 @@ func (p *helperProc) allowed(t *testing.T) []int64 {
 		}
 		out = append(out, n)
 	}
-	if err := p.cmd.Wait(); err != nil {
+	if err := p.Wait(); err != nil {
 		t.Fatalf("helper: %v", err)
 	}
 	return out

@@ -2,23 +2,12 @@ package attempts
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-)
 
-// Redis timeouts, as for the rate-limit counters: a sign-in waits at most
-// about this long for its budget before it is answered 503.
-const (
-	redisDialTimeout = 500 * time.Millisecond
-	redisIOTimeout   = 250 * time.Millisecond
-	// redisBackoff is how long Redis is not asked again after a failure,
-	// so an outage costs one timeout per instance per backoff, not per
-	// sign-in.
-	redisBackoff = time.Second
+	"github.com/moat-dev/moat/internal/redisconn"
 )
 
 // Each operation is one script, atomic on the Redis server, on two keys:
@@ -69,26 +58,23 @@ return 1
 // Redis is a Counter kept in Redis, shared by every moat instance that
 // points at the same server.
 type Redis struct {
-	client    *redis.Client
-	downUntil atomic.Int64 // unix nanoseconds; no calls before then
+	client  *redis.Client
+	backoff redisconn.Backoff
 }
 
 // NewRedis connects to the Redis server named by a redis://, rediss:// or
-// unix:// URL. It does not wait for the server: an unreachable one shows
-// as ErrUnavailable.
+// unix:// URL, with the timeouts of the rate-limit counters (a sign-in
+// waits at most about that long for its budget before it is answered 503)
+// and one dial per attempt: a refused connection is an answer. It does not
+// wait for the server: an unreachable one shows as ErrUnavailable.
 func NewRedis(rawURL string) (*Redis, error) {
-	opt, err := redis.ParseURL(rawURL)
+	opts := redisconn.Counters
+	opts.DialOnce = true
+	client, err := opts.NewClient(rawURL)
 	if err != nil {
-		return nil, errors.New("failure counters: not a valid redis URL") // the URL may hold a password
+		return nil, fmt.Errorf("failure counters: %w", err)
 	}
-	opt.DialTimeout = redisDialTimeout
-	opt.ReadTimeout = redisIOTimeout
-	opt.WriteTimeout = redisIOTimeout
-	opt.PoolTimeout = redisIOTimeout
-	opt.MaxRetries = 1
-	opt.DialerRetries = 1 // a refused connection is an answer: no retry loop (go-redis would dial 5 times, 100 ms apart)
-	opt.DisableIdentity = true
-	return &Redis{client: redis.NewClient(opt)}, nil
+	return &Redis{client: client}, nil
 }
 
 // redisKeys are the hash and the lock of key.
@@ -98,19 +84,16 @@ func redisKeys(key string) []string {
 }
 
 // run runs one script on key's two keys. After a failure Redis is left
-// alone for redisBackoff.
+// alone for a while (redisconn.Backoff).
 func (r *Redis) run(ctx context.Context, s *redis.Script, key string, args ...any) (*redis.Cmd, error) {
-	if until := r.downUntil.Load(); until != 0 && time.Now().UnixNano() < until {
+	if r.backoff.Down() {
 		return nil, fmt.Errorf("redis: %w (backing off after an error)", ErrUnavailable)
 	}
 	cmd := s.Run(ctx, r.client, redisKeys(key), args...)
+	r.backoff.Record(ctx, cmd.Err())
 	if err := cmd.Err(); err != nil {
-		if ctx.Err() == nil {
-			r.downUntil.Store(time.Now().Add(redisBackoff).UnixNano())
-		}
 		return nil, fmt.Errorf("redis: %w: %w", ErrUnavailable, err)
 	}
-	r.downUntil.Store(0)
 	return cmd, nil
 }
 

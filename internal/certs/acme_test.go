@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/moat-dev/moat/internal/certs/pebbletest"
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // listen opens a TCP listener on 127.0.0.1, closed when the test ends.
@@ -33,7 +34,7 @@ func portOf(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
 
 // newACMESource builds an ACME source on st whose challenges are answered
 // on moat's listeners at httpAddr and httpsAddr (which the test serves).
-func newACMESource(t *testing.T, cfg config.TLS, st Store, hosts []string, httpAddr, httpsAddr string) (*Source, *logBuffer) {
+func newACMESource(t *testing.T, cfg config.TLS, st Store, hosts []string, httpAddr, httpsAddr string) (*Source, *testlog.Buffer) {
 	t.Helper()
 	logger, logs := newLogger()
 	s, err := New(context.Background(), cfg, Options{Store: st, Sealer: sealer, Hosts: hosts, HTTPAddr: httpAddr, HTTPSAddr: httpsAddr, Logger: logger})
@@ -168,7 +169,7 @@ func TestACMERefusesWildcardHosts(t *testing.T) {
 }
 
 func TestACMEHTTPHandlerAnswersChallengesOnlyForRoutedHosts(t *testing.T) {
-	cfg := config.TLS{ACME: &config.ACME{DirectoryURL: "https://127.0.0.1:" + strconv.Itoa(freePort(t)) + "/dir"}}
+	cfg := config.TLS{ACME: &config.ACME{DirectoryURL: "https://" + testnet.FreeAddr(t) + "/dir"}}
 	s, _ := newSource(t, cfg, newStore(t), []string{"moat-test.example"})
 	srv := &http.Server{Handler: s.HTTPHandler("443"), ReadHeaderTimeout: 5 * time.Second}
 	ln := listen(t)

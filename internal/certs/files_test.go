@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/testwait"
 )
 
 // pairFiles writes a fresh pair with common name cn to dir and returns the
@@ -46,7 +47,7 @@ func TestChangedCertificateFilesArePickedUpWithoutARestart(t *testing.T) {
 	addr := serveTLS(t, s)
 
 	pairFiles(t, dir, "second")
-	eventually(t, 5*time.Second, "the new pair was not picked up by polling", func() bool {
+	testwait.For(t, 5*time.Second, "the new pair was not picked up by polling", func() bool {
 		return servedCN(t, addr) == "second"
 	})
 	if !strings.Contains(logs.String(), "loaded certificate") {
@@ -93,7 +94,7 @@ func TestBrokenCertificateFilesKeepTheOldCertificateServing(t *testing.T) {
 			addr := serveTLS(t, s)
 
 			tt.break_(t, cfg)
-			eventually(t, 5*time.Second, "the broken pair was not logged", func() bool {
+			testwait.For(t, 5*time.Second, "the broken pair was not logged", func() bool {
 				return strings.Contains(logs.String(), "certificate reload failed")
 			})
 			if err := s.Reload(); err == nil {
@@ -105,7 +106,7 @@ func TestBrokenCertificateFilesKeepTheOldCertificateServing(t *testing.T) {
 
 			// Fixing the files is picked up again.
 			pairFiles(t, dir, "fixed")
-			eventually(t, 5*time.Second, "the fixed pair was not picked up", func() bool {
+			testwait.For(t, 5*time.Second, "the fixed pair was not picked up", func() bool {
 				return servedCN(t, addr) == "fixed"
 			})
 		})

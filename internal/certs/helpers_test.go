@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testlog"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
@@ -34,26 +34,8 @@ func init() {
 	lockPoll = 50 * time.Millisecond
 }
 
-// logBuffer collects log lines for assertions; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newLogger() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
+func newLogger() (*slog.Logger, *testlog.Buffer) {
+	b := &testlog.Buffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
 
@@ -80,7 +62,7 @@ func newStore(t testing.TB) store.Store {
 
 // newSource builds a Source on st (nil for certificate files) and closes
 // it when the test ends.
-func newSource(t *testing.T, cfg config.TLS, st Store, hosts []string) (*Source, *logBuffer) {
+func newSource(t *testing.T, cfg config.TLS, st Store, hosts []string) (*Source, *testlog.Buffer) {
 	t.Helper()
 	logger, logs := newLogger()
 	s, err := New(context.Background(), cfg, Options{Store: st, Sealer: sealer, Hosts: hosts, Logger: logger})
@@ -155,17 +137,6 @@ func handshakeUntil(t *testing.T, addr string, cfg *tls.Config, d time.Duration)
 	}
 }
 
-// freePort returns a port that was free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // insecure is a client config that accepts any certificate, for tests that
 // only look at which certificate was served.
 func insecure(serverName string) *tls.Config {
@@ -213,17 +184,5 @@ func writeFile(t *testing.T, path string, data []byte, perm os.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(path, data, perm); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// eventually retries cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

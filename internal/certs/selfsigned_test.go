@@ -16,6 +16,7 @@ import (
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testwait"
 )
 
 var selfSigned = config.TLS{SelfSigned: true}
@@ -212,7 +213,7 @@ func TestRunningServerRenewsASelfSignedCertificateNearExpiry(t *testing.T) {
 	// in 10 days.
 	c, k := makePair(t, "old", selfSignedNames([]string{"dash.example.com"}), time.Now().Add(-355*24*time.Hour), time.Now().Add(10*24*time.Hour))
 	putStored(t, st, append(c, k...))
-	eventually(t, 5*time.Second, "the certificate was not renewed", func() bool {
+	testwait.For(t, 5*time.Second, "the certificate was not renewed", func() bool {
 		return time.Until(s.cert.Load().Leaf.NotAfter) > 300*24*time.Hour
 	})
 	if leaf := s.cert.Load().Leaf; leaf.Subject.CommonName == "old" {
@@ -271,7 +272,7 @@ func TestInstancesOnOneStoreServeOneSelfSignedCertificate(t *testing.T) {
 		t.Fatalf("the grown instance serves %v", leaf.DNSNames)
 	}
 	for _, s := range sources {
-		eventually(t, 5*time.Second, "an instance did not take the new certificate", func() bool {
+		testwait.For(t, 5*time.Second, "an instance did not take the new certificate", func() bool {
 			return s.cert.Load().Leaf.Equal(leaf)
 		})
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/moat-dev/moat/internal/fanout"
 	"github.com/moat-dev/moat/internal/ratelimit/redistest"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testproc"
 )
 
 // The helper process is this test binary run again with helperEnv set to
@@ -67,8 +67,7 @@ type received struct {
 
 // instance is a helper process and what it has received so far.
 type instance struct {
-	name  string
-	stdin io.WriteCloser
+	name string
 
 	mu   sync.Mutex
 	got  []received
@@ -77,39 +76,18 @@ type instance struct {
 
 func startInstance(t *testing.T, name, spec string) *instance {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+spec)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	in := &instance{name: name, stdin: stdin, news: make(chan struct{}, 1)}
-	lines := bufio.NewScanner(stdout)
-	if !lines.Scan() || lines.Text() != "ready" {
-		t.Fatalf("%s did not start: %q %v", name, lines.Text(), lines.Err())
+	h := testproc.Start(t, helperEnv+"="+spec)
+	in := &instance{name: name, news: make(chan struct{}, 1)}
+	if line := h.Line(t); line != "ready" {
+		t.Fatalf("%s did not start: %q", name, line)
 	}
 	go func() {
-		for lines.Scan() {
-			f := strings.Fields(lines.Text())
+		for {
+			line, ok := h.Next()
+			if !ok {
+				return
+			}
+			f := strings.Fields(line)
 			ns, _ := strconv.ParseInt(f[0], 10, 64)
 			r := received{at: time.Unix(0, ns), e: fanout.Event{Kind: fanout.Kind(f[1])}}
 			if len(f) > 2 {

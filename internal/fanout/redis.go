@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/moat-dev/moat/internal/redisconn"
 )
 
 // Redis settings.
@@ -78,18 +81,12 @@ func NewRedis(ctx context.Context, rawURL string, logger *slog.Logger) (*Bus, er
 // redisClient is a client for the server rawURL names, with moat's
 // timeouts.
 func redisClient(rawURL string) (*redis.Client, error) {
-	opt, err := redis.ParseURL(rawURL)
+	// DialOnce: our own backoff paces reconnection.
+	client, err := redisconn.Options{Dial: redisDialTimeout, IO: redisIOTimeout, DialOnce: true}.NewClient(rawURL)
 	if err != nil {
-		return nil, errors.New("fanout: not a valid redis URL") // never echo: it may hold a password
+		return nil, fmt.Errorf("fanout: %w", err)
 	}
-	opt.DialTimeout = redisDialTimeout
-	opt.ReadTimeout = redisIOTimeout
-	opt.WriteTimeout = redisIOTimeout
-	opt.PoolTimeout = redisIOTimeout
-	opt.MaxRetries = 1
-	opt.DialerRetries = 1 // our own backoff paces reconnection (go-redis would dial 5 times, 100 ms apart)
-	opt.DisableIdentity = true
-	return redis.NewClient(opt), nil
+	return client, nil
 }
 
 // redisChannel is the events channel of client's database: pub/sub

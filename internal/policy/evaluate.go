@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/moat-dev/moat/internal/bodylimit"
 	"github.com/moat-dev/moat/internal/config"
@@ -100,9 +101,11 @@ func (p *Policy) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := request.From(r)
 		span := tracing.Start(r.Context(), "moat.policy")
-		d := p.Evaluate(r)
+		d, st := p.evaluate(r)
 		d.trace(span)
-		info.Decision = d.String()
+		// The label is cached with the decision's counter: formatting it
+		// per request was an allocation on every allowed request.
+		info.Decision = st.label
 		if d.Allowed {
 			next.ServeHTTP(w, r)
 			return
@@ -149,12 +152,17 @@ func statusKey(code int) string {
 // returns the decision, after logging and counting it and every preview
 // match. It does not write a response.
 func (p *Policy) Evaluate(r *http.Request) Decision {
+	d, _ := p.evaluate(r)
+	return d
+}
+
+// evaluate is Evaluate, also returning the decision's stats.
+func (p *Policy) evaluate(r *http.Request) (Decision, *decisionStat) {
 	info := request.From(r)
 	ip := clientIP(r, info)
 	ev := &evaluation{p: p, r: r, info: info, ip: ip, act: newActivation(r, ip, schemeOf(r, info))}
 	d := ev.run()
-	p.record(info, ip, d, false)
-	return d
+	return d, p.record(info, ip, d, false)
 }
 
 func (ev *evaluation) run() Decision {
@@ -312,13 +320,25 @@ func (ev *evaluation) exceed(rl *rule, d *Decision, reason string) {
 // the policy's cost per request). A missing value (no such header, cookie or
 // user) counts as empty, which is Cloud Armor's fallback to ALL for that part.
 func (ev *evaluation) limitKey(rl *rule) string {
-	var arr [maxRawKey + 32]byte
-	b := arr[:0]
+	var arr [maxRawKey + 64]byte
+	b := append(arr[:0], ev.p.name...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, rl.priority, 10)
+	b = append(b, "/r"...)
+	prefix := len(b)
 	for _, k := range rl.limit.keys {
+		if k == "ip" {
+			// Appended in place: the address is the common key, and
+			// formatting it apart cost an allocation per request.
+			var ipArr [64]byte
+			ip := ev.ip.AppendTo(ipArr[:0])
+			b = strconv.AppendInt(b, int64(len(ip)), 10)
+			b = append(b, ':')
+			b = append(b, ip...)
+			continue
+		}
 		var v string
 		switch {
-		case k == "ip":
-			v = ev.ip.String()
 		case k == "all":
 		case k == "path":
 			v = ev.act.cleanPath()
@@ -335,12 +355,12 @@ func (ev *evaluation) limitKey(rl *rule) string {
 		b = append(b, ':')
 		b = append(b, v...)
 	}
-	prefix := ev.p.name + "/" + strconv.FormatInt(rl.priority, 10) + "/"
-	if len(b) <= maxRawKey {
-		return prefix + "r" + string(b)
+	if len(b)-prefix <= maxRawKey {
+		return string(b)
 	}
-	sum := sha256.Sum256(b)
-	return prefix + "h" + hex.EncodeToString(sum[:16])
+	sum := sha256.Sum256(b[prefix:])
+	b = append(b[:prefix-1], 'h')
+	return string(hex.AppendEncode(b, sum[:16]))
 }
 
 // maxRawKey is the longest rate-limit key part kept as it is.
@@ -401,16 +421,17 @@ func describe(d Decision) string {
 	return fmt.Sprintf("refuse with %d (%s)", d.Status, d.Reason)
 }
 
-// record logs and counts a decision.
-func (p *Policy) record(info *request.Info, ip netip.Addr, d Decision, preview bool) {
-	p.decisionCounter(d, preview).Inc()
+// record logs and counts a decision, and returns its stats.
+func (p *Policy) record(info *request.Info, ip netip.Addr, d Decision, preview bool) *decisionStat {
+	st := p.decisionStats(d, preview)
+	st.counter.Inc()
 	level := slog.LevelInfo
 	if d.Allowed && !preview {
 		level = slog.LevelDebug
 	}
 	log := p.e.log
 	if !log.Enabled(context.Background(), level) {
-		return
+		return st
 	}
 	prio, outcome := d.priorityLabel(), d.Outcome()
 	routeName := ""
@@ -429,6 +450,7 @@ func (p *Policy) record(info *request.Info, ip netip.Addr, d Decision, preview b
 		slog.String("request_id", info.ID),
 		slog.String("route", routeName),
 	)
+	return st
 }
 
 // counterKey is what the decisions counter's labels are made of, without
@@ -442,15 +464,42 @@ type counterKey struct {
 	preview  bool
 }
 
-// decisionCounter returns the decisions counter for d, cached per policy.
-func (p *Policy) decisionCounter(d Decision, preview bool) prometheus.Counter {
+// decisionStat is the counter of one kind of decision and its label for
+// the access log (Decision.String).
+type decisionStat struct {
+	counter prometheus.Counter
+	label   string
+}
+
+// decisionCache maps the kinds of decision a policy made to their stats. A
+// typed map behind a read lock: sync.Map hashed its keys through an
+// interface, a measurable part of the policy's cost per request.
+type decisionCache struct {
+	mu sync.RWMutex
+	m  map[counterKey]*decisionStat
+}
+
+// decisionStats returns the counter and label for d, cached per policy.
+func (p *Policy) decisionStats(d Decision, preview bool) *decisionStat {
 	k := counterKey{d.Priority, d.Action, d.Status, d.Allowed, d.Location != "", preview}
-	if c, ok := p.counters.Load(k); ok {
-		return c.(prometheus.Counter)
+	c := &p.stats
+	c.mu.RLock()
+	st := c.m[k]
+	c.mu.RUnlock()
+	if st != nil {
+		return st
 	}
-	c := decisions.WithLabelValues(p.name, d.priorityLabel(), d.Outcome(), strconv.FormatBool(preview))
-	p.counters.Store(k, c)
-	return c
+	st = &decisionStat{
+		counter: decisions.WithLabelValues(p.name, d.priorityLabel(), d.Outcome(), strconv.FormatBool(preview)),
+		label:   d.String(),
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[counterKey]*decisionStat)
+	}
+	c.m[k] = st
+	c.mu.Unlock()
+	return st
 }
 
 // Admits reports, in a dry run, whether p's rules let r through: nothing

@@ -6,13 +6,17 @@ import (
 	"net/http"
 	"net/netip"
 	"path"
+	"reflect"
+	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
 	"github.com/google/cel-go/interpreter"
 
 	"github.com/moat-dev/moat/internal/config"
@@ -203,49 +207,82 @@ func (sizeEstimator) EstimateCallCost(function, _ string, target *checker.AstNod
 }
 
 // activation gives an expression the request's variables, computing each
-// only when asked, once per request.
+// only when asked, once per request, and handing CEL each as the value it
+// works on (a types.String), so that rules reading the same variable share
+// one conversion.
 type activation struct {
 	r       *http.Request
 	scheme  string
 	ip      netip.Addr
-	ipStr   string
 	path    string
-	host    string
-	headers map[string]string
+	vals    [numVars]ref.Val
+	headers headerMap
 }
 
+// Variables an activation caches, by index into activation.vals.
+const (
+	varPath = iota
+	varMethod
+	varQuery
+	varHost
+	varScheme
+	varHeaders
+	varIP
+	numVars
+)
+
 func newActivation(r *http.Request, ip netip.Addr, scheme string) *activation {
-	return &activation{r: r, ip: ip, scheme: scheme}
+	a := &activation{r: r, ip: ip, scheme: scheme}
+	a.headers.h = r.Header
+	return a
 }
 
 // ResolveName implements interpreter.Activation.
 func (a *activation) ResolveName(name string) (any, bool) {
+	var i int
 	switch name {
 	case "request.path":
-		return a.cleanPath(), true
+		i = varPath
 	case "request.method":
-		return a.r.Method, true
+		i = varMethod
 	case "request.query":
-		return a.r.URL.RawQuery, true
+		i = varQuery
 	case "request.host":
-		if a.host == "" {
-			a.host = route.Host(a.r.Host)
-		}
-		return a.host, true
+		i = varHost
 	case "request.scheme":
-		return a.scheme, true
+		i = varScheme
 	case "request.headers":
-		if a.headers == nil {
-			a.headers = lowerHeaders(a.r.Header)
-		}
-		return a.headers, true
+		return &a.headers, true
 	case "origin.ip":
-		if a.ipStr == "" && a.ip.IsValid() {
-			a.ipStr = a.ip.String()
-		}
-		return a.ipStr, true
+		i = varIP
+	default:
+		return nil, false
 	}
-	return nil, false
+	if a.vals[i] == nil {
+		a.vals[i] = types.String(a.compute(i))
+	}
+	return a.vals[i], true
+}
+
+// compute is the string value of variable i.
+func (a *activation) compute(i int) string {
+	switch i {
+	case varPath:
+		return a.cleanPath()
+	case varMethod:
+		return a.r.Method
+	case varQuery:
+		return a.r.URL.RawQuery
+	case varHost:
+		return route.Host(a.r.Host)
+	case varScheme:
+		return a.scheme
+	case varIP:
+		if a.ip.IsValid() {
+			return a.ip.String()
+		}
+	}
+	return ""
 }
 
 // Parent implements interpreter.Activation.
@@ -291,6 +328,125 @@ func lowerHeaders(h http.Header) map[string]string {
 	}
 	return m
 }
+
+// headerMap is request.headers as CEL sees it: lowerHeaders(h), built only
+// when an expression needs the whole map (its size, iteration, equality).
+// A lookup by name, the common request.headers['user-agent'], reads h
+// directly (findHeader) and builds nothing.
+type headerMap struct {
+	h    http.Header
+	full traits.Mapper // lowerHeaders(h), once needed
+}
+
+var _ traits.Mapper = (*headerMap)(nil)
+
+func (m *headerMap) all() traits.Mapper {
+	if m.full == nil {
+		m.full = types.NewStringStringMap(types.DefaultTypeAdapter, lowerHeaders(m.h))
+	}
+	return m.full
+}
+
+// Find implements traits.Mapper: the value lowerHeaders would hold under
+// key, without building the map.
+func (m *headerMap) Find(key ref.Val) (ref.Val, bool) {
+	k, ok := key.(types.String)
+	if !ok {
+		return m.all().Find(key)
+	}
+	v, found := findHeader(m.h, string(k))
+	if !found {
+		return nil, false
+	}
+	return types.String(v), true
+}
+
+// findHeader is lowerHeaders(h)[key] without building the map: the values
+// of the header whose lower-cased name is key, joined with commas. Names
+// that differ only in case (net/http canonicalises valid names, so only
+// invalid ones can) are joined too, in sorted order, where lowerHeaders
+// keeps one of them.
+func findHeader(h http.Header, key string) (string, bool) {
+	var name string
+	var more []string
+	for n := range h {
+		if !lowerIs(n, key) {
+			continue
+		}
+		if name == "" {
+			name = n
+		} else {
+			more = append(more, n)
+		}
+	}
+	if name == "" {
+		return "", false
+	}
+	if more == nil {
+		return strings.Join(h[name], ","), true
+	}
+	more = append(more, name)
+	slices.Sort(more)
+	var vs []string
+	for _, n := range more {
+		vs = append(vs, h[n]...)
+	}
+	return strings.Join(vs, ","), true
+}
+
+// lowerIs reports whether strings.ToLower(s) == lower, without allocating
+// for an ASCII s (net/http refuses other header names; strings.ToLower
+// decides for them).
+func lowerIs(s, lower string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return strings.ToLower(s) == lower
+		}
+	}
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Get implements traits.Indexer.
+func (m *headerMap) Get(key ref.Val) ref.Val {
+	if v, found := m.Find(key); found {
+		return v
+	}
+	if _, ok := key.(types.String); ok {
+		return types.NewErr("no such key: %v", key)
+	}
+	return m.all().Get(key)
+}
+
+// Contains implements traits.Container.
+func (m *headerMap) Contains(key ref.Val) ref.Val {
+	if k, ok := key.(types.String); ok {
+		_, found := findHeader(m.h, string(k))
+		return types.Bool(found)
+	}
+	return m.all().Contains(key)
+}
+
+// The rest of traits.Mapper reads the whole map.
+
+func (m *headerMap) ConvertToNative(t reflect.Type) (any, error) { return m.all().ConvertToNative(t) }
+func (m *headerMap) ConvertToType(t ref.Type) ref.Val            { return m.all().ConvertToType(t) }
+func (m *headerMap) Equal(other ref.Val) ref.Val                 { return m.all().Equal(other) }
+func (m *headerMap) Type() ref.Type                              { return types.MapType }
+func (m *headerMap) Value() any                                  { return m.all().Value() }
+func (m *headerMap) Iterator() traits.Iterator                   { return m.all().Iterator() }
+func (m *headerMap) Size() ref.Val                               { return m.all().Size() }
 
 // evalExpr runs prg; an evaluation error (such as a missing header) is a
 // non-match, as in Cloud Armor, and is returned for explain and logs.

@@ -31,6 +31,13 @@ func TestExpressions(t *testing.T) {
 		{name: "repeated headers are joined with commas", expr: `request.headers['x-a'] == '1,2'`, header: http.Header{"X-A": {"1", "2"}}, want: true},
 		{name: "a missing header does not match", expr: `request.headers['x-missing'] == ''`, want: false},
 		{name: "the in operator finds headers", expr: `!('x-missing' in request.headers)`, want: true},
+		{name: "the in operator finds a present header", expr: `'x-a' in request.headers`, header: http.Header{"X-A": {"1"}}, want: true},
+		{name: "has() finds a present header", expr: `has(request.headers.accept)`, header: http.Header{"Accept": {"*/*"}}, want: true},
+		{name: "a header name is looked up in lower case only", expr: `'X-A' in request.headers`, header: http.Header{"X-A": {"1"}}, want: false},
+		{name: "a name net/http left as sent is found in lower case", expr: `request.headers['x_a'] == '1'`, header: http.Header{"X_A": {"1"}}, want: true},
+		{name: "the whole map: size", expr: `request.headers.size() == 2`, header: http.Header{"X-A": {"1"}, "X-B": {"2", "3"}}, want: true},
+		{name: "the whole map: iteration", expr: `request.headers.exists(k, k == 'x-b' && request.headers[k] == '2,3')`, header: http.Header{"X-A": {"1"}, "X-B": {"2", "3"}}, want: true},
+		{name: "the whole map: equality", expr: `request.headers == {'x-a': '1'}`, header: http.Header{"X-A": {"1"}}, want: true},
 		{name: "request.host without port", expr: `request.host == 'app.example.com'`, want: true},
 		{name: "request.scheme", expr: `request.scheme == 'https'`, want: true},
 		{name: "origin.ip", expr: `origin.ip == '2001:db8::1'`, ip: "2001:db8::1", want: true},
@@ -156,5 +163,28 @@ func FuzzCompileExpr(f *testing.F) {
 		r.URL.Path = path
 		r.Header[hname] = []string{hval}
 		evalExpr(prg, newActivation(r, netip.MustParseAddr("192.0.2.1"), "https"))
+	})
+}
+
+// FuzzHeaderLookup checks that a lookup in request.headers (findHeader)
+// answers as the whole map (lowerHeaders) would, for names net/http
+// canonicalises and names it leaves as sent.
+func FuzzHeaderLookup(f *testing.F) {
+	f.Add("User-Agent", "x_a", "user-agent", "curl")
+	f.Add("X_A", "x_a", "x_a", "1")
+	f.Add("X-A", "x-a", "X-A", "v")
+	f.Add("\u212aey", "b", "key", "v") // the Kelvin sign lower-cases to k
+	f.Fuzz(func(t *testing.T, n1, n2, key, v string) {
+		h := http.Header{n1: {v}, n2: {v, "w"}}
+		want, wantOK := lowerHeaders(h)[key]
+		got, ok := findHeader(h, key)
+		if ok != wantOK {
+			t.Fatalf("findHeader(%q) found %v, the map %v", key, ok, wantOK)
+		}
+		// Two names that differ only in case are one key: the map keeps
+		// either's values, findHeader joins both.
+		if ok && strings.ToLower(n1) != strings.ToLower(n2) && got != want {
+			t.Fatalf("findHeader(%q) = %q, the map has %q", key, got, want)
+		}
 	})
 }

@@ -18,7 +18,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -93,8 +92,8 @@ type Policy struct {
 	inspector  Inspector
 	wafSets    []string
 	e          *Engine
-	// counters caches decision counters by label set.
-	counters sync.Map
+	// stats caches each kind of decision's counter and access-log label.
+	stats decisionCache
 }
 
 type rule struct {

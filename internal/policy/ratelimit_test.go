@@ -1,13 +1,13 @@
 package policy
 
 import (
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/moat-dev/moat/internal/ratelimit"
 	"github.com/moat-dev/moat/internal/ratelimit/redistest"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 func throttlePolicy(key, extra string) string {
@@ -162,9 +162,7 @@ func TestTwoInstancesOnOneRedisShareBans(t *testing.T) {
 }
 
 func TestUnreachableCountersFollowCountersFail(t *testing.T) {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	url := "redis://" + l.Addr().String()
-	l.Close()
+	url := "redis://" + testnet.FreeAddr(t) // nothing listens there
 	for mode, want := range map[string]int{"open": 200, "closed": 429} {
 		t.Run("counters_fail "+mode, func(t *testing.T) {
 			c, _ := ratelimit.Open(url)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/testproc"
 )
 
 // BenchmarkProxyHTTP measures small GETs through the proxy; compare with
@@ -181,28 +181,17 @@ func TestIdleProxiedWebSocketMemory(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("MOAT_WS_MEMORY_N")); err == nil && v > 0 {
 		n = v
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), peerEnv+"=1")
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start peer process: %v", err)
+	peers := testproc.Start(t, peerEnv+"=1")
+	backend := peers.Line(t)
+	if !strings.HasPrefix(backend, "http://") {
+		t.Fatalf("peer process said %q", backend)
 	}
-	t.Cleanup(func() {
-		stdin.Close()
-		_ = cmd.Wait()
-	})
-	out := bufio.NewScanner(stdout)
-	if !out.Scan() || !strings.HasPrefix(out.Text(), "http://") {
-		t.Fatalf("peer process said %q", out.Text())
-	}
-	p := startProxy(t, out.Text(), proxyOpts{})
+	p := startProxy(t, backend, proxyOpts{})
 
 	before, rssBefore := inUse(), rss()
-	fmt.Fprintf(stdin, "%s %d\n", p.URL, n)
-	if !out.Scan() || out.Text() != "ready" {
-		t.Fatalf("peer process said %q", out.Text())
+	peers.Send(t, fmt.Sprintf("%s %d", p.URL, n))
+	if got := peers.Line(t); got != "ready" {
+		t.Fatalf("peer process said %q", got)
 	}
 	if got := p.sockets.Count(); got != n {
 		t.Fatalf("%d sockets open, want %d", got, n)

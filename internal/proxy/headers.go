@@ -109,19 +109,16 @@ func stripOwnedCookies(h http.Header) {
 	if len(values) == 0 {
 		return
 	}
-	drop := false
-	for _, v := range values {
-		if ownedCookieIn(v) {
-			drop = true
-			break
-		}
-	}
-	if !drop && len(values) == 1 {
+	if len(values) == 1 && !ownedCookieIn(values[0]) {
 		return
 	}
-	var kept []string
+	// Built without splitting: a request that carries moat's session
+	// cookie alone, the usual signed-in request, allocates nothing.
+	var kept strings.Builder
 	for _, v := range values {
-		for _, part := range strings.Split(v, ";") {
+		for v != "" {
+			var part string
+			part, v, _ = strings.Cut(v, ";")
 			part = strings.TrimSpace(part)
 			if part == "" {
 				continue
@@ -130,35 +127,63 @@ func stripOwnedCookies(h http.Header) {
 			if ownedCookie(strings.TrimSpace(name)) {
 				continue
 			}
-			kept = append(kept, part)
+			if kept.Len() > 0 {
+				kept.WriteString("; ")
+			}
+			kept.WriteString(part)
 		}
 	}
-	if len(kept) == 0 {
+	if kept.Len() == 0 {
 		delete(h, "Cookie")
 		return
 	}
-	h["Cookie"] = []string{strings.Join(kept, "; ")}
+	h["Cookie"] = []string{kept.String()}
 }
 
 // ownedCookieIn reports whether a Cookie header value may hold a moat cookie.
 func ownedCookieIn(v string) bool {
-	l := strings.ToLower(v)
 	for _, p := range ownedCookiePrefixes {
-		if strings.Contains(l, p) {
+		if containsFold(v, p) {
 			return true
 		}
 	}
 	return false
 }
 
+// ownedCookie reports whether a cookie name is one of moat's.
 func ownedCookie(name string) bool {
-	l := strings.ToLower(name)
 	for _, p := range ownedCookiePrefixes {
-		if strings.HasPrefix(l, p) {
+		if len(name) >= len(p) && lowerEqual(name[:len(p)], p) {
 			return true
 		}
 	}
 	return false
+}
+
+// containsFold reports whether s contains lower, a lower-case ASCII string,
+// ignoring ASCII case in s, without allocating (strings.ToLower does).
+func containsFold(s, lower string) bool {
+	for i := 0; i+len(lower) <= len(s); i++ {
+		if lowerEqual(s[i:i+len(lower)], lower) {
+			return true
+		}
+	}
+	return false
+}
+
+// lowerEqual reports whether s, with ASCII letters lower-cased, equals
+// lower; len(s) == len(lower).
+func lowerEqual(s, lower string) bool {
+	for i := 0; i < len(lower); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // removeHopByHop deletes the hop-by-hop headers of h, including those named

@@ -1,40 +1,23 @@
 package proxy
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/request"
+	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testwait"
 )
 
 // testRoute is the route every test request matches.
 var testRoute = &config.Route{Host: "app.test", Backend: "app", Public: true}
-
-// syncBuffer is a log sink safe for the proxy's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
 
 // startBackend starts a test backend server.
 func startBackend(t testing.TB, h http.Handler) *httptest.Server {
@@ -43,6 +26,10 @@ func startBackend(t testing.TB, h http.Handler) *httptest.Server {
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+// testParkAfter is Sockets.ParkAfter in tests: short, so that sockets park
+// between most frames.
+const testParkAfter = 5 * time.Millisecond
 
 type proxyOpts struct {
 	cfg     config.Backend
@@ -58,7 +45,7 @@ type proxyOpts struct {
 type testProxy struct {
 	*httptest.Server
 	backend *Backend
-	log     *syncBuffer
+	log     *testlog.Buffer
 	sockets *Sockets
 }
 
@@ -76,13 +63,16 @@ func startProxy(t testing.TB, backendURL string, o proxyOpts) *testProxy {
 		cfg.URL = backendURL
 	}
 	if o.sockets == nil {
-		o.sockets = NewSockets()
+		// Every WebSocket test runs with directions parking after a few
+		// idle milliseconds, so each wait between frames goes through
+		// the poller and back (park_test.go tests parking itself).
+		o.sockets = &Sockets{ParkAfter: testParkAfter}
 	}
 	b, err := New("app", &cfg, o.sockets)
 	if err != nil {
 		t.Fatalf("new backend: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	b.Log = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	b.SetIdentity = o.hook
 	t.Cleanup(b.Close)
@@ -120,24 +110,13 @@ func startProxy(t testing.TB, backendURL string, o proxyOpts) *testProxy {
 // refusedURL returns an http URL on which nothing listens.
 func refusedURL(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return "http://" + addr
+	return "http://" + testnet.FreeAddr(t)
 }
 
+// eventually waits up to five seconds for cond to hold.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, 5*time.Second, what, cond)
 }
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }

@@ -16,9 +16,33 @@ type Sockets struct {
 	// each message the browser sends, closed (internal/usage).
 	Usage usage.Recorder
 
-	mu  sync.Mutex
-	all map[*wsConn]struct{}
+	// ParkAfter is how long a direction of a socket waits for a frame
+	// before it gives up its goroutine and waits in the poller; 0 means
+	// DefaultParkAfter.
+	ParkAfter time.Duration
+
+	mu   sync.Mutex
+	all  map[*wsConn]struct{}
+	poll poller
 }
+
+// DefaultParkAfter is Sockets.ParkAfter's default. A Streamlit socket is
+// idle between a person's interactions, and waking a parked direction costs
+// a goroutine's start and an epoll call or two, nothing a person notices;
+// a short wait keeps few goroutines alive at once, and so few stacks held
+// for reuse, when many sockets open together (issue 13's 5,000).
+const DefaultParkAfter = 100 * time.Millisecond
+
+func (s *Sockets) parkAfter() time.Duration {
+	if s.ParkAfter > 0 {
+		return s.ParkAfter
+	}
+	return DefaultParkAfter
+}
+
+// Parked returns how many directions of open sockets wait in the poller
+// without a goroutine (two per fully idle socket).
+func (s *Sockets) Parked() int { return s.poll.parked() }
 
 // NewSockets returns an empty registry.
 func NewSockets() *Sockets { return &Sockets{} }

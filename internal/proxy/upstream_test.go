@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -61,12 +62,16 @@ func getBody(t *testing.T, p *testProxy, path string) (int, string) {
 
 func TestBodilessRequestsShareOneKeptAliveBackendConnection(t *testing.T) {
 	var conns atomic.Int32
-	backend := startBackend(t, trivial())
+	// The hook is set before the server starts: setting it on a running
+	// server raced with its accept loop.
+	backend := httptest.NewUnstartedServer(trivial())
 	backend.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Add(1)
 		}
 	}
+	backend.Start()
+	t.Cleanup(backend.Close)
 	p := startProxy(t, backend.URL, proxyOpts{})
 	for i := 0; i < 20; i++ {
 		if code, body := getBody(t, p, "/"); code != 200 || body != "hello, world\n" {

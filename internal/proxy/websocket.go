@@ -14,9 +14,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -148,13 +150,6 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 	brw = nil
 
 	c := &wsConn{
-		client:    client,
-		backend:   backend,
-		clientIn:  clientIn,
-		backendIn: backendIn,
-		toClient:  make(chan struct{}, 1),
-		toBackend: make(chan struct{}, 1),
-		done:      make(chan struct{}),
 		sessionID: info.User.SessionID,
 		sockets:   b.sockets,
 		// What a re-check needs: whose it is, where, knowing what.
@@ -165,9 +160,11 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 		gauge:       metrics.WebSockets.WithLabelValues(routeName(info)),
 		idle:        b.cfg.WebSocketIdleTimeout.D(),
 	}
+	c.up = direction{src: clientIn, conn: client, fromClient: true}
+	c.down = direction{src: backendIn, conn: backend}
 	// Count the socket before the client can see the 101, and hold the
 	// client's write lock so that a Close injected meanwhile follows it.
-	c.toClient <- struct{}{}
+	c.down.wmu.Lock()
 	c.sockets.add(c)
 	c.gauge.Inc()
 	var head bytes.Buffer
@@ -182,7 +179,7 @@ func (b *Backend) serveWebSocket(w http.ResponseWriter, r *http.Request, info *r
 	_ = client.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	_, err = client.Write(head.Bytes())
 	_ = client.SetWriteDeadline(time.Time{})
-	<-c.toClient
+	c.down.wmu.Unlock()
 	if err != nil {
 		c.teardown()
 		b.log().Debug("proxy: write websocket handshake to client", "request_id", info.ID, "route", routeName(info), "backend", b.name, "error", err.Error())
@@ -257,23 +254,19 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 	return p.r.Read(b)
 }
 
-// wsConn is one spliced WebSocket. While idle it holds its two pump
-// goroutines, each blocked reading a frame header into a 14-byte array;
-// copy buffers are borrowed from a pool only while a frame moves.
+// wsConn is one spliced WebSocket. While a frame is expected it holds a
+// pump goroutine per direction, blocked reading a frame header into a
+// 14-byte array; copy buffers are borrowed from a pool only while a frame
+// moves. A direction idle for parkAfter gives up its goroutine and waits in
+// the process's poller (park_linux.go), so an idle socket holds no
+// goroutine at all.
 type wsConn struct {
-	client, backend     net.Conn
-	clientIn, backendIn io.Reader
-	// toClient and toBackend are one-slot semaphores held while a frame is
-	// written in that direction, so a Close frame moat injects lands at a
-	// frame boundary.
-	toClient, toBackend chan struct{}
-	// sealedClient and sealedBackend are set once moat has sent its Close
-	// frame that way; later frames in that direction are dropped.
-	sealedClient, sealedBackend atomic.Bool
-	closing                     atomic.Bool
-	closeReplies                atomic.Int32
-	done                        chan struct{}
-	teardownOnce                sync.Once
+	// up carries the client's frames to the backend, down the backend's
+	// to the client.
+	up, down     direction
+	closing      atomic.Bool
+	torn         atomic.Bool // torn down: both connections closed
+	closeReplies atomic.Int32
 
 	sessionID string
 	// userID, route and fingerprint are the user, the route's name and
@@ -292,6 +285,37 @@ type wsConn struct {
 	lifeTimer  *time.Timer
 }
 
+// direction is one way of a spliced socket: frames read from conn
+// (through src) and written to the other direction's conn. Its fields are
+// kept few: thousands of idle sockets hold them (issue 13).
+type direction struct {
+	// src is conn, or a reader that first yields what the handshake read
+	// ahead.
+	src  io.Reader
+	conn net.Conn
+	// wmu is held while a frame is written this way, so that a Close
+	// frame moat injects lands at a frame boundary.
+	wmu sync.Mutex
+	// sealed is set once moat has sent its Close frame this way; later
+	// frames this way are dropped.
+	sealed     atomic.Bool
+	fromClient bool
+	// last is when the direction's pump last read a frame header, armed
+	// when it last set conn's read deadline (Unix nanoseconds, 0: none
+	// set). Only the direction's pump uses them; at most one runs.
+	last, armed int64
+	// parked is the poller's token while the direction waits there.
+	parked atomic.Uint64
+}
+
+// dst is where d's frames go: the other direction's connection.
+func (c *wsConn) dst(d *direction) net.Conn {
+	if d == &c.up {
+		return c.down.conn
+	}
+	return c.up.conn
+}
+
 // start arms the timers and starts the pumps of a registered socket.
 func (c *wsConn) start(maxLifetime time.Duration) {
 	c.touch()
@@ -307,8 +331,8 @@ func (c *wsConn) start(maxLifetime time.Duration) {
 		c.lifeTimer = t
 		t.Reset(maxLifetime)
 	}
-	go c.pump(c.clientIn, c.backend, c.toBackend, &c.sealedBackend, true)
-	go c.pump(c.backendIn, c.client, c.toClient, &c.sealedClient, false)
+	go c.pump(&c.up)
+	go c.pump(&c.down)
 }
 
 // touch records that a frame moved, for the idle timeout and for
@@ -326,46 +350,54 @@ func (c *wsConn) checkIdle() {
 		c.closeWith(1001, "idle timeout")
 		return
 	}
-	select {
-	case <-c.done:
-	default:
+	if !c.torn.Load() {
 		c.idleTimer.Reset(c.idle - since)
 	}
 }
 
-// pump copies frames from src to dst until either side closes. It parses
-// each frame's header and copies exactly its payload, without unmasking.
-func (c *wsConn) pump(src io.Reader, dst net.Conn, lock chan struct{}, sealed *atomic.Bool, fromClient bool) {
-	defer c.teardown()
-	var hdr [14]byte
+// pump copies frames of d until either side closes, or until d has been
+// idle for parkAfter and is parked (a new pump starts when a frame comes).
+// It parses each frame's header and copies exactly its payload, without
+// unmasking.
+func (c *wsConn) pump(d *direction) {
+	parked := false
+	ra := readAhead{d: d}
+	defer func() {
+		ra.release()
+		if !parked {
+			c.teardown()
+		}
+	}()
+	d.last = time.Now().UnixNano()
 	for {
-		// Idle sockets wait here, holding only hdr.
-		if _, err := io.ReadFull(src, hdr[:2]); err != nil {
+		// Idle sockets wait here, at a frame boundary, until parked.
+		if err := c.fill(&ra, 2, true); err != nil {
+			parked = err == errParked
 			return
 		}
 		now := c.touch()
-		if fromClient && hdr[1]&0x80 == 0 {
+		d.last = now
+		b0, b1 := ra.buf[ra.start], ra.buf[ra.start+1]
+		if d.fromClient && b1&0x80 == 0 {
 			// RFC 6455 section 5.1: a client must mask every frame.
 			c.closeWith(1002, "unmasked client frame")
 			return
 		}
-		if fromClient && hdr[0]&0x8 == 0 {
+		if d.fromClient && b0&0x8 == 0 {
 			// A data frame from the browser is use; pings, pongs and
 			// the backend's pushes are not.
 			c.usage.Message(now)
 		}
-		hl := frameHeaderLen(hdr[1])
-		if hl > 2 {
-			if _, err := io.ReadFull(src, hdr[2:hl]); err != nil {
-				return
-			}
+		hl := frameHeaderLen(b1)
+		if err := c.fill(&ra, hl, false); err != nil {
+			return
 		}
-		fh, err := parseFrameHeader(hdr[:hl])
+		fh, err := parseFrameHeader(ra.buf[ra.start : ra.start+hl])
 		if err != nil {
 			c.closeWith(1002, err.Error())
 			return
 		}
-		if err := c.forward(src, dst, lock, sealed, hdr[:hl], fh.size); err != nil {
+		if err := c.forward(&ra, int64(hl)+fh.size); err != nil {
 			return
 		}
 		if fh.opcode == opClose && c.closing.Load() {
@@ -375,6 +407,151 @@ func (c *wsConn) pump(src io.Reader, dst net.Conn, lock chan struct{}, sealed *a
 			}
 		}
 	}
+}
+
+// readAhead is what a pump has read of its direction and not yet
+// forwarded: buf[start:end]. One read fills it with whatever the peer has
+// sent, so a small frame (header, mask and payload) costs one read, not
+// three. buf is borrowed from a pool while the pump runs and returned when
+// it parks or ends: a parked direction holds no buffer.
+type readAhead struct {
+	d          *direction
+	buf        []byte
+	start, end int
+}
+
+// readAheadSize is the buffer a pump reads into: room for the small
+// frames of an interactive app; a larger frame streams through it.
+const readAheadSize = 4 << 10
+
+var readAheadPool = sync.Pool{New: func() any { b := make([]byte, readAheadSize); return &b }}
+
+func (ra *readAhead) release() {
+	if ra.buf != nil {
+		b := ra.buf
+		ra.buf, ra.start, ra.end = nil, 0, 0
+		readAheadPool.Put(&b)
+	}
+}
+
+// errParked ends a pump whose direction now waits in the poller.
+var errParked = errors.New("parked")
+
+// fill reads until ra holds at least n bytes (n ≤ readAheadSize). At a
+// frame boundary (boundary, nothing buffered), while the direction's
+// connection can be parked, a read deadline (set at most every
+// parkAfter/2, not per frame) tells when it has been idle for parkAfter;
+// then it is parked and fill returns errParked. Anywhere else the deadline
+// passing is no error: it is cleared and the read goes on.
+func (c *wsConn) fill(ra *readAhead, n int, boundary bool) error {
+	d := ra.d
+	if ra.end-ra.start >= n {
+		return nil
+	}
+	if ra.buf == nil {
+		ra.buf = *(readAheadPool.Get().(*[]byte))
+	}
+	if ra.start > 0 {
+		ra.end = copy(ra.buf, ra.buf[ra.start:ra.end])
+		ra.start = 0
+	}
+	after := c.sockets.parkAfter()
+	parkable := boundary && ra.end == 0 && d.parkable()
+	for ra.end < n {
+		if parkable && d.last-d.armed >= int64(after/2) {
+			_ = d.conn.SetReadDeadline(time.Unix(0, d.last+int64(after)))
+			d.armed = d.last
+		}
+		m, err := d.src.Read(ra.buf[ra.end:])
+		ra.end += m
+		if err == nil || m > 0 && !errors.Is(err, os.ErrDeadlineExceeded) {
+			if err != nil && ra.end >= n {
+				return nil // the error comes again on the next read
+			}
+			if err != nil {
+				return err
+			}
+			parkable = parkable && ra.end == 0
+			continue
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) || d.armed == 0 {
+			return err
+		}
+		if !parkable || ra.end > 0 {
+			// Within a frame: the deadline only watches for idleness.
+			_ = d.conn.SetReadDeadline(time.Time{})
+			d.armed = 0
+			parkable = false
+			continue
+		}
+		if time.Now().UnixNano()-d.last < int64(after) {
+			// A deadline set before the last frame: set it anew.
+			_ = d.conn.SetReadDeadline(time.Unix(0, d.last+int64(after)))
+			d.armed = d.last
+			continue
+		}
+		_ = d.conn.SetReadDeadline(time.Time{})
+		d.armed = 0
+		ra.release()
+		if c.park(d) {
+			return errParked
+		}
+		ra.buf = *(readAheadPool.Get().(*[]byte))
+		parkable = false // keep reading, without a deadline
+	}
+	return nil
+}
+
+// parkable reports whether d may wait in the poller: its connection is a
+// plain one (a TLS one may hold decrypted bytes no descriptor shows) and
+// the handshake's read-ahead is used up.
+func (d *direction) parkable() bool {
+	if d.src != io.Reader(d.conn) {
+		pr, ok := d.src.(*prefixReader)
+		if !ok || len(pr.prefix) > 0 {
+			return false
+		}
+		d.src = d.conn
+	}
+	_, ok := d.conn.(syscall.Conn)
+	return ok
+}
+
+// rawConn returns conn's descriptor, or nil when it has none of its own.
+func rawConn(conn net.Conn) syscall.RawConn {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// park hands d to the poller, which starts a new pump when d's connection
+// becomes readable; it reports whether d is parked.
+func (c *wsConn) park(d *direction) bool {
+	raw := rawConn(d.conn)
+	if raw == nil {
+		return false
+	}
+	poll := &c.sockets.poll
+	id, err := poll.park(raw, func() {
+		d.parked.Store(0)
+		go c.pump(d)
+	})
+	if err != nil {
+		return false
+	}
+	d.parked.Store(id)
+	if c.torn.Load() {
+		// Torn down meanwhile, perhaps before teardown could see the
+		// token: forget it here.
+		poll.cancel(id)
+	}
+	return true
 }
 
 // frameHeader is what the pump needs of a frame header (RFC 6455 section
@@ -426,44 +603,63 @@ func parseFrameHeader(b []byte) (frameHeader, error) {
 	return fh, nil
 }
 
-// forward writes one frame (header already read, size bytes of payload
-// still in src) to dst, or drops it when moat has closed that direction.
-func (c *wsConn) forward(src io.Reader, dst net.Conn, lock chan struct{}, sealed *atomic.Bool, hdr []byte, size int64) error {
+// forward writes one frame of total bytes (header and payload), the
+// first of them in ra, to its direction's destination, or drops it when
+// moat has closed that direction. What ra holds goes in one write; a frame
+// larger than ra streams through a 32 KiB copy buffer.
+func (c *wsConn) forward(ra *readAhead, total int64) error {
+	d := ra.d
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if c.torn.Load() {
+		return net.ErrClosed
+	}
+	dst := c.dst(d)
+	drop := d.sealed.Load()
+	n := min(int64(ra.end-ra.start), total)
+	if !drop {
+		if _, err := dst.Write(ra.buf[ra.start : ra.start+int(n)]); err != nil {
+			return err
+		}
+	}
+	ra.start += int(n)
+	total -= n
+	if total == 0 {
+		return nil
+	}
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	select {
-	case lock <- struct{}{}:
-	case <-c.done:
-		return net.ErrClosed
-	}
-	defer func() { <-lock }()
-	drop := sealed.Load()
-	// The first write carries the header and as much payload as fits, so
-	// a small frame costs one write.
-	n := copy(buf, hdr)
-	for {
-		chunk := int64(len(buf) - n)
-		if chunk > size {
-			chunk = size
+	for total > 0 {
+		chunk := buf[:min(int64(len(buf)), total)]
+		if err := c.readFull(d, chunk); err != nil {
+			return err
 		}
-		if chunk > 0 {
-			if _, err := io.ReadFull(src, buf[n:n+int(chunk)]); err != nil {
-				return err
-			}
-			c.touch()
-			size -= chunk
-			n += int(chunk)
-		}
+		c.touch()
+		total -= int64(len(chunk))
 		if !drop {
-			if _, err := dst.Write(buf[:n]); err != nil {
+			if _, err := dst.Write(chunk); err != nil {
 				return err
 			}
 		}
-		n = 0
-		if size == 0 {
+	}
+	return nil
+}
+
+// readFull fills b from d within a frame: a read deadline set to watch for
+// idleness passing is no error; it is cleared and the read goes on.
+func (c *wsConn) readFull(d *direction, b []byte) error {
+	for {
+		n, err := io.ReadFull(d.src, b)
+		if err == nil {
 			return nil
 		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) || d.armed == 0 {
+			return err
+		}
+		_ = d.conn.SetReadDeadline(time.Time{})
+		d.armed = 0
+		b = b[n:]
 	}
 }
 
@@ -490,43 +686,47 @@ func (c *wsConn) closeWith(code int, reason string) {
 		toBackend = append(toBackend, p^key[i%4])
 	}
 	time.AfterFunc(2*closeGrace, c.teardown)
-	c.inject(c.client, c.toClient, &c.sealedClient, toClient)
-	c.inject(c.backend, c.toBackend, &c.sealedBackend, toBackend)
+	c.inject(&c.down, toClient)
+	c.inject(&c.up, toBackend)
 }
 
-func (c *wsConn) inject(dst net.Conn, lock chan struct{}, sealed *atomic.Bool, frame []byte) {
-	t := time.NewTimer(closeGrace)
-	defer t.Stop()
-	select {
-	case lock <- struct{}{}:
-	case <-t.C:
-		// A frame is stuck half-way; no clean boundary will come.
-		c.teardown()
-		return
-	case <-c.done:
+// inject writes frame, a Close frame of moat's, to d's destination at a
+// frame boundary, and seals d. A frame stuck half-way for closeGrace (no
+// clean boundary will come) tears the socket down, which frees the lock.
+func (c *wsConn) inject(d *direction, frame []byte) {
+	stuck := time.AfterFunc(closeGrace, c.teardown)
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	stuck.Stop()
+	if c.torn.Load() {
 		return
 	}
-	sealed.Store(true)
+	d.sealed.Store(true)
+	dst := c.dst(d)
 	_ = dst.SetWriteDeadline(time.Now().Add(closeGrace))
 	_, _ = dst.Write(frame)
-	<-lock
 }
 
 // teardown closes both connections and forgets the socket; safe to call
 // more than once.
 func (c *wsConn) teardown() {
-	c.teardownOnce.Do(func() {
-		close(c.done)
-		c.client.Close()
-		c.backend.Close()
-		if c.idleTimer != nil {
-			c.idleTimer.Stop()
+	if !c.torn.CompareAndSwap(false, true) {
+		return
+	}
+	c.up.conn.Close()
+	c.down.conn.Close()
+	for _, d := range []*direction{&c.up, &c.down} {
+		if id := d.parked.Swap(0); id != 0 {
+			c.sockets.poll.cancel(id)
 		}
-		if c.lifeTimer != nil {
-			c.lifeTimer.Stop()
-		}
-		c.sockets.remove(c)
-		c.gauge.Dec()
-		c.usage.Close()
-	})
+	}
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
+	}
+	if c.lifeTimer != nil {
+		c.lifeTimer.Stop()
+	}
+	c.sockets.remove(c)
+	c.gauge.Dec()
+	c.usage.Close()
 }

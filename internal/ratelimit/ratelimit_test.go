@@ -3,12 +3,12 @@ package ratelimit
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/moat-dev/moat/internal/ratelimit/redistest"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // counters returns each implementation, fresh.
@@ -95,10 +95,7 @@ func TestTwoRedisClientsShareBans(t *testing.T) {
 }
 
 func TestAnUnreachableRedisIsUnavailableQuickly(t *testing.T) {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
-	rc, err := NewRedis("redis://" + addr)
+	rc, err := NewRedis("redis://" + testnet.FreeAddr(t)) // nothing listens there
 	if err != nil {
 		t.Fatal(err)
 	}

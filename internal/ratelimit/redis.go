@@ -2,22 +2,12 @@ package ratelimit
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-)
 
-// Redis timeouts: a request waits at most about this long for a shared
-// count before counters_fail applies.
-const (
-	redisDialTimeout = 500 * time.Millisecond
-	redisIOTimeout   = 250 * time.Millisecond
-	// redisBackoff is how long Redis is not asked again after a failure, so
-	// an outage costs one timeout per instance per backoff, not per request.
-	redisBackoff = time.Second
+	"github.com/moat-dev/moat/internal/redisconn"
 )
 
 // hitScript counts one request in a sliding window (two fixed windows with
@@ -70,30 +60,24 @@ return {n, 0, 0}
 // Redis is a Counter kept in Redis, shared by every moat instance that
 // points at the same server: a ban through one is seen by all.
 type Redis struct {
-	client    *redis.Client
-	downUntil atomic.Int64 // unix nanoseconds; no calls before then
+	client  *redis.Client
+	backoff redisconn.Backoff
 }
 
 // NewRedis connects to the Redis server named by a redis://, rediss:// or
-// unix:// URL. It does not wait for the server: an unreachable one shows
-// as ErrUnavailable from Hit.
+// unix:// URL, with the timeouts of redisconn.Counters. It does not wait
+// for the server: an unreachable one shows as ErrUnavailable from Hit.
 func NewRedis(rawURL string) (*Redis, error) {
-	opt, err := redis.ParseURL(rawURL)
+	client, err := redisconn.Counters.NewClient(rawURL)
 	if err != nil {
-		return nil, errors.New("parse counters URL: not a valid redis URL") // the URL may hold a password
+		return nil, fmt.Errorf("parse counters URL: %w", err)
 	}
-	opt.DialTimeout = redisDialTimeout
-	opt.ReadTimeout = redisIOTimeout
-	opt.WriteTimeout = redisIOTimeout
-	opt.PoolTimeout = redisIOTimeout
-	opt.MaxRetries = 1
-	opt.DisableIdentity = true
-	return &Redis{client: redis.NewClient(opt)}, nil
+	return &Redis{client: client}, nil
 }
 
 // Hit implements Counter.
 func (rc *Redis) Hit(ctx context.Context, key string, lim Limit) (Result, error) {
-	if until := rc.downUntil.Load(); until != 0 && time.Now().UnixNano() < until {
+	if rc.backoff.Down() {
 		return Result{}, fmt.Errorf("redis: %w (backing off after an error)", ErrUnavailable)
 	}
 	ms := func(d time.Duration) int64 { return max(1, d.Milliseconds()) }
@@ -103,13 +87,10 @@ func (rc *Redis) Hit(ctx context.Context, key string, lim Limit) (Result, error)
 	}
 	v, err := hitScript.Run(ctx, rc.client, []string{"moat:rl:{" + key + "}"},
 		lim.Count, ms(lim.Interval), lim.BanCount, ms(banIv), ms(lim.BanDuration)).Int64Slice()
+	rc.backoff.Record(ctx, err)
 	if err != nil {
-		if ctx.Err() == nil {
-			rc.downUntil.Store(time.Now().Add(redisBackoff).UnixNano())
-		}
 		return Result{}, fmt.Errorf("redis: %w: %w", ErrUnavailable, err)
 	}
-	rc.downUntil.Store(0)
 	if len(v) != 3 {
 		return Result{}, fmt.Errorf("redis: %w: unexpected script reply", ErrUnavailable)
 	}

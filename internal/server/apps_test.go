@@ -8,11 +8,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // testAppArg makes the test binary a backend app (see TestMain): it
@@ -81,16 +82,6 @@ routes:
 `
 }
 
-func freeLocalPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func (m *testMoat) appReport(t *testing.T) appReport {
 	t.Helper()
 	_, body := get(t, m.client(), "https://dash.example.com/")
@@ -106,7 +97,7 @@ func (m *testMoat) appReport(t *testing.T) appReport {
 // reload that leaves its command alone, restarts it when the command
 // changes, and stops it with moat.
 func TestABackendCommandRunsForTheLifeOfMoat(t *testing.T) {
-	url := "http://127.0.0.1:" + strconv.Itoa(freeLocalPort(t))
+	url := "http://" + testnet.FreeAddr(t)
 	m := startMoat(t, url, appConfig(""))
 
 	first := m.appReport(t)
@@ -176,7 +167,7 @@ func TestABackendCommandRunsForTheLifeOfMoat(t *testing.T) {
 }
 
 func TestAReloadWithABrokenCommandKeepsTheRunningApp(t *testing.T) {
-	url := "http://127.0.0.1:" + strconv.Itoa(freeLocalPort(t))
+	url := "http://" + testnet.FreeAddr(t)
 	m := startMoat(t, url, appConfig(""))
 	before := m.appReport(t)
 	broken := strings.Replace(appConfig("v2"), "routes:", "    command_dir: /nonexistent/moat-dir\nroutes:", 1)

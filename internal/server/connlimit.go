@@ -1,9 +1,11 @@
 package server
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -75,4 +77,15 @@ type limitConn struct {
 func (c *limitConn) Close() error {
 	c.once.Do(c.release)
 	return c.Conn.Close()
+}
+
+// SyscallConn is the wrapped connection's, so that an idle proxied
+// WebSocket can wait for it without a goroutine (proxy's poller). The
+// wrapper reads nothing ahead, so the descriptor shows every byte to come.
+func (c *limitConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("connection has no descriptor")
+	}
+	return sc.SyscallConn()
 }

@@ -2,11 +2,9 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -56,23 +54,6 @@ routes:
   - {host: app.example.com, path_prefix: /proxied/, backend: app, public: true}
 `
 
-// ingress is a client that sends moat auth requests from addr, as an
-// ingress in front of moat does.
-func ingress(t *testing.T, m *testMoat, addr string) *http.Client {
-	t.Helper()
-	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(addr)}}
-	return &http.Client{
-		Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return dialer.DialContext(ctx, network, m.addrs.HTTPS)
-			},
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       10 * time.Second,
-	}
-}
-
 // ask sends an auth request to path about method uri on app.example.com,
 // with the client's headers (name, value pairs).
 func ask(t *testing.T, c *http.Client, path, method, uri string, header ...string) *http.Response {
@@ -109,7 +90,7 @@ func sessionCookie(t *testing.T, c *http.Client) string {
 
 func TestForwardAuthSendsAPersonToSignInAndThenGrantsTheirIdentity(t *testing.T) {
 	m := startMoat(t, echoBackend(t).URL, forwardAuthConfig)
-	in := ingress(t, m, ingressAddr)
+	in := m.clientFrom(ingressAddr)
 	nav := []string{"Sec-Fetch-Mode", "navigate", "Accept", "text/html"}
 	const login = "/_moat/login?return_to=%2Freports%3Fq%3D1"
 
@@ -155,7 +136,7 @@ func TestForwardAuthSendsAPersonToSignInAndThenGrantsTheirIdentity(t *testing.T)
 
 func TestForwardAuthRunsTheRoutesPolicyAndAllowList(t *testing.T) {
 	m := startMoat(t, echoBackend(t).URL, forwardAuthConfig)
-	in := ingress(t, m, ingressAddr)
+	in := m.clientFrom(ingressAddr)
 	c, _ := signIn(t, m)
 	staff := sessionCookie(t, c)
 	hash, err := password.Hash(testPassword, password.DefaultParams)
@@ -221,7 +202,7 @@ func TestForwardAuthBelievesOnlyTrustedPeersAndANamedRequest(t *testing.T) {
 
 	// From a peer moat does not trust, X-Forwarded-* cannot name a request:
 	// not a public route's, not with a session.
-	direct := ingress(t, m, "127.0.0.1")
+	direct := m.clientFrom("127.0.0.1")
 	for _, path := range []string{forwardauth.Path, forwardauth.NginxPath} {
 		for _, cookie := range []string{"", staff} {
 			resp := ask(t, direct, path, "GET", "/open/status", "Cookie", cookie)
@@ -234,7 +215,7 @@ func TestForwardAuthBelievesOnlyTrustedPeersAndANamedRequest(t *testing.T) {
 
 	// A trusted peer must name one request: a second X-Forwarded-Uri (a
 	// client's, passed on beside the ingress's) is refused, not chosen from.
-	in := ingress(t, m, ingressAddr)
+	in := m.clientFrom(ingressAddr)
 	resp := ask(t, in, forwardauth.Path, "GET", "/reports", "Cookie", staff, forwardauth.HeaderURI, "/open/status")
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("two X-Forwarded-Uri: %d, want 403", resp.StatusCode)

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -245,22 +244,4 @@ func TestAPostgreSQLOutageNeverSignsAnyoneOut(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Code != websocketPolicyViolation {
 		t.Errorf("the socket after signing out: %v, want close %d", err, websocketPolicyViolation)
 	}
-}
-
-// dialWith opens a WebSocket through m with c's cookies.
-func dialWith(t *testing.T, m *testMoat, c *http.Client, u string) *websocket.Conn {
-	t.Helper()
-	hc := m.client()
-	hc.Jar = c.Jar
-	hc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}
-	hc.Transport.(*http.Transport).ForceAttemptHTTP2 = false
-	hc.Timeout = 0
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: hc})
-	if err != nil {
-		t.Fatalf("dial %s: %v (response %v)", u, err, resp)
-	}
-	t.Cleanup(func() { ws.CloseNow() })
-	return ws
 }

@@ -1,12 +1,10 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,39 +13,18 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/logging"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // plainClient sends every request to addr over plain HTTP, whatever the
 // URL's host.
-func plainClient(addr string) *http.Client {
-	dialer := &net.Dialer{}
-	return &http.Client{
-		Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, network, addr)
-		}},
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-		Timeout: 10 * time.Second,
-	}
-}
+func plainClient(addr string) *http.Client { return testnet.Pin{Addr: addr}.Client() }
 
 // waitReady polls url with c until it answers 200, for at most limit.
 func waitReady(t *testing.T, c *http.Client, url string, limit time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		resp, err := c.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready within %s (last: %v)", url, limit, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testnet.WaitOK(c, url, limit, nil); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -167,9 +144,8 @@ func TestGCPLogFormatGivesSeverityMessageAndHTTPRequest(t *testing.T) {
 	var access map[string]any
 	deadline := time.Now().Add(5 * time.Second)
 	for access == nil && time.Now().Before(deadline) {
-		for _, line := range strings.Split(m.logs.String(), "\n") {
-			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) == nil && rec["message"] == logging.AccessMessage {
+		for _, rec := range m.logs.Records() {
+			if rec["message"] == logging.AccessMessage {
 				access = rec
 			}
 		}

@@ -1,29 +1,19 @@
 package server
 
 import (
-	"context"
-	"crypto/tls"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/moat-dev/moat/internal/ratelimit/redistest"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
-// clientFrom is m.client() with connections leaving from the source
-// address src, so the policy sees that client address.
+// clientFrom is a client of moat's HTTPS listener (HTTP/1.1) with
+// connections leaving from the source address src, so the policy sees that
+// client address; in front of the forward-auth endpoint it is the ingress.
 func (m *testMoat) clientFrom(src string) *http.Client {
-	c := m.client()
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	c.Transport = &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, network, m.addrs.HTTPS)
-		},
-	}
-	return c
+	return testnet.Pin{Addr: m.addrs.HTTPS, From: src}.Client()
 }
 
 // The seed's front door: the partner host admits only the customer's VPN

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -188,18 +187,10 @@ func TestBackendReplicasKeepEachUserOnOneAndServeWhileOneIsUp(t *testing.T) {
 // the replica that accepted it.
 func wsReplica(t *testing.T, m *testMoat, c *http.Client, url string) string {
 	t.Helper()
-	hc := m.client()
-	hc.Jar = c.Jar
-	hc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}
-	hc.Transport.(*http.Transport).ForceAttemptHTTP2 = false
-	hc.Timeout = 0
+	ws := dialWith(t, m, c, url)
+	defer ws.CloseNow()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc})
-	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	defer ws.CloseNow()
 	_, msg, err := ws.Read(ctx)
 	if err != nil {
 		t.Fatalf("first message: %v", err)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -15,36 +14,19 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
 )
-
-// syncBuffer is a log sink tests can read while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type testMoat struct {
 	addrs  Addrs
 	path   string
-	logs   *syncBuffer
+	logs   *testlog.Buffer
 	server *Server
 	cancel context.CancelFunc
 	done   chan error
@@ -53,18 +35,7 @@ type testMoat struct {
 // client returns an HTTPS client that sends every request to moat's
 // listener whatever the URL's host, so tests can use routed host names.
 func (m *testMoat) client() *http.Client {
-	dialer := &net.Dialer{}
-	return &http.Client{
-		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
-			ForceAttemptHTTP2: true,
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return dialer.DialContext(ctx, network, m.addrs.HTTPS)
-			},
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       10 * time.Second,
-	}
+	return testnet.Pin{Addr: m.addrs.HTTPS, HTTP2: true}.Client()
 }
 
 const baseConfig = `
@@ -103,7 +74,7 @@ func startMoatLogging(t *testing.T, backendURL string, yaml string, newLog func(
 	if err != nil {
 		t.Fatalf("load config: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	log := newLog(logs)
 	srv, err := New(cfg, path, log)
 	if err != nil {

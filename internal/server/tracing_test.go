@@ -102,7 +102,7 @@ func TestTracesFollowARequestThroughEveryStageToTheApp(t *testing.T) {
 	m := startTracedMoat(t, app, col, "1")
 	c, u := signIn(t, m)
 	cookie := sessionCookie(t, c)
-	trusted := ingress(t, m, ingressAddr)
+	trusted := m.clientFrom(ingressAddr)
 
 	// From a trusted proxy, the caller's trace continues through moat to
 	// the app; every stage is a child of the request's span.
@@ -212,7 +212,7 @@ func TestSampleRatioZeroExportsNothingWhateverTheCallerAsks(t *testing.T) {
 	m := startTracedMoat(t, app, col, "0")
 	c, _ := signIn(t, m)
 	cookie := sessionCookie(t, c)
-	trusted := ingress(t, m, ingressAddr)
+	trusted := m.clientFrom(ingressAddr)
 	const caller = "4af7651916cd43dd8448eb211c80319c"
 	for range 20 {
 		if code := getWith(t, trusted, "https://app.example.com/r", "Cookie", cookie,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/testwait"
 )
 
 // TestUsageCountsSignInsVisitsAndSocketsThroughTheChain: a sign-in, the
@@ -43,7 +44,7 @@ func TestUsageCountsSignInsVisitsAndSocketsThroughTheChain(t *testing.T) {
 	echo(t, ws, "a click")
 	echo(t, ws, "another")
 	ws.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "the socket to be closed", func() bool { return m.server.sockets.Count() == 0 })
+	testwait.For(t, 5*time.Second, "the socket to be closed", func() bool { return m.server.sockets.Count() == 0 })
 	if err := m.server.usage.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -81,17 +82,5 @@ func TestUsageCountsSignInsVisitsAndSocketsThroughTheChain(t *testing.T) {
 	after, _ := m.server.store.UsageSessions(context.Background(), store.UsageFilter{})
 	if len(after) != 1 || !after[0].End.Equal(sessions[0].End) {
 		t.Errorf("usage went on after a reload to usage: off: %+v", after)
-	}
-}
-
-// waitFor polls cond for up to five seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 5s for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

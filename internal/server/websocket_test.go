@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // wsEchoBackend echoes WebSocket messages, as Streamlit's /_stcore/stream
@@ -41,21 +43,30 @@ func wsEchoBackend(t *testing.T) *httptest.Server {
 	return b
 }
 
+// dialWS opens a WebSocket through m without cookies; it is closed when
+// the test ends.
 func (m *testMoat) dialWS(t *testing.T, url string) *websocket.Conn {
 	t.Helper()
+	return dialWith(t, m, nil, url)
+}
+
+// dialWith opens a WebSocket through m with c's cookies (none when c is
+// nil); it is closed when the test ends.
+func dialWith(t *testing.T, m *testMoat, c *http.Client, u string) *websocket.Conn {
+	t.Helper()
+	// WebSockets upgrade over HTTP/1.1, and live longer than any request.
+	hc := testnet.Pin{Addr: m.addrs.HTTPS, TLS: &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}, Timeout: -1}.Client()
+	if c != nil {
+		hc.Jar = c.Jar
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	hc := m.client()
-	// WebSockets upgrade over HTTP/1.1.
-	hc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}
-	hc.Transport.(*http.Transport).ForceAttemptHTTP2 = false
-	hc.Timeout = 0
-	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc})
+	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: hc})
 	if err != nil {
-		t.Fatalf("dial %s: %v (response %v)", url, err, resp)
+		t.Fatalf("dial %s: %v (response %v)", u, err, resp)
 	}
-	t.Cleanup(func() { c.CloseNow() })
-	return c
+	t.Cleanup(func() { ws.CloseNow() })
+	return ws
 }
 
 func echo(t *testing.T, c *websocket.Conn, msg string) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/store"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testwait"
 )
 
 // outageCall bounds each call made while the database is down: an
@@ -97,7 +98,7 @@ func TestPostgresOutageIsErrUnavailableAndThePoolRecovers(t *testing.T) {
 			restart := time.Now()
 			srv.Start(t)
 			up := time.Now()
-			waitUntil(t, 30*time.Second, func() bool {
+			testwait.For(t, 30*time.Second, "the store answering again", func() bool {
 				_, err := s.GetUser(context.Background(), u.ID)
 				return err == nil
 			})
@@ -135,7 +136,7 @@ func TestPostgresShutdownDuringATransactionIsErrUnavailable(t *testing.T) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 	srv.Start(t)
-	waitUntil(t, 30*time.Second, func() bool {
+	testwait.For(t, 30*time.Second, "the store answering again", func() bool {
 		_, err := s.GetUserByEmail(context.Background(), "alice@example.com")
 		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrUnavailable) {
 			t.Fatal(err)
@@ -234,15 +235,4 @@ func warm(t *testing.T, s store.Store, userID string) {
 		})
 	}
 	wg.Wait()
-}
-
-func waitUntil(t *testing.T, limit time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v", limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

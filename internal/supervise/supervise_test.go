@@ -1,7 +1,6 @@
 package supervise
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,10 +12,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testwait"
 )
 
 // The test binary doubles as the supervised app: with SUPERVISE_TEST_APP
@@ -60,41 +62,13 @@ func testApp(stubborn bool) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// logBuffer collects the supervisor's JSON log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // testProcess returns a Process running the test app in the given mode on
 // a free port; it is stopped when the test ends.
-func testProcess(t *testing.T, mode string) (*Process, *logBuffer) {
+func testProcess(t *testing.T, mode string) (*Process, *testlog.Buffer) {
 	t.Helper()
-	port := freePort(t)
+	port := testnet.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	logs := &logBuffer{}
+	logs := &testlog.Buffer{}
 	p := &Process{
 		Spec: Spec{Name: "app", Argv: []string{os.Args[0]}, Addr: addr, HealthURL: "http://" + addr + "/",
 			Env: []string{"SUPERVISE_TEST_APP=" + mode, "PORT=" + strconv.Itoa(port), "SIGNAL_FILE=" + filepath.Join(t.TempDir(), "signals")}},
@@ -107,18 +81,6 @@ func testProcess(t *testing.T, mode string) (*Process, *logBuffer) {
 	}
 	t.Cleanup(p.Stop)
 	return p, logs
-}
-
-// waitFor polls cond every 20 ms for at most limit.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
@@ -155,7 +117,7 @@ func TestAKilledAppIsStartedAgainAndAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	var second int
-	waitFor(t, 20*time.Second, "a new process answers", func() bool {
+	testwait.For(t, 20*time.Second, "a new process answers", func() bool {
 		second = servedBy(p.Spec.Addr)
 		return second != 0 && second != first
 	})
@@ -178,7 +140,7 @@ func TestAKilledAppIsStartedAgainAndAnswers(t *testing.T) {
 func TestACrashingAppBacksOffUpToTheBound(t *testing.T) {
 	p, logs := testProcess(t, "crash")
 	p.Start()
-	waitFor(t, 20*time.Second, "five restarts", func() bool { return p.Restarts() >= 5 })
+	testwait.For(t, 20*time.Second, "five restarts", func() bool { return p.Restarts() >= 5 })
 	p.Stop()
 	var delays []string
 	for _, line := range strings.Split(logs.String(), "\n") {
@@ -239,7 +201,7 @@ func TestSignalReachesTheApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := strings.TrimPrefix(p.Spec.Env[2], "SIGNAL_FILE=")
-	waitFor(t, 10*time.Second, "the app records SIGUSR1", func() bool {
+	testwait.For(t, 10*time.Second, "the app records SIGUSR1", func() bool {
 		b, _ := os.ReadFile(file)
 		return string(b) == "SIGUSR1\n"
 	})
@@ -249,7 +211,7 @@ func TestACommandThatCannotStartIsLoggedAndRetried(t *testing.T) {
 	p, logs := testProcess(t, "listen")
 	p.Spec.Argv = []string{filepath.Join(t.TempDir(), "no-such-app")}
 	p.Start()
-	waitFor(t, 10*time.Second, "two attempts", func() bool { return p.Restarts() >= 2 })
+	testwait.For(t, 10*time.Second, "two attempts", func() bool { return p.Restarts() >= 2 })
 	p.Stop()
 	if !strings.Contains(logs.String(), `"msg":"could not start the app"`) || !strings.Contains(logs.String(), "no such file or directory") {
 		t.Errorf("the log does not say why the app did not start:\n%s", logs)

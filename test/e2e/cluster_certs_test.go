@@ -16,6 +16,7 @@ import (
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/certs/pebbletest"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // clusterConfig is the configuration of one instance of a cluster on the
@@ -38,7 +39,7 @@ routes:
   - host: %s
     backend: app
     public: true
-`, freePort(t), host)
+`, testnet.FreePort(t), host)
 }
 
 // TestInstancesServeOneSelfSignedCertificate starts three moat processes
@@ -136,17 +137,6 @@ func obtained(m *Moat, renewal bool) int {
 		}
 	}
 	return n
-}
-
-// serverLeaf completes a TLS handshake with addr and returns the leaf.
-func serverLeaf(addr string, cfg *tls.Config) (*x509.Certificate, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: cfg}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	return c.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
 }
 
 // waitLeaf polls addr until it serves a certificate that verifies with

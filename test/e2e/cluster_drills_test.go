@@ -13,6 +13,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/moat-dev/moat/internal/testwait"
 )
 
 // The outage PostgreSQL and the grace of the drills: a 10 s outage
@@ -135,9 +137,9 @@ func TestClusterFaultDrills(t *testing.T) {
 		table.add(outage, "an open WebSocket: stays open and working", time.Since(stopped), "open throughout")
 
 		c.pg.Start(t)
-		took = waitFor(t, 30*time.Second, "Ann's pages after PostgreSQL is back", func() bool { return page(ann.c, "/").signedInAs(clusterEmail) })
+		took = testwait.For(t, 30*time.Second, "Ann's pages after PostgreSQL is back", func() bool { return page(ann.c, "/").signedInAs(clusterEmail) })
 		table.add("PostgreSQL accepts connections again", "signed-in pages work again (no restart)", took, "")
-		took = waitFor(t, 30*time.Second, "a new sign-in after PostgreSQL is back", func() bool {
+		took = testwait.For(t, 30*time.Second, "a new sign-in after PostgreSQL is back", func() bool {
 			return signInVia(newPerson(c).c, clusterEmail, clusterPassword).status == http.StatusSeeOther
 		})
 		table.add("PostgreSQL accepts connections again", "new sign-ins work again", took, "")
@@ -167,7 +169,7 @@ func TestClusterFaultDrills(t *testing.T) {
 		table.add("PostgreSQL crashed (SIGQUIT: connections cut), started again 2 s later", "signed-in pages and WebSockets: nothing (the cache carries them); a new sign-in: 503 \"We cannot sign you in right now\"", time.Since(crashed),
 			fmt.Sprintf("of crash: all %d page loads served", served))
 		c.pg.Start(t)
-		took := waitFor(t, 30*time.Second, "a sign-in after PostgreSQL recovered", func() bool {
+		took := testwait.For(t, 30*time.Second, "a sign-in after PostgreSQL recovered", func() bool {
 			return signInVia(newPerson(c).c, clusterEmail, clusterPassword).status == http.StatusSeeOther
 		})
 		table.add("PostgreSQL recovered from the crash and accepts connections", "sign-ins work again", took, "")
@@ -203,11 +205,11 @@ func TestClusterFaultDrills(t *testing.T) {
 		if got := signOutVia(via(b, carl.jar)); got.status != http.StatusSeeOther {
 			t.Fatalf("sign-out on the second instance: %s", got)
 		}
-		took := waitFor(t, 15*time.Second, "the sign-out reaching the first instance", func() bool { return page(via(a, before), "/").sentToSignIn() })
+		took := testwait.For(t, 15*time.Second, "the sign-out reaching the first instance", func() bool { return page(via(a, before), "/").sentToSignIn() })
 		table.add("Redis stopped: a sign-out on one instance", "the other instance refuses the session (store poll)", took, "")
 
 		c.redis.Start(t)
-		took = waitFor(t, 30*time.Second, "rate limits after Redis is back", func() bool { return publicHit(anon) == http.StatusTooManyRequests })
+		took = testwait.For(t, 30*time.Second, "rate limits after Redis is back", func() bool { return publicHit(anon) == http.StatusTooManyRequests })
 		table.add("Redis accepts connections again", "rate limits apply again (counts start over: this Redis keeps nothing)", took, "to the first 429, 5 counted requests included")
 	})
 
@@ -226,13 +228,13 @@ func TestClusterFaultDrills(t *testing.T) {
 			resp.Body.Close()
 			inflight <- seen{status: resp.StatusCode}
 		}()
-		waitFor(t, 5*time.Second, "the slow request reaching the app", func() bool { return app.slow.Load() > 0 })
+		testwait.For(t, 5*time.Second, "the slow request reaching the app", func() bool { return app.slow.Load() > 0 })
 		c.kill(a)
 		killed := time.Now()
 		if got := <-inflight; got.err == nil {
 			t.Errorf("the request in flight on the killed instance: %s, want the connection cut", got)
 		}
-		waitFor(t, 10*time.Second, "Ann's page through the other instance", func() bool { return page(ann.c, "/").signedInAs(clusterEmail) })
+		testwait.For(t, 10*time.Second, "Ann's page through the other instance", func() bool { return page(ann.c, "/").signedInAs(clusterEmail) })
 		table.add("moat instance 1 killed (SIGKILL) mid-request", "a form post in flight fails (connection cut; a GET the browser resends by itself); the retry reaches instance 2, still signed in", time.Since(killed), "kill to a page served by instance 2")
 	})
 
@@ -246,7 +248,7 @@ func TestClusterFaultDrills(t *testing.T) {
 			t.Fatal("Ann's WebSocket on the killed instance still reads")
 		}
 		var again *websocket.Conn
-		waitFor(t, 10*time.Second, "Ann's WebSocket reconnecting", func() bool {
+		testwait.For(t, 10*time.Second, "Ann's WebSocket reconnecting", func() bool {
 			conn, who, err := dialSocket(t.Context(), newPersonWith(c, ann.jar).c)
 			if err != nil || who != clusterEmail {
 				return false

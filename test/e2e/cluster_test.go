@@ -28,6 +28,9 @@ import (
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/ratelimit/redistest"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testwait"
 )
 
 // The multi-instance suite (issue 9, item 7): real moat processes on one
@@ -305,20 +308,6 @@ func echoOn(ws *websocket.Conn, msg string) error {
 	return err
 }
 
-// waitFor polls cond every 50 ms until it holds or limit passes, and
-// returns how long it took.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // drillTable collects the rows of the table the fault drills print: what
 // was done, what users saw, and how long it took, measured.
 type drillTable struct {
@@ -452,7 +441,7 @@ func TestClusterSharesSessionsBansAndKeys(t *testing.T) {
 	if got := signOutVia(via(b, jar2)); got.status != http.StatusSeeOther {
 		t.Fatalf("sign-out on the second instance: %s", got)
 	}
-	took := waitFor(t, 15*time.Second, "the sign-out reaching the other instances", func() bool {
+	took := testwait.For(t, 15*time.Second, "the sign-out reaching the other instances", func() bool {
 		return page(via(a, ended), "/").sentToSignIn() && page(via(cc, ended), "/").sentToSignIn()
 	})
 	table.add("sign out on instance 2", "the session is refused (sent to sign in) on instances 1 and 3", took, "")
@@ -536,7 +525,7 @@ func (c *cluster) serveOnce(t *testing.T, env ...string) (string, time.Duration,
 	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "moat.yaml")
 	cfg := fmt.Sprintf("server: {https_addr: \"127.0.0.1:%d\", http_addr: off, internal_addr: \"127.0.0.1:%d\"}\ndata_dir: %q\ntls: {self_signed: true}\n",
-		freePort(t), freePort(t), t.TempDir()) + c.cfg
+		testnet.FreePort(t), testnet.FreePort(t), t.TempDir()) + c.cfg
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -549,7 +538,7 @@ func (c *cluster) serveOnce(t *testing.T, env ...string) (string, time.Duration,
 
 // runWithin runs cmd and returns its output, killing it after limit.
 func runWithin(cmd *exec.Cmd, limit time.Duration) (string, error) {
-	var out logBuffer
+	var out testlog.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		return "", err

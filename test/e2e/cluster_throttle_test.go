@@ -17,6 +17,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/ratelimit/redistest"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // throttleRoutes is one signed-in route to a backend where nothing listens
@@ -26,7 +27,7 @@ func throttleRoutes(t *testing.T) string {
   app: {url: "http://127.0.0.1:%d"}
 routes:
   - {host: localhost, backend: app, login: [password], allow: ["group:staff"]}
-`, freePort(t))
+`, testnet.FreePort(t))
 }
 
 // guess posts a wrong password for email to m's login form, from a fresh

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -18,6 +17,8 @@ import (
 	"github.com/coder/websocket"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // echoApp is the app behind an ingress: it answers every request with the
@@ -230,7 +231,7 @@ func TestForwardAuthBehindNginxAndCaddy(t *testing.T) {
 
 	// Straight to moat, past the ingress: from an address moat does not
 	// trust, X-Forwarded-* cannot name a request, even a public one.
-	direct := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DialContext: dialFrom("127.0.0.2", m.HTTPSAddr)}, Timeout: 10 * time.Second}
+	direct := testnet.Pin{Addr: m.HTTPSAddr, From: "127.0.0.2"}.Client()
 	req, _ := http.NewRequest(http.MethodGet, "https://localhost/_moat/auth", nil)
 	req.Header.Set("X-Forwarded-Method", "GET")
 	req.Header.Set("X-Forwarded-Proto", "https")

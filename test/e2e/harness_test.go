@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,61 +25,11 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
-
-// inCI reports whether the tests run under CI, where nothing may skip for a
-// missing tool: the test command installs them all.
-func inCI() bool {
-	v := os.Getenv("CI")
-	return v != "" && v != "false" && v != "0"
-}
-
-// skipOrFail skips the test on a developer's machine and fails it in CI,
-// with a message naming the install step that is missing.
-func skipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if inCI() {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format+" (skipped; CI=true makes this a failure)", args...)
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	p, err := pickPort()
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	return p
-}
-
-func pickPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// logBuffer collects a child process's output safely across goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // child is a process a test started: moat or Streamlit.
 type child struct {
@@ -109,6 +57,17 @@ func startChild(cmd *exec.Cmd, out io.Writer) (*child, error) {
 	return c, nil
 }
 
+// exited reports whether the process has exited (then err is its exit
+// error).
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // stop sends SIGTERM to the process group and waits up to grace for the
 // process to exit, then kills the group. It returns the exit error; later
 // calls return the first call's result.
@@ -127,34 +86,14 @@ func (c *child) stop(grace time.Duration) error {
 	return c.stopErr
 }
 
-// healthClient polls health endpoints; each try is short.
-var healthClient = &http.Client{Timeout: 2 * time.Second}
-
 // waitHTTP polls url until it answers 200, or the process exits, or timeout
 // passes.
 func waitHTTP(url string, c *child, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-c.done:
-			return fmt.Errorf("process exited before %s answered: %v", url, c.err)
-		default:
-		}
-		resp, err := healthClient.Get(url)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Errorf("status %s", resp.Status)
-		} else {
-			last = err
-		}
-		time.Sleep(100 * time.Millisecond)
+	err := testnet.WaitOK(nil, url, timeout, c.done)
+	if err != nil && c.exited() {
+		return fmt.Errorf("%w: %v", err, c.err)
 	}
-	return fmt.Errorf("%s not healthy after %s: %v", url, timeout, last)
+	return err
 }
 
 // ---------------------------------------------------------------- Streamlit
@@ -166,7 +105,7 @@ type streamlitApp struct {
 	// Addr is its host:port.
 	Addr string
 	proc *child
-	logs *logBuffer
+	logs *testlog.Buffer
 }
 
 // pythonBin is the interpreter that runs Streamlit (MOAT_PYTHON, else python3).
@@ -185,7 +124,7 @@ func startStreamlitApp(appDir, workDir string) (*streamlitApp, error) {
 	if out, err := exec.Command(py, "-c", "import streamlit").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("streamlit is not installed for %s (run scripts/test, or pip install -r examples/streamlit-dashboard/requirements.txt): %v: %s", py, err, bytes.TrimSpace(out))
 	}
-	port, err := pickPort()
+	port, err := testnet.Port()
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +146,7 @@ func startStreamlitApp(appDir, workDir string) (*streamlitApp, error) {
 	s := &streamlitApp{
 		Addr: fmt.Sprintf("127.0.0.1:%d", port),
 		URL:  fmt.Sprintf("http://127.0.0.1:%d", port),
-		logs: &logBuffer{},
+		logs: &testlog.Buffer{},
 	}
 	if s.proc, err = startChild(cmd, s.logs); err != nil {
 		return nil, fmt.Errorf("start streamlit: %w", err)
@@ -227,7 +166,7 @@ func startStreamlit(t testing.TB, appDir string) string {
 	t.Helper()
 	s, err := startStreamlitApp(appDir, t.TempDir())
 	if err != nil {
-		skipOrFail(t, "%v", err)
+		testtool.Missing(t, "%v", err)
 	}
 	t.Cleanup(s.stop)
 	return s.URL
@@ -243,7 +182,7 @@ func sharedStreamlit(t testing.TB) *streamlitApp {
 		t.Logf("started the shared Streamlit in %s", time.Since(start).Round(time.Millisecond))
 	})
 	if dashboardErr != nil {
-		skipOrFail(t, "%v", dashboardErr)
+		testtool.Missing(t, "%v", dashboardErr)
 	}
 	return dashboard
 }
@@ -267,7 +206,7 @@ type Moat struct {
 	Cert *x509.Certificate
 
 	proc *child
-	logs *logBuffer
+	logs *testlog.Buffer
 }
 
 var topLevelKey = regexp.MustCompile(`(?m)^([a-z_]+):`)
@@ -309,7 +248,7 @@ func startMoatWith(t testing.TB, configYAML string, opts moatOptions) *Moat {
 	m := &Moat{
 		DataDir:    filepath.Join(dir, "data"),
 		ConfigPath: filepath.Join(dir, "moat.yaml"),
-		logs:       &logBuffer{},
+		logs:       &testlog.Buffer{},
 	}
 	present := map[string]bool{}
 	for _, k := range topLevelKey.FindAllStringSubmatch(configYAML, -1) {
@@ -317,9 +256,9 @@ func startMoatWith(t testing.TB, configYAML string, opts moatOptions) *Moat {
 	}
 	var head strings.Builder
 	if !present["server"] {
-		m.HTTPSAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		m.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		m.InternalAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		m.HTTPSAddr = testnet.FreeAddr(t)
+		m.HTTPAddr = testnet.FreeAddr(t)
+		m.InternalAddr = testnet.FreeAddr(t)
 		fmt.Fprintf(&head, "server:\n  https_addr: %q\n  http_addr: %q\n  internal_addr: %q\n",
 			m.HTTPSAddr, m.HTTPAddr, m.InternalAddr)
 		for _, l := range opts.ServerLines {
@@ -366,15 +305,31 @@ func startMoatWith(t testing.TB, configYAML string, opts moatOptions) *Moat {
 	if err := waitHTTP(m.InternalURL+"/healthz", m.proc, 30*time.Second); err != nil {
 		t.Fatalf("moat did not come up: %v\nconfig:\n%s\nlog:\n%s", err, head.String()+configYAML, m.Logs())
 	}
-	conn, err := tls.Dial("tcp", m.HTTPSAddr, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
+	cert, err := localhostCert(m.HTTPSAddr)
 	switch {
 	case err == nil:
-		m.Cert = conn.ConnectionState().PeerCertificates[0]
-		conn.Close()
+		m.Cert = cert
 	case !present["tls"]:
 		t.Fatalf("TLS handshake with moat: %v", err)
 	}
 	return m
+}
+
+// serverLeaf completes a TLS handshake with addr and returns the leaf.
+func serverLeaf(addr string, cfg *tls.Config) (*x509.Certificate, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: cfg}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.(*tls.Conn).ConnectionState().PeerCertificates[0], nil
+}
+
+// localhostCert returns the certificate addr serves for localhost, taken
+// unverified: it is what the test trusts from then on.
+func localhostCert(addr string) (*x509.Certificate, error) {
+	return serverLeaf(addr, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
 }
 
 // Stop sends moat SIGTERM and waits for it to drain and exit (at most 20 s).
@@ -406,18 +361,7 @@ func (m *Moat) Signal(sig syscall.Signal) error { return m.proc.cmd.Process.Sign
 func (m *Moat) Logs() string { return m.logs.String() }
 
 // LogRecords returns moat's JSON log lines, decoded; other lines are skipped.
-func (m *Moat) LogRecords() []map[string]any {
-	var recs []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(m.Logs()))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) == nil {
-			recs = append(recs, rec)
-		}
-	}
-	return recs
-}
+func (m *Moat) LogRecords() []map[string]any { return m.logs.Records() }
 
 // WaitLog waits up to timeout for a JSON log record for which match is true
 // and returns it.
@@ -443,20 +387,7 @@ func (m *Moat) WaitLog(t testing.TB, timeout time.Duration, match func(map[strin
 func (m *Moat) Client() *http.Client {
 	pool := x509.NewCertPool()
 	pool.AddCert(m.Cert)
-	addr := m.HTTPSAddr
-	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: pool, ServerName: "localhost"},
-		ForceAttemptHTTP2: true,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
-	}
-	return &http.Client{
-		Transport:     tr,
-		Timeout:       30 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return testnet.Pin{Addr: m.HTTPSAddr, TLS: &tls.Config{RootCAs: pool, ServerName: "localhost"}, HTTP2: true, Timeout: 30 * time.Second}.Client()
 }
 
 // Metrics returns the internal listener's /metrics text.
@@ -515,24 +446,13 @@ func sumMetric(text, name string, labels ...string) (sum float64, found bool) {
 
 // ------------------------------------------------------------------ browser
 
-// chromiumPath is Debian's Chromium, or MOAT_CHROMIUM.
-func chromiumPath() string {
-	if p := os.Getenv("MOAT_CHROMIUM"); p != "" {
-		return p
-	}
-	return "/usr/bin/chromium"
-}
-
 // newBrowser starts a fresh headless Chromium (its own user-data-dir) and
 // returns a chromedp context for one tab; everything stops when the test
 // ends. Chromium trusts the given certificates by their public keys (moat's
 // self-signed one) and no others: no certificate errors are ignored.
 func newBrowser(t testing.TB, trust ...*x509.Certificate) context.Context {
 	t.Helper()
-	path := chromiumPath()
-	if _, err := os.Stat(path); err != nil {
-		skipOrFail(t, "chromium not found at %s (run scripts/test, or apt-get install chromium): %v", path, err)
-	}
+	path := testtool.Chromium(t)
 	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
 		chromedp.ExecPath(path),
 		chromedp.UserDataDir(t.TempDir()),

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,10 +14,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // The ingresses moat is tested behind in forward_auth mode: the real nginx
@@ -33,7 +35,7 @@ type ingress struct {
 	URL  string
 	Addr string
 	proc *child
-	logs *logBuffer
+	logs *testlog.Buffer
 }
 
 // ingressSetup is what an ingress's configuration names.
@@ -184,23 +186,23 @@ var ingressKinds = []string{"nginx", "caddy"}
 func startIngress(t testing.TB, kind string, m *Moat, app string, cert *ingressCert) *ingress {
 	t.Helper()
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testnet.FreePort(t)
 	s := ingressSetup{Dir: dir, Cert: cert.CertFile, Key: cert.KeyFile, Listen: fmt.Sprintf("127.0.0.1:%d", port),
 		Port: fmt.Sprint(port), Moat: m.HTTPSAddr, App: app, Root: os.Geteuid() == 0}
-	in := &ingress{Name: kind, URL: fmt.Sprintf("https://localhost:%d", port), Addr: s.Listen, logs: &logBuffer{}}
+	in := &ingress{Name: kind, URL: fmt.Sprintf("https://localhost:%d", port), Addr: s.Listen, logs: &testlog.Buffer{}}
 	var cmd *exec.Cmd
 	switch kind {
 	case "nginx":
-		bin := toolPath("MOAT_NGINX", "nginx", "/usr/sbin/nginx")
+		bin := os.Getenv("MOAT_NGINX")
 		if bin == "" {
-			skipOrFail(t, "nginx not found (run scripts/test, or apt-get install nginx)")
+			bin = testtool.Find(t, "run scripts/test, or apt-get install nginx", "nginx")
 		}
 		writeTemplate(t, filepath.Join(dir, "nginx.conf"), nginxConf, s)
 		cmd = exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", filepath.Join(dir, "nginx.conf"))
 	case "caddy":
-		bin := toolPath("MOAT_CADDY", "caddy", filepath.Join(goBin(), "caddy"))
+		bin := os.Getenv("MOAT_CADDY")
 		if bin == "" {
-			skipOrFail(t, "caddy not found (run scripts/test, or sh scripts/install-caddy.sh)")
+			bin = testtool.Find(t, "run scripts/test, or sh scripts/install-caddy.sh", "caddy")
 		}
 		writeTemplate(t, filepath.Join(dir, "Caddyfile"), caddyfile, s)
 		cmd = exec.Command(bin, "run", "--config", filepath.Join(dir, "Caddyfile"), "--adapter", "caddyfile")
@@ -219,48 +221,11 @@ func startIngress(t testing.TB, kind string, m *Moat, app string, cert *ingressC
 			t.Logf("%s output:\n%s\n%s", kind, in.logs.String(), errLog)
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", s.Listen, time.Second)
-		if err == nil {
-			conn.Close()
-			return in
-		}
-		select {
-		case <-in.proc.done:
-			errLog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("%s exited: %v\n%s\n%s", kind, in.proc.err, in.logs.String(), errLog)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not listen on %s after 30s:\n%s", kind, s.Listen, in.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testnet.WaitListening(s.Listen, 30*time.Second, in.proc.done); err != nil {
+		errLog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		t.Fatalf("%s: %v (%v)\n%s\n%s", kind, err, in.proc.err, in.logs.String(), errLog)
 	}
-}
-
-// toolPath finds a tool: the environment variable env, else name on PATH,
-// else fallback; "" when none exists.
-func toolPath(env, name, fallback string) string {
-	if p := os.Getenv(env); p != "" {
-		return p
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	if _, err := os.Stat(fallback); err == nil {
-		return fallback
-	}
-	return ""
-}
-
-// goBin is where go install puts tools.
-func goBin() string {
-	out, err := exec.Command("go", "env", "GOPATH").Output()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(strings.TrimSpace(string(out)), "bin")
+	return in
 }
 
 func writeTemplate(t testing.TB, path string, tmpl *template.Template, data any) {
@@ -324,13 +289,4 @@ func (c *ingressCert) TLSConfig() *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AddCert(c.Cert)
 	return &tls.Config{RootCAs: pool, ServerName: "localhost"}
-}
-
-// dialFrom returns a DialContext that connects from the local address ip
-// to addr, whatever the URL says.
-func dialFrom(ip, addr string) func(ctx context.Context, network, _ string) (net.Conn, error) {
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-	return func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return d.DialContext(ctx, network, addr)
-	}
 }

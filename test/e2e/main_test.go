@@ -4,13 +4,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // Shared by every test in the package: built and started once in TestMain,
@@ -56,12 +56,7 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(tmp)
 
 	start := time.Now()
-	moatBin = filepath.Join(tmp, "moat")
-	build := exec.Command("go", "build", "-o", moatBin, "./cmd/moat")
-	build.Dir = repoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		moatBuildErr = fmt.Errorf("go build ./cmd/moat: %w\n%s", err, out)
-	}
+	moatBin, moatBuildErr = testtool.BuildMoat(repoRoot, tmp)
 	if testing.Verbose() {
 		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/moat took %s\n", time.Since(start).Round(time.Millisecond))
 	}

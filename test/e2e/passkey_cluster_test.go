@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/passkey/passkeytest"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testnet"
 )
 
 // browserOf is a browser's cookies and origin talking to one of several
@@ -50,19 +49,7 @@ func newBrowserOf(t testing.TB, origin string, instances ...*Moat) *browserOf {
 
 // on returns a client whose requests reach m.
 func (b *browserOf) on(m *Moat) *http.Client {
-	addr := m.HTTPSAddr
-	return &http.Client{
-		Jar:     b.jar,
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: b.pool, ServerName: "localhost"},
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, addr)
-			},
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	return testnet.Pin{Addr: m.HTTPSAddr, TLS: &tls.Config{RootCAs: b.pool, ServerName: "localhost"}, Jar: b.jar, Timeout: 30 * time.Second}.Client()
 }
 
 // do sends a request to m and returns the status and body.

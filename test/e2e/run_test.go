@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -18,6 +17,10 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // moatRun is a running `moat run -- COMMAND`.
@@ -27,7 +30,7 @@ type moatRun struct {
 	// OneTime is the administrator's one-time password it printed.
 	OneTime string
 	proc    *child
-	out     *logBuffer
+	out     *testlog.Buffer
 }
 
 var oneTimeLine = regexp.MustCompile(`sign in as admin@moat\.test with the one-time password\n\s+(\S+)\n`)
@@ -48,15 +51,15 @@ func startLocalMoat(t *testing.T, dir, sub string, rest ...string) *moatRun {
 		t.Fatalf("moat binary: %v", moatBuildErr)
 	}
 	if out, err := exec.Command(pythonBin(), "-c", "import streamlit, jwt").CombinedOutput(); err != nil {
-		skipOrFail(t, "streamlit and PyJWT are not installed for %s (run scripts/test, or pip install -r examples/streamlit-dashboard/requirements.txt): %v: %s", pythonBin(), err, out)
+		testtool.Missing(t, "streamlit and PyJWT are not installed for %s (run scripts/test, or pip install -r examples/streamlit-dashboard/requirements.txt): %v: %s", pythonBin(), err, out)
 	}
-	port := freePort(t)
+	port := testnet.FreePort(t)
 	home := t.TempDir()
 	args := append([]string{sub, "--addr", fmt.Sprintf("localhost:%d", port), "--data-dir", t.TempDir()}, rest...)
 	cmd := exec.Command(moatBin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(cmd.Environ(), "HOME="+home, "PYTHONUNBUFFERED=1")
-	r := &moatRun{URL: fmt.Sprintf("https://localhost:%d", port), out: &logBuffer{}}
+	r := &moatRun{URL: fmt.Sprintf("https://localhost:%d", port), out: &testlog.Buffer{}}
 	var err error
 	if r.proc, err = startChild(cmd, r.out); err != nil {
 		t.Fatal(err)
@@ -85,12 +88,11 @@ func startLocalMoat(t *testing.T, dir, sub string, rest ...string) *moatRun {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
+	cert, err := localhostCert(fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Cert = conn.ConnectionState().PeerCertificates[0]
-	conn.Close()
+	r.Cert = cert
 	return r
 }
 
@@ -242,7 +244,7 @@ func TestMoatRunWithAConfigRunsTheCommandForItsBackend(t *testing.T) {
 		t.Fatalf("moat binary: %v", moatBuildErr)
 	}
 	dir := t.TempDir()
-	https, internal, app := freePort(t), freePort(t), freePort(t)
+	https, internal, app := testnet.FreePort(t), testnet.FreePort(t), testnet.FreePort(t)
 	cfg := filepath.Join(dir, "moat.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`server:
   https_addr: "127.0.0.1:%d"
@@ -262,7 +264,7 @@ routes:
 	}
 	cmd := exec.Command(moatBin, "run", "-c", cfg, "--", "sh", "-c", `exec "$0" -m http.server "$PORT" --bind 127.0.0.1`, pythonBin())
 	cmd.Dir = dir
-	out := &logBuffer{}
+	out := &testlog.Buffer{}
 	proc, err := startChild(cmd, out)
 	if err != nil {
 		t.Fatal(err)
@@ -272,12 +274,11 @@ routes:
 	if err := waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/healthz", internal), proc, 60*time.Second); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	conn, err := tls.Dial("tcp", m.HTTPSAddr, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
+	cert, err := localhostCert(m.HTTPSAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Cert = conn.ConnectionState().PeerCertificates[0]
-	conn.Close()
+	m.Cert = cert
 	var body string
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && !strings.Contains(body, "served by the app") {

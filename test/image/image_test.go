@@ -2,16 +2,12 @@ package image
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
-	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -32,6 +28,9 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/instancekey"
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // imageName is what scripts/image builds by default and CI runs.
@@ -66,30 +65,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func inCI() bool {
-	v := os.Getenv("CI")
-	return v != "" && v != "false" && v != "0"
-}
-
-// skipOrFail skips on a developer's machine and fails under CI=true.
-func skipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if inCI() {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format+" (skipped; CI=true makes this a failure)", args...)
-}
-
 // requireTools skips or fails when buildah, runc or root is missing.
 func requireTools(t *testing.T) {
 	t.Helper()
 	for _, tool := range []string{"buildah", "runc"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			skipOrFail(t, "%s is not installed (scripts/test installs it: apt-get install %s)", tool, tool)
-		}
+		testtool.Find(t, "scripts/test installs it: apt-get install "+tool, tool)
 	}
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "runc needs root to run the image without a user namespace")
+		testtool.Missing(t, "runc needs root to run the image without a user namespace")
 	}
 }
 
@@ -412,7 +395,7 @@ func run(t *testing.T, spec containerSpec) string {
 // container is a running image.
 type container struct {
 	id   string
-	out  *syncBuffer
+	out  *testlog.Buffer
 	done chan error
 }
 
@@ -420,7 +403,7 @@ type container struct {
 func start(t *testing.T, spec containerSpec) *container {
 	t.Helper()
 	dir, id := bundle(t, spec)
-	c := &container{id: id, out: &syncBuffer{}, done: make(chan error, 1)}
+	c := &container{id: id, out: &testlog.Buffer{}, done: make(chan error, 1)}
 	cmd := exec.Command("runc", "run", "--bundle", dir, id)
 	cmd.Stdout, cmd.Stderr = c.out, c.out
 	if err := cmd.Start(); err != nil {
@@ -501,33 +484,6 @@ func (c *container) checkConfinement(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // identityBackend is the app behind moat: it answers with the identity
 // moat vouched for, and /health for moat's health check.
 func identityBackend(t *testing.T) *httptest.Server {
@@ -543,19 +499,12 @@ func identityBackend(t *testing.T) *httptest.Server {
 	return b
 }
 
-// client sends every request to addr (TLS when tlsOn, any certificate: the
-// test trusts what it started), keeping cookies, not following redirects.
-func client(addr string, tlsOn bool) *http.Client {
-	dialer := &net.Dialer{}
+// client sends every request to addr (over HTTPS it accepts any
+// certificate: the test trusts what it started), keeping cookies, not
+// following redirects.
+func client(addr string) *http.Client {
 	jar, _ := cookiejar.New(nil)
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return dialer.DialContext(ctx, network, addr)
-	}}
-	if tlsOn {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
-	}
-	return &http.Client{Transport: tr, Jar: jar, Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return testnet.Pin{Addr: addr, Jar: jar}.Client()
 }
 
 // waitReady polls base's /_moat/readyz until it answers 200.
@@ -668,7 +617,7 @@ func addUser(t *testing.T, mounts []mount, env []string) {
 func TestSignInThroughTheImageWithItsOwnHTTPSAndTheEmbeddedStore(t *testing.T) {
 	image(t)
 	backend := identityBackend(t)
-	httpsPort, internalPort := freePort(t), freePort(t)
+	httpsPort, internalPort := testnet.FreePort(t), testnet.FreePort(t)
 	etc := writeConfig(t, fmt.Sprintf(`server:
   https_addr: "127.0.0.1:%d"
   http_addr: "off"
@@ -691,7 +640,7 @@ routes:
 	addUser(t, mounts, nil)
 
 	ctr := start(t, containerSpec{mounts: mounts})
-	c := client(fmt.Sprintf("127.0.0.1:%d", httpsPort), true)
+	c := client(fmt.Sprintf("127.0.0.1:%d", httpsPort))
 	base := "https://" + routeHost
 	waitReady(t, c, base, ctr)
 	ctr.checkConfinement(t)
@@ -716,7 +665,7 @@ func TestSignInThroughTheImageBehindATLSTerminatingBalancerWithNothingWritable(t
 	image(t)
 	dsn := storetest.Postgres(t)
 	backend := identityBackend(t)
-	httpPort, internalPort := freePort(t), freePort(t)
+	httpPort, internalPort := testnet.FreePort(t), testnet.FreePort(t)
 	etc := writeConfig(t, fmt.Sprintf(`server:
   https_addr: "off"
   http_addr: "127.0.0.1:%d"
@@ -751,7 +700,7 @@ routes:
 		ErrorLog: log.New(io.Discard, "", 0), // refused while moat starts
 	})
 	t.Cleanup(balancer.Close)
-	c := client(balancer.Listener.Addr().String(), true)
+	c := client(balancer.Listener.Addr().String())
 	base := "https://" + routeHost
 	waitReady(t, c, base, ctr)
 	ctr.checkConfinement(t)
@@ -787,7 +736,7 @@ func TestSignInThroughTheImageWithItsOwnHTTPSAndASharedStoreWithNothingWritable(
 	image(t)
 	dsn := storetest.Postgres(t)
 	backend := identityBackend(t)
-	httpsPort, internalPort := freePort(t), freePort(t)
+	httpsPort, internalPort := testnet.FreePort(t), testnet.FreePort(t)
 	// The self-signed certificate lives in the shared store, as the
 	// users, sessions and keys do: data_dir is never written.
 	etc := writeConfig(t, fmt.Sprintf(`server:
@@ -809,7 +758,7 @@ routes:
 	env := []string{"MOAT_STORE=" + dsn, instancekey.EnvVar + "=" + key}
 	addUser(t, mounts, env)
 	ctr := start(t, containerSpec{env: env, mounts: mounts})
-	c := client(fmt.Sprintf("127.0.0.1:%d", httpsPort), true)
+	c := client(fmt.Sprintf("127.0.0.1:%d", httpsPort))
 	base := "https://" + routeHost
 	waitReady(t, c, base, ctr)
 	ctr.checkConfinement(t)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testwait"
 )
 
 const bearerConfig = `backends:
@@ -69,7 +70,7 @@ func TestDisabledAccountsStopAuthenticating(t *testing.T) {
 			t.Fatalf("before: session %d, tokens %d and %d; want all 200", s, tk, r)
 		}
 		m.cli(t, "", "tokens", "revoke", revokedID)
-		if took, ok := eventually(revocationBound, func() bool { return via(revoked) != 200 }); !ok {
+		if took, ok := testwait.Until(revocationBound, func() bool { return via(revoked) != 200 }); !ok {
 			t.Errorf("a revoked token still works %s after moat tokens revoke returned", took)
 		} else {
 			t.Logf("the revoked token stopped working %s after moat tokens revoke returned", took.Round(time.Millisecond))
@@ -81,12 +82,12 @@ func TestDisabledAccountsStopAuthenticating(t *testing.T) {
 
 		m.cli(t, "", "users", "disable", staffEmail)
 		disabled := time.Now()
-		if took, ok := eventually(revocationBound, func() bool { return viaSession() != 200 }); !ok {
+		if took, ok := testwait.Until(revocationBound, func() bool { return viaSession() != 200 }); !ok {
 			t.Errorf("the disabled account's session still works after %s", took)
 		} else {
 			t.Logf("the session stopped working %s after the disable", took.Round(time.Millisecond))
 		}
-		if took, ok := eventually(revocationBound, func() bool { return via(token) != 200 }); !ok {
+		if took, ok := testwait.Until(revocationBound, func() bool { return via(token) != 200 }); !ok {
 			t.Errorf("the disabled account's token still works after %s", took)
 		} else {
 			t.Logf("the token stopped working %s after the disable", time.Since(disabled).Round(time.Millisecond))
@@ -207,7 +208,7 @@ func TestWrongPasswordsFromElsewhereDoNotLockTheOwnerOut(t *testing.T) {
 		// The owner on a new device signs in once the slow-down's turn
 		// comes: a delay, never a lock.
 		phone := m.client(t, "127.0.0.45")
-		took, ok := eventually(90*time.Second, func() bool {
+		took, ok := testwait.Until(90*time.Second, func() bool {
 			resp, body := trySignIn(t, phone, "app.example.com", staffEmail, staffPassword)
 			if resp.StatusCode == http.StatusTooManyRequests && strings.Contains(body, "paused") {
 				t.Fatalf("the owner's new device is locked out:\n%.1000s", body)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testwait"
 )
 
 // A cookie moat cannot read is no cookie: the request is anonymous, so a
@@ -109,7 +110,7 @@ func TestSignOutEndsTheSessionEverywhere(t *testing.T) {
 		// Another instance learns of the sign-out through the fan-out
 		// of the shared store; until it does it may still take the
 		// cookie, for at most a second.
-		took, ok := eventually(revocationBound, func() bool { return refused(replay(two)) })
+		took, ok := testwait.Until(revocationBound, func() bool { return refused(replay(two)) })
 		if !ok {
 			t.Errorf("the kept cookie still opens the app on the other instance after %s", took)
 		}

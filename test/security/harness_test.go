@@ -1,15 +1,12 @@
 package security
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"html"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -27,6 +24,9 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/moat-dev/moat/internal/store/storetest"
+	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 var (
@@ -50,12 +50,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "security:", err)
 		os.Exit(1)
 	}
-	moatBin = filepath.Join(tmp, "moat")
-	build := exec.Command("go", "build", "-o", moatBin, "./cmd/moat")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		buildErr = fmt.Errorf("go build ./cmd/moat: %w\n%s", err, out)
-	}
+	moatBin, buildErr = testtool.BuildMoat(root, tmp)
 	code := m.Run()
 	storetest.Stop()
 	os.RemoveAll(tmp)
@@ -132,34 +127,7 @@ type moat struct {
 	env                   []string
 	cmd                   *exec.Cmd
 	done                  chan struct{}
-	logs                  *logBuffer
-}
-
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	logs                  *testlog.Buffer
 }
 
 // secretKey returns a fresh MOAT_SECRET_KEY value, for instances that share
@@ -186,11 +154,11 @@ func startMoat(t *testing.T, serverExtra, rest string, env ...string) *moat {
 	}
 	dir := t.TempDir()
 	m := &moat{
-		HTTPS: freeAddr(t), HTTP: freeAddr(t), Internal: freeAddr(t),
+		HTTPS: testnet.FreeAddr(t), HTTP: testnet.FreeAddr(t), Internal: testnet.FreeAddr(t),
 		ConfigPath: filepath.Join(dir, "moat.yaml"),
 		env:        append(os.Environ(), env...),
 		done:       make(chan struct{}),
-		logs:       &logBuffer{},
+		logs:       &testlog.Buffer{},
 	}
 	cfg := fmt.Sprintf("server:\n  https_addr: %q\n  http_addr: %q\n  internal_addr: %q\n  shutdown_grace: 2s\n%sdata_dir: %q\ntls: {self_signed: true}\n%s",
 		m.HTTPS, m.HTTP, m.Internal, serverExtra, filepath.Join(dir, "data"), rest)
@@ -220,25 +188,10 @@ func startMoat(t *testing.T, serverExtra, rest string, env ...string) *moat {
 			t.Logf("moat config:\n%s\nmoat log:\n%s", cfg, m.logs.String())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + m.Internal + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return m
-			}
-		}
-		select {
-		case <-m.done:
-			t.Fatalf("moat exited before it was ready:\n%s\nconfig:\n%s", m.logs.String(), cfg)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("moat not ready after 30s:\n%s", m.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testnet.WaitOK(nil, "http://"+m.Internal+"/healthz", 30*time.Second, m.done); err != nil {
+		t.Fatalf("moat is not ready: %v\n%s\nconfig:\n%s", err, m.logs.String(), cfg)
 	}
+	return m
 }
 
 // cli runs a moat command against m's configuration (and store), feeding
@@ -282,23 +235,12 @@ func (m *moat) plainClient(t *testing.T, from ...string) *http.Client {
 
 func (m *moat) clientTo(t *testing.T, addr string, from ...string) *http.Client {
 	t.Helper()
-	d := &net.Dialer{Timeout: 5 * time.Second}
+	p := testnet.Pin{Addr: addr, HTTP2: true, Timeout: 20 * time.Second}
 	if len(from) > 0 {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from[0])}
+		p.From = from[0]
 	}
-	jar, _ := cookiejar.New(nil)
-	return &http.Client{
-		Jar: jar,
-		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
-			ForceAttemptHTTP2: true,
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return d.DialContext(ctx, network, addr)
-			},
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       20 * time.Second,
-	}
+	p.Jar, _ = cookiejar.New(nil)
+	return p.Client()
 }
 
 // http1 returns a copy of c that speaks HTTP/1.1 only (for hop-by-hop
@@ -464,19 +406,4 @@ func refused(resp *http.Response) bool {
 		return strings.HasPrefix(resp.Header.Get("Location"), "/_moat/login")
 	}
 	return false
-}
-
-// eventually polls cond every 50 ms until it holds or limit passes, and
-// returns how long it took (or false).
-func eventually(limit time.Duration, cond func() bool) (time.Duration, bool) {
-	start := time.Now()
-	for {
-		if cond() {
-			return time.Since(start), true
-		}
-		if time.Since(start) > limit {
-			return time.Since(start), false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // mozillaIntermediate is the TLS 1.2 and 1.3 cipher suites of Mozilla's
@@ -34,17 +36,7 @@ var mozillaIntermediate = map[string]bool{
 // testsslBin finds testssl.sh (Debian installs it as testssl).
 func testsslBin(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"testssl", "testssl.sh"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	msg := "testssl.sh is not installed (run scripts/test, or apt-get install testssl.sh)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg + " (skipped; CI=true makes this a failure)")
-	return ""
+	return testtool.Find(t, "run scripts/test, or apt-get install testssl.sh", "testssl", "testssl.sh")
 }
 
 // moat's HTTPS listener, scanned by testssl.sh: protocols, each cipher

@@ -29,11 +29,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/moat-dev/moat/internal/testlog"
+	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // Install is the step that installs the binaries, for messages.
@@ -76,8 +78,8 @@ func (p *Pebble) Orders() int { return int(p.orders.Load()) }
 // test ends.
 func Start(t testing.TB, o Options) *Pebble {
 	t.Helper()
-	pebbleBin := findTool(t, "pebble")
-	challBin := findTool(t, "pebble-challtestsrv")
+	pebbleBin := testtool.Find(t, "run "+Install, "pebble")
+	challBin := testtool.Find(t, "run "+Install, "pebble-challtestsrv")
 	dir := t.TempDir()
 
 	// One certificate for Pebble's HTTPS listeners and the proxy's,
@@ -88,7 +90,7 @@ func Start(t testing.TB, o Options) *Pebble {
 	writeFile(t, caFile, certPEM)
 	writeFile(t, keyFile, keyPEM)
 
-	dnsAddr, challMgmt := localAddr(t), localAddr(t)
+	dnsAddr, challMgmt := testnet.FreeAddr(t), testnet.FreeAddr(t)
 	startProcess(t, challBin, nil,
 		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
 		"-dnsserver", dnsAddr, "-management", challMgmt,
@@ -96,7 +98,7 @@ func Start(t testing.TB, o Options) *Pebble {
 	waitTCP(t, challMgmt)
 	waitTCP(t, dnsAddr)
 
-	listen, mgmt := localAddr(t), localAddr(t)
+	listen, mgmt := testnet.FreeAddr(t), testnet.FreeAddr(t)
 	pc := map[string]any{
 		"listenAddress":                  listen,
 		"managementListenAddress":        mgmt,
@@ -220,64 +222,13 @@ func (p *Pebble) startProxy(t testing.TB, pebbleAddr string, pool *x509.CertPool
 	return ln.Addr().String()
 }
 
-// findTool looks for a binary on PATH and in $(go env GOPATH)/bin. When it
-// is missing the test fails under CI=true and is skipped otherwise.
-func findTool(t testing.TB, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		for _, dir := range filepath.SplitList(strings.TrimSpace(string(out))) {
-			p := filepath.Join(dir, "bin", name)
-			if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-				return p
-			}
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed: run %s", name, Install)
-	}
-	t.Skipf("%s is not installed (run %s)", name, Install)
-	return ""
-}
-
-// localAddr returns an address on 127.0.0.1 that was free a moment ago.
-func localAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// syncBuffer collects a process's output; safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startProcess runs a command until the test ends, with its output in the
 // test log on failure.
 func startProcess(t testing.TB, name string, env []string, args ...string) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
-	out := &syncBuffer{}
+	out := &testlog.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -296,17 +247,8 @@ func startProcess(t testing.TB, name string, env []string, args ...string) {
 // waitTCP waits until something listens on addr.
 func waitTCP(t testing.TB, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is not listening: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testnet.WaitListening(addr, 15*time.Second, nil); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,7 +50,10 @@ const maxCachedAssertions = 50000
 
 type cachedAssertion struct {
 	token string
-	iat   time.Time
+	// groupList is what groups was joined from, so that a request of the
+	// same session reuses groups rather than joining its own.
+	groupList []string
+	iat       time.Time
 	// kid signed it; once another key signs, it is signed anew.
 	kid string
 	// What the token says; a change (groups edited) signs anew.
@@ -61,9 +65,13 @@ func (c cachedAssertion) reusable(now time.Time, k *signingKey) bool {
 	return now.Sub(c.iat) < assertionReuse && !now.Before(c.iat) && k != nil && c.kid == k.rec.ID
 }
 
+// cacheKey names a cached assertion: one session, one audience (a struct,
+// not a joined string, so that a lookup allocates nothing).
+type cacheKey struct{ session, audience string }
+
 type assertionCache struct {
 	mu sync.Mutex
-	m  map[string]cachedAssertion
+	m  map[cacheKey]cachedAssertion
 }
 
 // Claims is the payload of X-Moat-Assertion.
@@ -94,8 +102,8 @@ type Signer struct {
 // ik), creating the first one on a new store.
 func NewSigner(ctx context.Context, st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Signer, error) {
 	s := &Signer{store: st, key: ik, logger: logger}
-	s.moat.m = make(map[string]cachedAssertion)
-	s.iap.m = make(map[string]cachedAssertion)
+	s.moat.m = make(map[cacheKey]cachedAssertion)
+	s.iap.m = make(map[cacheKey]cachedAssertion)
 	if err := s.Reload(ctx); err != nil {
 		return nil, err
 	}
@@ -166,16 +174,22 @@ func (h *Headers) SetIdentity(out *http.Request, in *http.Request) {
 	if !u.SignedIn() || info.Route == nil || info.Route.Public {
 		return
 	}
-	out.Header.Set(HeaderUserEmail, u.Email)
-	out.Header.Set(HeaderUserID, u.ID)
-	groups := strings.Join(u.Groups, ",")
-	out.Header.Set(HeaderUserGroups, groups)
-	if u.Name != "" {
-		out.Header.Set(HeaderUserName, NameHeader(u.Name))
+	tok, groups := h.Signer.assertion(u, h.Issuer, info.Route.Name())
+	// One backing array for the values: one allocation, not five. The
+	// names are canonical already, as Header.Set would make them.
+	vals := make([]string, 0, 5)
+	set := func(name, v string) {
+		vals = append(vals, v)
+		out.Header[name] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	tok := h.Signer.assertion(u, groups, h.Issuer, info.Route.Name())
+	set(HeaderUserEmail, u.Email)
+	set(HeaderUserID, u.ID)
+	set(HeaderUserGroups, groups)
+	if u.Name != "" {
+		set(HeaderUserName, NameHeader(u.Name))
+	}
 	if tok != "" {
-		out.Header.Set(HeaderAssertion, tok)
+		set(HeaderAssertion, tok)
 	}
 	if h.IAP {
 		// iap.go: IAP's own claims (iss https://cloud.google.com/iap, aud
@@ -209,16 +223,23 @@ func NameHeader(name string) string {
 }
 
 // assertion returns a signed assertion for u on route, reusing one signed
-// within the last minute.
-func (s *Signer) assertion(u request.User, groups, issuer, route string) string {
-	key := u.SessionID + "\x00" + route
+// within the last minute, and u's groups joined with commas (as the
+// assertion's cache holds them: a request of a cached session joins
+// nothing). The token is "" when signing failed.
+func (s *Signer) assertion(u request.User, issuer, route string) (token, groups string) {
+	key := cacheKey{u.SessionID, route}
 	now := time.Now()
 	k := s.keys.current(now)
 	s.moat.mu.Lock()
 	c, ok := s.moat.m[key]
 	s.moat.mu.Unlock()
+	if ok && slices.Equal(c.groupList, u.Groups) {
+		groups = c.groups
+	} else {
+		groups = strings.Join(u.Groups, ",")
+	}
 	if ok && c.reusable(now, k) && c.id == u.ID && c.email == u.Email && c.groups == groups {
-		return c.token
+		return c.token, groups
 	}
 	tok, err := sign(k, Claims{
 		Issuer: issuer, Audience: route, Subject: u.ID, Email: u.Email, Groups: u.Groups,
@@ -226,23 +247,23 @@ func (s *Signer) assertion(u request.User, groups, issuer, route string) string 
 	})
 	if err != nil {
 		s.logger.Error("sign assertion", "route", route, "user", u.Email, "err", err)
-		return ""
+		return "", groups
 	}
 	s.moat.mu.Lock()
 	if len(s.moat.m) >= maxCachedAssertions {
-		s.moat.m = make(map[string]cachedAssertion)
+		s.moat.m = make(map[cacheKey]cachedAssertion)
 	}
-	s.moat.m[key] = cachedAssertion{token: tok, iat: time.Unix(now.Unix(), 0), kid: k.rec.ID, id: u.ID, email: u.Email, groups: groups}
+	s.moat.m[key] = cachedAssertion{token: tok, iat: time.Unix(now.Unix(), 0), kid: k.rec.ID, id: u.ID, email: u.Email,
+		groups: groups, groupList: slices.Clone(u.Groups)}
 	s.moat.mu.Unlock()
-	return tok
+	return tok, groups
 }
 
 // forget drops the cached assertions of one session.
 func (c *assertionCache) forget(sessionID string) {
-	prefix := sessionID + "\x00"
 	c.mu.Lock()
 	for k := range c.m {
-		if strings.HasPrefix(k, prefix) {
+		if k.session == sessionID {
 			delete(c.m, k)
 		}
 	}

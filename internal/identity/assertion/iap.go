@@ -48,7 +48,7 @@ func (h *Headers) setIAPHeaders(out *http.Request, u request.User, route *config
 	out.Header.Set(HeaderIAPEmail, iapPrefix+u.Email)
 	out.Header.Set(HeaderIAPID, iapPrefix+u.ID)
 	aud := h.iapAudience(route)
-	key := u.SessionID + "\x00" + aud
+	key := cacheKey{u.SessionID, aud}
 	now := time.Now()
 	s := h.Signer
 	k := s.keys.current(now)
@@ -68,7 +68,7 @@ func (h *Headers) setIAPHeaders(out *http.Request, u request.User, route *config
 	}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= maxCachedAssertions {
-		c.m = make(map[string]cachedAssertion)
+		c.m = make(map[cacheKey]cachedAssertion)
 	}
 	c.m[key] = cachedAssertion{token: tok, iat: time.Unix(now.Unix(), 0), kid: k.rec.ID, id: u.ID, email: u.Email}
 	c.mu.Unlock()

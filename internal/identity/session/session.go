@@ -184,6 +184,14 @@ func (c *cache) get(hash string) *entry {
 	return e
 }
 
+// getBytes is get with the hash as bytes, without making a string of it.
+func (c *cache) getBytes(hash []byte) *entry {
+	c.mu.RLock()
+	e := c.m[string(hash)]
+	c.mu.RUnlock()
+	return e
+}
+
 func (c *cache) put(e *entry) {
 	c.mu.Lock()
 	if len(c.m) < maxCachedSessions || c.m[e.hash] != nil {
@@ -290,8 +298,23 @@ func indexByte(s string, c byte) int {
 
 // HashID is what the store keeps of a session id.
 func HashID(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(sum[:])
+	h := hashID(id)
+	return string(h[:])
+}
+
+// hashID is HashID as an array, which needs no allocation.
+func hashID(id string) (h [2 * sha256.Size]byte) {
+	// A cookie's id (IDLen bytes) is copied to the stack: converting it
+	// with []byte(id) allocates past 32 bytes.
+	var buf [IDLen]byte
+	var sum [sha256.Size]byte
+	if len(id) <= IDLen {
+		sum = sha256.Sum256(buf[:copy(buf[:], id)])
+	} else {
+		sum = sha256.Sum256([]byte(id))
+	}
+	hex.Encode(h[:], sum[:])
+	return h
 }
 
 // ValidID reports whether id has the shape of a session id.
@@ -316,11 +339,14 @@ func (s *Sessions) lookup(r *http.Request, lt Lifetimes) (*entry, error) {
 	if !ValidID(id) {
 		return nil, nil
 	}
-	hash := HashID(id)
+	// The cache is asked with the hash on the stack: a hit, the common
+	// case, allocates nothing; the string is made only for the store.
+	hexSum := hashID(id)
 	now := time.Now()
-	e := s.cache.get(hash)
+	e := s.cache.getBytes(hexSum[:])
 	var err error
 	if e != nil {
+		hash := e.hash
 		age := now.Sub(time.Unix(0, e.verifiedAt.Load()))
 		// One request refreshes a stale entry; the others keep using it for
 		// a little longer rather than all asking the store at once.
@@ -333,7 +359,7 @@ func (s *Sessions) lookup(r *http.Request, lt Lifetimes) (*entry, error) {
 				e, err = s.refresh(r.Context(), hash, e, lt)
 			}
 		}
-	} else if !s.cache.knownBad(hash, now) {
+	} else if hash := string(hexSum[:]); !s.cache.knownBad(hash, now) {
 		e, err = s.refresh(r.Context(), hash, nil, lt)
 	}
 	if err != nil {

@@ -3,13 +3,14 @@ package redistest
 
 import (
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // Start runs redis-server on a free loopback port with persistence off and
@@ -36,19 +37,8 @@ type Server struct {
 // skipped, or fails under CI=true.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is not installed: the test setup must run `apt-get install -y redis-server`")
-		}
-		t.Skip("redis-server is not installed (apt-get install -y redis-server)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{bin: bin, dir: t.TempDir(), port: l.Addr().(*net.TCPAddr).Port}
-	l.Close()
+	bin := testtool.Find(t, "apt-get install -y redis-server", "redis-server")
+	s := &Server{bin: bin, dir: t.TempDir(), port: testnet.FreePort(t)}
 	t.Cleanup(func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -77,17 +67,8 @@ func (s *Server) Start(t testing.TB) {
 		t.Fatalf("start redis-server: %v", err)
 	}
 	s.cmd = cmd
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", s.addr(), 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server did not listen on %s within 5s", s.addr())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testnet.WaitListening(s.addr(), 5*time.Second, nil); err != nil {
+		t.Fatalf("redis-server: %v", err)
 	}
 }
 

@@ -15,7 +15,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -30,6 +29,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/moat-dev/moat/internal/testnet"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // EnvPostgres names the environment variable with an external server's DSN.
@@ -62,10 +64,7 @@ func Postgres(t testing.TB) string {
 		server.mu.Unlock()
 	})
 	if server.err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL is needed for this test and CI must not skip it: %v (install step missing: apt-get install -y postgresql)", server.err)
-		}
-		t.Skipf("no PostgreSQL: %v (apt-get install -y postgresql, or set %s)", server.err, EnvPostgres)
+		testtool.Missing(t, "no PostgreSQL: %v (apt-get install -y postgresql, or set %s)", server.err, EnvPostgres)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -152,16 +151,6 @@ func pgMajor(path string) int {
 	return 0
 }
 
-// freePort asks the kernel for a port free right now on 127.0.0.1.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Server is a PostgreSQL server run from this machine's binaries in a
 // temporary directory, on 127.0.0.1 and a port of its own.
 type Server struct {
@@ -182,10 +171,7 @@ func NewServer(t testing.TB) *Server {
 	t.Helper()
 	s, err := startServer()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL is needed for this test and CI must not skip it: %v (install step missing: apt-get install -y postgresql)", err)
-		}
-		t.Skipf("no PostgreSQL: %v (apt-get install -y postgresql)", err)
+		testtool.Missing(t, "no PostgreSQL: %v (apt-get install -y postgresql)", err)
 	}
 	t.Cleanup(s.remove)
 	return s
@@ -341,7 +327,7 @@ func startServer() (*Server, error) {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = testnet.Port(); err != nil {
 			lastErr = err
 			continue
 		}
