@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/moat-dev/moat/internal/store"
 )
 
 // resetPasskeysCommand removes every passkey of a user, through the
@@ -15,11 +17,7 @@ func (c *usersCLI) resetPasskeysCommand() *cobra.Command {
 		Short: "Remove every passkey of a user (a lost device); they sign in with their password and may add passkeys again",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.run(cmd, func(ctx context.Context) error {
-				u, err := c.user(ctx, args[0])
-				if err != nil {
-					return err
-				}
+			return c.runOnUser(cmd, args[0], func(ctx context.Context, u *store.User) error {
 				_, n, err := c.dir.ResetPasskeys(ctx, cli, u.ID)
 				if err != nil {
 					return err

@@ -39,11 +39,7 @@ func tokensCreateCommand(c *usersCLI) *cobra.Command {
 			if err != nil || d <= 0 || d > directory.MaxTokenTTL {
 				return fmt.Errorf("invalid --ttl %q: give a duration between 1m and 366d, such as 720h or 30d", ttl)
 			}
-			return c.run(cmd, func(ctx context.Context) error {
-				u, err := c.user(ctx, args[0])
-				if err != nil {
-					return err
-				}
+			return c.runOnUser(cmd, args[0], func(ctx context.Context, u *store.User) error {
 				token, t, err := c.dir.CreateToken(ctx, cli, u.ID, name, d)
 				if err != nil {
 					return err
@@ -66,11 +62,7 @@ func tokensListCommand(c *usersCLI) *cobra.Command {
 		Short: "List a user's tokens (never the tokens themselves)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.run(cmd, func(ctx context.Context) error {
-				u, err := c.user(ctx, args[0])
-				if err != nil {
-					return err
-				}
+			return c.runOnUser(cmd, args[0], func(ctx context.Context, u *store.User) error {
 				toks, err := c.dir.Tokens(ctx, u.ID) // never set-password links
 				if err != nil {
 					return err

@@ -143,6 +143,17 @@ func newUsersCommand() *cobra.Command {
 // cli is the audit actor of every change made from the command line.
 var cli = directory.Actor{Name: cliActor}
 
+// runOnUser runs fn, as run does, on the user with the given email.
+func (c *usersCLI) runOnUser(cmd *cobra.Command, email string, fn func(ctx context.Context, u *store.User) error) error {
+	return c.run(cmd, func(ctx context.Context) error {
+		u, err := c.user(ctx, email)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, u)
+	})
+}
+
 // user fetches a user by email with a clear error for an unknown one.
 func (c *usersCLI) user(ctx context.Context, email string) (*store.User, error) {
 	u, err := c.dir.UserByEmail(ctx, email)
@@ -336,11 +347,7 @@ func (c *usersCLI) showCommand() *cobra.Command {
 		Short: "Show one user",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.run(cmd, func(ctx context.Context) error {
-				u, err := c.user(ctx, args[0])
-				if err != nil {
-					return err
-				}
+			return c.runOnUser(cmd, args[0], func(ctx context.Context, u *store.User) error {
 				sessions, err := c.st.ListSessions(ctx, u.ID)
 				if err != nil {
 					return err
@@ -395,11 +402,7 @@ func (c *usersCLI) disableCommand(disable bool) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.run(cmd, func(ctx context.Context) error {
-				u, err := c.user(ctx, args[0])
-				if err != nil {
-					return err
-				}
+			return c.runOnUser(cmd, args[0], func(ctx context.Context, u *store.User) error {
 				u, n, err := c.dir.SetDisabled(ctx, cli, u.ID, disable)
 				if err != nil {
 					return err
@@ -425,11 +428,7 @@ func (c *usersCLI) deleteCommand() *cobra.Command {
 			if !yes {
 				return fmt.Errorf("deleting %s cannot be undone: add --yes", store.NormalizeEmail(args[0]))
 			}
-			return c.run(cmd, func(ctx context.Context) error {
-				u, err := c.user(ctx, args[0])
-				if err != nil {
-					return err
-				}
+			return c.runOnUser(cmd, args[0], func(ctx context.Context, u *store.User) error {
 				u, n, err := c.dir.DeleteUser(ctx, cli, u.ID)
 				if err != nil {
 					return err
@@ -449,13 +448,9 @@ func (c *usersCLI) setGroupsCommand() *cobra.Command {
 		Short: "Replace a user's groups (none: remove from every group)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.run(cmd, func(ctx context.Context) error {
-				u, err := c.user(ctx, args[0])
-				if err != nil {
-					return err
-				}
+			return c.runOnUser(cmd, args[0], func(ctx context.Context, u *store.User) error {
 				// The console's group-name rule holds here too (issue 11).
-				u, err = c.dir.UpdateUser(ctx, cli, u.ID, nil, args[1:], true)
+				u, err := c.dir.UpdateUser(ctx, cli, u.ID, nil, args[1:], true)
 				if err != nil {
 					return err
 				}
@@ -473,11 +468,7 @@ func (c *usersCLI) resetPasswordCommand() *cobra.Command {
 		Short: "Set a new password (one-time unless --password-stdin) and end the user's sessions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.run(cmd, func(ctx context.Context) error {
-				u, err := c.user(ctx, args[0])
-				if err != nil {
-					return err
-				}
+			return c.runOnUser(cmd, args[0], func(ctx context.Context, u *store.User) error {
 				pw, err := stdinPassword(cmd, fromStdin)
 				if err != nil {
 					return err
@@ -504,11 +495,7 @@ func (c *usersCLI) revokeSessionsCommand() *cobra.Command {
 		Short: "End every session of a user now (open WebSockets close within seconds)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.run(cmd, func(ctx context.Context) error {
-				u, err := c.user(ctx, args[0])
-				if err != nil {
-					return err
-				}
+			return c.runOnUser(cmd, args[0], func(ctx context.Context, u *store.User) error {
 				_, n, err := c.dir.RevokeUserSessions(ctx, cli, u.ID)
 				if err != nil {
 					return err
@@ -526,11 +513,7 @@ func (c *usersCLI) unlockCommand() *cobra.Command {
 		Short: "Lift the lock a distributed attack put on a user's sign-in from new devices",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.run(cmd, func(ctx context.Context) error {
-				u, err := c.user(ctx, args[0])
-				if err != nil {
-					return err
-				}
+			return c.runOnUser(cmd, args[0], func(ctx context.Context, u *store.User) error {
 				u, left, err := c.dir.UnlockSignIn(ctx, cli, u.ID)
 				if err != nil {
 					return fmt.Errorf("unlock %s: %w (is counters: reachable from here?)", store.NormalizeEmail(args[0]), err)
