@@ -219,7 +219,7 @@ func (ev *evaluation) match(rl *rule) (bool, string) {
 		}
 	}
 	if rl.prg != nil {
-		ok, err := evalExpr(rl.prg, ev.act)
+		ok, err := rl.prg.eval(ev.act)
 		if err != nil {
 			if log := ev.p.e.log; log.Enabled(context.Background(), slog.LevelDebug) {
 				log.Debug("policy expression failed; the rule does not match",

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -94,7 +93,7 @@ type exprError struct {
 
 // compileExpr compiles src once, checks its types, its inIpRange ranges and
 // its cost bound, and returns a program ready for concurrent evaluation.
-func compileExpr(env *cel.Env, src string) (cel.Program, []exprError) {
+func compileExpr(env *cel.Env, src string) (exprProgram, []exprError) {
 	parsed, iss := env.Compile(src)
 	if iss.Err() != nil {
 		var errs []exprError
@@ -120,13 +119,23 @@ func compileExpr(env *cel.Env, src string) (cel.Program, []exprError) {
 	// accepted expression (inputs are bounded by server.max_header_bytes,
 	// at most maxInputSize), and tracking cost at run time doubled the
 	// price of every evaluation.
-	prg, err := env.Program(parsed,
-		cel.OptimizeRegex(interpreter.MatchesRegexOptimization),
-		cel.EvalOptions(cel.OptOptimize))
+	if n := nativeOf(parsed); n != nil {
+		return n, nil
+	}
+	prg, err := celProgramOf(env, parsed)
 	if err != nil {
 		return nil, []exprError{{1, 0, err.Error()}}
 	}
 	return prg, nil
+}
+
+// celProgramOf is checked, an expression compileExpr accepted, for CEL's
+// interpreter.
+func celProgramOf(env *cel.Env, checked *cel.Ast) (celProgram, error) {
+	prg, err := env.Program(checked,
+		cel.OptimizeRegex(interpreter.MatchesRegexOptimization),
+		cel.EvalOptions(cel.OptOptimize))
+	return celProgram{prg}, err
 }
 
 // checkRanges rejects an inIpRange whose range is a constant that is not a
@@ -239,29 +248,43 @@ func newActivation(r *http.Request, ip netip.Addr, scheme string) *activation {
 
 // ResolveName implements interpreter.Activation.
 func (a *activation) ResolveName(name string) (any, bool) {
-	var i int
-	switch name {
-	case "request.path":
-		i = varPath
-	case "request.method":
-		i = varMethod
-	case "request.query":
-		i = varQuery
-	case "request.host":
-		i = varHost
-	case "request.scheme":
-		i = varScheme
-	case "request.headers":
-		return &a.headers, true
-	case "origin.ip":
-		i = varIP
-	default:
+	i, ok := varOf(name)
+	if !ok {
 		return nil, false
 	}
+	if i == varHeaders {
+		return &a.headers, true
+	}
+	return a.value(i), true
+}
+
+// varOf is the index of the variable called name.
+func varOf(name string) (int, bool) {
+	switch name {
+	case "request.path":
+		return varPath, true
+	case "request.method":
+		return varMethod, true
+	case "request.query":
+		return varQuery, true
+	case "request.host":
+		return varHost, true
+	case "request.scheme":
+		return varScheme, true
+	case "request.headers":
+		return varHeaders, true
+	case "origin.ip":
+		return varIP, true
+	}
+	return 0, false
+}
+
+// value is string variable i as CEL works on it, computed once per request.
+func (a *activation) value(i int) ref.Val {
 	if a.vals[i] == nil {
 		a.vals[i] = types.String(a.compute(i))
 	}
-	return a.vals[i], true
+	return a.vals[i]
 }
 
 // compute is the string value of variable i.
@@ -447,17 +470,3 @@ func (m *headerMap) Type() ref.Type                              { return types.
 func (m *headerMap) Value() any                                  { return m.all().Value() }
 func (m *headerMap) Iterator() traits.Iterator                   { return m.all().Iterator() }
 func (m *headerMap) Size() ref.Val                               { return m.all().Size() }
-
-// evalExpr runs prg; an evaluation error (such as a missing header) is a
-// non-match, as in Cloud Armor, and is returned for explain and logs.
-func evalExpr(prg cel.Program, act *activation) (bool, error) {
-	out, _, err := prg.Eval(act)
-	if err != nil {
-		return false, err
-	}
-	b, ok := out.Value().(bool)
-	if !ok {
-		return false, errors.New("expression did not yield a boolean")
-	}
-	return b, nil
-}

@@ -162,7 +162,7 @@ func FuzzCompileExpr(f *testing.F) {
 		r := mustRequest(t, "192.0.2.1", "https://app.example.com/")
 		r.URL.Path = path
 		r.Header[hname] = []string{hval}
-		evalExpr(prg, newActivation(r, netip.MustParseAddr("192.0.2.1"), "https"))
+		prg.eval(newActivation(r, netip.MustParseAddr("192.0.2.1"), "https"))
 	})
 }
 

@@ -106,7 +106,7 @@ type rule struct {
 	prefixes []netip.Prefix
 	anyIP    bool
 	expr     string
-	prg      cel.Program
+	prg      exprProgram
 	limit    *rateLimit
 }
 

@@ -55,8 +55,9 @@ routes:
 // Server.ServeHTTP runs it — request id, client IP, route, security
 // policy, sign-in and allow list, the proxy and a round trip to a trivial
 // backend on loopback — without TLS or a listener, on a public route and on
-// a signed-in one behind bench/run's ten rules. Compare runs of the same
-// machine only.
+// a signed-in one behind bench/run's ten rules, each with a bare request
+// (wrk's: the Host and, signed in, the session cookie) and with bench/run's
+// browser-like one. Compare runs of the same machine only.
 func BenchmarkFrontDoor(b *testing.B) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "hello, world\n")
@@ -81,9 +82,18 @@ func BenchmarkFrontDoor(b *testing.B) {
 	})
 	cookie := benchSession(b, s)
 
-	for _, tc := range []struct{ name, url, cookie string }{
-		{"public", "https://dash.example.com/reports", ""},
-		{"signed-in", "https://app.example.com/reports", cookie},
+	// The browser-like request of a signed-in person carries moat's
+	// session cookie after the app's.
+	signedInBrowser := browserHeaders.Clone()
+	signedInBrowser["Cookie"] = []string{browserHeaders.Get("Cookie") + "; " + cookie}
+	for _, tc := range []struct {
+		name, url string
+		header    http.Header
+	}{
+		{"public", "https://dash.example.com/reports", nil},
+		{"signed-in", "https://app.example.com/reports", http.Header{"Cookie": {cookie}}},
+		{"public-browser", "https://dash.example.com" + browserPath, browserHeaders},
+		{"signed-in-browser", "https://app.example.com" + browserPath, signedInBrowser},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -91,8 +101,8 @@ func BenchmarkFrontDoor(b *testing.B) {
 				for pb.Next() {
 					r := httptest.NewRequest(http.MethodGet, tc.url, nil)
 					r.RemoteAddr = "127.0.0.1:40000"
-					if tc.cookie != "" {
-						r.Header.Set("Cookie", tc.cookie)
+					for k, v := range tc.header {
+						r.Header[k] = v
 					}
 					w := httptest.NewRecorder()
 					s.ServeHTTP(w, r)
@@ -104,6 +114,25 @@ func BenchmarkFrontDoor(b *testing.B) {
 			})
 		})
 	}
+}
+
+// browserPath and browserHeaders are bench/run's browser-like request: a
+// navigation with 12 headers (Host among them), 5 query arguments and 3
+// cookies.
+const browserPath = "/dashboard?tab=sales&region=emea&year=2024&page=2&sort=desc"
+
+var browserHeaders = http.Header{
+	"User-Agent":                {"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"},
+	"Accept":                    {"text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8"},
+	"Accept-Language":           {"en-US,en;q=0.9,ja;q=0.8"},
+	"Accept-Encoding":           {"gzip, deflate, br, zstd"},
+	"Referer":                   {"https://app.example.com/dashboard?tab=overview"},
+	"Cookie":                    {"_streamlit_xsrf=2|9f1c2a7e|8d0b6f4c1e2a3b5c7d9e0f1a2b3c4d5e|1733356800; ajs_anonymous_id=5e1f7c3a-8b2d-4f6e-9a0c-1d2e3f4a5b6c; theme=dark"},
+	"Sec-Ch-Ua":                 {`"Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"`},
+	"Sec-Fetch-Dest":            {"document"},
+	"Sec-Fetch-Mode":            {"navigate"},
+	"Sec-Fetch-Site":            {"same-origin"},
+	"Upgrade-Insecure-Requests": {"1"},
 }
 
 // benchSession starts a session for a staff user and returns its Cookie
