@@ -150,7 +150,7 @@ func Lines(title string, x []string, series []Series) string {
 	lx, ly := float64(marginLeft), 18.0
 	for j, s := range series {
 		name := truncate(s.Name, 40)
-		w := 28 + 7.2*float64(utf8.RuneCountInString(name))
+		w := 28 + textWidth(name)
 		if lx+w > width-marginRight && lx > marginLeft {
 			lx, ly = marginLeft, ly+18
 		}
@@ -160,6 +160,21 @@ func Lines(title string, x []string, series []Series) string {
 	}
 	b.WriteString(`</g></svg>`)
 	return b.String()
+}
+
+// textWidth estimates the width of s at the charts' 13 px sans-serif, on the
+// wide side so that legend items never touch: 8 px a character, 13 for a
+// wide (CJK) one.
+func textWidth(s string) float64 {
+	w := 0.0
+	for _, r := range s {
+		if r >= 0x2E80 {
+			w += 13
+		} else {
+			w += 8
+		}
+	}
+	return w
 }
 
 // Bar is one labelled bar of a bar chart; Note is written after it.
