@@ -20,7 +20,8 @@ import (
 // instance), replayed on B is refused as already used. The provider is
 // down for the replay, so only the replay check can answer it: an instance
 // that took the state for fresh would try to redeem the code and answer
-// 503.
+// 503. Alice herself, signed in, repeating the callback on B (a restored
+// tab) is sent where her sign-in was headed, as on A.
 func TestAnOIDCCallbackRedeemedOnOneInstanceIsRefusedOnAnother(t *testing.T) {
 	dsn := storetest.Postgres(t)
 	key := make([]byte, 32)
@@ -43,7 +44,8 @@ routes:
 	// A page navigation, as a browser sends it: moat answers a script's
 	// call with 401, a navigation with the way to the provider.
 	nav := http.Header{"Accept": {"text/html"}, "Sec-Fetch-Mode": {"navigate"}, "Sec-Fetch-Dest": {"document"}}
-	path := "/"
+	const headed = "/reports/q1?region=emea"
+	path := headed
 	for range 5 {
 		status, body, h := alice.do(a, "GET", path, nil, nav)
 		if status/100 != 3 {
@@ -63,14 +65,17 @@ routes:
 	}
 	thief := newBrowserOf(t, a.URL, a, b)
 	thief.jar = jarCopy(t, alice.jar)
-	if status, body, h := alice.do(a, "GET", cb.RequestURI(), nil, nav); status != http.StatusSeeOther || h.Get("Location") != "/" {
-		t.Fatalf("the callback on A: %d %s, want 303 to /\n%s", status, h.Get("Location"), body)
+	if status, body, h := alice.do(a, "GET", cb.RequestURI(), nil, nav); status != http.StatusSeeOther || h.Get("Location") != headed {
+		t.Fatalf("the callback on A: %d %s, want 303 to %s\n%s", status, h.Get("Location"), headed, body)
 	}
 	if status, body, _ := alice.do(b, "GET", "/", nil, nav); status != http.StatusOK || !strings.Contains(body, "alice@example.com") {
 		t.Fatalf("the session on B: %d %s", status, body)
 	}
 
 	op.SetDown(true)
+	if status, body, h := alice.do(b, "GET", cb.RequestURI(), nil, nav); status != http.StatusSeeOther || h.Get("Location") != headed {
+		t.Fatalf("the callback repeated on B by the signed-in browser: %d %s, want 303 to %s\n%s", status, h.Get("Location"), headed, body)
+	}
 	status, body, _ := thief.do(b, "GET", cb.RequestURI(), nil, nav)
 	if status != http.StatusBadRequest || !strings.Contains(body, "This sign-in has expired") {
 		t.Fatalf("the callback replayed on B: %d, want 400 \"This sign-in has expired\"\n%s", status, body)

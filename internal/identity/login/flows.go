@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/moat-dev/moat/internal/auth/instancekey"
@@ -34,9 +33,6 @@ const (
 	maxFlows      = 5
 	flowLifetime  = 10 * time.Minute
 	maxFlowCookie = 4096
-	// maxLed bounds the sign-ins whose destination an instance remembers
-	// (Flows.led).
-	maxLed = 100000
 )
 
 // Flows are the process's sign-ins with a provider: the cookie that
@@ -44,28 +40,19 @@ const (
 // key, and the redeeming of its state, once for the whole cluster (in the
 // store: a callback cannot be replayed against another instance, nor after
 // a reload or a restart; issue 11). One serves every configuration; create
-// it with NewFlows.
+// it with NewFlows. A redeemed sign-in's cookie stays, until the sign-in
+// would have expired, holding only where it led (flow.Led): a callback the
+// browser repeats while signed in goes there on any instance.
 type Flows struct {
 	key   *instancekey.Key
 	spent store.Once
-	mu    sync.Mutex
-	// led is where the sign-ins redeemed here led, for a repeated callback
-	// in the signed-in browser: a convenience, not the replay check.
-	led map[string]usedFlow
 }
 
 // NewFlows returns the Flows of a process with the instance key key,
 // spending the states of its callbacks in spent (the store every instance
 // shares).
 func NewFlows(key *instancekey.Key, spent store.Once) *Flows {
-	return &Flows{key: key, spent: spent, led: map[string]usedFlow{}}
-}
-
-// usedFlow is a sign-in redeemed here: until when its state matters, and
-// where it led.
-type usedFlow struct {
-	until    time.Time
-	returnTo string
+	return &Flows{key: key, spent: spent}
 }
 
 // flow is what a flow cookie holds.
@@ -76,6 +63,9 @@ type flow struct {
 	Verifier string `json:"v"`
 	ReturnTo string `json:"r"`
 	Expires  int64  `json:"e"`
+	// Led: the sign-in was redeemed; the cookie no longer holds its nonce
+	// and verifier, only where it led.
+	Led bool `json:"l,omitempty"`
 }
 
 var flowAAD = []byte("moat-oidc-flow")
@@ -124,34 +114,21 @@ func (fs *Flows) open(v string) (*flow, error) {
 // expired (and a minute more, for the instances' clocks), and reports
 // whether it was unspent. An error is the store's: the callback cannot be
 // checked, and fails.
-func (fs *Flows) redeem(ctx context.Context, state string, until time.Time, returnTo string) (bool, error) {
-	fresh, err := fs.spent.UseOnce(ctx, store.OnceOIDCState, state, until.Add(time.Minute))
-	if err != nil || !fresh {
-		return false, err
-	}
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if len(fs.led) >= maxLed {
-		now := time.Now()
-		for k, u := range fs.led {
-			if now.After(u.until) {
-				delete(fs.led, k)
-			}
-		}
-		if len(fs.led) >= maxLed {
-			return true, nil // under a flood, forget where this one led
-		}
-	}
-	fs.led[state] = usedFlow{until: until, returnTo: returnTo}
-	return true, nil
+func (fs *Flows) redeem(ctx context.Context, state string, until time.Time) (bool, error) {
+	return fs.spent.UseOnce(ctx, store.OnceOIDCState, state, until.Add(time.Minute))
 }
 
-// returnTo is where the sign-in with state led, if it was redeemed here.
-func (fs *Flows) returnTo(state string) (string, bool) {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	u, ok := fs.led[state]
-	return u.returnTo, ok
+// lead replaces the cookie of f, just redeemed, with one that says only
+// where it led, for the rest of its lifetime.
+func (fs *Flows) lead(w http.ResponseWriter, f *flow) error {
+	led := flow{Provider: f.Provider, State: f.State, ReturnTo: f.ReturnTo, Expires: f.Expires, Led: true}
+	v, err := fs.seal(led)
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{Name: flowCookieName(f.State), Value: v, Path: "/", MaxAge: max(1, int(time.Until(time.Unix(f.Expires, 0))/time.Second)),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	return nil
 }
 
 // CallbackReturnTo is where the sign-in a callback request finishes leads
@@ -165,8 +142,7 @@ func (fs *Flows) CallbackReturnTo(r *http.Request) string {
 	if f, err := fs.open(session.CookieValue(r, flowCookieName(state))); err == nil && f.State == state {
 		return f.ReturnTo
 	}
-	to, _ := fs.returnTo(state)
-	return to
+	return ""
 }
 
 // dropOld makes room for one more sign-in in r's browser: past maxFlows -

@@ -119,20 +119,21 @@ func (pg *Pages) ssoCallback(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	state := q.Get("state")
 	name := flowCookieName(state)
-	// Single use: whatever happens next, this sign-in is over.
-	clearFlowCookie(w, name)
 	f, err := pg.o.Flows.open(session.CookieValue(r, name))
 	switch {
 	case err != nil:
 		err = fmt.Errorf("%w: %v", oidc.ErrBadState, err)
 	case subtle.ConstantTimeCompare([]byte(state), []byte(f.State)) != 1:
 		err = fmt.Errorf("%w: state does not match this browser's sign-in", oidc.ErrBadState)
+	case f.Led:
+		err = fmt.Errorf("%w: state already used", oidc.ErrBadState)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), ssoWorkBudget)
 	defer cancel()
 	if err == nil {
-		fresh, serr := pg.o.Flows.redeem(ctx, f.State, time.Unix(f.Expires, 0), f.ReturnTo)
+		fresh, serr := pg.o.Flows.redeem(ctx, f.State, time.Unix(f.Expires, 0))
 		if serr != nil {
+			clearFlowCookie(w, name)
 			pg.log.Error("sso: spend state", "err", serr)
 			return signInUnavailable(serr)
 		}
@@ -140,16 +141,23 @@ func (pg *Pages) ssoCallback(w http.ResponseWriter, r *http.Request) error {
 			err = fmt.Errorf("%w: state already used", oidc.ErrBadState)
 		}
 	}
+	// Single use: whatever happens next, this sign-in is over; a redeemed
+	// one's cookie keeps only where it led.
+	if err == nil {
+		if lerr := pg.o.Flows.lead(w, f); lerr != nil {
+			clearFlowCookie(w, name)
+		}
+	} else if f == nil || !f.Led {
+		clearFlowCookie(w, name)
+	}
 	if err != nil {
 		// A callback this browser cannot finish (a restored tab, a
-		// second click) while it is signed in goes where it was headed
-		// rather than to an error (issue 12 #12).
+		// second click) while it is signed in goes where it was headed,
+		// on any instance, rather than to an error (issue 12 #12).
 		if _, ss := signedIn(r); ss != nil && !ss.MustChangePassword {
 			returnTo := "/"
 			if f != nil {
 				returnTo = f.ReturnTo
-			} else if to, ok := pg.o.Flows.returnTo(state); ok {
-				returnTo = to
 			}
 			http.Redirect(w, r, returnTo, http.StatusSeeOther)
 			return nil
