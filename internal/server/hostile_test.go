@@ -22,6 +22,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/moat-dev/moat/internal/config"
+	"github.com/moat-dev/moat/internal/testtool"
 )
 
 // Finding 8: live reload read the configuration file without the 4 MiB
@@ -218,7 +219,7 @@ func TestASlowBodyIsCutForSignInPostsAndProxiedUploadsAlike(t *testing.T) {
 // Finding 4's other half: the default bounds let a Streamlit-sized upload
 // (its maxUploadSize is 200 MB) through at loopback speed.
 func TestA200MBUploadPassesTheDefaultBodyBounds(t *testing.T) {
-	if testing.Short() {
+	if testing.Short() && !testtool.CI() {
 		t.Skip("moves 200 MB")
 	}
 	var got atomic.Int64

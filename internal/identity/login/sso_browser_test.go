@@ -4,30 +4,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/moat-dev/moat/internal/auth/authtest"
-)
 
-// chromium is Debian's Chromium, or MOAT_CHROMIUM.
-func chromium(t *testing.T) string {
-	p := os.Getenv("MOAT_CHROMIUM")
-	if p == "" {
-		p = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(p); err != nil {
-		if v := os.Getenv("CI"); v != "" && v != "false" && v != "0" {
-			t.Fatalf("chromium not found at %s (run scripts/test, or apt-get install chromium): %v", p, err)
-		}
-		t.Skipf("chromium not found at %s (apt-get install chromium); CI=true makes this a failure", p)
-	}
-	return p
-}
+	"github.com/moat-dev/moat/internal/auth/authtest"
+	"github.com/moat-dev/moat/internal/testtool"
+)
 
 // TestSSOSignInInARealBrowser: headless Chromium opens a protected
 // dashboard, moat sends it straight to the OpenID Provider's login page
@@ -36,7 +22,7 @@ func chromium(t *testing.T) string {
 // in. Chromium trusts the test server's certificate by its key (a
 // __Host- cookie needs a secure origin); nothing else is ignored.
 func TestSSOSignInInARealBrowser(t *testing.T) {
-	path := chromium(t)
+	path := testtool.Chromium(t)
 	h := authtest.NewSSO(t, nil)
 	cert := h.Srv.Certificate()
 	pin := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
