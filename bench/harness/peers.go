@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -18,6 +19,12 @@ import (
 
 	"github.com/moat-dev/moat/internal/auth/oidc/oidctest"
 )
+
+// tenRules is the security policy of the signed-in route, shared with
+// internal/server's BenchmarkFrontDoor.
+//
+//go:embed ten-rules.yaml
+var tenRules string
 
 // wafRuleSets are issue 13's WAF target: the same CRS categories on moat
 // (Coraza, CRS 4) and on nginx (ModSecurity 3, Debian's CRS 3.3).
@@ -140,26 +147,7 @@ routes:
 	if waf {
 		cfg += "  - {host: waf.test, backend: app, public: true, security_policy: waf}\n"
 	}
-	cfg += `security_policies:
-  # Ten rules and a rate limit that a benign client passes through: nine
-  # that do not match (ranges and expressions), then a throttle.
-  ten-rules:
-    rules:
-      - {priority: 1, match: {src_ip_ranges: ["203.0.113.0/24", "2001:db8::/32"]}, action: "deny(403)"}
-      - {priority: 2, match: {src_ip_ranges: ["198.51.100.0/24"]}, action: "deny(403)"}
-      - {priority: 3, expr: "request.path.startsWith('/admin')", action: "deny(404)"}
-      - {priority: 4, expr: "request.headers['user-agent'].contains('sqlmap')", action: "deny(403)"}
-      - {priority: 5, expr: "request.method == 'TRACE'", action: "deny(403)"}
-      - {priority: 6, expr: "request.query.contains('union select')", action: "deny(403)"}
-      - {priority: 7, expr: "inIpRange(origin.ip, '192.0.2.0/24')", action: "deny(403)"}
-      - {priority: 8, match: {src_ip_ranges: ["100.64.0.0/10"]}, action: "deny(403)"}
-      - {priority: 9, expr: "request.path.endsWith('.php')", action: "deny(404)"}
-      - priority: 10
-        match: {src_ip_ranges: ["*"]}
-        action: throttle
-        rate_limit: {count: 1000000000, interval: 1m, key: ip, exceed_action: "deny(429)"}
-      - {priority: 2147483647, match: {src_ip_ranges: ["*"]}, action: "deny(403)"}
-`
+	cfg += "security_policies:\n" + tenRules
 	if waf {
 		cfg += fmt.Sprintf(`  waf:
     rules:

@@ -18,8 +18,8 @@ import (
 )
 
 // benchConfig mirrors bench/run's moat: a public route with no policy, and
-// a signed-in route behind ten rules and a rate limit that a benign client
-// passes through, in front of a trivial backend.
+// a signed-in route behind bench/run's ten rules (tenRulesFile), in front
+// of a trivial backend.
 const benchConfig = `
 server:
   https_addr: "127.0.0.1:0"
@@ -30,26 +30,22 @@ tls: {self_signed: true}
 backends:
   app: {url: %q}
 security_policies:
-  ten-rules:
-    rules:
-      - {priority: 1, match: {src_ip_ranges: ["203.0.113.0/24", "2001:db8::/32"]}, action: "deny(403)"}
-      - {priority: 2, match: {src_ip_ranges: ["198.51.100.0/24"]}, action: "deny(403)"}
-      - {priority: 3, expr: "request.path.startsWith('/admin')", action: "deny(404)"}
-      - {priority: 4, expr: "request.headers['user-agent'].contains('sqlmap')", action: "deny(403)"}
-      - {priority: 5, expr: "request.method == 'TRACE'", action: "deny(403)"}
-      - {priority: 6, expr: "request.query.contains('union select')", action: "deny(403)"}
-      - {priority: 7, expr: "inIpRange(origin.ip, '192.0.2.0/24')", action: "deny(403)"}
-      - {priority: 8, match: {src_ip_ranges: ["100.64.0.0/10"]}, action: "deny(403)"}
-      - {priority: 9, expr: "request.path.endsWith('.php')", action: "deny(404)"}
-      - priority: 10
-        match: {src_ip_ranges: ["*"]}
-        action: throttle
-        rate_limit: {count: 1000000000, interval: 1m, key: ip, exceed_action: "deny(429)"}
-      - {priority: 2147483647, match: {src_ip_ranges: ["*"]}, action: "deny(403)"}
-routes:
+%sroutes:
   - {host: dash.example.com, backend: app, public: true}
   - {host: app.example.com, backend: app, login: [password], allow: ["group:staff"], security_policy: ten-rules}
 `
+
+// tenRulesFile is bench/run's ten-rule policy, one definition for both.
+const tenRulesFile = "../../bench/harness/ten-rules.yaml"
+
+func tenRules(b testing.TB) string {
+	b.Helper()
+	raw, err := os.ReadFile(tenRulesFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return string(raw)
+}
 
 // BenchmarkFrontDoor is one request through the whole front door as
 // Server.ServeHTTP runs it — request id, client IP, route, security
@@ -65,7 +61,7 @@ func BenchmarkFrontDoor(b *testing.B) {
 	b.Cleanup(backend.Close)
 	dir := b.TempDir()
 	path := filepath.Join(dir, "moat.yaml")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(benchConfig, dir, backend.URL)), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(benchConfig, dir, backend.URL, tenRules(b))), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	cfg, err := config.Load(path)
