@@ -129,7 +129,7 @@ func NewProcess(st store.Store, ik *instancekey.Key, logger *slog.Logger) (*Proc
 		Limiter:  password.NewLimiter(max(1, runtime.GOMAXPROCS(0)/2), hasherWait),
 		store:    st,
 		logger:   logger.With("component", "auth"),
-		rechecks: rechecks{checked: map[string]time.Time{}},
+		rechecks: newRechecks(),
 	}
 	p.dir = &directory.Directory{Store: st, Logger: p.logger, Ended: p.Ended}
 	p.Throttle = throttle.New(attempts.NewStore(st), p.logger)

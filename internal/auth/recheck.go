@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"strings"
@@ -38,12 +40,52 @@ func newProviders(cfg *config.Config) (map[string]*oidc.Provider, time.Duration,
 	return providers, max(tick, minRecheckTick), nil
 }
 
+// One instance at a time re-checks SSO sessions: the one holding the
+// store's lock recheckLock, renewed while it works and left to run out
+// when it stops. Two instances refreshing one session at once would each
+// spend the same refresh token, and a provider that rotates them (and
+// revokes a reused one) would end the session.
+const (
+	recheckLock  = "sso-recheck"
+	recheckLease = 2 * time.Minute
+)
+
 // rechecks is the process's memory of when each SSO session was last
 // re-checked with its provider, so a reload does not re-check every
-// session at once; a session never re-checked counts from its sign-in.
+// session at once; a session never re-checked counts from its sign-in
+// (so an instance that takes the lock over re-checks what is due).
 type rechecks struct {
 	mu      sync.Mutex
 	checked map[string]time.Time // session hash -> last successful re-check
+	owner   string               // this process, on recheckLock
+	leased  time.Time            // when this process last took or renewed it
+}
+
+func newRechecks() rechecks {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return rechecks{checked: map[string]time.Time{}, owner: "sso-recheck/" + hex.EncodeToString(b[:])}
+}
+
+// lead reports whether this process is the instance that re-checks SSO
+// sessions, taking or renewing recheckLock in st once a quarter of its
+// lease has passed. A store that cannot answer is a no: the next tick
+// asks again.
+func (rc *rechecks) lead(ctx context.Context, st store.Store) (bool, error) {
+	rc.mu.Lock()
+	fresh := time.Since(rc.leased) < recheckLease/4
+	rc.mu.Unlock()
+	if fresh {
+		return true, nil
+	}
+	ok, err := st.TryLock(ctx, recheckLock, rc.owner, recheckLease)
+	if err != nil || !ok {
+		return false, err
+	}
+	rc.mu.Lock()
+	rc.leased = time.Now()
+	rc.mu.Unlock()
+	return true, nil
 }
 
 func (rc *rechecks) last(hash string) (time.Time, bool) {
@@ -105,6 +147,9 @@ func (s *Service) runRecheck(ctx context.Context) {
 // that cannot be reached is given one more interval before the session
 // ends (fail closed, but not on a blip).
 func (s *Service) recheckSessions(ctx context.Context, now time.Time) {
+	if !s.leadRechecks(ctx) {
+		return
+	}
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	sessions, err := s.p.store.ListSessions(lctx, "")
 	cancel()
@@ -135,8 +180,23 @@ func (s *Service) recheckSessions(ctx context.Context, now time.Time) {
 		if now.Sub(last) < p.RefreshInterval() {
 			continue
 		}
+		if !s.leadRechecks(ctx) {
+			return
+		}
 		s.recheck(ctx, p, sess, last, now)
 	}
+}
+
+// leadRechecks is rechecks.lead on this process's store, with its
+// failure logged.
+func (s *Service) leadRechecks(ctx context.Context) bool {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ok, err := s.p.rechecks.lead(lctx, s.p.store)
+	if err != nil {
+		s.p.logger.Warn("sso re-check: cannot take the re-check lock; trying again at the next tick", "err", err)
+	}
+	return ok
 }
 
 func (s *Service) recheck(ctx context.Context, p *oidc.Provider, sess *store.Session, last, now time.Time) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/auth/authtest"
 	"github.com/moat-dev/moat/internal/config"
 	"github.com/moat-dev/moat/internal/store"
@@ -71,5 +72,31 @@ func TestSSORecheckToleratesABriefOutage(t *testing.T) {
 	h.Svc.RecheckSessions(context.Background(), time.Now().Add(3*time.Minute))
 	if status, _ := h.Identity(c, "/sso/"); status != http.StatusUnauthorized {
 		t.Fatalf("after two intervals without the provider: %d, want 401", status)
+	}
+}
+
+// TestOneInstanceRechecksSSOSessions: two processes on one store (two
+// instances) each run the SSO re-check, but only the one holding the
+// store's re-check lock asks the provider. Each refreshing the same
+// session would spend one refresh token twice, and a provider that rotates
+// them ends the session on reuse.
+func TestOneInstanceRechecksSSOSessions(t *testing.T) {
+	h := authtest.NewSSO(t, func(cfg *config.Config) {
+		cfg.Identity.SSO["test"].RefreshInterval = config.Duration(time.Minute)
+	})
+	h.SSOSignIn(h.Browser(), "/sso/", "alice@example.com")
+	other, err := auth.New(h.Cfg, authtest.NewProcess(t, h.Cfg, h.Counted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	h.Svc.RecheckSessions(ctx, time.Now().Add(61*time.Second))
+	other.RecheckSessions(ctx, time.Now().Add(61*time.Second))
+	if n := h.OP.Refreshes(); n != 1 {
+		t.Fatalf("%d refreshes of one session by two instances in one interval, want 1", n)
+	}
+	h.Svc.RecheckSessions(ctx, time.Now().Add(122*time.Second))
+	if n := h.OP.Refreshes(); n != 2 {
+		t.Errorf("%d refreshes after the next interval, want 2 (the lock's holder goes on)", n)
 	}
 }
